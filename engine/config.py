@@ -1,0 +1,365 @@
+"""Configuration: attrs classes structured from TOML (+ ENGINE__SECTION__KEY env overrides) by cattrs.
+
+Every key is documented in docs/configuration.md. Loading is strict: an unknown key, a value of
+the wrong type or an out-of-range value raises :class:`ConfigError` whose message names the file
+(or environment variable) and the key, so the CLI can exit non-zero before any connection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+MODES = ("observe",)
+ENV_PREFIX = "ENGINE__"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the source and the key."""
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _hhmm(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{attribute.name} must be HH:MM (24h), got {value!r}")
+
+
+@attrs.frozen
+class VenueConfig:
+    """[venue]: where market data comes from and how the connection is kept healthy."""
+
+    ws_url: str = "wss://api.hyperliquid.xyz/ws"
+    info_url: str = "https://api.hyperliquid.xyz/info"
+    dex: str = "xyz"
+    markets: list[str] | None = None
+    connect_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    ping_idle_s: float = attrs.field(default=20.0, validator=_positive)
+    pong_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    reconnect_base_s: float = attrs.field(default=1.0, validator=_positive)
+    reconnect_max_s: float = attrs.field(default=60.0, validator=_positive)
+    reconnect_jitter_s: float = attrs.field(default=1.0, validator=_non_negative)
+    ctx_stale_ms: float = attrs.field(default=10_000.0, validator=_non_negative)
+    bbo_stale_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    stale_reconnect_min_interval_s: float = attrs.field(default=30.0, validator=_non_negative)
+    post_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    info_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+
+
+@attrs.frozen
+class RecordsConfig:
+    """[records]: where JSON Lines records go and how often they are flushed and fsynced."""
+
+    dir: str = "data"
+    flush_interval_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    fsync_interval_ms: float = attrs.field(default=1000.0, validator=_non_negative)
+    max_pending_records: int = attrs.field(default=1_000_000, validator=_positive)
+
+
+@attrs.frozen
+class FollowupsConfig:
+    """[followups]: what the market did after each signal, at these offsets."""
+
+    offsets_ms: list[int] = attrs.Factory(lambda: [1000, 3000, 5000])
+    max_ctx_age_ms: float = attrs.field(default=8000.0, validator=_non_negative)
+    max_bbo_age_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    max_pending: int = attrs.field(default=1_000_000, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.offsets_ms:
+            raise ValueError("offsets_ms must not be empty")
+        if any(o <= 0 for o in self.offsets_ms):
+            raise ValueError("offsets_ms must be > 0")
+        if sorted(set(self.offsets_ms)) != list(self.offsets_ms):
+            raise ValueError("offsets_ms must be strictly increasing")
+
+
+@attrs.frozen
+class GatesConfig:
+    """[gates]: market-data risk gates evaluated before the detector (0 disables a bound)."""
+
+    max_bbo_age_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    max_ctx_age_ms: float = attrs.field(default=8000.0, validator=_non_negative)
+    max_mark_mid_bps: float = attrs.field(default=0.0, validator=_non_negative)
+    spread_ewma_tau_ms: float = attrs.field(default=30_000.0, validator=_positive)
+    spread_shock_multiple: float = attrs.field(default=6.0, validator=_non_negative)
+    time_regression_block_ms: float = attrs.field(default=2000.0, validator=_non_negative)
+    halted_markets: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class SessionWindow:
+    """One weekday trading-session window in ``detector.session_timezone`` local time."""
+
+    name: str
+    start: str = attrs.field(validator=_hhmm)
+    end: str = attrs.field(validator=_hhmm)
+    threshold_mult: float = attrs.field(default=1.0, validator=_positive)
+    size_mult: float = attrs.field(default=1.0, validator=_positive)
+
+
+def _default_sessions() -> list[SessionWindow]:
+    return [
+        SessionWindow("us_open", "09:30", "11:00", 2.0, 0.5),
+        SessionWindow("us_active", "11:00", "16:00", 1.5, 0.75),
+    ]
+
+
+@attrs.frozen
+class DetectorConfig:
+    """[detector]: the dislocation detector (threshold, filters, baseline, confidence)."""
+
+    taker_fee_bps: float = attrs.field(default=4.0, validator=_non_negative)
+    slippage_bps: float = attrs.field(default=2.0, validator=_non_negative)
+    min_edge_bps: float = attrs.field(default=5.0, validator=_non_negative)
+    threshold_overrides: dict[str, float] = attrs.Factory(dict)
+    adaptive_threshold: bool = False
+    spread_threshold_multiplier: float = attrs.field(default=1.5, validator=_non_negative)
+    session_aware: bool = True
+    session_timezone: str = "America/New_York"
+    sessions: list[SessionWindow] = attrs.Factory(_default_sessions)
+    short_side_throttle: bool = False
+    short_threshold_mult: float = attrs.field(default=1.5, validator=_positive)
+    max_entry_spread_bps: float = attrs.field(default=0.0, validator=_non_negative)
+    oracle_direction_filter: bool = True
+    min_oracle_change_bps: float = attrs.field(default=0.0, validator=_non_negative)
+    min_consecutive_moves: int = attrs.field(default=2, validator=_non_negative)
+    oracle_min_move_bps: float = attrs.field(default=2.0, validator=_non_negative)
+    oracle_window_ms: float = attrs.field(default=30_000.0, validator=_positive)
+    min_quote_lag_ms: float = attrs.field(default=30.0, validator=_non_negative)
+    max_quote_lag_ms: float = attrs.field(default=700.0, validator=_non_negative)
+    baseline_tau_ms: float = attrs.field(default=300_000.0, validator=_positive)
+    baseline_min_samples: int = attrs.field(default=100, validator=_non_negative)
+    min_edge_above_baseline_bps: float = attrs.field(default=8.0, validator=_non_negative)
+    min_confidence: float = attrs.field(default=0.25, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_quote_lag_ms and self.max_quote_lag_ms < self.min_quote_lag_ms:
+            raise ValueError("max_quote_lag_ms must be >= min_quote_lag_ms (or 0 to disable)")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.session_timezone)
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable zone name
+            raise ValueError(f"unknown session_timezone {self.session_timezone!r}") from exc
+
+
+@attrs.frozen
+class SizingConfig:
+    """[sizing]: liquidity-based suggested size (recorded in observe mode)."""
+
+    sizing_alpha: float = attrs.field(default=0.10, validator=_positive)
+    min_book_notional: float = attrs.field(default=50.0, validator=_non_negative)
+    normal_book_notional: float = attrs.field(default=5000.0, validator=_positive)
+    max_notional: float = attrs.field(default=50.0, validator=_positive)
+    min_order_notional: float = attrs.field(default=11.0, validator=_non_negative)
+    confidence_sizing: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_book_notional >= self.normal_book_notional:
+            raise ValueError("min_book_notional must be < normal_book_notional")
+
+
+@attrs.frozen
+class SimConfig:
+    """[sim]: the embedded exchange simulator (used when ``enabled``; venue URLs then ignored)."""
+
+    enabled: bool = False
+    seed: int = 1
+    markets: int = attrs.field(default=40, validator=_positive)
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=0, validator=_non_negative)
+
+
+@attrs.frozen
+class SummaryConfig:
+    """[summary]: the one-line live summary printed to the console/journal."""
+
+    interval_s: float = attrs.field(default=5.0, validator=_non_negative)
+
+
+@attrs.frozen
+class LogConfig:
+    """[log]: logging level."""
+
+    level: str = "INFO"
+
+    def __attrs_post_init__(self) -> None:
+        if self.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {self.level!r}")
+
+
+@attrs.frozen
+class EngineConfig:
+    """The whole configuration. ``mode`` is one of :data:`MODES`."""
+
+    mode: str = "observe"
+    venue: VenueConfig = attrs.Factory(VenueConfig)
+    records: RecordsConfig = attrs.Factory(RecordsConfig)
+    followups: FollowupsConfig = attrs.Factory(FollowupsConfig)
+    gates: GatesConfig = attrs.Factory(GatesConfig)
+    detector: DetectorConfig = attrs.Factory(DetectorConfig)
+    sizing: SizingConfig = attrs.Factory(SizingConfig)
+    sim: SimConfig = attrs.Factory(SimConfig)
+    summary: SummaryConfig = attrs.Factory(SummaryConfig)
+    log: LogConfig = attrs.Factory(LogConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _structure_strict_float(value: Any, _t: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _structure_strict_int(value: Any, _t: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _structure_strict_bool(value: Any, _t: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _structure_strict_str(value: Any, _t: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+_converter.register_structure_hook(float, _structure_strict_float)
+_converter.register_structure_hook(int, _structure_strict_int)
+_converter.register_structure_hook(bool, _structure_strict_bool)
+_converter.register_structure_hook(str, _structure_strict_str)
+
+
+def _path_to_key(path: str) -> str:
+    """'$.venue.ws_url' -> '[venue] ws_url'; '$.mode' -> 'mode'."""
+    parts = [p for p in re.split(r"\.|\[|\]", path.lstrip("$")) if p]
+    parts = [p.strip("'\"") for p in parts]
+    if not parts:
+        return "(top level)"
+    if len(parts) == 1:
+        return parts[0]
+    return f"[{parts[0]}] {'.'.join(parts[1:])}"
+
+
+def _describe(exc: BaseException, path: str = "$") -> list[str]:
+    """Flatten a cattrs exception tree into 'key: problem' strings."""
+    out: list[str] = []
+    if isinstance(exc, ForbiddenExtraKeysError):
+        for k in sorted(exc.extra_fields):
+            out.append(f"{_path_to_key(path + '.' + k)}: unknown key")
+        return out
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            name = getattr(note, "name", None)
+            idx = getattr(note, "index", None)
+            sub_path = f"{path}.{name}" if name is not None else f"{path}[{idx}]"
+            if isinstance(sub, KeyError):
+                out.append(f"{_path_to_key(sub_path)}: required key is missing")
+            else:
+                out.extend(_describe(sub, sub_path))
+        for sub in without:
+            out.extend(_describe(sub, path))
+        return out
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            out.extend(_describe(sub, path))
+        return out
+    out.append(f"{_path_to_key(path)}: {exc}")
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Parse an env override as a TOML value when it is one (numbers, bools, lists), else a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Apply ENGINE__SECTION__KEY=value overrides in place; return the applied variable names."""
+    applied: list[str] = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(f"environment variable {name}: malformed override name")
+        node = data
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"environment variable {name}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = _parse_env_value(env[name])
+        applied.append(name)
+    return applied
+
+
+def structure_config(data: dict[str, Any], source: str) -> EngineConfig:
+    """Structure a raw dict into :class:`EngineConfig`; errors name ``source`` and the key."""
+    try:
+        return _converter.structure(data, EngineConfig)
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
+        problems = _describe(exc)
+        raise ConfigError(
+            f"invalid configuration in {source}:\n  " + "\n  ".join(problems)
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid configuration in {source}: {exc}") from None
+
+
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, defaults: str | None = None
+) -> EngineConfig:
+    """Load ``path`` (or the TOML text ``defaults`` when path is None) plus env overrides."""
+    env = os.environ if env is None else env
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {source}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+    else:
+        source = "<embedded default config>"
+        text = defaults or ""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    applied = apply_env_overrides(data, env)
+    if applied:
+        source = f"{source} (with environment overrides {', '.join(applied)})"
+    return structure_config(data, source)

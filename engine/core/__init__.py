@@ -1,0 +1,1 @@
+"""The pure core: synchronous, deterministic trading decisions with an injected clock (no I/O)."""

@@ -1,0 +1,1 @@
+"""Durable I/O: crash-safe JSON Lines appender and per-day record files."""

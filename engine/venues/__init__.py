@@ -1,0 +1,1 @@
+"""Venue adapters (wire codecs, connections, discovery)."""

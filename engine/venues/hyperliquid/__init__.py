@@ -1,0 +1,1 @@
+"""Hyperliquid adapter: wire codec, WebSocket client, info/discovery."""

@@ -1,0 +1,1 @@
+"""Formal state machines (python-statemachine) and the fast tables derived from them."""

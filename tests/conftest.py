@@ -1,0 +1,1 @@
+"""Shared pytest configuration (Trio mode is enabled in pyproject.toml)."""

@@ -174,6 +174,10 @@ class SizingConfig:
     def __attrs_post_init__(self) -> None:
         if self.min_book_notional >= self.normal_book_notional:
             raise ValueError("min_book_notional must be < normal_book_notional")
+        if self.max_notional * 0.99 < max(self.min_order_notional, 10.0):
+            raise ValueError(
+                "max_notional x 0.99 must be >= min_order_notional and the venue's $10 minimum"
+            )
 
 
 @attrs.frozen
@@ -286,14 +290,20 @@ def _describe(exc: BaseException, path: str = "$") -> list[str]:
                 out.append(f"{_path_to_key(sub_path)}: required key is missing")
             else:
                 out.extend(_describe(sub, sub_path))
-        for sub in without:
-            out.extend(_describe(sub, path))
+        for plain in without:
+            out.extend(_describe(plain, path))
         return out
     if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            out.extend(_describe(sub, path))
+        for member in exc.exceptions:
+            out.extend(_describe(member, path))
         return out
-    out.append(f"{_path_to_key(path)}: {exc}")
+    key = _path_to_key(path)
+    if key == "(top level)":
+        out.append(str(exc))
+    elif not key.startswith("["):
+        out.append(f"[{key}] {exc}")
+    else:
+        out.append(f"{key}: {exc}")
     return out
 
 

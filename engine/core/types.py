@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import attrs
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     """Direction of a dislocation: BUY takes an ask below the oracle, SELL hits a bid above it."""
 
     BUY = "buy"

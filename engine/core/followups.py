@@ -4,8 +4,9 @@ Owns the pending followups of every signal and the :data:`FollowupRecord` dicts 
 into (design §4 invariant 7: each signal gets exactly one record per offset, captured or
 explicitly MISSED). Time is always an argument (wall-clock epoch milliseconds).
 
-Memory: ONE heap entry per signal (keyed by its next due offset) holding a ``__slots__``
-object; identical offset lists are shared. The lifecycle of each signal follows
+Memory and GC: ONE heap entry per signal (keyed by its next due offset); a pending signal is
+held in plain tuples of atoms, which CPython's cyclic GC untracks (see ``_HeapItem``), and
+identical offset lists are shared. The lifecycle of each signal follows
 :class:`fsm.followup.FollowupMachine` through the table derived from it
 (:data:`fsm.followup.FOLLOWUP_TABLE`); no state machine instance is built per signal.
 
@@ -114,48 +115,18 @@ def missed_record(
     }
 
 
-class _Pending:
-    """One signal's unresolved followups (the heap holds exactly one entry per signal)."""
-
-    __slots__ = (
-        "signal_id",
-        "coin",
-        "side",
-        "is_buy",
-        "signal_ts_ms",
-        "t0_oracle_px",
-        "t0_best_px",
-        "t0_raw_edge_bps",
-        "offsets",
-        "idx",
-        "state",
-        "had_miss",
-    )
-
-    def __init__(
-        self,
-        signal_id: str,
-        coin: str,
-        side: str,
-        signal_ts_ms: float,
-        t0_oracle_px: float | None,
-        t0_best_px: float | None,
-        t0_raw_edge_bps: float | None,
-        offsets: tuple[float, ...],
-        had_miss: bool,
-    ) -> None:
-        self.signal_id = signal_id
-        self.coin = coin
-        self.side = side
-        self.is_buy = side == "buy"
-        self.signal_ts_ms = signal_ts_ms
-        self.t0_oracle_px = t0_oracle_px
-        self.t0_best_px = t0_best_px
-        self.t0_raw_edge_bps = t0_raw_edge_bps
-        self.offsets = offsets
-        self.idx = 0
-        self.state = SCHEDULED
-        self.had_miss = had_miss
+# A pending signal is two plain tuples of atoms (str, float, int, bool, None), never a class
+# instance: CPython's cyclic GC untracks such tuples, so 100,000 pending signals add nothing to
+# the cost of a GC pass (instances, even with __slots__, stay tracked: a full collection over
+# 100k of them took ~50 ms in bench/bench_followups.py). Tuples are also as small as slots.
+#
+#   heap item: (due_ms, seq, idx, state, had_miss, sig)   one per signal; seq breaks ties
+#   sig:       (signal_id, coin, side, is_buy, signal_ts_ms, t0_oracle_px, t0_best_px,
+#               t0_raw_edge_bps, offsets)                  shared by all of its heap items
+_SigData = tuple[
+    str, str, str, bool, float, float | None, float | None, float | None, tuple[float, ...]
+]
+_HeapItem = tuple[float, int, int, str, bool, _SigData]
 
 
 class FollowupBook:
@@ -186,7 +157,7 @@ class FollowupBook:
         self.max_bbo_age_ms = float(max_bbo_age_ms)
         self.max_lateness_ms = float(max_lateness_ms)
         self.max_pending = int(max_pending)
-        self._heap: list[tuple[float, int, _Pending]] = []
+        self._heap: list[_HeapItem] = []
         self._seq = 0
         self._offsets_cache: dict[tuple[float, ...], tuple[float, ...]] = {}
         self.pending_offsets = 0
@@ -241,19 +212,21 @@ class FollowupBook:
         if len(self._heap) >= self.max_pending:
             self.refused += 1
             return False
-        entry = _Pending(
+        sig: _SigData = (
             signal_id,
             coin,
             side_s,
+            side_s == "buy",
             signal_ts_ms,
             t0_oracle_px,
             t0_best_px,
             t0_raw_edge_bps,
             offsets,
-            prior_miss,
         )
         self._seq += 1
-        heapq.heappush(self._heap, (signal_ts_ms + offsets[0], self._seq, entry))
+        heapq.heappush(
+            self._heap, (signal_ts_ms + offsets[0], self._seq, 0, SCHEDULED, prior_miss, sig)
+        )
         self.pending_offsets += len(offsets)
         self.scheduled += 1
         return True
@@ -264,101 +237,92 @@ class FollowupBook:
 
     # ------------------------------------------------------------------ resolution
 
-    def _advance(self, entry: _Pending, event: str) -> bool:
-        """Apply one resolution through the FSM table; True if the signal is finished."""
-        is_last = entry.idx == len(entry.offsets) - 1
-        state = FOLLOWUP_TABLE[(entry.state, event, is_last, entry.had_miss)]
-        entry.state = state
-        if event == MISS:
-            entry.had_miss = True
-            self.missed += 1
-        else:
-            self.captured += 1
-        entry.idx += 1
-        self.pending_offsets -= 1
-        if state in FINAL_STATES:
-            if state == DONE:
-                self.signals_done += 1
-            else:
-                self.signals_missed += 1
-            return True
-        return False
+    def _check_view(self, v: MarketView | None, now_ms: float) -> str | None:
+        """The miss reason that applies to every side of ``v`` at ``now_ms`` (None: usable)."""
+        if v is None:
+            return "no_data"
+        if not v.live:
+            return "disconnected"
+        o = v.oracle_px
+        if o is None or not o > 0:
+            return "stale_data"
+        max_ctx = self.max_ctx_age_ms
+        if max_ctx > 0 and (v.ctx_recv_ms is None or now_ms - v.ctx_recv_ms > max_ctx):
+            return "stale_data"
+        max_bbo = self.max_bbo_age_ms
+        if max_bbo > 0 and (v.bbo_recv_ms is None or now_ms - v.bbo_recv_ms > max_bbo):
+            return "stale_data"
+        return None
 
     def capture_due(
         self, now_ms: float, view: ViewFn, *, limit: int | None = None
     ) -> list[FollowupRecord]:
         """Resolve every offset due at or before ``now_ms`` (at most ``limit`` of them).
 
-        ``view(coin)`` is called at most once per coin per call. Records come out in due
-        order (a signal's offsets in offset order).
+        ``view(coin)`` is called at most once per coin per call (an exception from it counts
+        as ``"no_data"``). Records come out in due order (a signal's offsets in offset order);
+        every record of one call has ``captured_at_ms == now_ms``.
         """
         heap = self._heap
         out: list[FollowupRecord] = []
         if not heap or heap[0][0] > now_ms:
             return out
-        views: dict[str, MarketView | None] = {}
+        # coin -> (reason or None, view); filled lazily, once per coin per call
+        checked: dict[str, tuple[str | None, MarketView | None]] = {}
         max_late = self.max_lateness_ms
-        max_ctx = self.max_ctx_age_ms
-        max_bbo = self.max_bbo_age_ms
+        table = FOLLOWUP_TABLE
+        finals = FINAL_STATES
+        heappop = heapq.heappop
+        heapreplace = heapq.heapreplace
+        append = out.append
+        n_captured = n_missed = n_done = n_signals_missed = 0
         remaining = -1 if limit is None else limit
         while heap and remaining != 0:
-            due, seq, entry = heap[0]
+            due, seq, idx, state, had_miss, sig = heap[0]
             if due > now_ms:
                 break
             remaining -= 1
-            offset = entry.offsets[entry.idx]
-            coin = entry.coin
-            reason: str | None = None
+            (signal_id, coin, side, is_buy, signal_ts, t0_o, t0_b, t0_raw, offsets) = sig
+            offset = offsets[idx]
+            is_last = idx == len(offsets) - 1
+            lateness = now_ms - due
+            reason: str | None
             v: MarketView | None = None
-            oracle = best = 0.0
-            if now_ms - due > max_late:
+            if lateness > max_late:
                 reason = "late"
             else:
-                if coin in views:
-                    v = views[coin]
-                else:
-                    v = views[coin] = view(coin)
-                if v is None:
-                    reason = "no_data"
-                elif not v.live:
-                    reason = "disconnected"
-                else:
-                    o = v.oracle_px
-                    b = v.ask_px if entry.is_buy else v.bid_px
-                    if not o or not b or o <= 0 or b <= 0:
-                        reason = "stale_data"
-                    elif max_ctx > 0 and (
-                        v.ctx_recv_ms is None or now_ms - v.ctx_recv_ms > max_ctx
-                    ):
-                        reason = "stale_data"
-                    elif max_bbo > 0 and (
-                        v.bbo_recv_ms is None or now_ms - v.bbo_recv_ms > max_bbo
-                    ):
-                        reason = "stale_data"
-                    else:
-                        oracle = o
-                        best = b
+                chk = checked.get(coin)
+                if chk is None:
+                    try:
+                        v = view(coin)
+                    except Exception:  # noqa: BLE001 - a broken view is "no data", not a crash
+                        v = None
+                    chk = checked[coin] = (self._check_view(v, now_ms), v)
+                reason, v = chk
             if reason is None:
                 assert v is not None
-                if entry.is_buy:
-                    raw = (oracle - best) / oracle * 1e4
+                oracle: float = v.oracle_px  # type: ignore[assignment]  # checked > 0 above
+                if is_buy:
+                    best = v.ask_px
                     size = v.ask_sz
                 else:
-                    raw = (best - oracle) / oracle * 1e4
+                    best = v.bid_px
                     size = v.bid_sz
-                t0_raw = entry.t0_raw_edge_bps
-                t0_o = entry.t0_oracle_px
-                t0_b = entry.t0_best_px
-                out.append(
+                if best is None or not best > 0:
+                    reason = "stale_data"
+            if reason is None:
+                assert best is not None
+                raw = (oracle - best if is_buy else best - oracle) / oracle * 1e4
+                append(
                     {
-                        "signal_id": entry.signal_id,
+                        "signal_id": signal_id,
                         "market_key": coin,
-                        "side": entry.side,
-                        "signal_timestamp_ms": entry.signal_ts_ms,
+                        "side": side,
+                        "signal_timestamp_ms": signal_ts,
                         "offset_ms": offset,
                         "due_ms": due,
                         "captured_at_ms": now_ms,
-                        "lateness_ms": now_ms - due,
+                        "lateness_ms": lateness,
                         "status": CAPTURED,
                         "miss_reason": None,
                         "t0_oracle_px": t0_o,
@@ -373,52 +337,64 @@ class FollowupBook:
                         "market_moved_bps": (best - t0_b) / t0_b * 1e4 if t0_b else None,
                     }
                 )
-                finished = self._advance(entry, CAPTURE)
+                n_captured += 1
+                state = table[(state, CAPTURE, is_last, had_miss)]
             else:
-                out.append(
+                append(
                     missed_record(
-                        entry.signal_id,
-                        coin,
-                        entry.side,
-                        entry.signal_ts_ms,
-                        offset,
-                        now_ms,
-                        reason,
-                        entry.t0_oracle_px,
-                        entry.t0_best_px,
-                        entry.t0_raw_edge_bps,
+                        signal_id, coin, side, signal_ts, offset, now_ms, reason, t0_o, t0_b, t0_raw
                     )
                 )
-                finished = self._advance(entry, MISS)
-            if finished:
-                heapq.heappop(heap)
+                n_missed += 1
+                state = table[(state, MISS, is_last, had_miss)]
+                had_miss = True
+            if state in finals:
+                if state == DONE:
+                    n_done += 1
+                else:
+                    n_signals_missed += 1
+                heappop(heap)
             else:
-                heapq.heapreplace(heap, (entry.signal_ts_ms + entry.offsets[entry.idx], seq, entry))
+                heapreplace(
+                    heap, (signal_ts + offsets[idx + 1], seq, idx + 1, state, had_miss, sig)
+                )
+        self.captured += n_captured
+        self.missed += n_missed
+        self.pending_offsets -= n_captured + n_missed
+        self.signals_done += n_done
+        self.signals_missed += n_signals_missed
         return out
 
     def miss_all(self, now_ms: float, reason: str) -> list[FollowupRecord]:
         """Resolve every pending offset as MISSED with ``reason`` (e.g. ``"shutdown"``)."""
         if reason not in MISS_REASONS:
             raise ValueError(f"unknown miss reason {reason!r}")
-        entries = sorted(self._heap, key=lambda t: (t[0], t[1]))
+        items = sorted(self._heap, key=lambda t: (t[0], t[1]))
         self._heap = []
+        table = FOLLOWUP_TABLE
         out: list[FollowupRecord] = []
-        for _due, _seq, entry in entries:
-            while True:
+        for _due, _seq, idx, state, had_miss, sig in items:
+            (signal_id, coin, side, _is_buy, signal_ts, t0_o, t0_b, t0_raw, offsets) = sig
+            for i in range(idx, len(offsets)):
                 out.append(
                     missed_record(
-                        entry.signal_id,
-                        entry.coin,
-                        entry.side,
-                        entry.signal_ts_ms,
-                        entry.offsets[entry.idx],
+                        signal_id,
+                        coin,
+                        side,
+                        signal_ts,
+                        offsets[i],
                         now_ms,
                         reason,
-                        entry.t0_oracle_px,
-                        entry.t0_best_px,
-                        entry.t0_raw_edge_bps,
+                        t0_o,
+                        t0_b,
+                        t0_raw,
                     )
                 )
-                if self._advance(entry, MISS):
-                    break
+                state = table[(state, MISS, i == len(offsets) - 1, i > idx or had_miss)]
+            if state == DONE:  # pragma: no cover - the table makes a final miss MISSED
+                self.signals_done += 1
+            else:
+                self.signals_missed += 1
+            self.missed += len(offsets) - idx
+            self.pending_offsets -= len(offsets) - idx
         return out

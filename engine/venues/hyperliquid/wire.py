@@ -1,0 +1,360 @@
+"""Hyperliquid WebSocket wire codec: owns the message shapes, the fast decode path and encoders.
+
+Server → client frames are ``{"channel": <str>, "data": <any>}`` (``pong`` has no ``data``);
+shapes follow docs/hyperliquid-protocol.md §2–§4. :class:`WireDecoder` turns one text frame
+into one small event (or ``None`` when the frame is ignored) with a single msgspec typed decode
+of a tagged union on ``channel``:
+
+* ``bbo`` → :class:`BboEvent`: floats; an empty (``null``) side, or a side with px ≤ 0 or
+  sz ≤ 0, becomes ``None`` for both px and sz (never price 0); non-finite numbers are malformed.
+* ``activeAssetCtx`` → :class:`CtxEvent`: ``oracle_px`` must be finite and > 0 (else
+  malformed); ``mark_px`` is ``None`` when absent/null/≤ 0. Extra ctx fields are ignored.
+* ``subscriptionResponse`` → :class:`SubAckEvent` (type read from ``data.subscription.type``,
+  ``data.method`` must be ``subscribe``/``unsubscribe``: pitfall P1).
+* ``pong`` → :data:`PONG`; ``post`` → :class:`PostEvent`; ``error`` → :class:`ErrorEvent`.
+
+Anything else is counted in :class:`WireStats` and skipped, never raised: the plain-text
+greeting ``Websocket connection established.`` and other text that is not JSON at all
+(``non_json``; anything but the greeting is also logged, rate-limited), a JSON frame on a
+channel we do not decode (``unknown_channel``, per name, logged once per name), and broken
+JSON (starts with ``{``/``[`` but does not parse, e.g. truncated) or a frame of a known channel
+with a bad shape or values (``malformed``, logged rate-limited with a truncated excerpt). The typed decode is tried first; the generic decode only runs on failure.
+
+Encoders build client → server messages (§2.2, §2.3, §4.1) with msgspec, which keeps dict key
+order (the order of a signed action must be preserved: pitfall P30).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import attrs
+import msgspec
+
+from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
+
+log = logging.getLogger(__name__)
+
+GREETING: Final = "Websocket connection established."
+CH_BBO: Final = "bbo"
+CH_CTX: Final = "activeAssetCtx"
+CH_SUB: Final = "subscriptionResponse"
+CH_PONG: Final = "pong"
+CH_POST: Final = "post"
+CH_ERROR: Final = "error"
+KNOWN_CHANNELS: Final = frozenset({CH_BBO, CH_CTX, CH_SUB, CH_PONG, CH_POST, CH_ERROR})
+MAX_UNKNOWN_CHANNEL_NAMES: Final = 64
+_INF: Final = float("inf")
+
+
+# --------------------------------------------------------------------------- wire shapes
+# Numbers arrive as decimal strings; the decoder runs with strict=False so msgspec converts
+# "112.88" to a float in C. Unknown fields are ignored (P16: accept extra fields).
+
+
+class _Level(msgspec.Struct, gc=False):
+    px: float
+    sz: float
+    n: int = 0
+
+
+class _BboData(msgspec.Struct, gc=False):
+    coin: str
+    time: int
+    bbo: tuple[_Level | None, _Level | None]
+
+
+class _BboMsg(msgspec.Struct, tag_field="channel", tag=CH_BBO, gc=False):
+    data: _BboData
+
+
+class _Ctx(msgspec.Struct, gc=False):
+    oraclePx: float
+    markPx: float | None = None
+
+
+class _CtxData(msgspec.Struct, gc=False):
+    coin: str
+    ctx: _Ctx
+
+
+class _CtxMsg(msgspec.Struct, tag_field="channel", tag=CH_CTX, gc=False):
+    data: _CtxData
+
+
+class _Subscription(msgspec.Struct, gc=False):
+    type: str
+    coin: str | None = None
+
+
+class _SubData(msgspec.Struct, gc=False):
+    method: Literal["subscribe", "unsubscribe"]
+    subscription: _Subscription
+
+
+class _SubMsg(msgspec.Struct, tag_field="channel", tag=CH_SUB, gc=False):
+    data: _SubData
+
+
+class _PongMsg(msgspec.Struct, tag_field="channel", tag=CH_PONG, gc=False):
+    pass
+
+
+class _PostResponse(msgspec.Struct):
+    type: str
+    payload: Any = None
+
+
+class _PostData(msgspec.Struct):
+    id: int
+    response: _PostResponse
+
+
+class _PostMsg(msgspec.Struct, tag_field="channel", tag=CH_POST):
+    data: _PostData
+
+
+class _ErrorMsg(msgspec.Struct, tag_field="channel", tag=CH_ERROR):
+    data: Any = None
+
+
+_WireMsg = _BboMsg | _CtxMsg | _SubMsg | _PongMsg | _PostMsg | _ErrorMsg
+
+
+# --------------------------------------------------------------------------- events
+
+
+class BboEvent(msgspec.Struct, gc=False):
+    """Best bid/offer of one coin; a side is ``None`` (px and sz) when empty or invalid."""
+
+    coin: str
+    time_ms: int
+    bid_px: float | None
+    bid_sz: float | None
+    ask_px: float | None
+    ask_sz: float | None
+
+
+class CtxEvent(msgspec.Struct, gc=False):
+    """Asset context of one coin: oracle price (finite, > 0) and mark price (or ``None``)."""
+
+    coin: str
+    oracle_px: float
+    mark_px: float | None
+
+
+class SubAckEvent(msgspec.Struct, gc=False):
+    """Acknowledgement of a (un)subscribe; ``sub_type`` from ``data.subscription.type``."""
+
+    method: str
+    sub_type: str
+    coin: str | None
+
+
+class PongEvent(msgspec.Struct, gc=False):
+    """The answer to ``{"method":"ping"}``."""
+
+
+PONG: Final = PongEvent()
+
+
+class PostEvent(msgspec.Struct):
+    """The answer to post ``id``: ``response`` is ``{"type": ..., "payload": ...}``."""
+
+    id: int
+    response_type: str
+    payload: Any
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return {"type": self.response_type, "payload": self.payload}
+
+
+class ErrorEvent(msgspec.Struct):
+    """A message on the ``error`` channel (its ``data`` is normally a string)."""
+
+    message: str
+
+
+Event = BboEvent | CtxEvent | SubAckEvent | PongEvent | PostEvent | ErrorEvent
+
+
+@attrs.define(slots=True)
+class WireStats:
+    """Counters kept by :class:`WireDecoder` (the feed's stats object extends this)."""
+
+    frames_total: int = 0
+    frames_by_channel: dict[str, int] = attrs.Factory(
+        lambda: dict.fromkeys(sorted(KNOWN_CHANNELS), 0)
+    )
+    malformed: int = 0
+    unknown_channel: int = 0
+    unknown_by_channel: dict[str, int] = attrs.Factory(dict)
+    non_json: int = 0
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class WireDecoder:
+    """Decode server text frames into events; count and log (rate-limited) what it skips."""
+
+    __slots__ = ("stats", "_decode", "_generic", "_rlog", "_fbc")
+
+    def __init__(self, stats: WireStats | None = None, *, rlog: RateLimitedLog | None = None):
+        self.stats = stats if stats is not None else WireStats()
+        self._decode = msgspec.json.Decoder(_WireMsg, strict=False).decode
+        self._generic = msgspec.json.Decoder().decode
+        self._rlog = rlog if rlog is not None else RateLimitedLog(log)
+        fbc = self.stats.frames_by_channel
+        for ch in KNOWN_CHANNELS:
+            fbc.setdefault(ch, 0)
+        self._fbc = fbc
+
+    def decode(self, text: str | bytes) -> Event | None:
+        """Return the event carried by ``text``, or ``None`` if it was counted and skipped."""
+        stats = self.stats
+        stats.frames_total += 1
+        try:
+            msg = self._decode(text)
+        except msgspec.DecodeError as exc:  # ValidationError is a subclass
+            self._classify_failure(text, exc)
+            return None
+        t = type(msg)
+        if t is _BboMsg:
+            d = msg.data
+            b, a = d.bbo
+            bp: float | None
+            bs: float | None
+            ap: float | None
+            asz: float | None
+            if b is None:
+                bp = bs = None
+            else:
+                bp = b.px
+                bs = b.sz
+                if not (0.0 < bp < _INF and 0.0 < bs < _INF):
+                    if bp - bp != 0.0 or bs - bs != 0.0:  # nan or inf
+                        self._malformed(text, "non-finite bid")
+                        return None
+                    bp = bs = None
+            if a is None:
+                ap = asz = None
+            else:
+                ap = a.px
+                asz = a.sz
+                if not (0.0 < ap < _INF and 0.0 < asz < _INF):
+                    if ap - ap != 0.0 or asz - asz != 0.0:
+                        self._malformed(text, "non-finite ask")
+                        return None
+                    ap = asz = None
+            self._fbc[CH_BBO] += 1
+            return BboEvent(d.coin, d.time, bp, bs, ap, asz)
+        if t is _CtxMsg:
+            cd = msg.data
+            ctx = cd.ctx
+            oracle = ctx.oraclePx
+            if not 0.0 < oracle < _INF:
+                self._malformed(text, "oraclePx not finite and > 0")
+                return None
+            mark = ctx.markPx
+            if mark is not None and not 0.0 < mark < _INF:
+                if mark - mark != 0.0:
+                    self._malformed(text, "markPx not finite")
+                    return None
+                mark = None
+            self._fbc[CH_CTX] += 1
+            return CtxEvent(cd.coin, oracle, mark)
+        if t is _SubMsg:
+            sd = msg.data
+            self._fbc[CH_SUB] += 1
+            return SubAckEvent(sd.method, sd.subscription.type, sd.subscription.coin)
+        if t is _PongMsg:
+            self._fbc[CH_PONG] += 1
+            return PONG
+        if t is _PostMsg:
+            pd = msg.data
+            self._fbc[CH_POST] += 1
+            return PostEvent(pd.id, pd.response.type, pd.response.payload)
+        # _ErrorMsg
+        data = msg.data
+        self._fbc[CH_ERROR] += 1
+        return ErrorEvent(data if isinstance(data, str) else msgspec.json.encode(data).decode())
+
+    # -- slow path: classification of frames the typed decode rejected
+
+    def _classify_failure(self, text: str | bytes, exc: msgspec.DecodeError) -> None:
+        try:
+            generic = self._generic(text)
+        except msgspec.DecodeError as jexc:
+            stripped = (
+                text.strip() if isinstance(text, str) else text.strip().decode("utf-8", "replace")
+            )
+            if stripped[:1] in ("{", "["):  # meant to be JSON: a broken (e.g. truncated) frame
+                self._malformed(text, f"invalid JSON: {jexc}")
+                return
+            self.stats.non_json += 1
+            if stripped == GREETING:
+                log.debug("ignored server greeting %r", GREETING)
+            else:
+                self._rlog.log(
+                    "non_json", logging.WARNING, "ignored non-JSON frame: %s", excerpt(text)
+                )
+            return
+        channel = generic.get("channel") if isinstance(generic, dict) else None
+        if isinstance(channel, str) and channel not in KNOWN_CHANNELS:
+            stats = self.stats
+            stats.unknown_channel += 1
+            ubc = stats.unknown_by_channel
+            if channel not in ubc:
+                if len(ubc) >= MAX_UNKNOWN_CHANNEL_NAMES:
+                    channel = "<other>"
+                else:
+                    log.info("ignoring frames on unknown channel %r", channel)
+            ubc[channel] = ubc.get(channel, 0) + 1
+            return
+        self._malformed(text, str(exc))
+
+    def _malformed(self, text: str | bytes, why: str) -> None:
+        self.stats.malformed += 1
+        self._rlog.log(
+            "malformed", logging.WARNING, "malformed frame skipped (%s): %s", why, excerpt(text)
+        )
+
+
+# --------------------------------------------------------------------------- encoders
+
+_encode = msgspec.json.encode
+
+PING_TEXT: Final = '{"method":"ping"}'
+
+
+def subscription(sub_type: str, coin: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A subscription object, e.g. ``{"type":"bbo","coin":"xyz:SILVER"}``."""
+    sub: dict[str, Any] = {"type": sub_type}
+    if coin is not None:
+        sub["coin"] = coin
+    sub.update(extra)
+    return sub
+
+
+def encode_subscribe(sub: Mapping[str, Any]) -> str:
+    """``{"method":"subscribe","subscription":{...}}``."""
+    return _encode({"method": "subscribe", "subscription": sub}).decode()
+
+
+def encode_unsubscribe(sub: Mapping[str, Any]) -> str:
+    """``{"method":"unsubscribe","subscription":{...}}``."""
+    return _encode({"method": "unsubscribe", "subscription": sub}).decode()
+
+
+def encode_ping() -> str:
+    """``{"method":"ping"}`` (answered by ``{"channel":"pong"}``)."""
+    return PING_TEXT
+
+
+def encode_post(post_id: int, request: Mapping[str, Any]) -> str:
+    """``{"method":"post","id":<id>,"request":{...}}`` (request keys keep their order)."""
+    return _encode({"method": "post", "id": post_id, "request": request}).decode()

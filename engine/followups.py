@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from engine.core.followups import CAPTURED, FollowupBook, FollowupRecord, ViewFn
+from engine.core.followups import CAPTURED, FollowupBook, FollowupRecord, ViewFn, missed_record
 from engine.core.types import Side
 from engine.io.followup_recovery import Reschedule
 
@@ -157,7 +157,14 @@ class FollowupScheduler:
             prior_miss=prior_miss,
         )
         if not ok:
+            # Invariant 7: never silence. A refused signal still gets one record per offset.
             self._log_refused()
+            now = self.clock()
+            self._write([
+                missed_record(signal_id, coin, str(side), signal_ts_ms, off, now, "overflow",
+                              t0_oracle_px, t0_best_px, t0_raw_edge_bps)
+                for off in offsets_ms
+            ])
             return False
         if self._shut_down:
             now = self.clock()

@@ -65,6 +65,7 @@ MISS_REASONS: Final[tuple[str, ...]] = (
     "late",
     "shutdown",
     "restart",
+    "overflow",
 )
 
 ViewFn = Callable[[str], MarketView | None]

@@ -215,9 +215,13 @@ async def test_refused_schedules_are_counted_and_logged(caplog: pytest.LogCaptur
     sched = FollowupScheduler(FollowupBook(max_pending=1), sink, live_view, wall_ms)
     with caplog.at_level(logging.WARNING):
         assert sched.schedule("a", "c", "buy", wall_ms(), 1.0, 1.0, 1.0, (1000,))
-        assert not sched.schedule("b", "c", "buy", wall_ms(), 1.0, 1.0, 1.0, (1000,))
+        assert not sched.schedule("b", "c", "buy", wall_ms(), 1.0, 1.0, 1.0, (1000, 3000))
     assert sched.stats.refused == 1
     assert "refused 1" in caplog.text
+    # Never silence: the refused signal still gets one MISSED "overflow" record per offset.
+    refused = [r for r in sink.records if r["signal_id"] == "b"]
+    assert [(r["offset_ms"], r["status"], r["miss_reason"]) for r in refused] == [
+        (1000, "missed", "overflow"), (3000, "missed", "overflow")]
 
 
 def test_reservoir_is_bounded() -> None:

@@ -222,7 +222,7 @@ class ObserveCore:
             "best_px": fields["best_px"],
             "best_size": fields["best_size"],
             "suggested_size": fields["suggested_size"],
-            "signal_id": f"sig_{m.coin}_{side}_{ts}_{self.boot_id}{self._seq}",
+            "signal_id": f"sig_{m.coin}_{side}_{ts}_{self.boot_id}-{self._seq}",
             "asset_id": m.spec.asset_id,
             "mode": self.mode,
             "trigger": trigger,

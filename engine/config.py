@@ -256,6 +256,41 @@ def _structure_strict_str(value: Any, _t: Any) -> str:
     return value
 
 
+def _is_list_type(t: Any) -> bool:
+    return getattr(t, "__origin__", None) is list
+
+
+def _strict_list_factory(t: Any) -> Any:
+    (item_type,) = t.__args__
+
+    def structure(value: Any, _t: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r}")
+        return [_converter.structure(v, item_type) for v in value]
+
+    return structure
+
+
+def _is_dict_type(t: Any) -> bool:
+    return getattr(t, "__origin__", None) is dict
+
+
+def _strict_dict_factory(t: Any) -> Any:
+    key_type, value_type = t.__args__
+
+    def structure(value: Any, _t: Any) -> dict[Any, Any]:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a table, got {value!r}")
+        return {
+            _converter.structure(k, key_type): _converter.structure(v, value_type)
+            for k, v in value.items()
+        }
+
+    return structure
+
+
+_converter.register_structure_hook_factory(_is_list_type, _strict_list_factory)
+_converter.register_structure_hook_factory(_is_dict_type, _strict_dict_factory)
 _converter.register_structure_hook(float, _structure_strict_float)
 _converter.register_structure_hook(int, _structure_strict_int)
 _converter.register_structure_hook(bool, _structure_strict_bool)

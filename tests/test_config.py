@@ -1,0 +1,63 @@
+"""Configuration files and the strict loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import embedded_default_config
+from engine.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_configs_load() -> None:
+    obs = load_config(ROOT / "config" / "observe.toml", env={})
+    assert obs.mode == "observe" and obs.venue.dex == "xyz"
+    assert obs.venue.ws_url.startswith("wss://api.hyperliquid.xyz")
+    assert not obs.sim.enabled
+    sim = load_config(ROOT / "config" / "sim.toml", env={})
+    assert sim.sim.enabled and sim.followups.offsets_ms == [1000, 3000, 5000]
+
+
+def test_embedded_default_is_config_sim_toml() -> None:
+    assert embedded_default_config() == (ROOT / "config" / "sim.toml").read_text("utf-8")
+
+
+def test_env_overrides_documented_keys() -> None:
+    env = {"ENGINE__VENUE__WS_URL": "ws://127.0.0.1:1/ws", "ENGINE__VENUE__DEX": "abc",
+           "ENGINE__VENUE__MARKETS": '["xyz:GOLD"]', "ENGINE__RECORDS__DIR": "/tmp/x",
+           "ENGINE__FOLLOWUPS__OFFSETS_MS": "[500, 1500]", "ENGINE__MODE": "observe"}
+    c = load_config(ROOT / "config" / "observe.toml", env=env)
+    assert c.venue.ws_url == "ws://127.0.0.1:1/ws" and c.venue.dex == "abc"
+    assert c.venue.markets == ["xyz:GOLD"] and c.records.dir == "/tmp/x"
+    assert c.followups.offsets_ms == [500, 1500]
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("[venue]\nfoo = 1", "[venue] foo: unknown key"),
+    ("[nope]\nx = 1", "nope: unknown key"),
+    ("[venue]\nping_idle_s = \"x\"", "[venue] ping_idle_s: expected a number"),
+    ("[venue]\nping_idle_s = 0", "ping_idle_s must be > 0"),
+    ("[venue]\nmarkets = \"xyz:GOLD\"", "[venue] markets"),
+    ("mode = \"trade\"", "mode must be one of"),
+    ("[followups]\noffsets_ms = [3000, 1000]", "[followups] offsets_ms must be strictly"),
+    ("[detector]\nsession_timezone = \"Mars/Base\"", "unknown session_timezone"),
+    ("[detector]\nmax_quote_lag_ms = 10\nmin_quote_lag_ms = 30", "max_quote_lag_ms"),
+    ("[sizing]\nmax_notional = 5", "max_notional"),
+    ("[records]\ndir = 5", "[records] dir: expected a string"),
+    ("[detector]\noracle_direction_filter = 1", "expected true or false"),
+    ("[venue\n", "not valid TOML"),
+])
+def test_errors_name_the_key(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, env={}, defaults=text)
+    assert needle in str(e.value)
+
+
+def test_missing_file_and_env_name_in_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "x.toml", env={})
+    with pytest.raises(ConfigError, match="ENGINE__VENUE__NOPE"):
+        load_config(None, env={"ENGINE__VENUE__NOPE": "1"}, defaults="")

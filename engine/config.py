@@ -181,6 +181,44 @@ class SizingConfig:
 
 
 @attrs.frozen
+class ExitsConfig:
+    """[exits]: when an open position is flattened (predecessor-semantics §4.4–§4.7, prod values).
+
+    Every rule is evaluated on every bbo/ctx frame of a market with a position and by a backup
+    timer; the first rule that fires names the exit reason.
+    """
+
+    quick_profit_bps: float = attrs.field(default=3.0, validator=_non_negative)
+    quick_profit_min_hold_ms: float = attrs.field(default=500.0, validator=_non_negative)
+    edge_evap_enabled: bool = True
+    edge_evap_min_hold_ms: float = attrs.field(default=500.0, validator=_non_negative)
+    edge_evap_threshold_bps: float = 2.0
+    min_hold_ms: float = attrs.field(default=1500.0, validator=_non_negative)
+    exit_threshold_bps: float = attrs.field(default=25.0, validator=_non_negative)
+    entry_edge_scaling: bool = True
+    entry_edge_scale: float = attrs.field(default=0.5, validator=_non_negative)
+    time_decay_enabled: bool = True
+    decay_start_ms: float = attrs.field(default=3000.0, validator=_non_negative)
+    decay_min_factor: float = attrs.field(default=0.4, validator=_non_negative)
+    min_loss_exit_bps: float = attrs.field(default=15.0, validator=_non_negative)
+    oracle_exit_enabled: bool = True
+    oracle_min_hold_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    trailing_stop: bool = True
+    trail_activation_bps: float = attrs.field(default=5.0, validator=_non_negative)
+    trail_bps: float = attrs.field(default=3.0, validator=_non_negative)
+    exit_against_moves: int = attrs.field(default=2, validator=_positive)
+    exit_with_moves: int = attrs.field(default=3, validator=_positive)
+    time_stop_ms: float = attrs.field(default=20_000.0, validator=_positive)
+    flatten_slippage_bps: float = attrs.field(default=50.0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.decay_min_factor > 1:
+            raise ValueError("decay_min_factor must be within [0, 1]")
+        if self.decay_start_ms >= self.time_stop_ms:
+            raise ValueError("decay_start_ms must be < time_stop_ms")
+
+
+@attrs.frozen
 class SimConfig:
     """[sim]: the embedded exchange simulator (used when ``enabled``; venue URLs then ignored)."""
 
@@ -220,6 +258,7 @@ class EngineConfig:
     gates: GatesConfig = attrs.Factory(GatesConfig)
     detector: DetectorConfig = attrs.Factory(DetectorConfig)
     sizing: SizingConfig = attrs.Factory(SizingConfig)
+    exits: ExitsConfig = attrs.Factory(ExitsConfig)
     sim: SimConfig = attrs.Factory(SimConfig)
     summary: SummaryConfig = attrs.Factory(SummaryConfig)
     log: LogConfig = attrs.Factory(LogConfig)

@@ -439,6 +439,12 @@ def load_config(
     else:
         source = "<embedded default config>"
         text = defaults or ""
+    from engine.secrets import SecretsError, refuse_secrets_in_config
+
+    try:
+        refuse_secrets_in_config(text, source)
+    except SecretsError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

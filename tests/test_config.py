@@ -61,3 +61,14 @@ def test_missing_file_and_env_name_in_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "x.toml", env={})
     with pytest.raises(ConfigError, match="ENGINE__VENUE__NOPE"):
         load_config(None, env={"ENGINE__VENUE__NOPE": "1"}, defaults="")
+
+
+def test_config_with_a_private_key_is_refused(tmp_path: Path) -> None:
+    """The predecessor committed private keys in its config files: never again."""
+    key = "ab" * 32
+    cfg = tmp_path / "trade.toml"
+    cfg.write_text(f'[venue]\ndex = "xyz"\n# agent_key = "0x{key}"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, env={})
+    msg = str(e.value)
+    assert "line 3" in msg and "ENGINE_AGENT_KEY" in msg and key not in msg

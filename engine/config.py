@@ -18,7 +18,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-MODES = ("observe",)
+MODES = ("observe", "paper", "trade")
 ENV_PREFIX = "ENGINE__"
 
 
@@ -219,6 +219,48 @@ class ExitsConfig:
 
 
 @attrs.frozen
+class TradingConfig:
+    """[trading]: executor gates, order parameters and lifecycle bounds (paper and trade)."""
+
+    max_notional_per_market: float = attrs.field(default=100.0, validator=_positive)
+    max_total_notional: float = attrs.field(default=300.0, validator=_positive)
+    max_concurrent_positions: int = attrs.field(default=5, validator=_positive)
+    action_budget: int = attrs.field(default=10, validator=_positive)
+    action_budget_interval_ms: float = attrs.field(default=1000.0, validator=_positive)
+    entry_slippage_bps: float = attrs.field(default=5.0, validator=_non_negative)
+    expires_after_ms: float = attrs.field(default=5000.0, validator=_non_negative)
+    unknown_query_interval_ms: float = attrs.field(default=1000.0, validator=_positive)
+    unknown_timeout_ms: float = attrs.field(default=30_000.0, validator=_positive)
+    pending_timeout_ms: float = attrs.field(default=10_000.0, validator=_positive)
+    max_flatten_failures: int = attrs.field(default=3, validator=_positive)
+    flatten_retry_ms: float = attrs.field(default=1000.0, validator=_non_negative)
+    reject_burst_limit: int = attrs.field(default=10, validator=_positive)
+    reject_burst_window_ms: float = attrs.field(default=3_600_000.0, validator=_positive)
+    reconcile_interval_s: float = attrs.field(default=60.0, validator=_positive)
+    mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
+    allow_live: bool = False
+
+
+@attrs.frozen
+class AccountConfig:
+    """[account]: the master account whose positions and fills are queried (never a key)."""
+
+    address: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.address and not re.fullmatch(r"0x[0-9a-fA-F]{40}", self.address):
+            raise ValueError("address must be 0x followed by 40 hex digits")
+
+
+@attrs.frozen
+class PaperConfig:
+    """[paper]: simulated fills at decision time + latency against the book at that later time."""
+
+    latency_ms: float = attrs.field(default=150.0, validator=_non_negative)
+    taker_fee_bps: float = attrs.field(default=0.9, validator=_non_negative)
+
+
+@attrs.frozen
 class SimConfig:
     """[sim]: the embedded exchange simulator (used when ``enabled``; venue URLs then ignored)."""
 
@@ -259,6 +301,9 @@ class EngineConfig:
     detector: DetectorConfig = attrs.Factory(DetectorConfig)
     sizing: SizingConfig = attrs.Factory(SizingConfig)
     exits: ExitsConfig = attrs.Factory(ExitsConfig)
+    trading: TradingConfig = attrs.Factory(TradingConfig)
+    account: AccountConfig = attrs.Factory(AccountConfig)
+    paper: PaperConfig = attrs.Factory(PaperConfig)
     sim: SimConfig = attrs.Factory(SimConfig)
     summary: SummaryConfig = attrs.Factory(SummaryConfig)
     log: LogConfig = attrs.Factory(LogConfig)

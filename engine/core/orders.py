@@ -1,0 +1,173 @@
+"""Our own orders: cloids, the per-order lifecycle (via the derived FSM table) and pending notional.
+
+An order is created once per intent with a cloid that every resend and every reconciliation
+uses. Its state only changes through :func:`fsm.order.next_order_state`; quantities are never
+effects of transitions: the venue's cumulative filled size is merged with ``max``, fills are
+counted once by trade id (in :mod:`engine.core.positions`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from fsm.order import (
+    ACTIVE_STATES,
+    IGNORE,
+    NEW,
+    TERMINAL_STATES,
+    UNKNOWN,
+    InvalidOrderTransition,
+    next_order_state,
+)
+
+ENTRY = "entry"
+FLATTEN = "flatten"
+
+
+class CloidFactory:
+    """``0x`` + 32 lowercase hex: 8 random bytes per run + a 64-bit counter (unique across runs)."""
+
+    __slots__ = ("_prefix", "_n")
+
+    def __init__(self, boot: bytes | None = None) -> None:
+        self._prefix = (boot if boot is not None else os.urandom(8)).hex()
+        if len(self._prefix) != 16:
+            raise ValueError("boot prefix must be 8 bytes")
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        return f"0x{self._prefix}{self._n:016x}"
+
+
+class Order:
+    """One of our orders. Prices/sizes are kept both as floats and as the exact wire strings."""
+
+    __slots__ = (
+        "cloid", "coin", "idx", "asset_id", "is_buy", "px", "px_wire", "sz", "sz_wire",
+        "reduce_only", "purpose", "state", "oid", "venue_filled", "avg_px", "created_ms",
+        "sent_ms", "changed_ms", "unknown_since_ms", "next_query_ms", "signal_id", "reason",
+        "message", "decision_px", "expires_after_ms",
+    )
+
+    def __init__(self, cloid: str, coin: str, idx: int, asset_id: int, is_buy: bool,
+                 px_wire: str, sz_wire: str, reduce_only: bool, purpose: str, now_ms: float,
+                 *, signal_id: str | None = None, reason: str | None = None,
+                 decision_px: float | None = None, expires_after_ms: int | None = None) -> None:
+        self.cloid = cloid
+        self.coin = coin
+        self.idx = idx
+        self.asset_id = asset_id
+        self.is_buy = is_buy
+        self.px_wire = px_wire
+        self.px = float(px_wire)
+        self.sz_wire = sz_wire
+        self.sz = float(sz_wire)
+        self.reduce_only = reduce_only
+        self.purpose = purpose
+        self.state = NEW
+        self.oid: int | None = None
+        self.venue_filled = 0.0
+        self.avg_px: float | None = None
+        self.created_ms = now_ms
+        self.sent_ms: float | None = None
+        self.changed_ms = now_ms
+        self.unknown_since_ms: float | None = None
+        self.next_query_ms: float | None = None
+        self.signal_id = signal_id
+        self.reason = reason
+        self.message: str | None = None
+        self.decision_px = decision_px
+        self.expires_after_ms = expires_after_ms
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.sz - self.venue_filled)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "cloid": self.cloid, "market_key": self.coin, "asset_id": self.asset_id,
+            "side": "buy" if self.is_buy else "sell", "px": self.px_wire, "sz": self.sz_wire,
+            "reduce_only": self.reduce_only, "purpose": self.purpose, "state": self.state,
+            "oid": self.oid, "venue_filled": self.venue_filled, "avg_px": self.avg_px,
+            "created_ms": self.created_ms, "sent_ms": self.sent_ms,
+            "signal_id": self.signal_id, "reason": self.reason, "message": self.message,
+            "decision_px": self.decision_px, "expires_after_ms": self.expires_after_ms,
+        }
+
+    def __repr__(self) -> str:
+        side = "B" if self.is_buy else "S"
+        ro = " RO" if self.reduce_only else ""
+        return f"Order({self.cloid[-6:]} {self.coin} {side} {self.sz_wire}@{self.px_wire}{ro} {self.state})"
+
+
+class OrderBook:
+    """Every order of this run (terminal ones are kept for dedup until pruned)."""
+
+    def __init__(self) -> None:
+        self.by_cloid: dict[str, Order] = {}
+        self.by_oid: dict[int, Order] = {}
+        self.anomalies = 0
+
+    def add(self, order: Order) -> None:
+        if order.cloid in self.by_cloid:
+            raise ValueError(f"duplicate cloid {order.cloid}")
+        self.by_cloid[order.cloid] = order
+
+    def get(self, cloid: str | None) -> Order | None:
+        return None if cloid is None else self.by_cloid.get(cloid)
+
+    def apply(self, order: Order, event: str, now_ms: float) -> tuple[str, bool]:
+        """Apply ``event``; return (previous state, became_terminal). Contradictions keep state."""
+        prev = order.state
+        try:
+            nxt = next_order_state(prev, event)
+        except InvalidOrderTransition:
+            self.anomalies += 1
+            return prev, False
+        if nxt == IGNORE:
+            return prev, False
+        order.state = nxt
+        order.changed_ms = now_ms
+        if nxt == UNKNOWN:
+            if order.unknown_since_ms is None:
+                order.unknown_since_ms = now_ms
+        else:
+            order.unknown_since_ms = None
+            order.next_query_ms = None
+        return prev, (nxt in TERMINAL_STATES and prev not in TERMINAL_STATES)
+
+    def set_oid(self, order: Order, oid: int | None) -> None:
+        if oid is not None and order.oid is None:
+            order.oid = oid
+            self.by_oid[oid] = order
+
+    def active(self) -> Iterator[Order]:
+        return (o for o in self.by_cloid.values() if o.state in ACTIVE_STATES)
+
+    def active_for(self, idx: int) -> list[Order]:
+        return [o for o in self.by_cloid.values() if o.idx == idx and o.state in ACTIVE_STATES]
+
+    def unknown(self) -> list[Order]:
+        return [o for o in self.by_cloid.values() if o.state == UNKNOWN]
+
+    def prune(self, keep_terminal: int = 10_000) -> None:
+        """Drop the oldest terminal orders beyond ``keep_terminal`` (bounded memory)."""
+        terminal = [o for o in self.by_cloid.values() if o.state in TERMINAL_STATES]
+        if len(terminal) <= keep_terminal:
+            return
+        terminal.sort(key=lambda o: o.changed_ms)
+        for o in terminal[: len(terminal) - keep_terminal]:
+            del self.by_cloid[o.cloid]
+            if o.oid is not None:
+                self.by_oid.pop(o.oid, None)

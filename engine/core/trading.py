@@ -1,0 +1,568 @@
+"""The trading core (paper and trade modes): signals → gated IOC entries → exits → flat.
+
+Pure and synchronous like the observe core it wraps: every method takes ``now_ms`` and appends
+intents (:mod:`engine.core.intents`) to ``self.out`` for the shell to execute. It owns our order
+book (cloids, per-order FSM), positions from fills (deduplicated by tid, per-market position
+FSM), the executor gates, exits, UNKNOWN resolution, reconciliation and the hard stop.
+
+Executor gates, in this documented order (the first that fails names the skip reason):
+
+1. ``hard_stop``            the latch is set (only reduce-only orders go out)
+2. ``killed``               the kill switch is on
+3. ``not_ready``            market data for every market, user channels acked, reconciled,
+                            and no order in UNKNOWN
+4. ``notional_market``      |position| × mark + pending entry notional + this order >
+                            ``max_notional_per_market`` (mark unknown: ``no_mark``, fail closed)
+5. ``notional_total``       the same summed over every market > ``max_total_notional``
+6. ``max_positions``        markets with exposure or a pending entry ≥ ``max_concurrent_positions``
+7. ``flatten_in_progress``  a flatten of this market is live
+8. ``already_positioned``   this market has exposure (one position per market, no pyramiding)
+9. ``pending_order``        an entry of this market is pending
+10. ``action_budget``       more than ``action_budget`` new orders in ``action_budget_interval_ms``
+11. ``rounding``            no valid price/size at ≥ $10 notional at the price it is sent at
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from engine.config import EngineConfig
+from engine.core import rounding
+from engine.core.core import ObserveCore, Signal
+from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
+from engine.core.intents import (
+    Alert,
+    CancelOrder,
+    Intent,
+    PlaceOrder,
+    QueryOrder,
+    Record,
+    RequestReconcile,
+)
+from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
+from engine.core.positions import EPS, Fill, Position, PositionBook
+from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign_reject
+from fsm import order as ofsm
+from fsm import position as pfsm
+
+log = logging.getLogger("engine.trading")
+
+GATES = ("hard_stop", "killed", "not_ready", "no_mark", "notional_market", "notional_total",
+         "max_positions", "flatten_in_progress", "already_positioned", "pending_order",
+         "action_budget", "rounding")
+
+READY_FLAGS = ("market_data", "user_channels", "reconciled")
+MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
+
+
+class TradingCore:
+    """Observe core + order management + positions + exits + risk."""
+
+    def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
+                 cloids: CloidFactory | None = None) -> None:
+        self.obs = observe
+        self.cfg = cfg
+        self.tcfg = cfg.trading
+        self.xcfg = cfg.exits
+        self.mode = cfg.mode
+        self.orders = OrderBook()
+        coins = [m.coin for m in observe.markets]
+        self.book = PositionBook(coins)
+        self.cloids = cloids or CloidFactory()
+        self.hard_stop = HardStop()
+        self.rejects = RejectBurst(self.tcfg.reject_burst_limit, self.tcfg.reject_burst_window_ms)
+        self.budget = ActionBudget(self.tcfg.action_budget, self.tcfg.action_budget_interval_ms)
+        self.killed = False
+        self.ready: dict[str, bool] = dict.fromkeys(READY_FLAGS, False)
+        self.out: list[Intent] = []
+        self.skips: dict[str, int] = dict.fromkeys(GATES, 0)
+        self.signals_seen = 0
+        self.entries_sent = 0
+        self.flattens_sent = 0
+        self.trades: list[dict[str, Any]] = []
+        self.on_signal_hook: Callable[[Signal], None] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def drain(self) -> list[Intent]:
+        out = self.out
+        self.out = []
+        return out
+
+    def _record(self, kind: str, now_ms: float, rec: dict[str, Any]) -> None:
+        rec["ts_ms"] = now_ms
+        self.out.append(Record(kind, now_ms, rec))
+
+    def _alert(self, level: str, code: str, message: str) -> None:
+        self.out.append(Alert(level, code, message))
+
+    def _latch(self, reason: str, now_ms: float, detail: str) -> None:
+        if self.hard_stop.trigger(reason, now_ms, detail):
+            self._alert("critical", "hard_stop", f"hard stop latched: {reason}: {detail}")
+            self._record("positions", now_ms, {"event": "hard_stop", "reason": reason,
+                                               "detail": detail})
+            for p in self.book.positions:
+                if p.has_exposure:
+                    self._maybe_flatten(p, now_ms, "hard_stop")
+
+    def is_ready(self) -> bool:
+        if not all(self.ready.values()):
+            return False
+        return not any(o.state == ofsm.UNKNOWN for o in self.orders.active())
+
+    def set_ready(self, flag: str, value: bool) -> None:
+        if flag not in self.ready:
+            raise ValueError(f"unknown READY flag {flag!r}")
+        self.ready[flag] = value
+
+    # ------------------------------------------------------------- market data
+    def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
+               ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
+        sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
+        self._after_market(idx, sig, now_ms)
+
+    def on_ctx(self, idx: int, oracle_px: float, mark_px: float | None, now_ms: float) -> None:
+        sig = self.obs.on_ctx(idx, oracle_px, mark_px, now_ms)
+        self._after_market(idx, sig, now_ms)
+
+    def _after_market(self, idx: int, sig: Signal | None, now_ms: float) -> None:
+        p = self.book.positions[idx]
+        if p.state != pfsm.FLAT or p.has_exposure:
+            self._check_exit(p, now_ms)
+        if sig is not None:
+            self.on_signal(sig, now_ms)
+        if not self.ready["market_data"] and self.obs.markets_live() == len(self.obs.markets):
+            self.ready["market_data"] = True
+
+    def on_timer(self, now_ms: float) -> None:
+        for sig in self.obs.on_timer(now_ms):
+            self.on_signal(sig, now_ms)
+        self.on_housekeeping(now_ms)
+
+    def on_housekeeping(self, now_ms: float) -> None:
+        """Backup exit checks, UNKNOWN queries and bounds, pending timeouts, flatten retries."""
+        for p in self.book.positions:
+            if p.has_exposure or p.state != pfsm.FLAT:
+                self._check_exit(p, now_ms)
+        tc = self.tcfg
+        for o in list(self.orders.active()):
+            if o.state == ofsm.SENT and o.sent_ms is not None \
+                    and now_ms - o.sent_ms > tc.pending_timeout_ms:
+                self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "pending timeout")
+            if o.state == ofsm.UNKNOWN:
+                since = o.unknown_since_ms if o.unknown_since_ms is not None else now_ms
+                if now_ms - since > tc.unknown_timeout_ms:
+                    self._latch("unresolved_unknown", now_ms,
+                                f"order {o.cloid} on {o.coin} unresolved for "
+                                f"{(now_ms - since) / 1000:.0f} s")
+                if o.next_query_ms is None or o.next_query_ms <= now_ms:
+                    o.next_query_ms = now_ms + tc.unknown_query_interval_ms
+                    self.out.append(QueryOrder(o.coin, o.cloid))
+
+    def on_disconnect(self, now_ms: float) -> None:
+        """Pending posts are lost with the connection: their orders become UNKNOWN."""
+        self.obs.on_disconnect(now_ms)
+        self.ready["market_data"] = False
+        self.ready["user_channels"] = False
+        for o in list(self.orders.active()):
+            if o.state == ofsm.SENT:
+                self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "disconnected")
+
+    # ------------------------------------------------------------------ entries
+    def on_signal(self, sig: Signal, now_ms: float) -> None:
+        self.signals_seen += 1
+        if self.on_signal_hook is not None:
+            self.on_signal_hook(sig)
+        reason = self._entry(sig, now_ms)
+        sig.fields["executor_verdict"] = reason or "order_sent"
+        if reason is not None:
+            self.skips[reason] += 1
+
+    def _entry(self, sig: Signal, now_ms: float) -> str | None:
+        f = sig.fields
+        m = self.obs.by_coin[f["market_key"]]
+        p = self.book.positions[m.index]
+        tc = self.tcfg
+        if self.hard_stop.latched:
+            return "hard_stop"
+        if self.killed:
+            return "killed"
+        if not self.is_ready():
+            return "not_ready"
+        is_buy = f["side"] == "buy"
+        slip = tc.entry_slippage_bps / 1e4
+        px_wire = rounding.slippage_limit_price(f["best_px"], is_buy, slip, m.spec.sz_decimals)
+        if px_wire is None:
+            return "rounding"
+        px = float(px_wire)
+        mark = m.mark_px
+        if mark is None:
+            return "no_mark"
+        size = float(f["suggested_size"])
+        used_market = self._market_notional(p, mark)
+        room = tc.max_notional_per_market - used_market
+        if size * px > room:
+            size = room / px
+        if size * px < MIN_NOTIONAL:
+            return "notional_market"
+        total = self._total_notional()
+        if total is None:
+            return "no_mark"
+        if total + size * px > tc.max_total_notional:
+            size = (tc.max_total_notional - total) / px
+            if size * px < MIN_NOTIONAL:
+                return "notional_total"
+        active_markets = sum(1 for q in self.book.positions
+                             if q.has_exposure or pfsm.entry_live(q.state))
+        if active_markets >= tc.max_concurrent_positions:
+            return "max_positions"
+        if pfsm.flatten_live(p.state):
+            return "flatten_in_progress"
+        if p.has_exposure:
+            return "already_positioned"
+        if not pfsm.can_submit_entry(p.state):
+            return "pending_order"
+        if not self.budget.available(now_ms):
+            return "action_budget"
+        prepared = rounding.prepare_ioc(is_buy, px_wire, size, m.spec.sz_decimals)
+        if not isinstance(prepared, rounding.IocOrderPx):
+            return "rounding"
+        self.budget.consume(now_ms)
+        order = Order(self.cloids.next(), m.coin, m.index, m.spec.asset_id, is_buy,
+                      prepared.px, prepared.sz, False, ENTRY, now_ms,
+                      signal_id=f["signal_id"], decision_px=f["best_px"],
+                      expires_after_ms=int(now_ms + tc.expires_after_ms)
+                      if tc.expires_after_ms else None)
+        self.orders.add(order)
+        p.state = pfsm.next_position_state(p.state, pfsm.SUBMIT_ENTRY, p.has_exposure)
+        p.entry_cloid = order.cloid
+        p.entry_signal_id = f["signal_id"]
+        p.entry_decision_px = f["best_px"]
+        p.entry_edge_bps = f["raw_edge_bps"]
+        self.entries_sent += 1
+        self._record("orders", now_ms, {"event": "created", **order.record()})
+        self.out.append(PlaceOrder(order))
+        return None
+
+    def _market_notional(self, p: Position, mark: float) -> float:
+        pending = sum(o.remaining * o.px for o in self.orders.active_for(p.idx)
+                      if not o.reduce_only)
+        return abs(p.effective) * mark + pending
+
+    def _total_notional(self) -> float | None:
+        total = 0.0
+        for p in self.book.positions:
+            exposure = abs(p.effective)
+            if exposure > EPS:
+                mark = self.obs.markets[p.idx].mark_px
+                if mark is None:
+                    return None
+                total += exposure * mark
+        for o in self.orders.active():
+            if not o.reduce_only:
+                total += o.remaining * o.px
+        return total
+
+    # -------------------------------------------------------------------- exits
+    def _check_exit(self, p: Position, now_ms: float) -> None:
+        if not p.has_exposure:
+            return
+        m = self.obs.markets[p.idx]
+        if self.hard_stop.latched:
+            self._maybe_flatten(p, now_ms, "hard_stop")
+            return
+        if self.killed:
+            self._maybe_flatten(p, now_ms, "kill")
+            return
+        if p.exit_state is None:
+            return
+        reason = evaluate_exit(p.exit_state, m, now_ms, self.xcfg)
+        if reason is not None:
+            self._maybe_flatten(p, now_ms, reason)
+
+    def _maybe_flatten(self, p: Position, now_ms: float, reason: str) -> None:
+        if not pfsm.can_submit_flatten(p.state) or now_ms < p.next_flatten_ms:
+            return
+        size = abs(p.effective)
+        if size <= EPS:
+            return
+        m = self.obs.markets[p.idx]
+        closing_long = p.effective > 0
+        is_buy = not closing_long
+        ref = m.bid_px if closing_long else m.ask_px
+        if ref is None:
+            ref = m.mark_px
+        if ref is None:
+            self._alert("error", "flatten_no_price", f"{p.coin}: no price to flatten at")
+            return
+        slip = self.xcfg.flatten_slippage_bps / 1e4
+        px_wire = rounding.slippage_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
+        sz_wire = rounding.size_wire(size, m.spec.sz_decimals)
+        if px_wire is None or sz_wire is None:
+            self._alert("error", "flatten_rounding",
+                        f"{p.coin}: cannot round flatten of {size} at {ref}")
+            return
+        order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
+                      sz_wire, True, FLATTEN, now_ms, reason=reason,
+                      decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)
+        self.orders.add(order)
+        p.state = pfsm.next_position_state(p.state, pfsm.SUBMIT_FLATTEN, p.has_exposure)
+        p.flatten_cloid = order.cloid
+        if p.exit_reason is None:
+            p.exit_reason = reason
+        self.flattens_sent += 1
+        self._record("orders", now_ms, {"event": "created", **order.record()})
+        self.out.append(PlaceOrder(order))
+
+    # ------------------------------------------------------- order lifecycle
+    def on_sent(self, cloid: str, now_ms: float) -> None:
+        """The shell wrote the order's post frame to the socket."""
+        o = self.orders.get(cloid)
+        if o is None:
+            return
+        o.sent_ms = now_ms
+        self._order_event(o, ofsm.TRANSMIT, now_ms, "sent")
+
+    def on_send_failed(self, cloid: str, now_ms: float, why: str) -> None:
+        """The order never reached the socket (disconnected, signing failure): abandon it."""
+        o = self.orders.get(cloid)
+        if o is None:
+            return
+        if o.state == ofsm.NEW:
+            self._order_event(o, ofsm.ABANDON, now_ms, why)
+        else:
+            self._order_event(o, ofsm.LOSE_CONTACT, now_ms, why)
+
+    def on_post_result(self, cloid: str, status: object, now_ms: float) -> None:
+        """One order's post-response status (or None for timeout/lost)."""
+        o = self.orders.get(cloid)
+        if o is None:
+            return
+        event, detail = ofsm.classify_post_status(status, ioc=True, orig_sz=o.sz_wire)
+        if detail.oid is not None:
+            self.orders.set_oid(o, detail.oid)
+        if detail.total_sz is not None:
+            self._venue_filled(o, _f(detail.total_sz), _f(detail.avg_px), now_ms)
+        if detail.message is not None:
+            o.message = detail.message
+        self._order_event(o, event, now_ms, detail.kind)
+
+    def on_order_update(self, cloid: str | None, oid: int | None, status: str, sz: str | None,
+                        orig_sz: str | None, now_ms: float) -> None:
+        o = self.orders.get(cloid)
+        if o is None and oid is not None:
+            o = self.orders.by_oid.get(oid)
+        if o is None:
+            return
+        self.orders.set_oid(o, oid)
+        if not ofsm.is_known_order_status(status):
+            self._alert("warning", "unknown_status", f"order {o.cloid}: unknown status {status!r}")
+        event = ofsm.classify_order_update(status, sz, orig_sz)
+        rem, orig = _f(sz), _f(orig_sz)
+        if rem is not None and orig is not None and orig >= rem:
+            self._venue_filled(o, orig - rem, None, now_ms)
+        self._order_event(o, event, now_ms, status)
+
+    def on_order_status(self, cloid: str, reply: object, now_ms: float) -> None:
+        o = self.orders.get(cloid)
+        if o is None:
+            return
+        event = ofsm.classify_order_status_reply(reply)
+        if isinstance(reply, dict) and isinstance(reply.get("order"), dict):
+            inner = reply["order"].get("order")
+            if isinstance(inner, dict):
+                rem, orig = _f(inner.get("sz")), _f(inner.get("origSz"))
+                if rem is not None and orig is not None and orig >= rem:
+                    self._venue_filled(o, orig - rem, None, now_ms)
+                oid = inner.get("oid")
+                if isinstance(oid, int):
+                    self.orders.set_oid(o, oid)
+        if event == ofsm.LOSE_CONTACT:
+            return  # still unknown: the next query will ask again
+        self._order_event(o, event, now_ms, "orderStatus")
+
+    def _venue_filled(self, o: Order, filled: float | None, avg_px: float | None,
+                      now_ms: float) -> None:
+        if filled is None or filled <= o.venue_filled:
+            return
+        o.venue_filled = filled
+        if avg_px is not None:
+            o.avg_px = avg_px
+        p = self.book.positions[o.idx]
+        self.book.set_venue_filled(p, o.cloid, o.is_buy, filled)
+        self._exposure_changed(p, now_ms, o.avg_px or o.px, o)
+
+    def _order_event(self, o: Order, event: str, now_ms: float, why: str) -> None:
+        prev, became_terminal = self.orders.apply(o, event, now_ms)
+        if o.state == prev and not became_terminal:
+            return
+        self._record("orders", now_ms, {"event": event, "why": why, **o.record()})
+        if not became_terminal:
+            return
+        p = self.book.positions[o.idx]
+        if o.state == ofsm.REJECTED and o.message and not is_benign_reject(o.message):
+            if self.rejects.record(now_ms):
+                self._latch("reject_burst", now_ms,
+                            f"more than {self.tcfg.reject_burst_limit} rejects within "
+                            f"{self.tcfg.reject_burst_window_ms / 1000:.0f} s; last: {o.message}")
+        if o.purpose == ENTRY:
+            p.state = pfsm.next_position_state(p.state, pfsm.ENTRY_DONE, p.has_exposure)
+            if p.entry_cloid == o.cloid:
+                p.entry_cloid = None
+            if not p.has_exposure:
+                p.entry_signal_id = None
+                p.entry_decision_px = None
+                p.entry_edge_bps = None
+        else:
+            p.state = pfsm.next_position_state(p.state, pfsm.FLATTEN_DONE, p.has_exposure)
+            if p.flatten_cloid == o.cloid:
+                p.flatten_cloid = None
+            if p.has_exposure:
+                p.flatten_failures += 1
+                p.next_flatten_ms = now_ms + self.tcfg.flatten_retry_ms
+                self._alert("warning", "flatten_incomplete",
+                            f"{p.coin}: flatten {o.cloid} ended {o.state} with "
+                            f"{p.effective:+g} left ({p.flatten_failures} so far)")
+                if p.flatten_failures >= self.tcfg.max_flatten_failures:
+                    self._latch("flatten_failures", now_ms,
+                                f"{p.coin}: {p.flatten_failures} flattens failed")
+            else:
+                p.flatten_failures = 0
+        self._record("positions", now_ms, {"event": f"{o.purpose}_done", "market_key": p.coin,
+                                           "state": p.state, "size": p.effective})
+
+    # -------------------------------------------------------------------- fills
+    def on_fill(self, tid: str, cloid: str | None, coin: str, is_buy: bool, px: float, sz: float,
+                fee: float, time_ms: float, now_ms: float, *, snapshot: bool = False) -> None:
+        """A fill from userFills (streaming) or the paper venue; deduplicated by ``tid``."""
+        p = self.book.by_coin.get(coin)
+        if p is None:
+            return
+        if snapshot:
+            # History from earlier sessions never rebuilds positions (P17); remember the tids.
+            self.book.seen_tids.add(tid)
+            return
+        f = Fill(tid, cloid, coin, is_buy, px, sz, fee, time_ms)
+        applied, trade = self.book.apply_fill(p, f)
+        if not applied:
+            return
+        self._record("fills", now_ms, f.record())
+        o = self.orders.get(cloid)
+        if o is None:
+            self._alert("error", "foreign_fill",
+                        f"fill {tid} on {coin} for an order this engine did not place")
+            self._latch("foreign_fill", now_ms, f"fill {tid} on {coin} cloid {cloid}")
+        if trade is not None:
+            self.trades.append(trade)
+            self._record("trades", now_ms, trade)
+        self._exposure_changed(p, now_ms, px, o)
+
+    def _exposure_changed(self, p: Position, now_ms: float, px: float, o: Order | None) -> None:
+        has = p.has_exposure
+        prev_state = p.state
+        p.state = pfsm.next_position_state(p.state, pfsm.FILL, has)
+        if has and p.exit_state is None:
+            m = self.obs.markets[p.idx]
+            direction = 1 if p.effective > 0 else -1
+            p.entry_ms = now_ms
+            p.exit_state = open_exit_state(direction, p.avg_px if p.size else px, now_ms,
+                                           p.entry_edge_bps, m)
+        elif has and p.exit_state is not None and p.size:
+            p.exit_state.entry_px = p.avg_px
+        if not has:
+            p.exit_state = None
+            p.entry_ms = None
+            p.flatten_failures = 0
+        if p.state != prev_state:
+            self._record("positions", now_ms, {"event": "fill", "market_key": p.coin,
+                                               "state": p.state, "size": p.effective})
+
+    # ------------------------------------------------------------ reconciliation
+    def on_reconcile(self, venue_positions: dict[str, float], venue_open: list[dict[str, Any]],
+                     now_ms: float, *, startup: bool = False) -> None:
+        """Compare the venue's positions and open orders with ours.
+
+        ``venue_positions`` maps coin → signed size (absent = flat). A difference must be seen
+        ``mismatch_confirmations`` times in a row (a transient all-zero answer must not wipe a
+        position: P23, L-sync) with no order of that market in flight; then the venue's figure
+        is adopted as a synthetic reconciliation fill and the hard stop latches.
+        """
+        for p in self.book.positions:
+            if any(o.state in ofsm.LIVE_STATES or o.state == ofsm.NEW
+                   for o in self.orders.active_for(p.idx)):
+                p.mismatches = 0
+                continue
+            venue = venue_positions.get(p.coin, 0.0)
+            ours = p.effective
+            if abs(venue - ours) <= max(1e-9, 1e-6 * abs(venue)):
+                p.mismatches = 0
+                continue
+            p.mismatches += 1
+            if p.mismatches < self.tcfg.mismatch_confirmations:
+                self.out.append(RequestReconcile(f"confirm {p.coin}: venue {venue:+g} "
+                                                 f"vs ours {ours:+g}"))
+                continue
+            p.mismatches = 0
+            delta = venue - ours
+            m = self.obs.markets[p.idx]
+            px = m.mark_px or m.oracle_px or p.avg_px or 0.0
+            tid = f"recon:{p.coin}:{int(now_ms)}:{len(self.book.fills)}"
+            fill = Fill(tid, None, p.coin, delta > 0, px, abs(delta), 0.0, now_ms, synthetic=True)
+            self.book.apply_fill(p, fill)
+            self._record("fills", now_ms, fill.record())
+            self._exposure_changed(p, now_ms, px, None)
+            self._latch("reconciliation_mismatch", now_ms,
+                        f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")
+        known = {o.oid for o in self.orders.by_cloid.values() if o.oid is not None}
+        known_cloids = set(self.orders.by_cloid)
+        for vo in venue_open:
+            oid = vo.get("oid")
+            cloid = vo.get("cloid")
+            if cloid in known_cloids or oid in known:
+                continue
+            coin = vo.get("coin")
+            om = self.obs.by_coin.get(coin) if isinstance(coin, str) else None
+            if om is None or not isinstance(oid, int):
+                continue
+            self._alert("warning", "orphan_order",
+                        f"open order {oid} on {coin} not placed by this run: canceling")
+            self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
+        self.ready["reconciled"] = True
+        del startup
+
+    # ------------------------------------------------------------ kill / reset
+    def kill(self, now_ms: float, why: str) -> None:
+        """Stop new entries, cancel open orders, flatten every position reduce-only."""
+        if not self.killed:
+            self.killed = True
+            self._alert("critical", "kill", f"kill switch: {why}")
+        for o in list(self.orders.active()):
+            if not o.reduce_only and o.state in (ofsm.RESTING, ofsm.PARTIAL):
+                self.out.append(CancelOrder(o.coin, o.asset_id, o.cloid, o.oid))
+        for p in self.book.positions:
+            if p.has_exposure:
+                self._maybe_flatten(p, now_ms, "kill")
+
+    def reset_hard_stop(self, now_ms: float) -> str | None:
+        reason = self.hard_stop.reset()
+        if reason is not None:
+            self._alert("warning", "hard_stop_reset", f"hard stop reset (was: {reason})")
+            self._record("positions", now_ms, {"event": "hard_stop_reset", "reason": reason})
+        return reason
+
+    # ------------------------------------------------------------- introspection
+    def open_positions(self) -> int:
+        return sum(1 for p in self.book.positions if p.has_exposure)
+
+    def flat(self) -> bool:
+        return all(not p.has_exposure for p in self.book.positions)
+
+
+def _f(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None

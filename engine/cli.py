@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if cfg.mode != "observe":
+        print(f"engine: mode {cfg.mode!r} is not available yet in this version (the trading "
+              "core exists, its venue execution is being wired); use mode = \"observe\"",
+              file=sys.stderr)
+        return EXIT_CONFIG
     setup_logging(cfg.log.level)
     try:
         return trio.run(partial(run_observe, cfg, duration_s=duration))

@@ -41,7 +41,7 @@ def test_env_overrides_documented_keys() -> None:
     ("[venue]\nping_idle_s = \"x\"", "[venue] ping_idle_s: expected a number"),
     ("[venue]\nping_idle_s = 0", "ping_idle_s must be > 0"),
     ("[venue]\nmarkets = \"xyz:GOLD\"", "[venue] markets"),
-    ("mode = \"trade\"", "mode must be one of"),
+    ("mode = \"live\"", "mode must be one of"),
     ("[followups]\noffsets_ms = [3000, 1000]", "[followups] offsets_ms must be strictly"),
     ("[detector]\nsession_timezone = \"Mars/Base\"", "unknown session_timezone"),
     ("[detector]\nmax_quote_lag_ms = 10\nmin_quote_lag_ms = 30", "max_quote_lag_ms"),

@@ -1,0 +1,227 @@
+"""Run every benchmark in bench/ one after another (each as a subprocess) and summarise them.
+
+Every ``bench/bench_*.py`` is run with this interpreter, its stdout streamed through, its stderr
+kept aside (shown only when a bench produced no verdict). Then a table lists one row per target:
+PASS / MISS, or INFO for a bench without a target (bench_decode), or ERROR when a bench crashed or
+timed out. Benches not known here are run without arguments and their ``PASS``/``MISS`` lines
+are picked up as they are.
+
+Run: .venv/bin/python bench/run_all.py [--only NAME ...] [--skip NAME ...] [--rss-duration 20]
+     [--rate 50000]
+Exit code: 0 when every target passed, 1 otherwise. Benchmarks are not tests: nothing here is
+collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ORDER = ["bench_decision", "bench_decode", "bench_followups", "bench_throughput", "bench_rss"]
+
+Row = tuple[str, str, str]  # (target, verdict, figure)
+
+
+def _find(pattern: str, text: str) -> re.Match[str] | None:
+    return re.search(pattern, text, re.MULTILINE)
+
+
+def parse_decision(out: str) -> list[Row]:
+    m = _find(r"median ([\d.]+) us .*p99 ([\d.]+) us", out)
+    v = _find(r"target: median <= 15 us -> (\w+)", out)
+    if not v:
+        return []
+    fig = f"median {m.group(1)} us, p99 {m.group(2)} us" if m else ""
+    return [("frame -> decision <= 15 us median", "PASS" if v.group(1) == "OK" else "MISS", fig)]
+
+
+def parse_decode(out: str) -> list[Row]:
+    rows = re.findall(
+        r"\[fast path\s*\] HyperliquidFeed, no-op handler :\s*([\d.]+) frames/s, "
+        r"\s*([\d.]+) us CPU/frame",
+        out,
+    )
+    if not rows:
+        return []
+    best = max(rows, key=lambda r: float(r[0]))
+    return [
+        (
+            "(no target) feed + decode ceiling, no-op handler",
+            "INFO",
+            f"{float(best[0]):,.0f} frames/s, {best[1]} us CPU/frame",
+        )
+    ]
+
+
+def parse_followups(out: str) -> list[Row]:
+    rows: list[Row] = []
+    g = _find(r"growth ([\d.]+) MB \(target <= 100\)", out)
+    if g:
+        rows.append(
+            (
+                "100k pending followups: RSS growth <= 100 MB",
+                "PASS" if float(g.group(1)) <= 100 else "MISS",
+                f"{g.group(1)} MB",
+            )
+        )
+    lat = _find(r"lateness ms\s*: p50 ([\d.]+)\s+p99 ([\d.]+)\s+max ([\d.]+)", out)
+    if lat:
+        rows.append(
+            (
+                "100k pending followups: capture lateness p99 <= 5 ms",
+                "PASS" if float(lat.group(2)) <= 5 else "MISS",
+                f"p50 {lat.group(1)} p99 {lat.group(2)} max {lat.group(3)} ms",
+            )
+        )
+    return rows
+
+
+def parse_generic(out: str) -> list[Row]:
+    return [
+        (m.group(2).strip(), m.group(1), "")
+        for m in re.finditer(r"^(PASS|MISS): (.*)$", out, re.MULTILINE)
+    ]
+
+
+def parse_throughput(out: str) -> list[Row]:
+    rows = []
+    for m in re.finditer(
+        r"^(PASS|MISS): keeps up with ([\d,]+) frames/s.*?\(engine ([\d,]+)/s\)", out, re.MULTILINE
+    ):
+        rows.append(
+            (
+                f">= 50k frames/s, one connection, 40 markets, no growing backlog "
+                f"(run at {m.group(2)}/s)",
+                m.group(1),
+                f"engine {m.group(3)} frames/s",
+            )
+        )
+    cpu = _find(r"engine CPU\s*:\s*([\d.]+) % of one core, ([\d.]+) us/frame", out)
+    if rows and cpu:
+        t, v, f = rows[-1]
+        rows[-1] = (t, v, f + f", {cpu.group(1)} % CPU, {cpu.group(2)} us/frame")
+    return rows
+
+
+def parse_rss(out: str) -> list[Row]:
+    m = _find(r"^(PASS|MISS): steady observe RSS <= 150 MB \(max ([\d.]+) MB", out)
+    if not m:
+        return []
+    s = _find(r"RSS slope, last half : ([+-][\d.]+) MB/min", out)
+    return [
+        (
+            "steady observe RSS <= 150 MB",
+            m.group(1),
+            f"max {m.group(2)} MB" + (f", slope {s.group(1)} MB/min" if s else ""),
+        )
+    ]
+
+
+PARSERS: dict[str, Callable[[str], list[Row]]] = {
+    "bench_decision": parse_decision,
+    "bench_decode": parse_decode,
+    "bench_followups": parse_followups,
+    "bench_throughput": parse_throughput,
+    "bench_rss": parse_rss,
+}
+
+
+def bench_args(name: str, args: argparse.Namespace) -> list[str]:
+    return {
+        "bench_decode": ["--rounds", "1"],
+        "bench_throughput": ["--rate", args.rate],
+        "bench_rss": ["--duration", str(args.rss_duration)],
+    }.get(name, [])
+
+
+def run_one(name: str, extra: list[str], timeout: float) -> tuple[int | None, str, str, float]:
+    """Run bench/NAME.py; stream stdout; return (exit code or None on timeout, out, err, s)."""
+    cmd = [sys.executable, str(BENCH_DIR / f"{name}.py"), *extra]
+    load = os.getloadavg()[0]
+    print(f"\n=== {name} {' '.join(extra)} (load average {load:.2f})", flush=True)
+    t0 = time.monotonic()
+    out_lines: list[str] = []
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(
+            cmd, cwd=BENCH_DIR.parent, stdout=subprocess.PIPE, stderr=err, text=True
+        )
+        assert p.stdout is not None
+        try:
+            for line in p.stdout:
+                out_lines.append(line)
+                print(line, end="", flush=True)
+                if time.monotonic() - t0 > timeout:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+            rc: int | None = p.wait(max(1.0, timeout - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            rc = None
+        err.seek(0)
+        err_text = err.read()
+    return rc, "".join(out_lines), err_text, time.monotonic() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=None, help="bench names to run (default all)")
+    ap.add_argument("--skip", nargs="*", default=[], help="bench names to skip")
+    ap.add_argument(
+        "--rss-duration",
+        type=float,
+        default=20.0,
+        help="bench_rss engine run, seconds (default 20)",
+    )
+    ap.add_argument("--rate", default="50000", help="bench_throughput --rate (default 50000)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="per bench, seconds")
+    args = ap.parse_args()
+
+    found = sorted(p.stem for p in BENCH_DIR.glob("bench_*.py"))
+    names = [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]
+    if args.only:
+        names = [n for n in names if n in args.only]
+    names = [n for n in names if n not in args.skip]
+
+    table: list[tuple[str, str, str, str, float]] = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    for name in names:
+        rc, out, err, secs = run_one(name, bench_args(name, args), args.timeout)
+        rows = PARSERS.get(name, parse_generic)(out) or parse_generic(out)
+        if rc is None:
+            rows = [("(timed out)", "ERROR", f"after {args.timeout:.0f} s")]
+        elif not rows:
+            rows = [("(no verdict line)", "ERROR", f"exit code {rc}")]
+            tail = "\n".join(err.strip().splitlines()[-20:])
+            if tail:
+                print(f"--- {name} stderr (last lines) ---\n{tail}")
+        for target, verdict, fig in rows:
+            table.append((name, target, verdict, fig, secs))
+
+    print(
+        f"\n=== summary (started {started}, {len(names)} benches, {os.cpu_count()} cores, "
+        f"load average now {os.getloadavg()[0]:.2f}) ==="
+    )
+    w_name = max([len(r[0]) for r in table] + [5])
+    w_tgt = max([len(r[1]) for r in table] + [6])
+    print(f"{'bench':{w_name}}  {'target':{w_tgt}}  {'result':6}  figure")
+    for name, target, verdict, fig, _secs in table:
+        print(f"{name:{w_name}}  {target:{w_tgt}}  {verdict:6}  {fig}")
+    bad = [r for r in table if r[2] in ("MISS", "ERROR")]
+    print(f"{len(table) - len(bad)} of {len(table)} rows PASS/INFO; {len(bad)} MISS/ERROR")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ import trio
 
 from engine.sim.markets import XYZ_MARKETS
 from engine.sim.server import SimExchange
+from engine.sim.trading import DEFAULT_MAKER_FEE, DEFAULT_TAKER_FEE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +44,55 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="index of xyz in perpDexs (K>1 lists K-1 dummy dexes first)",
     )
+    p.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ADDRESS=USDC",
+        help="create a master account with a USDC balance (repeatable)",
+    )
+    p.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="AGENT=MASTER",
+        help="approve an API wallet to sign for an account (repeatable)",
+    )
+    p.add_argument(
+        "--testnet",
+        action="store_true",
+        help="verify signatures with the testnet phantom-agent source 'b' (default mainnet 'a')",
+    )
+    p.add_argument(
+        "--match-latency-ms",
+        type=float,
+        default=0.0,
+        help="virtual ms before an action executes against the book (default 0)",
+    )
+    p.add_argument(
+        "--taker-fee",
+        type=float,
+        default=DEFAULT_TAKER_FEE,
+        help=f"taker fee rate of every market (default {DEFAULT_TAKER_FEE})",
+    )
+    p.add_argument(
+        "--maker-fee",
+        type=float,
+        default=DEFAULT_MAKER_FEE,
+        help=f"maker fee rate of every market (default {DEFAULT_MAKER_FEE})",
+    )
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        left, sep, right = item.partition("=")
+        if not sep or not left or not right:
+            raise ValueError(f"{what} must look like {what.upper()}=VALUE, got {item!r}")
+        out.append((left, right))
+    return out
 
 
 async def _run(sim: SimExchange, host: str) -> None:
@@ -72,18 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.dex_position < 1:
         print("error: --dex-position must be >= 1", file=sys.stderr)
         return 2
-    if args.rate < 0 or args.port < 0:
-        print("error: --rate and --port must be >= 0", file=sys.stderr)
+    if args.rate < 0 or args.port < 0 or args.match_latency_ms < 0:
+        print("error: --rate, --port and --match-latency-ms must be >= 0", file=sys.stderr)
         return 2
-    sim = SimExchange(
-        host=args.host,
-        port=args.port,
-        seed=args.seed,
-        n_markets=args.markets,
-        rate=args.rate,
-        aligned=args.aligned,
-        dex_position=args.dex_position,
-    )
+    try:
+        accounts = {addr: float(bal) for addr, bal in _pairs(args.account, "account")}
+        agents = dict(_pairs(args.agent, "agent"))
+        sim = SimExchange(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            n_markets=args.markets,
+            rate=args.rate,
+            aligned=args.aligned,
+            dex_position=args.dex_position,
+            accounts=accounts,
+            agents=agents,
+            is_mainnet=not args.testnet,
+            match_latency_ms=args.match_latency_ms,
+            taker_fee=args.taker_fee,
+            maker_fee=args.maker_fee,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         trio.run(_run, sim, args.host)
     except KeyboardInterrupt:

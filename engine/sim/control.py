@@ -2,7 +2,12 @@
 
 Body ``{"action": <name>, ...arguments}``; e.g. ``{"action":"stall","coin":"xyz:GOLD",
 "stream":"bbo","duration_s":2}``. Actions: drop_connections, stall, unstall, inject_malformed,
-time_regression, set_ack_delay (``ms``), set_aligned (``aligned``), force_dislocation, stats.
+time_regression, set_ack_delay (``ms``), set_aligned (``aligned``), force_dislocation, stats;
+trading: create_account (``address``, ``balance``), approve_agent (``agent``, ``master``),
+account (``address``), set_fee (``coin``, ``taker``, ``maker``), set_match_latency (``ms``),
+reject_next (``n``, ``error``?), set_partial_fill_ratio (``ratio``, null = off),
+drop_next_post_responses (``n``), delay_post_responses (``ms``), omit_order_updates_for_ioc
+(``enabled``), transient_empty_clearinghouse (``n``), restart.
 Invalid requests raise ValueError/TypeError (HTTP 400).
 """
 
@@ -26,6 +31,55 @@ def _num(body: dict[str, Any], key: str, default: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{key!r} must be a number")
     return float(value)
+
+
+def _bool(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if not isinstance(value, bool):
+        raise TypeError(f"{key!r} must be true or false")
+    return value
+
+
+def _count(body: dict[str, Any], key: str = "n", default: float = 1) -> int:
+    value = _num(body, key, default)
+    if value != int(value) or value < 0:
+        raise ValueError(f"{key!r} must be an integer >= 0")
+    return int(value)
+
+
+def _trading(sim: SimExchange, action: Any, body: dict[str, Any]) -> tuple[bool, Any]:
+    """(handled, result) for the trading actions."""
+    if action == "create_account":
+        sim.create_account(_str(body, "address"), _num(body, "balance", 0.0))
+    elif action == "approve_agent":
+        sim.approve_agent(_str(body, "agent"), _str(body, "master"))
+    elif action == "account":
+        return True, sim.account_summary(_str(body, "address"))
+    elif action == "set_fee":
+        sim.set_fee(_str(body, "coin"), _num(body, "taker"), _num(body, "maker"))
+    elif action == "set_match_latency":
+        sim.match_latency_ms = _num(body, "ms")
+    elif action == "reject_next":
+        if "error" in body:
+            sim.reject_next(_count(body), _str(body, "error"))
+        else:
+            sim.reject_next(_count(body))
+    elif action == "set_partial_fill_ratio":
+        ratio = body.get("ratio")
+        sim.partial_fill_ratio = None if ratio is None else _num(body, "ratio")
+    elif action == "drop_next_post_responses":
+        sim.drop_next_post_responses(_count(body))
+    elif action == "delay_post_responses":
+        sim.delay_post_responses_ms = _num(body, "ms")
+    elif action == "omit_order_updates_for_ioc":
+        sim.omit_order_updates_for_ioc = _bool(body, "enabled")
+    elif action == "transient_empty_clearinghouse":
+        sim.transient_empty_clearinghouse(_count(body))
+    elif action == "restart":
+        return True, sim.restart()
+    else:
+        return False, None
+    return True, None
 
 
 def apply(sim: SimExchange, body: Any) -> Any:
@@ -73,4 +127,7 @@ def apply(sim: SimExchange, body: Any) -> Any:
         return None
     if action == "stats":
         return sim.stats()
+    handled, result = _trading(sim, action, body)
+    if handled:
+        return result
     raise ValueError(f"unknown action {action!r}")

@@ -99,6 +99,11 @@ def post_info_response(info_type: str, data: Any) -> dict[str, Any]:
     return {"type": "info", "payload": {"type": info_type, "data": data}}
 
 
+def post_action_response(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` is the /exchange body: ``{"status": "ok"|"err", "response": ...}``."""
+    return {"type": "action", "payload": payload}
+
+
 def post_action_error(message: str) -> dict[str, Any]:
     return {"type": "action", "payload": {"status": "err", "response": message}}
 

@@ -22,8 +22,9 @@ MAX_BODY = 1024 * 1024
 KEEPALIVE_S = 75.0
 _RECV_BYTES = 65536
 
-# route(method, path, body) -> (status, JSON body)
-Router = Callable[[str, str, bytes], tuple[int, bytes]]
+# route(method, path, body) -> (status, JSON body), or None: never answer (the response is
+# "lost": the connection is held until the client gives up and closes it)
+Router = Callable[[str, str, bytes], Awaitable[tuple[int, bytes] | None]]
 # websocket(stream, wsproto connection, 101 response bytes, bytes already received after it)
 WsHandler = Callable[[trio.SocketStream, WSConnection, bytes, bytes], Awaitable[None]]
 
@@ -98,6 +99,17 @@ async def _respond(
     await stream.send_all(data)
 
 
+async def _wait_for_close(stream: trio.SocketStream) -> None:
+    """Read and discard until the peer closes (or ``KEEPALIVE_S`` passes)."""
+    with trio.move_on_after(KEEPALIVE_S):
+        while True:
+            try:
+                if not await stream.receive_some(_RECV_BYTES):
+                    return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
 def _is_upgrade(request: h11.Request) -> bool:
     for name, value in request.headers:
         if name == b"upgrade" and value.strip().lower() == b"websocket":
@@ -129,7 +141,11 @@ async def serve_http(stream: trio.SocketStream, route: Router, websocket: WsHand
                 status, payload = json_error(413, "request body too large")
                 await _respond(conn, stream, status, payload, close=True)
                 return
-            status, payload = route(method, path, body)
+            result = await route(method, path, body)
+            if result is None:
+                await _wait_for_close(stream)
+                return
+            status, payload = result
             await _respond(conn, stream, status, payload)
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return

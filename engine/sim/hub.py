@@ -1,5 +1,6 @@
 """Subscription registry and stream delivery: who receives which frame, per-coin bbo timestamps
-(non-decreasing, except under the time-regression fault), stalls, and subscribe snapshots.
+(non-decreasing, except under the time-regression fault), stalls, subscribe snapshots, and the
+user streams (orderUpdates, userFills, userEvents on channel ``user``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Hub:
         self._streams: dict[StreamKey, set[WsSession]] = defaultdict(set)
         self._last_bbo_time: dict[str, int] = {}
         self._regress: dict[str, int] = {}
+        # user -> historical fills, newest first (set by the server when trading is enabled)
+        self.user_fills: Callable[[str], list[Any]] | None = None
 
     # ------------------------------------------------------------------ registry
 
@@ -143,6 +146,13 @@ class Hub:
             targets, frames.all_mids_payload(self.info.mids(dex), dex or None), "allMids"
         )
 
+    def publish_user(self, sub_type: str, user: str, channel: str, data: Any) -> None:
+        """Send ``data`` on ``channel`` to every subscriber of ``sub_type`` for ``user``."""
+        targets = self._streams.get((sub_type, user))
+        if not targets:
+            return
+        self._broadcast(targets, frames.channel_payload(channel, data), channel)
+
     def _l2_payload(self, coin: str) -> bytes:
         bids, asks = self.model.l2_levels(coin, depth=20)
         return frames.l2book_payload(coin, self._epoch_ms(), bids, asks)
@@ -167,5 +177,6 @@ class Hub:
             payload = frames.all_mids_payload(self.info.mids(dex), dex or None)
             session.send_payload(payload, "allMids")
         elif sub.type == "userFills":
-            data: dict[str, Any] = {"isSnapshot": True, "user": sub.user, "fills": []}
+            fills = self.user_fills(sub.user or "") if self.user_fills is not None else []
+            data: dict[str, Any] = {"isSnapshot": True, "user": sub.user, "fills": fills}
             session.send_payload(frames.channel_payload("userFills", data), "userFills")

@@ -1,7 +1,9 @@
 """The ``info`` API (``POST /info`` and WS ``post`` of type ``info``): request validation and the
 venue's response shapes (protocol doc §6, §9), including the ``dex`` rules.
 
-Without ``dex`` (or with ``""``) queries address the main dex, which never shows xyz coins. The
+Without ``dex`` (or with ``""``) queries address the main dex, which never shows xyz coins.
+User queries (``clearinghouseState``, ``openOrders``, ``frontendOpenOrders``, ``orderStatus``,
+``userFills``, ``userRateLimit``, ``userFees``) are answered from the trading side's accounts. The
 ``perpDexs`` list starts with ``null`` (main dex); ``dex_position`` K puts K-1 dummy dexes
 before xyz so that clients which hard-code the 110000 asset offset are caught.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.sim import grid
 from engine.sim.markets import (
@@ -24,6 +26,9 @@ from engine.sim.markets import (
 )
 from engine.sim.model import Ctx, MarketModel
 from engine.sim.subscriptions import is_address
+
+if TYPE_CHECKING:
+    from engine.sim.trading import Trading
 
 LAST_FEE_SCALE_CHANGE = "2025-10-13T14:51:20.126"
 _DESERIALIZE = "Failed to deserialize the JSON body into the target type"
@@ -133,11 +138,13 @@ class InfoService:
         model: MarketModel,
         dex_position: int = 1,
         now_ms: Callable[[], int] | None = None,
+        users: Trading | None = None,
     ) -> None:
         if dex_position < 1:
             raise ValueError(f"dex_position must be >= 1, got {dex_position}")
         self.model = model
         self.dex_position = dex_position
+        self.users = users  # account state; None = every user is empty
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.dummy_dexes = dummy_dex_names(dex_position - 1)
         self._dummy_specs = {d: dummy_market(d) for d in self.dummy_dexes}
@@ -160,6 +167,8 @@ class InfoService:
             "frontendOpenOrders": self._user_list,
             "userFills": self._user_fills,
             "orderStatus": self._order_status,
+            "userRateLimit": self._user_rate_limit,
+            "userFees": self._user_fees,
         }
 
     @property
@@ -245,22 +254,42 @@ class InfoService:
         }
 
     def _clearinghouse(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._user(body)
-        self._dex(body)
-        return _empty_clearinghouse(self._now_ms())
+        user = self._user(body)
+        dex = self._dex(body)
+        if self.users is None:
+            return _empty_clearinghouse(self._now_ms())
+        return self.users.clearinghouse(user, dex)
 
     def _user_list(self, body: dict[str, Any]) -> list[Any]:
-        self._user(body)
-        self._dex(body)
-        return []
+        user = self._user(body)
+        dex = self._dex(body)
+        if self.users is None:
+            return []
+        return self.users.open_orders(user, dex, frontend=body["type"] == "frontendOpenOrders")
 
     def _user_fills(self, body: dict[str, Any]) -> list[Any]:
-        self._user(body)
-        return []
+        user = self._user(body)
+        if self.users is None:
+            return []
+        return self.users.user_fills(user)
 
     def _order_status(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._user(body)
+        user = self._user(body)
         oid = body.get("oid")
         if isinstance(oid, bool) or not isinstance(oid, int | str):
             raise InfoError(f"{_DESERIALIZE}: missing field `oid`")
-        return {"status": "unknownOid"}
+        if self.users is None:
+            return {"status": "unknownOid"}
+        return self.users.order_status(user, oid)
+
+    def _user_rate_limit(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = self._user(body)
+        if self.users is None:
+            return {"cumVlm": "0.0", "nRequestsUsed": 0, "nRequestsCap": 10000}
+        return self.users.user_rate_limit(user)
+
+    def _user_fees(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = self._user(body)
+        if self.users is None:
+            raise InfoError("userFees needs trading enabled")
+        return self.users.user_fees(user)

@@ -9,7 +9,8 @@ capped at 1 %) and a context even when its price did not change. Market maker: r
 new oracle (plus a structural offset) after a random lag, so the old book can sit on the wrong
 side of the new oracle for a while; between updates it changes sizes and occasionally a price
 by one tick. In aligned mode the book re-centres at the oracle instant (its bbo ordered before
-the context) and is never on the wrong side of the oracle.
+the context) and is never on the wrong side of the oracle. Takers (``take``) consume the book's
+liquidity until the market maker re-quotes.
 """
 
 from __future__ import annotations
@@ -277,6 +278,56 @@ class MarketModel:
                     Level(grid.fmt(px), grid.fmt_size(sz, m.szd), m.ask_n if k == 0 else 1 + k % 4)
                 )
         return bids, asks
+
+    def take(
+        self, coin: str, is_buy: bool, limit_px: Decimal, max_sz: Decimal, t_ms: int
+    ) -> tuple[list[tuple[Decimal, Decimal]], Event | None]:
+        """Trade against the book as a taker: walk the asks (``is_buy``) or bids at prices up to
+        (down to) ``limit_px`` for at most ``max_sz``. Returns the ``(px, sz)`` taken per level,
+        best first, and the new bbo event when the book changed.
+
+        The consumed liquidity stays gone until the market maker re-quotes: a partially taken
+        top level keeps its smaller size, an exhausted one is replaced by the next deeper level
+        (or the side is left empty when all 20 levels went). No randomness is drawn, so the
+        model's random sequence is unchanged.
+        """
+        m = self._markets[self.index(coin)]
+        bids, asks = self.l2_levels(coin, depth=20)
+        levels = asks if is_buy else bids
+        taken: list[tuple[Decimal, Decimal]] = []
+        remaining = max_sz
+        left: list[tuple[Decimal, Decimal, int]] = []
+        for lvl in levels:
+            px = Decimal(lvl.px)
+            sz = Decimal(lvl.sz)
+            crosses = px <= limit_px if is_buy else px >= limit_px
+            if remaining > 0 and crosses:
+                q = min(sz, remaining)
+                taken.append((px, q))
+                remaining -= q
+                sz -= q
+            if sz > 0:
+                left.append((px, sz, lvl.n))
+        if not taken:
+            return [], None
+        top = left[0] if left else None
+        if is_buy:
+            if top is None:
+                m.ask_px = None
+            else:
+                m.ask_px, m.ask_sz, m.ask_n = top
+        elif top is None:
+            m.bid_px = None
+        else:
+            m.bid_px, m.bid_sz, m.bid_n = top
+        for px, q in taken:
+            m.ntl_vlm += float(px * q)
+            m.base_vlm += float(q)
+        self._publish_bbo(m, max(t_ms, m.book_time))
+        return taken, Event(m.book_time, "bbo", m.coin, m.bbo)
+
+    def spec(self, coin: str) -> MarketSpec:
+        return self._markets[self.index(coin)].spec
 
     def set_aligned(self, aligned: bool) -> None:
         """Switch aligned books on/off from the next oracle update (and book change) on."""

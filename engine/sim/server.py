@@ -1,14 +1,17 @@
-"""``SimExchange``: the local venue on one port (``POST /info`` and the WebSocket at ``/ws``),
-driving the market model in virtual time (virtual 0 = server start), plus fault knobs, stats
+"""``SimExchange``: the local venue on one port (``POST /info``, ``POST /exchange`` and the
+WebSocket at ``/ws``), driving the market model in virtual time (virtual 0 = server start) and
+executing signed trading actions for its accounts (see trading.py), plus fault knobs, stats
 (``GET /sim/stats``) and remote control (``POST /sim/control``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -22,12 +25,17 @@ from engine.sim.http import WS_PATH, json_error, serve_http
 from engine.sim.hub import Hub
 from engine.sim.info import InfoError, InfoService
 from engine.sim.model import Bbo, Event, MarketModel, ModelParams
+from engine.sim.trading import DEFAULT_MAKER_FEE, DEFAULT_TAKER_FEE, ERR_MARGIN, Trading
 from engine.sim.ws import WsSession
 from engine.sim.wsapi import WsApi
 
 log = logging.getLogger("engine.sim")
 
 _decoder = msgspec.json.Decoder()
+# The TCP connection the current task serves (so /sim/control restart can answer its caller).
+_current_tcp: contextvars.ContextVar[trio.CancelScope | None] = contextvars.ContextVar(
+    "engine_sim_current_tcp", default=None
+)
 
 
 class SimExchange:
@@ -54,7 +62,18 @@ class SimExchange:
         greeting: bool = True,
         l2_interval_s: float = 0.5,
         max_outbox_bytes: int = 32 * 1024 * 1024,
+        accounts: Mapping[str, float] | None = None,
+        agents: Mapping[str, str] | None = None,
+        is_mainnet: bool = True,
+        match_latency_ms: float = 0.0,
+        taker_fee: float = DEFAULT_TAKER_FEE,
+        maker_fee: float = DEFAULT_MAKER_FEE,
     ) -> None:
+        """Market-data options as before; trading: ``accounts`` maps master addresses to USDC
+        balances, ``agents`` API-wallet addresses to their master, ``is_mainnet`` picks the
+        phantom-agent source ("a"; False: "b"), ``match_latency_ms`` (virtual ms) is the delay
+        before an action executes, against the book of that later moment, and ``taker_fee`` /
+        ``maker_fee`` the default per-market fee rates (fractions; see ``set_fee``)."""
         if speed <= 0:
             raise ValueError("speed must be > 0")
         if rate < 0:
@@ -74,9 +93,32 @@ class SimExchange:
         if aligned:
             self.model.set_aligned(True)
         self.counters: Counter[str] = Counter()
+        if match_latency_ms < 0:
+            raise ValueError("match_latency_ms must be >= 0")
         self.info = InfoService(self.model, dex_position)
         self.hub = Hub(self.model, self.info, self._now_epoch_ms, self.counters)
-        self.api = WsApi(self.hub, self.info, lambda: self.ack_delay_ms)
+        self.trading = Trading(
+            self.model,
+            dex_position,
+            now_ms=self._now_epoch_ms,
+            virtual_ms=lambda: int(self.virtual_now_ms()),
+            sync_model=self._sync_model,
+            publish_bbo=self._publish_bbo_event,
+            publish_user=self.hub.publish_user,
+            speed=speed,
+            is_mainnet=is_mainnet,
+            match_latency_ms=match_latency_ms,
+            taker_fee=taker_fee,
+            maker_fee=maker_fee,
+        )
+        self.info.users = self.trading
+        self.hub.user_fills = self.trading.user_fills
+        self.api = WsApi(self.hub, self.info, lambda: self.ack_delay_ms, self.trading)
+        for address, balance in (accounts or {}).items():
+            self.trading.create_account(address, balance)
+        for agent, master in (agents or {}).items():
+            self.trading.approve_agent(agent, master)
+        self._tcp_scopes: set[trio.CancelScope] = set()
         self.firehose: Firehose | None = None
         self._conn_ids = itertools.count(1)
         self._t0 = 0.0
@@ -125,6 +167,7 @@ class SimExchange:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._drive_model)
             nursery.start_soon(self._periodic)
+            nursery.start_soon(self.trading.run)
             if self.rate > 0:
                 self.firehose = Firehose(
                     self.hub, self.model, self.rate, self._virtual_epoch_ms, self.counters
@@ -147,13 +190,30 @@ class SimExchange:
     def _dispatch(self, events: list[Event]) -> None:
         hub = self.hub
         epoch0 = hub.epoch0_ms
+        resting = self.trading.resting
         self._model_events += len(events)
+        touched: set[str] = set()
         for ev in events:
             payload = ev.payload
             if isinstance(payload, Bbo):
                 hub.publish_bbo(ev.coin, epoch0 + ev.time_ms, payload)
+                if resting and ev.coin in resting:
+                    touched.add(ev.coin)
             else:
                 hub.publish_ctx(ev.coin, payload)
+        for coin in touched:
+            self.trading.check_resting(coin)
+
+    def _publish_bbo_event(self, ev: Event) -> None:
+        """A book change caused by trading (not by the model's schedule)."""
+        if isinstance(ev.payload, Bbo):
+            self._model_events += 1
+            self.hub.publish_bbo(ev.coin, self.hub.epoch0_ms + ev.time_ms, ev.payload)
+
+    def _sync_model(self) -> None:
+        """Bring the model up to the current virtual time (before executing an action)."""
+        if self._started:
+            self._dispatch(self.model.advance(int(self.virtual_now_ms())))
 
     async def _periodic(self) -> None:
         """l2Book pushes (on change, at most every ``l2_interval_s``) and allMids."""
@@ -171,7 +231,13 @@ class SimExchange:
     async def _handle_tcp(self, stream: trio.SocketStream) -> None:
         self.counters["tcp_connections"] += 1
         try:
-            await serve_http(stream, self._route, self._websocket)
+            with trio.CancelScope() as scope:
+                self._tcp_scopes.add(scope)
+                _current_tcp.set(scope)
+                try:
+                    await serve_http(stream, self._route, self._websocket)
+                finally:
+                    self._tcp_scopes.discard(scope)
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -194,7 +260,23 @@ class SimExchange:
         finally:
             self.hub.remove(session)
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
+        if path == "/exchange":
+            if method != "POST":
+                return json_error(405, "use POST /exchange")
+            self.counters["http_exchange"] += 1
+            try:
+                request = _decoder.decode(body)
+            except msgspec.DecodeError as exc:
+                return json_error(422, f"Failed to parse the request body as JSON: {exc}")
+            outcome = await self.trading.submit(request)
+            if outcome.parse_error is not None:
+                return json_error(422, outcome.parse_error)
+            if outcome.dropped:
+                return None
+            if outcome.delay_s > 0:
+                await trio.sleep(outcome.delay_s)
+            return 200, frames.encode(outcome.payload)
         if path == "/info":
             if method != "POST":
                 return json_error(405, "use POST /info")
@@ -284,14 +366,113 @@ class SimExchange:
         else:
             raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
 
+    # ------------------------------------------------------------------ trading
+
+    def create_account(self, address: str, balance: float = 0.0) -> None:
+        """Create master account ``address`` holding ``balance`` USDC (or reset its balance)."""
+        self.trading.create_account(address, balance)
+
+    def approve_agent(self, agent: str, master: str) -> None:
+        """Approve API wallet ``agent`` to sign for the existing account ``master``."""
+        self.trading.approve_agent(agent, master)
+
+    def set_fee(self, coin: str, taker: float, maker: float) -> None:
+        """Fee rates (fractions: 0.0000765 = 0.765 bp) charged on ``coin``'s fills."""
+        self.trading.set_fee(coin, taker, maker)
+
+    def account_summary(self, address: str) -> dict[str, Any] | None:
+        """Free USDC, positions and open order ids of an account (None if unknown)."""
+        acct = self.trading.account(address)
+        if acct is None:
+            return None
+        return {
+            "address": acct.address,
+            "cash": str(acct.cash),
+            "positions": {
+                c: {"szi": str(p.szi), "entryPx": str(p.entry_px), "margin": str(p.margin)}
+                for c, p in acct.positions.items()
+            },
+            "open_orders": [o.oid for o in acct.open_orders()],
+            "fills": len(acct.fills),
+        }
+
+    @property
+    def match_latency_ms(self) -> float:
+        """Virtual ms between an action's arrival and its execution against the book."""
+        return self.trading.match_latency_ms
+
+    @match_latency_ms.setter
+    def match_latency_ms(self, ms: float) -> None:
+        if ms < 0:
+            raise ValueError("match_latency_ms must be >= 0")
+        self.trading.match_latency_ms = float(ms)
+
+    def reject_next(self, n: int = 1, error: str = ERR_MARGIN) -> None:
+        """The next ``n`` orders fail with ``{"error": error + " asset=<id>"}``."""
+        self.trading.reject_next(n, error)
+
+    @property
+    def partial_fill_ratio(self) -> float | None:
+        """Taking orders get at most this share of their size (floored to the lot)."""
+        return self.trading.partial_fill_ratio
+
+    @partial_fill_ratio.setter
+    def partial_fill_ratio(self, ratio: float | None) -> None:
+        self.trading.set_partial_fill_ratio(ratio)
+
+    def drop_next_post_responses(self, n: int = 1) -> None:
+        """Execute the next ``n`` actions (WS post or /exchange) but never answer them."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self.trading.drop_responses += n
+
+    @property
+    def delay_post_responses_ms(self) -> float:
+        """Extra delay before each action response (after execution), in real ms."""
+        return self.trading.response_delay_ms
+
+    @delay_post_responses_ms.setter
+    def delay_post_responses_ms(self, ms: float) -> None:
+        if ms < 0:
+            raise ValueError("delay must be >= 0")
+        self.trading.response_delay_ms = float(ms)
+
+    @property
+    def omit_order_updates_for_ioc(self) -> bool:
+        """IOC orders produce no orderUpdates (fills and post responses still come; P19)."""
+        return self.trading.omit_ioc_order_updates
+
+    @omit_order_updates_for_ioc.setter
+    def omit_order_updates_for_ioc(self, enabled: bool) -> None:
+        self.trading.omit_ioc_order_updates = bool(enabled)
+
+    def transient_empty_clearinghouse(self, n: int = 1) -> None:
+        """The next ``n`` clearinghouseState answers are all zeros, whoever asks (P23)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self.trading.empty_clearinghouse_answers += n
+
+    def restart(self) -> int:
+        """Like a venue node restart: reset every connection (WebSocket and HTTP) while accounts,
+        orders and positions stay; unanswered posts are never answered. Returns the number of
+        WebSocket connections dropped. (The HTTP connection that asked through /sim/control
+        keeps its answer.)"""
+        dropped = self.drop_connections()
+        current = _current_tcp.get()
+        for scope in list(self._tcp_scopes):
+            if scope is not current:
+                scope.cancel()
+        self.counters["restarts"] += 1
+        return dropped
+
     # ------------------------------------------------------------------ stats
 
     def stats(self) -> dict[str, Any]:
         sessions = [s for s in self.hub.sessions if not s.closed]
         c = self.counters
         channels = (
-            "bbo", "activeAssetCtx", "l2Book", "allMids", "userFills", "subscriptionResponse",
-            "error", "pong", "post", "greeting", "malformed",
+            "bbo", "activeAssetCtx", "l2Book", "allMids", "userFills", "orderUpdates", "user",
+            "subscriptionResponse", "error", "pong", "post", "greeting", "malformed",
         )  # fmt: skip
         now = trio.current_time() if self._started else 0.0
         return {
@@ -314,6 +495,8 @@ class SimExchange:
             "bytes_sent": sum(s.bytes_sent for s in sessions),
             "outbox_pending_bytes": sum(s.pending_bytes for s in sessions),
             "http_info_requests": c["http_info"],
+            "http_exchange_requests": c["http_exchange"],
+            "trading": self.trading.stats(),
             "tcp_connections": c["tcp_connections"],
             "firehose": self.firehose.stats() if self.firehose is not None else None,
             "model": {

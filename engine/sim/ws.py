@@ -10,7 +10,7 @@ import logging
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -44,6 +44,7 @@ class WsSession:
         self.dropped = False
         self.bytes_sent = 0
         self.frames_queued = 0
+        self.inflight_posts = 0  # action posts accepted and not yet answered
         self._stream = stream
         self._ws = ws
         self._on_text = on_text
@@ -101,6 +102,13 @@ class WsSession:
             self.send_payload(payload, channel)
 
         self._nursery.start_soon(later)
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: Any) -> bool:
+        """Run ``fn(*args)`` for as long as the connection lives; False when it is closed."""
+        if self._nursery is None or self.closed or self.dropped:
+            return False
+        self._nursery.start_soon(fn, *args)
+        return True
 
     def _send_raw(self, data: bytes) -> None:
         if data:

@@ -1,13 +1,16 @@
 """WebSocket request semantics (protocol doc §2, §4): ping, subscribe/unsubscribe with acks and
-error strings, and ``post`` (info answered like ``POST /info``; trading actions not yet).
+error strings, and ``post``: info answered like ``POST /info``, actions executed like
+``POST /exchange`` (answered when executed; at most 100 unanswered action posts per connection,
+above which the venue's ``too many pending post requests id=<id>`` error is sent).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+import trio
 
 from engine.sim import frames
 from engine.sim.hub import Hub
@@ -15,7 +18,12 @@ from engine.sim.info import InfoError, InfoService
 from engine.sim.subscriptions import describe, parse_subscription
 from engine.sim.ws import WsSession
 
+if TYPE_CHECKING:
+    from engine.sim.trading import Trading
+
 ACTIONS_UNSUPPORTED = "Simulator does not support trading actions yet"
+MAX_INFLIGHT_POSTS = 100
+SINGLE_USER_CHANNELS = ("orderUpdates", "userEvents")  # their data names no user (doc §2.2)
 _PARSE_ERROR = "Error parsing JSON into valid websocket request: "
 
 _decoder = msgspec.json.Decoder()
@@ -24,9 +32,16 @@ _decoder = msgspec.json.Decoder()
 class WsApi:
     """Handles one client text message at a time (called by :class:`WsSession`)."""
 
-    def __init__(self, hub: Hub, info: InfoService, ack_delay_ms: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        info: InfoService,
+        ack_delay_ms: Callable[[], float],
+        trading: Trading | None = None,
+    ) -> None:
         self.hub = hub
         self.info = info
+        self.trading = trading
         self._ack_delay_ms = ack_delay_ms
         self._coins = frozenset(hub.model.coins)
         self._dexes = frozenset(info.dexes)
@@ -70,6 +85,13 @@ class WsApi:
             return
         quoted = frames.encode(sub.echo).decode()
         if method == "subscribe":
+            if sub.type in SINGLE_USER_CHANNELS and any(
+                s.type == sub.type and s.user != sub.user for s in session.subs.values()
+            ):
+                self._error(
+                    session, f"Only one user per connection is supported for {sub.type}: {quoted}"
+                )
+                return
             if not self.hub.subscribe(session, sub):
                 self._error(session, f"Already subscribed: {quoted}")
                 return
@@ -107,11 +129,37 @@ class WsApi:
             payload = request.get("payload")
             if not isinstance(payload, dict) or not isinstance(payload.get("action"), dict):
                 response = frames.post_error("missing or invalid field `payload.action`")
-            else:
+            elif self.trading is None:
                 response = frames.post_action_error(ACTIONS_UNSUPPORTED)
+            elif session.inflight_posts >= MAX_INFLIGHT_POSTS:
+                self._error(session, f"too many pending post requests id={post_id}")
+                return
+            else:
+                session.inflight_posts += 1
+                if not session.spawn(self._action_post, session, post_id, payload):
+                    session.inflight_posts -= 1
+                return
         else:
             response = frames.post_error(f"unknown request type {request.get('type')!r}")
         session.send_payload(frames.post_payload(post_id, response), "post")
+
+    async def _action_post(self, session: WsSession, post_id: int, payload: Any) -> None:
+        assert self.trading is not None
+        try:
+            outcome = await self.trading.submit(payload)
+            if outcome.dropped:
+                return
+            response: dict[str, Any]
+            if outcome.parse_error is not None:
+                response = frames.post_error(outcome.parse_error)
+            else:
+                assert outcome.payload is not None
+                response = frames.post_action_response(outcome.payload)
+            if outcome.delay_s > 0:
+                await trio.sleep(outcome.delay_s)
+            session.send_payload(frames.post_payload(post_id, response), "post")
+        finally:
+            session.inflight_posts -= 1
 
     def _post_info(self, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):

@@ -117,3 +117,53 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "error" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--port", "nope"])
+
+
+def test_official_sdk_exchange_trades_through_an_agent() -> None:
+    """The SDK's Exchange (REST /exchange) with an API wallet: rest, cancel, market IOC.
+
+    The SDK signs with the testnet source "b" for any non-mainnet URL, hence ``--testnet``."""
+    from eth_account import Account
+    from hyperliquid.exchange import Exchange
+    from hyperliquid.utils.types import Cloid
+
+    master = Account.from_key("0x" + "11" * 32).address
+    agent = Account.from_key("0x" + "22" * 32)
+    with simulator(
+        "--testnet",
+        "--account",
+        f"{master}=5000",
+        "--agent",
+        f"{agent.address}={master}",
+        "--match-latency-ms",
+        "20",
+    ) as (_proc, port):
+        url = f"http://127.0.0.1:{port}"
+        ex = Exchange(agent, url, account_address=master, perp_dexs=["xyz"])
+        book = ex.info.l2_snapshot("xyz:GOLD")
+        bid = float(book["levels"][0][0]["px"])
+        cloid = Cloid.from_str("0x" + "ab" * 16)
+        res = ex.order(
+            "xyz:GOLD", True, 0.01, round(bid * 0.95), {"limit": {"tif": "Gtc"}}, cloid=cloid
+        )
+        assert res["status"] == "ok", res
+        oid = res["response"]["data"]["statuses"][0]["resting"]["oid"]
+        assert ex.info.query_order_by_cloid(master, cloid)["order"]["status"] == "open"
+        assert [o["oid"] for o in ex.info.open_orders(master, dex="xyz")] == [oid]
+        res = ex.cancel("xyz:GOLD", oid)
+        assert res["response"]["data"]["statuses"] == ["success"]
+        res = ex.market_open("xyz:GOLD", True, 0.01)
+        filled = res["response"]["data"]["statuses"][0]["filled"]
+        assert filled["totalSz"] == "0.01"
+        state = ex.info.user_state(master, dex="xyz")
+        assert state["assetPositions"][0]["position"]["szi"] == "0.01"
+        assert ex.info.user_state(master)["assetPositions"] == []
+        assert len(ex.info.user_fills(master)) == 1
+
+
+def test_cli_rejects_bad_trading_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--account", "nope"]) == 2
+    assert main(["--account", "0x12=5"]) == 2
+    assert main(["--agent", "0x" + "22" * 20 + "=0x" + "11" * 20]) == 2  # no such master
+    assert main(["--match-latency-ms", "-1"]) == 2
+    assert "error" in capsys.readouterr().err

@@ -147,7 +147,9 @@ class TradingCore:
                 self._check_exit(p, now_ms)
         tc = self.tcfg
         for o in list(self.orders.active()):
-            if o.state == ofsm.SENT and o.sent_ms is not None \
+            # Our orders are IOC: anything still live this long after sending (no answer,
+            # or "waitingForFill" with no outcome since: P19) is resolved by cloid.
+            if o.state in (ofsm.SENT, ofsm.RESTING, ofsm.PARTIAL) and o.sent_ms is not None \
                     and now_ms - o.sent_ms > tc.pending_timeout_ms:
                 self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "pending timeout")
             if o.state == ofsm.UNKNOWN:
@@ -284,10 +286,12 @@ class TradingCore:
     def _maybe_flatten(self, p: Position, now_ms: float, reason: str) -> None:
         if not pfsm.can_submit_flatten(p.state) or now_ms < p.next_flatten_ms:
             return
-        size = abs(p.effective)
+        m = self.obs.markets[p.idx]
+        # Positions are sums of lot multiples: round to the lot so float residue
+        # (0.49 - 0.16 - 0.32 = 0.00999...) neither floors to zero nor leaves dust.
+        size = round(abs(p.effective), m.spec.sz_decimals)
         if size <= EPS:
             return
-        m = self.obs.markets[p.idx]
         closing_long = p.effective > 0
         is_buy = not closing_long
         ref = m.bid_px if closing_long else m.ask_px

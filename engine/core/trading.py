@@ -173,13 +173,14 @@ class TradingCore:
 
     # ------------------------------------------------------------------ entries
     def on_signal(self, sig: Signal, now_ms: float) -> None:
+        """Gate and (maybe) enter; the signal record carries the executor's verdict."""
         self.signals_seen += 1
-        if self.on_signal_hook is not None:
-            self.on_signal_hook(sig)
         reason = self._entry(sig, now_ms)
-        sig.fields["executor_verdict"] = reason or "order_sent"
+        sig.fields["executor_verdict"] = reason or "order_created"
         if reason is not None:
             self.skips[reason] += 1
+        if self.on_signal_hook is not None:
+            self.on_signal_hook(sig)
 
     def _entry(self, sig: Signal, now_ms: float) -> str | None:
         f = sig.fields
@@ -243,7 +244,9 @@ class TradingCore:
         p.entry_decision_px = f["best_px"]
         p.entry_edge_bps = f["raw_edge_bps"]
         self.entries_sent += 1
-        self._record("orders", now_ms, {"event": "created", **order.record()})
+        self._record("orders", now_ms, {"event": "created", **order.record(),
+                                        "entry_edge_bps": f["raw_edge_bps"],
+                                        "entry_oracle_px": f["oracle_px"]})
         self.out.append(PlaceOrder(order))
         return None
 
@@ -393,6 +396,9 @@ class TradingCore:
         o.venue_filled = filled
         if avg_px is not None:
             o.avg_px = avg_px
+        # Journal the growth even when the order's state does not change (PARTIAL → PARTIAL),
+        # so a restart restores the unconfirmed exposure.
+        self._record("orders", now_ms, {"event": "venue_filled", "why": "venue", **o.record()})
         p = self.book.positions[o.idx]
         self.book.set_venue_filled(p, o.cloid, o.is_buy, filled)
         self._exposure_changed(p, now_ms, o.avg_px or o.px, o)
@@ -443,8 +449,10 @@ class TradingCore:
         p = self.book.by_coin.get(coin)
         if p is None:
             return
-        if snapshot:
+        if snapshot and (cloid is None or cloid not in self.orders.by_cloid):
             # History from earlier sessions never rebuilds positions (P17); remember the tids.
+            # Fills of orders this run knows (e.g. restored UNKNOWN ones) are applied: tid
+            # dedup makes that safe.
             self.book.seen_tids.add(tid)
             return
         f = Fill(tid, cloid, coin, is_buy, px, sz, fee, time_ms)
@@ -513,8 +521,12 @@ class TradingCore:
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
             tid = f"recon:{p.coin}:{int(now_ms)}:{len(self.book.fills)}"
             fill = Fill(tid, None, p.coin, delta > 0, px, abs(delta), 0.0, now_ms, synthetic=True)
-            self.book.apply_fill(p, fill)
+            _, trade = self.book.apply_fill(p, fill)
             self._record("fills", now_ms, fill.record())
+            if trade is not None:
+                trade["exit_reason"] = trade["exit_reason"] or "reconciliation"
+                self.trades.append(trade)
+                self._record("trades", now_ms, trade)
             self._exposure_changed(p, now_ms, px, None)
             self._latch("reconciliation_mismatch", now_ms,
                         f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")

@@ -1,0 +1,519 @@
+"""The paper-mode exchange: IOC orders filled against the book *after* the latency, pure.
+
+:class:`PaperVenue` stands where the signing/post shell stands in trade mode. The core's
+:class:`~engine.core.intents.PlaceOrder` goes to :meth:`PaperVenue.submit` (which fires
+``core.on_sent``) and is executed ``latency_ms`` later by :meth:`PaperVenue.on_timer`, against
+the book the core holds **at that later time** (``core.obs.markets[idx]``), never the book the
+decision saw. Everything the venue learns it reports back exactly as Hyperliquid would, through
+the same core entry points the live shell uses, in a fixed order:
+
+1. the post response: ``core.on_post_result(cloid, {"filled": {"totalSz", "avgPx", "oid"}})``,
+   or ``{"error": "Order could not immediately match against any resting orders. asset=N"}``,
+   or another ``{"error": ...}`` for a refusal;
+2. one userFill per level matched: ``core.on_fill(tid, ...)`` with ``tid = f"{prefix}-{n}"``
+   and ``fee = px × sz × taker_fee_bps / 1e4`` (rounded to 6 decimals like the venue's fee);
+3. an orderUpdates terminal status: ``filled`` (``sz`` 0), ``canceled`` (an IOC's unmatched
+   remainder; ``sz`` = what did not fill, so ``origSz - sz`` is always the filled size),
+   ``iocCancelRejected`` (nothing matched), ``reduceOnlyRejected`` / ``*Rejected``.
+
+Matching rules (taker only, an IOC never rests here):
+
+* buy crosses when ``limit >= ask``, sell when ``limit <= bid``; an empty side never matches;
+* top of book (default): ``min(order size, ask_sz/bid_sz)`` at the book price, not the limit;
+  liquidity we took is remembered per displayed quote (``bbo_time_ms``, side, price), so two
+  orders cannot both take the same displayed size before the book updates;
+* with a ``levels`` provider (``coin -> (bids, asks)`` lists of ``(px, sz)``, best first, or
+  ``None`` to fall back to the top of book) the order walks the levels up to its limit;
+* reduce-only orders are checked against the venue's own position ledger (the truth, not the
+  core's view): one that would increase the position (or open one) is refused with
+  ``Reduce only order would increase position. asset=N``; a size above the position is
+  clipped to it;
+* sizes are floored to the market's ``szDecimals``; a fill that floors to zero is no match.
+
+Every fill is also kept in :attr:`PaperVenue.fills` with the order's decision price and the
+slippage against it (bps, positive = worse than decided), plus totals in
+:attr:`PaperVenue.stats`.
+
+Fault knobs (for tests and drills): :meth:`reject_next`, :meth:`no_fill_next`,
+:attr:`partial_ratio` and :meth:`drop_next_response`, which executes the order but loses its
+post response and orderUpdate (and, optionally, its userFills), so the core must time the order
+out to UNKNOWN and resolve it by cloid: :meth:`order_status` answers the core's
+:class:`~engine.core.intents.QueryOrder` with the venue-shaped ``orderStatus`` reply.
+
+Identifiers: ``tid_prefix`` must be unique per run (the journal restore deduplicates fills by
+tid across restarts; use the boot id); oids count up from ``oid_start``.
+
+Pure and deterministic: no Trio, no clock, no randomness; every call takes ``now_ms``. The shell
+sleeps until :meth:`next_due_ms` and calls :meth:`on_timer`; in replay, call it at the due time
+before applying market frames stamped later. :meth:`dispatch` / :meth:`pump` execute the
+venue-bound intents (``PlaceOrder``, ``QueryOrder``, ``CancelOrder``) and hand the rest
+(records, alerts, reconcile requests) back to the caller.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+import attrs
+
+from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryOrder
+from engine.core.market import MarketState
+from engine.core.orders import Order
+from engine.core.rounding import decimal_to_wire, to_decimal
+from engine.core.trading import TradingCore
+
+NO_MATCH_MSG = "Order could not immediately match against any resting orders."
+REDUCE_ONLY_MSG = "Reduce only order would increase position."
+DEFAULT_REJECT_MSG = "Insufficient margin to place order."
+
+# post-response error prefix -> orderUpdates/orderStatus status (hyperliquid-protocol.md §12)
+_REJECT_STATUS: tuple[tuple[str, str], ...] = (
+    ("Price must be divisible by tick size", "tickRejected"),
+    ("Order must have minimum value", "minTradeNtlRejected"),
+    ("Insufficient margin", "perpMarginRejected"),
+    ("Reduce only order would increase position", "reduceOnlyRejected"),
+    ("Invalid TP/SL price", "badTriggerPxRejected"),
+    ("No liquidity available for market order", "marketOrderNoLiquidityRejected"),
+    ("Order would increase open interest while open interest is capped",
+     "positionIncreaseAtOpenInterestCapRejected"),
+)
+
+Level = tuple[float, float]
+LevelsProvider = Callable[[str], tuple[Sequence[Level], Sequence[Level]] | None]
+"""``coin -> (bids best first, asks best first)`` of ``(px, sz)``, or None (use the bbo)."""
+
+_ZERO = Decimal(0)
+
+
+def reject_status_for(message: str) -> str:
+    """The orderUpdates status the venue reports for a refusal with this error message."""
+    for prefix, status in _REJECT_STATUS:
+        if message.startswith(prefix):
+            return status
+    return "rejected"
+
+
+def slippage_bps(is_buy: bool, decision_px: float | None, fill_px: float) -> float | None:
+    """Fill price against the decision price in bps; positive means worse than decided."""
+    if decision_px is None or decision_px <= 0:
+        return None
+    diff = fill_px - decision_px if is_buy else decision_px - fill_px
+    return diff / decision_px * 1e4
+
+
+@attrs.frozen(slots=True)
+class PaperFill:
+    """One simulated userFill with its decision price and slippage."""
+
+    tid: str
+    cloid: str
+    coin: str
+    is_buy: bool
+    px: float
+    sz: float
+    fee: float
+    time_ms: float
+    purpose: str
+    reduce_only: bool
+    decision_px: float | None
+    slippage_bps: float | None
+    latency_ms: float
+    delivered: bool
+
+    @property
+    def notional(self) -> float:
+        return self.px * self.sz
+
+
+@attrs.define
+class PaperStats:
+    """Counters of a :class:`PaperVenue` (read them; the venue updates them)."""
+
+    submitted: int = 0
+    executed: int = 0
+    filled: int = 0  # orders filled in full
+    partial: int = 0  # orders filled in part (the IOC remainder canceled)
+    no_match: int = 0
+    rejected: int = 0
+    reduce_only_rejected: int = 0
+    reduce_only_clipped: int = 0
+    responses_dropped: int = 0
+    fills: int = 0
+    fees: float = 0.0
+    notional: float = 0.0
+    queries: int = 0
+    queries_deferred: int = 0
+    cancels_ignored: int = 0
+
+
+class _Pending:
+    __slots__ = ("order", "submitted_ms")
+
+    def __init__(self, order: Order, submitted_ms: float) -> None:
+        self.order = order
+        self.submitted_ms = submitted_ms
+
+
+class _Done:
+    """What the venue remembers of a processed order (answers ``orderStatus``)."""
+
+    __slots__ = ("order", "oid", "filled", "status", "status_ms")
+
+    def __init__(self, order: Order, oid: int, filled: Decimal, status: str,
+                 status_ms: float) -> None:
+        self.order = order
+        self.oid = oid
+        self.filled = filled
+        self.status = status
+        self.status_ms = status_ms
+
+
+class PaperVenue:
+    """Paper-mode exchange for one :class:`TradingCore` (see the module docstring)."""
+
+    def __init__(self, core: TradingCore, latency_ms: float, taker_fee_bps: float, *,
+                 tid_prefix: str, levels: LevelsProvider | None = None,
+                 partial_ratio: float = 1.0, oid_start: int = 1) -> None:
+        if latency_ms < 0 or taker_fee_bps < 0:
+            raise ValueError("latency_ms and taker_fee_bps must be >= 0")
+        if not tid_prefix:
+            raise ValueError("tid_prefix must be a non-empty per-run string")
+        self.core = core
+        self.latency_ms = float(latency_ms)
+        self.taker_fee_bps = float(taker_fee_bps)
+        self.tid_prefix = tid_prefix
+        self.levels = levels
+        self.partial_ratio = partial_ratio
+        self.fills: list[PaperFill] = []
+        self.stats = PaperStats()
+        self._heap: list[tuple[float, int, _Pending]] = []
+        self._in_flight: dict[str, _Pending] = {}
+        self._done: dict[str, _Done] = {}
+        self._positions: dict[str, Decimal] = {}
+        self._taken: dict[tuple[str, bool, int, float], Decimal] = {}
+        self._seq = 0
+        self._tid_n = 0
+        self._next_oid = oid_start
+        self._reject_left = 0
+        self._reject_msg = DEFAULT_REJECT_MSG
+        self._no_fill_left = 0
+        self._drop_left = 0
+        self._drop_fills = False
+
+    @classmethod
+    def from_config(cls, core: TradingCore, *, tid_prefix: str,
+                    levels: LevelsProvider | None = None) -> PaperVenue:
+        """A venue with the core's ``[paper]`` latency and taker fee."""
+        pc = core.cfg.paper
+        return cls(core, pc.latency_ms, pc.taker_fee_bps, tid_prefix=tid_prefix, levels=levels)
+
+    # ------------------------------------------------------------------ knobs
+    @property
+    def partial_ratio(self) -> float:
+        """Fraction of what would match that actually fills (1.0 = everything)."""
+        return self._partial_ratio
+
+    @partial_ratio.setter
+    def partial_ratio(self, value: float) -> None:
+        if not 0.0 < value <= 1.0:
+            raise ValueError("partial_ratio must be within (0, 1]")
+        self._partial_ratio = float(value)
+
+    def reject_next(self, n: int = 1, msg: str = DEFAULT_REJECT_MSG) -> None:
+        """Refuse the next ``n`` executed orders with ``msg`` (`` asset=N`` is appended)."""
+        self._reject_left = n
+        self._reject_msg = msg
+
+    def no_fill_next(self, n: int = 1) -> None:
+        """The next ``n`` executed orders find nothing to match, whatever the book says."""
+        self._no_fill_left = n
+
+    def drop_next_response(self, n: int = 1, *, fills: bool = True) -> None:
+        """Execute the next ``n`` orders but lose their post response and orderUpdate.
+
+        With ``fills=False`` their userFills are lost too (a disconnect): the core only learns
+        the outcome from :meth:`order_status` (``origSz - sz``), as unconfirmed exposure.
+        """
+        self._drop_left = n
+        self._drop_fills = not fills
+
+    # ------------------------------------------------------------------ ledger
+    def positions(self) -> dict[str, float]:
+        """The venue's signed positions by coin (non-zero only): the reconciliation truth."""
+        return {c: float(v) for c, v in self._positions.items() if v != 0}
+
+    def seed_positions(self, positions: Mapping[str, float]) -> None:
+        """Set the ledger (after a journal restore: the paper venue lives in the process)."""
+        self._positions = {c: to_decimal(v) for c, v in positions.items() if v}
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        """Always empty: an IOC never rests on this venue."""
+        return []
+
+    # ------------------------------------------------------------------ orders in
+    def submit(self, order: Order, now_ms: float) -> None:
+        """The shell would send ``order`` now: mark it sent and execute it after the latency."""
+        if order.cloid in self._in_flight or order.cloid in self._done:
+            raise ValueError(f"order {order.cloid} was already submitted")
+        self.core.on_sent(order.cloid, now_ms)
+        pending = _Pending(order, now_ms)
+        self._seq += 1
+        heapq.heappush(self._heap, (now_ms + self.latency_ms, self._seq, pending))
+        self._in_flight[order.cloid] = pending
+        self.stats.submitted += 1
+
+    def next_due_ms(self) -> float | None:
+        """When the next submitted order executes (None: nothing in flight)."""
+        return self._heap[0][0] if self._heap else None
+
+    def in_flight(self) -> list[Order]:
+        """Orders submitted and not executed yet, in execution order."""
+        return [p.order for _, _, p in sorted(self._heap, key=lambda e: (e[0], e[1]))]
+
+    def on_timer(self, now_ms: float) -> int:
+        """Execute every order due at or before ``now_ms`` against the book as it is now."""
+        n = 0
+        while self._heap and self._heap[0][0] <= now_ms:
+            _, _, pending = heapq.heappop(self._heap)
+            del self._in_flight[pending.order.cloid]
+            self._execute(pending, now_ms)
+            n += 1
+        return n
+
+    # ------------------------------------------------------------------ queries
+    def order_status(self, cloid: str) -> dict[str, Any]:
+        """The ``orderStatus`` (by cloid) reply: ``unknownOid`` unless the order was processed."""
+        done = self._done.get(cloid)
+        if done is None:
+            return {"status": "unknownOid"}
+        o = done.order
+        orig = Decimal(o.sz_wire)
+        inner: dict[str, Any] = {
+            "coin": o.coin, "side": "B" if o.is_buy else "A", "limitPx": o.px_wire,
+            "sz": decimal_to_wire(orig - done.filled), "oid": done.oid,
+            "timestamp": int(done.status_ms), "origSz": o.sz_wire, "cloid": o.cloid,
+        }
+        if o.reduce_only:
+            inner["reduceOnly"] = True
+        return {"status": "order",
+                "order": {"order": inner, "status": done.status,
+                          "statusTimestamp": int(done.status_ms)}}
+
+    # ------------------------------------------------------------------ intents
+    def dispatch(self, intents: Iterable[Intent], now_ms: float) -> list[Intent]:
+        """Execute the venue-bound intents; return the others (records, alerts, reconcile).
+
+        A query for an order still in flight is not answered (the venue has not seen it yet;
+        answering ``unknownOid`` would expire an order that is about to fill): the core asks
+        again after ``unknown_query_interval_ms``.
+        """
+        rest: list[Intent] = []
+        core = self.core
+        for it in intents:
+            if isinstance(it, PlaceOrder):
+                self.submit(it.order, now_ms)
+            elif isinstance(it, QueryOrder):
+                if it.cloid in self._in_flight:
+                    self.stats.queries_deferred += 1
+                    continue
+                self.stats.queries += 1
+                core.on_order_status(it.cloid, self.order_status(it.cloid), now_ms)
+            elif isinstance(it, CancelOrder):
+                self.stats.cancels_ignored += 1  # nothing ever rests here
+            else:
+                rest.append(it)
+        return rest
+
+    def pump(self, now_ms: float) -> list[Intent]:
+        """Drain the core and dispatch until it has nothing more; return the non-venue intents."""
+        rest: list[Intent] = []
+        while self.core.out:
+            rest.extend(self.dispatch(self.core.drain(), now_ms))
+        return rest
+
+    # ------------------------------------------------------------------ execution
+    def _execute(self, pending: _Pending, now_ms: float) -> None:
+        o = pending.order
+        self.stats.executed += 1
+        oid = self._next_oid
+        self._next_oid += 1
+        drop = self._drop_left > 0
+        if drop:
+            self._drop_left -= 1
+            self.stats.responses_dropped += 1
+        if self._reject_left > 0:
+            self._reject_left -= 1
+            self._refuse(o, oid, self._reject_msg, now_ms, drop)
+            return
+        cap = Decimal(o.sz_wire)
+        if o.reduce_only:
+            pos = self._positions.get(o.coin, _ZERO)
+            if pos == 0 or (pos > 0) == o.is_buy:
+                self.stats.reduce_only_rejected += 1
+                self._refuse(o, oid, REDUCE_ONLY_MSG, now_ms, drop)
+                return
+            if abs(pos) < cap:
+                cap = abs(pos)
+                self.stats.reduce_only_clipped += 1
+        matched: list[tuple[float, Decimal]] = []
+        if self._no_fill_left > 0:
+            self._no_fill_left -= 1
+        else:
+            matched = self._match(o, cap)
+        if not matched:
+            self._no_match(o, oid, now_ms, drop)
+            return
+        self._report_fills(pending, oid, matched, now_ms, drop)
+
+    def _market(self, o: Order) -> MarketState:
+        return self.core.obs.markets[o.idx]
+
+    def _match(self, o: Order, cap: Decimal) -> list[tuple[float, Decimal]]:
+        """Levels taken as (px, size), best first; floored to szDecimals; partial ratio applied."""
+        m = self._market(o)
+        dec = m.spec.sz_decimals
+        book = self._book(o, m)
+        full = _walk(book, o.is_buy, o.px, cap, dec)
+        if not full or self._partial_ratio >= 1.0:
+            taken = full
+        else:
+            total = sum((sz for _, sz in full), _ZERO)
+            want = _floor(total * to_decimal(self._partial_ratio), dec)
+            taken = _walk(book, o.is_buy, o.px, want, dec) if want > 0 else []
+        if taken and book is not None and book.depletable:
+            for px, sz in taken:
+                key = (o.coin, o.is_buy, m.bbo_time_ms, px)
+                self._taken[key] = self._taken.get(key, _ZERO) + sz
+        return taken
+
+    def _book(self, o: Order, m: MarketState) -> _Book | None:
+        if self.levels is not None:
+            got = self.levels(o.coin)
+            if got is not None:
+                bids, asks = got
+                return _Book(list(asks if o.is_buy else bids), depletable=False)
+        px, sz = (m.ask_px, m.ask_sz) if o.is_buy else (m.bid_px, m.bid_sz)
+        if px is None or sz is None:
+            return None
+        if len(self._taken) > 4096:  # this market's older quotes no longer matter
+            self._taken = {k: v for k, v in self._taken.items()
+                           if k[0] != o.coin or k[2] >= m.bbo_time_ms}
+        taken = self._taken.get((o.coin, o.is_buy, m.bbo_time_ms, px), _ZERO)
+        avail = to_decimal(sz) - taken
+        return _Book([(px, float(avail))] if avail > 0 else [], depletable=True)
+
+    # ------------------------------------------------------------------ reports
+    def _refuse(self, o: Order, oid: int, msg: str, now_ms: float, drop: bool) -> None:
+        self.stats.rejected += 1
+        if "asset=" not in msg:
+            msg = f"{msg} asset={o.asset_id}"
+        status = reject_status_for(msg)
+        self._done[o.cloid] = _Done(o, oid, _ZERO, status, now_ms)
+        if not drop:
+            self.core.on_post_result(o.cloid, {"error": msg}, now_ms)
+            self.core.on_order_update(o.cloid, oid, status, o.sz_wire, o.sz_wire, now_ms)
+
+    def _no_match(self, o: Order, oid: int, now_ms: float, drop: bool) -> None:
+        self.stats.no_match += 1
+        self._done[o.cloid] = _Done(o, oid, _ZERO, "iocCancelRejected", now_ms)
+        if not drop:
+            self.core.on_post_result(
+                o.cloid, {"error": f"{NO_MATCH_MSG} asset={o.asset_id}"}, now_ms)
+            self.core.on_order_update(o.cloid, oid, "iocCancelRejected", o.sz_wire, o.sz_wire,
+                                      now_ms)
+
+    def _report_fills(self, pending: _Pending, oid: int, matched: list[tuple[float, Decimal]],
+                      now_ms: float, drop: bool) -> None:
+        o = pending.order
+        core = self.core
+        total = sum((sz for _, sz in matched), _ZERO)
+        orig = Decimal(o.sz_wire)
+        complete = total >= orig
+        status = "filled" if complete else "canceled"  # an IOC's remainder is canceled
+        if complete:
+            self.stats.filled += 1
+        else:
+            self.stats.partial += 1
+        self._done[o.cloid] = _Done(o, oid, total, status, now_ms)
+        notional = sum((to_decimal(px) * sz for px, sz in matched), _ZERO)
+        avg_px = float(notional / total)
+        signed = total if o.is_buy else -total
+        self._positions[o.coin] = self._positions.get(o.coin, _ZERO) + signed
+        if not drop:
+            core.on_post_result(o.cloid, {"filled": {"totalSz": decimal_to_wire(total),
+                                                     "avgPx": _px_wire(avg_px), "oid": oid}},
+                                now_ms)
+        deliver = not (drop and self._drop_fills)
+        for px, sz_d in matched:
+            sz = float(sz_d)
+            fee = round(px * sz * self.taker_fee_bps / 1e4, 6)
+            self._tid_n += 1
+            tid = f"{self.tid_prefix}-{self._tid_n}"
+            self.fills.append(PaperFill(
+                tid, o.cloid, o.coin, o.is_buy, px, sz, fee, now_ms, o.purpose, o.reduce_only,
+                o.decision_px, slippage_bps(o.is_buy, o.decision_px, px),
+                now_ms - pending.submitted_ms, deliver))
+            st = self.stats
+            st.fills += 1
+            st.fees += fee
+            st.notional += px * sz
+            if deliver:
+                core.on_fill(tid, o.cloid, o.coin, o.is_buy, px, sz, fee, now_ms, now_ms)
+        if not drop:
+            core.on_order_update(o.cloid, oid, status, decimal_to_wire(orig - total), o.sz_wire,
+                                 now_ms)
+
+    # ------------------------------------------------------------------ summaries
+    def mean_slippage_bps(self, purpose: str | None = None) -> float | None:
+        """Size-weighted mean slippage of the recorded fills (optionally of one purpose)."""
+        num = den = 0.0
+        for f in self.fills:
+            if f.slippage_bps is None or (purpose is not None and f.purpose != purpose):
+                continue
+            num += f.slippage_bps * f.sz
+            den += f.sz
+        return num / den if den else None
+
+
+class _Book:
+    """The levels one order may take (same side, best first) and whether we deplete them."""
+
+    __slots__ = ("levels", "depletable")
+
+    def __init__(self, levels: list[Level], *, depletable: bool) -> None:
+        self.levels = levels
+        self.depletable = depletable
+
+
+def _floor(x: Decimal, decimals: int) -> Decimal:
+    return x.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR)
+
+
+def _walk(book: _Book | None, is_buy: bool, limit: float, want: Decimal,
+          decimals: int) -> list[tuple[float, Decimal]]:
+    """Take levels that cross ``limit`` until ``want`` is filled (sizes floored to the lot)."""
+    if book is None or want <= 0:
+        return []
+    out: list[tuple[float, Decimal]] = []
+    left = want
+    for px, sz in book.levels:
+        if left <= 0:
+            break
+        if (is_buy and px > limit) or (not is_buy and px < limit):
+            break
+        if sz <= 0:
+            continue
+        take = _floor(min(left, to_decimal(sz)), decimals)
+        if take <= 0:
+            continue
+        out.append((px, take))
+        left -= take
+    return out
+
+
+def _px_wire(px: float) -> str:
+    """A price as the venue prints it (plain, at most 8 decimals, no trailing zeros)."""
+    return decimal_to_wire(to_decimal(px).quantize(Decimal("1e-8")))

@@ -284,16 +284,11 @@ class ObserveApp:
                         await self._start_sim(nursery)
                     markets = await discover_markets(cfg, self.info_url)
                     self._build(markets, writer)
-                    assert self.scheduler and self.feed and self.timer
                     # Long-lived startup objects leave the GC's generations: fewer, shorter
                     # full collections on the hot path.
                     gc.collect()
                     gc.freeze()
-                    nursery.start_soon(writer.run, name="writer")
-                    nursery.start_soon(self.scheduler.run, name="followups")
-                    nursery.start_soon(self.timer.run, name="detector-timer")
-                    nursery.start_soon(self.feed.run, name="feed")
-                    nursery.start_soon(self._summary_task, name="summary")
+                    self._start_tasks(nursery, writer)
                     if self.duration_s is not None:
                         nursery.start_soon(self._stop_after, self.duration_s, name="duration")
                     self.ready.set()
@@ -303,6 +298,18 @@ class ObserveApp:
             writer.close()
             self._log_final()
         return EXIT_OK
+
+    def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
+        assert self.scheduler and self.feed and self.timer
+        nursery.start_soon(writer.run, name="writer")
+        nursery.start_soon(self.scheduler.run, name="followups")
+        nursery.start_soon(self.timer.run, name="detector-timer")
+        nursery.start_soon(self.feed.run, name="feed")
+        nursery.start_soon(self._summary_task, name="summary")
+
+    async def graceful_stop(self) -> None:
+        """Stop: observe mode has nothing to unwind, so cancel at once."""
+        self.stop()
 
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
@@ -341,13 +348,15 @@ class ObserveApp:
             async for signum in signals:
                 log.info("received %s: stopping (pending followups become MISSED)",
                          signal.Signals(signum).name)
+                with trio.move_on_after(30):
+                    await self.graceful_stop()
                 scope.cancel()
                 return
 
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
         log.info("run duration of %.0f s reached: stopping", seconds)
-        self.stop()
+        await self.graceful_stop()
 
     def summary_line(self, frames_per_s: float) -> str:
         core, feed, sched, writer = self.core, self.feed, self.scheduler, self.writer

@@ -67,14 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if cfg.mode != "observe":
-        print(f"engine: mode {cfg.mode!r} is not available yet in this version (the trading "
-              "core exists, its venue execution is being wired); use mode = \"observe\"",
-              file=sys.stderr)
+    if cfg.mode == "trade":
+        print("engine: mode 'trade' is not available yet in this version (its venue execution "
+              "is being wired); use mode = \"paper\" or \"observe\"", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(cfg.log.level)
+    if cfg.mode == "paper":
+        from engine.trading_app import run_trading
+
+        runner = partial(run_trading, cfg, duration_s=duration)
+    else:
+        runner = partial(run_observe, cfg, duration_s=duration)
     try:
-        return trio.run(partial(run_observe, cfg, duration_s=duration))
+        return trio.run(runner)
     except StartupError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -49,8 +49,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, *, config: dict[str, Any] | None = None, sim: dict[str, Any] | None = None
-) -> AsyncIterator[tuple[SimExchange, ObserveApp]]:
+    tmp_path: Path, *, config: dict[str, Any] | None = None, sim: dict[str, Any] | None = None,
+    app_cls: type[ObserveApp] = ObserveApp,
+) -> AsyncIterator[tuple[SimExchange, Any]]:
     """Start a simulator and the engine; stop the engine cleanly on exit.
 
     ``config`` is deep-merged over the harness's base configuration, e.g.
@@ -64,7 +65,7 @@ async def running(
         data = tomllib.loads(BASE_TOML.format(port=port, dir=tmp_path / "data"))
         _merge(data, config or {})
         cfg = structure_config(data, "test harness")
-        app = ObserveApp(cfg)
+        app = app_cls(cfg)
         finished = trio.Event()
 
         async def run_app() -> None:
@@ -77,7 +78,8 @@ async def running(
         try:
             yield exchange, app
         finally:
-            app.stop()
+            with trio.fail_after(20):
+                await app.graceful_stop()
             with trio.fail_after(10):
                 await finished.wait()
             nursery.cancel_scope.cancel()

@@ -1,0 +1,250 @@
+"""The Trio shell of the trading modes (paper now; trade uses the same core and lifecycle).
+
+Extends :class:`engine.app.ObserveApp`: the same feed, detector, followups and records, with
+the :class:`engine.core.trading.TradingCore` in the hot path. Market frames go to the trading
+core synchronously; after each socket batch its intents are executed: records to the writer
+(the journal: ``orders``, ``fills``, ``positions``, ``trades``), alerts to the log, orders to
+the execution backend. In paper mode the backend is :class:`engine.venues.paper.PaperVenue`,
+which fills IOC orders at decision time + latency against the book at that later time.
+
+One timer task wakes the core for quote-lag windows, paper executions and housekeeping (exit
+backup, UNKNOWN resolution, pending timeouts). A graceful stop (SIGINT/SIGTERM) turns the kill
+switch on — no new entries, every position flattened reduce-only — and waits (bounded) for flat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from engine.app import CoreHandler, ObserveApp, RunStats, StartupError, log_gate_events
+from engine.config import EngineConfig, VenueConfig
+from engine.core.core import ObserveCore
+from engine.core.followups import FollowupBook
+from engine.core.intents import Alert, Intent, Record, RequestReconcile
+from engine.core.orders import CloidFactory
+from engine.core.trading import TradingCore
+from engine.core.types import MarketSpec
+from engine.followups import FollowupScheduler
+from engine.io.followup_recovery import recover_incomplete
+from engine.io.journal import load_journal, restore
+from engine.io.records import RecordWriter
+from engine.venues.hyperliquid.client import HyperliquidFeed
+from engine.venues.paper import PaperVenue
+
+log = logging.getLogger("engine.trading")
+alert_log = logging.getLogger("engine.alert")
+
+HOUSEKEEPING_MS = 100.0
+_ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
+                 "critical": logging.CRITICAL}
+
+
+class TradingHandler(CoreHandler):
+    """Feed handler for the trading core: frames in, intents executed after each batch."""
+
+    def __init__(self, app: TradingApp, trading: TradingCore, clock: Callable[[], float],
+                 stats: RunStats) -> None:
+        self.app = app
+        self.trading = trading
+        self.core = trading.obs
+        self.clock = clock
+        self.stats = stats
+        self.index = {m.coin: m.index for m in trading.obs.markets}
+        self._now: float | None = None
+
+    def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
+               ask_px: float | None, ask_sz: float | None) -> None:
+        idx = self.index.get(coin)
+        if idx is None:
+            self.stats.unknown_coin_frames += 1
+            return
+        self.stats.frames_applied += 1
+        self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, self._batch_now())
+
+    def on_ctx(self, coin: str, oracle_px: float, mark_px: float | None) -> None:
+        idx = self.index.get(coin)
+        if idx is None:
+            self.stats.unknown_coin_frames += 1
+            return
+        self.stats.frames_applied += 1
+        self.trading.on_ctx(idx, oracle_px, mark_px, self._batch_now())
+
+    def on_disconnected(self, reason: str) -> None:
+        self.trading.on_disconnect(self.clock())
+        log_gate_events(self.core.drain_events())
+        self.app.execute(self.clock())
+
+    def on_batch_end(self) -> None:
+        now = self._batch_now()
+        self._now = None
+        if self.core.events:
+            log_gate_events(self.core.drain_events())
+        self.app.execute(now)
+        self.app.timer_poke()
+
+
+class TradingApp(ObserveApp):
+    """Paper (and, with a live backend, trade) mode on top of the observe shell."""
+
+    def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        super().__init__(cfg, duration_s=duration_s, clock=clock)
+        self.trading: TradingCore | None = None
+        self.paper: PaperVenue | None = None
+        self._timer_scope: trio.CancelScope | None = None
+        self._flat: trio.Event | None = None
+        self.alerts: list[Alert] = []
+
+    # ------------------------------------------------------------ build
+    def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
+        cfg = self.cfg
+        if cfg.mode != "paper":
+            raise StartupError(f"mode {cfg.mode!r} needs the live execution backend, "
+                               "which is not wired in this version", 2)
+        self.stats.started_ms = self.clock()
+        core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
+                           cfg.followups.offsets_ms, mode=cfg.mode)
+        self.core = core
+        trading = TradingCore(core, cfg, cloids=CloidFactory())
+        trading.on_signal_hook = self.handle_signal
+        self.trading = trading
+        fu = cfg.followups
+        book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,
+                            max_pending=fu.max_pending)
+        self.scheduler = FollowupScheduler(book, writer, core.view, self.clock)
+        now = self.clock()
+        missed, reschedule = recover_incomplete(self.records_dir, now)
+        self.scheduler.restore(missed, reschedule)
+        journal = load_journal(self.records_dir, now)
+        report = restore(trading, journal, now)
+        if report is not None and any(p.has_exposure for p in trading.book.positions):
+            log.warning("journal: restored %s", report)
+        self.paper = PaperVenue(trading, cfg.paper.latency_ms, cfg.paper.taker_fee_bps,
+                                tid_prefix=f"paper-{core.boot_id}")
+        # Paper has no user channels to ack; reconcile against the paper venue's own book.
+        self.paper.seed_positions({p.coin: p.effective for p in trading.book.positions})
+        trading.set_ready("user_channels", True)
+        trading.on_reconcile(self.paper.positions(), self.paper.open_orders(), now)
+        handler = TradingHandler(self, trading, self.clock, self.stats)
+        self.timer = None
+        self._handler = handler
+        self.feed = HyperliquidFeed(self._venue_cfg(), [m.coin for m in markets], handler)
+        self.execute(now)
+
+    def _venue_cfg(self) -> VenueConfig:
+        return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
+
+    def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
+        assert self.scheduler and self.feed
+        nursery.start_soon(writer.run, name="writer")
+        nursery.start_soon(self.scheduler.run, name="followups")
+        nursery.start_soon(self._timer_task, name="trading-timer")
+        nursery.start_soon(self.feed.run, name="feed")
+        nursery.start_soon(self._summary_task, name="summary")
+
+    # ------------------------------------------------------------ intents
+    def execute(self, now_ms: float) -> None:
+        """Run the core's intents to completion (venue-bound ones go to the backend)."""
+        trading, paper, writer = self.trading, self.paper, self.writer
+        assert trading is not None and paper is not None and writer is not None
+        for _ in range(100):
+            if not trading.out:
+                break
+            for it in paper.dispatch(trading.drain(), now_ms):
+                self._handle(it, now_ms)
+        else:
+            log.error("intent loop did not settle after 100 rounds (%d pending)",
+                      len(trading.out))
+        if self._flat is not None and trading.flat() and not any(True for _ in
+                                                                trading.orders.active()):
+            self._flat.set()
+
+    def _handle(self, it: Intent, now_ms: float) -> None:
+        assert self.writer is not None and self.trading is not None and self.paper is not None
+        if isinstance(it, Record):
+            self.writer.write(it.kind, it.ts_ms, it.record)
+        elif isinstance(it, Alert):
+            self.alerts.append(it)
+            if len(self.alerts) > 1000:
+                del self.alerts[:500]
+            alert_log.log(_ALERT_LEVELS.get(it.level, logging.WARNING), "%s: %s", it.code,
+                          it.message)
+        elif isinstance(it, RequestReconcile):
+            self.trading.on_reconcile(self.paper.positions(), self.paper.open_orders(), now_ms)
+
+    # ------------------------------------------------------------ timers
+    def timer_poke(self) -> None:
+        scope = self._timer_scope
+        if scope is None:
+            return
+        deadline = self._deadline(self._next_due())
+        if deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def _next_due(self) -> float:
+        assert self.trading is not None and self.paper is not None
+        dues = [self.clock() + HOUSEKEEPING_MS]
+        d = self.trading.obs.next_timer_ms()
+        if d is not None:
+            dues.append(d)
+        d = self.paper.next_due_ms()
+        if d is not None:
+            dues.append(d)
+        return min(dues)
+
+    def _deadline(self, due_ms: float) -> float:
+        return trio.current_time() + max(0.0, due_ms - self.clock()) / 1000.0
+
+    async def _timer_task(self) -> None:
+        trading, paper = self.trading, self.paper
+        assert trading is not None and paper is not None
+        while True:
+            with trio.CancelScope() as scope:
+                scope.deadline = self._deadline(self._next_due())
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = self.clock()
+            paper.on_timer(now)
+            trading.on_timer(now)
+            if trading.obs.events:
+                log_gate_events(trading.obs.drain_events())
+            self.execute(now)
+
+    # ------------------------------------------------------------ stop
+    async def graceful_stop(self) -> None:
+        """Kill switch on: no new entries, flatten everything reduce-only; wait for flat."""
+        trading = self.trading
+        if trading is None:
+            self.stop()
+            return
+        now = self.clock()
+        self._flat = trio.Event()
+        trading.kill(now, "graceful stop")
+        self.execute(now)
+        with trio.move_on_after(15):
+            await self._flat.wait()
+        if not trading.flat():
+            log.critical("stopping with open positions: %s",
+                         {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
+        self.stop()
+
+    def summary_line(self, frames_per_s: float) -> str:
+        base = super().summary_line(frames_per_s)
+        t = self.trading
+        if t is None:
+            return base
+        pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
+        hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
+        return (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
+                f"trades {len(t.trades)} pnl {pnl:+.4f} hard stop {hs}")
+
+
+async def run_trading(cfg: EngineConfig, *, duration_s: float | None = None) -> int:
+    app = TradingApp(cfg, duration_s=duration_s)
+    return await app.run()
+

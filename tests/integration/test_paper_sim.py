@@ -1,0 +1,62 @@
+"""Paper mode end to end: real engine, real simulator, real loopback WebSockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.trading_app import TradingApp
+
+from .harness import records, running, wait_for
+
+PAPER = {"mode": "paper",
+         "detector": {"min_consecutive_moves": 0, "oracle_direction_filter": False,
+                      "min_edge_above_baseline_bps": 0.0, "min_confidence": 0.0},
+         "paper": {"latency_ms": 50.0}}
+
+
+def _one_live_flatten_per_market(app: TradingApp) -> None:
+    live: dict[str, int] = {}
+    for o in app.trading.orders.active():
+        if o.reduce_only:
+            live[o.coin] = live.get(o.coin, 0) + 1
+    assert all(n <= 1 for n in live.values()), live
+
+
+async def test_paper_enters_on_a_dislocation_and_exits_when_it_closes(tmp_path: Path) -> None:
+    async with running(tmp_path, config=PAPER, sim={"aligned": True},
+                       app_cls=TradingApp) as (sim, app):
+        await wait_for(lambda: app.trading is not None and app.trading.is_ready(), 10, "READY")
+        sim.force_dislocation("xyz:GOLD", "buy", 40, lag_ms=1200)
+        await wait_for(lambda: app.trading.entries_sent >= 1, 10, "an entry")
+        await wait_for(lambda: len(app.trading.trades) >= 1, 15, "a closed trade")
+        _one_live_flatten_per_market(app)
+        assert app.trading.flat()
+    trades = records(tmp_path, "trades")
+    assert trades and trades[0]["market_key"] == "xyz:GOLD"
+    assert trades[0]["direction"] == "long" and trades[0]["exit_reason"]
+    fills = records(tmp_path, "fills")
+    # position = signed sum of distinct fills: the journal nets to zero per market
+    net: dict[str, float] = {}
+    for f in fills:
+        net[f["market_key"]] = net.get(f["market_key"], 0.0) + (
+            f["sz"] if f["side"] == "buy" else -f["sz"])
+    assert all(abs(v) < 1e-9 for v in net.values()), net
+    assert len({f["tid"] for f in fills}) == len(fills)
+    sigs = records(tmp_path, "signals")
+    assert any(s.get("executor_verdict") == "order_created" for s in sigs)
+
+
+async def test_graceful_stop_flattens_open_positions(tmp_path: Path) -> None:
+    cfg = {**PAPER, "exits": {"quick_profit_bps": 0.0, "edge_evap_enabled": False,
+                              "oracle_exit_enabled": False, "min_hold_ms": 60_000.0,
+                              "time_stop_ms": 120_000.0}}
+    async with running(tmp_path, config=cfg, sim={"aligned": True},
+                       app_cls=TradingApp) as (sim, app):
+        await wait_for(lambda: app.trading is not None and app.trading.is_ready(), 10, "READY")
+        sim.force_dislocation("xyz:TSLA", "sell", 40, lag_ms=1200)
+        await wait_for(lambda: app.trading.open_positions() >= 1, 10, "an open position")
+    # leaving the context ran the graceful stop: kill switch → reduce-only flatten → flat
+    assert app.trading.flat()
+    trades = records(tmp_path, "trades")
+    assert trades and trades[-1]["exit_reason"] == "kill"
+    assert app.trading.killed

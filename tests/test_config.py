@@ -19,6 +19,9 @@ def test_shipped_configs_load() -> None:
     assert not obs.sim.enabled
     sim = load_config(ROOT / "config" / "sim.toml", env={})
     assert sim.sim.enabled and sim.followups.offsets_ms == [1000, 3000, 5000]
+    assert sim.mode == "paper"
+    paper = load_config(ROOT / "config" / "paper.toml", env={})
+    assert paper.mode == "paper" and not paper.sim.enabled and paper.records.dir == "data/paper"
 
 
 def test_embedded_default_is_config_sim_toml() -> None:

@@ -2,15 +2,20 @@
 
 The fake server is an independent implementation (trio-websocket, JSON built by hand here, no
 engine codec) listening on 127.0.0.1 on an ephemeral port. Per connection it records what the
-client sent and, unless told otherwise, sends the greeting, acks subscriptions and answers
-pings; a test can push frames, stop answering, close or drop the connection, and answer posts
-in any order.
+client sent and, unless told otherwise, sends the greeting, acks subscriptions (all, or those
+``ack_filter`` accepts) and answers pings; a test can push frames, stop answering, close or drop
+the connection, and answer posts in any order.
+
+:class:`ScriptedConn` is an in-memory stand-in for ``ws.WsConnection`` (pass
+``connector=scripted.connect`` to the feed): the test decides exactly which frames one
+``receive_batch`` returns and what a send does (fail before/while writing, yield mid-write),
+for ordering properties a real socket cannot pin down.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -19,6 +24,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from engine.config import VenueConfig
+from engine.venues.hyperliquid import ws
 from engine.venues.hyperliquid.client import HyperliquidFeed
 
 GREETING = "Websocket connection established."
@@ -67,13 +73,19 @@ class FakeConn:
     async def answer_post(self, post_id: int, response: dict[str, Any]) -> None:
         await self.send({"channel": "post", "data": {"id": post_id, "response": response}})
 
+    async def ack(self, sub: dict[str, Any], method: str = "subscribe") -> None:
+        await self.send(
+            {"channel": "subscriptionResponse", "data": {"method": method, "subscription": sub}}
+        )
+
     async def handle(self, text: str | bytes) -> None:
         msg = json.loads(text)
         self.received.append(msg)
         method = msg.get("method")
         if method == "subscribe":
             self.subscriptions.append(msg["subscription"])
-            if self.auto_ack:
+            flt = self.server.ack_filter
+            if self.auto_ack and (flt is None or flt(msg["subscription"])):
                 await self.send(
                     {
                         "channel": "subscriptionResponse",
@@ -100,6 +112,7 @@ class FakeHL:
     auto_ack: bool = True
     auto_pong: bool = True
     post_answer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    ack_filter: Callable[[dict[str, Any]], bool] | None = None
     port: int = 0
     connections: list[FakeConn] = attrs.Factory(list)
 
@@ -177,6 +190,27 @@ class Recorder:
         self.batches += 1
 
 
+@attrs.define
+class UserRecorder(Recorder):
+    """A Recorder that also implements the optional user-stream methods."""
+
+    order_updates: list[list[Any]] = attrs.Factory(list)
+    user_fills: list[tuple[list[Any], bool]] = attrs.Factory(list)
+    user_acked: list[bool] = attrs.Factory(list)
+
+    def on_order_updates(self, updates: list[Any]) -> None:
+        self.order_updates.append(updates)
+        self.calls.append(("order_updates", len(updates)))
+
+    def on_user_fills(self, fills: list[Any], is_snapshot: bool) -> None:
+        self.user_fills.append((fills, is_snapshot))
+        self.calls.append(("user_fills", len(fills), is_snapshot))
+
+    def on_user_channels_acked(self, acked: bool) -> None:
+        self.user_acked.append(acked)
+        self.calls.append(("user_acked", acked))
+
+
 FAST = dict(
     connect_timeout_s=2.0,
     ping_idle_s=30.0,
@@ -202,10 +236,11 @@ def make_feed(
         *,
         start: bool = True,
         feed_kwargs: dict[str, Any] | None = None,
+        handler: Any = None,
         **over: Any,
-    ) -> tuple[HyperliquidFeed, Recorder]:
+    ) -> tuple[HyperliquidFeed, Any]:
         cfg = VenueConfig(**{"ws_url": fake_hl.url, **FAST, **over})
-        rec = Recorder()
+        rec = handler if handler is not None else Recorder()
         feed = HyperliquidFeed(cfg, coins, rec, **(feed_kwargs or {}))
         if start:
             nursery.start_soon(feed.run)
@@ -261,3 +296,134 @@ def frames() -> Any:
         ctx = staticmethod(ctx_frame)
 
     return _F
+
+
+def order_update(
+    cloid: str | None = "0x0de3e244a8f44fc28a6b7bc852d66d19",
+    status: str = "filled",
+    *,
+    coin: str = "xyz:SILVER",
+    sz: str = "0.0",
+    orig_sz: str = "0.2",
+    oid: int = 302228651101,
+    side: str = "B",
+) -> dict[str, Any]:
+    """One WsOrder element of an ``orderUpdates`` array (shape of protocol doc §3.5)."""
+    order: dict[str, Any] = {
+        "coin": coin,
+        "side": side,
+        "limitPx": "105",
+        "sz": sz,
+        "oid": oid,
+        "timestamp": 1769339470600,
+        "origSz": orig_sz,
+    }
+    if cloid is not None:
+        order["cloid"] = cloid
+    return {"order": order, "status": status, "statusTimestamp": 1769339470600}
+
+
+def user_fill(tid: int = 694586448408875, **over: Any) -> dict[str, Any]:
+    """One fill as recorded by the predecessor (protocol doc §3.6), with overrides."""
+    fill: dict[str, Any] = {
+        "coin": "xyz:SILVER",
+        "px": "112.89",
+        "sz": "2.7",
+        "side": "B",
+        "time": 1769594065851,
+        "startPosition": "-6.66",
+        "dir": "Close Short",
+        "closedPnl": "-0.02673",
+        "hash": "0x403b2645eccc82d441b4043434c1a3020115002b87cfa1a6e403d198abc05cbe",
+        "oid": 304587174168,
+        "crossed": True,
+        "fee": "0.023317",
+        "tid": tid,
+        "cloid": "0xd2ed5e997c5a4cb9946d84c35f0b737c",
+        "feeToken": "USDC",
+        "twapId": None,
+    }
+    fill.update(over)
+    return fill
+
+
+def action_ok(statuses: list[Any], kind: str = "order") -> dict[str, Any]:
+    return {
+        "type": "action",
+        "payload": {"status": "ok", "response": {"type": kind, "data": {"statuses": statuses}}},
+    }
+
+
+def action_err(message: str) -> dict[str, Any]:
+    return {"type": "action", "payload": {"status": "err", "response": message}}
+
+
+def info_answer(info_type: str, data: Any) -> dict[str, Any]:
+    return {"type": "info", "payload": {"type": info_type, "data": data}}
+
+
+class ScriptedConn:
+    """In-memory ``ws.WsConnection`` stand-in: frames in via :meth:`push`, sends recorded.
+
+    ``send_hook(texts)`` (async) runs inside every ``send_texts`` before it returns; it may
+    raise ``ws.NothingSent`` / ``ws.ConnectionClosed`` or push answers and sleep, to model a
+    write that is still in progress when the answer is read.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sent: list[str] = []
+        self.writes = 0
+        self.send_hook: Callable[[list[str]], Awaitable[None]] | None = None
+        self._send, self._recv = trio.open_memory_channel[list[str] | None](1000)
+        self.closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed
+
+    def push(self, *frames: Any) -> None:
+        """Make the next ``receive_batch`` return these frames (dicts are JSON-encoded)."""
+        texts = [f if isinstance(f, str) else json.dumps(f) for f in frames]
+        self._send.send_nowait(texts)
+
+    def eof(self) -> None:
+        self._send.send_nowait(None)
+
+    async def receive_batch(self) -> list[str]:
+        batch = await self._recv.receive()
+        if batch is None:
+            self.closed = True
+            raise ws.ConnectionClosed(1006, "connection lost (EOF)")
+        return batch
+
+    async def send_text(self, text: str) -> None:
+        await self.send_texts([text])
+
+    async def send_texts(self, texts: list[str]) -> None:
+        if self.closed:
+            raise ws.NothingSent(1006, "closed")
+        if self.send_hook is not None:
+            await self.send_hook(texts)
+        self.sent.extend(texts)
+        self.writes += 1
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def posts(self) -> list[dict[str, Any]]:
+        return [m for m in map(json.loads, self.sent) if m.get("method") == "post"]
+
+
+class Scripted:
+    """A connector handing out :class:`ScriptedConn` objects (``conns`` grows per connect)."""
+
+    def __init__(self) -> None:
+        self.conns: list[ScriptedConn] = []
+
+    async def connect(self, url: str, timeout: float) -> ScriptedConn:  # noqa: ASYNC109
+        conn = ScriptedConn(url)
+        self.conns.append(conn)
+        await trio.lowlevel.checkpoint()
+        return conn

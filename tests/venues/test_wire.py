@@ -158,7 +158,7 @@ def test_subscription_response(dec: WireDecoder) -> None:
         '{"channel":"subscriptionResponse","data":{"method":"subscribe",'
         '"subscription":{"type":"orderUpdates","user":"0xabc"}}}'
     )
-    assert dec.decode(user) == SubAckEvent("subscribe", "orderUpdates", None)
+    assert dec.decode(user) == SubAckEvent("subscribe", "orderUpdates", None, "0xabc")
 
 
 def test_pong(dec: WireDecoder) -> None:

@@ -1,29 +1,52 @@
-"""Hyperliquid market-data feed: owns the venue WebSocket session and its health.
+"""Hyperliquid feed: owns the venue WebSocket session, its health, user streams and WS posts.
 
 :class:`HyperliquidFeed` keeps one connection alive forever (until cancelled): connect, subscribe
-``bbo`` and ``activeAssetCtx`` for every coin, track the subscription acks, read the socket in big
+``bbo`` and ``activeAssetCtx`` for every coin (plus ``orderUpdates`` and ``userFills`` of the
+master account when ``user`` is set), track the subscription acks, read the socket in big
 batches and dispatch every decoded frame of a batch synchronously to the handler (no channel hop
 per frame), keep the connection alive with ``{"method":"ping"}``, reconnect (with exponential
 backoff and jitter, resubscribing everything) after any failure, a pong timeout or stale streams,
 and correlate WS ``post`` requests with their answers.
 
+User channels are READY on their ``subscriptionResponse`` acks, never on first data (an idle
+account sends nothing: P1/BUG-001): ``handler.on_user_channels_acked(True)`` once both are acked
+on a connection, ``(False)`` on every disconnect.
+
+Posts (:class:`PostTicket`): a post is registered (id, deadline, one of at most
+``max_inflight_posts`` slots), queued in the outbox, then written by :meth:`HyperliquidFeed.flush`,
+which writes everything queued with ONE socket write and runs as a group commit (a second caller
+waits for the running flush, which loops until the outbox is empty). A frame handler that wants
+to send calls :meth:`HyperliquidFeed.request_send`; the reader flushes right after the frame that
+asked first in a socket read, and coalesces later requests of the same read until the read is
+done or the oldest waited ``send_coalesce_s``, so a burst costs few writes without delaying its
+first order. :class:`SendSource` objects (the order executor) turn their queued work into posts
+just before each write. Outcomes are exact about the socket: :class:`PostNotSent` when no byte
+of the frame was handed to it (nothing can have happened at the venue); otherwise the ticket's
+``on_sent`` ran and the answer, :class:`PostTimeout`, :class:`PostLost` or :class:`PostError`
+follows (``on_sent`` always before the outcome).
+
 Task tree (every task lives in a nursery that owns it)::
 
     run()                          the reconnect loop (caller's task)
       └─ session nursery           one per connection; cancelled to end the session
-           ├─ _reader              receive_batch → decode → handler.on_*(...) → on_batch_end()
-           └─ _watchdog            ping after idle, pong timeout, stale streams, backoff reset
+           ├─ _reader              receive_batch → decode → handler.on_*(...) → flush → on_batch_end()
+           ├─ _watchdog            ping after idle, pong timeout, stale streams, backoff reset
+           ├─ _writer              flushes sends requested outside the reader (rarely used)
+           └─ _post_timer          fails posts at their deadline (PostTimeout)
 
 Cancelling ``run()`` closes the socket (close frame best effort, ≤ 1 s), fails every pending
-post with :class:`PostLost` and calls ``handler.on_disconnected("shutdown")``. Exceptions raised
-by the handler are bugs of the caller and propagate out of ``run()``. Times for keep-alive and
-staleness come from the injected ``clock`` (Trio's clock by default).
+post (:class:`PostLost`, or :class:`PostNotSent` if it was never written) and calls
+``handler.on_disconnected("shutdown")``. Exceptions raised by the handler are bugs of the caller
+and propagate out of ``run()``. Times for keep-alive and staleness come from the injected
+``clock`` (Trio's clock by default); post deadlines use Trio's clock.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
+import math
 import random
 import re
 import time
@@ -36,16 +59,23 @@ import trio
 from engine.config import VenueConfig
 from engine.venues.hyperliquid import ws
 from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
+from engine.venues.hyperliquid.signing import check_address
 from engine.venues.hyperliquid.wire import (
     CH_BBO,
     CH_CTX,
+    CH_ORDER_UPDATES,
+    CH_USER_FILLS,
     PING_TEXT,
     BboEvent,
     CtxEvent,
     ErrorEvent,
+    OrderUpdate,
+    OrderUpdatesEvent,
     PongEvent,
     PostEvent,
     SubAckEvent,
+    UserFill,
+    UserFillsEvent,
     WireDecoder,
     WireStats,
     encode_post,
@@ -57,6 +87,8 @@ log = logging.getLogger(__name__)
 
 STABLE_AFTER_S: Final = 60.0
 MAX_INFLIGHT_POSTS: Final = 100
+SEND_COALESCE_S: Final = 500e-6
+USER_CHANNELS: Final = (CH_ORDER_UPDATES, CH_USER_FILLS)
 _MAX_TICK_S: Final = 0.25
 _MIN_TICK_S: Final = 0.002
 _TOO_MANY_POSTS = re.compile(r"too many pending post requests.*?id=(\d+)")
@@ -70,6 +102,10 @@ class FeedHandler(Protocol):
     ``on_connected``/``on_disconnected(reason)`` bracket every connection (reason
     ``"shutdown"`` when ``run()`` is cancelled); ``on_subscribed`` once per acked subscription
     per connection. An exception raised here propagates out of ``run()``.
+
+    Optional (looked up once with ``getattr`` at construction; see :class:`UserStreamHandler`):
+    ``on_order_updates``, ``on_user_fills``, ``on_user_channels_acked``. Without them, user
+    stream messages are counted (``user_unhandled``) and dropped.
     """
 
     def on_bbo(
@@ -93,6 +129,36 @@ class FeedHandler(Protocol):
     def on_batch_end(self) -> None: ...
 
 
+class UserStreamHandler(Protocol):
+    """The optional user-stream methods of a :class:`FeedHandler` (same rules: sync, no block).
+
+    ``on_order_updates`` gets the decoded elements of one ``orderUpdates`` frame (possibly
+    empty); ``on_user_fills`` the fills of one ``userFills`` frame and whether it is the
+    snapshot (history: never rebuild positions from it, P17); ``on_user_channels_acked(True)``
+    once both user subscriptions are acked on a connection, ``(False)`` on every disconnect and
+    when the venue confirms an unsubscribe.
+    """
+
+    def on_order_updates(self, updates: list[OrderUpdate]) -> None: ...
+
+    def on_user_fills(self, fills: list[UserFill], is_snapshot: bool) -> None: ...
+
+    def on_user_channels_acked(self, acked: bool) -> None: ...
+
+
+class SendSource(Protocol):
+    """Work queued outside the outbox (e.g. orders to coalesce into one action).
+
+    ``materialize()`` runs right before every write: turn the queued work into posts with
+    :meth:`HyperliquidFeed.post_nowait`. ``discard(reason)`` runs when the connection ends (or a
+    flush finds none): the queued work was never sent. Both are synchronous and must not raise.
+    """
+
+    def materialize(self) -> None: ...
+
+    def discard(self, reason: str) -> None: ...
+
+
 class PostFailure(Exception):
     """Base class of post errors."""
 
@@ -107,6 +173,11 @@ class PostError(PostFailure):
 
 class PostLost(PostFailure):
     """The connection dropped (or there was none) before the answer arrived."""
+
+
+class PostNotSent(PostLost):
+    """No byte of the post reached the socket (not connected, no free slot, the connection
+    failed first): the venue cannot have seen it. A :class:`PostLost` for older callers."""
 
 
 @attrs.define(slots=True)
@@ -128,19 +199,100 @@ class FeedStats(WireStats):
     unexpected_ack: int = 0
     errors: int = 0
     posts_sent: int = 0
+    post_writes: int = 0  # socket writes carrying posts (a burst shares writes)
+    posts_not_sent: int = 0
     post_timeouts: int = 0
     posts_lost: int = 0
     post_errors: int = 0
     post_unmatched: int = 0
+    user_acked: bool = False
+    order_update_frames: int = 0
+    order_updates: int = 0
+    user_fill_frames: int = 0
+    user_fills: int = 0
+    user_snapshots: int = 0
+    user_mismatch: int = 0  # userFills of another user: dropped
+    user_unsubscribed: int = 0  # user-channel frames without a user subscription: dropped
+    user_unhandled: int = 0  # user-channel frames the handler has no method for: dropped
 
 
-class _PendingPost:
-    __slots__ = ("done", "event", "error")
+QUEUED: Final = 0
+WRITING: Final = 1
+WRITTEN: Final = 2
+DONE: Final = 3
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
+
+class PostTicket:
+    """One post: QUEUED (in the outbox) → WRITING → WRITTEN (``on_sent`` ran) → DONE.
+
+    When DONE exactly one of ``event`` (the answer) and ``error`` is set, :meth:`wait`
+    returns and ``on_done`` (if any) ran. An answer, timeout or loss that comes while the frame is being
+    written is held until ``on_sent`` ran, so ``on_sent`` always precedes the outcome.
+    ``context`` is free for the caller.
+    """
+
+    __slots__ = (
+        "id",
+        "text",
+        "deadline",
+        "state",
+        "event",
+        "error",
+        "_done",
+        "on_sent",
+        "on_done",
+        "context",
+        "_held",
+        "_slot",
+    )
+
+    def __init__(
+        self,
+        post_id: int,
+        text: str,
+        deadline: float,
+        on_sent: Callable[[PostTicket], None] | None,
+        on_done: Callable[[PostTicket], None] | None,
+        context: object,
+    ) -> None:
+        self.id = post_id
+        self.text = text
+        self.deadline = deadline
+        self.state = QUEUED
         self.event: PostEvent | None = None
         self.error: PostFailure | None = None
+        self._done: trio.Event | None = None  # created by the first wait() only
+        self.on_sent = on_sent
+        self.on_done = on_done
+        self.context = context
+        self._held: tuple[PostEvent | None, PostFailure | None] | None = None
+        self._slot = True
+
+    @property
+    def written(self) -> bool:
+        """The frame was handed to the socket (its bytes may have left)."""
+        return self.state >= WRITTEN and not isinstance(self.error, PostNotSent)
+
+    async def wait(self) -> None:
+        """Return once the post is DONE (a checkpoint even if it already is)."""
+        if self.state == DONE:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def result(self) -> dict[str, Any]:
+        """The answer's ``response`` (once DONE); raises the failure, or :class:`PostError`
+        for a response of type ``error``."""
+        if self.error is not None:
+            raise self.error
+        ev = self.event
+        if ev is None:
+            raise RuntimeError(f"post {self.id} is not done")
+        if ev.response_type == "error":
+            raise PostError(f"post {self.id}: {excerpt(str(ev.payload))}")
+        return ev.response
 
 
 class _Session:
@@ -181,6 +333,8 @@ class HyperliquidFeed:
         stable_after_s: float = STABLE_AFTER_S,
         max_inflight_posts: int = MAX_INFLIGHT_POSTS,
         connector: Connector = ws.connect,
+        user: str | None = None,
+        send_coalesce_s: float = SEND_COALESCE_S,
     ) -> None:
         self.cfg = cfg
         self.coins: list[str] = list(dict.fromkeys(coins))
@@ -195,12 +349,43 @@ class HyperliquidFeed:
         self._connector = connector
         self._decoder = WireDecoder(self.stats)
         self._rlog = RateLimitedLog(log)
-        self._subs: list[tuple[str, str]] = [(CH_BBO, c) for c in self.coins] + [
-            (CH_CTX, c) for c in self.coins
-        ]
-        self._sub_set = frozenset(self._subs)
+        # the master account (never the agent's address): its orderUpdates and userFills
+        self.user: str | None = None if user is None else check_address(user)
+        self._subs: list[tuple[str, str | None]] = [(CH_BBO, c) for c in self.coins]
+        self._subs += [(CH_CTX, c) for c in self.coins]
         self._sub_texts = [encode_subscribe(subscription(t, c)) for t, c in self._subs]
+        if self.user is not None:
+            for ch in USER_CHANNELS:
+                self._subs.append((ch, None))
+                self._sub_texts.append(encode_subscribe(subscription(ch, user=self.user)))
+        self._sub_set = frozenset(self._subs)
         self.stats.subscriptions = len(self._subs)
+        self._user_acked: set[str] = set()
+        self._h_order_updates: Callable[[list[OrderUpdate]], None] | None = getattr(
+            handler, "on_order_updates", None
+        )
+        self._h_user_fills: Callable[[list[UserFill], bool], None] | None = getattr(
+            handler, "on_user_fills", None
+        )
+        self._h_user_acked: Callable[[bool], None] | None = getattr(
+            handler, "on_user_channels_acked", None
+        )
+        if self.user is not None:
+            missing = [
+                name
+                for name, h in (
+                    ("on_order_updates", self._h_order_updates),
+                    ("on_user_fills", self._h_user_fills),
+                    ("on_user_channels_acked", self._h_user_acked),
+                )
+                if h is None
+            ]
+            if missing:
+                log.warning(
+                    "user streams are subscribed but the handler has no %s: those messages "
+                    "are counted and dropped",
+                    ", ".join(missing),
+                )
         self._acked: set[tuple[str, str | None]] = set()
         self._bbo_last: dict[str, float] = dict.fromkeys(self.coins, 0.0)
         self._ctx_last: dict[str, float] = dict.fromkeys(self.coins, 0.0)
@@ -211,8 +396,22 @@ class HyperliquidFeed:
         self._last_stale_reconnect: float | None = None
         self._stale_wait_logged = False
         self._ids = itertools.count(1)
-        self._pending: dict[int, _PendingPost] = {}
+        self._pending: dict[int, PostTicket] = {}
+        self._max_inflight = max_inflight_posts
         self._post_slots = trio.Semaphore(max_inflight_posts)
+        self._outbox: list[PostTicket] = []
+        self._sources: list[SendSource] = []
+        self._send_requested = False
+        self._dispatching = False
+        self._flushing = False
+        self._flush_idle = trio.Event()
+        self._writer_wake = trio.Event()
+        self._deadlines: list[tuple[float, int, PostTicket]] = []
+        self._timer_wake = trio.Event()
+        self._timer_due = math.inf
+        if not send_coalesce_s >= 0:
+            raise ValueError(f"send_coalesce_s must be >= 0, got {send_coalesce_s!r}")
+        self._coalesce_s = send_coalesce_s
         thresholds = [cfg.ping_idle_s, cfg.pong_timeout_s, stable_after_s]
         if cfg.ctx_stale_ms > 0:
             thresholds.append(cfg.ctx_stale_ms / 1000.0)
@@ -234,6 +433,16 @@ class HyperliquidFeed:
     @property
     def acked(self) -> frozenset[tuple[str, str | None]]:
         return frozenset(self._acked)
+
+    @property
+    def user_channels_acked(self) -> bool:
+        """True when ``orderUpdates`` and ``userFills`` are acked on the current connection."""
+        return self._session is not None and len(self._user_acked) == len(USER_CHANNELS)
+
+    @property
+    def inflight_posts(self) -> int:
+        """Posts registered and not done (queued, being written or awaiting the answer)."""
+        return len(self._pending)
 
     async def wait_connected(self) -> None:
         """Return once a connection is up (immediately if it already is)."""
@@ -289,11 +498,15 @@ class HyperliquidFeed:
         if not self._subs:
             s.all_acked_at = now
         self._acked.clear()
+        self._user_acked.clear()
+        self._dispatching = False
+        self._timer_due = math.inf
         for d in (self._bbo_last, self._ctx_last):
             for c in d:
                 d[c] = now
         st = self.stats
         st.acked = 0
+        st.user_acked = False
         st.connected = True
         st.connects += 1
         st.last_connect_time = now
@@ -309,6 +522,8 @@ class HyperliquidFeed:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(self._reader, s)
                 nursery.start_soon(self._watchdog, s)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._post_timer)
                 if self._sub_texts:
                     try:
                         await conn.send_texts(self._sub_texts)
@@ -320,7 +535,13 @@ class HyperliquidFeed:
             self._connected = trio.Event()
             st.connected = False
             reason = s.reason or "shutdown"
+            self._dispatching = False
             self._fail_pending(reason)
+            if self.user is not None:
+                self._user_acked.clear()
+                st.user_acked = False
+                if self._h_user_acked is not None:
+                    self._h_user_acked(False)
             self._handler.on_disconnected(reason)
 
     # ------------------------------------------------------------------ reader (hot path)
@@ -336,6 +557,8 @@ class HyperliquidFeed:
         bbo_last = self._bbo_last
         ctx_last = self._ctx_last
         st = self.stats
+        coalesce = self._coalesce_s
+        perf = time.perf_counter
         try:
             while True:
                 batch = await conn.receive_batch()
@@ -344,6 +567,9 @@ class HyperliquidFeed:
                 if not batch:
                     continue
                 st.batches += 1
+                self._dispatching = True
+                flushed = False  # this read already flushed once
+                deferred_at = 0.0  # when a later send request of this read was deferred
                 for text in batch:
                     ev = decode(text)
                     t = type(ev)
@@ -365,7 +591,22 @@ class HyperliquidFeed:
                             self._unexpected_coin(CH_CTX, coin)
                     elif ev is not None:
                         self._on_control(s, ev, now)
+                    if self._send_requested and not self._flushing:
+                        # first request of this read: write now; later ones coalesce (a
+                        # flush running in another task picks them up without us waiting)
+                        if not flushed:
+                            flushed = True
+                            await self.flush()
+                        else:
+                            if deferred_at == 0.0:
+                                deferred_at = perf()
+                            if perf() - deferred_at >= coalesce:
+                                deferred_at = 0.0
+                                await self.flush()
                 on_batch_end()
+                if (self._send_requested or self._outbox) and not self._flushing:
+                    await self.flush()
+                self._dispatching = False
         except ws.ConnectionClosed as exc:
             s.end(f"connection closed: {exc.reason or 'no reason'} (code {exc.code})")
 
@@ -382,9 +623,7 @@ class HyperliquidFeed:
     def _on_control(self, s: _Session, ev: object, now: float) -> None:
         if isinstance(ev, PongEvent):
             return  # liveness is any received byte; nothing else to do
-        if isinstance(ev, SubAckEvent):
-            self._on_ack(s, ev, now)
-        elif isinstance(ev, PostEvent):
+        if isinstance(ev, PostEvent):
             p = self._pending.get(ev.id)
             if p is None:
                 self.stats.post_unmatched += 1
@@ -396,8 +635,13 @@ class HyperliquidFeed:
                     ev.response_type,
                 )
                 return
-            p.event = ev
-            p.done.set()
+            self._resolve(p, ev, None)
+        elif isinstance(ev, OrderUpdatesEvent):
+            self._on_order_updates(ev)
+        elif isinstance(ev, UserFillsEvent):
+            self._on_user_fills(ev)
+        elif isinstance(ev, SubAckEvent):
+            self._on_ack(s, ev, now)
         elif isinstance(ev, ErrorEvent):
             self.stats.errors += 1
             self._rlog.log(
@@ -406,12 +650,68 @@ class HyperliquidFeed:
             m = _TOO_MANY_POSTS.search(ev.message)
             if m is not None:
                 p = self._pending.get(int(m.group(1)))
-                if p is not None and not p.done.is_set():
-                    p.error = PostError(ev.message)
-                    p.done.set()
+                if p is not None:
+                    self._resolve(p, None, PostError(ev.message))
+
+    def _user_frame_usable(self, channel: str, handler: object) -> bool:
+        st = self.stats
+        if self.user is None:
+            st.user_unsubscribed += 1
+            self._rlog.log(
+                "user_unsubscribed",
+                logging.WARNING,
+                "%s frame without a user subscription dropped",
+                channel,
+            )
+            return False
+        if handler is None:
+            st.user_unhandled += 1
+            self._rlog.log(
+                "user_unhandled",
+                logging.WARNING,
+                "%s frame dropped: the handler has no method for it",
+                channel,
+            )
+            return False
+        return True
+
+    def _on_order_updates(self, ev: OrderUpdatesEvent) -> None:
+        h = self._h_order_updates
+        if not self._user_frame_usable(CH_ORDER_UPDATES, h):
+            return
+        st = self.stats
+        st.order_update_frames += 1
+        st.order_updates += len(ev.updates)
+        assert h is not None
+        h(ev.updates)
+
+    def _on_user_fills(self, ev: UserFillsEvent) -> None:
+        h = self._h_user_fills
+        if not self._user_frame_usable(CH_USER_FILLS, h):
+            return
+        st = self.stats
+        if ev.user is not None and ev.user.lower() != self.user:
+            st.user_mismatch += 1
+            self._rlog.log(
+                "user_mismatch",
+                logging.ERROR,
+                "userFills for another user (%s, expected %s) dropped",
+                excerpt(ev.user, 50),
+                self.user,
+            )
+            return
+        st.user_fill_frames += 1
+        st.user_fills += len(ev.fills)
+        if ev.is_snapshot:
+            st.user_snapshots += 1
+        assert h is not None
+        h(ev.fills, ev.is_snapshot)
 
     def _on_ack(self, s: _Session, ev: SubAckEvent, now: float) -> None:
         key = (ev.sub_type, ev.coin)
+        user_channel = ev.sub_type in USER_CHANNELS
+        if user_channel and ev.user is not None and ev.user.lower() != self.user:
+            key = ("<other user>", None)
         if key not in self._sub_set:
             self.stats.unexpected_ack += 1
             self._rlog.log(
@@ -427,11 +727,29 @@ class HyperliquidFeed:
             self._acked.discard(key)
             self.stats.acked = len(self._acked)
             log.warning("server confirmed unsubscribe of %s %s", ev.sub_type, ev.coin)
+            if user_channel:
+                was = len(self._user_acked) == len(USER_CHANNELS)
+                self._user_acked.discard(ev.sub_type)
+                self.stats.user_acked = False
+                if was and self._h_user_acked is not None:
+                    self._h_user_acked(False)
             return
         if key in self._acked:
             return
         self._acked.add(key)
         self.stats.acked = len(self._acked)
+        if user_channel:
+            self._user_acked.add(ev.sub_type)
+            self._handler.on_subscribed(ev.sub_type, None)
+            if len(self._user_acked) == len(USER_CHANNELS):
+                self.stats.user_acked = True
+                log.info("user channels acknowledged for %s", self.user)
+                if self._h_user_acked is not None:
+                    self._h_user_acked(True)
+            if len(self._acked) == len(self._subs):
+                s.all_acked_at = now
+                log.info("all %d subscriptions acknowledged", len(self._subs))
+            return
         coin = ev.coin
         last = self._bbo_last if ev.sub_type == CH_BBO else self._ctx_last
         if coin is not None and coin in last and last[coin] <= s.started:
@@ -514,6 +832,99 @@ class HyperliquidFeed:
 
     # ------------------------------------------------------------------ posts
 
+    def add_send_source(self, source: SendSource) -> None:
+        """Register ``source``: materialized before every write, discarded on disconnect."""
+        self._sources.append(source)
+
+    def request_send(self) -> None:
+        """Ask for a flush soon (sync, cheap). Inside a handler callback the reader flushes
+        right after the current frame (or coalesces, see the module docstring); elsewhere the
+        session's writer task does."""
+        self._send_requested = True
+        if not self._dispatching and not self._flushing:
+            self._writer_wake.set()
+
+    def post_nowait(
+        self,
+        request: Mapping[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - not async; the post's deadline
+        on_sent: Callable[[PostTicket], None] | None = None,
+        on_done: Callable[[PostTicket], None] | None = None,
+        context: object = None,
+    ) -> PostTicket:
+        """Register and queue a post without blocking; it is written by the next flush.
+
+        Raises :class:`PostNotSent` when not connected or all ``max_inflight_posts`` slots
+        are taken. ``on_sent(ticket)`` runs right after the write that carried the frame;
+        ``on_done(ticket)`` when it is DONE (answer, timeout, loss, not sent). A send is
+        requested (:meth:`request_send`); await :meth:`flush` to write it at once.
+        """
+        s = self._session
+        if s is None:
+            self.stats.posts_not_sent += 1
+            raise PostNotSent("post not sent: not connected")
+        try:
+            self._post_slots.acquire_nowait()
+        except trio.WouldBlock:
+            self.stats.posts_not_sent += 1
+            raise PostNotSent(
+                f"post not sent: {self._max_inflight} posts already in flight"
+            ) from None
+        t = self._register(request, timeout, on_sent, on_done, context)
+        self.request_send()
+        return t
+
+    async def send(
+        self,
+        request: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - default cfg.post_timeout_s, per API
+        on_sent: Callable[[PostTicket], None] | None = None,
+        context: object = None,
+    ) -> PostTicket:
+        """Register a post (waiting up to ``timeout`` for a free slot), write it, return the
+        ticket once the frame was handed to the socket; ``await ticket.wait()`` for the outcome.
+
+        ``request`` may be a callable, called once a slot is held (e.g. to take a nonce and
+        sign as late as possible; its exceptions propagate, nothing is sent). Raises
+        :class:`PostNotSent` if no byte of the frame reached the socket.
+        """
+        limit = self.cfg.post_timeout_s if timeout is None else timeout
+        if self._session is None:
+            self.stats.posts_not_sent += 1
+            raise PostNotSent("post not sent: not connected")
+        acquired = False
+        try:
+            self._post_slots.acquire_nowait()  # no checkpoint before the write when free
+            acquired = True
+        except trio.WouldBlock:
+            with trio.move_on_after(limit):
+                await self._post_slots.acquire()
+                acquired = True
+        if not acquired:
+            self.stats.posts_not_sent += 1
+            raise PostNotSent(
+                f"post not sent: no free slot ({self._max_inflight} in flight) within {limit}s"
+            )
+        try:
+            if self._session is None:
+                self.stats.posts_not_sent += 1
+                raise PostNotSent("post not sent: connection lost while waiting for a slot")
+            req = request() if callable(request) else request
+        except BaseException:
+            self._post_slots.release()
+            raise
+        t = self._register(req, limit, on_sent, None, context)
+        try:
+            await self.flush()
+        finally:
+            if t.state == QUEUED:  # cancelled before the write: never let it go out later
+                self._drop_queued(t, "post not sent: cancelled before the write")
+        if isinstance(t.error, PostNotSent):
+            raise t.error
+        return t
+
     async def post(
         self,
         request: Mapping[str, Any],
@@ -523,44 +934,12 @@ class HyperliquidFeed:
 
         Raises :class:`PostTimeout` (no answer within ``timeout``, default
         ``cfg.post_timeout_s``), :class:`PostError` (response type ``error``) or
-        :class:`PostLost` (not connected, or the connection dropped before the answer).
+        :class:`PostLost` (the connection dropped before the answer; :class:`PostNotSent`, a
+        subclass, when the post never reached the socket).
         """
-        limit = self.cfg.post_timeout_s if timeout is None else timeout
-        s = self._session
-        if s is None:
-            self.stats.posts_lost += 1
-            raise PostLost("post not sent: not connected")
-        post_id = next(self._ids)
-        pending = _PendingPost()
-        self._pending[post_id] = pending
-        try:
-            with trio.move_on_after(limit):
-                async with self._post_slots:
-                    try:
-                        await s.conn.send_text(encode_post(post_id, request))
-                    except ws.ConnectionClosed as exc:
-                        pending.error = PostLost(f"post {post_id}: connection lost: {exc}")
-                        pending.done.set()
-                    else:
-                        self.stats.posts_sent += 1
-                    await pending.done.wait()
-        finally:
-            del self._pending[post_id]
-        if not pending.done.is_set():
-            self.stats.post_timeouts += 1
-            raise PostTimeout(f"post {post_id}: no answer within {limit}s")
-        if pending.error is not None:
-            if isinstance(pending.error, PostLost):
-                self.stats.posts_lost += 1
-            else:
-                self.stats.post_errors += 1
-            raise pending.error
-        ev = pending.event
-        assert ev is not None
-        if ev.response_type == "error":
-            self.stats.post_errors += 1
-            raise PostError(f"post {post_id}: {excerpt(str(ev.payload))}")
-        return ev.response
+        t = await self.send(request, timeout=timeout)
+        await t.wait()
+        return t.result()
 
     async def info(self, payload: Mapping[str, Any], timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """``post({"type":"info","payload":payload})`` and return the answer's ``payload.data``."""
@@ -572,11 +951,211 @@ class HyperliquidFeed:
             )
         return body["data"]
 
+    # -- registration, writing, completion
+
+    def _register(
+        self,
+        request: Mapping[str, Any],
+        timeout: float | None,
+        on_sent: Callable[[PostTicket], None] | None,
+        on_done: Callable[[PostTicket], None] | None,
+        context: object,
+    ) -> PostTicket:
+        """Queue a post whose slot is already held."""
+        limit = self.cfg.post_timeout_s if timeout is None else timeout
+        post_id = next(self._ids)
+        try:
+            text = encode_post(post_id, request)
+        except (TypeError, ValueError, OverflowError) as exc:  # msgspec.EncodeError is one
+            self._post_slots.release()
+            self.stats.posts_not_sent += 1
+            raise PostNotSent(f"post not sent: cannot encode the request: {exc}") from None
+        deadline = trio.current_time() + limit
+        t = PostTicket(post_id, text, deadline, on_sent, on_done, context)
+        self._pending[post_id] = t
+        self._outbox.append(t)
+        heapq.heappush(self._deadlines, (deadline, post_id, t))
+        if deadline < self._timer_due:
+            self._timer_wake.set()
+        return t
+
+    async def flush(self) -> None:
+        """Write every queued post now, with one socket write per round (group commit).
+
+        Returns when what was queued at the call has been handed to the socket (or failed as
+        not sent). If a flush is already running, waits for it: it loops until the outbox is
+        empty. Send sources are materialized before each round. Never raises for a failed
+        write: the tickets carry the outcome and the session ends.
+        """
+        if self._flushing:
+            await self._flush_idle.wait()
+            return
+        self._flushing = True
+        try:
+            while True:
+                self._send_requested = False
+                s = self._session
+                if s is None:
+                    self._discard_sources("not connected")
+                    for t in self._outbox:
+                        self._drop_queued(t, "post not sent: not connected", remove=False)
+                    self._outbox.clear()
+                    return
+                for src in self._sources:
+                    src.materialize()
+                batch = self._outbox
+                if not batch:
+                    return
+                self._outbox = []
+                for t in batch:
+                    t.state = WRITING
+                await self._write(s, batch)
+        finally:
+            self._flushing = False
+            idle = self._flush_idle
+            self._flush_idle = trio.Event()
+            idle.set()
+            if self._outbox or self._send_requested:
+                self._writer_wake.set()  # e.g. this flusher was cancelled between rounds
+
+    async def _write(self, s: _Session, batch: list[PostTicket]) -> None:
+        st = self.stats
+        texts = [t.text for t in batch]
+        try:
+            # once bytes are handed to the socket the send is shielded (see ws): a Cancelled
+            # can only come from waiting for the send lock, before any byte was written
+            await s.conn.send_texts(texts)
+        except trio.Cancelled:
+            for t in batch:
+                self._complete(t, None, PostNotSent(f"post {t.id} not sent: cancelled"))
+            raise
+        except ws.NothingSent as exc:
+            for t in batch:
+                self._complete(t, None, PostNotSent(f"post {t.id} not sent: {exc}"))
+            s.end(f"post write failed: {exc}")
+            return
+        except ws.ConnectionClosed as exc:
+            # some bytes may have left: the posts count as sent, their answers are lost
+            self._mark_written(batch)
+            for t in batch:
+                held = t._held
+                err = held[1] if held is not None and held[1] is not None else None
+                self._complete(t, None, err or PostLost(f"post {t.id}: send failed: {exc}"))
+            s.end(f"post write failed: {exc}")
+            return
+        st.post_writes += 1
+        self._mark_written(batch)
+        for t in batch:
+            held = t._held
+            if held is not None:
+                self._complete(t, held[0], held[1])
+
+    def _mark_written(self, batch: list[PostTicket]) -> None:
+        self.stats.posts_sent += len(batch)
+        for t in batch:
+            t.state = WRITTEN
+        for t in batch:
+            if t.on_sent is not None:
+                t.on_sent(t)
+
+    def _resolve(self, t: PostTicket, event: PostEvent | None, error: PostFailure | None) -> None:
+        """An outcome for ``t`` (answer, error-channel refusal, timeout, loss)."""
+        state = t.state
+        if state == WRITTEN:
+            self._complete(t, event, error)
+        elif state == WRITING:
+            if t._held is None or t._held[0] is None:
+                t._held = (event, error)  # completed right after the write and on_sent
+        elif state == QUEUED:
+            self._drop_queued(t, f"post {t.id} not sent: {error or 'answered before the write'}")
+
+    def _drop_queued(self, t: PostTicket, why: str, *, remove: bool = True) -> None:
+        if remove:
+            try:
+                self._outbox.remove(t)
+            except ValueError:
+                pass
+        self._complete(t, None, PostNotSent(why))
+
+    def _complete(self, t: PostTicket, event: PostEvent | None, error: PostFailure | None) -> None:
+        if t.state == DONE:
+            return
+        t.state = DONE
+        t._held = None
+        self._pending.pop(t.id, None)
+        if t._slot:
+            t._slot = False
+            self._post_slots.release()
+        st = self.stats
+        if error is not None:
+            t.error = error
+            if isinstance(error, PostNotSent):
+                st.posts_not_sent += 1
+            elif isinstance(error, PostTimeout):
+                st.post_timeouts += 1
+            elif isinstance(error, PostLost):
+                st.posts_lost += 1
+            else:
+                st.post_errors += 1
+        else:
+            t.event = event
+            if event is not None and event.response_type == "error":
+                st.post_errors += 1
+        if t._done is not None:
+            t._done.set()
+        if t.on_done is not None:
+            t.on_done(t)
+
     def _fail_pending(self, reason: str) -> None:
-        for pid, p in self._pending.items():
-            if not p.done.is_set():
-                p.error = PostLost(f"post {pid}: connection lost before the answer ({reason})")
-                p.done.set()
+        self._discard_sources(reason)
+        for t in list(self._pending.values()):
+            if t.state == QUEUED:
+                self._drop_queued(
+                    t, f"post {t.id} not sent: connection ended ({reason})", remove=False
+                )
+            else:
+                self._resolve(
+                    t, None, PostLost(f"post {t.id}: connection lost before the answer ({reason})")
+                )
+        self._outbox.clear()
+        self._deadlines.clear()
+        self._send_requested = False
+
+    def _discard_sources(self, reason: str) -> None:
+        for src in self._sources:
+            src.discard(reason)
+
+    # -- tasks
+
+    async def _writer(self) -> None:
+        """Flushes sends requested outside the reader's dispatch."""
+        while True:
+            await self._writer_wake.wait()
+            self._writer_wake = trio.Event()
+            if self._send_requested or self._outbox:
+                await self.flush()
+
+    async def _post_timer(self) -> None:
+        """Fails each post at its deadline (:class:`PostTimeout` once written)."""
+        heap = self._deadlines
+        while True:
+            while heap and heap[0][2].state == DONE:
+                heapq.heappop(heap)
+            if not heap:
+                self._timer_due = math.inf
+                await self._timer_wake.wait()
+                self._timer_wake = trio.Event()
+                continue
+            deadline, _, t = heap[0]
+            if trio.current_time() >= deadline:
+                heapq.heappop(heap)
+                self._resolve(t, None, PostTimeout(f"post {t.id}: no answer in time"))
+                continue
+            self._timer_due = deadline
+            with trio.move_on_at(deadline):
+                await self._timer_wake.wait()
+            if self._timer_wake.is_set():
+                self._timer_wake = trio.Event()
 
 
 def _summarise(streams: list[str], limit: int = 8) -> str:

@@ -254,6 +254,40 @@ def order_wire(
     return wire
 
 
+def ioc_order_wire(
+    asset: int, is_buy: bool, px: str, sz: str, reduce_only: bool, cloid: str | None
+) -> dict[str, Any]:
+    """:func:`order_wire` of an IOC limit order whose price and size are already canonical
+    wire strings: the same checks and the same result, about 2.5x faster (the order path).
+    Anything the quick checks refuse goes through :func:`order_wire` (its error, or its
+    conversion of a non-string number)."""
+    if (
+        type(asset) is not int
+        or asset < 0
+        or type(is_buy) is not bool
+        or type(reduce_only) is not bool
+        or type(px) is not str
+        or type(sz) is not str
+        or px == "0"
+        or sz == "0"
+        or _WIRE_NUM_RE.fullmatch(px) is None
+        or _WIRE_NUM_RE.fullmatch(sz) is None
+        or (cloid is not None and (type(cloid) is not str or _CLOID_RE.fullmatch(cloid) is None))
+    ):
+        return order_wire(asset, is_buy, px, sz, reduce_only, {"limit": {"tif": "Ioc"}}, cloid)
+    wire: dict[str, Any] = {
+        "a": asset,
+        "b": is_buy,
+        "p": px,
+        "s": sz,
+        "r": reduce_only,
+        "t": {"limit": {"tif": "Ioc"}},
+    }
+    if cloid is not None:
+        wire["c"] = cloid
+    return wire
+
+
 def builder_info(address: str, fee_tenths_bp: int) -> dict[str, Any]:
     """``{"b": <lowercase address>, "f": <fee in tenths of a basis point>}``."""
     return {"b": check_address(address), "f": _uint(fee_tenths_bp, "builder fee", 1001)}

@@ -12,6 +12,13 @@ of a tagged union on ``channel``:
 * ``subscriptionResponse`` → :class:`SubAckEvent` (type read from ``data.subscription.type``,
   ``data.method`` must be ``subscribe``/``unsubscribe``: pitfall P1).
 * ``pong`` → :data:`PONG`; ``post`` → :class:`PostEvent`; ``error`` → :class:`ErrorEvent`.
+* ``orderUpdates`` → :class:`OrderUpdatesEvent`: ``data`` is always an array of WsOrder (P2; an
+  empty array is valid). Each element is decoded on its own: a bad element is counted
+  (``bad_elements``), logged rate-limited and skipped, the rest are kept. Sizes and prices stay
+  the exact wire strings (:class:`OrderUpdate`).
+* ``userFills`` → :class:`UserFillsEvent`: ``{"isSnapshot"?: true, "user", "fills": [...]}``
+  with ``isSnapshot`` optional, default false (P15/P16); fills decoded one by one like order
+  updates (:class:`UserFill`, extra fields accepted). Neither user channel is on the hot path.
 
 Anything else is counted in :class:`WireStats` and skipped, never raised: the plain-text
 greeting ``Websocket connection established.`` and other text that is not JSON at all
@@ -27,6 +34,7 @@ order (the order of a signed action must be preserved: pitfall P30).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -44,7 +52,11 @@ CH_SUB: Final = "subscriptionResponse"
 CH_PONG: Final = "pong"
 CH_POST: Final = "post"
 CH_ERROR: Final = "error"
-KNOWN_CHANNELS: Final = frozenset({CH_BBO, CH_CTX, CH_SUB, CH_PONG, CH_POST, CH_ERROR})
+CH_ORDER_UPDATES: Final = "orderUpdates"
+CH_USER_FILLS: Final = "userFills"
+KNOWN_CHANNELS: Final = frozenset(
+    {CH_BBO, CH_CTX, CH_SUB, CH_PONG, CH_POST, CH_ERROR, CH_ORDER_UPDATES, CH_USER_FILLS}
+)
 MAX_UNKNOWN_CHANNEL_NAMES: Final = 64
 _INF: Final = float("inf")
 
@@ -87,6 +99,7 @@ class _CtxMsg(msgspec.Struct, tag_field="channel", tag=CH_CTX, gc=False):
 class _Subscription(msgspec.Struct, gc=False):
     type: str
     coin: str | None = None
+    user: str | None = None
 
 
 class _SubData(msgspec.Struct, gc=False):
@@ -120,7 +133,44 @@ class _ErrorMsg(msgspec.Struct, tag_field="channel", tag=CH_ERROR):
     data: Any = None
 
 
-_WireMsg = _BboMsg | _CtxMsg | _SubMsg | _PongMsg | _PostMsg | _ErrorMsg
+class _OrderUpdatesMsg(msgspec.Struct, tag_field="channel", tag=CH_ORDER_UPDATES):
+    data: list[msgspec.Raw]
+
+
+class _UserFillsData(msgspec.Struct):
+    fills: list[msgspec.Raw]
+    isSnapshot: bool = False
+    user: str | None = None
+
+
+class _UserFillsMsg(msgspec.Struct, tag_field="channel", tag=CH_USER_FILLS):
+    data: _UserFillsData
+
+
+_WireMsg = (
+    _BboMsg | _CtxMsg | _SubMsg | _PongMsg | _PostMsg | _ErrorMsg | _OrderUpdatesMsg | _UserFillsMsg
+)
+
+
+# user-channel elements (decoded one by one, strictly: a wrong type is a bad element)
+
+
+class _WsOrderBody(msgspec.Struct):
+    coin: str
+    side: Literal["B", "A"]
+    sz: str
+    oid: int
+    origSz: str
+    limitPx: str | None = None
+    timestamp: int | None = None
+    cloid: str | None = None
+    reduceOnly: bool = False
+
+
+class _WsOrder(msgspec.Struct):
+    order: _WsOrderBody
+    status: str
+    statusTimestamp: int | None = None
 
 
 # --------------------------------------------------------------------------- events
@@ -146,11 +196,13 @@ class CtxEvent(msgspec.Struct, gc=False):
 
 
 class SubAckEvent(msgspec.Struct, gc=False):
-    """Acknowledgement of a (un)subscribe; ``sub_type`` from ``data.subscription.type``."""
+    """Acknowledgement of a (un)subscribe; ``sub_type`` from ``data.subscription.type``
+    (``user`` is set for user channels such as ``orderUpdates``)."""
 
     method: str
     sub_type: str
     coin: str | None
+    user: str | None = None
 
 
 class PongEvent(msgspec.Struct, gc=False):
@@ -178,7 +230,89 @@ class ErrorEvent(msgspec.Struct):
     message: str
 
 
-Event = BboEvent | CtxEvent | SubAckEvent | PongEvent | PostEvent | ErrorEvent
+class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
+    """One element of an ``orderUpdates`` array (flattened WsOrder; wire strings kept exact).
+
+    ``sz`` is the remaining size, ``orig_sz`` the original; ``side`` is ``"B"`` (buy) or ``"A"``.
+    """
+
+    coin: str
+    side: str
+    sz: str
+    orig_sz: str
+    oid: int
+    status: str
+    cloid: str | None = None
+    limit_px: str | None = None
+    timestamp: int | None = None
+    status_timestamp: int | None = None
+    reduce_only: bool = False
+
+    @property
+    def is_buy(self) -> bool:
+        return self.side == "B"
+
+
+class UserFill(msgspec.Struct, frozen=True, rename="camel"):
+    """One fill of a ``userFills`` message (wire names in camelCase; extra fields ignored).
+
+    ``tid`` is unique per trade (deduplicate by it, D1); ``px``/``sz``/``fee`` are the exact wire
+    strings (``px``, ``sz`` > 0; ``fee`` may be negative); ``side`` is ``"B"`` or ``"A"``.
+    """
+
+    coin: str
+    px: str
+    sz: str
+    side: Literal["B", "A"]
+    time: int
+    oid: int
+    tid: int
+    fee: str
+    cloid: str | None = None
+    crossed: bool | None = None
+    dir: str | None = None
+    closed_pnl: str | None = None
+    start_position: str | None = None
+    hash: str | None = None
+    fee_token: str | None = None
+    twap_id: int | None = None
+    builder_fee: str | None = None
+    liquidation: dict[str, Any] | None = None
+
+    @property
+    def is_buy(self) -> bool:
+        return self.side == "B"
+
+
+class OrderUpdatesEvent(msgspec.Struct):
+    """An ``orderUpdates`` frame: the elements that decoded (``bad`` were skipped)."""
+
+    updates: list[OrderUpdate]
+    bad: int = 0
+
+
+class UserFillsEvent(msgspec.Struct):
+    """A ``userFills`` frame: ``is_snapshot`` (history, P17) and the fills that decoded."""
+
+    fills: list[UserFill]
+    is_snapshot: bool
+    user: str | None
+    bad: int = 0
+
+
+Event = (
+    BboEvent
+    | CtxEvent
+    | SubAckEvent
+    | PongEvent
+    | PostEvent
+    | ErrorEvent
+    | OrderUpdatesEvent
+    | UserFillsEvent
+)
+
+_UNSIGNED_DEC: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SIGNED_DEC: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 @attrs.define(slots=True)
@@ -190,6 +324,7 @@ class WireStats:
         lambda: dict.fromkeys(sorted(KNOWN_CHANNELS), 0)
     )
     malformed: int = 0
+    bad_elements: int = 0  # user-channel array elements skipped (the rest of the frame is kept)
     unknown_channel: int = 0
     unknown_by_channel: dict[str, int] = attrs.Factory(dict)
     non_json: int = 0
@@ -201,12 +336,14 @@ class WireStats:
 class WireDecoder:
     """Decode server text frames into events; count and log (rate-limited) what it skips."""
 
-    __slots__ = ("stats", "_decode", "_generic", "_rlog", "_fbc")
+    __slots__ = ("stats", "_decode", "_generic", "_rlog", "_fbc", "_order_dec", "_fill_dec")
 
     def __init__(self, stats: WireStats | None = None, *, rlog: RateLimitedLog | None = None):
         self.stats = stats if stats is not None else WireStats()
         self._decode = msgspec.json.Decoder(_WireMsg, strict=False).decode
         self._generic = msgspec.json.Decoder().decode
+        self._order_dec = msgspec.json.Decoder(_WsOrder).decode
+        self._fill_dec = msgspec.json.Decoder(UserFill).decode
         self._rlog = rlog if rlog is not None else RateLimitedLog(log)
         fbc = self.stats.frames_by_channel
         for ch in KNOWN_CHANNELS:
@@ -270,7 +407,8 @@ class WireDecoder:
         if t is _SubMsg:
             sd = msg.data
             self._fbc[CH_SUB] += 1
-            return SubAckEvent(sd.method, sd.subscription.type, sd.subscription.coin)
+            sub = sd.subscription
+            return SubAckEvent(sd.method, sub.type, sub.coin, sub.user)
         if t is _PongMsg:
             self._fbc[CH_PONG] += 1
             return PONG
@@ -278,10 +416,90 @@ class WireDecoder:
             pd = msg.data
             self._fbc[CH_POST] += 1
             return PostEvent(pd.id, pd.response.type, pd.response.payload)
+        if t is _OrderUpdatesMsg:
+            self._fbc[CH_ORDER_UPDATES] += 1
+            return self._order_updates(msg.data)
+        if t is _UserFillsMsg:
+            self._fbc[CH_USER_FILLS] += 1
+            fd = msg.data
+            fills, bad = self._user_fills(fd.fills)
+            return UserFillsEvent(fills, fd.isSnapshot, fd.user, bad)
         # _ErrorMsg
         data = msg.data
         self._fbc[CH_ERROR] += 1
         return ErrorEvent(data if isinstance(data, str) else msgspec.json.encode(data).decode())
+
+    # -- user channels: one element at a time, a bad one is counted and skipped
+
+    def _order_updates(self, raws: list[msgspec.Raw]) -> OrderUpdatesEvent:
+        out: list[OrderUpdate] = []
+        bad = 0
+        dec = self._order_dec
+        for raw in raws:
+            try:
+                u = dec(raw)
+            except msgspec.DecodeError as exc:
+                bad += 1
+                self._bad_element(CH_ORDER_UPDATES, raw, str(exc))
+                continue
+            o = u.order
+            if (
+                _UNSIGNED_DEC.fullmatch(o.sz) is None
+                or _UNSIGNED_DEC.fullmatch(o.origSz) is None
+                or not u.status
+            ):
+                bad += 1
+                self._bad_element(CH_ORDER_UPDATES, raw, "sz/origSz not decimals or empty status")
+                continue
+            out.append(
+                OrderUpdate(
+                    o.coin,
+                    o.side,
+                    o.sz,
+                    o.origSz,
+                    o.oid,
+                    u.status,
+                    o.cloid,
+                    o.limitPx,
+                    o.timestamp,
+                    u.statusTimestamp,
+                    o.reduceOnly,
+                )
+            )
+        return OrderUpdatesEvent(out, bad)
+
+    def _user_fills(self, raws: list[msgspec.Raw]) -> tuple[list[UserFill], int]:
+        out: list[UserFill] = []
+        bad = 0
+        dec = self._fill_dec
+        for raw in raws:
+            try:
+                f = dec(raw)
+            except msgspec.DecodeError as exc:
+                bad += 1
+                self._bad_element(CH_USER_FILLS, raw, str(exc))
+                continue
+            if (
+                not _positive_dec(f.px)
+                or not _positive_dec(f.sz)
+                or _SIGNED_DEC.fullmatch(f.fee) is None
+            ):
+                bad += 1
+                self._bad_element(CH_USER_FILLS, raw, "px/sz not positive decimals or bad fee")
+                continue
+            out.append(f)
+        return out, bad
+
+    def _bad_element(self, channel: str, raw: msgspec.Raw, why: str) -> None:
+        self.stats.bad_elements += 1
+        self._rlog.log(
+            "bad_element",
+            logging.WARNING,
+            "%s element skipped (%s): %s",
+            channel,
+            why,
+            excerpt(bytes(raw)),
+        )
 
     # -- slow path: classification of frames the typed decode rejected
 
@@ -322,6 +540,10 @@ class WireDecoder:
         self._rlog.log(
             "malformed", logging.WARNING, "malformed frame skipped (%s): %s", why, excerpt(text)
         )
+
+
+def _positive_dec(s: str) -> bool:
+    return _UNSIGNED_DEC.fullmatch(s) is not None and s.strip("0.") != ""
 
 
 # --------------------------------------------------------------------------- encoders

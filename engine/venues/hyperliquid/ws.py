@@ -13,6 +13,15 @@ strict UTF-8 (~0.4 µs/frame). Every other frame (ping/pong/close, fragments, bi
 unknown opcodes, invalid UTF-8, masking) is handed to wsproto whole, so protocol validation
 and control handling stay wsproto's. ``fast_path=False`` feeds every byte to wsproto.
 
+Send fast path (same ``fast_path`` switch): text messages are framed here (FIN + text opcode,
+a fresh ``os.urandom`` masking key per frame, the payload masked with one big-int XOR: ~2 µs
+instead of wsproto's ~5 µs; no extension is ever negotiated, and wsproto still frames every
+control frame). On a plain TCP stream the bytes are written with one non-blocking ``os.write``
+on the socket and the task yields AFTER the bytes left; whatever the kernel does not take at
+once (or a TLS stream) goes through the stream's ``send_all``. An uncontended send lock is
+taken without a checkpoint, so nothing yields to the scheduler between "decided to send" and
+the syscall.
+
 Concurrency: one task may call :meth:`WsConnection.receive_batch` while any number of tasks
 call :meth:`WsConnection.send_text` (sends are serialised by a lock). A send is shielded from
 the caller's cancellation so a frame is never half-written, but bounded by ``send_timeout_s``:
@@ -23,12 +32,15 @@ message reassembled from fragments is bounded by ``max_message`` too.
 
 Errors: every transport failure surfaces as :class:`ConnectionClosed` (with the close code
 and reason, 1006 for a lost connection) from the established connection, or as
-:class:`ConnectError` from :func:`connect`.
+:class:`ConnectError` from :func:`connect`. A send that fails before any of its bytes were handed
+to the socket raises the subclass :class:`NothingSent` (the peer cannot have seen the message);
+a plain :class:`ConnectionClosed` from a send means the bytes may have left, in part or whole.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from typing import Final, NoReturn
 from urllib.parse import urlsplit
@@ -79,6 +91,10 @@ class ConnectionClosed(WsError):
         self.reason = reason
 
 
+class NothingSent(ConnectionClosed):
+    """A send failed before any of its bytes reached the socket: the peer cannot have seen it."""
+
+
 class WsStats:
     """Per-connection transport counters."""
 
@@ -123,6 +139,11 @@ class WsConnection:
         self._stream = stream
         self._proto = proto
         self._fast = fast_path
+        self._fast_send = fast_path
+        # plain TCP: the socket, for the direct-write fast path (its fd is read at each write)
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        if os.name != "posix":
+            self._sock = None
         self._max_read = max_read
         self._max_message = max_message
         self._send_timeout = send_timeout_s
@@ -358,41 +379,75 @@ class WsConnection:
     # ------------------------------------------------------------------ send
 
     async def send_text(self, text: str) -> None:
-        """Send one text message. Raises :class:`ConnectionClosed` if the connection is gone."""
-        if self._closed is not None:
-            raise self._closed
-        try:
-            data = self._proto.send(Message(data=text))
-        except LocalProtocolError as exc:
-            raise ConnectionClosed(1006, f"cannot send: {exc}") from None
-        await self._send_bytes(data)
+        """Send one text message. Raises :class:`ConnectionClosed` if the connection is gone
+        (:class:`NothingSent` when none of its bytes were handed to the socket)."""
+        await self.send_texts([text])
 
     async def send_texts(self, texts: list[str]) -> None:
-        """Send several text messages with one socket write."""
-        if self._closed is not None:
-            raise self._closed
-        try:
-            data = b"".join([self._proto.send(Message(data=t)) for t in texts])
-        except LocalProtocolError as exc:
-            raise ConnectionClosed(1006, f"cannot send: {exc}") from None
-        await self._send_bytes(data)
+        """Send several text messages with one socket write (see :meth:`send_text`)."""
+        closed = self._closed
+        if closed is not None:
+            raise NothingSent(closed.code, closed.reason)
+        if self._fast_send:
+            if self._proto.state is not ConnectionState.OPEN:
+                raise NothingSent(1006, f"cannot send in state {self._proto.state.name}")
+            data = b"".join([text_frame(t.encode()) for t in texts])
+        else:
+            try:
+                data = b"".join([self._proto.send(Message(data=t)) for t in texts])
+            except LocalProtocolError as exc:
+                raise NothingSent(1006, f"cannot send: {exc}") from None
+        await self._send_bytes(data, message=True)
 
-    async def _send_bytes(self, data: bytes | bytearray) -> None:
-        async with self._send_lock:
-            with trio.CancelScope(shield=True) as cs:
-                cs.deadline = trio.current_time() + self._send_timeout
+    async def _send_bytes(self, data: bytes | bytearray, *, message: bool = False) -> None:
+        # An uncontended lock is taken without a checkpoint (``acquire`` would yield to the
+        # scheduler BEFORE the bytes leave: a whole scheduling pass on the order path); the
+        # stream's send_all yields right after its send syscall instead.
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            closed = self._closed
+            if message and closed is not None:  # failed while we waited for the lock
+                raise NothingSent(closed.code, closed.reason)
+            await self._send_locked(data)
+        finally:
+            lock.release()
+
+    async def _send_locked(self, data: bytes | bytearray | memoryview) -> None:
+        sock = self._sock
+        if sock is not None:
+            fd = sock.fileno()  # -1 once closed; read right before the write, no await between
+            if fd >= 0:
                 try:
-                    await self._stream.send_all(data)
-                except _TRANSPORT_ERRORS as exc:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                except OSError as exc:  # refused whole: none of these bytes were taken
                     err = ConnectionClosed(1006, f"send failed: {exc!r}")
                     self._closed = self._closed or err
                     await trio.aclose_forcefully(self._stream)
-                    raise err from None
-            if cs.cancelled_caught:
-                err = ConnectionClosed(1006, f"send timed out after {self._send_timeout}s")
+                    raise NothingSent(err.code, err.reason) from None
+                if n == len(data):
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # yield after the bytes left
+                    return
+                data = memoryview(data)[n:]  # the rest waits for the socket: send_all below
+        with trio.CancelScope(shield=True) as cs:
+            cs.deadline = trio.current_time() + self._send_timeout
+            try:
+                await self._stream.send_all(data)
+            except _TRANSPORT_ERRORS as exc:
+                err = ConnectionClosed(1006, f"send failed: {exc!r}")
                 self._closed = self._closed or err
                 await trio.aclose_forcefully(self._stream)
-                raise err
+                raise err from None
+        if cs.cancelled_caught:
+            err = ConnectionClosed(1006, f"send timed out after {self._send_timeout}s")
+            self._closed = self._closed or err
+            await trio.aclose_forcefully(self._stream)
+            raise err
 
     # ------------------------------------------------------------------ close
 
@@ -412,6 +467,24 @@ class WsConnection:
                 except (*_TRANSPORT_ERRORS, LocalProtocolError):
                     pass
         await trio.aclose_forcefully(self._stream)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One complete, masked client text frame (RFC 6455 §5.2) for UTF-8 ``payload``."""
+    n = len(payload)
+    key = os.urandom(4)
+    if n:
+        reps = (key * ((n >> 2) + 1))[:n]
+        payload = (int.from_bytes(payload, "little") ^ int.from_bytes(reps, "little")).to_bytes(
+            n, "little"
+        )
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0xFF)) + n.to_bytes(8, "big")
+    return head + key + payload
 
 
 def _split_url(url: str) -> tuple[bool, str, int, str, str]:

@@ -1,0 +1,560 @@
+"""Order execution over the feed's WebSocket: owns turning our orders into signed ``order`` /
+``cancel`` actions, sending them as WS posts, and reading the answers back per order; plus the
+info queries the trading shell needs (``orderStatus``, ``clearinghouseState``, ``openOrders``).
+
+:class:`OrderExecutor` never decides anything: the trading core does (``engine/core``), and the
+shell feeds the values returned here to ``fsm.order.classify_post_status`` (via the core's
+``on_post_result``). Per order a post answer is exactly one of
+
+* the raw status object ``statuses[i]`` (``{"resting":…}``, ``{"filled":…}``, ``{"error":…}``,
+  ``"waitingForFill"``, ``"success"``, …) when ``statuses`` has one entry per order;
+* the action-level ``{"status":"err","response":msg}`` dict, for every order of the action
+  (the action was not applied);
+* the transport ``{"type":"error","payload":msg}`` dict, for every order (the venue refused
+  the post envelope, e.g. ``too many pending post requests``: processing unknown);
+* ``None``: timeout, connection lost after the write, an unreadable answer, or a ``statuses``
+  list of the wrong length (never a shifted zip: ``classify_post_response``'s rule).
+
+Every shape maps to ``lose_contact`` or a definite event in ``fsm.order``; ``None`` and the
+transport error both mean "resolve by cloid".
+
+"Not sent" is distinct from "sent, no answer": when no byte of the post reached the socket
+(not connected, no free post slot, invalid order, signing failure, connection failed first)
+:meth:`OrderExecutor.place` raises :class:`NotSent` and :meth:`OrderExecutor.submit` calls
+``on_not_sent``; the orders can be abandoned (``NEW → EXPIRED``). Otherwise ``on_sent(cloids)``
+runs right after the write carrying the frame and before any answer is processed (the core's
+TRANSMIT), and an outcome always follows.
+
+Two ways to send orders:
+
+* ``await place(orders)``: one ``order`` action for exactly these orders, returns the per-order
+  outcomes. For tasks.
+* ``submit(orders)`` (sync, the hot path, callable from a feed handler callback): queues the
+  orders; the feed's reader writes them right after the current frame, and orders submitted
+  later in the same socket read are coalesced (``send_coalesce_s``) into ONE action (up to
+  ``max_orders_per_action``) signed at write time, so a burst of 40 signals costs a few
+  signatures and a few socket writes while the first order is not delayed. Outcomes arrive via
+  ``on_result(cloid, status)`` (same shapes as above) or ``on_not_sent(cloids, reason)``.
+
+Nonces come from the one :class:`~engine.venues.hyperliquid.nonce.NonceAllocator` of the agent
+(``max(last + 1, now_ms)``), taken at signing time. At most ``max_inflight_posts`` posts (the
+feed's limit, 100 by default: the venue's per-IP cap) are in flight; a ``place`` waits for a
+slot up to ``post_timeout_s``, a ``submit`` does not wait (``on_not_sent``). The agent key never
+leaves the :class:`~engine.venues.hyperliquid.signing.Signer`; nothing here logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from engine.core.orders import Order
+from engine.venues.hyperliquid.client import (
+    HyperliquidFeed,
+    PostError,
+    PostFailure,
+    PostNotSent,
+    PostTicket,
+)
+from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
+from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
+from engine.venues.hyperliquid.signing import (
+    Action,
+    Signer,
+    cancel_action,
+    cancel_by_cloid_action,
+    check_address,
+    check_cloid,
+    order_wire,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_ORDERS_PER_ACTION: Final = 40
+"""Coalesced orders per action (the venue weighs a batch as 1 + n // 40)."""
+_ORDER_RESPONSE_TYPES: Final = frozenset({"order"})
+_CANCEL_RESPONSE_TYPES: Final = frozenset({"cancel", "cancelByCloid"})
+
+SentHook = Callable[[list[str]], None]
+ResultHook = Callable[[str, object], None]
+NotSentHook = Callable[[list[str], str], None]
+
+
+class NotSent(Exception):
+    """No byte of the action reached the socket: the venue cannot have seen these orders."""
+
+    def __init__(self, cloids: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.cloids = cloids
+        self.reason = reason
+
+
+class ReconcileError(Exception):
+    """The reconciliation snapshot could not be taken or read: never treat it as flat."""
+
+
+@attrs.define(slots=True)
+class ExecStats:
+    """Executor counters (orders count every order of an action)."""
+
+    actions_sent: int = 0  # order actions whose frame was written
+    orders_sent: int = 0
+    orders_not_sent: int = 0
+    orders_answered: int = 0  # a per-order status came back
+    orders_action_err: int = 0  # the action-level {"status":"err"} answer
+    orders_transport_err: int = 0  # {"type":"error"} envelope or error-channel refusal
+    orders_no_answer: int = 0  # timeout, loss, unreadable answer, wrong-length statuses
+    wrong_length: int = 0  # answers whose statuses count differed from the orders
+    unrecognized: int = 0  # answers of an unknown shape
+    cancels_sent: int = 0
+    queries: int = 0
+    query_failures: int = 0
+    coalesced_actions: int = 0  # submit() actions carrying orders of more than one submit
+
+
+class OrderExecutor:
+    """Signs and sends orders/cancels through a :class:`HyperliquidFeed` (see the module)."""
+
+    def __init__(
+        self,
+        feed: HyperliquidFeed,
+        signer: Signer,
+        nonces: NonceAllocator,
+        *,
+        is_mainnet: bool,
+        vault_address: str | None = None,
+        post_timeout_s: float,
+        clock: Callable[[], float],
+        on_sent: SentHook | None = None,
+        on_result: ResultHook | None = None,
+        on_not_sent: NotSentHook | None = None,
+        max_orders_per_action: int = MAX_ORDERS_PER_ACTION,
+    ) -> None:
+        """``clock`` returns epoch milliseconds (the nonce source); ``on_sent(cloids)`` runs
+        after the write of every order action (``place`` and ``submit``); ``on_result`` and
+        ``on_not_sent`` are required by :meth:`submit` only."""
+        if not isinstance(is_mainnet, bool):
+            raise TypeError("is_mainnet must be a bool")
+        if not (post_timeout_s > 0 and math.isfinite(post_timeout_s)):
+            raise ValueError(f"post_timeout_s must be > 0, got {post_timeout_s!r}")
+        if not 1 <= max_orders_per_action <= 1000:
+            raise ValueError("max_orders_per_action must be in [1, 1000]")
+        self.stats = ExecStats()
+        self._feed = feed
+        self._signer = signer
+        self._nonces = nonces
+        self._is_mainnet = is_mainnet
+        self._vault = None if vault_address is None else check_address(vault_address)
+        self._timeout = post_timeout_s
+        self._clock = clock
+        self._on_sent = on_sent
+        self._on_result = on_result
+        self._on_not_sent = on_not_sent
+        self._max_per_action = max_orders_per_action
+        self._queue: list[Order] = []
+        self._queue_groups = 0  # submit() calls whose orders are queued
+        self._rlog = RateLimitedLog(log)
+        feed.add_send_source(self)
+
+    @property
+    def agent_address(self) -> str:
+        return self._signer.address
+
+    @property
+    def queued(self) -> int:
+        """Orders submitted and not yet turned into a post."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ place (async)
+
+    async def place(self, orders: Sequence[Order]) -> list[object | None]:
+        """Send ONE ``order`` action (IOC limit orders, grouping ``na``) for ``orders`` and
+        return one outcome per order, in order (see the module docstring).
+
+        Raises :class:`NotSent` when nothing was written (``on_sent`` not called).
+        """
+        batch = list(orders)
+        if not batch:
+            return []
+        cloids = [o.cloid for o in batch]
+        try:
+            wires = [_order_wire(o) for o in batch]
+            expires = _expires_after(batch)
+        except (ValueError, TypeError) as exc:
+            self._count_not_sent(len(batch), f"invalid order: {exc}")
+            raise NotSent(cloids, f"invalid order: {exc}") from None
+
+        def build() -> dict[str, Any]:
+            return self._signed({"type": "order", "orders": wires, "grouping": "na"}, expires)
+
+        def sent(t: PostTicket) -> None:
+            self._count_sent(len(batch))
+            if self._on_sent is not None:
+                self._on_sent(cloids)
+
+        try:
+            t = await self._feed.send(build, timeout=self._timeout, on_sent=sent)
+        except PostNotSent as exc:
+            self._count_not_sent(len(batch), str(exc))
+            raise NotSent(cloids, str(exc)) from None
+        except (ValueError, TypeError) as exc:  # nonce or signing refused: nothing was sent
+            self._count_not_sent(len(batch), f"signing failed: {exc}")
+            raise NotSent(cloids, f"signing failed: {exc}") from None
+        await t.wait()
+        return self._outcomes(t, len(batch), _ORDER_RESPONSE_TYPES)
+
+    # ------------------------------------------------------------------ submit (sync hot path)
+
+    def submit(self, orders: Sequence[Order]) -> None:
+        """Queue ``orders`` for the next write (sync; see the module docstring).
+
+        Raises :class:`NotSent` at once when not connected; later failures before the write
+        go to ``on_not_sent``. Requires the ``on_result`` and ``on_not_sent`` hooks.
+        """
+        if self._on_result is None or self._on_not_sent is None:
+            raise RuntimeError("submit() needs the on_result and on_not_sent hooks")
+        if not orders:
+            return
+        if not self._feed.connected:
+            cloids = [o.cloid for o in orders]
+            self._count_not_sent(len(cloids), "not connected")
+            raise NotSent(cloids, "not connected")
+        self._queue.extend(orders)
+        self._queue_groups += 1
+        self._feed.request_send()
+
+    def materialize(self) -> None:
+        """:class:`~engine.venues.hyperliquid.client.SendSource`: queued orders → signed posts,
+        up to ``max_orders_per_action`` per action (called by the feed right before a write)."""
+        queue = self._queue
+        if not queue:
+            return
+        groups = self._queue_groups
+        self._queue = []
+        self._queue_groups = 0
+        step = self._max_per_action
+        if groups > 1:
+            self.stats.coalesced_actions += (len(queue) + step - 1) // step
+        for i in range(0, len(queue), step):
+            self._post_chunk(queue[i : i + step])
+
+    def discard(self, reason: str) -> None:
+        """:class:`~engine.venues.hyperliquid.client.SendSource`: the connection ended (or
+        none exists) before the queued orders were written: report them not sent."""
+        queue = self._queue
+        if not queue:
+            return
+        self._queue = []
+        self._queue_groups = 0
+        self._not_sent([o.cloid for o in queue], f"not sent: connection ended ({reason})")
+
+    def _post_chunk(self, chunk: list[Order]) -> None:
+        wires: list[dict[str, Any]] = []
+        good: list[Order] = []
+        for o in chunk:
+            try:
+                wires.append(_order_wire(o))
+            except (ValueError, TypeError) as exc:
+                self._not_sent([getattr(o, "cloid", "?")], f"invalid order: {exc}")
+                continue
+            good.append(o)
+        if not good:
+            return
+        cloids = [o.cloid for o in good]
+        try:
+            expires = _expires_after(good)
+            request = self._signed({"type": "order", "orders": wires, "grouping": "na"}, expires)
+            self._feed.post_nowait(
+                request,
+                timeout=self._timeout,
+                on_sent=self._chunk_sent,
+                on_done=self._chunk_done,
+                context=good,
+            )
+        except PostNotSent as exc:
+            self._not_sent(cloids, str(exc))
+        except (ValueError, TypeError) as exc:
+            self._not_sent(cloids, f"signing failed: {exc}")
+
+    def _chunk_sent(self, t: PostTicket) -> None:
+        orders: list[Order] = t.context  # type: ignore[assignment]
+        self._count_sent(len(orders))
+        if self._on_sent is not None:
+            self._on_sent([o.cloid for o in orders])
+
+    def _chunk_done(self, t: PostTicket) -> None:
+        orders: list[Order] = t.context  # type: ignore[assignment]
+        if isinstance(t.error, PostNotSent):
+            self._not_sent([o.cloid for o in orders], str(t.error))
+            return
+        outcomes = self._outcomes(t, len(orders), _ORDER_RESPONSE_TYPES)
+        on_result = self._on_result
+        assert on_result is not None
+        for o, status in zip(orders, outcomes, strict=True):
+            on_result(o.cloid, status)
+
+    def _not_sent(self, cloids: list[str], reason: str) -> None:
+        self._count_not_sent(len(cloids), reason)
+        if self._on_not_sent is not None:
+            self._on_not_sent(cloids, reason)
+
+    # ------------------------------------------------------------------ cancel
+
+    async def cancel(
+        self, asset_id: int, oid: int | None = None, cloid: str | None = None
+    ) -> object | None:
+        """Cancel one order by ``oid`` (``cancel``) or by ``cloid`` (``cancelByCloid``); return
+        its status (``"success"`` or ``{"error": msg}``), the action-level or transport error
+        dict, or ``None`` (no answer). Raises :class:`NotSent` when nothing was written."""
+        if (oid is None) == (cloid is None):
+            raise ValueError("cancel needs exactly one of oid and cloid")
+        action = (
+            cancel_action([(asset_id, oid)])
+            if oid is not None
+            else cancel_by_cloid_action([(asset_id, check_cloid(cloid))])  # type: ignore[arg-type]
+        )
+        ref = [cloid if cloid is not None else f"oid:{oid}"]
+        try:
+            t = await self._feed.send(lambda: self._signed(action, None), timeout=self._timeout)
+        except PostNotSent as exc:
+            raise NotSent(ref, str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise NotSent(ref, f"signing failed: {exc}") from None
+        self.stats.cancels_sent += 1
+        await t.wait()
+        return self._outcomes(t, 1, _CANCEL_RESPONSE_TYPES, count=False)[0]
+
+    # ------------------------------------------------------------------ queries
+
+    async def order_status(self, user: str, cloid: str) -> object:
+        """``orderStatus`` by cloid for the master account ``user`` (WS post info); the reply
+        (``{"status":"order",…}`` / ``{"status":"unknownOid"}``) for
+        ``fsm.order.classify_order_status_reply``, or ``None`` when there was no usable answer
+        (counted and logged: ask again later)."""
+        user = self._check_user(user)
+        check_cloid(cloid)
+        self.stats.queries += 1
+        try:
+            return await self._feed.info(
+                {"type": "orderStatus", "user": user, "oid": cloid}, self._timeout
+            )
+        except PostFailure as exc:
+            self.stats.query_failures += 1
+            self._rlog.log("order_status", logging.WARNING, "orderStatus %s failed: %s", cloid, exc)
+            return None
+
+    async def reconcile_snapshot(
+        self, user: str, dex: str
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """The venue's view of ``user`` on ``dex``: positions (full ``dex:COIN`` → signed size,
+        non-zero only) from ``clearinghouseState`` and the open orders from ``openOrders``, both
+        queried WITH ``dex`` (P21). Raises :class:`ReconcileError` when either cannot be
+        fetched or read: a failure must never look like "flat, no orders"."""
+        user = self._check_user(user)
+        if not isinstance(dex, str) or not dex or ":" in dex:
+            raise ValueError(f"dex must be a HIP-3 dex name such as 'xyz', got {dex!r}")
+        self.stats.queries += 2
+        try:
+            state = await self._feed.info(
+                {"type": "clearinghouseState", "user": user, "dex": dex}, self._timeout
+            )
+            open_orders = await self._feed.info(
+                {"type": "openOrders", "user": user, "dex": dex}, self._timeout
+            )
+        except PostFailure as exc:
+            self.stats.query_failures += 1
+            raise ReconcileError(f"reconciliation query for dex {dex!r} failed: {exc}") from None
+        return parse_positions(state, dex), parse_open_orders(open_orders, dex)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_user(self, user: str) -> str:
+        addr = check_address(user)
+        if addr == self._signer.address.lower():
+            raise ValueError(
+                "user must be the master account address, not the agent (signer) address"
+            )
+        return addr
+
+    def _signed(self, action: Action, expires_after: int | None) -> dict[str, Any]:
+        nonce = self._nonces.next(int(self._clock()))
+        payload = self._signer.payload(action, nonce, self._vault, expires_after, self._is_mainnet)
+        return {"type": "action", "payload": payload}
+
+    def _count_sent(self, n: int) -> None:
+        st = self.stats
+        st.actions_sent += 1
+        st.orders_sent += n
+
+    def _count_not_sent(self, n: int, reason: str) -> None:
+        self.stats.orders_not_sent += n
+        self._rlog.log("not_sent", logging.WARNING, "%d order(s) not sent: %s", n, reason)
+
+    def _outcomes(
+        self, t: PostTicket, n: int, kinds: frozenset[str], *, count: bool = True
+    ) -> list[object | None]:
+        """Per-order outcomes of a DONE ticket (see the module docstring)."""
+        st = self.stats
+        err = t.error
+        if err is not None:
+            if isinstance(err, PostError):  # refused on the error channel (too many pending)
+                if count:
+                    st.orders_transport_err += n
+                self._rlog.log("transport", logging.WARNING, "post %d refused: %s", t.id, err)
+                return [{"type": "error", "payload": str(err)}] * n
+            if count:
+                st.orders_no_answer += n
+            self._rlog.log(
+                "no_answer", logging.WARNING, "post %d: no answer (%s); resolve by cloid", t.id, err
+            )
+            return [None] * n
+        ev = t.event
+        assert ev is not None
+        if ev.response_type == "error":
+            if count:
+                st.orders_transport_err += n
+            self._rlog.log(
+                "transport",
+                logging.WARNING,
+                "post %d: transport error %s",
+                t.id,
+                excerpt(str(ev.payload)),
+            )
+            return [{"type": "error", "payload": ev.payload}] * n
+        payload = ev.payload
+        if ev.response_type == "action" and isinstance(payload, dict):
+            status = payload.get("status")
+            if status == "err":
+                if count:
+                    st.orders_action_err += n
+                return [payload] * n
+            inner = payload.get("response")
+            data = inner.get("data") if isinstance(inner, dict) else None
+            statuses = data.get("statuses") if isinstance(data, dict) else None
+            if status == "ok" and isinstance(statuses, list) and inner.get("type") in kinds:  # type: ignore[union-attr]
+                if len(statuses) == n:
+                    if count:
+                        st.orders_answered += n
+                    return list(statuses)
+                st.wrong_length += 1
+                if count:
+                    st.orders_no_answer += n
+                self._rlog.log(
+                    "wrong_length",
+                    logging.ERROR,
+                    "post %d: %d statuses for %d order(s); every order treated as unanswered",
+                    t.id,
+                    len(statuses),
+                    n,
+                )
+                return [None] * n
+        st.unrecognized += 1
+        if count:
+            st.orders_no_answer += n
+        self._rlog.log(
+            "unrecognized",
+            logging.ERROR,
+            "post %d: unrecognized answer, treated as unanswered: %s",
+            t.id,
+            excerpt(repr(ev.response)),
+        )
+        return [None] * n
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _order_wire(o: Order) -> dict[str, Any]:
+    """The IOC limit order wire of ``o`` with its exact wire strings (validated)."""
+    return order_wire(
+        o.asset_id,
+        o.is_buy,
+        o.px_wire,
+        o.sz_wire,
+        o.reduce_only,
+        {"limit": {"tif": "Ioc"}},
+        o.cloid,
+    )
+
+
+def _expires_after(orders: Sequence[Order]) -> int | None:
+    """The strictest ``expires_after_ms`` of the orders that set one (None if none does)."""
+    best: int | None = None
+    for o in orders:
+        e = o.expires_after_ms
+        if e is None:
+            continue
+        if type(e) is not int or e <= 0:
+            raise ValueError(f"expires_after_ms must be a positive int, got {e!r}")
+        if best is None or e < best:
+            best = e
+    return best
+
+
+def _decimal(value: object, what: str) -> float:
+    if not isinstance(value, str):
+        raise ReconcileError(f"{what} is not a decimal string: {excerpt(repr(value), 60)}")
+    try:
+        x = float(value)
+    except ValueError:
+        raise ReconcileError(f"{what} is not a decimal: {excerpt(value, 60)}") from None
+    if not math.isfinite(x):
+        raise ReconcileError(f"{what} is not finite: {excerpt(value, 60)}")
+    return x
+
+
+def _coin(value: object, dex: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ReconcileError(f"{what}: no coin name ({excerpt(repr(value), 60)})")
+    try:
+        return normalise_coin(dex, value)
+    except DiscoveryError as exc:
+        raise ReconcileError(f"{what}: {exc}") from None
+
+
+def parse_positions(state: object, dex: str) -> dict[str, float]:
+    """``clearinghouseState`` (queried with ``dex``) → {full coin: signed ``szi``}, non-zero
+    positions only. Raises :class:`ReconcileError` on any malformed part."""
+    if not isinstance(state, dict):
+        raise ReconcileError(f"clearinghouseState: expected an object, got {excerpt(repr(state))}")
+    items = state.get("assetPositions")
+    if not isinstance(items, list):
+        raise ReconcileError("clearinghouseState: no assetPositions list")
+    out: dict[str, float] = {}
+    for i, item in enumerate(items):
+        pos = item.get("position") if isinstance(item, dict) else None
+        if not isinstance(pos, dict):
+            raise ReconcileError(f"clearinghouseState.assetPositions[{i}] has no position object")
+        coin = _coin(pos.get("coin"), dex, f"assetPositions[{i}]")
+        szi = _decimal(pos.get("szi"), f"assetPositions[{i}] ({coin}) szi")
+        if coin in out:
+            raise ReconcileError(f"clearinghouseState lists {coin} twice")
+        if szi != 0.0:
+            out[coin] = szi
+    return out
+
+
+def parse_open_orders(orders: object, dex: str) -> list[dict[str, Any]]:
+    """``openOrders`` (queried with ``dex``) → the order objects (``coin`` normalised to the
+    full name; ``oid`` an int; ``cloid`` optional). Raises :class:`ReconcileError` on any
+    malformed element (a skipped one would be an orphan nobody cancels)."""
+    if not isinstance(orders, list):
+        raise ReconcileError(f"openOrders: expected a list, got {excerpt(repr(orders))}")
+    out: list[dict[str, Any]] = []
+    for i, o in enumerate(orders):
+        if not isinstance(o, dict):
+            raise ReconcileError(f"openOrders[{i}] is not an object")
+        oid = o.get("oid")
+        if type(oid) is not int:
+            raise ReconcileError(f"openOrders[{i}] has no integer oid")
+        cloid = o.get("cloid")
+        if cloid is not None and not isinstance(cloid, str):
+            raise ReconcileError(f"openOrders[{i}] has a non-string cloid")
+        coin = _coin(o.get("coin"), dex, f"openOrders[{i}]")
+        out.append({**o, "coin": coin})
+    return out

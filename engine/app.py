@@ -266,8 +266,12 @@ class ObserveApp:
             self._cancel.cancel()
 
     # ---------------------------------------------------------------- run
+    def preflight(self) -> None:
+        """Checks that must pass before any connection (raise StartupError)."""
+
     async def run(self) -> int:
         cfg = self.cfg
+        self.preflight()
         check_records_dir(self.records_dir)
         rec = cfg.records
         writer = RecordWriter(self.records_dir, flush_interval_ms=rec.flush_interval_ms,
@@ -335,13 +339,18 @@ class ObserveApp:
         from engine.sim.server import SimExchange
 
         s = self.cfg.sim
-        sim = SimExchange(seed=s.seed, n_markets=s.markets, host=s.host, port=s.port)
+        sim = SimExchange(seed=s.seed, n_markets=s.markets, host=s.host, port=s.port,
+                          **self.sim_accounts())
         port = await nursery.start(sim.serve)
         self.sim = sim
         self.info_url = f"http://{s.host}:{port}/info"
         self.ws_url = f"ws://{s.host}:{port}/ws"
         log.info("embedded simulator listening on http://%s:%d (seed %d, %d markets)", s.host,
                  port, s.seed, s.markets)
+
+    def sim_accounts(self) -> dict[str, Any]:
+        """Extra simulator arguments (trade mode funds the account and approves the agent)."""
+        return {}
 
     async def _signal_task(self, scope: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -67,12 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if cfg.mode == "trade":
-        print("engine: mode 'trade' is not available yet in this version (its venue execution "
-              "is being wired); use mode = \"paper\" or \"observe\"", file=sys.stderr)
-        return EXIT_CONFIG
     setup_logging(cfg.log.level)
-    if cfg.mode == "paper":
+    if cfg.mode in ("paper", "trade"):
         from engine.trading_app import run_trading
 
         runner = partial(run_trading, cfg, duration_s=duration)

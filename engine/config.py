@@ -428,6 +428,8 @@ def _describe(exc: BaseException, path: str = "$") -> list[str]:
 
 def _parse_env_value(raw: str) -> Any:
     """Parse an env override as a TOML value when it is one (numbers, bools, lists), else a string."""
+    if raw.strip().lower().startswith(("0x", "0o", "0b", "+0x", "-0x")):
+        return raw  # addresses and hex strings stay strings (TOML would read 0x… as an int)
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:

@@ -75,3 +75,9 @@ def test_config_with_a_private_key_is_refused(tmp_path: Path) -> None:
         load_config(cfg, env={})
     msg = str(e.value)
     assert "line 3" in msg and "ENGINE_AGENT_KEY" in msg and key not in msg
+
+
+def test_env_override_keeps_hex_addresses_as_strings() -> None:
+    addr = "0x1111111111111111111111111111111111111111"
+    c = load_config(None, env={"ENGINE__ACCOUNT__ADDRESS": addr}, defaults="")
+    assert c.account.address == addr

@@ -51,7 +51,7 @@ class Position:
         "entry_edge_bps", "entry_signal_id", "entry_decision_px", "exit_state", "entry_cloid",
         "flatten_cloid", "flatten_failures", "next_flatten_ms", "exit_reason", "trade_open_ms",
         "trade_fees", "trade_pnl", "trade_entry_qty", "trade_entry_cost", "trade_exit_qty",
-        "trade_exit_cost", "trade_dir", "mismatches", "unconfirmed",
+        "trade_exit_cost", "trade_dir", "mismatches", "unconfirmed", "dust_size",
     )
 
     def __init__(self, idx: int, coin: str) -> None:
@@ -81,6 +81,9 @@ class Position:
         self.trade_exit_cost = 0.0
         self.trade_dir = 0
         self.mismatches = 0
+        # exposure the venue refused to flatten (below its minimum order value): no retries
+        # until the exposure changes
+        self.dust_size: float | None = None
         # cloid -> signed size the venue reported filled that no fill has confirmed yet
         self.unconfirmed: dict[str, float] = {}
 

@@ -289,6 +289,8 @@ class TradingCore:
     def _maybe_flatten(self, p: Position, now_ms: float, reason: str) -> None:
         if not pfsm.can_submit_flatten(p.state) or now_ms < p.next_flatten_ms:
             return
+        if p.dust_size is not None and abs(p.effective - p.dust_size) <= EPS:
+            return  # the venue refuses orders this small; retrying cannot help
         m = self.obs.markets[p.idx]
         # Positions are sums of lot multiples: round to the lot so float residue
         # (0.49 - 0.16 - 0.32 = 0.00999...) neither floors to zero nor leaves dust.
@@ -428,9 +430,19 @@ class TradingCore:
             p.state = pfsm.next_position_state(p.state, pfsm.FLATTEN_DONE, p.has_exposure)
             if p.flatten_cloid == o.cloid:
                 p.flatten_cloid = None
-            if p.has_exposure:
+            if (p.has_exposure and o.message and "minimum value" in o.message
+                    and abs(p.effective) * o.px < MIN_NOTIONAL):
+                # Dust: the venue's $10 minimum refuses a reduce-only order this small.
+                p.dust_size = p.effective
+                self._alert("error", "dust_position",
+                            f"{p.coin}: {p.effective:+g} left is below the venue's minimum "
+                            f"order value and cannot be flattened by a reduce-only order; "
+                            f"close it by hand (no further automatic attempts)")
+            elif p.has_exposure:
                 p.flatten_failures += 1
-                p.next_flatten_ms = now_ms + self.tcfg.flatten_retry_ms
+                # exponential backoff: a venue refusing every flatten must not see a storm
+                delay = self.tcfg.flatten_retry_ms * 2 ** min(p.flatten_failures - 1, 6)
+                p.next_flatten_ms = now_ms + min(delay, 30_000.0)
                 self._alert("warning", "flatten_incomplete",
                             f"{p.coin}: flatten {o.cloid} ended {o.state} with "
                             f"{p.effective:+g} left ({p.flatten_failures} so far)")
@@ -461,14 +473,14 @@ class TradingCore:
             return
         self._record("fills", now_ms, f.record())
         o = self.orders.get(cloid)
-        if o is None:
-            self._alert("error", "foreign_fill",
-                        f"fill {tid} on {coin} for an order this engine did not place")
-            self._latch("foreign_fill", now_ms, f"fill {tid} on {coin} cloid {cloid}")
         if trade is not None:
             self.trades.append(trade)
             self._record("trades", now_ms, trade)
         self._exposure_changed(p, now_ms, px, o)
+        if o is None:
+            self._alert("error", "foreign_fill",
+                        f"fill {tid} on {coin} for an order this engine did not place")
+            self._latch("foreign_fill", now_ms, f"fill {tid} on {coin} cloid {cloid}")
 
     def _exposure_changed(self, p: Position, now_ms: float, px: float, o: Order | None) -> None:
         has = p.has_exposure
@@ -482,10 +494,13 @@ class TradingCore:
                                            p.entry_edge_bps, m)
         elif has and p.exit_state is not None and p.size:
             p.exit_state.entry_px = p.avg_px
+        if p.dust_size is not None and abs(p.effective - p.dust_size) > EPS:
+            p.dust_size = None  # the exposure changed: flattening may work again
         if not has:
             p.exit_state = None
             p.entry_ms = None
             p.flatten_failures = 0
+            p.dust_size = None
         if p.state != prev_state:
             self._record("positions", now_ms, {"event": "fill", "market_key": p.coin,
                                                "state": p.state, "size": p.effective})
@@ -548,11 +563,11 @@ class TradingCore:
         del startup
 
     # ------------------------------------------------------------ kill / reset
-    def kill(self, now_ms: float, why: str) -> None:
+    def kill(self, now_ms: float, why: str, level: str = "critical") -> None:
         """Stop new entries, cancel open orders, flatten every position reduce-only."""
         if not self.killed:
             self.killed = True
-            self._alert("critical", "kill", f"kill switch: {why}")
+            self._alert(level, "kill", f"kill switch: {why}")
         for o in list(self.orders.active()):
             if not o.reduce_only and o.state in (ofsm.RESTING, ofsm.PARTIAL):
                 self.out.append(CancelOrder(o.coin, o.asset_id, o.cloid, o.oid))

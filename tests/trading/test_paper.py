@@ -316,7 +316,7 @@ def test_partial_flattens_are_retried_one_at_a_time_until_flat() -> None:
     h.venue.partial_ratio = 0.5
     t = T0 + 900
     h.bbo(t, 100.90, 100.95)
-    for _ in range(40):
+    for _ in range(400):  # retries back off exponentially (500 ms, 1 s, 2 s, ...)
         if h.core.flat():
             break
         t += 300
@@ -573,3 +573,28 @@ def test_random_sessions_keep_one_flatten_and_match_the_venue(actions: list[Any]
     delivered = {f.tid for f in h.venue.fills if f.delivered}
     assert delivered <= h.core.book.seen_tids
     assert len([f for f in h.core.book.fills if not f.synthetic]) == len(delivered)
+
+
+def test_dust_below_the_venue_minimum_is_alerted_once_and_not_retried() -> None:
+    """A reduce-only flatten refused for the $10 minimum must not become a retry storm."""
+    from engine.core.intents import Alert, PlaceOrder
+
+    from .helpers import T0, make_ready, make_trading
+
+    core, _ = make_trading()
+    make_ready(core)
+    p = core.book.positions[0]
+    # a $3 short from a fill this engine did not place: the hard stop latches and flattens
+    core.on_fill("d1", None, "xyz:GOLD", False, 100.0, 0.03, 0.0, T0, T0)
+    flat_orders = [i.order for i in core.drain() if isinstance(i, PlaceOrder)]
+    assert len(flat_orders) == 1
+    o = flat_orders[0]
+    core.on_sent(o.cloid, T0 + 2)
+    core.on_post_result(o.cloid, {"error": "Order must have minimum value of $10. asset=110000"},
+                        T0 + 3)
+    alerts = [i for i in core.drain() if isinstance(i, Alert)]
+    assert any(a.code == "dust_position" for a in alerts)
+    for k in range(1, 50):
+        core.on_housekeeping(T0 + 3 + 1000 * k)
+    assert not [i for i in core.drain() if isinstance(i, PlaceOrder)]
+    assert p.flatten_failures == 0 and p.dust_size == pytest.approx(-0.03)

@@ -43,7 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _run_parser(sub)
     sub.add_parser("sim", help="run the local exchange simulator", add_help=False)
+    r = sub.add_parser("reset-hard-stop",
+                       help="release a latched hard stop (explicit operator command)",
+                       description="Ask the engine that writes to the config's records dir to "
+                                   "reset its hard stop: a running engine does so within 1 s; "
+                                   "a stopped one at its next start (after journal restore).")
+    r.add_argument("--config", help="the engine's TOML config (default: the embedded one)")
     return parser
+
+
+def reset_hard_stop(config_path: str | None) -> int:
+    from pathlib import Path
+
+    from engine.trading_app import RESET_FILE
+
+    cfg = load(config_path)
+    d = Path(cfg.records.dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / RESET_FILE).write_text("reset requested by the operator\n", "utf-8")
+    except OSError as exc:
+        print(f"engine: cannot write {d / RESET_FILE}: {exc.strerror}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"hard stop reset requested ({d / RESET_FILE}); a running engine applies it within "
+          "1 s, a stopped one at its next start")
+    return 0
 
 
 def load(path: str | None) -> EngineConfig:
@@ -62,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_path = getattr(args, "config", None)
     duration = getattr(args, "duration", None)
+    if args.command == "reset-hard-stop":
+        try:
+            return reset_hard_stop(config_path)
+        except ConfigError as exc:
+            print(f"engine: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         cfg = load(config_path)
     except ConfigError as exc:

@@ -61,6 +61,8 @@ log = logging.getLogger("engine.trading")
 alert_log = logging.getLogger("engine.alert")
 
 HOUSEKEEPING_MS = 100.0
+RESET_FILE = "RESET_HARD_STOP"
+"""Created by ``python -m engine reset-hard-stop`` in the records dir; consumed by the engine."""
 _ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
                  "critical": logging.CRITICAL}
 
@@ -218,6 +220,7 @@ class TradingApp(ObserveApp):
         self.backend: PaperVenue | LiveBackend | None = None
         self.signer: Signer | None = None
         self._nursery: trio.Nursery | None = None
+        self._next_reset_check: float = 0.0
         self._reconcile_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
@@ -308,6 +311,7 @@ class TradingApp(ObserveApp):
             self.backend = live
             self.executor = executor
         self.execute(now)
+        self.check_reset_file(now)
 
     def _venue_cfg(self) -> VenueConfig:
         return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
@@ -418,11 +422,33 @@ class TradingApp(ObserveApp):
                 await trio.sleep_forever()
             self._timer_scope = None
             now = self.clock()
+            if now >= self._next_reset_check:
+                self._next_reset_check = now + 1000.0
+                self.check_reset_file(now)
             paper.on_timer(now)
             trading.on_timer(now)
             if trading.obs.events:
                 log_gate_events(trading.obs.drain_events())
             self.execute(now)
+
+    def check_reset_file(self, now_ms: float) -> None:
+        """The explicit operator reset of the hard stop (see ``python -m engine
+        reset-hard-stop``): consume the request file, reset the latch, journal it."""
+        trading = self.trading
+        path = self.records_dir / RESET_FILE
+        if trading is None or not path.exists():
+            return
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.error("cannot remove %s (%s): hard stop not reset", path, exc.strerror)
+            return
+        reason = trading.reset_hard_stop(now_ms)
+        if reason is None:
+            log.warning("hard stop reset requested, but it was not latched")
+        else:
+            log.warning("hard stop reset by the operator (was: %s)", reason)
+        self.execute(now_ms)
 
     # ------------------------------------------------------------ stop
     async def graceful_stop(self) -> None:

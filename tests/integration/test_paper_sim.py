@@ -60,3 +60,29 @@ async def test_graceful_stop_flattens_open_positions(tmp_path: Path) -> None:
     trades = records(tmp_path, "trades")
     assert trades and trades[-1]["exit_reason"] == "kill"
     assert app.trading.killed
+
+
+async def test_hard_stop_blocks_entries_until_the_operator_resets_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    async with running(tmp_path, config=PAPER, sim={"aligned": True},
+                       app_cls=TradingApp) as (sim, app):
+        await wait_for(lambda: app.trading is not None and app.trading.is_ready(), 10, "READY")
+        now = app.clock()
+        app.trading._latch("test_trigger", now, "latched by the test")
+        app.execute(now)
+        sim.force_dislocation("xyz:GOLD", "buy", 40, lag_ms=1200)
+        await wait_for(lambda: app.trading.skips["hard_stop"] >= 1, 10, "a blocked entry")
+        assert app.trading.entries_sent == 0
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")},
+               "ENGINE__RECORDS__DIR": str(tmp_path / "data")}
+        r = subprocess.run([sys.executable, "-m", "engine", "reset-hard-stop"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        await wait_for(lambda: not app.trading.hard_stop.latched, 5, "the reset")
+        sim.force_dislocation("xyz:TSLA", "buy", 40, lag_ms=1200)
+        await wait_for(lambda: app.trading.entries_sent >= 1, 10, "an entry after the reset")
+    events = [r["event"] for r in records(tmp_path, "positions")]
+    assert "hard_stop" in events and "hard_stop_reset" in events

@@ -64,8 +64,9 @@ async def test_graceful_stop_flattens_open_positions(tmp_path: Path) -> None:
 
 async def test_hard_stop_blocks_entries_until_the_operator_resets_it(tmp_path: Path) -> None:
     import os
-    import subprocess
     import sys
+
+    import trio
 
     async with running(tmp_path, config=PAPER, sim={"aligned": True},
                        app_cls=TradingApp) as (sim, app):
@@ -78,8 +79,10 @@ async def test_hard_stop_blocks_entries_until_the_operator_resets_it(tmp_path: P
         assert app.trading.entries_sent == 0
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")},
                "ENGINE__RECORDS__DIR": str(tmp_path / "data")}
-        r = subprocess.run([sys.executable, "-m", "engine", "reset-hard-stop"], env=env,
-                           capture_output=True, text=True, timeout=60)
+        with trio.fail_after(60):
+            r = await trio.run_process([sys.executable, "-m", "engine", "reset-hard-stop"],
+                                       env=env, capture_stdout=True, capture_stderr=True,
+                                       check=False)
         assert r.returncode == 0, r.stderr
         await wait_for(lambda: not app.trading.hard_stop.latched, 5, "the reset")
         sim.force_dislocation("xyz:TSLA", "buy", 40, lag_ms=1200)

@@ -24,8 +24,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.core.intents import CancelOrder, PlaceOrder, QueryOrder
-from engine.core.orders import Order
+import shutil
+import tempfile
+
+from engine.core.intents import CancelOrder, PlaceOrder, QueryOrder, Record
+from engine.core.orders import CloidFactory, Order
+from engine.io.journal import load_journal, restore
+from engine.io.records import RecordWriter
 from fsm import order as ofsm
 
 from .helpers import T0, make_ready, make_trading
@@ -67,6 +72,9 @@ class TradingMachine(RuleBasedStateMachine):
         self.queries: list[str] = []
         self.rng = random.Random(0)
         self.flags_before = (False, True, False)
+        self.journal: list[Record] = []
+        self.restarts = 0
+        self.tmpdirs: list[str] = []
 
     # ------------------------------------------------------------- plumbing
     def _step_begin(self) -> None:
@@ -85,6 +93,8 @@ class TradingMachine(RuleBasedStateMachine):
                 self.new_orders.append(o)
             elif isinstance(intent, QueryOrder):
                 self.queries.append(intent.cloid)
+            elif isinstance(intent, Record):
+                self.journal.append(intent)
             elif isinstance(intent, CancelOrder):
                 pass
         self._step_begin()
@@ -275,6 +285,37 @@ class TradingMachine(RuleBasedStateMachine):
         self.core.set_ready("user_channels", True)
         self._collect()
 
+    @precondition(lambda self: self.restarts < 2)
+    @rule()
+    def crash_and_restart_from_journal(self) -> None:
+        """The process dies; a new core is rebuilt from the journal and reconciled."""
+        d = tempfile.mkdtemp(prefix="journal-")
+        self.tmpdirs.append(d)
+        w = RecordWriter(d, clock=lambda: self.now)
+        for r in self.journal:
+            w.write(r.kind, r.ts_ms, r.record)
+        w.close()
+        self.restarts += 1
+        self.now += 2000
+        core, _ = make_trading(LIMITS, coins=COINS)
+        core.cloids = CloidFactory(bytes([2 + self.restarts]) * 8)
+        restore(core, load_journal(d, self.now), self.now)
+        self.core = core
+        self.new_orders = []  # never written to the socket: they died with the process
+        self.queries = []
+        for i in range(len(COINS)):
+            self._frames(i)
+            core.on_ctx(i, self.px[i], self.px[i], self.now)
+        core.set_ready("user_channels", True)
+        venue: dict[str, float] = {}
+        for t in self.truths.values():
+            o = t.order
+            done = sum(sz for _, sz in t.delivered) + sum(sz for _, sz in t.fills)
+            venue[o.coin] = venue.get(o.coin, 0.0) + (done if o.is_buy else -done)
+        core.on_reconcile(venue, [], self.now)
+        self._step_begin()
+        self._collect()
+
     @precondition(lambda self: self.core.entries_sent >= 2)
     @rule()
     def kill(self) -> None:
@@ -304,6 +345,13 @@ class TradingMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Let the venue say everything it knows; nothing may stay UNKNOWN or live."""
+        try:
+            self._teardown()
+        finally:
+            for d in self.tmpdirs:
+                shutil.rmtree(d, ignore_errors=True)
+
+    def _teardown(self) -> None:
         for _ in range(200):
             progressed = False
             for t in self.truths.values():

@@ -18,14 +18,13 @@ Invariants checked after every step (design §4):
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-import shutil
-import tempfile
 
 from engine.core.intents import CancelOrder, PlaceOrder, QueryOrder, Record
 from engine.core.orders import CloidFactory, Order

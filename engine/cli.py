@@ -31,6 +31,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                        description="Run the engine. Without --config, observe mode runs against "
                                    "the embedded exchange simulator (no network).")
     p.add_argument("--config", help="TOML config file (e.g. config/observe.toml)")
+    p.add_argument("--mode", choices=("observe", "paper", "trade"), default=None,
+                   help="override the config's mode (trade refuses mainnet unless "
+                        "[trading] allow_live = true)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly after this many seconds")
 
@@ -70,10 +73,15 @@ def reset_hard_stop(config_path: str | None) -> int:
     return 0
 
 
-def load(path: str | None) -> EngineConfig:
+def load(path: str | None, mode: str | None = None) -> EngineConfig:
+    import os
+
+    env = dict(os.environ)
+    if mode is not None:
+        env["ENGINE__MODE"] = mode  # same path as any override: validated with the rest
     if path is None:
-        return load_config(None, defaults=embedded_default_config())
-    return load_config(path)
+        return load_config(None, env=env, defaults=embedded_default_config())
+    return load_config(path, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"engine: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        cfg = load(config_path)
+        cfg = load(config_path, getattr(args, "mode", None))
     except ConfigError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -110,3 +110,23 @@ def test_sigterm_stops_cleanly_with_missed_followups(tmp_path: Path) -> None:
     for f in fus:
         per_sig[f["signal_id"]] = per_sig.get(f["signal_id"], 0) + 1
     assert {s["signal_id"] for s in sigs} == set(per_sig) and set(per_sig.values()) == {3}
+
+
+def test_trade_mode_refuses_mainnet_without_allow_live(tmp_path: Path) -> None:
+    cfg = tmp_path / "trade.toml"
+    cfg.write_text('[account]\naddress = "0x1111111111111111111111111111111111111111"\n')
+    r = run_cli(["run", "--mode", "trade", "--config", str(cfg)], tmp_path,
+                env={"ENGINE_AGENT_KEY": "0x" + "01" * 32})
+    assert r.returncode == 2 and "allow_live" in r.stderr
+
+
+def test_trade_mode_needs_a_key_and_never_prints_it(tmp_path: Path) -> None:
+    r = run_cli(["run", "--mode", "trade"], tmp_path,
+                env={"ENGINE__ACCOUNT__ADDRESS": "0x1111111111111111111111111111111111111111"})
+    assert r.returncode == 2 and "ENGINE_AGENT_KEY" in r.stderr
+    key = "0x" + "ab" * 32
+    r = run_cli(["run", "--mode", "trade", "--duration", "3"], tmp_path,
+                env={"ENGINE__ACCOUNT__ADDRESS": "0x1111111111111111111111111111111111111111",
+                     "ENGINE_AGENT_KEY": key})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert key[2:] not in r.stderr and key[2:] not in r.stdout

@@ -297,11 +297,15 @@ class ObserveApp:
                         nursery.start_soon(self._stop_after, self.duration_s, name="duration")
                     self.ready.set()
         finally:
+            self._before_close()
             if self.scheduler is not None:
                 self.scheduler.shutdown(self.clock())
             writer.close()
             self._log_final()
         return EXIT_OK
+
+    def _before_close(self) -> None:
+        """Last synchronous work before followups are closed and files flushed."""
 
     def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
         assert self.scheduler and self.feed and self.timer

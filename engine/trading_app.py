@@ -31,7 +31,7 @@ from engine.app import (
     log_gate_events,
 )
 from engine.config import EngineConfig, VenueConfig
-from engine.core.core import ObserveCore
+from engine.core.core import ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.intents import (
     Alert,
@@ -87,7 +87,10 @@ class TradingHandler(CoreHandler):
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, self._batch_now())
+        now = self._batch_now()
+        self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
+        if self.trading.out:  # an order (or record) right now: send before the next frame
+            self.app.execute(now)
 
     def on_ctx(self, coin: str, oracle_px: float, mark_px: float | None) -> None:
         idx = self.index.get(coin)
@@ -95,7 +98,10 @@ class TradingHandler(CoreHandler):
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        self.trading.on_ctx(idx, oracle_px, mark_px, self._batch_now())
+        now = self._batch_now()
+        self.trading.on_ctx(idx, oracle_px, mark_px, now)
+        if self.trading.out:
+            self.app.execute(now)
 
     def on_order_updates(self, updates: list[OrderUpdate]) -> None:
         now = self._batch_now()
@@ -117,6 +123,7 @@ class TradingHandler(CoreHandler):
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
+        self.app.flush_signals()
 
     def on_batch_end(self) -> None:
         now = self._batch_now()
@@ -124,6 +131,7 @@ class TradingHandler(CoreHandler):
         if self.core.events:
             log_gate_events(self.core.drain_events())
         self.app.execute(now)
+        self.app.flush_signals()
         self.app.timer_poke()
 
 
@@ -221,6 +229,7 @@ class TradingApp(ObserveApp):
         self.signer: Signer | None = None
         self._nursery: trio.Nursery | None = None
         self._next_reset_check: float = 0.0
+        self._pending_signals: list[Signal] = []
         self._reconcile_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
@@ -271,7 +280,8 @@ class TradingApp(ObserveApp):
                            cfg.followups.offsets_ms, mode=cfg.mode)
         self.core = core
         trading = TradingCore(core, cfg, cloids=CloidFactory())
-        trading.on_signal_hook = self.handle_signal
+        # Signal records, followups and the log line run after the order left (execute()).
+        trading.on_signal_hook = self._pending_signals.append
         self.trading = trading
         fu = cfg.followups
         book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,
@@ -343,6 +353,17 @@ class TradingApp(ObserveApp):
         if self._flat is not None and trading.flat() and not any(True for _ in
                                                                 trading.orders.active()):
             self._flat.set()
+
+    def _before_close(self) -> None:
+        if self.writer is not None and self.scheduler is not None:
+            self.flush_signals()
+
+    def flush_signals(self) -> None:
+        """Signal records, followup scheduling and log lines, once the batch's orders left."""
+        if self._pending_signals:
+            pending, self._pending_signals = self._pending_signals, []
+            for sig in pending:
+                self.handle_signal(sig)
 
     def _handle(self, it: Intent, now_ms: float) -> None:
         assert self.writer is not None and self.trading is not None
@@ -430,6 +451,7 @@ class TradingApp(ObserveApp):
             if trading.obs.events:
                 log_gate_events(trading.obs.drain_events())
             self.execute(now)
+            self.flush_signals()
 
     def check_reset_file(self, now_ms: float) -> None:
         """The explicit operator reset of the hard stop (see ``python -m engine

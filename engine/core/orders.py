@@ -117,12 +117,17 @@ class OrderBook:
     def __init__(self) -> None:
         self.by_cloid: dict[str, Order] = {}
         self.by_oid: dict[int, Order] = {}
+        # index of the non-terminal orders: gates and exits scan only these (a handful),
+        # never the whole history of the run
+        self.live: dict[str, Order] = {}
         self.anomalies = 0
 
     def add(self, order: Order) -> None:
         if order.cloid in self.by_cloid:
             raise ValueError(f"duplicate cloid {order.cloid}")
         self.by_cloid[order.cloid] = order
+        if order.state in ACTIVE_STATES:
+            self.live[order.cloid] = order
 
     def get(self, cloid: str | None) -> Order | None:
         return None if cloid is None else self.by_cloid.get(cloid)
@@ -139,6 +144,10 @@ class OrderBook:
             return prev, False
         order.state = nxt
         order.changed_ms = now_ms
+        if nxt in TERMINAL_STATES:
+            self.live.pop(order.cloid, None)
+        else:
+            self.live[order.cloid] = order
         if nxt == UNKNOWN:
             if order.unknown_since_ms is None:
                 order.unknown_since_ms = now_ms
@@ -153,13 +162,17 @@ class OrderBook:
             self.by_oid[oid] = order
 
     def active(self) -> Iterator[Order]:
-        return (o for o in self.by_cloid.values() if o.state in ACTIVE_STATES)
+        return iter(list(self.live.values()))
 
     def active_for(self, idx: int) -> list[Order]:
-        return [o for o in self.by_cloid.values() if o.idx == idx and o.state in ACTIVE_STATES]
+        return [o for o in self.live.values() if o.idx == idx]
 
     def unknown(self) -> list[Order]:
-        return [o for o in self.by_cloid.values() if o.state == UNKNOWN]
+        return [o for o in self.live.values() if o.state == UNKNOWN]
+
+    def reindex(self) -> None:
+        """Rebuild the live index after orders were inserted or changed directly (restore)."""
+        self.live = {c: o for c, o in self.by_cloid.items() if o.state in ACTIVE_STATES}
 
     def prune(self, keep_terminal: int = 10_000) -> None:
         """Drop the oldest terminal orders beyond ``keep_terminal`` (bounded memory)."""
@@ -169,5 +182,6 @@ class OrderBook:
         terminal.sort(key=lambda o: o.changed_ms)
         for o in terminal[: len(terminal) - keep_terminal]:
             del self.by_cloid[o.cloid]
+            self.live.pop(o.cloid, None)
             if o.oid is not None:
                 self.by_oid.pop(o.oid, None)

@@ -55,6 +55,7 @@ GATES = ("hard_stop", "killed", "not_ready", "no_mark", "notional_market", "noti
 
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
+KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
 
 
 class TradingCore:
@@ -142,6 +143,8 @@ class TradingCore:
 
     def on_housekeeping(self, now_ms: float) -> None:
         """Backup exit checks, UNKNOWN queries and bounds, pending timeouts, flatten retries."""
+        if len(self.orders.by_cloid) - len(self.orders.live) > 2 * KEEP_TERMINAL_ORDERS:
+            self.orders.prune(KEEP_TERMINAL_ORDERS)
         for p in self.book.positions:
             if p.has_exposure or p.state != pfsm.FLAT:
                 self._check_exit(p, now_ms)

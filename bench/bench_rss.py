@@ -27,64 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"  # loopback only
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from simproc import ROOT, observe_config, start_sim, stop_process  # noqa: E402
+
 TARGET_MB = 150.0
-
-CONFIG_TOML = """
-mode = "observe"
-[venue]
-ws_url = "ws://{host}:{port}/ws"
-info_url = "http://{host}:{port}/info"
-dex = "xyz"
-ctx_stale_ms = 10000
-[records]
-dir = "{dir}"
-fsync_interval_ms = 1000
-[followups]
-offsets_ms = [1000, 3000, 5000]
-[summary]
-interval_s = 10
-[log]
-level = "INFO"
-"""
-
-
-def start_sim(markets: int, rate: float, seed: int) -> tuple[subprocess.Popen[str], int]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.sim",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--markets",
-        str(markets),
-        "--rate",
-        str(rate),
-        "--seed",
-        str(seed),
-    ]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    line = p.stdout.readline()
-    m = re.search(r"http://[^:]+:(\d+)", line)
-    if m is None:
-        stop_process(p)
-        raise RuntimeError(f"simulator did not report its port (got {line!r})")
-    return p, int(m.group(1))
-
-
-def stop_process(p: subprocess.Popen[str]) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-
 
 def status_mb(pid: int) -> tuple[float, float] | None:
     """(VmRSS, VmHWM) in MB, or None once the process is gone."""
@@ -133,7 +80,7 @@ def main() -> int:
         engine: subprocess.Popen[str] | None = None
         try:
             cfg = tmp / "engine.toml"
-            cfg.write_text(CONFIG_TOML.format(host=HOST, port=port, dir=tmp / "records"))
+            cfg.write_text(observe_config(port, tmp / "records", summary_s=10, log_level="INFO"))
             log_path = tmp / "engine.log"
             with open(log_path, "w") as log_f:
                 engine = subprocess.Popen(

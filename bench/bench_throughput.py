@@ -51,7 +51,6 @@ import logging
 import math
 import os
 import pstats
-import re
 import resource
 import subprocess
 import sys
@@ -66,6 +65,9 @@ import trio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from simproc import observe_config, start_sim, stop_process  # noqa: E402
 
 from engine.app import ObserveApp  # noqa: E402
 from engine.config import structure_config  # noqa: E402
@@ -74,64 +76,6 @@ HOST = "127.0.0.1"  # loopback only
 TARGET_FPS = 50_000
 KiB = 1024
 MiB = 1024 * 1024
-
-CONFIG_TOML = """
-mode = "observe"
-[venue]
-ws_url = "ws://{host}:{port}/ws"
-info_url = "http://{host}:{port}/info"
-dex = "xyz"
-ctx_stale_ms = 10000
-[records]
-dir = "{dir}"
-fsync_interval_ms = 1000
-[followups]
-offsets_ms = [1000, 3000, 5000]
-[summary]
-interval_s = 0
-[log]
-level = "WARNING"
-"""
-
-
-# ---------------------------------------------------------------- simulator process
-
-
-def start_sim(markets: int, rate: float, seed: int) -> tuple[subprocess.Popen[str], int]:
-    """Start ``python -m engine.sim`` on an ephemeral loopback port; return (process, port)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.sim",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--markets",
-        str(markets),
-        "--rate",
-        str(rate),
-        "--seed",
-        str(seed),
-    ]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None
-    line = p.stdout.readline()
-    m = re.search(r"http://[^:]+:(\d+)", line)
-    if m is None:
-        stop_process(p)
-        raise RuntimeError(f"simulator did not report its port (got {line!r})")
-    return p, int(m.group(1))
-
-
-def stop_process(p: subprocess.Popen[Any]) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -299,7 +243,7 @@ def sim_frames(st: dict[str, Any]) -> int:
 async def measure(
     args: argparse.Namespace, rate: float, sim_port: int, sim_pid: int, tmp: Path
 ) -> dict[str, Any]:
-    data = tomllib.loads(CONFIG_TOML.format(host=HOST, port=sim_port, dir=tmp / "records"))
+    data = tomllib.loads(observe_config(sim_port, tmp / "records"))
     cfg = structure_config(data, "bench_throughput")
     app = ObserveApp(cfg)
     res: dict[str, Any] = {}

@@ -361,7 +361,9 @@ class TradingApp(ObserveApp):
     def flush_signals(self) -> None:
         """Signal records, followup scheduling and log lines, once the batch's orders left."""
         if self._pending_signals:
-            pending, self._pending_signals = self._pending_signals, []
+            # the core's hook holds this very list: empty it in place, never replace it
+            pending = self._pending_signals[:]
+            self._pending_signals.clear()
             for sig in pending:
                 self.handle_signal(sig)
 

@@ -46,6 +46,19 @@ async def test_paper_enters_on_a_dislocation_and_exits_when_it_closes(tmp_path: 
     assert any(s.get("executor_verdict") == "order_created" for s in sigs)
 
 
+async def test_every_signal_is_recorded_with_its_followups(tmp_path: Path) -> None:
+    """Every signal the trading core saw is in the signals file (none lost in deferral)."""
+    async with running(tmp_path, config=PAPER, app_cls=TradingApp) as (sim, app):
+        await wait_for(lambda: app.trading is not None and app.trading.signals_seen >= 6, 30,
+                       "six signals")
+        seen = app.trading.signals_seen
+        entries = app.trading.entries_sent
+    sigs = records(tmp_path, "signals")
+    assert len(sigs) >= seen >= 6
+    assert sum(1 for s in sigs if s["executor_verdict"] == "order_created") == entries
+    assert app.stats.signals == len(sigs)
+
+
 async def test_graceful_stop_flattens_open_positions(tmp_path: Path) -> None:
     cfg = {**PAPER, "exits": {"quick_profit_bps": 0.0, "edge_evap_enabled": False,
                               "oracle_exit_enabled": False, "min_hold_ms": 60_000.0,

@@ -510,7 +510,7 @@ class TradingCore:
 
     # ------------------------------------------------------------ reconciliation
     def on_reconcile(self, venue_positions: dict[str, float], venue_open: list[dict[str, Any]],
-                     now_ms: float, *, startup: bool = False) -> None:
+                     now_ms: float) -> None:
         """Compare the venue's positions and open orders with ours.
 
         ``venue_positions`` maps coin → signed size (absent = flat). A difference must be seen
@@ -563,7 +563,6 @@ class TradingCore:
                         f"open order {oid} on {coin} not placed by this run: canceling")
             self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
         self.ready["reconciled"] = True
-        del startup
 
     # ------------------------------------------------------------ kill / reset
     def kill(self, now_ms: float, why: str, level: str = "critical") -> None:

@@ -260,6 +260,103 @@ class PaperConfig:
     taker_fee_bps: float = attrs.field(default=0.9, validator=_non_negative)
 
 
+def _loopback(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"{attribute.name} must be a loopback address (127.0.0.1, ::1), "
+                         f"got {value!r}: the ops endpoints are never exposed to a network")
+
+
+def _percent(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 100:
+        raise ValueError(f"{attribute.name} must be within [0, 100] percent (0 disables), "
+                         f"got {value!r}")
+
+
+@attrs.frozen
+class OpsConfig:
+    """[ops]: the loopback ops HTTP endpoint, the kill file and the systemd watchdog's health."""
+
+    http_enabled: bool = True
+    http_host: str = attrs.field(default="127.0.0.1", validator=_loopback)
+    http_port: int = attrs.field(default=9321, validator=_non_negative)
+    state_dir: str = ""
+    kill_file: str = "KILL"
+    kill_flat_timeout_s: float = attrs.field(default=15.0, validator=_positive)
+    health_max_data_age_s: float = attrs.field(default=10.0, validator=_positive)
+    health_max_writer_pending: int = attrs.field(default=100_000, validator=_positive)
+    event_loop_lag_interval_ms: float = attrs.field(default=100.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.http_port > 65535:
+            raise ValueError(f"http_port must be <= 65535, got {self.http_port}")
+        if not self.kill_file:
+            raise ValueError("kill_file must not be empty")
+
+
+@attrs.frozen
+class BreakersConfig:
+    """[breakers]: circuit breakers that latch the hard stop (0 disables one).
+
+    Equity for the percentage breakers is the venue's account value in trade mode and
+    ``paper_equity`` plus realised P&L in paper mode.
+    """
+
+    daily_loss_pct: float = attrs.field(default=2.0, validator=_percent)
+    drawdown_pct: float = attrs.field(default=5.0, validator=_percent)
+    max_consecutive_losses: int = attrs.field(default=5, validator=_non_negative)
+    market_move_pct: float = attrs.field(default=10.0, validator=_percent)
+    market_move_window_s: float = attrs.field(default=60.0, validator=_positive)
+    paper_equity: float = attrs.field(default=10_000.0, validator=_positive)
+
+
+@attrs.frozen
+class NotifyConfig:
+    """[notify]: webhook notifications (Discord-compatible JSON).
+
+    The webhook URL carries a token, so it is a secret: it comes from
+    ``$CREDENTIALS_DIRECTORY/webhook_url`` or ``ENGINE_WEBHOOK_URL``, never from this file.
+    """
+
+    enabled: bool = True
+    username: str = "engine"
+    queue_size: int = attrs.field(default=100, validator=_positive)
+    max_attempts: int = attrs.field(default=5, validator=_positive)
+    backoff_base_s: float = attrs.field(default=1.0, validator=_positive)
+    backoff_max_s: float = attrs.field(default=60.0, validator=_positive)
+    timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    reconnect_storm_count: int = attrs.field(default=5, validator=_positive)
+    reconnect_storm_window_s: float = attrs.field(default=300.0, validator=_positive)
+
+
+def _default_retention() -> dict[str, int]:
+    return {"signals": 30, "followups": 30, "orders": 90, "fills": 90, "positions": 90,
+            "trades": 90}
+
+
+@attrs.frozen
+class RetentionConfig:
+    """[retention]: how many UTC days of each record kind are kept; closed days are gzipped."""
+
+    enabled: bool = True
+    days: dict[str, int] = attrs.Factory(_default_retention)
+    default_days: int = attrs.field(default=30, validator=_positive)
+    compress_closed_days: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        for kind, n in self.days.items():
+            if n <= 0:
+                raise ValueError(f"days.{kind} must be > 0, got {n}")
+
+
+@attrs.frozen
+class ReportConfig:
+    """[report]: the daily Markdown report of the previous UTC day (written by the service)."""
+
+    daily: bool = True
+    dir: str = ""
+    run_at_utc: str = attrs.field(default="00:10", validator=_hhmm)
+
+
 @attrs.frozen
 class SimConfig:
     """[sim]: the embedded exchange simulator (used when ``enabled``; venue URLs then ignored)."""
@@ -307,6 +404,11 @@ class EngineConfig:
     sim: SimConfig = attrs.Factory(SimConfig)
     summary: SummaryConfig = attrs.Factory(SummaryConfig)
     log: LogConfig = attrs.Factory(LogConfig)
+    ops: OpsConfig = attrs.Factory(OpsConfig)
+    breakers: BreakersConfig = attrs.Factory(BreakersConfig)
+    notify: NotifyConfig = attrs.Factory(NotifyConfig)
+    retention: RetentionConfig = attrs.Factory(RetentionConfig)
+    report: ReportConfig = attrs.Factory(ReportConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in MODES:

@@ -106,3 +106,35 @@ def refuse_secrets_in_config(text: str, source: str) -> None:
             f"{source}: line {where} contains a 64-hex-digit string that looks like a private "
             f"key; remove it (and rotate that key if it was ever committed): {HOW_TO_PROVIDE}"
         )
+
+
+def load_credential(name: str, env_var: str,
+                    env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """A non-key secret (ops token, webhook URL): ``$CREDENTIALS_DIRECTORY/<name>`` when that
+    file exists, else the environment variable ``env_var``; ``None`` when neither is set.
+
+    Returns ``(value, source)`` with surrounding whitespace stripped. ``source`` names where it
+    came from and never contains the value. An unreadable or empty credential raises
+    :class:`SecretsError` naming the source.
+    """
+    cred_dir = env.get(CREDENTIALS_DIRECTORY_ENV)
+    if cred_dir:
+        path = Path(cred_dir) / name
+        if path.is_file():
+            source = f"${CREDENTIALS_DIRECTORY_ENV}/{name}"
+            value: str | None
+            try:
+                value, failure = path.read_text(encoding="utf-8").strip(), None
+            except (OSError, UnicodeDecodeError) as exc:
+                value, failure = None, type(exc).__name__
+            if value is None:
+                raise SecretsError(f"cannot read {source}: {failure}")
+            if not value:
+                raise SecretsError(f"{source} is empty")
+            return value, source
+    raw = env.get(env_var)
+    if raw is None:
+        return None
+    if not raw.strip():
+        raise SecretsError(f"environment variable {env_var} is empty")
+    return raw.strip(), f"environment variable {env_var}"

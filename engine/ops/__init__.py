@@ -1,0 +1,2 @@
+"""Operations: systemd notify/watchdog, health, metrics, the ops HTTP endpoint, kill switch,
+circuit breakers, go/no-go check, reports, retention and notifications."""

@@ -1,0 +1,475 @@
+"""Circuit breakers (pure, injected clock): daily loss, drawdown, losing streak, market move.
+
+This module owns the breaker *decisions*; the caller acts on them. Every input takes ``now_ms``
+(epoch ms, the shell's :class:`engine.clock.WallClock`) and returns the list of :class:`Trip`\\ s
+it caused (usually empty). A breaker trips once and stays tripped (latched), across UTC-day
+rollovers and restarts (:meth:`CircuitBreakers.to_state`), until :meth:`CircuitBreakers.reset`
+— the explicit operator command. A threshold of 0 in :class:`engine.config.BreakersConfig`
+disables a breaker.
+
+Breakers (``Trip.breaker``) and what they measure:
+
+``daily_loss``
+    ``loss = −(sum of today's closed-trade net P&L) − min(unrealised, 0)`` as a percentage of
+    the day-start equity. Closed trades count from the UTC day in which they closed; the
+    unrealised P&L is the latest total given to :meth:`~CircuitBreakers.on_unrealized` (all open
+    positions, from their entry — positions live seconds to minutes, so counting what they lost
+    before midnight today too is the conservative choice). An unrealised *gain* never offsets
+    realised losses: it is not money yet. The day-start equity is the first equity seen in the
+    UTC day; if another input opens the day first, the last equity known (carried over) is
+    used. Should it be ≤ 0 (an empty account at midnight), the peak equity is the base.
+``drawdown``
+    ``(peak − equity) / peak`` where peak is the highest equity seen (seeded by the starting
+    equity).
+``consecutive_losses``
+    the trailing run of closed trades with net P&L < 0. A trade with P&L ≥ 0 ends the run — a
+    break-even (exactly 0, e.g. a scratch) is not a loss.
+``market_move``
+    for one market: the latest price against the lowest and highest price within the trailing
+    ``market_move_window_s`` (inclusive: a price exactly the window old still counts): up move
+    ``px / low − 1``, down move ``1 − px / high``. Only this market is halted (no new entries);
+    the global breakers mean "latch the hard stop". O(1) amortised per price: a monotonic
+    deque of the window's minimum and maximum per market.
+``reject_burst``
+    decided by :class:`engine.core.risk.RejectBurst` in the trading core; it is only named here
+    so every breaker shows in the same place.
+
+"Fires at its threshold and not below": a value fires when ``value ≥ threshold·(1 − 1e-9)``, so
+a 2 % loss computed with float rounding (1.9999999999 %) still fires and 1.999 % does not.
+
+Reset re-arms a breaker *from the moment of the reset* — otherwise a condition that still holds
+would re-trip at once and the command would be useless: ``daily_loss`` starts a fresh day
+segment (realised loss 0, base = current equity; the unrealised P&L keeps counting),
+``drawdown`` sets the peak to the current equity, ``consecutive_losses`` zeroes the run,
+``market_move`` forgets the market's price window, ``reject_burst`` just clears.
+
+Bad input (a non-finite number, a price ≤ 0, an empty market name) is ignored, counted in
+``snapshot()["bad_inputs"]`` and logged at WARNING at most once a minute per kind and market;
+it never raises on the hot path. A malformed persisted state or an unknown breaker name in
+``reset`` raises :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from engine.config import BreakersConfig
+
+log = logging.getLogger("engine.breakers")
+
+DAILY_LOSS = "daily_loss"
+DRAWDOWN = "drawdown"
+CONSECUTIVE_LOSSES = "consecutive_losses"
+MARKET_MOVE = "market_move"
+REJECT_BURST = "reject_burst"
+BREAKERS = (DAILY_LOSS, DRAWDOWN, CONSECUTIVE_LOSSES, MARKET_MOVE, REJECT_BURST)
+GLOBAL_BREAKERS = frozenset({DAILY_LOSS, DRAWDOWN, CONSECUTIVE_LOSSES, REJECT_BURST})
+
+REL_TOL = 1e-9
+DAY_MS = 86_400_000
+BAD_INPUT_LOG_INTERVAL_MS = 60_000.0
+STATE_VERSION = 1
+
+
+def reached(value: float, threshold: float) -> bool:
+    """True when ``value`` is at or above ``threshold`` (enabled: > 0) within ``REL_TOL``."""
+    return threshold > 0 and value >= threshold * (1.0 - REL_TOL)
+
+
+def utc_day(now_ms: float) -> int:
+    """Days since the epoch (UTC) of the instant ``now_ms``."""
+    return int(now_ms // DAY_MS)
+
+
+@attrs.frozen
+class Trip:
+    """One breaker that fired. ``market`` is set for ``market_move`` only."""
+
+    breaker: str
+    market: str | None
+    value: float
+    threshold: float
+    detail: str
+    now_ms: float
+
+    @property
+    def latches_hard_stop(self) -> bool:
+        """Global breakers latch the hard stop; ``market_move`` halts only its market."""
+        return self.breaker in GLOBAL_BREAKERS
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Trip:
+        if not isinstance(d, dict):
+            raise ValueError(f"breaker trip must be an object, got {type(d).__name__}")
+        try:
+            breaker, market, detail = d["breaker"], d["market"], d["detail"]
+            value = _finite(d["value"], "trip value")
+            threshold = _finite(d["threshold"], "trip threshold")
+            now_ms = _finite(d["now_ms"], "trip now_ms")
+        except KeyError as e:
+            raise ValueError(f"breaker trip is missing {e.args[0]!r}") from None
+        if breaker not in BREAKERS:
+            raise ValueError(f"unknown breaker {breaker!r} in trip")
+        if breaker == MARKET_MOVE:
+            if not isinstance(market, str) or not market:
+                raise ValueError(f"market_move trip needs a market name, got {market!r}")
+        elif market is not None:
+            raise ValueError(f"global breaker {breaker!r} trip has a market {market!r}")
+        if not isinstance(detail, str):
+            raise ValueError(f"trip detail must be a string, got {detail!r}")
+        return cls(breaker, market, value, threshold, detail, now_ms)
+
+
+def _finite(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"{what} must be a finite number, got {v!r}")
+    return float(v)
+
+
+class _Window:
+    """Trailing-window min and max of one market's prices (monotonic deques of (t, px))."""
+
+    __slots__ = ("lows", "highs", "last_ms")
+
+    def __init__(self) -> None:
+        self.lows: deque[tuple[float, float]] = deque()  # px increasing from the front
+        self.highs: deque[tuple[float, float]] = deque()  # px decreasing from the front
+        self.last_ms = -math.inf
+
+    def push(self, px: float, now_ms: float, window_ms: float) -> tuple[float, float]:
+        """Add a price; return (lowest, highest) within ``window_ms`` of ``now_ms`` (inclusive)."""
+        lows, highs = self.lows, self.highs
+        while lows and lows[-1][1] >= px:
+            lows.pop()
+        lows.append((now_ms, px))
+        while highs and highs[-1][1] <= px:
+            highs.pop()
+        highs.append((now_ms, px))
+        # The newest entry is never expired, so neither deque empties here.
+        while now_ms - lows[0][0] > window_ms:
+            lows.popleft()
+        while now_ms - highs[0][0] > window_ms:
+            highs.popleft()
+        return lows[0][1], highs[0][1]
+
+
+class CircuitBreakers:
+    """The breakers of one account. Not thread-safe; call from the core only."""
+
+    def __init__(self, cfg: BreakersConfig, start_equity: float) -> None:
+        start = _finite(start_equity, "starting equity")
+        if start <= 0:
+            raise ValueError(f"starting equity must be > 0, got {start_equity!r}")
+        self.cfg = cfg
+        self.window_ms = cfg.market_move_window_s * 1000.0
+        self.equity = start
+        self.peak = start
+        self.day: int | None = None
+        self.day_start_equity = start
+        self.realised_today = 0.0
+        self.unrealised = 0.0
+        self.consecutive_losses = 0
+        self.last_ms = -math.inf
+        self.trips: dict[tuple[str, str | None], Trip] = {}
+        self.halted: set[str] = set()
+        self.windows: dict[str, _Window] = {}
+        self.bad_inputs: dict[str, int] = {}
+        self._bad_logged: dict[tuple[str, str], float] = {}
+
+    # ------------------------------------------------------------------ inputs
+    def on_equity(self, equity_usd: float, now_ms: float) -> list[Trip]:
+        """The account value (trade: the venue's; paper: paper equity + P&L − fees)."""
+        if not self._good_time(now_ms, "equity") or not self._good(equity_usd, "equity", "equity"):
+            return []
+        self.equity = equity_usd
+        self._roll(now_ms)
+        if equity_usd > self.peak:
+            self.peak = equity_usd
+        return self._check(now_ms)
+
+    def on_trade_closed(self, pnl_usd: float, now_ms: float) -> list[Trip]:
+        """Net P&L (after fees) of a closed trade."""
+        if not self._good_time(now_ms, "trade") or not self._good(pnl_usd, "trade", "pnl"):
+            return []
+        self._roll(now_ms)
+        self.realised_today += pnl_usd
+        self.consecutive_losses = self.consecutive_losses + 1 if pnl_usd < 0 else 0
+        return self._check(now_ms, last_pnl=pnl_usd)
+
+    def on_unrealized(self, usd: float, now_ms: float) -> list[Trip]:
+        """The current total unrealised P&L of all open positions (replaces the previous one)."""
+        if not self._good_time(now_ms, "unrealised") or not self._good(usd, "unrealised", "usd"):
+            return []
+        self._roll(now_ms)
+        self.unrealised = usd
+        return self._check(now_ms)
+
+    def on_price(self, market: str, px: float, now_ms: float) -> list[Trip]:
+        """A mark/oracle price of ``market``; may halt that market (``market_move``)."""
+        threshold = self.cfg.market_move_pct
+        if threshold <= 0 or market in self.halted:
+            return []
+        if not self._good_time(now_ms, "price"):
+            return []
+        if not market:
+            self._bad("price", "market", market, now_ms)
+            return []
+        if not (math.isfinite(px) and px > 0):
+            self._bad("price", market, px, now_ms)
+            return []
+        w = self.windows.get(market)
+        if w is None:
+            w = self.windows[market] = _Window()
+        if now_ms < w.last_ms:
+            # The shell's clock never regresses; if it ever did, measure from the latest time
+            # so the window stays ordered (and say so).
+            self._bad("price_time_regression", market, now_ms, w.last_ms)
+            now_ms = w.last_ms
+        w.last_ms = now_ms
+        low, high = w.push(px, now_ms, self.window_ms)
+        if px == low and px == high:
+            return []
+        up = (px / low - 1.0) * 100.0
+        down = (1.0 - px / high) * 100.0
+        if up >= down:
+            move, ref, direction = up, low, "up"
+        else:
+            move, ref, direction = down, high, "down"
+        if not reached(move, threshold):
+            return []
+        self.halted.add(market)
+        del self.windows[market]
+        detail = (f"{market} moved {direction} {move:.3f} % within "
+                  f"{self.cfg.market_move_window_s:g} s: {ref:.6g} -> {px:.6g} "
+                  f"(threshold {threshold:g} %); no new entries in {market}")
+        return self._trip(MARKET_MOVE, market, move, threshold, detail, now_ms)
+
+    def on_reject_burst(self, detail: str, now_ms: float, *, count: int = 0,
+                        limit: int = 0) -> list[Trip]:
+        """The core's RejectBurst fired; name it as the ``reject_burst`` breaker."""
+        if not self._good_time(now_ms, "reject_burst"):
+            return []
+        self._roll(now_ms)
+        text = f"order reject/error burst: {detail}" if detail else "order reject/error burst"
+        if count or limit:
+            text += f" ({count} rejects, limit {limit})"
+        return self._trip(REJECT_BURST, None, float(count), float(limit), text, now_ms)
+
+    # ------------------------------------------------------------------ command
+    def reset(self, breaker: str | None = None, market: str | None = None) -> list[Trip]:
+        """Clear the active trips matching ``breaker`` and ``market`` (None matches any).
+
+        Each cleared breaker is re-armed from now (see the module docstring). Returns the trips
+        that were cleared (empty: nothing matched). An unknown breaker name, or a market with a
+        global breaker, raises :class:`ValueError`.
+        """
+        if breaker is not None and breaker not in BREAKERS:
+            raise ValueError(f"unknown breaker {breaker!r}; one of {', '.join(BREAKERS)}")
+        if market is not None and breaker not in (None, MARKET_MOVE):
+            raise ValueError(f"breaker {breaker!r} is global; it takes no market")
+        cleared = [t for key, t in self.trips.items()
+                   if (breaker is None or key[0] == breaker)
+                   and (market is None or key[1] == market)]
+        for t in cleared:
+            del self.trips[(t.breaker, t.market)]
+            if t.breaker == DAILY_LOSS:
+                self.realised_today = 0.0
+                self.day_start_equity = self.equity
+            elif t.breaker == DRAWDOWN:
+                self.peak = self.equity
+            elif t.breaker == CONSECUTIVE_LOSSES:
+                self.consecutive_losses = 0
+            elif t.breaker == MARKET_MOVE and t.market is not None:
+                self.halted.discard(t.market)
+                self.windows.pop(t.market, None)
+        return cleared
+
+    # ------------------------------------------------------------ introspection
+    def tripped(self) -> list[Trip]:
+        """Active (latched) trips, oldest first."""
+        return sorted(self.trips.values(), key=lambda t: t.now_ms)
+
+    def halted_markets(self) -> frozenset[str]:
+        return frozenset(self.halted)
+
+    def is_halted(self, market: str) -> bool:
+        return market in self.halted
+
+    def any_global_tripped(self) -> bool:
+        return any(b in GLOBAL_BREAKERS for b, _ in self.trips)
+
+    def daily_loss_usd(self) -> float:
+        return -self.realised_today - min(self.unrealised, 0.0)
+
+    def daily_base(self) -> float:
+        return self.day_start_equity if self.day_start_equity > 0 else self.peak
+
+    def daily_loss_pct(self) -> float:
+        return self.daily_loss_usd() / self.daily_base() * 100.0
+
+    def drawdown_pct(self) -> float:
+        return (self.peak - self.equity) / self.peak * 100.0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything /status shows."""
+        cfg = self.cfg
+        return {
+            "equity": self.equity,
+            "peak_equity": self.peak,
+            "day": None if self.day is None else _day_iso(self.day),
+            "day_start_equity": self.day_start_equity,
+            "realised_today": self.realised_today,
+            "unrealised": self.unrealised,
+            "daily_pnl": self.realised_today + self.unrealised,
+            "daily_loss_usd": self.daily_loss_usd(),
+            "daily_loss_pct": self.daily_loss_pct(),
+            "drawdown_pct": self.drawdown_pct(),
+            "consecutive_losses": self.consecutive_losses,
+            "halted_markets": sorted(self.halted),
+            "trips": [t.to_dict() for t in self.tripped()],
+            "thresholds": {
+                DAILY_LOSS: cfg.daily_loss_pct,
+                DRAWDOWN: cfg.drawdown_pct,
+                CONSECUTIVE_LOSSES: cfg.max_consecutive_losses,
+                MARKET_MOVE: cfg.market_move_pct,
+                "market_move_window_s": cfg.market_move_window_s,
+            },
+            "bad_inputs": dict(self.bad_inputs),
+        }
+
+    # ------------------------------------------------------------ persistence
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON-able dict for the journal (price windows are not kept: they re-fill)."""
+        return {
+            "v": STATE_VERSION,
+            "equity": self.equity,
+            "peak": self.peak,
+            "day": self.day,
+            "day_start_equity": self.day_start_equity,
+            "realised_today": self.realised_today,
+            "unrealised": self.unrealised,
+            "consecutive_losses": self.consecutive_losses,
+            "last_ms": self.last_ms if math.isfinite(self.last_ms) else None,
+            "trips": [t.to_dict() for t in self.tripped()],
+        }
+
+    @classmethod
+    def from_state(cls, cfg: BreakersConfig, state: Any) -> CircuitBreakers:
+        """Rebuild from :meth:`to_state`; a malformed state raises :class:`ValueError`."""
+        if not isinstance(state, dict):
+            raise ValueError(f"breaker state must be an object, got {type(state).__name__}")
+        if state.get("v") != STATE_VERSION:
+            raise ValueError(f"unsupported breaker state version {state.get('v')!r}")
+        try:
+            peak = _finite(state["peak"], "peak")
+            cb = cls(cfg, peak)
+            cb.equity = _finite(state["equity"], "equity")
+            day = state["day"]
+            if day is not None and (isinstance(day, bool) or not isinstance(day, int)):
+                raise ValueError(f"day must be an integer or null, got {day!r}")
+            cb.day = day
+            cb.day_start_equity = _finite(state["day_start_equity"], "day_start_equity")
+            cb.realised_today = _finite(state["realised_today"], "realised_today")
+            cb.unrealised = _finite(state["unrealised"], "unrealised")
+            run = state["consecutive_losses"]
+            if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+                raise ValueError(f"consecutive_losses must be an integer >= 0, got {run!r}")
+            cb.consecutive_losses = run
+            last = state["last_ms"]
+            cb.last_ms = -math.inf if last is None else _finite(last, "last_ms")
+            trips = state["trips"]
+        except KeyError as e:
+            raise ValueError(f"breaker state is missing {e.args[0]!r}") from None
+        if not isinstance(trips, list):
+            raise ValueError("breaker state 'trips' must be a list")
+        for raw in trips:
+            t = Trip.from_dict(raw)
+            cb.trips[(t.breaker, t.market)] = t
+            if t.market is not None:
+                cb.halted.add(t.market)
+        return cb
+
+    # ---------------------------------------------------------------- internals
+    def _roll(self, now_ms: float) -> None:
+        """Advance the clock; open a new UTC day (first equity seen, else the last known)."""
+        if now_ms > self.last_ms:
+            self.last_ms = now_ms
+        day = utc_day(self.last_ms)
+        if self.day is None or day > self.day:
+            self.day = day
+            self.realised_today = 0.0
+            self.day_start_equity = self.equity
+
+    def _check(self, now_ms: float, last_pnl: float | None = None) -> list[Trip]:
+        cfg = self.cfg
+        trips = self.trips
+        out: list[Trip] = []
+        if (DAILY_LOSS, None) not in trips:
+            pct = self.daily_loss_pct()
+            if reached(pct, cfg.daily_loss_pct):
+                out += self._trip(
+                    DAILY_LOSS, None, pct, cfg.daily_loss_pct,
+                    f"daily loss {self.daily_loss_usd():.2f} USD = {pct:.3f} % of day-start "
+                    f"equity {self.daily_base():.2f} USD (threshold {cfg.daily_loss_pct:g} %; "
+                    f"realised today {self.realised_today:+.2f}, unrealised "
+                    f"{self.unrealised:+.2f})", now_ms)
+        if (DRAWDOWN, None) not in trips:
+            dd = self.drawdown_pct()
+            if reached(dd, cfg.drawdown_pct):
+                out += self._trip(
+                    DRAWDOWN, None, dd, cfg.drawdown_pct,
+                    f"equity {self.equity:.2f} USD is {dd:.3f} % below the peak "
+                    f"{self.peak:.2f} USD (threshold {cfg.drawdown_pct:g} %)", now_ms)
+        run = self.consecutive_losses
+        if (CONSECUTIVE_LOSSES, None) not in trips and reached(run, cfg.max_consecutive_losses):
+            last = f"; last trade {last_pnl:+.2f} USD" if last_pnl is not None else ""
+            out += self._trip(
+                CONSECUTIVE_LOSSES, None, float(run), float(cfg.max_consecutive_losses),
+                f"{run} consecutive losing trades (threshold {cfg.max_consecutive_losses})"
+                f"{last}", now_ms)
+        return out
+
+    def _trip(self, breaker: str, market: str | None, value: float, threshold: float,
+              detail: str, now_ms: float) -> list[Trip]:
+        key = (breaker, market)
+        if key in self.trips:
+            return []
+        t = Trip(breaker, market, value, threshold, detail, now_ms)
+        self.trips[key] = t
+        return [t]
+
+    def _good_time(self, now_ms: float, kind: str) -> bool:
+        if math.isfinite(now_ms):
+            return True
+        self._bad(kind, "now_ms", now_ms, self.last_ms)
+        return False
+
+    def _good(self, value: float, kind: str, field: str) -> bool:
+        if math.isfinite(value):
+            return True
+        self._bad(kind, field, value, self.last_ms)
+        return False
+
+    def _bad(self, kind: str, field: str, value: object, now_ms: float) -> None:
+        """Count a bad input; log it at most once a minute per (kind, field)."""
+        n = self.bad_inputs[kind] = self.bad_inputs.get(kind, 0) + 1
+        t = now_ms if math.isfinite(now_ms) else 0.0
+        last = self._bad_logged.get((kind, field))
+        if last is not None and 0 <= t - last < BAD_INPUT_LOG_INTERVAL_MS:
+            return
+        self._bad_logged[(kind, field)] = t
+        log.warning("circuit breakers: ignored bad %s input: %s=%r (%d bad %s inputs so far)",
+                    kind, field, value, n, kind)
+
+
+def _day_iso(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()

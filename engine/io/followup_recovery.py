@@ -9,8 +9,12 @@ design §4 invariant 7 across restarts: each signal gets one record per offset.
 
 from __future__ import annotations
 
+import datetime as _dt
+import gzip
+import json
 import logging
 import time
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,6 +60,33 @@ def _num(v: Any) -> float | None:
     return v
 
 
+def _read_day(d: Path, kind: str, day: str) -> list[dict[str, Any]]:
+    """``{kind}_{day}.jsonl`` or, once retention compressed the day, its ``.jsonl.gz``."""
+    from engine.ops.retention import day_sources
+
+    paths, _note = day_sources(d, kind, _dt.date.fromisoformat(day))
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        if path.suffix != ".gz":
+            out.extend(read_jsonl(path))
+            continue
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as exc:
+            log.warning("followup recovery: cannot read %s (%s)", path, exc)
+            continue
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
 def recover_incomplete(
     records_dir: StrPath, now_ms: float, lookback_days: int = 2
 ) -> tuple[list[FollowupRecord], list[Reschedule]]:
@@ -72,7 +103,7 @@ def recover_incomplete(
     days = _days(now_ms, lookback_days)
     done: dict[tuple[str, float], bool] = {}  # (signal_id, offset) -> was missed
     for day in days:
-        for rec in read_jsonl(d / f"followups_{day}.jsonl"):
+        for rec in _read_day(d, "followups", day):
             sid = rec.get("signal_id")
             off = _num(rec.get("offset_ms"))
             if isinstance(sid, str) and off is not None:
@@ -82,7 +113,7 @@ def recover_incomplete(
     seen: set[str] = set()
     skipped = 0
     for day in days:
-        for sig in read_jsonl(d / f"signals_{day}.jsonl"):
+        for sig in _read_day(d, "signals", day):
             sid = sig.get("signal_id")
             coin = sig.get("market_key")
             side = sig.get("side")

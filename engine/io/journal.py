@@ -53,9 +53,12 @@ positions is the backstop). The entry edge is only known from the ``signals`` fi
 
 from __future__ import annotations
 
+import datetime as _dt
+import gzip
 import logging
 import re
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +79,7 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 KINDS = ("orders", "fills", "positions", "trades")
-_DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl$")
+_DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?:\.gz)?$")
 _decoder = msgspec.json.Decoder()
 
 
@@ -239,9 +242,11 @@ def _read(path: Path, st: JournalStats, warnings: list[str]) -> list[dict[str, A
     """The JSON object lines of ``path`` (missing file: ``[]``); damage is counted."""
     try:
         data = path.read_bytes()
+        if path.suffix == ".gz":  # a closed day compressed by retention
+            data = gzip.decompress(data)
     except FileNotFoundError:
         return []
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         st.unreadable_files += 1
         warnings.append(f"{path}: unreadable ({exc})")
         return []
@@ -269,6 +274,21 @@ def _read(path: Path, st: JournalStats, warnings: list[str]) -> list[dict[str, A
     if bad:
         st.malformed_lines += bad
         warnings.append(f"{path}: {bad} undecodable line(s) skipped")
+    return out
+
+
+def _read_day(d: Path, kind: str, day: str, st: JournalStats,
+              warnings: list[str]) -> list[dict[str, Any]]:
+    """``{kind}_{day}.jsonl``, or its ``.jsonl.gz`` once retention compressed it (both forms
+    after an interrupted compression are resolved without counting a line twice)."""
+    from engine.ops.retention import day_sources
+
+    paths, note = day_sources(d, kind, _dt.date.fromisoformat(day))
+    if note:
+        warnings.append(f"{kind}_{day}: {note}")
+    out: list[dict[str, Any]] = []
+    for path in paths:
+        out.extend(_read(path, st, warnings))
     return out
 
 
@@ -349,9 +369,11 @@ def _older_files(d: Path, kind: str, first_day: str) -> list[Path]:
         entries = list(d.iterdir())
     except OSError:
         return []
+    seen: set[str] = set()
     for p in entries:
         m = _DAY_FILE.match(p.name)
-        if m and m["kind"] == kind and m["day"] < first_day:
+        if m and m["kind"] == kind and m["day"] < first_day and m["day"] not in seen:
+            seen.add(m["day"])  # one entry per day: _read_day picks the right form(s)
             out.append((m["day"], p))
     out.sort(reverse=True)
     return [p for _, p in out]
@@ -368,7 +390,7 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
     malformed = {k: 0 for k in KINDS}
 
     for day in days:
-        for rec in _read(d / f"orders_{day}.jsonl", st, warns):
+        for rec in _read_day(d, "orders", day, st, warns):
             jo = _parse_order(rec)
             if jo is None:
                 malformed["orders"] += 1
@@ -387,7 +409,7 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
 
     seen: set[str] = set()
     for day in days:
-        for rec in _read(d / f"fills_{day}.jsonl", st, warns):
+        for rec in _read_day(d, "fills", day, st, warns):
             f = _parse_fill(rec)
             if f is None:
                 malformed["fills"] += 1
@@ -400,7 +422,7 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
 
     latch: tuple[str, HardStopRecord | None] | None = None
     for day in days:
-        for rec in _read(d / f"positions_{day}.jsonl", st, warns):
+        for rec in _read_day(d, "positions", day, st, warns):
             if not isinstance(rec.get("event"), str) or _num(rec.get("ts_ms")) is None:
                 malformed["positions"] += 1
                 continue
@@ -411,7 +433,9 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
     if latch is None:  # a latch is never forgotten by age: look further back
         for path in _older_files(d, "positions", days[0]):
             st.older_position_files += 1
-            for rec in _read(path, st, warns):
+            m = _DAY_FILE.match(path.name)
+            assert m is not None
+            for rec in _read_day(d, "positions", m["day"], st, warns):
                 hs = _hard_stop_event(rec)
                 if hs is not None:
                     latch = hs
@@ -421,13 +445,13 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
         js.hard_stop = latch[1]
 
     for day in days:
-        js.trades.extend(_read(d / f"trades_{day}.jsonl", st, warns))
+        js.trades.extend(_read_day(d, "trades", day, st, warns))
 
     wanted = {o.signal_id for o in js.orders.values()
               if o.purpose == ENTRY and o.signal_id is not None and o.entry_edge_bps is None}
     if wanted:
         for day in days:
-            for rec in _read(d / f"signals_{day}.jsonl", st, warns):
+            for rec in _read_day(d, "signals", day, st, warns):
                 sid = rec.get("signal_id")
                 if isinstance(sid, str) and sid in wanted:
                     js.signals[sid] = {"raw_edge_bps": _num(rec.get("raw_edge_bps")),

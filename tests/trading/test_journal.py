@@ -524,3 +524,36 @@ def _fresh_latching(tmp: Path) -> tuple[TradingCore, PaperVenue]:
                            coins=COINS)
     make_ready(core)
     return core, PaperVenue(core, LATENCY, FEE_BPS, tid_prefix="run1")
+
+
+def test_restore_reads_days_that_retention_compressed(tmp_path: Path) -> None:
+    """Retention gzips closed days; the restart recovery must still see yesterday's journal
+    (positions, fills, a latched hard stop) and pending followups."""
+    import datetime as dt
+    import gzip
+    import json
+
+    from engine.io.followup_recovery import recover_incomplete
+    from engine.io.journal import load_journal
+
+    now = dt.datetime(2026, 11, 23, 0, 5, tzinfo=dt.UTC)
+    now_ms = now.timestamp() * 1000
+    yday = "2026-11-22"
+    t = now_ms - 10 * 60_000
+    fills = [{"tid": "t1", "cloid": "0x" + "1" * 32, "market_key": "xyz:GOLD", "side": "buy",
+              "px": 100.0, "sz": 0.5, "fee": 0.01, "time_ms": t, "synthetic": False,
+              "ts_ms": t}]
+    positions = [{"event": "hard_stop", "reason": "reject_burst", "detail": "x", "ts_ms": t}]
+    signals = [{"signal_id": "sig_a", "market_key": "xyz:GOLD", "side": "buy",
+                "timestamp_ms": now_ms - 2000, "followup_offsets_ms": [1000, 3000, 5000],
+                "oracle_px": 100.0, "best_px": 99.0, "raw_edge_bps": 10.0}]
+    for kind, recs in (("fills", fills), ("positions", positions)):
+        body = "".join(json.dumps(r) + "\n" for r in recs).encode()
+        (tmp_path / f"{kind}_{yday}.jsonl.gz").write_bytes(gzip.compress(body))
+    body = "".join(json.dumps(r) + "\n" for r in signals).encode()
+    (tmp_path / "signals_2026-11-23.jsonl.gz").write_bytes(gzip.compress(body))
+    js = load_journal(tmp_path, now_ms)
+    assert [f.tid for f in js.fills] == ["t1"]
+    assert js.hard_stop is not None and js.hard_stop.reason == "reject_burst"
+    missed, reschedule = recover_incomplete(tmp_path, now_ms)
+    assert len(missed) == 1 and len(reschedule) == 1  # 1000 ms is past due; 3000/5000 are not

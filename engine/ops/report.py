@@ -1,0 +1,887 @@
+"""The daily report: every figure of one UTC day's records, as data and as Markdown (+ PNGs).
+
+Owns reading a day's record files (``{kind}_YYYY-MM-DD.jsonl`` or its ``.jsonl.gz``, the same
+choice as retention when both exist: :func:`engine.ops.retention.day_sources`), the figures
+(:func:`build_report` → :class:`DayReport`), their Markdown (:func:`render_markdown`) and the
+atomic report files (:func:`write_report`: ``report_YYYY-MM-DD.md`` and, when matplotlib
+imports, three PNG plots next to it).
+
+Pure file reading and computation: no Trio, no wall clock (the service calls
+:func:`write_report` through ``trio.to_thread.run_sync``). A malformed line, a torn last line
+or a record without a field a figure needs never stops the report: it is skipped, counted per
+file and shown in the report's "Input files" table. Every figure is defined in
+docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import logging
+import math
+import os
+import statistics
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgspec
+
+from engine.ops.retention import day_sources
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+KINDS = ("signals", "followups", "orders", "fills", "trades", "positions")
+SIDES = ("buy", "sell")
+# order journal events that are the venue's answer to a sent order (docs/state-machines.md)
+VENUE_ANSWERS = frozenset({"ack_resting", "fill_partial", "fill_complete", "cancel_confirmed",
+                           "reject", "expire", "venue_filled"})
+_decoder = msgspec.json.Decoder()
+
+
+# ---------------------------------------------------------------------------------- the data
+
+
+@attrs.frozen
+class FileStat:
+    """What was read for one record kind, and what had to be skipped."""
+
+    kind: str
+    files: tuple[str, ...] = ()
+    records: int = 0  # records used
+    malformed: int = 0  # complete lines that are not a JSON object
+    torn: int = 0  # an incomplete last line (no newline)
+    invalid: int = 0  # JSON objects without a field the figures need (skipped)
+    bad_values: int = 0  # fields with a wrong type (treated as unknown)
+    quarantined: int = 0  # lines in the day's ``.torn`` file (fragments cut off by the writer)
+    errors: tuple[str, ...] = ()
+    note: str | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self.malformed + self.torn + self.invalid
+
+
+@attrs.frozen
+class Percentiles:
+    """Nearest-rank percentiles of ``n`` values (None when n = 0)."""
+
+    n: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+
+@attrs.frozen
+class MarketSignals:
+    market: str
+    signals: int
+    buy: int
+    sell: int
+    median_raw_edge_bps: float | None
+
+
+@attrs.frozen
+class SignalStats:
+    total: int
+    by_side: dict[str, int]
+    by_market: tuple[MarketSignals, ...]
+    by_hour: tuple[int, ...]  # 24 counts, UTC hours
+    by_hour_side: dict[str, tuple[int, ...]]
+    by_market_hour: dict[str, tuple[int, ...]]
+
+
+@attrs.frozen
+class OffsetStats:
+    """Followups at one offset (definitions in docs/reports.md)."""
+
+    offset_ms: int
+    records: int
+    captured: int
+    missed: int
+    miss_reasons: dict[str, int]
+    edge_n: int  # captured with numeric raw_edge_bps and t0_raw_edge_bps
+    median_raw_edge_bps: float | None
+    mean_raw_edge_bps: float | None
+    median_t0_raw_edge_bps: float | None
+    mean_t0_raw_edge_bps: float | None
+    retention_n: int  # of edge_n, t0 > 0
+    retention_excluded: int  # of edge_n, t0 <= 0
+    median_retention: float | None
+    mean_retention: float | None
+    shrinking_share: float | None  # of edge_n: raw < t0
+    converge_n: int  # captured with a side and numeric oracle/market moves
+    market_toward_share: float | None
+    oracle_toward_share: float | None
+    median_market_toward_bps: float | None
+    median_oracle_toward_bps: float | None
+    lateness: Percentiles  # captured records
+
+
+@attrs.frozen
+class FollowupStats:
+    records: int
+    captured: int
+    missed: int
+    offsets: tuple[OffsetStats, ...]
+    retention_by_market: dict[str, dict[int, float | None]]  # market → offset → median
+    lateness: Percentiles  # every captured record of the day
+
+
+@attrs.frozen
+class MarketTrades:
+    market: str
+    trades: int
+    wins: int
+    losses: int
+    gross_pnl: float
+    fees: float
+    net_pnl: float
+
+
+@attrs.frozen
+class ExitReasonStats:
+    reason: str
+    trades: int
+    wins: int
+    net_pnl: float
+
+
+@attrs.frozen
+class TradeStats:
+    count: int
+    wins: int
+    losses: int
+    breakeven: int
+    win_rate: float | None
+    gross_pnl: float
+    fees: float
+    net_pnl: float
+    by_market: tuple[MarketTrades, ...]
+    exit_reasons: tuple[ExitReasonStats, ...]
+    mean_hold_ms: float | None
+    median_hold_ms: float | None
+    slippage_n: int
+    mean_slippage_bps: float | None
+    median_slippage_bps: float | None
+    cumulative_pnl: tuple[tuple[float, float], ...]  # (exit time ms, cumulative net P&L)
+
+
+@attrs.frozen
+class OrderStats:
+    orders: int  # distinct cloids
+    by_purpose: dict[str, int]
+    final_states: dict[str, int]  # last state seen today per cloid
+    decision_to_sent_ms: Percentiles
+    ack_ms: Percentiles
+
+
+@attrs.frozen
+class FillStats:
+    fills: int
+    synthetic: int
+    fees: float
+    notional: float
+
+
+@attrs.frozen
+class PositionStats:
+    events: dict[str, int]
+    hard_stops: tuple[tuple[float | None, str], ...]  # (ts_ms, reason)
+    hard_stop_resets: int
+
+
+@attrs.frozen
+class DayReport:
+    """Every figure of one UTC day (see docs/reports.md for the definitions)."""
+
+    day: dt.date
+    records_dir: str
+    files: tuple[FileStat, ...]
+    signals: SignalStats
+    followups: FollowupStats
+    trades: TradeStats
+    orders: OrderStats
+    fills: FillStats
+    positions: PositionStats
+
+    def file(self, kind: str) -> FileStat:
+        return next(f for f in self.files if f.kind == kind)
+
+
+@attrs.frozen
+class Plots:
+    """PNG files written next to the report (names), or why there are none."""
+
+    files: tuple[str, ...] = ()
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return math.fsum(xs) / len(xs) if xs else None
+
+
+def _share(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def percentiles(xs: Sequence[float]) -> Percentiles:
+    """Nearest-rank p50/p90/p99: the ``ceil(p/100·n)``-th smallest value (always observed)."""
+    if not xs:
+        return Percentiles(0, None, None, None, None)
+    s = sorted(xs)
+    n = len(s)
+
+    def rank(p: float) -> float:
+        return s[max(1, math.ceil(p / 100.0 * n)) - 1]
+
+    return Percentiles(n, rank(50), rank(90), rank(99), s[-1])
+
+
+@attrs.define
+class _Acc:
+    """Per-file counters while reading."""
+
+    kind: str
+    files: list[str] = attrs.Factory(list)
+    records: int = 0
+    malformed: int = 0
+    torn: int = 0
+    invalid: int = 0
+    bad_values: int = 0
+    quarantined: int = 0
+    errors: list[str] = attrs.Factory(list)
+    note: str | None = None
+
+    def num(self, rec: dict[str, Any], key: str, *, needed: bool = False) -> float | None:
+        """``rec[key]`` as a finite number; a wrong type (or a missing value that ``needed``)
+        counts as a bad value and reads as None."""
+        v = rec.get(key)
+        if v is None:
+            if needed:
+                self.bad_values += 1
+            return None
+        x = _num(v)
+        if x is None:
+            self.bad_values += 1
+        return x
+
+    def text(self, rec: dict[str, Any], key: str) -> str | None:
+        v = rec.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            self.bad_values += 1
+            return None
+        return v
+
+    def freeze(self) -> FileStat:
+        return FileStat(self.kind, tuple(self.files), self.records, self.malformed, self.torn,
+                        self.invalid, self.bad_values, self.quarantined, tuple(self.errors),
+                        self.note)
+
+
+def _lines(path: Path, acc: _Acc) -> Iterator[bytes]:
+    opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    acc.torn += 1
+                    continue
+                yield line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        acc.errors.append(f"{path.name}: incomplete or corrupt gzip ({exc}); read up to there")
+        log.warning("report: %s is an incomplete or corrupt gzip file: %s", path, exc)
+    except OSError as exc:
+        acc.errors.append(f"{path.name}: cannot read ({exc.strerror or exc})")
+        log.warning("report: cannot read %s: %s", path, exc)
+
+
+def _read(records_dir: Path, kind: str, day: dt.date) -> tuple[list[dict[str, Any]], _Acc]:
+    acc = _Acc(kind)
+    paths, note = day_sources(records_dir, kind, day)
+    acc.note = note
+    torn = records_dir / f"{kind}_{day.isoformat()}.jsonl.torn"
+    if torn.is_file():
+        try:
+            with open(torn, "rb") as f:
+                acc.quarantined = sum(1 for line in f if line.strip())
+        except OSError as exc:
+            acc.errors.append(f"{torn.name}: cannot read ({exc.strerror or exc})")
+    out: list[dict[str, Any]] = []
+    for p in paths:
+        acc.files.append(p.name)
+        for line in _lines(p, acc):
+            if not line.strip():
+                continue
+            try:
+                obj = _decoder.decode(line)
+            except msgspec.DecodeError:
+                acc.malformed += 1
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                acc.malformed += 1
+    return out, acc
+
+
+# ---------------------------------------------------------------------------------- figures
+
+
+def _signals(recs: list[dict[str, Any]], acc: _Acc, day_ms: int) -> SignalStats:
+    hours = [0] * 24
+    hour_side = {s: [0] * 24 for s in SIDES}
+    by_side = dict.fromkeys(SIDES, 0)
+    markets: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        market, side = r.get("market_key"), r.get("side")
+        ts = _num(r.get("timestamp_ms"))
+        if (not isinstance(market, str) or side not in SIDES or ts is None
+                or not day_ms <= ts < day_ms + DAY_MS):
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        h = int((ts - day_ms) // HOUR_MS)
+        hours[h] += 1
+        hour_side[side][h] += 1
+        by_side[side] += 1
+        m = markets.setdefault(market, {"buy": 0, "sell": 0, "edges": [], "hours": [0] * 24})
+        m[side] += 1
+        m["hours"][h] += 1
+        edge = acc.num(r, "raw_edge_bps", needed=True)
+        if edge is not None:
+            m["edges"].append(edge)
+    by_market = tuple(
+        MarketSignals(k, v["buy"] + v["sell"], v["buy"], v["sell"], _median(v["edges"]))
+        for k, v in sorted(markets.items(), key=lambda kv: (-(kv[1]["buy"] + kv[1]["sell"]),
+                                                            kv[0])))
+    return SignalStats(acc.records, by_side, by_market, tuple(hours),
+                       {s: tuple(v) for s, v in hour_side.items()},
+                       {k: tuple(v["hours"]) for k, v in sorted(markets.items())})
+
+
+@attrs.define
+class _OffAcc:
+    records: int = 0
+    captured: int = 0
+    missed: int = 0
+    reasons: Counter[str] = attrs.Factory(Counter)
+    raw: list[float] = attrs.Factory(list)
+    t0: list[float] = attrs.Factory(list)
+    ratios: list[float] = attrs.Factory(list)
+    excluded: int = 0
+    shrinking: int = 0
+    conv_n: int = 0
+    market_toward: int = 0
+    oracle_toward: int = 0
+    market_bps: list[float] = attrs.Factory(list)
+    oracle_bps: list[float] = attrs.Factory(list)
+    lateness: list[float] = attrs.Factory(list)
+
+
+def _followups(recs: list[dict[str, Any]], acc: _Acc) -> FollowupStats:
+    offs: dict[int, _OffAcc] = {}
+    by_market: dict[str, dict[int, list[float]]] = {}
+    for r in recs:
+        off = _num(r.get("offset_ms"))
+        status = r.get("status")
+        if off is None or status not in ("captured", "missed"):
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        o = offs.setdefault(int(off), _OffAcc())
+        o.records += 1
+        if status == "missed":
+            o.missed += 1
+            reason = r.get("miss_reason")
+            o.reasons[reason if isinstance(reason, str) and reason else "unknown"] += 1
+            continue
+        o.captured += 1
+        late = acc.num(r, "lateness_ms", needed=True)
+        if late is not None:
+            o.lateness.append(late)
+        raw = acc.num(r, "raw_edge_bps", needed=True)
+        t0 = acc.num(r, "t0_raw_edge_bps", needed=True)
+        if raw is not None and t0 is not None:
+            o.raw.append(raw)
+            o.t0.append(t0)
+            if raw < t0:
+                o.shrinking += 1
+            if t0 > 0:
+                o.ratios.append(raw / t0)
+                market = r.get("market_key")
+                if isinstance(market, str):
+                    by_market.setdefault(market, {}).setdefault(int(off), []).append(raw / t0)
+            else:
+                o.excluded += 1
+        side = r.get("side")
+        om = acc.num(r, "oracle_moved_bps", needed=True)
+        mm = acc.num(r, "market_moved_bps", needed=True)
+        if side not in SIDES:
+            acc.bad_values += 1
+        elif om is not None and mm is not None:
+            s = 1.0 if side == "buy" else -1.0
+            o.conv_n += 1
+            o.market_bps.append(s * mm)
+            o.oracle_bps.append(-s * om)
+            o.market_toward += s * mm > 0
+            o.oracle_toward += -s * om > 0
+    stats = tuple(
+        OffsetStats(
+            off, o.records, o.captured, o.missed, dict(sorted(o.reasons.items())), len(o.raw),
+            _median(o.raw), _mean(o.raw), _median(o.t0), _mean(o.t0), len(o.ratios), o.excluded,
+            _median(o.ratios), _mean(o.ratios), _share(o.shrinking, len(o.raw)), o.conv_n,
+            _share(o.market_toward, o.conv_n), _share(o.oracle_toward, o.conv_n),
+            _median(o.market_bps), _median(o.oracle_bps), percentiles(o.lateness))
+        for off, o in sorted(offs.items()))
+    offsets = [s.offset_ms for s in stats]
+    rbm = {m: {off: _median(v.get(off, [])) for off in offsets}
+           for m, v in sorted(by_market.items())}
+    all_late = [x for o in offs.values() for x in o.lateness]
+    return FollowupStats(sum(s.records for s in stats), sum(s.captured for s in stats),
+                         sum(s.missed for s in stats), stats, rbm, percentiles(all_late))
+
+
+def _trades(recs: list[dict[str, Any]], acc: _Acc) -> TradeStats:
+    rows: list[tuple[float, int, str, str, float, float, float]] = []
+    holds: list[float] = []
+    slips: list[float] = []
+    for i, r in enumerate(recs):
+        net = _num(r.get("net_pnl"))
+        if net is None:
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        market = acc.text(r, "market_key") or "?"
+        reason = acc.text(r, "exit_reason") or "(none)"
+        gross = acc.num(r, "gross_pnl", needed=True)
+        fees = acc.num(r, "fees", needed=True)
+        hold = acc.num(r, "hold_ms")
+        if hold is not None:
+            holds.append(hold)
+        slip = acc.num(r, "entry_slippage_bps")
+        if slip is not None:
+            slips.append(slip)
+        t = acc.num(r, "exit_time_ms")
+        if t is None:
+            t = acc.num(r, "ts_ms")
+        rows.append((t if t is not None else math.inf, i, market, reason, net,
+                     gross or 0.0, fees or 0.0))
+    wins = sum(1 for row in rows if row[4] > 0)
+    losses = sum(1 for row in rows if row[4] < 0)
+    mk: dict[str, list[tuple[float, int, str, str, float, float, float]]] = {}
+    rs: dict[str, list[tuple[float, int, str, str, float, float, float]]] = {}
+    for row in rows:
+        mk.setdefault(row[2], []).append(row)
+        rs.setdefault(row[3], []).append(row)
+    by_market = tuple(
+        MarketTrades(m, len(v), sum(1 for x in v if x[4] > 0), sum(1 for x in v if x[4] < 0),
+                     math.fsum(x[5] for x in v), math.fsum(x[6] for x in v),
+                     math.fsum(x[4] for x in v))
+        for m, v in sorted(mk.items()))
+    reasons = tuple(
+        ExitReasonStats(k, len(v), sum(1 for x in v if x[4] > 0), math.fsum(x[4] for x in v))
+        for k, v in sorted(rs.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    cum: list[tuple[float, float]] = []
+    total = 0.0
+    for row in sorted(rows):
+        total += row[4]
+        cum.append((row[0], total))
+    return TradeStats(
+        len(rows), wins, losses, len(rows) - wins - losses, _share(wins, len(rows)),
+        math.fsum(x[5] for x in rows), math.fsum(x[6] for x in rows),
+        math.fsum(x[4] for x in rows), by_market, reasons, _mean(holds), _median(holds),
+        len(slips), _mean(slips), _median(slips), tuple(cum))
+
+
+@attrs.define
+class _Ord:
+    purpose: str | None = None
+    state: str | None = None
+    created_ms: float | None = None
+    sent_ms: float | None = None
+    ack_ms: float | None = None
+    lost: bool = False
+
+
+def _orders(recs: list[dict[str, Any]], acc: _Acc) -> OrderStats:
+    orders: dict[str, _Ord] = {}
+    for r in recs:
+        cloid, event = r.get("cloid"), r.get("event")
+        if not isinstance(cloid, str) or not isinstance(event, str):
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        o = orders.setdefault(cloid, _Ord())
+        purpose, state = acc.text(r, "purpose"), acc.text(r, "state")
+        if o.purpose is None:
+            o.purpose = purpose
+        if state is not None:
+            o.state = state
+        if o.created_ms is None:
+            o.created_ms = acc.num(r, "created_ms")
+        if o.sent_ms is None:
+            o.sent_ms = acc.num(r, "sent_ms")
+        if o.ack_ms is not None or o.sent_ms is None or o.lost:
+            continue
+        if event == "lose_contact":
+            o.lost = True
+        elif event in VENUE_ANSWERS and r.get("why") != "orderStatus":
+            ts = acc.num(r, "ts_ms", needed=True)
+            if ts is not None:
+                o.ack_ms = ts - o.sent_ms
+    d2s = [o.sent_ms - o.created_ms for o in orders.values()
+           if o.sent_ms is not None and o.created_ms is not None]
+    acks = [o.ack_ms for o in orders.values() if o.ack_ms is not None]
+    purposes = Counter(o.purpose or "unknown" for o in orders.values())
+    states = Counter(o.state or "unknown" for o in orders.values())
+    return OrderStats(len(orders), dict(sorted(purposes.items())), dict(sorted(states.items())),
+                      percentiles(d2s), percentiles(acks))
+
+
+def _fills(recs: list[dict[str, Any]], acc: _Acc) -> FillStats:
+    n = synthetic = 0
+    fees: list[float] = []
+    notional: list[float] = []
+    for r in recs:
+        tid = r.get("tid")
+        if isinstance(tid, bool) or not isinstance(tid, str | int):
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        n += 1
+        synthetic += r.get("synthetic") is True
+        fee = acc.num(r, "fee", needed=True)
+        if fee is not None:
+            fees.append(fee)
+        px, sz = acc.num(r, "px", needed=True), acc.num(r, "sz", needed=True)
+        if px is not None and sz is not None:
+            notional.append(abs(px * sz))
+    return FillStats(n, synthetic, math.fsum(fees), math.fsum(notional))
+
+
+def _positions(recs: list[dict[str, Any]], acc: _Acc) -> PositionStats:
+    events: Counter[str] = Counter()
+    stops: list[tuple[float | None, str]] = []
+    resets = 0
+    for r in recs:
+        ev = r.get("event")
+        if not isinstance(ev, str):
+            acc.invalid += 1
+            continue
+        acc.records += 1
+        events[ev] += 1
+        if ev == "hard_stop":
+            stops.append((acc.num(r, "ts_ms"), acc.text(r, "reason") or "unknown"))
+        elif ev == "hard_stop_reset":
+            resets += 1
+    return PositionStats(dict(sorted(events.items())), tuple(stops), resets)
+
+
+def build_report(records_dir: Path, day: dt.date) -> DayReport:
+    """Read ``day``'s record files in ``records_dir`` and compute every figure.
+
+    Raises ``FileNotFoundError`` when ``records_dir`` is not a directory; a day without files
+    gives a report of zeros (its "Input files" table says so).
+    """
+    records_dir = Path(records_dir)
+    if not records_dir.is_dir():
+        raise FileNotFoundError(f"records dir {records_dir} does not exist or is not a directory")
+    day_ms = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+    read = {k: _read(records_dir, k, day) for k in KINDS}
+    sig = _signals(*read["signals"], day_ms)
+    fol = _followups(*read["followups"])
+    trd = _trades(*read["trades"])
+    ords = _orders(*read["orders"])
+    fls = _fills(*read["fills"])
+    pos = _positions(*read["positions"])
+    files = tuple(read[k][1].freeze() for k in KINDS)
+    for f in files:
+        if f.skipped or f.bad_values or f.errors:
+            log.warning("report %s: %s: skipped %d malformed, %d torn and %d invalid record(s); "
+                        "%d bad value(s)%s", day, f.kind, f.malformed, f.torn, f.invalid,
+                        f.bad_values, "".join(f"; {e}" for e in f.errors))
+    return DayReport(day, str(records_dir), files, sig, fol, trd, ords, fls, pos)
+
+
+# ---------------------------------------------------------------------------------- Markdown
+
+
+def _f(x: float | None, nd: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f} %"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def _hms(ms: float) -> str:
+    if not math.isfinite(ms):
+        return "?"
+    t = dt.datetime.fromtimestamp(ms / 1000.0, dt.UTC)
+    return t.strftime("%H:%M:%S")
+
+
+def render_markdown(rep: DayReport, plots: Plots | None = None) -> str:
+    """The report as Markdown (deterministic: the same report gives the same text)."""
+    day = rep.day.isoformat()
+    s, fu, t, o = rep.signals, rep.followups, rep.trades, rep.orders
+    skipped = sum(f.skipped for f in rep.files)
+    md = [f"# Daily report {day} (UTC)", "",
+          f"Records: `{rep.records_dir}`. Definitions of every figure: docs/reports.md.", ""]
+    md += ["## Summary", ""]
+    md += _table(("figure", "value"), [
+        ("signals", s.total),
+        ("followup records", f"{fu.records} ({fu.captured} captured, {fu.missed} missed)"),
+        ("trades", f"{t.count} (win rate {_pct(t.win_rate)})"),
+        ("net P&L (USDC)", _f(t.net_pnl, 4)),
+        ("lines/records skipped", skipped),
+    ])
+
+    md += ["## Input files", ""]
+    md += _table(("kind", "files", "records", "malformed", "torn", "invalid", "bad values",
+                  "quarantined (.torn)", "notes"),
+                 [(f.kind, ", ".join(f.files) or "(none)", f.records, f.malformed, f.torn,
+                   f.invalid, f.bad_values, f.quarantined,
+                   "; ".join([*([f.note] if f.note else []), *f.errors]) or "")
+                  for f in rep.files])
+
+    md += ["## Signals", "", f"{s.total} signals: {s.by_side['buy']} buy, "
+           f"{s.by_side['sell']} sell.", "", "### By market", ""]
+    md += _table(("market", "signals", "buy", "sell", "median raw edge (bps)"),
+                 [(m.market, m.signals, m.buy, m.sell, _f(m.median_raw_edge_bps))
+                  for m in s.by_market])
+    md += ["### By UTC hour", ""]
+    md += _table(("hour", "signals", "buy", "sell"),
+                 [(f"{h:02d}", s.by_hour[h], s.by_hour_side["buy"][h], s.by_hour_side["sell"][h])
+                  for h in range(24) if s.by_hour[h]])
+    hours = [h for h in range(24) if s.by_hour[h]]
+    if hours:
+        md += ["### By market and UTC hour", ""]
+        md += _table(("market", *(f"{h:02d}" for h in hours)),
+                     [(m, *(v[h] for h in hours)) for m, v in s.by_market_hour.items()])
+
+    md += ["## Followups", "", f"{fu.records} records: {fu.captured} captured, {fu.missed} missed.",
+           "", "### Edge at each offset", ""]
+    md += _table(("offset (ms)", "records", "captured", "missed", "with edges",
+                  "median raw edge (bps)", "mean raw edge (bps)", "median t0 edge (bps)",
+                  "mean t0 edge (bps)"),
+                 [(x.offset_ms, x.records, x.captured, x.missed, x.edge_n,
+                   _f(x.median_raw_edge_bps), _f(x.mean_raw_edge_bps),
+                   _f(x.median_t0_raw_edge_bps), _f(x.mean_t0_raw_edge_bps))
+                  for x in fu.offsets])
+    md += ["### Edge retention, shrinking edges, convergence", ""]
+    md += _table(("offset (ms)", "retention n", "excluded (t0 ≤ 0)", "edge retention (median)",
+                  "edge retention (mean)", "shrinking edges", "convergence n",
+                  "market moved toward oracle", "oracle moved toward market",
+                  "median market move toward (bps)", "median oracle move toward (bps)"),
+                 [(x.offset_ms, x.retention_n, x.retention_excluded, _pct(x.median_retention),
+                   _pct(x.mean_retention), _pct(x.shrinking_share), x.converge_n,
+                   _pct(x.market_toward_share), _pct(x.oracle_toward_share),
+                   _f(x.median_market_toward_bps), _f(x.median_oracle_toward_bps))
+                  for x in fu.offsets])
+    reasons = sorted({r for x in fu.offsets for r in x.miss_reasons})
+    if reasons:
+        md += ["### Missed by reason", ""]
+        md += _table(("offset (ms)", *reasons),
+                     [(x.offset_ms, *(x.miss_reasons.get(r, 0) for r in reasons))
+                      for x in fu.offsets])
+    if fu.retention_by_market:
+        md += ["### Edge retention by market (median)", ""]
+        offs = [x.offset_ms for x in fu.offsets]
+        md += _table(("market", *(f"{x} ms" for x in offs)),
+                     [(m, *(_pct(v.get(x)) for x in offs))
+                      for m, v in fu.retention_by_market.items()])
+
+    md += ["## Trades", ""]
+    md += _table(("figure", "value"), [
+        ("trades", t.count),
+        ("wins / losses / breakeven", f"{t.wins} / {t.losses} / {t.breakeven}"),
+        ("win rate", _pct(t.win_rate)),
+        ("gross P&L (USDC)", _f(t.gross_pnl, 4)),
+        ("fees (USDC)", _f(t.fees, 4)),
+        ("net P&L (USDC)", _f(t.net_pnl, 4)),
+        ("mean hold (s)", _f(None if t.mean_hold_ms is None else t.mean_hold_ms / 1000, 3)),
+        ("median hold (s)", _f(None if t.median_hold_ms is None else t.median_hold_ms / 1000,
+                               3)),
+        ("entry slippage mean / median (bps)",
+         f"{_f(t.mean_slippage_bps)} / {_f(t.median_slippage_bps)} (n = {t.slippage_n})"),
+    ])
+    if t.by_market:
+        md += ["### Trades by market", ""]
+        md += _table(("market", "trades", "wins", "losses", "gross (USDC)", "fees (USDC)",
+                      "net (USDC)"),
+                     [(m.market, m.trades, m.wins, m.losses, _f(m.gross_pnl, 4), _f(m.fees, 4),
+                       _f(m.net_pnl, 4)) for m in t.by_market])
+        md += ["### Exit reasons", ""]
+        md += _table(("exit reason", "trades", "wins", "net (USDC)"),
+                     [(r.reason, r.trades, r.wins, _f(r.net_pnl, 4)) for r in t.exit_reasons])
+        md += ["### Cumulative net P&L", ""]
+        md += _table(("exit (UTC)", "cumulative net (USDC)"),
+                     [(_hms(ts), _f(v, 4)) for ts, v in t.cumulative_pnl])
+
+    f = rep.fills
+    md += ["## Fills", "", f"{f.fills} fills ({f.synthetic} synthetic), fees {_f(f.fees, 4)} "
+           f"USDC, notional {_f(f.notional, 2)} USDC.", ""]
+
+    md += ["## Orders and latency", "",
+           f"{o.orders} orders (" + ", ".join(f"{k} {v}" for k, v in o.by_purpose.items())
+           + "); last state today: " + (", ".join(f"{k} {v}" for k, v in o.final_states.items())
+                                        or "none") + ".", ""]
+    md += _table(("latency (ms)", "n", "p50", "p90", "p99", "max"),
+                 [(name, p.n, _f(p.p50, 1), _f(p.p90, 1), _f(p.p99, 1), _f(p.max, 1))
+                  for name, p in (("decision → sent", o.decision_to_sent_ms),
+                                  ("sent → venue answer (ack)", o.ack_ms),
+                                  ("followup lateness", fu.lateness))])
+
+    p = rep.positions
+    md += ["## Positions and hard stop", "",
+           "Events: " + (", ".join(f"{k} {v}" for k, v in p.events.items()) or "none") + ".",
+           ""]
+    for ts, reason in p.hard_stops:
+        md.append(f"- hard stop latched at {_hms(ts) if ts is not None else '?'} UTC: {reason}")
+    if p.hard_stops or p.hard_stop_resets:
+        md += [f"- hard stop resets: {p.hard_stop_resets}", ""]
+
+    md += ["## Plots", ""]
+    if plots is None:
+        md += ["plots: not generated", ""]
+    else:
+        if plots.note:
+            md += [f"plots: {plots.note}", ""]
+        md += [f"![{name}]({name})" for name in plots.files]
+        if plots.files:
+            md.append("")
+    return "\n".join(md)
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fsynced temp file and a rename (then fsync the dir)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_plots(rep: DayReport, out_dir: Path) -> Plots:
+    """Write the PNG plots of ``rep`` into ``out_dir`` when matplotlib imports.
+
+    ``report_<day>_signals_per_hour.png`` always; ``..._edge_retention.png`` with followups;
+    ``..._cumulative_pnl.png`` with trades. Never raises for a missing or failing matplotlib.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return Plots((), "matplotlib not installed (install the `report` extra for PNG plots)")
+    day = rep.day.isoformat()
+    made: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        _atomic_write(out_dir / name, buf.getvalue())
+        made.append(name)
+
+    try:
+        fig = Figure(figsize=(8, 3.5))
+        ax = fig.add_subplot()
+        ax.bar(range(24), rep.signals.by_hour_side["buy"], label="buy")
+        ax.bar(range(24), rep.signals.by_hour_side["sell"],
+               bottom=rep.signals.by_hour_side["buy"], label="sell")
+        ax.set(title=f"Signals per UTC hour, {day}", xlabel="UTC hour", ylabel="signals",
+               xticks=range(0, 24, 2))
+        ax.legend()
+        save(fig, f"report_{day}_signals_per_hour.png")
+        offs = [x for x in rep.followups.offsets if x.median_retention is not None]
+        if offs:
+            fig = Figure(figsize=(6, 3.5))
+            ax = fig.add_subplot()
+            xs = [x.offset_ms / 1000 for x in offs]
+            ax.plot(xs, [100 * (x.median_retention or 0.0) for x in offs], marker="o",
+                    label="median edge retention")
+            ax.plot(xs, [100 * (x.shrinking_share or 0.0) for x in offs], marker="s",
+                    label="shrinking edges")
+            ax.set(title=f"Edge retention by offset, {day}", xlabel="offset (s)",
+                   ylabel="%")
+            ax.legend()
+            save(fig, f"report_{day}_edge_retention.png")
+        cum = [(ts, v) for ts, v in rep.trades.cumulative_pnl if math.isfinite(ts)]
+        if cum:
+            fig = Figure(figsize=(8, 3.5))
+            ax = fig.add_subplot()
+            day_ms = dt.datetime(rep.day.year, rep.day.month, rep.day.day,
+                                 tzinfo=dt.UTC).timestamp() * 1000
+            ax.step([0.0, *((ts - day_ms) / HOUR_MS for ts, _ in cum)],
+                    [0.0, *(v for _, v in cum)], where="post")
+            ax.axhline(0.0, linewidth=0.5, color="grey")
+            ax.set(title=f"Cumulative net P&L, {day}", xlabel="UTC hour", ylabel="USDC",
+                   xlim=(0, 24))
+            save(fig, f"report_{day}_cumulative_pnl.png")
+    except (ValueError, RuntimeError, TypeError) as exc:
+        log.warning("report %s: plotting failed: %s", day, exc)
+        return Plots(tuple(made), f"plotting failed: {exc}")
+    return Plots(tuple(made))
+
+
+def write_report(records_dir: Path, day: dt.date, out_dir: Path) -> Path:
+    """Build the report of ``day`` and write ``out_dir/report_YYYY-MM-DD.md`` atomically (with
+    PNG plots next to it when matplotlib is installed); return the Markdown path.
+
+    Raises ``OSError`` (``FileNotFoundError`` for a missing records dir) when it cannot read
+    the records dir or write the output.
+    """
+    rep = build_report(Path(records_dir), day)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(rep, out_dir)
+    path = out_dir / f"report_{day.isoformat()}.md"
+    _atomic_write(path, render_markdown(rep, plots).encode("utf-8"))
+    log.info("report %s written: %s (%d signals, %d trades, %d skipped line(s))", day, path,
+             rep.signals.total, rep.trades.count, sum(f.skipped for f in rep.files))
+    return path

@@ -28,7 +28,7 @@ Measured:
    delay, and how many actions and socket writes the burst took.
 
 The client's first order of a socket read is written right after its own frame; later ones are
-coalesced (the feed's ``send_coalesce_s``, default 500 µs) into one action per flush. The first signature is
+coalesced (the feed's ``send_coalesce_s``, default 2 ms) into one action per flush. The first signature is
 checked by the server with the official SDK (``recover_agent_or_user_from_l1_action``).
 """
 
@@ -521,8 +521,9 @@ def main() -> int:
     ap.add_argument(
         "--coalesce-us",
         type=float,
-        default=500.0,
-        help="client: how long later orders of one read may wait to be batched",
+        default=2000.0,
+        help="client: how long later orders of one read may wait to be batched (the feed's "
+        "default SEND_COALESCE_S)",
     )
     ap.add_argument("--timeout", type=float, default=300.0, help="client: give up after (s)")
     args = ap.parse_args()

@@ -48,7 +48,7 @@ never rises above the oracle, the ask below it only with an oracle value already
 Each cycle starts with a quiet bbo (same book) in the pre-move's write, so the dislocated
 prices carry almost no weight in the detector's time-weighted oracle–mid baseline. The report
 also prints the medians per block of 100 cycles: every cycle leaves two orders in the engine's
-order book, which is scanned on every entry.
+order book (the entry gates no longer scan it; the blocks show that the figures stay flat).
 
 Bench-only configuration (everything else is the engine's default): ``min_quote_lag_ms = 0``
 (the brief), ``session_aware = false`` (no time-of-day threshold multiplier),
@@ -56,14 +56,17 @@ Bench-only configuration (everything else is the engine's default): ``min_quote_
 500 ms: the rule is the same comparison), and limits wide enough for 40 concurrent entries
 (``max_concurrent_positions`` 64, ``max_total_notional`` 10000, ``action_budget`` 100000/s);
 ``reconcile_interval_s`` 3600 and ``ctx_stale_ms`` 0 so no periodic reconciliation or stale
-reconnect lands inside a measurement (the frames are scripted, not streamed).
+reconnect lands inside a measurement (the frames are scripted, not streamed); the ops HTTP
+endpoint is off (``[ops] http_enabled = false``: no fixed port to collide with).
 
-``--breakdown`` additionally wraps a few engine callables on their instances (socket read,
-``on_batch_end``, ``OrderExecutor.materialize``, the socket write) to split the in-engine time
-per order write; it adds a few µs, so the headline figures come from a run without it.
-``--prune-orders`` calls the existing ``OrderBook.prune(0)`` every 50 ms from a bench task (the
-engine itself never calls it: every order of the run stays in ``TradingCore.orders``) to show
-what the growth of the order book costs; ``--log-level WARNING`` drops the per-signal INFO line.
+``--breakdown`` additionally wraps a few engine callables on their instances (socket read, the
+handler's and the trading core's ``on_bbo``/``on_ctx``, ``OrderExecutor.materialize``, the socket
+write) to split the in-engine time per order write — socket read → the frame that made the
+order, the trading core on that frame, the rest of the handler (order handed to the executor),
+→ materialize, sign + encode, → write; it adds a few µs, so the headline figures come from a run
+without it. ``--prune-orders`` calls ``OrderBook.prune(0)`` every 50 ms from a bench task (the
+engine prunes terminal orders itself beyond 2 × 2000); ``--log-level WARNING`` drops the
+per-signal INFO line.
 
 ``--gap-ms`` (default 3) is the pause between the steps of a cycle, so the engine is idle for
 that long before each timed frame, as between the frames of a live feed. On this VM the figures
@@ -548,13 +551,20 @@ def server_main(args: argparse.Namespace) -> int:
 
 
 def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
-    """Wrap instance attributes (engine code untouched) to time the in-engine segments."""
+    """Wrap instance attributes (engine code untouched) to time the in-engine segments.
+
+    Marks per order write: ``rx`` the socket read returned, ``h0`` the handler got the frame
+    that produced the order, ``c1`` the trading core returned from it, ``h1`` the handler
+    returned (intents dispatched), ``m0``/``m1`` around ``OrderExecutor.materialize`` (wire,
+    nonce, signature, post encoding), ``tx`` the socket write starts.
+    """
     perf = time.perf_counter_ns
     feed = app.feed
     handler = app._handler
+    trading = app.trading
     executor = app.executor
-    mark: dict[str, int] = {"rx": 0, "be0": 0, "be1": 0, "m0": 0, "m1": 0}
-    pending: list[tuple[str, int, int, int, int, int]] = []
+    mark: dict[str, int] = {"rx": 0, "h0": 0, "c1": 0, "h1": 0}
+    pending: list[tuple[str, int, int, int, int, int, int]] = []
 
     connector = feed._connector
 
@@ -571,8 +581,8 @@ def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
         async def _send_locked(data: Any) -> None:
             t = perf()
             if pending:
-                for kind, rx, be0, be1, m0, m1 in pending:
-                    probes[kind].append((rx, be0, be1, m0, m1, t))
+                for kind, rx, h0, c1, h1, m0, m1 in pending:
+                    probes[kind].append((rx, h0, c1, h1, m0, m1, t))
                 pending.clear()
             await send_locked(data)
 
@@ -581,14 +591,31 @@ def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
         return conn
 
     feed._connector = connect
-    on_batch_end = handler.on_batch_end
 
-    def batch_end() -> None:
-        mark["be0"] = perf()
-        on_batch_end()
-        mark["be1"] = perf()
+    def wrap_handler(name: str) -> None:
+        inner = getattr(handler, name)
 
-    handler.on_batch_end = batch_end
+        def probe(*a: Any) -> None:
+            t0 = perf()
+            inner(*a)
+            if executor._queue:
+                mark["h0"] = t0
+                mark["h1"] = perf()
+
+        setattr(handler, name, probe)
+
+    def wrap_core(name: str) -> None:
+        inner = getattr(trading, name)
+
+        def probe(*a: Any) -> None:
+            inner(*a)
+            mark["c1"] = perf()
+
+        setattr(trading, name, probe)
+
+    for name in ("on_bbo", "on_ctx"):
+        wrap_handler(name)
+        wrap_core(name)
     materialize = executor.materialize
 
     def materialize_probe() -> None:
@@ -602,7 +629,7 @@ def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
             kind = "burst" if len(q) > 1 else "entry"
         m0 = perf()
         materialize()
-        pending.append((kind, mark["rx"], mark["be0"], mark["be1"], m0, perf()))
+        pending.append((kind, mark["rx"], mark["h0"], mark["c1"], mark["h1"], m0, perf()))
 
     executor.materialize = materialize_probe
 
@@ -648,6 +675,7 @@ def client_main(args: argparse.Namespace) -> int:
             "reconcile_interval_s": 3600.0,
         },
         "account": {"address": MASTER},
+        "ops": {"http_enabled": False},
         "log": {"level": args.log_level},
     }
     cfg = structure_config(data, "bench_trade_path")
@@ -747,22 +775,23 @@ def _stats(vals: list[float]) -> str:
 
 
 def _breakdown(probes: dict[str, list[tuple[int, ...]]]) -> None:
-    print("in-engine breakdown (median µs per order write; perf_counter_ns in the engine):")
+    print("in-engine breakdown (median µs per order write; perf_counter_ns in the engine;")
+    print("  the frame/core/handler columns are those of the LAST frame before the write):")
     print(
-        "  path   n     read→batch_end  batch_end  →materialize  sign+encode  →write   read→write"
+        "  path       n  read→frame   core  handler  →materialize  sign+encode  →write  read→write"
     )
     for kind, rows in probes.items():
         if not rows:
             continue
         cols = list(zip(*rows, strict=True))
-        rx, be0, be1, m0, m1, tx = (list(c) for c in cols)
+        rx, h0, c1, h1, m0, m1, tx = (list(c) for c in cols)
 
         def med(a: list[int], b: list[int]) -> float:
             return statistics.median((y - x) / 1000.0 for x, y in zip(a, b, strict=True))
 
         print(
-            f"  {kind:6s} {len(rows):5d} {med(rx, be0):14.1f} {med(be0, be1):10.1f} "
-            f"{med(be1, m0):13.1f} {med(m0, m1):12.1f} {med(m1, tx):8.1f} {med(rx, tx):11.1f}"
+            f"  {kind:6s} {len(rows):5d} {med(rx, h0):11.1f} {med(h0, c1):6.1f} {med(c1, h1):8.1f}"
+            f" {med(h1, m0):13.1f} {med(m0, m1):12.1f} {med(m1, tx):7.1f} {med(rx, tx):11.1f}"
         )
 
 
@@ -897,7 +926,7 @@ def main() -> int:
     ap.add_argument(
         "--prune-orders",
         action="store_true",
-        help="diagnostic: OrderBook.prune(0) every 50 ms (the engine never prunes)",
+        help="diagnostic: OrderBook.prune(0) every 50 ms",
     )
     ap.add_argument("--keep-tmp", action="store_true", help="keep the records and engine log")
     ap.add_argument("--timeout", type=float, default=300.0, help="engine: give up after (s)")

@@ -49,7 +49,7 @@ class Order:
         "cloid", "coin", "idx", "asset_id", "is_buy", "px", "px_wire", "sz", "sz_wire",
         "reduce_only", "purpose", "state", "oid", "venue_filled", "avg_px", "created_ms",
         "sent_ms", "changed_ms", "unknown_since_ms", "next_query_ms", "signal_id", "reason",
-        "message", "decision_px", "expires_after_ms",
+        "message", "decision_px", "expires_after_ms", "pending",
     )
 
     def __init__(self, cloid: str, coin: str, idx: int, asset_id: int, is_buy: bool,
@@ -81,6 +81,7 @@ class Order:
         self.message: str | None = None
         self.decision_px = decision_px
         self.expires_after_ms = expires_after_ms
+        self.pending = 0.0  # its share of OrderBook.pending_total (kept by the book)
 
     @property
     def active(self) -> bool:
@@ -105,6 +106,19 @@ class Order:
             "decision_px": self.decision_px, "expires_after_ms": self.expires_after_ms,
         }
 
+    def created_record(self) -> dict[str, Any]:
+        """:meth:`record` as it was when the order was created (NEW, nothing sent or filled),
+        whatever happened to it since: the journal's ``created`` record, built after the send."""
+        return {
+            "cloid": self.cloid, "market_key": self.coin, "asset_id": self.asset_id,
+            "side": "buy" if self.is_buy else "sell", "px": self.px_wire, "sz": self.sz_wire,
+            "reduce_only": self.reduce_only, "purpose": self.purpose, "state": NEW,
+            "oid": None, "venue_filled": 0.0, "avg_px": None,
+            "created_ms": self.created_ms, "sent_ms": None,
+            "signal_id": self.signal_id, "reason": self.reason, "message": None,
+            "decision_px": self.decision_px, "expires_after_ms": self.expires_after_ms,
+        }
+
     def __repr__(self) -> str:
         side = "B" if self.is_buy else "S"
         ro = " RO" if self.reduce_only else ""
@@ -112,7 +126,14 @@ class Order:
 
 
 class OrderBook:
-    """Every order of this run (terminal ones are kept for dedup until pruned)."""
+    """Every order of this run (terminal ones are kept for dedup until pruned).
+
+    Besides the orders it keeps, in O(1), what the entry gates ask on every signal: the live
+    orders per market (``live_by_idx``), how many live orders are UNKNOWN (``unknown_count``)
+    and the pending notional of the live non-reduce-only orders (``pending_total``: Σ remaining
+    × px). They change only through :meth:`add`, :meth:`apply`, :meth:`set_venue_filled`,
+    :meth:`prune` and :meth:`reindex` (call it after changing orders directly).
+    """
 
     def __init__(self) -> None:
         self.by_cloid: dict[str, Order] = {}
@@ -120,14 +141,50 @@ class OrderBook:
         # index of the non-terminal orders: gates and exits scan only these (a handful),
         # never the whole history of the run
         self.live: dict[str, Order] = {}
+        self.live_by_idx: dict[int, dict[str, Order]] = {}
+        self.unknown_count = 0
+        self.pending_total = 0.0
+        self._pending_n = 0  # live non-reduce-only orders (pending_total is reset to 0 at 0)
         self.anomalies = 0
+
+    # -- live index and running sums
+    def _live_add(self, o: Order) -> None:
+        c = o.cloid
+        if c in self.live:
+            return
+        self.live[c] = o
+        per = self.live_by_idx.get(o.idx)
+        if per is None:
+            per = self.live_by_idx[o.idx] = {}
+        per[c] = o
+        if o.state == UNKNOWN:
+            self.unknown_count += 1
+        if not o.reduce_only:
+            o.pending = o.remaining * o.px
+            self.pending_total += o.pending
+            self._pending_n += 1
+
+    def _live_remove(self, o: Order, prev_state: str) -> None:
+        if self.live.pop(o.cloid, None) is None:
+            return
+        per = self.live_by_idx.get(o.idx)
+        if per is not None:
+            per.pop(o.cloid, None)
+            if not per:
+                del self.live_by_idx[o.idx]
+        if prev_state == UNKNOWN:
+            self.unknown_count -= 1
+        if not o.reduce_only:
+            self._pending_n -= 1
+            self.pending_total = self.pending_total - o.pending if self._pending_n else 0.0
+            o.pending = 0.0
 
     def add(self, order: Order) -> None:
         if order.cloid in self.by_cloid:
             raise ValueError(f"duplicate cloid {order.cloid}")
         self.by_cloid[order.cloid] = order
         if order.state in ACTIVE_STATES:
-            self.live[order.cloid] = order
+            self._live_add(order)
 
     def get(self, cloid: str | None) -> Order | None:
         return None if cloid is None else self.by_cloid.get(cloid)
@@ -145,9 +202,14 @@ class OrderBook:
         order.state = nxt
         order.changed_ms = now_ms
         if nxt in TERMINAL_STATES:
-            self.live.pop(order.cloid, None)
+            self._live_remove(order, prev)
+        elif order.cloid in self.live:
+            if prev == UNKNOWN:
+                self.unknown_count -= 1
+            if nxt == UNKNOWN:
+                self.unknown_count += 1
         else:
-            self.live[order.cloid] = order
+            self._live_add(order)
         if nxt == UNKNOWN:
             if order.unknown_since_ms is None:
                 order.unknown_since_ms = now_ms
@@ -155,6 +217,14 @@ class OrderBook:
             order.unknown_since_ms = None
             order.next_query_ms = None
         return prev, (nxt in TERMINAL_STATES and prev not in TERMINAL_STATES)
+
+    def set_venue_filled(self, order: Order, filled: float) -> None:
+        """The venue's cumulative filled size of ``order`` (keeps the pending notional)."""
+        order.venue_filled = filled
+        if not order.reduce_only and order.cloid in self.live:
+            pending = order.remaining * order.px
+            self.pending_total += pending - order.pending
+            order.pending = pending
 
     def set_oid(self, order: Order, oid: int | None) -> None:
         if oid is not None and order.oid is None:
@@ -165,14 +235,30 @@ class OrderBook:
         return iter(list(self.live.values()))
 
     def active_for(self, idx: int) -> list[Order]:
-        return [o for o in self.live.values() if o.idx == idx]
+        per = self.live_by_idx.get(idx)
+        return [] if per is None else list(per.values())
+
+    def pending_for(self, idx: int) -> float:
+        """Σ remaining × px of the live non-reduce-only orders of market ``idx``."""
+        per = self.live_by_idx.get(idx)
+        if per is None:
+            return 0.0
+        return sum(o.remaining * o.px for o in per.values() if not o.reduce_only)
 
     def unknown(self) -> list[Order]:
         return [o for o in self.live.values() if o.state == UNKNOWN]
 
     def reindex(self) -> None:
-        """Rebuild the live index after orders were inserted or changed directly (restore)."""
-        self.live = {c: o for c, o in self.by_cloid.items() if o.state in ACTIVE_STATES}
+        """Rebuild the live index and sums after orders were inserted or changed directly."""
+        self.live = {}
+        self.live_by_idx = {}
+        self.unknown_count = 0
+        self.pending_total = 0.0
+        self._pending_n = 0
+        for o in self.by_cloid.values():
+            o.pending = 0.0
+            if o.state in ACTIVE_STATES:
+                self._live_add(o)
 
     def prune(self, keep_terminal: int = 10_000) -> None:
         """Drop the oldest terminal orders beyond ``keep_terminal`` (bounded memory)."""
@@ -182,6 +268,7 @@ class OrderBook:
         terminal.sort(key=lambda o: o.changed_ms)
         for o in terminal[: len(terminal) - keep_terminal]:
             del self.by_cloid[o.cloid]
-            self.live.pop(o.cloid, None)
+            if o.cloid in self.live:  # not reachable through apply(); kept consistent anyway
+                self._live_remove(o, o.state)
             if o.oid is not None:
                 self.by_oid.pop(o.oid, None)

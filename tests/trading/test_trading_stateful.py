@@ -31,6 +31,7 @@ from engine.core.orders import CloidFactory, Order
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from fsm import order as ofsm
+from fsm import position as pfsm
 
 from .helpers import T0, make_ready, make_trading
 
@@ -336,6 +337,28 @@ class TradingMachine(RuleBasedStateMachine):
             if o.reduce_only:
                 live[o.idx] = live.get(o.idx, 0) + 1
         assert all(n <= 1 for n in live.values()), live
+
+    @invariant()
+    def derived_indexes_equal_a_scan(self) -> None:
+        """The O(1) views the entry gates read (exposed / active markets, live orders per
+        market, UNKNOWN count, pending notional) always equal a scan of positions and orders."""
+        c = self.core
+        ps = c.book.positions
+        assert c._exposed == {p.idx for p in ps if p.has_exposure}
+        assert c._active == {p.idx for p in ps if p.has_exposure or pfsm.entry_live(p.state)}
+        live = [o for o in c.orders.by_cloid.values() if o.state in ofsm.ACTIVE_STATES]
+        assert {o.cloid for o in live} == set(c.orders.live)
+        assert c.orders.unknown_count == sum(1 for o in live if o.state == ofsm.UNKNOWN)
+        assert c.is_ready() == (all(c.ready.values())
+                                and not any(o.state == ofsm.UNKNOWN for o in live))
+        for p in ps:
+            mine = [o for o in live if o.idx == p.idx]
+            assert c.orders.active_for(p.idx) == [o for o in c.orders.live.values()
+                                                  if o.idx == p.idx]
+            assert c.orders.pending_for(p.idx) == sum(o.remaining * o.px for o in mine
+                                                      if not o.reduce_only)
+        pending = sum(o.remaining * o.px for o in live if not o.reduce_only)
+        assert abs(c.orders.pending_total - pending) <= 1e-9 * max(1.0, pending)
 
     @invariant()
     def position_is_sum_of_distinct_fills(self) -> None:

@@ -642,6 +642,28 @@ async def test_submit_chunks_beyond_max_orders_per_action(fake_hl, make_feed) ->
     assert [len(p["request"]["payload"]["action"]["orders"]) for p in conn.posts] == [40, 5]
 
 
+async def test_submit_invalid_order_alone_is_not_sent_the_rest_goes_out(fake_hl,
+                                                                      make_feed) -> None:
+    """An order the fragment path's quick checks refuse sends its chunk down the dict path:
+    that order alone is reported not sent, the others still go as one signed action."""
+    fake_hl.post_answer = lambda msg: action_ok(
+        [FILLED] * len(msg["request"]["payload"]["action"]["orders"])
+    )
+    feed, conn = await ready(fake_hl, make_feed)
+    hooks = Hooks()
+    ex = make_executor(feed, hooks)
+    ex.submit([mk_order(1), mk_order(2, px="105.00"), mk_order(3)])
+    await poll_until(lambda: len(hooks.of("result")) == 2)
+    (not_sent,) = hooks.of("not_sent")
+    assert not_sent[1] == (cloid(2),) and "invalid order" in not_sent[2]
+    (post,) = conn.posts
+    p = post["request"]["payload"]
+    assert [o["c"] for o in p["action"]["orders"]] == [cloid(1), cloid(3)]
+    assert sdk.recover_agent_or_user_from_l1_action(
+        p["action"], p["signature"], None, p["nonce"], p.get("expiresAfter"), True
+    ) == AGENT
+
+
 def test_submit_requires_the_hooks() -> None:
     cfg = VenueConfig(ws_url="ws://127.0.0.1:1/ws", **FAST)  # type: ignore[arg-type]
     feed = HyperliquidFeed(cfg, [], Recorder())

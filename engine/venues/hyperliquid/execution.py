@@ -54,6 +54,7 @@ import attrs
 
 from engine.core.orders import Order
 from engine.venues.hyperliquid.client import (
+    EncodedRequest,
     HyperliquidFeed,
     PostError,
     PostFailure,
@@ -70,7 +71,9 @@ from engine.venues.hyperliquid.signing import (
     cancel_by_cloid_action,
     check_address,
     check_cloid,
-    order_wire,
+    ioc_action_fragments,
+    ioc_order_fragment,
+    ioc_order_wire,
 )
 
 log = logging.getLogger(__name__)
@@ -254,6 +257,16 @@ class OrderExecutor:
         self._not_sent([o.cloid for o in queue], f"not sent: connection ended ({reason})")
 
     def _post_chunk(self, chunk: list[Order]) -> None:
+        frags = []
+        for o in chunk:
+            f = ioc_order_fragment(o.asset_id, o.is_buy, o.px_wire, o.sz_wire, o.reduce_only,
+                                   o.cloid)
+            if f is None:
+                break
+            frags.append(f)
+        else:
+            self._post_fragments(chunk, frags)
+            return
         wires: list[dict[str, Any]] = []
         good: list[Order] = []
         for o in chunk:
@@ -280,6 +293,27 @@ class OrderExecutor:
             self._not_sent(cloids, str(exc))
         except (ValueError, TypeError) as exc:
             self._not_sent(cloids, f"signing failed: {exc}")
+
+    def _post_fragments(self, chunk: list[Order], frags: list[tuple[bytes, str]]) -> None:
+        """:meth:`_post_chunk` for orders that all passed the quick checks: the action's
+        msgpack and JSON are assembled from fragments (no dicts, no encoder calls)."""
+        try:
+            expires = _expires_after(chunk)
+            nonce = self._nonces.next(int(self._clock()))
+            payload = self._signer.payload_json(
+                ioc_action_fragments(frags), nonce, self._vault, expires, self._is_mainnet
+            )
+            self._feed.post_nowait(
+                EncodedRequest('{"type":"action","payload":' + payload + "}"),
+                timeout=self._timeout,
+                on_sent=self._chunk_sent,
+                on_done=self._chunk_done,
+                context=chunk,
+            )
+        except PostNotSent as exc:
+            self._not_sent([o.cloid for o in chunk], str(exc))
+        except (ValueError, TypeError) as exc:
+            self._not_sent([o.cloid for o in chunk], f"signing failed: {exc}")
 
     def _chunk_sent(self, t: PostTicket) -> None:
         orders: list[Order] = t.context  # type: ignore[assignment]
@@ -470,16 +504,9 @@ class OrderExecutor:
 
 
 def _order_wire(o: Order) -> dict[str, Any]:
-    """The IOC limit order wire of ``o`` with its exact wire strings (validated)."""
-    return order_wire(
-        o.asset_id,
-        o.is_buy,
-        o.px_wire,
-        o.sz_wire,
-        o.reduce_only,
-        {"limit": {"tif": "Ioc"}},
-        o.cloid,
-    )
+    """The IOC limit order wire of ``o`` with its exact wire strings (validated; the quick
+    checks of :func:`ioc_order_wire`, which defers anything unusual to ``order_wire``)."""
+    return ioc_order_wire(o.asset_id, o.is_buy, o.px_wire, o.sz_wire, o.reduce_only, o.cloid)
 
 
 def _expires_after(orders: Sequence[Order]) -> int | None:

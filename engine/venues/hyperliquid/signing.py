@@ -288,6 +288,113 @@ def ioc_order_wire(
     return wire
 
 
+# --- pre-built fragments: IOC order actions as msgpack and JSON, without dicts ----------------
+#
+# The order path needs an action twice: msgpack (hashed) and JSON (sent). For IOC limit orders
+# whose fields passed the quick checks of :func:`ioc_order_wire` both encodings are assembled
+# from constant fragments and the order's strings: the same bytes as ``msgpack.packb`` of the
+# :func:`ioc_order_wire` dicts in an ``order`` action (grouping ``na``) and as the JSON an
+# order-keeping encoder writes for them (tests compare both, byte for byte, and the signature
+# with the SDK's). Wire numbers and cloids are ASCII without characters JSON would escape.
+
+_MP_ACTION_HEAD: Final = b"\x83\xa4type\xa5order\xa6orders"
+_MP_ACTION_TAIL: Final = b"\xa8grouping\xa2na"
+_MP_T_IOC: Final = b"\xa1t\x81\xa5limit\x81\xa3tif\xa3Ioc"
+_MP_RO_T_IOC: Final = (b"\xa1r\xc2" + _MP_T_IOC, b"\xa1r\xc3" + _MP_T_IOC)
+_JS_BOOL: Final = ("false", "true")
+
+OrderFragment = tuple[bytes, str]
+"""One order wire as (msgpack bytes, JSON text)."""
+
+# price/size strings already checked canonical (and != "0") -> their msgpack; prices repeat, so
+# the regex runs once per distinct string (cleared when it reaches _WIRE_MEMO_MAX entries)
+_WIRE_MEMO: dict[str, bytes] = {}
+_WIRE_MEMO_MAX: Final = 4096
+
+
+def _mp_wire(x: object) -> bytes | None:
+    """msgpack of a canonical, non-zero wire number string; None for anything else."""
+    b = _WIRE_MEMO.get(x) if type(x) is str else None
+    if b is not None:
+        return b
+    if type(x) is not str or x == "0" or _WIRE_NUM_RE.fullmatch(x) is None:
+        return None
+    b = _mp_str(x)
+    if len(_WIRE_MEMO) >= _WIRE_MEMO_MAX:
+        _WIRE_MEMO.clear()
+    _WIRE_MEMO[x] = b
+    return b
+
+
+def _mp_str(s: str) -> bytes:
+    """msgpack str of an ASCII ``s`` shorter than 2^16 (fixstr / str8 / str16)."""
+    n = len(s)
+    if n < 32:
+        return bytes((0xA0 | n,)) + s.encode()
+    if n < 256:
+        return bytes((0xD9, n)) + s.encode()
+    return b"\xda" + n.to_bytes(2, "big") + s.encode()
+
+
+def _mp_uint(n: int) -> bytes:
+    """msgpack of ``0 ≤ n < 2^64`` in its smallest form (as ``packb`` writes it)."""
+    if n < 128:
+        return bytes((n,))
+    if n < 256:
+        return bytes((0xCC, n))
+    if n < 65536:
+        return b"\xcd" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\xce" + n.to_bytes(4, "big")
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+def ioc_order_fragment(
+    asset: int, is_buy: bool, px: str, sz: str, reduce_only: bool, cloid: str | None
+) -> OrderFragment | None:
+    """The :func:`ioc_order_wire` of these fields as (msgpack, JSON), or None when they fail
+    its quick checks (use :func:`ioc_order_wire` then: its error, or its conversion)."""
+    p = _mp_wire(px)
+    s = _mp_wire(sz)
+    if (
+        p is None
+        or s is None
+        or type(asset) is not int
+        or not 0 <= asset < _U64_LIMIT
+        or type(is_buy) is not bool
+        or type(reduce_only) is not bool
+        or (cloid is not None and (type(cloid) is not str or _CLOID_RE.fullmatch(cloid) is None))
+    ):
+        return None
+    mp = b"".join((
+        b"\x87\xa1a" if cloid is not None else b"\x86\xa1a",
+        _mp_uint(asset),
+        b"\xa1b\xc3\xa1p" if is_buy else b"\xa1b\xc2\xa1p",
+        p,
+        b"\xa1s",
+        s,
+        _MP_RO_T_IOC[reduce_only],
+        b"" if cloid is None else b"\xa1c\xd9\x22" + cloid.encode(),
+    ))
+    js = "".join((
+        '{"a":', str(asset), ',"b":', _JS_BOOL[is_buy], ',"p":"', px, '","s":"', sz, '","r":',
+        _JS_BOOL[reduce_only], ',"t":{"limit":{"tif":"Ioc"}}',
+        "}" if cloid is None else ',"c":"' + cloid + '"}',
+    ))
+    return mp, js
+
+
+def ioc_action_fragments(orders: Sequence[OrderFragment]) -> OrderFragment:
+    """``{"type":"order","orders":[...],"grouping":"na"}`` of 1..65535 order fragments."""
+    n = len(orders)
+    if not 0 < n < 65536:
+        raise ValueError(f"an order action needs 1..65535 orders, got {n}")
+    head = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
+    mp = b"".join((_MP_ACTION_HEAD, head, *(o[0] for o in orders), _MP_ACTION_TAIL))
+    js = '{"type":"order","orders":[' + ",".join([o[1] for o in orders]) + '],"grouping":"na"}'
+    return mp, js
+
+
 def builder_info(address: str, fee_tenths_bp: int) -> dict[str, Any]:
     """``{"b": <lowercase address>, "f": <fee in tenths of a basis point>}``."""
     return {"b": check_address(address), "f": _uint(fee_tenths_bp, "builder fee", 1001)}
@@ -568,6 +675,49 @@ class Signer:
         return self.sign_digest(
             keccak256(_EIP712_PREFIX + keccak256(_AGENT_PREFIX[bool(is_mainnet)] + conn))
         )
+
+    def sign_packed(
+        self,
+        action_msgpack: bytes,
+        nonce: int,
+        vault_address: str | None = None,
+        expires_after: int | None = None,
+        is_mainnet: bool = True,
+    ) -> Signature:
+        """:meth:`sign_l1_action` of an action already packed (``msgpack.packb(action)``,
+        e.g. from :func:`ioc_action_fragments`)."""
+        data = action_msgpack + _uint(nonce, "nonce").to_bytes(8, "big") + _vault_tag(
+            vault_address
+        )
+        if expires_after is not None:
+            data += b"\x00" + _uint(expires_after, "expires_after").to_bytes(8, "big")
+        conn = keccak256(data)
+        return self.sign_digest(
+            keccak256(_EIP712_PREFIX + keccak256(_AGENT_PREFIX[bool(is_mainnet)] + conn))
+        )
+
+    def payload_json(
+        self,
+        action: OrderFragment,
+        nonce: int,
+        vault_address: str | None = None,
+        expires_after: int | None = None,
+        is_mainnet: bool = True,
+    ) -> str:
+        """The JSON text of :meth:`payload` for an action given as (msgpack, JSON) fragments
+        (:func:`ioc_action_fragments`): the bytes an order-keeping JSON encoder writes for
+        that payload dict, without building it."""
+        sig = self.sign_packed(action[0], nonce, vault_address, expires_after, is_mainnet)
+        parts = [
+            '{"action":', action[1], ',"nonce":', str(nonce), ',"signature":{"r":"', sig["r"],
+            '","s":"', sig["s"], '","v":', str(sig["v"]), "}",
+        ]
+        if vault_address is not None:
+            parts += [',"vaultAddress":"', check_address(vault_address), '"']
+        if expires_after is not None:
+            parts += [',"expiresAfter":', str(expires_after)]
+        parts.append("}")
+        return "".join(parts)
 
     def sign_user_signed_action(
         self,

@@ -258,6 +258,7 @@ class PaperConfig:
 
     latency_ms: float = attrs.field(default=150.0, validator=_non_negative)
     taker_fee_bps: float = attrs.field(default=0.9, validator=_non_negative)
+    walk_l2book: bool = False
 
 
 def _loopback(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:

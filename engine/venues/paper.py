@@ -20,10 +20,19 @@ Matching rules (taker only, an IOC never rests here):
 
 * buy crosses when ``limit >= ask``, sell when ``limit <= bid``; an empty side never matches;
 * top of book (default): ``min(order size, ask_sz/bid_sz)`` at the book price, not the limit;
-  liquidity we took is remembered per displayed quote (``bbo_time_ms``, side, price), so two
-  orders cannot both take the same displayed size before the book updates;
 * with a ``levels`` provider (``coin -> (bids, asks)`` lists of ``(px, sz)``, best first, or
-  ``None`` to fall back to the top of book) the order walks the levels up to its limit;
+  ``None``; normally :meth:`engine.venues.hyperliquid.l2book.L2BookStore.levels`, fed by the
+  feed's ``l2Book`` subscription) the order walks the book up to its limit price and size:
+  the first level is the core's current bbo (the venue pushes a bbo on every change but an
+  l2Book at most every 0.5 s, so the bbo is never older), then the provider's levels strictly
+  behind it (levels at or better than the current bbo are gone: the book moved since that
+  snapshot). It fills level by level at each level's price — partial when the depth within
+  the limit runs out — so ``avgPx`` is the volume-weighted fill price and the fee is charged
+  on each level's notional. When the provider answers ``None`` (no snapshot, or a stale one)
+  the order fills against the top of book only; that fallback is counted
+  (``stats.l2_fallbacks``) and logged at most once a minute per coin;
+* liquidity we took is remembered per displayed quote (``bbo_time_ms``, side, price), so two
+  orders cannot both take the same displayed size before the book updates;
 * reduce-only orders are checked against the venue's own position ledger (the truth, not the
   core's view): one that would increase the position (or open one) is refused with
   ``Reduce only order would increase position. asset=N``; a size above the position is
@@ -31,8 +40,9 @@ Matching rules (taker only, an IOC never rests here):
 * sizes are floored to the market's ``szDecimals``; a fill that floors to zero is no match.
 
 Every fill is also kept in :attr:`PaperVenue.fills` with the order's decision price and the
-slippage against it (bps, positive = worse than decided), plus totals in
-:attr:`PaperVenue.stats`.
+slippage against it (bps, positive = worse than decided), every order that filled in
+:attr:`PaperVenue.executions` (decision price vs volume-weighted fill price, levels taken, book
+source), plus totals in :attr:`PaperVenue.stats`.
 
 Fault knobs (for tests and drills): :meth:`reject_next`, :meth:`no_fill_next`,
 :attr:`partial_ratio` and :meth:`drop_next_response`, which executes the order but loses its
@@ -53,6 +63,7 @@ venue-bound intents (``PlaceOrder``, ``QueryOrder``, ``CancelOrder``) and hand t
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -64,6 +75,8 @@ from engine.core.market import MarketState
 from engine.core.orders import Order
 from engine.core.rounding import decimal_to_wire, to_decimal
 from engine.core.trading import TradingCore
+
+log = logging.getLogger(__name__)
 
 NO_MATCH_MSG = "Order could not immediately match against any resting orders."
 REDUCE_ONLY_MSG = "Reduce only order would increase position."
@@ -84,6 +97,11 @@ _REJECT_STATUS: tuple[tuple[str, str], ...] = (
 Level = tuple[float, float]
 LevelsProvider = Callable[[str], tuple[Sequence[Level], Sequence[Level]] | None]
 """``coin -> (bids best first, asks best first)`` of ``(px, sz)``, or None (use the bbo)."""
+
+SOURCE_TOP = "top_of_book"
+SOURCE_L2 = "l2book"
+FALLBACK_LOG_INTERVAL_MS = 60_000.0
+"""At most one top-of-book fallback log line per coin in this interval (venue time, ms)."""
 
 _ZERO = Decimal(0)
 
@@ -128,6 +146,32 @@ class PaperFill:
         return self.px * self.sz
 
 
+@attrs.frozen(slots=True)
+class PaperExecution:
+    """One executed order that filled (in full or in part), priced against its decision.
+
+    ``avg_px`` is the volume-weighted price of its fills; ``slippage_bps`` compares it with
+    ``decision_px`` (positive = worse); ``levels`` is how many book levels it took and
+    ``source`` which book it saw (``l2book`` or ``top_of_book``).
+    """
+
+    cloid: str
+    coin: str
+    is_buy: bool
+    purpose: str
+    decision_px: float | None
+    limit_px: float
+    requested_sz: float
+    filled_sz: float
+    avg_px: float
+    fee: float
+    slippage_bps: float | None
+    levels: int
+    source: str
+    submitted_ms: float
+    executed_ms: float
+
+
 @attrs.define
 class PaperStats:
     """Counters of a :class:`PaperVenue` (read them; the venue updates them)."""
@@ -147,6 +191,8 @@ class PaperStats:
     queries: int = 0
     queries_deferred: int = 0
     cancels_ignored: int = 0
+    l2_walks: int = 0  # orders executed against l2Book depth
+    l2_fallbacks: int = 0  # orders executed against the top of book because no fresh levels
 
 
 class _Pending:
@@ -188,7 +234,9 @@ class PaperVenue:
         self.levels = levels
         self.partial_ratio = partial_ratio
         self.fills: list[PaperFill] = []
+        self.executions: list[PaperExecution] = []
         self.stats = PaperStats()
+        self._fallback_logged: dict[str, float] = {}
         self._heap: list[tuple[float, int, _Pending]] = []
         self._in_flight: dict[str, _Pending] = {}
         self._done: dict[str, _Done] = {}
@@ -359,23 +407,28 @@ class PaperVenue:
                 cap = abs(pos)
                 self.stats.reduce_only_clipped += 1
         matched: list[tuple[float, Decimal]] = []
+        source = SOURCE_TOP
         if self._no_fill_left > 0:
             self._no_fill_left -= 1
         else:
-            matched = self._match(o, cap)
+            matched, source = self._match(o, cap, now_ms)
         if not matched:
             self._no_match(o, oid, now_ms, drop)
             return
-        self._report_fills(pending, oid, matched, now_ms, drop)
+        self._report_fills(pending, oid, matched, now_ms, drop, source)
 
     def _market(self, o: Order) -> MarketState:
         return self.core.obs.markets[o.idx]
 
-    def _match(self, o: Order, cap: Decimal) -> list[tuple[float, Decimal]]:
-        """Levels taken as (px, size), best first; floored to szDecimals; partial ratio applied."""
+    def _match(self, o: Order, cap: Decimal,
+               now_ms: float) -> tuple[list[tuple[float, Decimal]], str]:
+        """Levels taken as (px, size), best first, and the book's source; sizes floored to
+        szDecimals; partial ratio applied."""
         m = self._market(o)
         dec = m.spec.sz_decimals
-        book = self._book(o, m)
+        book = self._book(o, m, now_ms)
+        if book is None:
+            return [], SOURCE_TOP
         full = _walk(book, o.is_buy, o.px, cap, dec)
         if not full or self._partial_ratio >= 1.0:
             taken = full
@@ -383,27 +436,47 @@ class PaperVenue:
             total = sum((sz for _, sz in full), _ZERO)
             want = _floor(total * to_decimal(self._partial_ratio), dec)
             taken = _walk(book, o.is_buy, o.px, want, dec) if want > 0 else []
-        if taken and book is not None and book.depletable:
-            for px, sz in taken:
-                key = (o.coin, o.is_buy, m.bbo_time_ms, px)
-                self._taken[key] = self._taken.get(key, _ZERO) + sz
-        return taken
+        for px, sz in taken:
+            key = (o.coin, o.is_buy, m.bbo_time_ms, px)
+            self._taken[key] = self._taken.get(key, _ZERO) + sz
+        return taken, book.source
 
-    def _book(self, o: Order, m: MarketState) -> _Book | None:
-        if self.levels is not None:
-            got = self.levels(o.coin)
-            if got is not None:
-                bids, asks = got
-                return _Book(list(asks if o.is_buy else bids), depletable=False)
+    def _book(self, o: Order, m: MarketState, now_ms: float) -> _Book | None:
+        """The same-side levels this order may take now, minus what we already took."""
         px, sz = (m.ask_px, m.ask_sz) if o.is_buy else (m.bid_px, m.bid_sz)
         if px is None or sz is None:
-            return None
+            return None  # the side is empty now, whatever an older l2Book snapshot said
+        shown: list[Level] = [(px, sz)]
+        source = SOURCE_TOP
+        if self.levels is not None:
+            got = self.levels(o.coin)
+            if got is None:
+                self._fallback(o.coin, now_ms)
+            else:
+                source = SOURCE_L2
+                self.stats.l2_walks += 1
+                if o.is_buy:
+                    shown.extend(lv for lv in got[1] if lv[0] > px)
+                else:
+                    shown.extend(lv for lv in got[0] if lv[0] < px)
         if len(self._taken) > 4096:  # this market's older quotes no longer matter
             self._taken = {k: v for k, v in self._taken.items()
                            if k[0] != o.coin or k[2] >= m.bbo_time_ms}
-        taken = self._taken.get((o.coin, o.is_buy, m.bbo_time_ms, px), _ZERO)
-        avail = to_decimal(sz) - taken
-        return _Book([(px, float(avail))] if avail > 0 else [], depletable=True)
+        levels: list[Level] = []
+        for lpx, lsz in shown:
+            avail = to_decimal(lsz) - self._taken.get((o.coin, o.is_buy, m.bbo_time_ms, lpx),
+                                                      _ZERO)
+            if avail > 0:
+                levels.append((lpx, float(avail)))
+        return _Book(levels, source)
+
+    def _fallback(self, coin: str, now_ms: float) -> None:
+        self.stats.l2_fallbacks += 1
+        last = self._fallback_logged.get(coin)
+        if last is None or now_ms - last >= FALLBACK_LOG_INTERVAL_MS:
+            self._fallback_logged[coin] = now_ms
+            log.warning("paper %s: no fresh l2Book levels (none yet, or stale); filling against "
+                        "the top of book only (logged at most once a minute per coin)", coin)
 
     # ------------------------------------------------------------------ reports
     def _refuse(self, o: Order, oid: int, msg: str, now_ms: float, drop: bool) -> None:
@@ -426,7 +499,7 @@ class PaperVenue:
                                       now_ms)
 
     def _report_fills(self, pending: _Pending, oid: int, matched: list[tuple[float, Decimal]],
-                      now_ms: float, drop: bool) -> None:
+                      now_ms: float, drop: bool, source: str) -> None:
         o = pending.order
         core = self.core
         total = sum((sz for _, sz in matched), _ZERO)
@@ -447,6 +520,7 @@ class PaperVenue:
                                                      "avgPx": _px_wire(avg_px), "oid": oid}},
                                 now_ms)
         deliver = not (drop and self._drop_fills)
+        fees = 0.0
         for px, sz_d in matched:
             sz = float(sz_d)
             fee = round(px * sz * self.taker_fee_bps / 1e4, 6)
@@ -459,9 +533,14 @@ class PaperVenue:
             st = self.stats
             st.fills += 1
             st.fees += fee
+            fees += fee
             st.notional += px * sz
             if deliver:
                 core.on_fill(tid, o.cloid, o.coin, o.is_buy, px, sz, fee, now_ms, now_ms)
+        self.executions.append(PaperExecution(
+            o.cloid, o.coin, o.is_buy, o.purpose, o.decision_px, o.px, float(orig), float(total),
+            avg_px, round(fees, 6), slippage_bps(o.is_buy, o.decision_px, avg_px), len(matched),
+            source, pending.submitted_ms, now_ms))
         if not drop:
             core.on_order_update(o.cloid, oid, status, decimal_to_wire(orig - total), o.sz_wire,
                                  now_ms)
@@ -479,23 +558,24 @@ class PaperVenue:
 
 
 class _Book:
-    """The levels one order may take (same side, best first) and whether we deplete them."""
+    """The levels one order may take (same side, best first, net of what we took) and their
+    source (``l2book`` or ``top_of_book``)."""
 
-    __slots__ = ("levels", "depletable")
+    __slots__ = ("levels", "source")
 
-    def __init__(self, levels: list[Level], *, depletable: bool) -> None:
+    def __init__(self, levels: list[Level], source: str) -> None:
         self.levels = levels
-        self.depletable = depletable
+        self.source = source
 
 
 def _floor(x: Decimal, decimals: int) -> Decimal:
     return x.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR)
 
 
-def _walk(book: _Book | None, is_buy: bool, limit: float, want: Decimal,
+def _walk(book: _Book, is_buy: bool, limit: float, want: Decimal,
           decimals: int) -> list[tuple[float, Decimal]]:
     """Take levels that cross ``limit`` until ``want`` is filled (sizes floored to the lot)."""
-    if book is None or want <= 0:
+    if want <= 0:
         return []
     out: list[tuple[float, Decimal]] = []
     left = want

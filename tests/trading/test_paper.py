@@ -8,6 +8,7 @@ position FSM says a flatten is live).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from engine.core.intents import Alert, Intent, QueryOrder, Record, RequestReconc
 from engine.core.orders import ENTRY, FLATTEN, Order
 from engine.core.trading import TradingCore
 from engine.io.jsonl import encode_line
+from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.paper import (
     NO_MATCH_MSG,
     REDUCE_ONLY_MSG,
@@ -424,6 +426,8 @@ def test_levels_provider_walks_the_book_up_to_the_limit() -> None:
     bids = [(99.99, 1.0)]
     h = make(levels=lambda coin: (bids, asks) if coin == "xyz:GOLD" else None)
     o = enter(h)
+    assert o.sz_wire == "0.49" and o.px_wire == "100.07"
+    h.bbo(T0 + 200, 99.99, 100.01, sz=0.2)  # the book at execution time agrees with the levels
     h.at(T0 + 250)
     got = [(f.px, f.sz) for f in h.venue.fills]
     assert got == [(100.01, 0.2), (100.03, 0.2)]  # 100.10 is above the 100.07 limit
@@ -431,6 +435,144 @@ def test_levels_provider_walks_the_book_up_to_the_limit() -> None:
     assert o.venue_filled == pytest.approx(0.4) and o.avg_px == pytest.approx(100.02)
     assert h.position().size == pytest.approx(0.4)
     assert h.venue.order_status(o.cloid)["order"]["status"] == "canceled"
+    (ex,) = h.venue.executions
+    assert (ex.source, ex.levels, ex.decision_px, ex.requested_sz) == ("l2book", 2, 100.01, 0.49)
+    assert ex.slippage_bps == pytest.approx((100.02 - 100.01) / 100.01 * 1e4)
+
+
+# ------------------------------------------------------------------- walking l2Book levels
+
+BIDS = [(99.99, 1.0), (99.97, 1.0), (99.95, 1.0)]
+ASKS = [(100.01, 0.2), (100.03, 0.3), (100.05, 0.4), (100.09, 5.0)]
+
+
+def _venue(levels: Any, latency: float = LATENCY,
+           fee_bps: float = FEE_BPS) -> tuple[TradingCore, PaperVenue]:
+    core, _ = make_trading()
+    make_ready(core)
+    core.on_bbo(0, 10, 99.99, 1.0, 100.01, 0.2, T0)  # the top of BIDS/ASKS
+    return core, PaperVenue(core, latency, fee_bps, tid_prefix="w", levels=levels)
+
+
+def _order(cloid: str, is_buy: bool, px: str, sz: str, decision: float) -> Order:
+    return Order(cloid, "xyz:GOLD", 0, 110000, is_buy, px, sz, False, ENTRY, T0,
+                 decision_px=decision)
+
+
+def test_walk_three_levels_limit_stops_in_the_middle_vwap_and_fees() -> None:
+    levels: dict[str, Any] = {"book": None}
+    core, venue = _venue(lambda coin: levels["book"])
+    order = _order("0xa", True, "100.06", "2", 100.0)
+    venue.submit(order, T0)
+    # during the latency the book moves: this later book (not the decision's) is walked
+    core.on_bbo(0, 20, 99.99, 1.0, 100.01, 0.2, T0 + 100)
+    levels["book"] = (BIDS, ASKS)
+    assert venue.on_timer(T0 + LATENCY - 1) == 0
+    assert venue.on_timer(T0 + LATENCY) == 1
+    got = [(f.px, f.sz) for f in venue.fills]
+    assert got == [(100.01, 0.2), (100.03, 0.3), (100.05, 0.4)]  # 100.09 > the 100.06 limit
+    notional = 100.01 * 0.2 + 100.03 * 0.3 + 100.05 * 0.4
+    vwap = notional / 0.9
+    (ex,) = venue.executions
+    assert ex.filled_sz == pytest.approx(0.9) and ex.requested_sz == 2.0
+    assert ex.avg_px == pytest.approx(vwap) and ex.levels == 3 and ex.source == "l2book"
+    assert ex.decision_px == 100.0 and ex.limit_px == 100.06
+    assert ex.slippage_bps == pytest.approx((vwap - 100.0) / 100.0 * 1e4)
+    assert ex.fee == pytest.approx(notional * FEE_BPS / 1e4, abs=1e-6)
+    assert ex.executed_ms - ex.submitted_ms == LATENCY
+    assert venue.stats.fees == pytest.approx(ex.fee) and venue.stats.notional == pytest.approx(
+        notional)
+    for f in venue.fills:
+        assert f.decision_px == 100.0 and f.fee == pytest.approx(f.px * f.sz * FEE_BPS / 1e4,
+                                                                 abs=1e-6)
+    st_ = venue.order_status("0xa")["order"]
+    assert st_["status"] == "canceled" and st_["order"]["sz"] == "1.1"  # IOC remainder
+    assert venue.stats.partial == 1 and venue.stats.l2_walks == 1 and venue.positions() == {
+        "xyz:GOLD": pytest.approx(0.9)}
+
+
+def test_walk_partial_when_the_depth_runs_out_sell_side() -> None:
+    _core, venue = _venue(lambda coin: (BIDS, ASKS), latency=0.0)
+    venue.submit(_order("0xs", False, "90", "5", 100.0), T0)  # sell, limit far below
+    venue.on_timer(T0)
+    assert [(f.px, f.sz) for f in venue.fills] == [(99.99, 1.0), (99.97, 1.0), (99.95, 1.0)]
+    (ex,) = venue.executions
+    assert ex.filled_sz == 3.0 and ex.avg_px == pytest.approx(99.97)
+    assert ex.slippage_bps == pytest.approx((100.0 - 99.97) / 100.0 * 1e4)  # worse: positive
+    assert venue.order_status("0xs")["order"]["order"]["sz"] == "2"
+    assert venue.positions() == {"xyz:GOLD": -3.0}
+
+
+def test_levels_at_or_better_than_the_current_bbo_are_gone() -> None:
+    # the snapshot is older than the bbo: the ask moved up to 100.04 (size 0.1) since
+    core, venue = _venue(lambda coin: (BIDS, ASKS), latency=0.0)
+    core.on_bbo(0, 20, 99.99, 1.0, 100.04, 0.1, T0)
+    venue.submit(_order("0xb", True, "100.06", "1", 100.0), T0)
+    venue.on_timer(T0)
+    assert [(f.px, f.sz) for f in venue.fills] == [(100.04, 0.1), (100.05, 0.4)]
+    # the bid side is empty now: an older snapshot's bids must not fill a sell
+    core.on_bbo(0, 21, None, None, 100.04, 0.1, T0 + 1)
+    venue.submit(_order("0xc", False, "99", "1", 100.0), T0 + 1)
+    venue.on_timer(T0 + 1)
+    assert venue.order_status("0xc")["order"]["status"] == "iocCancelRejected"
+    assert venue.stats.no_match == 1
+
+
+def test_depth_taken_is_not_taken_twice_until_the_book_updates() -> None:
+    core, venue = _venue(lambda coin: (BIDS, ASKS), latency=0.0)
+    core.on_bbo(0, 20, 99.99, 1.0, 100.01, 0.2, T0)
+    venue.submit(_order("0x1", True, "100.04", "0.4", 100.0), T0)
+    venue.submit(_order("0x2", True, "100.04", "0.4", 100.0), T0)
+    venue.on_timer(T0)
+    assert [(f.cloid, f.px, f.sz) for f in venue.fills] == [
+        ("0x1", 100.01, 0.2), ("0x1", 100.03, 0.2), ("0x2", 100.03, pytest.approx(0.1))]
+    core.on_bbo(0, 21, 99.99, 1.0, 100.01, 0.2, T0 + 1)  # a new quote: fresh liquidity
+    venue.submit(_order("0x3", True, "100.04", "0.4", 100.0), T0 + 1)
+    venue.on_timer(T0 + 1)
+    assert [(f.px, f.sz) for f in venue.fills[3:]] == [(100.01, 0.2), (100.03, 0.2)]
+
+
+def test_stale_store_falls_back_to_top_of_book_logged_once_a_minute(caplog: Any) -> None:
+    now = [T0]
+    store = L2BookStore(max_age_ms=1000.0, clock=lambda: now[0])
+    core, venue = _venue(store.levels, latency=0.0)
+    core.on_bbo(0, 20, 99.99, 1.0, 100.01, 0.2, T0)
+    assert store.update("xyz:GOLD", 1000, BIDS, ASKS)
+    venue.submit(_order("0x1", True, "100.06", "1", 100.0), T0)
+    venue.on_timer(T0)
+    assert len(venue.fills) == 3 and venue.executions[-1].source == "l2book"
+    with caplog.at_level(logging.WARNING, logger="engine.venues.paper"):
+        for k in range(3):  # stale: top of book only, one log line for the three orders
+            t = T0 + 1001 + k
+            now[0] = t
+            core.on_bbo(0, 21 + k, 99.99, 1.0, 100.01, 0.2, t)
+            venue.submit(_order(f"0xf{k}", True, "100.06", "1", 100.0), t)
+            venue.on_timer(t)
+            ex = venue.executions[-1]
+            assert (ex.source, ex.levels, ex.filled_sz) == ("top_of_book", 1, 0.2)
+        assert caplog.text.count("no fresh l2Book levels") == 1 and "xyz:GOLD" in caplog.text
+        t = T0 + 1001 + 60_000  # a minute later: logged again
+        now[0] = t
+        core.on_bbo(0, 30, 99.99, 1.0, 100.01, 0.2, t)
+        venue.submit(_order("0xg", True, "100.06", "1", 100.0), t)
+        venue.on_timer(t)
+        assert caplog.text.count("no fresh l2Book levels") == 2
+    assert venue.stats.l2_fallbacks == 4 and venue.stats.l2_walks == 1
+    assert store.stats.stale == 4 and store.stats.hits == 1
+    # a fresh snapshot: walking again
+    assert store.update("xyz:GOLD", 2000, BIDS, ASKS)
+    venue.submit(_order("0xh", True, "100.06", "1", 100.0), t)
+    venue.on_timer(t)
+    assert venue.executions[-1].source == "l2book"
+
+
+def test_no_levels_provider_never_logs_a_fallback(caplog: Any) -> None:
+    _core, venue = _venue(None, latency=0.0)
+    with caplog.at_level(logging.WARNING, logger="engine.venues.paper"):
+        venue.submit(_order("0x1", True, "100.06", "1", 100.0), T0)
+        venue.on_timer(T0)
+    assert venue.executions[-1].source == "top_of_book" and venue.stats.l2_fallbacks == 0
+    assert "l2Book" not in caplog.text
 
 
 def test_top_of_book_liquidity_is_not_taken_twice() -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio_websocket
 
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostError, PostLost, PostTimeout
+from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.wire import L2BookEvent, WireDecoder
+
+from .conftest import Recorder
 
 COINS = ["xyz:SILVER", "xyz:GOLD", "xyz:CL"]
 
@@ -486,3 +492,211 @@ async def test_no_coins_still_connects_for_posts(fake_hl, make_feed) -> None:
     assert feed.all_acked and await feed.info({"type": "meta", "dex": "xyz"}) == {"universe": []}
     with pytest.raises(RuntimeError, match="already running"):
         await feed.run()
+
+
+# ---------------------------------------------------------------- l2Book (paper depth)
+
+DOC_L2 = (  # verbatim from docs/hyperliquid-protocol.md §3.2
+    '{"channel":"l2Book","data":{"coin":"xyz:SILVER","time":1769594065851,'
+    '"levels":[[{"px":"112.88","sz":"3.1","n":2}],[{"px":"112.95","sz":"0.8","n":1}]]}}'
+)
+
+
+def l2_frame(
+    coin: str,
+    bids: list[tuple[str, str]],
+    asks: list[tuple[str, str]],
+    time_ms: int = 1769594065851,
+) -> dict[str, Any]:
+    def side(levels: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [{"px": px, "sz": sz, "n": 1} for px, sz in levels]
+
+    return {
+        "channel": "l2Book",
+        "data": {"coin": coin, "time": time_ms, "levels": [side(bids), side(asks)]},
+    }
+
+
+BIDS3 = [("112.88", "3.1"), ("112.80", "1"), ("112.70", "2.5")]
+ASKS3 = [("112.95", "0.8"), ("113", "1.2"), ("113.1", "4")]
+
+
+@attrs.define
+class L2Recorder(Recorder):
+    """A Recorder with the optional ``on_l2book``."""
+
+    l2: list[tuple[Any, ...]] = attrs.Factory(list)
+
+    def on_l2book(
+        self,
+        coin: str,
+        time_ms: int,
+        bids: list[tuple[float, float]],
+        asks: list[tuple[float, float]],
+    ) -> None:
+        self.l2.append((coin, time_ms, list(bids), list(asks)))
+
+
+def test_l2_decoder_doc_frame_and_disabled_by_default() -> None:
+    dec = WireDecoder(l2book=True)
+    ev = dec.decode(DOC_L2)
+    assert ev == L2BookEvent("xyz:SILVER", 1769594065851, [(112.88, 3.1)], [(112.95, 0.8)])
+    assert dec.stats.frames_by_channel["l2Book"] == 1
+    empty = dec.decode(json.dumps(l2_frame("xyz:GOLD", [], [])))
+    assert empty == L2BookEvent("xyz:GOLD", 1769594065851, [], [])
+    off = WireDecoder()  # observe mode: l2Book is just an unknown channel
+    assert off.decode(DOC_L2) is None
+    assert off.stats.unknown_by_channel == {"l2Book": 1} and off.stats.malformed == 0
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1}}',  # no levels
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[]]}}',  # one side
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[],[],[]]}}',
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","levels":[[],[]]}}',  # no time
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[{"px":"abc",'
+        '"sz":"1"}],[]]}}',
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[{"sz":"1"}],[]]}}',
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":{"bids":[]}}}',
+        '{"channel":"l2Book","data":{"coin":"xyz:GOLD","time":1,"levels":[[{"px":',  # truncated
+        json.dumps(l2_frame("xyz:GOLD", [("NaN", "1")], [])),
+        json.dumps(l2_frame("xyz:GOLD", [("112", "1")], [("113", "0")])),  # zero size
+        json.dumps(l2_frame("xyz:GOLD", [("-1", "1")], [])),
+        json.dumps(l2_frame("xyz:GOLD", [], [("Infinity", "1")])),
+    ],
+)
+def test_l2_decoder_malformed_counted_never_raises(frame: str) -> None:
+    dec = WireDecoder(l2book=True)
+    assert dec.decode(frame) is None
+    assert dec.stats.malformed == 1 and dec.stats.l2_rejected == 0
+    assert dec.stats.frames_by_channel["l2Book"] == 0 and dec.stats.unknown_channel == 0
+
+
+def test_l2_decoder_rejects_crossed_and_unsorted_logged_once_per_kind(caplog) -> None:
+    dec = WireDecoder(l2book=True)
+    crossed = l2_frame("xyz:GOLD", [("113", "1")], [("112.9", "1")])
+    locked = l2_frame("xyz:GOLD", [("113", "1")], [("113", "1")])
+    unsorted_bids = l2_frame("xyz:GOLD", [("112", "1"), ("112.5", "1")], [("113", "1")])
+    unsorted_asks = l2_frame("xyz:GOLD", [("112", "1")], [("113", "1"), ("113", "2")])
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            for f in (crossed, locked, unsorted_bids, unsorted_asks):
+                assert dec.decode(json.dumps(f)) is None
+            assert dec.decode('{"channel":"l2Book","data":{}}') is None
+    assert dec.stats.l2_rejected == 12 and dec.stats.malformed == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("(crossed)" in m for m in lines) == 1
+    assert sum("(unsorted)" in m for m in lines) == 1
+    assert sum("(malformed)" in m for m in lines) == 1
+    assert any("best bid 113.0 >= best ask 112.9" in m for m in lines)
+
+
+def test_l2_store_regression_staleness_invalidate_and_bad_input(caplog) -> None:
+    now = [1_000.0]
+    store = L2BookStore(max_age_ms=500.0, clock=lambda: now[0])
+    bids, asks = [(99.0, 1.0)], [(101.0, 2.0)]
+    assert store.levels("xyz:GOLD") is None and store.stats.missing == 1
+    assert store.update("xyz:GOLD", 100, bids, asks)
+    assert store.levels("xyz:GOLD") == (bids, asks)
+    with caplog.at_level(logging.WARNING):
+        assert not store.update("xyz:GOLD", 99, [(98.0, 1.0)], asks)  # older: refused
+        assert not store.update("xyz:GOLD", 50, [(98.0, 1.0)], asks)
+    assert store.stats.regressions == 2 and caplog.text.count("older than the last") == 1
+    assert store.levels("xyz:GOLD") == (bids, asks)
+    assert store.update("xyz:GOLD", 100, [(99.5, 1.0)], asks)  # same time: replaces
+    snap = store.snapshot("xyz:GOLD")
+    assert snap is not None and snap.bids == [(99.5, 1.0)] and snap.time_ms == 100
+    now[0] += 500.0
+    assert store.levels("xyz:GOLD") is not None  # exactly at the bound: still fresh
+    now[0] += 1.0
+    assert store.levels("xyz:GOLD") is None and store.stats.stale == 1
+    assert store.levels_at("xyz:GOLD", 1_000.0) is not None  # pure variant
+    # direct callers cannot store a bad book either
+    assert not store.update("xyz:GOLD", 200, [(101.0, 1.0)], [(100.0, 1.0)])  # crossed
+    assert not store.update("xyz:GOLD", 200, [(99.0, 1.0), (99.5, 1.0)], asks)  # unsorted
+    assert not store.update("xyz:GOLD", 200, [(float("nan"), 1.0)], asks)
+    assert store.stats.rejected == 3 and store.last_time_ms("xyz:GOLD") == 100
+    store.invalidate("test")
+    assert store.snapshot("xyz:GOLD") is None and store.coins() == []
+    assert not store.update("xyz:GOLD", 99, bids, asks)  # the watermark survives
+    assert store.update("xyz:GOLD", 101, bids, asks) and store.levels("xyz:GOLD") is not None
+    with pytest.raises(ValueError):
+        L2BookStore(max_age_ms=0.0)
+
+
+async def test_l2book_subscribed_stored_and_dispatched(fake_hl, make_feed) -> None:
+    rec = L2Recorder()
+    feed, _ = make_feed(COINS, handler=rec, feed_kwargs={"l2book": True})
+    conn = await fake_hl.wait_connections(1)
+    await wait_until(lambda: feed.all_acked)
+    expected = [{"type": t, "coin": c} for t in ("bbo", "activeAssetCtx", "l2Book") for c in COINS]
+    assert sorted(conn.subscriptions, key=json.dumps) == sorted(expected, key=json.dumps)
+    assert feed.stats.subscriptions == 9 and ("l2Book", "xyz:GOLD") in rec.subscribed
+    store = feed.l2book
+    assert store is not None
+    await conn.send(l2_frame("xyz:SILVER", BIDS3, ASKS3, time_ms=10))
+    await conn.send(l2_frame("xyz:SILVER", [("1", "1")], [("2", "1")], time_ms=9))  # regress
+    await conn.send(l2_frame("xyz:SILVER", [("113", "1")], [("112", "1")], time_ms=11))  # crossed
+    await conn.send({"channel": "l2Book", "data": {"coin": "xyz:SILVER", "time": 12}})
+    await conn.send(l2_frame("xyz:NOTSUB", BIDS3, ASKS3, time_ms=12))  # unexpected coin
+    await conn.send(l2_frame("xyz:GOLD", [], [("2000.5", "0.25")], time_ms=13))
+    await wait_until(lambda: len(rec.l2) == 2)
+    assert rec.l2[0] == (
+        "xyz:SILVER", 10, [(112.88, 3.1), (112.8, 1.0), (112.7, 2.5)],
+        [(112.95, 0.8), (113.0, 1.2), (113.1, 4.0)],
+    )
+    assert rec.l2[1] == ("xyz:GOLD", 13, [], [(2000.5, 0.25)])
+    assert store.levels("xyz:SILVER") == (rec.l2[0][2], rec.l2[0][3])
+    assert store.last_time_ms("xyz:SILVER") == 10 and store.stats.regressions == 1
+    st = feed.stats
+    assert st.l2_rejected == 1 and st.malformed == 1 and st.unexpected_coin == 1
+    assert st.frames_by_channel["l2Book"] == 4  # valid frames (the regressing one included)
+    assert st.connects == 1 and rec.disconnected == [] and feed.connected
+    # a reconnect drops the levels (stale by definition) and resubscribes l2Book
+    await conn.close()
+    conn2 = await fake_hl.wait_connections(2)
+    assert store.levels("xyz:SILVER") is None and store.stats.invalidations == 1
+    await conn2.wait_for(lambda c: len(c.subscriptions) == 9)
+    await conn2.send(l2_frame("xyz:SILVER", BIDS3, ASKS3, time_ms=20))
+    await wait_until(lambda: store.levels("xyz:SILVER") is not None)
+
+
+async def test_l2book_without_handler_method_only_fills_the_store(fake_hl, make_feed) -> None:
+    store = L2BookStore()
+    feed, rec = make_feed(["xyz:SILVER"], feed_kwargs={"l2book": True, "l2book_store": store})
+    assert feed.l2book is store
+    conn = await fake_hl.wait_connections(1)
+    await wait_until(lambda: feed.all_acked)
+    await conn.send(l2_frame("xyz:SILVER", BIDS3, ASKS3, time_ms=10))
+    await conn.send(frames_bbo_silver())
+    await wait_until(lambda: len(rec.bbo) == 1)
+    assert store.levels("xyz:SILVER") is not None and feed.connected
+
+
+def frames_bbo_silver() -> dict[str, Any]:
+    return {
+        "channel": "bbo",
+        "data": {"coin": "xyz:SILVER", "time": 5,
+                 "bbo": [{"px": "112.88", "sz": "3.1", "n": 1}, None]},
+    }
+
+
+async def test_l2book_off_by_default_never_subscribed_frames_ignored(fake_hl, make_feed) -> None:
+    rec = L2Recorder()
+    feed, _ = make_feed(["xyz:SILVER"], handler=rec)
+    conn = await fake_hl.wait_connections(1)
+    await wait_until(lambda: feed.all_acked)
+    assert all(s["type"] != "l2Book" for s in conn.subscriptions) and feed.l2book is None
+    await conn.send(l2_frame("xyz:SILVER", BIDS3, ASKS3))
+    await conn.send(frames_bbo_silver())
+    await wait_until(lambda: len(rec.bbo) == 1)
+    assert rec.l2 == [] and feed.stats.unknown_by_channel == {"l2Book": 1}
+
+
+def test_l2book_store_without_the_flag_is_refused() -> None:
+    from engine.config import VenueConfig
+
+    with pytest.raises(ValueError, match="l2book"):
+        HyperliquidFeed(VenueConfig(), COINS, Recorder(), l2book_store=L2BookStore())

@@ -8,6 +8,11 @@ per frame), keep the connection alive with ``{"method":"ping"}``, reconnect (wit
 backoff and jitter, resubscribing everything) after any failure, a pong timeout or stale streams,
 and correlate WS ``post`` requests with their answers.
 
+With ``l2book=True`` it also subscribes ``l2Book`` per coin: valid frames (see
+:class:`~engine.venues.hyperliquid.wire.WireDecoder`) update :attr:`HyperliquidFeed.l2book`, an
+:class:`~engine.venues.hyperliquid.l2book.L2BookStore` (which refuses a regressing ``time``),
+and then go to the handler's optional ``on_l2book``; the store drops its levels on disconnect.
+
 User channels are READY on their ``subscriptionResponse`` acks, never on first data (an idle
 account sends nothing: P1/BUG-001): ``handler.on_user_channels_acked(True)`` once both are acked
 on a connection, ``(False)`` on every disconnect.
@@ -58,17 +63,20 @@ import trio
 
 from engine.config import VenueConfig
 from engine.venues.hyperliquid import ws
+from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.signing import check_address
 from engine.venues.hyperliquid.wire import (
     CH_BBO,
     CH_CTX,
+    CH_L2BOOK,
     CH_ORDER_UPDATES,
     CH_USER_FILLS,
     PING_TEXT,
     BboEvent,
     CtxEvent,
     ErrorEvent,
+    L2BookEvent,
     OrderUpdate,
     OrderUpdatesEvent,
     PongEvent,
@@ -87,7 +95,10 @@ log = logging.getLogger(__name__)
 
 STABLE_AFTER_S: Final = 60.0
 MAX_INFLIGHT_POSTS: Final = 100
-SEND_COALESCE_S: Final = 500e-6
+SEND_COALESCE_S: Final = 2e-3
+"""Longest wait of a read's later orders for the rest of that read (see the module docstring):
+above the ~1.2 ms a 40-market burst takes to decide, so its 39 later orders leave as ONE action
+right after the read (two signatures and two writes for the burst, its first order at once)."""
 USER_CHANNELS: Final = (CH_ORDER_UPDATES, CH_USER_FILLS)
 _MAX_TICK_S: Final = 0.25
 _MIN_TICK_S: Final = 0.002
@@ -105,7 +116,8 @@ class FeedHandler(Protocol):
 
     Optional (looked up once with ``getattr`` at construction; see :class:`UserStreamHandler`):
     ``on_order_updates``, ``on_user_fills``, ``on_user_channels_acked``. Without them, user
-    stream messages are counted (``user_unhandled``) and dropped.
+    stream messages are counted (``user_unhandled``) and dropped. ``on_l2book`` (see
+    :class:`L2BookHandler`) is optional too: without it l2Book frames only update the store.
     """
 
     def on_bbo(
@@ -146,6 +158,22 @@ class UserStreamHandler(Protocol):
     def on_user_channels_acked(self, acked: bool) -> None: ...
 
 
+class L2BookHandler(Protocol):
+    """The optional l2Book method of a :class:`FeedHandler` (only with ``l2book=True``).
+
+    Called after the store accepted the frame (valid levels, ``time`` not regressing) with the
+    levels best first as ``(px, sz)``; the lists are the stored ones: do not mutate them.
+    """
+
+    def on_l2book(
+        self,
+        coin: str,
+        time_ms: int,
+        bids: list[tuple[float, float]],
+        asks: list[tuple[float, float]],
+    ) -> None: ...
+
+
 class SendSource(Protocol):
     """Work queued outside the outbox (e.g. orders to coalesce into one action).
 
@@ -157,6 +185,15 @@ class SendSource(Protocol):
     def materialize(self) -> None: ...
 
     def discard(self, reason: str) -> None: ...
+
+
+class EncodedRequest(str):
+    """A post ``request`` already encoded as compact JSON (the order path builds it from
+    fragments, :func:`~engine.venues.hyperliquid.signing.ioc_action_fragments`): written as
+    ``{"method":"post","id":<id>,"request":<this text>}``, the bytes :func:`encode_post` gives
+    for the same request as a dict."""
+
+    __slots__ = ()
 
 
 class PostFailure(Exception):
@@ -335,7 +372,13 @@ class HyperliquidFeed:
         connector: Connector = ws.connect,
         user: str | None = None,
         send_coalesce_s: float = SEND_COALESCE_S,
+        l2book: bool = False,
+        l2book_store: L2BookStore | None = None,
     ) -> None:
+        """``l2book``: also subscribe ``l2Book`` per coin, kept in ``l2book_store`` (a new
+        :class:`L2BookStore` when not given; passing a store without ``l2book`` is an error)."""
+        if l2book_store is not None and not l2book:
+            raise ValueError("l2book_store given but l2book is False: nothing would fill it")
         self.cfg = cfg
         self.coins: list[str] = list(dict.fromkeys(coins))
         for c in self.coins:
@@ -347,12 +390,21 @@ class HyperliquidFeed:
         self._clock = clock
         self._stable_after = stable_after_s
         self._connector = connector
-        self._decoder = WireDecoder(self.stats)
+        self._decoder = WireDecoder(self.stats, l2book=l2book)
         self._rlog = RateLimitedLog(log)
         # the master account (never the agent's address): its orderUpdates and userFills
         self.user: str | None = None if user is None else check_address(user)
         self._subs: list[tuple[str, str | None]] = [(CH_BBO, c) for c in self.coins]
         self._subs += [(CH_CTX, c) for c in self.coins]
+        self.l2book: L2BookStore | None = None
+        if l2book:
+            self.l2book = l2book_store if l2book_store is not None else L2BookStore()
+            self._subs += [(CH_L2BOOK, c) for c in self.coins]
+        self._l2_coins = frozenset(self.coins) if l2book else frozenset()
+        self._h_l2book: Callable[[str, int, list[tuple[float, float]],
+                                  list[tuple[float, float]]], None] | None = getattr(
+            handler, "on_l2book", None
+        )
         self._sub_texts = [encode_subscribe(subscription(t, c)) for t, c in self._subs]
         if self.user is not None:
             for ch in USER_CHANNELS:
@@ -537,6 +589,8 @@ class HyperliquidFeed:
             reason = s.reason or "shutdown"
             self._dispatching = False
             self._fail_pending(reason)
+            if self.l2book is not None:
+                self.l2book.invalidate(reason)
             if self.user is not None:
                 self._user_acked.clear()
                 st.user_acked = False
@@ -589,6 +643,8 @@ class HyperliquidFeed:
                             on_ctx(coin, c.oracle_px, c.mark_px)
                         else:
                             self._unexpected_coin(CH_CTX, coin)
+                    elif t is L2BookEvent:
+                        self._on_l2book(ev)  # type: ignore[arg-type]
                     elif ev is not None:
                         self._on_control(s, ev, now)
                     if self._send_requested and not self._flushing:
@@ -619,6 +675,20 @@ class HyperliquidFeed:
             channel,
             excerpt(coin, 40),
         )
+
+    def _on_l2book(self, ev: L2BookEvent) -> None:
+        coin = ev.coin
+        store = self.l2book
+        if store is None or coin not in self._l2_coins:
+            self._unexpected_coin(CH_L2BOOK, coin)
+            return
+        if not store.update(coin, ev.time_ms, ev.bids, ev.asks):
+            return
+        h = self._h_l2book
+        if h is not None:
+            snap = store.snapshot(coin)
+            assert snap is not None
+            h(coin, ev.time_ms, snap.bids, snap.asks)
 
     def _on_control(self, s: _Session, ev: object, now: float) -> None:
         if isinstance(ev, PongEvent):
@@ -751,7 +821,13 @@ class HyperliquidFeed:
                 log.info("all %d subscriptions acknowledged", len(self._subs))
             return
         coin = ev.coin
-        last = self._bbo_last if ev.sub_type == CH_BBO else self._ctx_last
+        last = (
+            self._bbo_last
+            if ev.sub_type == CH_BBO
+            else self._ctx_last
+            if ev.sub_type == CH_CTX
+            else {}  # l2Book: no staleness watch
+        )
         if coin is not None and coin in last and last[coin] <= s.started:
             last[coin] = now  # no message yet: staleness counts from the ack
         self._handler.on_subscribed(ev.sub_type, coin)
@@ -846,14 +922,15 @@ class HyperliquidFeed:
 
     def post_nowait(
         self,
-        request: Mapping[str, Any],
+        request: Mapping[str, Any] | EncodedRequest,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - not async; the post's deadline
         on_sent: Callable[[PostTicket], None] | None = None,
         on_done: Callable[[PostTicket], None] | None = None,
         context: object = None,
     ) -> PostTicket:
-        """Register and queue a post without blocking; it is written by the next flush.
+        """Register and queue a post without blocking; it is written by the next flush
+        (``request`` as a dict, or already encoded: :class:`EncodedRequest`).
 
         Raises :class:`PostNotSent` when not connected or all ``max_inflight_posts`` slots
         are taken. ``on_sent(ticket)`` runs right after the write that carried the frame;
@@ -955,7 +1032,7 @@ class HyperliquidFeed:
 
     def _register(
         self,
-        request: Mapping[str, Any],
+        request: Mapping[str, Any] | EncodedRequest,
         timeout: float | None,
         on_sent: Callable[[PostTicket], None] | None,
         on_done: Callable[[PostTicket], None] | None,
@@ -965,7 +1042,10 @@ class HyperliquidFeed:
         limit = self.cfg.post_timeout_s if timeout is None else timeout
         post_id = next(self._ids)
         try:
-            text = encode_post(post_id, request)
+            if isinstance(request, EncodedRequest):
+                text = '{"method":"post","id":' + str(post_id) + ',"request":' + request + "}"
+            else:
+                text = encode_post(post_id, request)
         except (TypeError, ValueError, OverflowError) as exc:  # msgspec.EncodeError is one
             self._post_slots.release()
             self.stats.posts_not_sent += 1

@@ -19,6 +19,12 @@ of a tagged union on ``channel``:
 * ``userFills`` → :class:`UserFillsEvent`: ``{"isSnapshot"?: true, "user", "fills": [...]}``
   with ``isSnapshot`` optional, default false (P15/P16); fills decoded one by one like order
   updates (:class:`UserFill`, extra fields accepted). Neither user channel is on the hot path.
+* ``l2Book`` (only with ``WireDecoder(l2book=True)``; otherwise an unknown channel) →
+  :class:`L2BookEvent`: ``levels`` is ``[bids, asks]``, each ``[{px, sz, n}, ...]`` best first
+  (protocol doc §3.2). A level with a px or sz that is not finite and > 0 makes the frame
+  malformed; levels out of order (bids not strictly falling, asks not strictly rising) or a
+  crossed book (best bid ≥ best ask) are rejected (``l2_rejected``) by :func:`check_l2_levels`.
+  Each kind of l2Book problem is logged at most once a minute (with a suppressed count).
 
 Anything else is counted in :class:`WireStats` and skipped, never raised: the plain-text
 greeting ``Websocket connection established.`` and other text that is not JSON at all
@@ -54,10 +60,12 @@ CH_POST: Final = "post"
 CH_ERROR: Final = "error"
 CH_ORDER_UPDATES: Final = "orderUpdates"
 CH_USER_FILLS: Final = "userFills"
+CH_L2BOOK: Final = "l2Book"
 KNOWN_CHANNELS: Final = frozenset(
     {CH_BBO, CH_CTX, CH_SUB, CH_PONG, CH_POST, CH_ERROR, CH_ORDER_UPDATES, CH_USER_FILLS}
 )
 MAX_UNKNOWN_CHANNEL_NAMES: Final = 64
+L2_LOG_INTERVAL_S: Final = 60.0
 _INF: Final = float("inf")
 
 
@@ -147,9 +155,20 @@ class _UserFillsMsg(msgspec.Struct, tag_field="channel", tag=CH_USER_FILLS):
     data: _UserFillsData
 
 
+class _L2Data(msgspec.Struct):
+    coin: str
+    time: int
+    levels: tuple[list[_Level], list[_Level]]
+
+
+class _L2Msg(msgspec.Struct, tag_field="channel", tag=CH_L2BOOK):
+    data: _L2Data
+
+
 _WireMsg = (
     _BboMsg | _CtxMsg | _SubMsg | _PongMsg | _PostMsg | _ErrorMsg | _OrderUpdatesMsg | _UserFillsMsg
 )
+_WireMsgL2 = _WireMsg | _L2Msg
 
 
 # user-channel elements (decoded one by one, strictly: a wrong type is a bad element)
@@ -284,6 +303,16 @@ class UserFill(msgspec.Struct, frozen=True, rename="camel"):
         return self.side == "B"
 
 
+class L2BookEvent(msgspec.Struct):
+    """An ``l2Book`` frame: ``(px, sz)`` levels best first, validated (finite, > 0, sorted,
+    not crossed); ``time_ms`` is the frame's ``time``."""
+
+    coin: str
+    time_ms: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
 class OrderUpdatesEvent(msgspec.Struct):
     """An ``orderUpdates`` frame: the elements that decoded (``bad`` were skipped)."""
 
@@ -309,6 +338,7 @@ Event = (
     | ErrorEvent
     | OrderUpdatesEvent
     | UserFillsEvent
+    | L2BookEvent
 )
 
 _UNSIGNED_DEC: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -328,6 +358,31 @@ class WireStats:
     unknown_channel: int = 0
     unknown_by_channel: dict[str, int] = attrs.Factory(dict)
     non_json: int = 0
+    l2_rejected: int = 0  # l2Book frames with unsorted or crossed levels (shape errors: malformed)
+
+
+def check_l2_levels(
+    bids: list[tuple[float, float]], asks: list[tuple[float, float]]
+) -> str | None:
+    """Why these l2Book levels are unusable (``None``: they are fine).
+
+    Every px and sz must be finite and > 0; bids strictly falling, asks strictly rising (best
+    first); best bid < best ask. The first word of the answer is the kind (``bad``,
+    ``unsorted``, ``crossed``).
+    """
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for px, sz in levels:
+            if not (0.0 < px < _INF and 0.0 < sz < _INF):
+                return f"bad {side} level px={px!r} sz={sz!r} (must be finite and > 0)"
+    for i in range(1, len(bids)):
+        if not bids[i][0] < bids[i - 1][0]:
+            return f"unsorted bids: {bids[i - 1][0]!r} then {bids[i][0]!r} (must fall)"
+    for i in range(1, len(asks)):
+        if not asks[i][0] > asks[i - 1][0]:
+            return f"unsorted asks: {asks[i - 1][0]!r} then {asks[i][0]!r} (must rise)"
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        return f"crossed book: best bid {bids[0][0]!r} >= best ask {asks[0][0]!r}"
+    return None
 
 
 # --------------------------------------------------------------------------- decoder
@@ -336,17 +391,37 @@ class WireStats:
 class WireDecoder:
     """Decode server text frames into events; count and log (rate-limited) what it skips."""
 
-    __slots__ = ("stats", "_decode", "_generic", "_rlog", "_fbc", "_order_dec", "_fill_dec")
+    __slots__ = (
+        "stats",
+        "_decode",
+        "_generic",
+        "_rlog",
+        "_fbc",
+        "_order_dec",
+        "_fill_dec",
+        "_known",
+        "_l2log",
+    )
 
-    def __init__(self, stats: WireStats | None = None, *, rlog: RateLimitedLog | None = None):
+    def __init__(
+        self,
+        stats: WireStats | None = None,
+        *,
+        rlog: RateLimitedLog | None = None,
+        l2book: bool = False,
+    ):
+        """``l2book``: decode ``l2Book`` frames (else they count as an unknown channel)."""
         self.stats = stats if stats is not None else WireStats()
-        self._decode = msgspec.json.Decoder(_WireMsg, strict=False).decode
+        union: Any = _WireMsgL2 if l2book else _WireMsg
+        self._decode = msgspec.json.Decoder(union, strict=False).decode
         self._generic = msgspec.json.Decoder().decode
         self._order_dec = msgspec.json.Decoder(_WsOrder).decode
         self._fill_dec = msgspec.json.Decoder(UserFill).decode
         self._rlog = rlog if rlog is not None else RateLimitedLog(log)
+        self._l2log = RateLimitedLog(log, interval_s=L2_LOG_INTERVAL_S, burst=1)
+        self._known = KNOWN_CHANNELS | {CH_L2BOOK} if l2book else KNOWN_CHANNELS
         fbc = self.stats.frames_by_channel
-        for ch in KNOWN_CHANNELS:
+        for ch in self._known:
             fbc.setdefault(ch, 0)
         self._fbc = fbc
 
@@ -424,10 +499,40 @@ class WireDecoder:
             fd = msg.data
             fills, bad = self._user_fills(fd.fills)
             return UserFillsEvent(fills, fd.isSnapshot, fd.user, bad)
+        if t is _L2Msg:
+            return self._l2book(text, msg.data)
         # _ErrorMsg
         data = msg.data
         self._fbc[CH_ERROR] += 1
         return ErrorEvent(data if isinstance(data, str) else msgspec.json.encode(data).decode())
+
+    # -- l2Book: validated as a whole (one bad level spoils the snapshot)
+
+    def _l2book(self, text: str | bytes, d: _L2Data) -> L2BookEvent | None:
+        bids = [(lv.px, lv.sz) for lv in d.levels[0]]
+        asks = [(lv.px, lv.sz) for lv in d.levels[1]]
+        why = check_l2_levels(bids, asks)
+        if why is not None:
+            kind = why.split(" ", 1)[0]
+            if kind == "bad":
+                self.stats.malformed += 1
+                self._l2_problem("malformed", f"{d.coin}: {why}", text)
+            else:
+                self.stats.l2_rejected += 1
+                self._l2_problem(kind, f"{d.coin}: {why}", text)
+            return None
+        self._fbc[CH_L2BOOK] += 1
+        return L2BookEvent(d.coin, d.time, bids, asks)
+
+    def _l2_problem(self, kind: str, why: str, text: str | bytes) -> None:
+        self._l2log.log(
+            f"l2:{kind}",
+            logging.WARNING,
+            "l2Book frame rejected (%s): %s; frame %s",
+            kind,
+            why,
+            excerpt(text),
+        )
 
     # -- user channels: one element at a time, a bad one is counted and skipped
 
@@ -522,7 +627,11 @@ class WireDecoder:
                 )
             return
         channel = generic.get("channel") if isinstance(generic, dict) else None
-        if isinstance(channel, str) and channel not in KNOWN_CHANNELS:
+        if channel == CH_L2BOOK and CH_L2BOOK in self._known:
+            self.stats.malformed += 1
+            self._l2_problem("malformed", str(exc), text)
+            return
+        if isinstance(channel, str) and channel not in self._known:
             stats = self.stats
             stats.unknown_channel += 1
             ubc = stats.unknown_by_channel

@@ -25,7 +25,7 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -39,8 +39,13 @@ from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.records import RecordWriter
+from engine.ops.health import HealthInputs
+from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.info import DiscoveryError, InfoError, discover
+
+if TYPE_CHECKING:
+    from engine.ops.service import OpsService
 
 log = logging.getLogger("engine.app")
 signal_log = logging.getLogger("engine.signal")
@@ -83,6 +88,7 @@ class CoreHandler:
         self.stats = stats
         self.index = {m.coin: m.index for m in core.markets}
         self._now: float | None = None
+        self.app: Any = None  # the owning app (ops hooks); TradingHandler narrows it
 
     def _batch_now(self) -> float:
         now = self._now
@@ -117,6 +123,8 @@ class CoreHandler:
     def on_disconnected(self, reason: str) -> None:
         self.core.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
+        if self.app is not None and self.app.ops is not None:
+            self.app.ops.on_disconnected(reason)
 
     def on_subscribed(self, sub_type: str, coin: str | None) -> None:
         return None
@@ -242,12 +250,25 @@ class ObserveApp:
         self.info_url = cfg.venue.info_url
         self.ready = trio.Event()
         self._cancel: trio.CancelScope | None = None
+        self._root: trio.Nursery | None = None
+        self.state_dir = resolve_state_dir(cfg)
+        self.kill_path = kill_file_path(cfg)
+        self.kill_at_start: str | None = None
+        self.stop_reason: str | None = None
+        self.exit_code = EXIT_OK
+        self.ops: OpsService | None = None
+        self._handler: CoreHandler | None = None
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
         assert self.writer is not None and self.scheduler is not None
         f = sig.fields
         self.stats.signals += 1
+        if self.ops is not None:
+            h = self._handler
+            t0 = h._now if h is not None else None
+            self.ops.on_signal(f["market_key"], f["side"],
+                               None if t0 is None else (self.clock() - t0) / 1000.0)
         self.writer.write("signals", f["timestamp_ms"], f)
         self.scheduler.schedule(sig.signal_id, f["market_key"], f["side"], f["timestamp_ms"],
                                 f["oracle_px"], f["best_px"], f["raw_edge_bps"],
@@ -258,21 +279,82 @@ class ObserveApp:
             f["market_key"], f["side"], f["raw_edge_bps"], f["threshold_bps"], f["net_edge_bps"],
             f["oracle_px"], f["best_px"], f["suggested_size"],
             "?" if f["oracle_age_ms"] is None else f"{f['oracle_age_ms']:.0f}",
-            f["confidence"], f["trigger"], f["signal_id"])
+            f["confidence"], f["trigger"], f["signal_id"],
+            extra={"market": f["market_key"], "side": f["side"], "signal_id": f["signal_id"]})
 
     def stop(self) -> None:
-        """Request an orderly stop (used by tests and the signal handler)."""
+        """Cancel every task now (the last step of a stop; tests use it to simulate a crash)."""
         if self._cancel is not None:
             self._cancel.cancel()
+
+    def request_stop(self, reason: str) -> bool:
+        """Start the graceful stop (kill switch semantics) once; later requests are ignored.
+
+        Every stop path comes here: SIGTERM/SIGINT, the kill file, ``POST /kill``, the run
+        duration. Returns False when a stop was already under way.
+        """
+        if self.stop_reason is not None or self._root is None:
+            return False
+        self.stop_reason = reason
+        if self.ops is not None:
+            self.ops.on_stop(reason)
+        self._root.start_soon(self._stop_task, reason, name="stop")
+        return True
+
+    async def _stop_task(self, reason: str) -> None:
+        log.warning("stopping: %s", reason)
+        with trio.move_on_after(self.cfg.ops.kill_flat_timeout_s + 15.0):
+            await self.graceful_stop(reason)
+        self.stop()
+
+    def kill_requested(self) -> str | None:
+        """Why the engine must not trade (kill file present / ENGINE_KILL=1), or None."""
+        if self.kill_path.exists():
+            return f"kill file {self.kill_path} exists"
+        return None
 
     # ---------------------------------------------------------------- run
     def preflight(self) -> None:
         """Checks that must pass before any connection (raise StartupError)."""
 
+    def _warn_split_state(self) -> None:
+        """Under systemd the kill file is in $STATE_DIRECTORY; an operator's shell command
+        (no $STATE_DIRECTORY) looks in [records] dir: they must be the same directory."""
+        state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if not state or self.cfg.ops.state_dir:
+            return
+        try:
+            same = Path(state).resolve() == self.records_dir.resolve()
+        except OSError:
+            same = False
+        if not same:
+            log.warning("kill file and request files are in $STATE_DIRECTORY (%s) but [records] "
+                        "dir is %s: commands run from a shell (kill, flatten, reset-hard-stop) "
+                        "would look in the records dir; set [records] dir or [ops] state_dir "
+                        "to %s in the config file", state, self.records_dir, state)
+
+    def _check_kill_at_start(self) -> None:
+        why = self.kill_requested()
+        if why is None and kill_env_set():
+            why = "ENGINE_KILL=1 in the environment"
+        if why is not None:
+            self.kill_at_start = why
+            log.critical("kill switch on at start (%s): no trading; open positions are "
+                         "flattened and the engine exits. Remove it to trade again "
+                         "(python -m engine kill --clear).", why)
+
     async def run(self) -> int:
         cfg = self.cfg
+        self._warn_split_state()
+        self._check_kill_at_start()
         self.preflight()
         check_records_dir(self.records_dir)
+        from engine.ops.service import OpsService, SecretsError
+
+        try:
+            self.ops = OpsService(self)
+        except SecretsError as exc:
+            raise StartupError(f"ops credentials: {exc}", EXIT_CONFIG) from None
         rec = cfg.records
         writer = RecordWriter(self.records_dir, flush_interval_ms=rec.flush_interval_ms,
                               fsync_interval_ms=rec.fsync_interval_ms,
@@ -282,8 +364,8 @@ class ObserveApp:
             with trio.CancelScope() as cancel:
                 self._cancel = cancel
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._signal_task, nursery.cancel_scope,
-                                       name="signals")
+                    self._root = nursery
+                    nursery.start_soon(self._signal_task, name="signals")
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
                     markets = await discover_markets(cfg, self.info_url)
@@ -293,16 +375,22 @@ class ObserveApp:
                     gc.collect()
                     gc.freeze()
                     self._start_tasks(nursery, writer)
+                    await self.ops.start(nursery)
                     if self.duration_s is not None:
                         nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+                    nursery.start_soon(self._control_task, name="control-files")
                     self.ready.set()
+                    if self.kill_at_start is not None:
+                        self.request_stop(f"kill switch on at start ({self.kill_at_start})")
         finally:
             self._before_close()
             if self.scheduler is not None:
                 self.scheduler.shutdown(self.clock())
             writer.close()
             self._log_final()
-        return EXIT_OK
+            if self.ops is not None:
+                await self.ops.close()
+        return self.exit_code
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
@@ -315,9 +403,20 @@ class ObserveApp:
         nursery.start_soon(self.feed.run, name="feed")
         nursery.start_soon(self._summary_task, name="summary")
 
-    async def graceful_stop(self) -> None:
+    async def graceful_stop(self, reason: str = "stop requested") -> None:
         """Stop: observe mode has nothing to unwind, so cancel at once."""
         self.stop()
+
+    async def _control_task(self) -> None:
+        """Poll the operator's control files once a second (kill file; trading: requests)."""
+        while True:
+            await trio.sleep(1.0)
+            self.poll_control_files()
+
+    def poll_control_files(self) -> None:
+        why = self.kill_requested()
+        if why is not None:
+            self.request_stop(f"kill switch: {why}")
 
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
@@ -336,6 +435,8 @@ class ObserveApp:
         self.scheduler.restore(missed, reschedule)
         self.timer = DetectorTimer(core, self.clock, self.handle_signal)
         handler = CoreHandler(core, self.clock, self.handle_signal, self.timer, self.stats)
+        handler.app = self
+        self._handler = handler
         venue = attrs.evolve(cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
         self.feed = HyperliquidFeed(venue, [m.coin for m in markets], handler)
 
@@ -356,20 +457,93 @@ class ObserveApp:
         """Extra simulator arguments (trade mode funds the account and approves the agent)."""
         return {}
 
-    async def _signal_task(self, scope: trio.CancelScope) -> None:
+    async def _signal_task(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                log.info("received %s: stopping (pending followups become MISSED)",
-                         signal.Signals(signum).name)
-                with trio.move_on_after(30):
-                    await self.graceful_stop()
-                scope.cancel()
-                return
+                name = signal.Signals(signum).name
+                if not self.request_stop(f"received {name}"):
+                    log.warning("received %s again: stopping now without waiting", name)
+                    self.stop()
+                    return
 
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
-        log.info("run duration of %.0f s reached: stopping", seconds)
-        await self.graceful_stop()
+        self.request_stop(f"run duration of {seconds:.0f} s reached")
+
+    # ------------------------------------------------------------ ops views
+    def is_ready(self) -> bool:
+        """Observe: connected, and data for every market not halted."""
+        core, feed = self.core, self.feed
+        if core is None or feed is None or not feed.stats.connected:
+            return False
+        return all(m.fresh_bbo and m.fresh_ctx for m in core.markets if m.halted is None)
+
+    def _data_age_s(self, now_ms: float) -> float | None:
+        """The oldest of the per-market freshest-frame ages (markets not halted)."""
+        core = self.core
+        if core is None:
+            return None
+        worst: float | None = None
+        for m in core.markets:
+            if m.halted is not None:
+                continue
+            times = [t for t in (m.bbo_recv_ms, m.ctx_recv_ms) if t is not None]
+            if not times:
+                return None
+            age = max(0.0, (now_ms - max(times)) / 1000.0)
+            worst = age if worst is None or age > worst else worst
+        return worst
+
+    def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
+        core, feed, writer = self.core, self.feed, self.writer
+        return HealthInputs(
+            ready=self.is_ready(), mode=self.cfg.mode,
+            markets_total=len(core.markets) if core is not None else 0,
+            max_market_data_age_s=self._data_age_s(self.clock()),
+            feed_connected=feed is not None and feed.stats.connected,
+            oldest_unresolved_order_age_s=self._oldest_unresolved_s(),
+            unresolved_order_bound_s=self.cfg.trading.unknown_timeout_ms / 1000.0,
+            writer_pending=writer.pending if writer is not None else 0,
+            writer_max_pending=self.cfg.ops.health_max_writer_pending,
+            writer_errors_recent=writer_errors, hard_stop=self._hard_stop_reason(),
+            killed=self.stop_reason is not None, event_loop_lag_ms=loop_lag_ms)
+
+    def _oldest_unresolved_s(self) -> float | None:
+        return None
+
+    def _hard_stop_reason(self) -> str | None:
+        return None
+
+    def status_doc(self) -> dict[str, Any]:
+        """The app's part of ``/status`` (the ops service adds health and uptime)."""
+        core, feed, sched = self.core, self.feed, self.scheduler
+        doc: dict[str, Any] = {
+            "mode": self.cfg.mode, "ready": self.is_ready(), "stopping": self.stop_reason,
+            "killed": self.stop_reason is not None, "hard_stop": self._hard_stop_reason(),
+            "kill_file": str(self.kill_path), "kill_file_present": self.kill_path.exists(),
+            "signals": self.stats.signals, "records_dir": str(self.records_dir.resolve())}
+        if core is not None:
+            doc["markets"] = len(core.markets)
+            doc["markets_live"] = core.markets_live()
+            doc["markets_passing"] = core.markets_passing()
+            doc["gates_blocking"] = {m.coin: m.blocked_by for m in core.markets
+                                     if m.blocked_by is not None}
+        if feed is not None:
+            fs = feed.stats
+            doc["feed"] = {"connected": fs.connected, "reconnects": fs.reconnects,
+                           "malformed": fs.malformed, "frames": fs.frames_total}
+        if sched is not None:
+            st = sched.stats
+            doc["followups"] = {"pending": st.pending, "captured": st.written_captured,
+                                "missed": st.written_missed}
+        return doc
+
+    def collect_metrics(self, m: Any) -> None:
+        """Mode-specific gauges at scrape time (trading: orders, positions, P&L)."""
+
+    def reset_from_operator(self, source: str) -> dict[str, Any]:
+        """``POST /hardstop/reset``: observe mode has no hard stop."""
+        return {"reset": False, "detail": f"{self.cfg.mode} mode has no hard stop"}
 
     def summary_line(self, frames_per_s: float) -> str:
         core, feed, sched, writer = self.core, self.feed, self.scheduler, self.writer

@@ -49,9 +49,11 @@ from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
+from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError, load_agent_key
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
+from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.nonce import NonceAllocator
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
@@ -61,14 +63,24 @@ log = logging.getLogger("engine.trading")
 alert_log = logging.getLogger("engine.alert")
 
 HOUSEKEEPING_MS = 100.0
-RESET_FILE = "RESET_HARD_STOP"
-"""Created by ``python -m engine reset-hard-stop`` in the records dir; consumed by the engine."""
 _ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
                  "critical": logging.CRITICAL}
 
 
 class TradingHandler(CoreHandler):
-    """Feed handler for the trading core: frames in, intents executed after each batch."""
+    """Feed handler for the trading core: frames in, orders out at once, the rest after.
+
+    Order of work for one socket read (the order path):
+
+    1. each frame goes to the core; the orders it creates go to the backend at once
+       (``execute(send_only=True)``). In trade mode the feed writes the first orders of a read
+       right after their frame, and coalesces later ones into one signed action written when
+       the read is done (or once the oldest waited ``send_coalesce_s``);
+    2. everything else — journal records, alerts, gate-transition logs, signal records,
+       followups, signal log lines, the timer poke — is *bookkeeping*: it runs at the end of
+       the read, or, when orders of this read still wait for their write, right after that
+       write (:meth:`LiveBackend.after_write`), so no order waits for it.
+    """
 
     def __init__(self, app: TradingApp, trading: TradingCore, clock: Callable[[], float],
                  stats: RunStats) -> None:
@@ -80,6 +92,11 @@ class TradingHandler(CoreHandler):
         self.index = {m.coin: m.index for m in trading.obs.markets}
         self._now: float | None = None
 
+    @property
+    def in_batch(self) -> bool:
+        """The feed is dispatching a socket read (its ``on_batch_end`` is still to come)."""
+        return self._now is not None
+
     def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None) -> None:
         idx = self.index.get(coin)
@@ -89,8 +106,8 @@ class TradingHandler(CoreHandler):
         self.stats.frames_applied += 1
         now = self._batch_now()
         self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
-        if self.trading.out:  # an order (or record) right now: send before the next frame
-            self.app.execute(now)
+        if self.trading.new_orders:  # an order right now: send it before the next frame
+            self.app.execute(now, send_only=True)
 
     def on_ctx(self, coin: str, oracle_px: float, mark_px: float | None) -> None:
         idx = self.index.get(coin)
@@ -100,8 +117,8 @@ class TradingHandler(CoreHandler):
         self.stats.frames_applied += 1
         now = self._batch_now()
         self.trading.on_ctx(idx, oracle_px, mark_px, now)
-        if self.trading.out:
-            self.app.execute(now)
+        if self.trading.new_orders:
+            self.app.execute(now, send_only=True)
 
     def on_order_updates(self, updates: list[OrderUpdate]) -> None:
         now = self._batch_now()
@@ -120,6 +137,7 @@ class TradingHandler(CoreHandler):
             self.app.request_reconcile()
 
     def on_disconnected(self, reason: str) -> None:
+        self._now = None  # a read cut short by the disconnect has no batch end
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
@@ -128,6 +146,18 @@ class TradingHandler(CoreHandler):
     def on_batch_end(self) -> None:
         now = self._batch_now()
         self._now = None
+        if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
+            self.app.execute(now, send_only=True)
+        backend = self.app.backend
+        if isinstance(backend, LiveBackend) and backend.executor.queued:
+            # the feed writes this read's last orders right after this call: the
+            # bookkeeping runs after that write (LiveBackend.after_write)
+            backend.bookkeeping_due = True
+            return
+        self.bookkeeping(now)
+
+    def bookkeeping(self, now: float) -> None:
+        """Everything of a socket read that is not an order (see the class docstring)."""
         if self.core.events:
             log_gate_events(self.core.drain_events())
         self.app.execute(now)
@@ -144,6 +174,8 @@ class LiveBackend:
         self.executor: OrderExecutor
         self.user = user
         self._querying: set[str] = set()
+        # the feed handler deferred a read's bookkeeping until its orders are written
+        self.bookkeeping_due = False
 
     def dispatch(self, intents: Iterable[Intent], now_ms: float) -> list[Intent]:
         rest: list[Intent] = []
@@ -195,18 +227,33 @@ class LiveBackend:
         now = self.app.clock()
         for c in cloids:
             self.trading.on_sent(c, now)
-        self.app.execute(now)
+        self.after_write(now)
 
     def on_result(self, cloid: str, status: object) -> None:
         now = self.app.clock()
         self.trading.on_post_result(cloid, status, now)
-        self.app.execute(now)
+        self.after_write(now)
 
     def on_not_sent(self, cloids: list[str], reason: str) -> None:
         now = self.app.clock()
         for c in cloids:
             self.trading.on_send_failed(c, now, reason)
-        self.app.execute(now)
+        self.after_write(now)
+
+    def after_write(self, now: float) -> None:
+        """After a write (or an answer, or a failed send): while the feed is still dispatching
+        a read, only new orders go out (its batch end does the rest); otherwise the intents
+        run, plus the read's bookkeeping when the handler deferred it to this point."""
+        handler = self.app._handler
+        if handler.in_batch:
+            if self.trading.new_orders:
+                self.app.execute(now, send_only=True)
+            return
+        if self.bookkeeping_due:
+            self.bookkeeping_due = False
+            handler.bookkeeping(now)
+        else:
+            self.app.execute(now)
 
 
 def is_real_mainnet(cfg: EngineConfig) -> bool:
@@ -220,6 +267,8 @@ def is_real_mainnet(cfg: EngineConfig) -> bool:
 class TradingApp(ObserveApp):
     """Paper (and, with a live backend, trade) mode on top of the observe shell."""
 
+    _handler: TradingHandler  # set in _build, before any use
+
     def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(cfg, duration_s=duration_s, clock=clock)
@@ -228,8 +277,8 @@ class TradingApp(ObserveApp):
         self.backend: PaperVenue | LiveBackend | None = None
         self.signer: Signer | None = None
         self._nursery: trio.Nursery | None = None
-        self._next_reset_check: float = 0.0
         self._pending_signals: list[Signal] = []
+        self._decision_latencies: list[float] = []
         self._reconcile_wakeup = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
@@ -281,7 +330,7 @@ class TradingApp(ObserveApp):
         self.core = core
         trading = TradingCore(core, cfg, cloids=CloidFactory())
         # Signal records, followups and the log line run after the order left (execute()).
-        trading.on_signal_hook = self._pending_signals.append
+        trading.on_signal_hook = self._on_core_signal
         self.trading = trading
         fu = cfg.followups
         book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,
@@ -299,14 +348,18 @@ class TradingApp(ObserveApp):
         self._handler = handler
         coins = [m.coin for m in markets]
         if cfg.mode == "paper":
+            # [paper] walk_l2book: the feed keeps l2Book levels; paper IOCs walk them
+            l2book = L2BookStore(clock=self.clock) if cfg.paper.walk_l2book else None
             self.paper = PaperVenue(trading, cfg.paper.latency_ms, cfg.paper.taker_fee_bps,
-                                    tid_prefix=f"paper-{core.boot_id}")
+                                    tid_prefix=f"paper-{core.boot_id}",
+                                    levels=l2book.levels if l2book is not None else None)
             self.backend = self.paper
             # Paper has no user channels to ack; reconcile against the paper venue's own book.
             self.paper.seed_positions({p.coin: p.effective for p in trading.book.positions})
             trading.set_ready("user_channels", True)
             trading.on_reconcile(self.paper.positions(), self.paper.open_orders(), now)
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler)
+            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler,
+                                        l2book=l2book is not None, l2book_store=l2book)
         else:
             assert self.signer is not None
             user = cfg.account.address.lower()
@@ -338,10 +391,21 @@ class TradingApp(ObserveApp):
         nursery.start_soon(self._summary_task, name="summary")
 
     # ------------------------------------------------------------ intents
-    def execute(self, now_ms: float) -> None:
-        """Run the core's intents to completion (venue-bound ones go to the backend)."""
+    def execute(self, now_ms: float, *, send_only: bool = False) -> None:
+        """Run the core's intents to completion (venue-bound ones go to the backend).
+
+        ``send_only`` (the order path, right after a frame created orders): only the
+        :class:`PlaceOrder` intents go to the backend now; records, alerts and the rest stay
+        queued in the core, in order, for the next full ``execute`` (after the write).
+        """
         trading, backend, writer = self.trading, self.backend, self.writer
         assert trading is not None and backend is not None and writer is not None
+        if send_only:
+            orders = trading.take_orders()
+            if orders:
+                for it in backend.dispatch(orders, now_ms):
+                    self._handle(it, now_ms)
+            return
         for _ in range(100):
             if not trading.out:
                 break
@@ -356,6 +420,8 @@ class TradingApp(ObserveApp):
 
     def _before_close(self) -> None:
         if self.writer is not None and self.scheduler is not None:
+            if self.trading is not None and self.backend is not None:
+                self.execute(self.clock())  # records still queued in the core reach the disk
             self.flush_signals()
 
     def flush_signals(self) -> None:
@@ -366,17 +432,35 @@ class TradingApp(ObserveApp):
             self._pending_signals.clear()
             for sig in pending:
                 self.handle_signal(sig)
+        if self._decision_latencies:
+            if self.ops is not None:
+                hist = self.ops.metrics.frame_to_decision
+                for seconds in self._decision_latencies:
+                    hist.observe(seconds)
+            self._decision_latencies.clear()
+
+    def _on_core_signal(self, sig: Signal) -> None:
+        """The core decided on a signal (hot path: one clock read for the frame → decision
+        latency, observed in :meth:`flush_signals` after the orders left)."""
+        self._pending_signals.append(sig)
+        t0 = self._handler._now
+        if t0 is not None:
+            self._decision_latencies.append(max(0.0, self.clock() - t0) / 1000.0)
 
     def _handle(self, it: Intent, now_ms: float) -> None:
         assert self.writer is not None and self.trading is not None
         if isinstance(it, Record):
             self.writer.write(it.kind, it.ts_ms, it.record)
+            if it.kind == "orders" and self.ops is not None:
+                self.ops.on_order_record(it.record)
         elif isinstance(it, Alert):
             self.alerts.append(it)
             if len(self.alerts) > 1000:
                 del self.alerts[:500]
             alert_log.log(_ALERT_LEVELS.get(it.level, logging.WARNING), "%s: %s", it.code,
-                          it.message)
+                          it.message, extra={"reason": it.code})
+            if self.ops is not None:
+                self.ops.on_alert(it)
         elif isinstance(it, RequestReconcile):
             if self.paper is not None:
                 self.trading.on_reconcile(self.paper.positions(), self.paper.open_orders(),
@@ -445,9 +529,6 @@ class TradingApp(ObserveApp):
                 await trio.sleep_forever()
             self._timer_scope = None
             now = self.clock()
-            if now >= self._next_reset_check:
-                self._next_reset_check = now + 1000.0
-                self.check_reset_file(now)
             paper.on_timer(now)
             trading.on_timer(now)
             if trading.obs.events:
@@ -455,42 +536,169 @@ class TradingApp(ObserveApp):
             self.execute(now)
             self.flush_signals()
 
+    def poll_control_files(self) -> None:
+        super().poll_control_files()
+        now = self.clock()
+        self.check_reset_file(now)
+        self.check_flatten_file(now)
+
+    def _consume(self, name: str, what: str) -> bool:
+        path = self.state_dir / name
+        try:
+            return consume_request(path)
+        except OSError as exc:
+            log.error("cannot remove %s (%s): %s not done", path, exc.strerror, what)
+            return False
+
     def check_reset_file(self, now_ms: float) -> None:
         """The explicit operator reset of the hard stop (see ``python -m engine
         reset-hard-stop``): consume the request file, reset the latch, journal it."""
+        if self.trading is None or not self._consume(RESET_FILE, "hard stop reset"):
+            return
+        self.reset_hard_stop(now_ms, "reset-hard-stop request file")
+
+    def reset_hard_stop(self, now_ms: float, source: str) -> str | None:
+        """Release the hard stop latch (operator command); returns the reason it held."""
         trading = self.trading
-        path = self.records_dir / RESET_FILE
-        if trading is None or not path.exists():
-            return
-        try:
-            path.unlink()
-        except OSError as exc:
-            log.error("cannot remove %s (%s): hard stop not reset", path, exc.strerror)
-            return
+        if trading is None:
+            return None
         reason = trading.reset_hard_stop(now_ms)
         if reason is None:
-            log.warning("hard stop reset requested, but it was not latched")
+            log.warning("hard stop reset requested (%s), but it was not latched", source)
         else:
-            log.warning("hard stop reset by the operator (was: %s)", reason)
+            log.warning("hard stop reset by the operator via %s (was: %s)", source, reason)
         self.execute(now_ms)
+        return reason
+
+    def check_flatten_file(self, now_ms: float) -> None:
+        """``python -m engine flatten``: flatten every position now, reduce-only."""
+        if self.trading is None or not self._consume(FLATTEN_FILE, "flatten"):
+            return
+        self.flatten_all(now_ms, "operator flatten request")
+
+    def flatten_all(self, now_ms: float, why: str) -> int:
+        """Flatten every open position reduce-only (entries stay allowed); returns how many."""
+        trading = self.trading
+        if trading is None:
+            return 0
+        n = trading.flatten_all(now_ms, why)
+        log.warning("%s: flattening %d position(s)", why, n)
+        self.execute(now_ms)
+        return n
 
     # ------------------------------------------------------------ stop
-    async def graceful_stop(self) -> None:
-        """Kill switch on: no new entries, flatten everything reduce-only; wait for flat."""
+    async def graceful_stop(self, reason: str = "graceful stop") -> None:
+        """Kill switch on: no new entries, cancel open orders, flatten everything reduce-only;
+        wait (bounded by ``[ops] kill_flat_timeout_s``) until the venue confirms flat.
+
+        Flat is only believed once the engine is READY (market data, user channels acked,
+        reconciled), so a kill at start waits for reconciliation before it can say "flat".
+        Exits 0 when flat; 1 when positions are left open (systemd restarts a failed unit, and
+        the kill file, if that was the trigger, makes the next start try again).
+        """
         trading = self.trading
         if trading is None:
             self.stop()
             return
         now = self.clock()
         self._flat = trio.Event()
-        trading.kill(now, "graceful stop", level="warning")
+        trading.kill(now, reason, level="warning")
         self.execute(now)
-        with trio.move_on_after(15):
-            await self._flat.wait()
-        if not trading.flat():
-            log.critical("stopping with open positions: %s",
+        with trio.move_on_after(self.cfg.ops.kill_flat_timeout_s):
+            while True:
+                await self._flat.wait()
+                if trading.is_ready() and trading.flat() \
+                        and not any(True for _ in trading.orders.active()):
+                    break
+                self._flat = trio.Event()
+                await trio.sleep(0.05)
+                self.execute(self.clock())
+        if not trading.flat() or not trading.is_ready():
+            self.exit_code = 1
+            log.critical("stopping with open (or unconfirmed) positions after %.0f s: %s",
+                         self.cfg.ops.kill_flat_timeout_s,
                          {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
+        else:
+            log.warning("flat and stopped (%s)", reason)
         self.stop()
+
+    # ------------------------------------------------------------ ops views
+    def is_ready(self) -> bool:
+        return self.trading is not None and self.trading.is_ready()
+
+    def _oldest_unresolved_s(self) -> float | None:
+        trading = self.trading
+        if trading is None:
+            return None
+        since = [o.unknown_since_ms for o in trading.orders.unknown()
+                 if o.unknown_since_ms is not None]
+        return None if not since else max(0.0, (self.clock() - min(since)) / 1000.0)
+
+    def _hard_stop_reason(self) -> str | None:
+        t = self.trading
+        if t is None or not t.hard_stop.latched:
+            return None
+        return f"{t.hard_stop.reason}: {t.hard_stop.detail}"
+
+    def _unrealized(self) -> float:
+        t = self.trading
+        if t is None:
+            return 0.0
+        total = 0.0
+        for p in t.book.positions:
+            if not p.has_exposure:
+                continue
+            mark = t.obs.markets[p.idx].mark_px
+            if mark is not None:
+                total += (mark - p.avg_px) * p.effective
+        return total
+
+    def status_doc(self) -> dict[str, Any]:
+        doc = super().status_doc()
+        t = self.trading
+        if t is None:
+            return doc
+        doc.update({
+            "positions": {p.coin: p.effective for p in t.book.positions if p.has_exposure},
+            "entries": t.entries_sent, "flattens": t.flattens_sent, "trades": len(t.trades),
+            "realized_pnl": round(sum(p.realized_pnl - p.fees for p in t.book.positions), 6),
+            "unrealized_pnl": round(self._unrealized(), 6),
+            "orders_active": sum(1 for _ in t.orders.active()),
+            "orders_unknown": len(t.orders.unknown()),
+            "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
+            "killed": t.killed or self.stop_reason is not None})
+        breakers = getattr(t, "breakers", None)
+        if breakers is not None:
+            doc["breakers"] = breakers.snapshot()
+        return doc
+
+    def collect_metrics(self, m: Any) -> None:
+        t = self.trading
+        if t is None:
+            return
+        counts: dict[str, int] = {}
+        for o in t.orders.by_cloid.values():
+            counts[o.state] = counts.get(o.state, 0) + 1
+        m.set_orders(counts)
+        for p in t.book.positions:
+            mark = t.obs.markets[p.idx].mark_px or 0.0
+            m.set_position(p.coin, p.effective, p.effective * mark)
+        m.realized_pnl.set(sum(p.realized_pnl - p.fees for p in t.book.positions))
+        m.fees.set(sum(p.fees for p in t.book.positions))
+        m.unrealized_pnl.set(self._unrealized())
+        m.fills.value = len(t.book.seen_tids)
+        m.set_flags(hard_stop=t.hard_stop.latched)
+        breakers = getattr(t, "breakers", None)
+        if breakers is not None:
+            tripped = {tr.breaker for tr in breakers.tripped()}
+            for name in ("daily_loss", "drawdown", "consecutive_losses", "market_move",
+                         "reject_burst"):
+                m.breaker_tripped.labels(name).set(1 if name in tripped else 0)
+
+    def reset_from_operator(self, source: str) -> dict[str, Any]:
+        """``POST /hardstop/reset``: the same as ``python -m engine reset-hard-stop``."""
+        was = self.reset_hard_stop(self.clock(), source)
+        return {"reset": was is not None, "was": was}
 
     def summary_line(self, frames_per_s: float) -> str:
         base = super().summary_line(frames_per_s)

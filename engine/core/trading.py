@@ -58,8 +58,38 @@ MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
 
 
+class _Created:
+    """Stands in ``TradingCore.out`` for an order's ``created`` journal record: built by
+    :meth:`TradingCore.drain`, i.e. after the shell sent the order (the record's content is
+    fixed at creation: :meth:`Order.created_record`)."""
+
+    __slots__ = ("order", "edge_bps", "oracle_px")
+
+    def __init__(self, order: Order, edge_bps: object = None, oracle_px: object = None) -> None:
+        self.order = order
+        self.edge_bps = edge_bps
+        self.oracle_px = oracle_px
+
+    def build(self) -> Record:
+        o = self.order
+        rec: dict[str, Any] = {"event": "created", **o.created_record()}
+        if o.purpose == ENTRY:
+            rec["entry_edge_bps"] = self.edge_bps
+            rec["entry_oracle_px"] = self.oracle_px
+        rec["ts_ms"] = o.created_ms
+        return Record("orders", o.created_ms, rec)
+
+
 class TradingCore:
-    """Observe core + order management + positions + exits + risk."""
+    """Observe core + order management + positions + exits + risk.
+
+    The entry gates read, in O(1): ``orders.unknown_count`` / ``pending_total`` /
+    ``pending_for`` (kept by the :class:`OrderBook`), ``_exposed`` (markets with exposure) and
+    ``_active`` (markets with exposure or a live entry: the ``max_positions`` count). The two
+    sets are updated by :meth:`_touch` wherever this class changes a position's state or
+    exposure, and rebuilt by :meth:`resync` (on reconciliation and whenever a READY flag is set,
+    so a journal restore, which changes positions directly, is always followed by one).
+    """
 
     def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
                  cloids: CloidFactory | None = None) -> None:
@@ -77,19 +107,69 @@ class TradingCore:
         self.budget = ActionBudget(self.tcfg.action_budget, self.tcfg.action_budget_interval_ms)
         self.killed = False
         self.ready: dict[str, bool] = dict.fromkeys(READY_FLAGS, False)
-        self.out: list[Intent] = []
+        self.out: list[Intent | _Created] = []
+        # PlaceOrder intents of ``out`` not yet taken by take_orders()/drain()
+        self.new_orders: list[PlaceOrder] = []
+        self._taken: set[int] = set()  # ids of PlaceOrders in ``out`` already taken
+        self._exposed: set[int] = set()
+        self._active: set[int] = set()
         self.skips: dict[str, int] = dict.fromkeys(GATES, 0)
         self.signals_seen = 0
         self.entries_sent = 0
         self.flattens_sent = 0
         self.trades: list[dict[str, Any]] = []
         self.on_signal_hook: Callable[[Signal], None] | None = None
+        self.resync()
 
     # ------------------------------------------------------------------ helpers
     def drain(self) -> list[Intent]:
+        """Take every pending intent (``created`` records are built now; orders already
+        taken by :meth:`take_orders` are not returned again)."""
         out = self.out
         self.out = []
-        return out
+        self.new_orders = []
+        taken = self._taken
+        if taken:
+            self._taken = set()
+            return [it.build() if type(it) is _Created else it  # type: ignore[misc]
+                    for it in out if id(it) not in taken]
+        return [it.build() if type(it) is _Created else it for it in out]  # type: ignore[misc]
+
+    def take_orders(self) -> list[PlaceOrder]:
+        """Take only the new :class:`PlaceOrder` intents (O(1)), leaving everything else
+        (records, alerts, …) in order for the next :meth:`drain`: the shell sends orders
+        first."""
+        orders = self.new_orders
+        if orders:
+            self.new_orders = []
+            self._taken.update(id(it) for it in orders)
+        return orders
+
+    def _place(self, order: Order) -> None:
+        it = PlaceOrder(order)
+        self.out.append(it)
+        self.new_orders.append(it)
+
+    def _touch(self, p: Position) -> None:
+        """Keep ``_exposed`` / ``_active`` right for ``p`` after its state or exposure changed."""
+        i = p.idx
+        if p.has_exposure:
+            self._exposed.add(i)
+            self._active.add(i)
+        else:
+            self._exposed.discard(i)
+            if pfsm.entry_live(p.state):
+                self._active.add(i)
+            else:
+                self._active.discard(i)
+
+    def resync(self) -> None:
+        """Rebuild ``_exposed`` / ``_active`` from the positions (after direct changes, e.g. a
+        journal restore; the order book keeps its own index through ``OrderBook.add``)."""
+        self._exposed.clear()
+        self._active.clear()
+        for p in self.book.positions:
+            self._touch(p)
 
     def _record(self, kind: str, now_ms: float, rec: dict[str, Any]) -> None:
         rec["ts_ms"] = now_ms
@@ -108,14 +188,14 @@ class TradingCore:
                     self._maybe_flatten(p, now_ms, "hard_stop")
 
     def is_ready(self) -> bool:
-        if not all(self.ready.values()):
-            return False
-        return not any(o.state == ofsm.UNKNOWN for o in self.orders.active())
+        return all(self.ready.values()) and not self.orders.unknown_count
 
     def set_ready(self, flag: str, value: bool) -> None:
         if flag not in self.ready:
             raise ValueError(f"unknown READY flag {flag!r}")
         self.ready[flag] = value
+        if value:
+            self.resync()
 
     # ------------------------------------------------------------- market data
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
@@ -197,8 +277,8 @@ class TradingCore:
         if not self.is_ready():
             return "not_ready"
         is_buy = f["side"] == "buy"
-        slip = tc.entry_slippage_bps / 1e4
-        px_wire = rounding.slippage_limit_price(f["best_px"], is_buy, slip, m.spec.sz_decimals)
+        szd = m.spec.sz_decimals
+        px_wire = rounding.ioc_limit_price(f["best_px"], is_buy, tc.entry_slippage_bps / 1e4, szd)
         if px_wire is None:
             return "rounding"
         px = float(px_wire)
@@ -206,7 +286,7 @@ class TradingCore:
         if mark is None:
             return "no_mark"
         size = float(f["suggested_size"])
-        used_market = self._market_notional(p, mark)
+        used_market = abs(p.effective) * mark + self.orders.pending_for(p.idx)
         room = tc.max_notional_per_market - used_market
         if size * px > room:
             size = room / px
@@ -219,58 +299,54 @@ class TradingCore:
             size = (tc.max_total_notional - total) / px
             if size * px < MIN_NOTIONAL:
                 return "notional_total"
-        active_markets = sum(1 for q in self.book.positions
-                             if q.has_exposure or pfsm.entry_live(q.state))
-        if active_markets >= tc.max_concurrent_positions:
+        if len(self._active) >= tc.max_concurrent_positions:
             return "max_positions"
-        if pfsm.flatten_live(p.state):
+        state = p.state
+        if state in pfsm.FLATTEN_LIVE_STATES:
             return "flatten_in_progress"
         if p.has_exposure:
             return "already_positioned"
-        if not pfsm.can_submit_entry(p.state):
+        if state not in pfsm.ENTRY_ALLOWED_STATES:
             return "pending_order"
         if not self.budget.available(now_ms):
             return "action_budget"
-        prepared = rounding.prepare_ioc(is_buy, px_wire, size, m.spec.sz_decimals)
-        if not isinstance(prepared, rounding.IocOrderPx):
+        prepared = rounding.ioc_wire(is_buy, px_wire, size, szd)
+        if type(prepared) is not tuple:
             return "rounding"
         self.budget.consume(now_ms)
         order = Order(self.cloids.next(), m.coin, m.index, m.spec.asset_id, is_buy,
-                      prepared.px, prepared.sz, False, ENTRY, now_ms,
+                      prepared[0], prepared[1], False, ENTRY, now_ms,
                       signal_id=f["signal_id"], decision_px=f["best_px"],
                       expires_after_ms=int(now_ms + tc.expires_after_ms)
                       if tc.expires_after_ms else None)
         self.orders.add(order)
-        p.state = pfsm.next_position_state(p.state, pfsm.SUBMIT_ENTRY, p.has_exposure)
+        p.state = pfsm.next_position_state(state, pfsm.SUBMIT_ENTRY, False)  # no exposure
+        self._touch(p)
         p.entry_cloid = order.cloid
         p.entry_signal_id = f["signal_id"]
         p.entry_decision_px = f["best_px"]
         p.entry_edge_bps = f["raw_edge_bps"]
         self.entries_sent += 1
-        self._record("orders", now_ms, {"event": "created", **order.record(),
-                                        "entry_edge_bps": f["raw_edge_bps"],
-                                        "entry_oracle_px": f["oracle_px"]})
-        self.out.append(PlaceOrder(order))
+        self._place(order)
+        self.out.append(_Created(order, f["raw_edge_bps"], f["oracle_px"]))
         return None
 
     def _market_notional(self, p: Position, mark: float) -> float:
-        pending = sum(o.remaining * o.px for o in self.orders.active_for(p.idx)
-                      if not o.reduce_only)
-        return abs(p.effective) * mark + pending
+        """|position| × mark + pending entry notional of the market (the gate inlines it)."""
+        return abs(p.effective) * mark + self.orders.pending_for(p.idx)
 
     def _total_notional(self) -> float | None:
+        """Exposure at mark over every market plus the pending entry notional (None: a market
+        with exposure has no mark)."""
         total = 0.0
-        for p in self.book.positions:
-            exposure = abs(p.effective)
-            if exposure > EPS:
-                mark = self.obs.markets[p.idx].mark_px
-                if mark is None:
-                    return None
-                total += exposure * mark
-        for o in self.orders.active():
-            if not o.reduce_only:
-                total += o.remaining * o.px
-        return total
+        positions = self.book.positions
+        markets = self.obs.markets
+        for i in self._exposed:
+            mark = markets[i].mark_px
+            if mark is None:
+                return None
+            total += abs(positions[i].effective) * mark
+        return total + self.orders.pending_total
 
     # -------------------------------------------------------------------- exits
     def _check_exit(self, p: Position, now_ms: float) -> None:
@@ -309,8 +385,8 @@ class TradingCore:
             self._alert("error", "flatten_no_price", f"{p.coin}: no price to flatten at")
             return
         slip = self.xcfg.flatten_slippage_bps / 1e4
-        px_wire = rounding.slippage_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
-        sz_wire = rounding.size_wire(size, m.spec.sz_decimals)
+        px_wire = rounding.ioc_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
+        sz_wire = rounding.lot_size_wire(size, m.spec.sz_decimals)
         if px_wire is None or sz_wire is None:
             self._alert("error", "flatten_rounding",
                         f"{p.coin}: cannot round flatten of {size} at {ref}")
@@ -320,12 +396,13 @@ class TradingCore:
                       decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)
         self.orders.add(order)
         p.state = pfsm.next_position_state(p.state, pfsm.SUBMIT_FLATTEN, p.has_exposure)
+        self._touch(p)
         p.flatten_cloid = order.cloid
         if p.exit_reason is None:
             p.exit_reason = reason
         self.flattens_sent += 1
-        self._record("orders", now_ms, {"event": "created", **order.record()})
-        self.out.append(PlaceOrder(order))
+        self._place(order)
+        self.out.append(_Created(order))
 
     # ------------------------------------------------------- order lifecycle
     def on_sent(self, cloid: str, now_ms: float) -> None:
@@ -398,7 +475,7 @@ class TradingCore:
                       now_ms: float) -> None:
         if filled is None or filled <= o.venue_filled:
             return
-        o.venue_filled = filled
+        self.orders.set_venue_filled(o, filled)
         if avg_px is not None:
             o.avg_px = avg_px
         # Journal the growth even when the order's state does not change (PARTIAL → PARTIAL),
@@ -454,6 +531,7 @@ class TradingCore:
                                 f"{p.coin}: {p.flatten_failures} flattens failed")
             else:
                 p.flatten_failures = 0
+        self._touch(p)
         self._record("positions", now_ms, {"event": f"{o.purpose}_done", "market_key": p.coin,
                                            "state": p.state, "size": p.effective})
 
@@ -504,6 +582,7 @@ class TradingCore:
             p.entry_ms = None
             p.flatten_failures = 0
             p.dust_size = None
+        self._touch(p)
         if p.state != prev_state:
             self._record("positions", now_ms, {"event": "fill", "market_key": p.coin,
                                                "state": p.state, "size": p.effective})
@@ -563,6 +642,7 @@ class TradingCore:
                         f"open order {oid} on {coin} not placed by this run: canceling")
             self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
         self.ready["reconciled"] = True
+        self.resync()
 
     # ------------------------------------------------------------ kill / reset
     def kill(self, now_ms: float, why: str, level: str = "critical") -> None:
@@ -576,6 +656,18 @@ class TradingCore:
         for p in self.book.positions:
             if p.has_exposure:
                 self._maybe_flatten(p, now_ms, "kill")
+
+    def flatten_all(self, now_ms: float, why: str) -> int:
+        """Operator flatten: every position with exposure gets a reduce-only flatten now
+        (one live flatten per market still holds); entries stay allowed. Returns how many."""
+        n = 0
+        for p in self.book.positions:
+            if p.has_exposure:
+                n += 1
+                self._maybe_flatten(p, now_ms, "operator")
+        if n:
+            self._alert("warning", "operator_flatten", f"{why}: {n} position(s)")
+        return n
 
     def reset_hard_stop(self, now_ms: float) -> str | None:
         reason = self.hard_stop.reset()

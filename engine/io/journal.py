@@ -592,6 +592,7 @@ def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreRep
     _emit(core, state, rep, restored, now_ms)
     for w in rep.warnings:
         log.warning("journal restore: %s", w)
+    core.resync()  # the O(1) gate indexes follow the restored positions and orders
     return rep
 
 

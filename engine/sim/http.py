@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -85,6 +86,8 @@ async def _respond(
         ("content-type", "application/json"),
         ("content-length", str(len(body))),
         ("server", "engine-sim"),
+        # like the venue's CDN: lets `python -m engine check` compare clocks
+        ("date", email.utils.formatdate(usegmt=True)),
     ]
     if close:
         headers.append(("connection", "close"))

@@ -36,6 +36,8 @@ offsets_ms = [300, 600, 900]
 interval_s = 0
 [detector]
 session_aware = false
+[ops]
+http_port = 0
 """
 
 
@@ -69,7 +71,7 @@ async def running(
         finished = trio.Event()
 
         async def run_app() -> None:
-            await app.run()
+            app.returned = await app.run()
             finished.set()
 
         nursery.start_soon(run_app)
@@ -78,9 +80,10 @@ async def running(
         try:
             yield exchange, app
         finally:
-            with trio.fail_after(20):
-                await app.graceful_stop()
-            with trio.fail_after(10):
+            if not finished.is_set():
+                # the same path as SIGTERM / the kill file: STOPPING=1, kill, flatten, exit
+                app.request_stop("test harness stop")
+            with trio.fail_after(30):
                 await finished.wait()
             nursery.cancel_scope.cancel()
 

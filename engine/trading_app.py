@@ -514,6 +514,8 @@ class TradingApp(ObserveApp):
             now = self.clock()
             first = not trading.ready["reconciled"]
             trading.on_reconcile(positions, open_orders, now)
+            if self.executor.last_account_value is not None:
+                trading.on_account_value(self.executor.last_account_value, now)
             if first:
                 log.info("reconciled with the venue: %d position(s), %d open order(s)",
                          sum(1 for v in positions.values() if v), len(open_orders))

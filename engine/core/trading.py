@@ -30,6 +30,7 @@ from typing import Any
 
 from engine.config import EngineConfig
 from engine.core import rounding
+from engine.core.breakers import CircuitBreakers, Trip
 from engine.core.core import ObserveCore, Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
 from engine.core.intents import (
@@ -55,6 +56,7 @@ GATES = ("hard_stop", "killed", "not_ready", "no_mark", "notional_market", "noti
 
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
+BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
 
 
@@ -119,6 +121,14 @@ class TradingCore:
         self.flattens_sent = 0
         self.trades: list[dict[str, Any]] = []
         self.on_signal_hook: Callable[[Signal], None] | None = None
+        # Circuit breakers. Paper: equity = paper_equity + P&L. Trade: the venue's account
+        # value; until the first one arrives (reconciliation) the percentage breakers measure
+        # against paper_equity, then restart from the real value (unless restored).
+        self.breakers = CircuitBreakers(cfg.breakers, cfg.breakers.paper_equity)
+        self.equity_known = cfg.mode != "trade"
+        self.breakers_restored = False  # set by the journal restore
+        self._equity_warned = False
+        self._next_breaker_tick = 0.0
         self.resync()
 
     # ------------------------------------------------------------------ helpers
@@ -178,7 +188,83 @@ class TradingCore:
     def _alert(self, level: str, code: str, message: str) -> None:
         self.out.append(Alert(level, code, message))
 
+    # ------------------------------------------------------------ circuit breakers
+    def _trips(self, trips: list[Trip], now_ms: float, why: str) -> None:
+        """Act on breaker trips: alert, journal the breaker state, halt a market or latch."""
+        if not trips:
+            return
+        for t in trips:
+            self._alert("critical", "circuit_breaker", f"circuit breaker {t.breaker}: {t.detail}")
+            if t.market is not None and t.market in self.obs.by_coin:
+                self.obs.halt(t.market, "circuit_breaker", now_ms)
+        self._breaker_record(now_ms, why)
+        for t in trips:
+            if t.latches_hard_stop:
+                self._latch(t.breaker, now_ms, t.detail)
+
+    def _breaker_record(self, now_ms: float, why: str) -> None:
+        """The breakers' whole state, journaled when it changes meaningfully (restored at
+        start: tripped breakers stay tripped across restarts, today's losses keep counting)."""
+        self._record("positions", now_ms, {"event": "breakers", "why": why,
+                                           "state": self.breakers.to_state()})
+
+    def _equity_parts(self) -> tuple[float, float]:
+        """(realised net P&L of the run, unrealised P&L at the marks)."""
+        realised = 0.0
+        unrealised = 0.0
+        for p in self.book.positions:
+            realised += p.realized_pnl - p.fees
+            if p.has_exposure:
+                mark = self.obs.markets[p.idx].mark_px
+                if mark is not None:
+                    unrealised += (mark - p.avg_px) * p.effective
+        return realised, unrealised
+
+    def _breakers_tick(self, now_ms: float) -> None:
+        """Housekeeping (every ~100 ms): marks for the market-move breaker, unrealised P&L and
+        (paper) equity. Off the per-frame path: a 1-minute breaker needs no per-frame work."""
+        cb = self.breakers
+        trips: list[Trip] = []
+        for m in self.obs.markets:
+            if m.mark_px is not None and m.halted is None:
+                trips += cb.on_price(m.coin, m.mark_px, now_ms)
+        realised, unrealised = self._equity_parts()
+        trips += cb.on_unrealized(unrealised, now_ms)
+        if self.mode != "trade":
+            trips += cb.on_equity(self.cfg.breakers.paper_equity + realised + unrealised, now_ms)
+        self._trips(trips, now_ms, "tick")
+
+    def on_account_value(self, equity_usd: float, now_ms: float) -> None:
+        """Trade mode: the venue's account value (from reconciliation). A value ≤ 0 (a dex
+        margin account that holds nothing: the collateral sits elsewhere) cannot be a basis for
+        percentages: the breakers keep measuring against ``[breakers] paper_equity``."""
+        if not equity_usd > 0:
+            if not self._equity_warned:
+                self._equity_warned = True
+                self._alert("warning", "equity_unknown",
+                            f"the venue reports account value {equity_usd!r} for this dex: "
+                            f"daily-loss and drawdown breakers measure against [breakers] "
+                            f"paper_equity = {self.cfg.breakers.paper_equity:g} USD")
+            return
+        if not self.equity_known:
+            self.equity_known = True
+            if not self.breakers.tripped() and not self.breakers_restored:
+                fresh = CircuitBreakers(self.cfg.breakers, equity_usd)
+                fresh.consecutive_losses = self.breakers.consecutive_losses
+                self.breakers = fresh
+        self._trips(self.breakers.on_equity(equity_usd, now_ms), now_ms, "equity")
+
+    def _trade_closed(self, trade: dict[str, Any], now_ms: float) -> None:
+        pnl = trade.get("net_pnl")
+        if isinstance(pnl, int | float):
+            trips = self.breakers.on_trade_closed(float(pnl), now_ms)
+            self._breaker_record(now_ms, "trade")
+            self._trips(trips, now_ms, "trade")
+
     def _latch(self, reason: str, now_ms: float, detail: str) -> None:
+        if reason == "reject_burst":
+            self.breakers.on_reject_burst(detail, now_ms, count=len(self.rejects.times),
+                                          limit=self.tcfg.reject_burst_limit)
         if self.hard_stop.trigger(reason, now_ms, detail):
             self._alert("critical", "hard_stop", f"hard stop latched: {reason}: {detail}")
             self._record("positions", now_ms, {"event": "hard_stop", "reason": reason,
@@ -228,6 +314,9 @@ class TradingCore:
         for p in self.book.positions:
             if p.has_exposure or p.state != pfsm.FLAT:
                 self._check_exit(p, now_ms)
+        if now_ms >= self._next_breaker_tick:
+            self._next_breaker_tick = now_ms + BREAKER_TICK_MS
+            self._breakers_tick(now_ms)
         tc = self.tcfg
         for o in list(self.orders.active()):
             # Our orders are IOC: anything still live this long after sending (no answer,
@@ -557,6 +646,7 @@ class TradingCore:
         if trade is not None:
             self.trades.append(trade)
             self._record("trades", now_ms, trade)
+            self._trade_closed(trade, now_ms)
         self._exposure_changed(p, now_ms, px, o)
         if o is None:
             self._alert("error", "foreign_fill",
@@ -624,6 +714,7 @@ class TradingCore:
                 trade["exit_reason"] = trade["exit_reason"] or "reconciliation"
                 self.trades.append(trade)
                 self._record("trades", now_ms, trade)
+                self._trade_closed(trade, now_ms)
             self._exposure_changed(p, now_ms, px, None)
             self._latch("reconciliation_mismatch", now_ms,
                         f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")
@@ -670,10 +761,25 @@ class TradingCore:
         return n
 
     def reset_hard_stop(self, now_ms: float) -> str | None:
+        """The operator's reset: the hard stop latch and every tripped circuit breaker (a
+        market halted by the market-move breaker trades again)."""
+        cleared = self.breakers.reset()
+        for t in cleared:
+            if t.market is not None and t.market in self.obs.by_coin:
+                m = self.obs.by_coin[t.market]
+                if m.halted == "circuit_breaker":
+                    self.obs.resume(t.market, now_ms)
+        if cleared:
+            self._alert("warning", "breakers_reset",
+                        "circuit breakers reset: " + ", ".join(
+                            t.breaker + (f" ({t.market})" if t.market else "") for t in cleared))
+            self._breaker_record(now_ms, "reset")
         reason = self.hard_stop.reset()
         if reason is not None:
             self._alert("warning", "hard_stop_reset", f"hard stop reset (was: {reason})")
             self._record("positions", now_ms, {"event": "hard_stop_reset", "reason": reason})
+        elif cleared:
+            reason = "circuit breakers"
         return reason
 
     # ------------------------------------------------------------- introspection

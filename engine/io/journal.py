@@ -65,6 +65,7 @@ from typing import Any
 import attrs
 import msgspec
 
+from engine.core.breakers import CircuitBreakers
 from engine.core.exits import open_exit_state
 from engine.core.intents import Alert, Record
 from engine.core.orders import ENTRY, FLATTEN, Order
@@ -170,6 +171,7 @@ class JournalState:
     trades: list[dict[str, Any]] = attrs.Factory(list)
     signals: dict[str, dict[str, Any]] = attrs.Factory(dict)
     hard_stop: HardStopRecord | None = None
+    breakers_state: dict[str, Any] | None = None  # the latest ``breakers`` positions record
     stats: JournalStats = attrs.Factory(JournalStats)
     warnings: list[str] = attrs.Factory(list)
 
@@ -194,6 +196,7 @@ class RestoreReport:
     unknown_orders: list[str] = attrs.Factory(list)
     states: dict[str, str] = attrs.Factory(dict)
     hard_stop: str | None = None
+    breakers: list[str] = attrs.Factory(list)  # circuit breakers still tripped
     skipped: int = 0  # records of markets this core does not trade
     warnings: list[str] = attrs.Factory(list)
 
@@ -427,6 +430,8 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
                 malformed["positions"] += 1
                 continue
             js.positions.append(rec)
+            if rec["event"] == "breakers" and isinstance(rec.get("state"), dict):
+                js.breakers_state = rec["state"]
             hs = _hard_stop_event(rec)
             if hs is not None:
                 latch = hs
@@ -574,7 +579,19 @@ def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreRep
         _restore_position(core, state, p, opening.get(p.coin), now_ms)
         rep.states[p.coin] = p.state
 
-    # 6. hard stop and the reject-burst window
+    # 6. circuit breakers (tripped ones stay tripped; today's losses keep counting), hard
+    # stop and the reject-burst window
+    if state.breakers_state is not None:
+        try:
+            core.breakers = CircuitBreakers.from_state(core.cfg.breakers, state.breakers_state)
+        except ValueError as exc:
+            rep.warnings.append(f"circuit breaker state unreadable ({exc}); starting fresh")
+        else:
+            core.breakers_restored = True
+            for t in core.breakers.tripped():
+                rep.breakers.append(t.breaker + (f" ({t.market})" if t.market else ""))
+                if t.market is not None and t.market in core.obs.by_coin:
+                    core.obs.halt(t.market, "circuit_breaker", now_ms)
     hs = state.hard_stop
     if hs is not None:
         core.hard_stop.trigger(hs.reason, hs.since_ms, hs.detail)
@@ -677,7 +694,7 @@ def _emit(core: TradingCore, state: JournalState, rep: RestoreReport, restored: 
     summary = {
         "event": "journal_restored", "fills": rep.fills_applied,
         "orders": rep.orders_restored, "unknown_orders": len(rep.unknown_orders),
-        "hard_stop": rep.hard_stop, "torn_lines": st.torn_lines,
+        "hard_stop": rep.hard_stop, "breakers": rep.breakers, "torn_lines": st.torn_lines,
         "malformed_lines": st.malformed_lines, "duplicate_fills": st.duplicate_fills,
         "positions": {p.coin: p.effective for p in core.book.positions if p.has_exposure},
         "ts_ms": now_ms,
@@ -688,6 +705,8 @@ def _emit(core: TradingCore, state: JournalState, rep: RestoreReport, restored: 
         problems.append(f"{len(rep.unknown_orders)} order(s) UNKNOWN until resolved by cloid")
     if rep.hard_stop is not None:
         problems.append(f"hard stop still latched ({rep.hard_stop})")
+    if rep.breakers:
+        problems.append(f"circuit breakers still tripped ({', '.join(rep.breakers)})")
     if st.torn_lines or st.malformed_lines:
         problems.append(f"{st.torn_lines} torn and {st.malformed_lines} malformed line(s) "
                         "skipped")

@@ -148,6 +148,7 @@ class OrderExecutor:
         if not 1 <= max_orders_per_action <= 1000:
             raise ValueError("max_orders_per_action must be in [1, 1000]")
         self.stats = ExecStats()
+        self.last_account_value: float | None = None  # from the last reconcile_snapshot
         self._feed = feed
         self._signer = signer
         self._nonces = nonces
@@ -403,7 +404,9 @@ class OrderExecutor:
         except PostFailure as exc:
             self.stats.query_failures += 1
             raise ReconcileError(f"reconciliation query for dex {dex!r} failed: {exc}") from None
-        return parse_positions(state, dex), parse_open_orders(open_orders, dex)
+        positions, orders = parse_positions(state, dex), parse_open_orders(open_orders, dex)
+        self.last_account_value = parse_account_value(state)
+        return positions, orders
 
     # ------------------------------------------------------------------ helpers
 
@@ -564,6 +567,20 @@ def parse_positions(state: object, dex: str) -> dict[str, float]:
         if szi != 0.0:
             out[coin] = szi
     return out
+
+
+def parse_account_value(state: object) -> float | None:
+    """``marginSummary.accountValue`` of a ``clearinghouseState`` (the dex's margin account:
+    the equity the circuit breakers measure), or ``None`` when absent or unreadable."""
+    if not isinstance(state, dict):
+        return None
+    summary = state.get("marginSummary")
+    raw = summary.get("accountValue") if isinstance(summary, dict) else None
+    try:
+        value = float(raw) if isinstance(raw, str | int | float) else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def parse_open_orders(orders: object, dex: str) -> list[dict[str, Any]]:

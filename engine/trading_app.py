@@ -61,6 +61,7 @@ from engine.venues.paper import PaperVenue
 
 log = logging.getLogger("engine.trading")
 alert_log = logging.getLogger("engine.alert")
+order_log = logging.getLogger("engine.orders")
 
 HOUSEKEEPING_MS = 100.0
 _ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
@@ -254,6 +255,26 @@ class LiveBackend:
             handler.bookkeeping(now)
         else:
             self.app.execute(now)
+
+
+def _log_order(rec: dict[str, Any]) -> None:
+    """One line per order state change (journald fields CLOID, MARKET, SIDE, REASON)."""
+    reason = rec.get("reason") or rec.get("why") or rec.get("purpose")
+    order_log.info("order %s %s %s %s %s@%s %s -> %s%s", rec.get("cloid"), rec.get("purpose"),
+                   rec.get("market_key"), rec.get("side"), rec.get("sz"), rec.get("px"),
+                   rec.get("event"), rec.get("state"),
+                   f" ({rec['message']})" if rec.get("message") else "",
+                   extra={"cloid": rec.get("cloid"), "market": rec.get("market_key"),
+                          "side": rec.get("side"), "reason": reason})
+
+
+def _log_trade(rec: dict[str, Any]) -> None:
+    order_log.info("trade closed %s %s size %s entry %s exit %s net %+.4f USD (%s)",
+                   rec.get("market_key"), rec.get("direction"), rec.get("size"),
+                   rec.get("entry_avg_px"), rec.get("exit_avg_px"),
+                   float(rec.get("net_pnl") or 0.0), rec.get("exit_reason"),
+                   extra={"market": rec.get("market_key"), "reason": rec.get("exit_reason"),
+                          "signal_id": rec.get("entry_signal_id")})
 
 
 def is_real_mainnet(cfg: EngineConfig) -> bool:
@@ -451,8 +472,12 @@ class TradingApp(ObserveApp):
         assert self.writer is not None and self.trading is not None
         if isinstance(it, Record):
             self.writer.write(it.kind, it.ts_ms, it.record)
-            if it.kind == "orders" and self.ops is not None:
-                self.ops.on_order_record(it.record)
+            if it.kind == "orders":
+                _log_order(it.record)
+                if self.ops is not None:
+                    self.ops.on_order_record(it.record)
+            elif it.kind == "trades":
+                _log_trade(it.record)
         elif isinstance(it, Alert):
             self.alerts.append(it)
             if len(self.alerts) > 1000:

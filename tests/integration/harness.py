@@ -41,6 +41,19 @@ http_port = 0
 """
 
 
+PAPER_HOLDING: dict[str, Any] = {
+    "mode": "paper",
+    "detector": {"min_consecutive_moves": 0, "oracle_direction_filter": False,
+                 "min_edge_above_baseline_bps": 0.0, "min_confidence": 0.0},
+    "paper": {"latency_ms": 50.0},
+    # positions stay open until something other than an exit rule closes them
+    "exits": {"quick_profit_bps": 0.0, "edge_evap_enabled": False, "oracle_exit_enabled": False,
+              "min_hold_ms": 60_000.0, "time_stop_ms": 120_000.0},
+    "ops": {"kill_flat_timeout_s": 10.0},
+}
+"""Paper mode that enters on forced dislocations and holds: for stop/kill/ops tests."""
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):

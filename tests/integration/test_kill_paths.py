@@ -16,17 +16,9 @@ from engine.ops.paths import FLATTEN_FILE
 from engine.sim.server import SimExchange
 from engine.trading_app import TradingApp
 
-from .harness import BASE_TOML, _merge, records, running, wait_for
+from .harness import BASE_TOML, PAPER_HOLDING, _merge, records, running, wait_for
 
-PAPER = {"mode": "paper",
-         "detector": {"min_consecutive_moves": 0, "oracle_direction_filter": False,
-                      "min_edge_above_baseline_bps": 0.0, "min_confidence": 0.0},
-         "paper": {"latency_ms": 50.0},
-         # positions stay open until something other than an exit rule closes them
-         "exits": {"quick_profit_bps": 0.0, "edge_evap_enabled": False,
-                   "oracle_exit_enabled": False, "min_hold_ms": 60_000.0,
-                   "time_stop_ms": 120_000.0},
-         "ops": {"kill_flat_timeout_s": 10.0}}
+PAPER = PAPER_HOLDING
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:

@@ -4,9 +4,12 @@ POST /kill, and webhook notifications to a local HTTP server; no secret in any l
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,9 @@ import trio
 
 from engine.trading_app import TradingApp
 
-from .harness import records, running, wait_for
+from .harness import PAPER_HOLDING, records, running, wait_for
 
-PAPER = {"mode": "paper",
-         "detector": {"min_consecutive_moves": 0, "oracle_direction_filter": False,
-                      "min_edge_above_baseline_bps": 0.0, "min_confidence": 0.0},
-         "paper": {"latency_ms": 50.0},
-         "exits": {"quick_profit_bps": 0.0, "edge_evap_enabled": False,
-                   "oracle_exit_enabled": False, "min_hold_ms": 60_000.0,
-                   "time_stop_ms": 120_000.0},
-         "ops": {"health_max_data_age_s": 1.5, "kill_flat_timeout_s": 10.0}}
+PAPER = {**PAPER_HOLDING, "ops": {"health_max_data_age_s": 1.5, "kill_flat_timeout_s": 10.0}}
 
 TOKEN = "test-ops-token-5b0c1f0e9d"
 HOOK_PATH = "/api/webhooks/123/SECRETwebhookTOKENvalue"
@@ -161,6 +157,21 @@ async def test_ops_endpoint_kill_and_notifications(tmp_path: Path, caplog: pytes
             assert status["positions"] and status["entries"] >= 1
             metrics = (await _get(base + "/metrics")).text
             assert "engine_decision_to_order_sent_seconds_count" in metrics
+            # the operator's status command reads the same endpoint
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")}
+            env.update({"ENGINE__OPS__HTTP_PORT": str(app.ops.http_port),
+                        "ENGINE__RECORDS__DIR": str(tmp_path / "data")})
+            with trio.fail_after(60):
+                r = await trio.run_process([sys.executable, "-m", "engine", "status", "--json"],
+                                           env=env, capture_stdout=True, check=False)
+            assert r.returncode == 0, r.stdout
+            assert json.loads(r.stdout)["positions"]
+            # the daily job (the service runs it at [report] run_at_utc): report + webhook
+            day = dt.datetime.fromtimestamp(app.clock() / 1000, dt.UTC).date()
+            await app.ops.run_daily(day)
+            assert (tmp_path / "data" / "reports" / f"report_{day}.md").exists()
+            await wait_for(lambda: any("Daily report" in json.dumps(b) for b in hook.bodies),
+                           10, "the daily report notification")
             # kill needs the token
             assert (await _post(base + "/kill")).status_code == 401
             bad = await _post(base + "/kill", headers={"Authorization": "Bearer wrong"})
@@ -180,3 +191,12 @@ async def test_ops_endpoint_kill_and_notifications(tmp_path: Path, caplog: pytes
     assert trades and trades[-1]["exit_reason"] == "kill"
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert TOKEN not in text and "SECRETwebhookTOKENvalue" not in text
+
+
+async def test_status_command_when_no_engine_runs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")}
+    env["ENGINE__OPS__HTTP_PORT"] = "1"  # nothing listens there
+    with trio.fail_after(60):
+        r = await trio.run_process([sys.executable, "-m", "engine", "status"], env=env,
+                                   capture_stdout=True, check=False)
+    assert r.returncode == 3 and b"not running" in r.stdout

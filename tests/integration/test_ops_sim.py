@@ -200,3 +200,34 @@ async def test_status_command_when_no_engine_runs(tmp_path: Path) -> None:
         r = await trio.run_process([sys.executable, "-m", "engine", "status"], env=env,
                                    capture_stdout=True, check=False)
     assert r.returncode == 3 and b"not running" in r.stdout
+
+
+async def test_a_dead_webhook_never_delays_an_order(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The webhook accepts connections and never answers; notifications pile up (a flood of
+    them, plus the kill switch's): entries and exits still go out at once."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    held: list[trio.SocketStream] = []
+
+    async def black_hole(stream: trio.SocketStream) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, black_hole, listeners)
+        monkeypatch.setenv("ENGINE_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
+        async with running(tmp_path, config=PAPER, sim={"aligned": True},
+                           app_cls=TradingApp) as (sim, app):
+            await wait_for(lambda: app.is_ready(), 15, "READY")
+            for i in range(500):  # far more than the queue holds
+                app.ops.notifier.notify("test", f"flood {i}", "x", level="error")
+            await wait_for(lambda: held != [], 10, "the sender stuck on the dead webhook")
+            hist = app.ops.metrics.decision_to_order_sent
+            sim.force_dislocation("xyz:TSLA", "sell", 40, lag_ms=1200)
+            await wait_for(lambda: app.trading.open_positions() >= 1, 10, "an open position")
+            assert hist.count >= 1
+            assert hist.sum / hist.count < 0.05  # decision → sent stays sub-50 ms
+            assert app.ops.notifier.stats.dropped > 0  # bounded queue, not unbounded memory
+        assert app.returned == 0 and app.trading.flat()  # the kill path did not wait on it
+        nursery.cancel_scope.cancel()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.app import CoreHandler, DetectorTimer, RunStats  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.core.core import ObserveCore  # noqa: E402
+from engine.core.core import ObserveCore, Signal  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
 from engine.sim import frames  # noqa: E402
 from engine.sim.markets import XYZ_MARKETS  # noqa: E402
@@ -60,9 +60,10 @@ def main() -> None:
     core = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms)
     signals = 0
 
-    def on_signal(sig: object) -> None:
+    def on_signal(sig: Signal) -> None:
         nonlocal signals
         signals += 1
+        sig.fields  # noqa: B018 - the record is built on first access: observe mode writes it
 
     base_ms = 1_795_000_000_000.0
     now = [base_ms]

@@ -68,6 +68,14 @@ without it. ``--prune-orders`` calls ``OrderBook.prune(0)`` every 50 ms from a b
 engine prunes terminal orders itself beyond 2 × 2000); ``--log-level WARNING`` drops the
 per-signal INFO line.
 
+``--coalesce-whole-read`` sets the feed's ``send_first_at_once = False`` (the first order of a
+socket read waits for the end of the read too, so a burst's 40 orders leave in one action); the
+engine's default sends a read's first order right after its frame.
+
+``--breakdown`` also splits each server-measured latency at the engine's read and write (both
+processes read ``perf_counter_ns``, i.e. CLOCK_MONOTONIC): server send → engine read returned
+(loopback, wake-up, Trio, recv, frame scan), the engine, engine write → server recv returned.
+
 ``--gap-ms`` (default 3) is the pause between the steps of a cycle, so the engine is idle for
 that long before each timed frame, as between the frames of a live feed. On this VM the figures
 depend on it (a CPU that idled runs the next few hundred µs of work slower: cold caches, vCPU
@@ -77,6 +85,7 @@ wake-up): see bench/README.md.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -447,6 +456,9 @@ def server_main(args: argparse.Namespace) -> int:
     burst_recvs: list[int] = []
     xburst_last: list[float] = []
     xburst_first: list[float] = []
+    # raw (t_out, t_in) perf_counter_ns pairs: CLOCK_MONOTONIC, the engine's clock too, so
+    # --breakdown can split each latency into wire/wake-up in, engine, wire/wake-up out
+    raw: dict[str, list[tuple[int, int]]] = {"entry": [], "exit": [], "burst": []}
 
     def singles() -> None:
         for r in range(args.warmup + args.cycles):
@@ -467,6 +479,8 @@ def server_main(args: argparse.Namespace) -> int:
             if r >= args.warmup:
                 entry.append((t_in - t_out) / 1000.0)
                 exits.append((t_in2 - t_out2) / 1000.0)
+                raw["entry"].append((t_out, t_in))
+                raw["exit"].append((t_out2, t_in2))
             v.idle(gap)
             v.send(v.bbo(c, BID0, ASK0) + v.ctx(c, ORACLE0))
             v.idle(gap)
@@ -497,6 +511,7 @@ def server_main(args: argparse.Namespace) -> int:
                 burst_recvs.append(recvs)
                 xburst_last.append((arr2[-1] - t_out2) / 1000.0)
                 xburst_first.append((arr2[0] - t_out2) / 1000.0)
+                raw["burst"].append((t_out, arr[-1]))
             v.idle(2 * gap)
             v.send(b"".join(v.bbo(c, BID0, ASK0) + v.ctx(c, ORACLE0) for c in markets))
             v.idle(args.burst_gap_ms / 1000.0)
@@ -530,6 +545,7 @@ def server_main(args: argparse.Namespace) -> int:
         "burst_recvs": burst_recvs,
         "xburst_last_us": xburst_last,
         "xburst_first_us": xburst_first,
+        "raw": raw,
         "orders": len(v.orders),
         "open_lots": sum(abs(n) for n in v.lots.values()),
         "recovered": verified,
@@ -578,13 +594,13 @@ def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
             mark["rx"] = perf()
             return out
 
-        async def _send_locked(data: Any) -> None:
+        async def _send_locked(data: Any, *rest: Any) -> None:
             t = perf()
             if pending:
                 for kind, rx, h0, c1, h1, m0, m1 in pending:
                     probes[kind].append((rx, h0, c1, h1, m0, m1, t))
                 pending.clear()
-            await send_locked(data)
+            await send_locked(data, *rest)
 
         conn.receive_batch = receive_batch
         conn._send_locked = _send_locked
@@ -685,6 +701,8 @@ def client_main(args: argparse.Namespace) -> int:
     class BenchApp(TradingApp):
         def _build(self, markets: Any, writer: Any) -> None:
             super()._build(markets, writer)
+            if args.coalesce_whole_read and self.feed is not None:
+                self.feed.send_first_at_once = False
             if args.breakdown:
                 _install_probes(self, probes)
 
@@ -795,6 +813,35 @@ def _breakdown(probes: dict[str, list[tuple[int, ...]]]) -> None:
         )
 
 
+def _wire_split(
+    probes: dict[str, list[tuple[int, ...]]], raw: dict[str, list[list[int]]]
+) -> None:
+    """Split the server-measured latencies (median µs) at the engine's read and write: server
+    send → the engine's read returned (loopback, wake-up, Trio, recv, frame scan), the engine
+    (read → write), the write → the server's recv returned (loopback, wake-up)."""
+    print("server send → engine read → engine write → server recv (median µs; one clock):")
+    for kind in ("entry", "exit", "burst"):
+        rows = sorted(probes.get(kind, []), key=lambda r: r[-1])
+        txs = [r[-1] for r in rows]
+        ins: list[float] = []
+        eng: list[float] = []
+        outs: list[float] = []
+        for t_out, t_in in raw.get(kind, []):
+            # the last probed write before the server saw the order, read after its send
+            i = bisect.bisect_right(txs, t_in) - 1
+            if i < 0 or not t_out <= rows[i][0] <= t_in:
+                continue
+            rx, tx = rows[i][0], rows[i][-1]
+            ins.append((rx - t_out) / 1000.0)
+            eng.append((tx - rx) / 1000.0)
+            outs.append((t_in - tx) / 1000.0)
+        if ins:
+            print(
+                f"  {kind:6s} {len(ins):5d}  in {statistics.median(ins):7.1f}  engine "
+                f"{statistics.median(eng):7.1f}  out {statistics.median(outs):7.1f}"
+            )
+
+
 def report(
     res: dict[str, Any],
     app: Any,
@@ -871,6 +918,7 @@ def report(
         print(f"MISS: the run stopped early: {res['error']}")
     if args.breakdown:
         _breakdown(probes)
+        _wire_split(probes, res.get("raw", {}))
     ok = not res.get("error")
     rows = []
     if entry:
@@ -927,6 +975,11 @@ def main() -> int:
         "--prune-orders",
         action="store_true",
         help="diagnostic: OrderBook.prune(0) every 50 ms",
+    )
+    ap.add_argument(
+        "--coalesce-whole-read",
+        action="store_true",
+        help="diagnostic: the feed's send_first_at_once=False (a read's orders in one action)",
     )
     ap.add_argument("--keep-tmp", action="store_true", help="keep the records and engine log")
     ap.add_argument("--timeout", type=float, default=300.0, help="engine: give up after (s)")

@@ -61,6 +61,14 @@ def parse_decode(out: str) -> list[Row]:
     ]
 
 
+def parse_info(out: str) -> list[Row]:
+    """``INFO: <what>, <figures>`` lines (benches without a target)."""
+    return [
+        (f"(no target) {m.group(1).strip()}", "INFO", m.group(2).strip())
+        for m in re.finditer(r"^INFO: ([^,]*), (.*)$", out, re.MULTILINE)
+    ]
+
+
 def parse_followups(out: str) -> list[Row]:
     rows: list[Row] = []
     g = _find(r"growth ([\d.]+) MB \(target <= 100\)", out)
@@ -131,6 +139,7 @@ PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "bench_followups": parse_followups,
     "bench_throughput": parse_throughput,
     "bench_rss": parse_rss,
+    "bench_entry_core": parse_info,
 }
 
 

@@ -13,14 +13,12 @@ no per-frame logging.
 from __future__ import annotations
 
 import heapq
-import math
 import os
-from typing import Any
 
 import attrs
 
 from engine.config import DetectorConfig, GatesConfig, SizingConfig
-from engine.core.detector import Detector, Signal
+from engine.core.detector import Detector, Signal, SignalContext
 from engine.core.gates import GATE_ORDER, HALT, check_gates, describe_gate
 from engine.core.market import MarketState
 from engine.core.sessions import SessionClock
@@ -84,6 +82,8 @@ class ObserveCore:
         self.evaluations = 0
         self.time_regressions = 0
         self._seq = 0
+        self._signal_ctx = SignalContext(self.boot_id, mode, gates, detector,
+                                         self.followup_offsets_ms)
 
     # ------------------------------------------------------------------ events
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
@@ -185,77 +185,40 @@ class ObserveCore:
     def _gate(self, m: MarketState, now_ms: float) -> str | None:
         gate = check_gates(m, now_ms, self.gates_cfg)
         if gate != m.blocked_by:
-            prev = m.blocked_by
-            detail = describe_gate(m, gate, now_ms, self.gates_cfg) if gate else ""
-            self.events.append(GateTransition(m.coin, now_ms, gate, prev, detail,
-                                              now_ms - m.blocked_since_ms if prev and m.blocked_since_ms else 0.0))
-            m.blocked_by = gate
-            m.blocked_since_ms = now_ms
+            self._transition(m, gate, now_ms)
         return gate
+
+    def _transition(self, m: MarketState, gate: str | None, now_ms: float) -> None:
+        prev = m.blocked_by
+        detail = describe_gate(m, gate, now_ms, self.gates_cfg) if gate else ""
+        self.events.append(GateTransition(m.coin, now_ms, gate, prev, detail,
+                                          now_ms - m.blocked_since_ms
+                                          if prev and m.blocked_since_ms else 0.0))
+        m.blocked_by = gate
+        m.blocked_since_ms = now_ms
 
     def _evaluate_gates_only(self, m: MarketState, now_ms: float) -> None:
         self._gate(m, now_ms)
 
     def _evaluate(self, m: MarketState, now_ms: float, trigger: str) -> Signal | None:
+        """Gates, detector and — for a signal — a :class:`Signal` holding a snapshot of every
+        record input (its record is built later, on first access: see :class:`Signal`)."""
         self.evaluations += 1
-        if self._gate(m, now_ms) is not None:
+        gate = check_gates(m, now_ms, self.gates_cfg)
+        if gate is not None or m.blocked_by is not None:
+            if gate != m.blocked_by:
+                self._transition(m, gate, now_ms)
+            if gate is not None:
+                return None
+        d = self.detector.evaluate(m, now_ms, self.sessions.lookup(now_ms))
+        if d is None:
             return None
-        fields = self.detector.evaluate(m, now_ms, self.sessions.lookup(now_ms))
-        if fields is None:
-            return None
-        return self._emit(m, now_ms, trigger, fields)
-
-    def _emit(self, m: MarketState, now_ms: float, trigger: str,
-              fields: dict[str, Any]) -> Signal:
         self.signals_total += 1
-        self._seq += 1
-        ts = int(now_ms)
-        side = fields["side"]
-        bid, ask = m.bid_px, m.ask_px
-        record: dict[str, Any] = {
-            "timestamp_ms": ts,
-            "market_key": m.coin,
-            "side": side,
-            "raw_edge_bps": fields["raw_edge_bps"],
-            "net_edge_bps": fields["net_edge_bps"],
-            "oracle_px": fields["oracle_px"],
-            "best_px": fields["best_px"],
-            "best_size": fields["best_size"],
-            "suggested_size": fields["suggested_size"],
-            "signal_id": f"sig_{m.coin}_{side}_{ts}_{self.boot_id}-{self._seq}",
-            "asset_id": m.spec.asset_id,
-            "mode": self.mode,
-            "trigger": trigger,
-            "mark_px": m.mark_px,
-            "bid_px": bid,
-            "bid_sz": m.bid_sz,
-            "ask_px": ask,
-            "ask_sz": m.ask_sz,
-            "mid_px": (bid + ask) * 0.5 if bid is not None and ask is not None else None,
-            "bbo_server_time_ms": m.bbo_time_ms,
-            "gate_bbo_age_ms": now_ms - m.bbo_recv_ms if m.bbo_recv_ms is not None else None,
-            "gate_ctx_age_ms": now_ms - m.ctx_recv_ms if m.ctx_recv_ms is not None else None,
-            "gate_max_bbo_age_ms": self.gates_cfg.max_bbo_age_ms,
-            "gate_max_ctx_age_ms": self.gates_cfg.max_ctx_age_ms,
-            "gate_mark_mid_bps": _mark_mid_bps(m),
-            "gate_max_mark_mid_bps": self.gates_cfg.max_mark_mid_bps,
-            "gate_spread_shock_multiple": self.gates_cfg.spread_shock_multiple,
-            "gate_state": "pass",
-            "followup_offsets_ms": self.followup_offsets_ms,
-        }
-        for k, v in fields.items():
-            if k not in record:
-                record[k] = v
-        return Signal(record)
-
-
-def _mark_mid_bps(m: MarketState) -> float | None:
-    if m.mark_px is None or m.bid_px is None or m.ask_px is None:
-        return None
-    mid = (m.bid_px + m.ask_px) * 0.5
-    if mid <= 0 or not math.isfinite(mid):
-        return None
-    return abs(m.mark_px - mid) / mid * 1e4
+        seq = self._seq = self._seq + 1
+        return Signal(m.coin, "sell" if d[0] else "buy", int(now_ms), d[1], d[22], d[23], d[24],
+                      d[25], seq, self._signal_ctx,
+                      (now_ms, trigger, m.spec.asset_id, m.mark_px, m.bid_px, m.bid_sz, m.ask_px,
+                       m.ask_sz, m.bbo_time_ms, m.bbo_recv_ms, m.ctx_recv_ms, d))
 
 
 __all__ = ["GateTransition", "ObserveCore", "Signal", "HALT"]

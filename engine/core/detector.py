@@ -13,22 +13,19 @@ wall-clock time:
   oracle velocity, consecutive moves, quote-lag window [min, max] ms since the oracle changed,
   edge above the oracle–mid baseline, liquidity, confidence, non-zero rounded size.
 
-Every input of the decision is returned in the :class:`Signal` so it can be recorded.
+Every input of the decision is kept in the :class:`Signal` so it can be recorded; the record
+itself is built lazily (see :class:`Signal`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from engine.config import DetectorConfig, SizingConfig
+from engine.config import DetectorConfig, GatesConfig, SizingConfig
 from engine.core.market import MarketState
 from engine.core.oracle import DOWN, UP
-from engine.core.sizing import (
-    confidence_parts,
-    confidence_score,
-    liquidity_factor,
-    suggested_size,
-)
+from engine.core.sizing import suggested_size
 
 # Reasons a positive raw edge did not become a signal (counted for operators).
 R_DEDUP = "dedup_oracle"
@@ -57,34 +54,191 @@ def strength_of(net_edge_bps: float) -> str:
     return "strong"
 
 
+class SignalContext:
+    """What every signal record of one core shares: run identity and configuration (read when
+    a record is built; the configuration objects are frozen)."""
+
+    __slots__ = ("boot_id", "mode", "gates", "detector", "fee_total", "followup_offsets_ms")
+
+    def __init__(self, boot_id: str, mode: str, gates: GatesConfig, detector: DetectorConfig,
+                 followup_offsets_ms: list[int]) -> None:
+        self.boot_id = boot_id
+        self.mode = mode
+        self.gates = gates
+        self.detector = detector
+        self.fee_total = detector.taker_fee_bps + detector.slippage_bps + detector.min_edge_bps
+        self.followup_offsets_ms = followup_offsets_ms
+
+
 class Signal:
-    """A detected dislocation with every decision input (see docs/data-formats.md)."""
+    """A detected dislocation with every decision input (see docs/data-formats.md).
 
-    __slots__ = ("fields",)
+    The values a trading decision needs are plain attributes (``market_key``, ``side``,
+    ``timestamp_ms``, ``raw_edge_bps``, ``oracle_px``, ``best_px``, ``best_size``,
+    ``suggested_size``, and ``signal_id``, formatted on first use). The full record,
+    :attr:`fields`, is built on first access from a snapshot taken at detection (the detector's
+    values and the market's book, mark and receive times at that instant), so it is the same
+    record whenever it is built: the hot path pays for a tuple, not a ~70-entry dict, and the
+    shell builds the record after the orders left. ``executor_verdict`` (set by the trading
+    core) is the record's last field.
+    """
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.fields = fields
+    __slots__ = ("market_key", "side", "timestamp_ms", "raw_edge_bps", "oracle_px", "best_px",
+                 "best_size", "suggested_size", "_seq", "_ctx", "_snap", "_fields", "_id",
+                 "_verdict")
+
+    def __init__(self, market_key: str, side: str, timestamp_ms: int, raw_edge_bps: float,
+                 oracle_px: float, best_px: float, best_size: float, suggested_size: float,
+                 seq: int, ctx: SignalContext | None, snap: tuple[Any, ...]) -> None:
+        self.market_key = market_key
+        self.side = side
+        self.timestamp_ms = timestamp_ms
+        self.raw_edge_bps = raw_edge_bps
+        self.oracle_px = oracle_px
+        self.best_px = best_px
+        self.best_size = best_size
+        self.suggested_size = suggested_size
+        self._seq = seq
+        self._ctx = ctx
+        self._snap = snap
+        self._fields: dict[str, Any] | None = None
+        self._id: str | None = None
+        self._verdict: str | None = None
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Signal:
+        """A signal around an already built record (replay, tests)."""
+        sig = cls(str(fields["market_key"]), str(fields["side"]), int(fields["timestamp_ms"]),
+                  fields["raw_edge_bps"], fields["oracle_px"], fields["best_px"],
+                  fields["best_size"], fields["suggested_size"], 0, None, ())
+        sig._id = str(fields["signal_id"])
+        sig._fields = fields
+        return sig
 
     @property
     def signal_id(self) -> str:
-        return str(self.fields["signal_id"])
+        """``sig_<market>_<side>_<timestamp_ms>_<boot id>-<seq>``."""
+        s = self._id
+        if s is None:
+            ctx = self._ctx
+            assert ctx is not None
+            s = self._id = (f"sig_{self.market_key}_{self.side}_{self.timestamp_ms}_"
+                            f"{ctx.boot_id}-{self._seq}")
+        return s
 
     @property
-    def market_key(self) -> str:
-        return str(self.fields["market_key"])
+    def executor_verdict(self) -> str | None:
+        f = self._fields
+        return self._verdict if f is None else f.get("executor_verdict")
+
+    @executor_verdict.setter
+    def executor_verdict(self, value: str) -> None:
+        f = self._fields
+        if f is None:
+            self._verdict = value
+        else:
+            f["executor_verdict"] = value
 
     @property
-    def side(self) -> str:
-        return str(self.fields["side"])
+    def fields(self) -> dict[str, Any]:
+        """The signal record (built once, on first access; the same dict afterwards)."""
+        f = self._fields
+        if f is None:
+            f = self._fields = self._record()
+            self._snap = ()  # the record holds every value now
+        return f
 
-    @property
-    def timestamp_ms(self) -> int:
-        return int(self.fields["timestamp_ms"])
+    def _record(self) -> dict[str, Any]:
+        ctx = self._ctx
+        assert ctx is not None
+        (now_ms, trigger, asset_id, mark, bid, bid_sz, ask, ask_sz, bbo_time, bbo_recv, ctx_recv,
+         d) = self._snap
+        (_is_sell, raw, total, base, source, adaptive, override, session, short, oracle_age,
+         velocity, consecutive, spread_bps, ewma_val, gap, samples, warm, edge_above, lf,
+         book_notional, confidence, parts, oracle, best_px, best_sz, size) = d
+        g = ctx.gates
+        cfg = ctx.detector
+        net = raw - total
+        rec: dict[str, Any] = {
+            "timestamp_ms": self.timestamp_ms,
+            "market_key": self.market_key,
+            "side": self.side,
+            "raw_edge_bps": raw,
+            "net_edge_bps": net,
+            "oracle_px": oracle,
+            "best_px": best_px,
+            "best_size": best_sz,
+            "suggested_size": size,
+            "signal_id": self.signal_id,
+            "asset_id": asset_id,
+            "mode": ctx.mode,
+            "trigger": trigger,
+            "mark_px": mark,
+            "bid_px": bid,
+            "bid_sz": bid_sz,
+            "ask_px": ask,
+            "ask_sz": ask_sz,
+            "mid_px": (bid + ask) * 0.5 if bid is not None and ask is not None else None,
+            "bbo_server_time_ms": bbo_time,
+            "gate_bbo_age_ms": now_ms - bbo_recv if bbo_recv is not None else None,
+            "gate_ctx_age_ms": now_ms - ctx_recv if ctx_recv is not None else None,
+            "gate_max_bbo_age_ms": g.max_bbo_age_ms,
+            "gate_max_ctx_age_ms": g.max_ctx_age_ms,
+            "gate_mark_mid_bps": mark_mid_bps(mark, bid, ask),
+            "gate_max_mark_mid_bps": g.max_mark_mid_bps,
+            "gate_spread_shock_multiple": g.spread_shock_multiple,
+            "gate_state": "pass",
+            "followup_offsets_ms": ctx.followup_offsets_ms,
+            "strength": strength_of(net),
+            "suggested_notional": size * best_px,
+            "threshold_bps": total,
+            "threshold_base_bps": base,
+            "threshold_source": source,
+            "threshold_fee_total_bps": ctx.fee_total,
+            "threshold_taker_fee_bps": cfg.taker_fee_bps,
+            "threshold_slippage_bps": cfg.slippage_bps,
+            "threshold_min_edge_bps": cfg.min_edge_bps,
+            "threshold_override_bps": override,
+            "threshold_adaptive_bps": adaptive,
+            "threshold_session_mult": session[1],
+            "threshold_short_mult": short,
+            "session": session[0],
+            "session_size_mult": session[2],
+            "oracle_age_ms": oracle_age,
+            "oracle_velocity_bps": velocity,
+            "consecutive_moves": consecutive,
+            "spread_bps": spread_bps,
+            "spread_ewma_bps": ewma_val,
+            "baseline_gap_bps": gap,
+            "baseline_samples": samples,
+            "baseline_warm": warm,
+            "edge_above_baseline_bps": edge_above,
+            "liquidity_factor": lf,
+            "book_notional": book_notional,
+            "confidence": confidence,
+            "confidence_edge": parts[0],
+            "confidence_velocity": parts[1],
+            "confidence_consecutive": parts[2],
+            "confidence_book": parts[3],
+            "confidence_spread": parts[4],
+        }
+        if self._verdict is not None:
+            rec["executor_verdict"] = self._verdict
+        return rec
 
     def __repr__(self) -> str:
-        f = self.fields
-        return (f"Signal({f['market_key']} {f['side']} raw={f['raw_edge_bps']:.2f} "
-                f"thr={f['threshold_bps']:.2f} id={f['signal_id']})")
+        return (f"Signal({self.market_key} {self.side} raw={self.raw_edge_bps:.2f} "
+                f"thr={self.fields['threshold_bps']:.2f} id={self.signal_id})")
+
+
+def mark_mid_bps(mark: float | None, bid: float | None, ask: float | None) -> float | None:
+    """|mark − mid| / mid in bps (None when a price is missing or the mid is not usable)."""
+    if mark is None or bid is None or ask is None:
+        return None
+    mid = (bid + ask) * 0.5
+    if mid <= 0 or not math.isfinite(mid):
+        return None
+    return abs(mark - mid) / mid * 1e4
 
 
 class Thresholds:
@@ -117,8 +271,23 @@ class Thresholds:
         return base * session_mult * short, short
 
 
+Decision = tuple[Any, ...]
+"""What :meth:`Detector.evaluate` returns for a signal (read by :meth:`Signal._record`):
+``(is_sell, raw, threshold, base, source, adaptive, override, session, short_mult, oracle_age,
+velocity, consecutive, spread_bps, spread_ewma, baseline_gap, baseline_samples, baseline_warm,
+edge_above_baseline, liquidity_factor, book_notional, confidence, confidence_parts, oracle,
+best_px, best_size, size)``."""
+
+
 class Detector:
-    """Evaluates one market at one instant; holds config-derived constants and reject counters."""
+    """Evaluates one market at one instant; holds config-derived constants and reject counters.
+
+    The threshold (:class:`Thresholds`), the liquidity factor and the confidence score
+    (:mod:`engine.core.sizing`) are computed inline here, with the same operations in the same
+    order as those reference functions (tests/core/test_signal_record.py checks every recorded
+    value against them): one function call costs as much as the arithmetic, and on this path
+    the code that runs is the cost.
+    """
 
     def __init__(self, cfg: DetectorConfig, sizing: SizingConfig) -> None:
         self.cfg = cfg
@@ -131,8 +300,9 @@ class Detector:
         m: MarketState,
         now_ms: float,
         session: tuple[str, float, float],
-    ) -> dict[str, Any] | None:
-        """Return the decision fields of a signal, or None. Gates must already have passed.
+    ) -> Decision | None:
+        """Return the decision values of a signal (:data:`Decision`), or None. Gates must
+        already have passed.
 
         Also advances the oracle–mid baseline EWMA *after* the evaluation (no self-contamination),
         whether or not a signal fired.
@@ -143,7 +313,7 @@ class Detector:
         if oracle is None or bid is None or ask is None or oracle <= 0:
             return None
         mid = (bid + ask) * 0.5
-        result: dict[str, Any] | None = None
+        result: Decision | None = None
         if ask < oracle:
             result = self._side(m, now_ms, session, False, (oracle - ask) / oracle * 1e4, ask,
                                 m.ask_sz or 0.0, mid)
@@ -163,7 +333,7 @@ class Detector:
         best_px: float,
         best_sz: float,
         mid: float,
-    ) -> dict[str, Any] | None:
+    ) -> Decision | None:
         cfg = self.cfg
         rejects = self.rejects
         oracle = m.oracle_px
@@ -177,21 +347,38 @@ class Detector:
         if cfg.max_entry_spread_bps and spread_bps > cfg.max_entry_spread_bps:
             rejects[R_SPREAD] += 1
             return None
+        # threshold: Thresholds.base + Thresholds.total
         ewma_val = m.spread_ewma.value
-        base, source, adaptive = self.thresholds.base(m.coin, ewma_val)
-        session_name, session_thr, session_size = session
-        total, short = self.thresholds.total(base, is_sell, session_thr)
+        fee_total = self.thresholds.fee_total
+        override = cfg.threshold_overrides.get(m.coin)
+        adaptive: float | None = None
+        if cfg.adaptive_threshold and ewma_val is not None:
+            adaptive = ewma_val * cfg.spread_threshold_multiplier
+        if override is not None:
+            if adaptive is not None and adaptive > override:
+                base, source = adaptive, "adaptive"
+            else:
+                base, source = override, "override"
+        elif adaptive is not None and adaptive > fee_total:
+            base, source = adaptive, "adaptive"
+        else:
+            base, source = fee_total, "fees"
+        short = cfg.short_threshold_mult if (is_sell and cfg.short_side_throttle) else 1.0
+        total = base * session[1] * short
         if raw < total:
             rejects[R_THRESHOLD] += 1
             return None
         tracker = m.tracker
-        direction = DOWN if is_sell else UP
-        consecutive = tracker.consecutive(direction, now_ms)
+        consecutive = tracker.consecutive(DOWN if is_sell else UP, now_ms)
         if cfg.oracle_direction_filter and consecutive <= 0:
             rejects[R_DIRECTION] += 1
             return None
-        velocity = tracker.velocity_bps(now_ms)
-        if cfg.min_oracle_change_bps and velocity < cfg.min_oracle_change_bps:
+        # OracleTracker.velocity_bps
+        velocity = tracker.last_change_bps
+        if not (velocity and now_ms - tracker.last_move_ms <= tracker.window_ms):
+            velocity = 0.0
+        min_velocity = cfg.min_oracle_change_bps
+        if min_velocity and velocity < min_velocity:
             rejects[R_VELOCITY] += 1
             return None
         if consecutive < cfg.min_consecutive_moves:
@@ -208,7 +395,8 @@ class Detector:
                 return None
         baseline = m.baseline
         gap = baseline.value
-        warm = gap is not None and baseline.samples >= cfg.baseline_min_samples
+        samples = baseline.samples
+        warm = gap is not None and samples >= cfg.baseline_min_samples
         if warm:
             assert gap is not None
             edge_above = raw - (max(0.0, -gap) if is_sell else max(0.0, gap))
@@ -219,17 +407,36 @@ class Detector:
             return None
         sz = self.sizing
         book_notional = best_sz * best_px
-        lf = liquidity_factor(book_notional, sz.min_book_notional, sz.normal_book_notional)
-        if lf <= 0.0:
+        # sizing.liquidity_factor
+        lo = sz.min_book_notional
+        hi = sz.normal_book_notional
+        if book_notional <= lo:
             rejects[R_LIQUIDITY] += 1
             return None
-        parts = confidence_parts(raw, total, velocity, cfg.min_oracle_change_bps, consecutive,
-                                 lf, ewma_val)
-        confidence = confidence_score(parts)
+        lf = 1.0 if book_notional >= hi else (book_notional - lo) / (hi - lo)
+        # sizing.confidence_parts + confidence_score (cost = the threshold)
+        if total > 0:
+            x = (raw - total) / (2.0 * total)
+            edge_f = 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+        else:
+            edge_f = 1.0
+        if min_velocity <= 0 or velocity <= min_velocity:
+            vel_f = 0.0
+        else:
+            x = (velocity - min_velocity) / (3.0 * min_velocity)
+            vel_f = 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+        cons_f = (consecutive if consecutive < 3 else 3) / 3.0
+        if ewma_val is None or total <= 0:
+            spread_f = 0.5
+        else:
+            r = ewma_val / total
+            spread_f = 1.0 if r <= 1.0 else 0.0 if r >= 3.0 else (3.0 - r) / 2.0
+        x = 0.30 * edge_f + 0.20 * vel_f + 0.20 * cons_f + 0.15 * lf + 0.15 * spread_f
+        confidence = 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
         if cfg.min_confidence and confidence < cfg.min_confidence:
             rejects[R_CONFIDENCE] += 1
             return None
-        size = suggested_size(best_sz, best_px, m.spec.sz_decimals, lf, confidence, session_size,
+        size = suggested_size(best_sz, best_px, m.spec.sz_decimals, lf, confidence, session[2],
                               sz.sizing_alpha, sz.confidence_sizing, sz.max_notional,
                               sz.min_order_notional)
         if size <= 0.0:
@@ -239,45 +446,7 @@ class Detector:
             m.last_signal_oracle_sell = oracle
         else:
             m.last_signal_oracle_buy = oracle
-        net = raw - total
-        return {
-            "side": "sell" if is_sell else "buy",
-            "raw_edge_bps": raw,
-            "net_edge_bps": net,
-            "strength": strength_of(net),
-            "oracle_px": oracle,
-            "best_px": best_px,
-            "best_size": best_sz,
-            "suggested_size": size,
-            "suggested_notional": size * best_px,
-            "threshold_bps": total,
-            "threshold_base_bps": base,
-            "threshold_source": source,
-            "threshold_fee_total_bps": self.thresholds.fee_total,
-            "threshold_taker_fee_bps": cfg.taker_fee_bps,
-            "threshold_slippage_bps": cfg.slippage_bps,
-            "threshold_min_edge_bps": cfg.min_edge_bps,
-            "threshold_override_bps": cfg.threshold_overrides.get(m.coin),
-            "threshold_adaptive_bps": adaptive,
-            "threshold_session_mult": session_thr,
-            "threshold_short_mult": short,
-            "session": session_name,
-            "session_size_mult": session_size,
-            "oracle_age_ms": oracle_age,
-            "oracle_velocity_bps": velocity,
-            "consecutive_moves": consecutive,
-            "spread_bps": spread_bps,
-            "spread_ewma_bps": ewma_val,
-            "baseline_gap_bps": gap,
-            "baseline_samples": baseline.samples,
-            "baseline_warm": warm,
-            "edge_above_baseline_bps": edge_above,
-            "liquidity_factor": lf,
-            "book_notional": book_notional,
-            "confidence": confidence,
-            "confidence_edge": parts[0],
-            "confidence_velocity": parts[1],
-            "confidence_consecutive": parts[2],
-            "confidence_book": parts[3],
-            "confidence_spread": parts[4],
-        }
+        return (is_sell, raw, total, base, source, adaptive, override, session, short, oracle_age,
+                velocity, consecutive, spread_bps, ewma_val, gap, samples, warm, edge_above, lf,
+                book_notional, confidence, (edge_f, vel_f, cons_f, lf, spread_f), oracle, best_px,
+                best_sz, size)

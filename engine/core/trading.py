@@ -348,15 +348,15 @@ class TradingCore:
         """Gate and (maybe) enter; the signal record carries the executor's verdict."""
         self.signals_seen += 1
         reason = self._entry(sig, now_ms)
-        sig.fields["executor_verdict"] = reason or "order_created"
+        # the record (sig.fields) is built after the orders left; the verdict is its last field
+        sig.executor_verdict = reason or "order_created"
         if reason is not None:
             self.skips[reason] += 1
         if self.on_signal_hook is not None:
             self.on_signal_hook(sig)
 
     def _entry(self, sig: Signal, now_ms: float) -> str | None:
-        f = sig.fields
-        m = self.obs.by_coin[f["market_key"]]
+        m = self.obs.by_coin[sig.market_key]
         p = self.book.positions[m.index]
         tc = self.tcfg
         if self.hard_stop.latched:
@@ -365,16 +365,16 @@ class TradingCore:
             return "killed"
         if not self.is_ready():
             return "not_ready"
-        is_buy = f["side"] == "buy"
+        is_buy = sig.side == "buy"
         szd = m.spec.sz_decimals
-        px_wire = rounding.ioc_limit_price(f["best_px"], is_buy, tc.entry_slippage_bps / 1e4, szd)
+        px_wire = rounding.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4, szd)
         if px_wire is None:
             return "rounding"
         px = float(px_wire)
         mark = m.mark_px
         if mark is None:
             return "no_mark"
-        size = float(f["suggested_size"])
+        size = float(sig.suggested_size)
         used_market = abs(p.effective) * mark + self.orders.pending_for(p.idx)
         room = tc.max_notional_per_market - used_market
         if size * px > room:
@@ -405,19 +405,19 @@ class TradingCore:
         self.budget.consume(now_ms)
         order = Order(self.cloids.next(), m.coin, m.index, m.spec.asset_id, is_buy,
                       prepared[0], prepared[1], False, ENTRY, now_ms,
-                      signal_id=f["signal_id"], decision_px=f["best_px"],
+                      signal_id=sig.signal_id, decision_px=sig.best_px,
                       expires_after_ms=int(now_ms + tc.expires_after_ms)
                       if tc.expires_after_ms else None)
         self.orders.add(order)
         p.state = pfsm.next_position_state(state, pfsm.SUBMIT_ENTRY, False)  # no exposure
         self._touch(p)
         p.entry_cloid = order.cloid
-        p.entry_signal_id = f["signal_id"]
-        p.entry_decision_px = f["best_px"]
-        p.entry_edge_bps = f["raw_edge_bps"]
+        p.entry_signal_id = order.signal_id
+        p.entry_decision_px = sig.best_px
+        p.entry_edge_bps = sig.raw_edge_bps
         self.entries_sent += 1
         self._place(order)
-        self.out.append(_Created(order, f["raw_edge_bps"], f["oracle_px"]))
+        self.out.append(_Created(order, sig.raw_edge_bps, sig.oracle_px))
         return None
 
     def _market_notional(self, p: Position, mark: float) -> float:

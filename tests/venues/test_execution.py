@@ -608,6 +608,46 @@ async def test_submit_burst_first_order_alone_then_one_coalesced_action() -> Non
         n.cancel_scope.cancel()
 
 
+async def test_submit_burst_with_send_first_at_once_off_is_one_action() -> None:
+    """``send_first_at_once=False``: the five orders of one socket read (the first included)
+    leave as ONE action in one write at the end of the read."""
+    scripted = Scripted()
+    cfg = VenueConfig(ws_url="ws://scripted/ws", **FAST)  # type: ignore[arg-type]
+    coins = [f"xyz:C{i}" for i in range(5)]
+    hooks = Hooks()
+    seen: list[tuple[str, int]] = []
+
+    class Handler(Recorder):
+        def on_bbo(self, coin: str, time_ms: int, *a: Any) -> None:
+            seen.append((coin, len(scripted.conns[0].posts())))
+            i = coins.index(coin)
+            ex.submit([mk_order(i + 1, asset=110000 + i)])
+
+    feed = HyperliquidFeed(cfg, coins, Handler(), connector=scripted.connect,
+                           send_coalesce_s=10.0, send_first_at_once=False)
+    ex = make_executor(feed, hooks)
+    async with trio.open_nursery() as n:
+        n.start_soon(feed.run)
+        await feed.wait_connected()
+        conn = scripted.conns[0]
+        await poll_until(lambda: conn.writes >= 1)  # the subscriptions
+        writes0 = conn.writes
+        conn.push(*[
+            {"channel": "bbo", "data": {"coin": c, "time": 1, "bbo": [
+                {"px": "1.5", "sz": "1", "n": 1}, {"px": "1.6", "sz": "1", "n": 1}]}}
+            for c in coins
+        ])
+        await poll_until(lambda: len(conn.posts()) == 1)
+        assert seen == [(c, 0) for c in coins]  # nothing written during the read
+        assert conn.writes - writes0 == 1
+        (post,) = conn.posts()
+        orders = post["request"]["payload"]["action"]["orders"]
+        assert [o["c"] for o in orders] == [cloid(i) for i in range(1, 6)]
+        assert recover(post["request"]["payload"]) == AGENT
+        assert hooks.of("sent") == [("sent", tuple(cloid(i) for i in range(1, 6)))]
+        n.cancel_scope.cancel()
+
+
 async def test_submit_outside_the_reader_is_written_by_the_writer_task(fake_hl, make_feed) -> None:
     fake_hl.post_answer = lambda msg: action_ok(
         [FILLED] * len(msg["request"]["payload"]["action"]["orders"])

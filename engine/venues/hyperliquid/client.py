@@ -24,7 +24,9 @@ waits for the running flush, which loops until the outbox is empty). A frame han
 to send calls :meth:`HyperliquidFeed.request_send`; the reader flushes right after the frame that
 asked first in a socket read, and coalesces later requests of the same read until the read is
 done or the oldest waited ``send_coalesce_s``, so a burst costs few writes without delaying its
-first order. :class:`SendSource` objects (the order executor) turn their queued work into posts
+first order (``send_first_at_once=False`` coalesces the first request too: one write per read).
+The reader's writes do not yield to the scheduler after the bytes left (its next socket read is
+the checkpoint), so the rest of a read is not delayed by other tasks. :class:`SendSource` objects (the order executor) turn their queued work into posts
 just before each write. Outcomes are exact about the socket: :class:`PostNotSent` when no byte
 of the frame was handed to it (nothing can have happened at the venue); otherwise the ticket's
 ``on_sent`` ran and the answer, :class:`PostTimeout`, :class:`PostLost` or :class:`PostError`
@@ -372,11 +374,18 @@ class HyperliquidFeed:
         connector: Connector = ws.connect,
         user: str | None = None,
         send_coalesce_s: float = SEND_COALESCE_S,
+        send_first_at_once: bool = True,
         l2book: bool = False,
         l2book_store: L2BookStore | None = None,
     ) -> None:
         """``l2book``: also subscribe ``l2Book`` per coin, kept in ``l2book_store`` (a new
-        :class:`L2BookStore` when not given; passing a store without ``l2book`` is an error)."""
+        :class:`L2BookStore` when not given; passing a store without ``l2book`` is an error).
+
+        ``send_first_at_once=False``: the first send request of a socket read coalesces too,
+        like the later ones (written at the end of the read, or once it waited
+        ``send_coalesce_s``): a read that triggers many orders sends them in one action, one
+        signature and one write sooner for its last order, but its first order waits for the
+        rest of the read (see bench/README.md, ``bench_trade_path.py``)."""
         if l2book_store is not None and not l2book:
             raise ValueError("l2book_store given but l2book is False: nothing would fill it")
         self.cfg = cfg
@@ -464,6 +473,7 @@ class HyperliquidFeed:
         if not send_coalesce_s >= 0:
             raise ValueError(f"send_coalesce_s must be >= 0, got {send_coalesce_s!r}")
         self._coalesce_s = send_coalesce_s
+        self.send_first_at_once = send_first_at_once
         thresholds = [cfg.ping_idle_s, cfg.pong_timeout_s, stable_after_s]
         if cfg.ctx_stale_ms > 0:
             thresholds.append(cfg.ctx_stale_ms / 1000.0)
@@ -622,7 +632,7 @@ class HyperliquidFeed:
                     continue
                 st.batches += 1
                 self._dispatching = True
-                flushed = False  # this read already flushed once
+                flushed = not self.send_first_at_once  # this read already flushed once
                 deferred_at = 0.0  # when a later send request of this read was deferred
                 for text in batch:
                     ev = decode(text)
@@ -649,19 +659,20 @@ class HyperliquidFeed:
                         self._on_control(s, ev, now)
                     if self._send_requested and not self._flushing:
                         # first request of this read: write now; later ones coalesce (a
-                        # flush running in another task picks them up without us waiting)
+                        # flush running in another task picks them up without us waiting).
+                        # No yield after these writes: the next socket read is a checkpoint.
                         if not flushed:
                             flushed = True
-                            await self.flush()
+                            await self.flush(yield_after=False)
                         else:
                             if deferred_at == 0.0:
                                 deferred_at = perf()
                             if perf() - deferred_at >= coalesce:
                                 deferred_at = 0.0
-                                await self.flush()
+                                await self.flush(yield_after=False)
                 on_batch_end()
                 if (self._send_requested or self._outbox) and not self._flushing:
-                    await self.flush()
+                    await self.flush(yield_after=False)
                 self._dispatching = False
         except ws.ConnectionClosed as exc:
             s.end(f"connection closed: {exc.reason or 'no reason'} (code {exc.code})")
@@ -1059,13 +1070,15 @@ class HyperliquidFeed:
             self._timer_wake.set()
         return t
 
-    async def flush(self) -> None:
+    async def flush(self, *, yield_after: bool = True) -> None:
         """Write every queued post now, with one socket write per round (group commit).
 
         Returns when what was queued at the call has been handed to the socket (or failed as
         not sent). If a flush is already running, waits for it: it loops until the outbox is
         empty. Send sources are materialized before each round. Never raises for a failed
-        write: the tickets carry the outcome and the session ends.
+        write: the tickets carry the outcome and the session ends. ``yield_after=False``: no
+        yield to the scheduler after a write that went out whole (for the reader, whose next
+        socket read is a checkpoint; it may then return without any checkpoint).
         """
         if self._flushing:
             await self._flush_idle.wait()
@@ -1089,7 +1102,7 @@ class HyperliquidFeed:
                 self._outbox = []
                 for t in batch:
                     t.state = WRITING
-                await self._write(s, batch)
+                await self._write(s, batch, yield_after)
         finally:
             self._flushing = False
             idle = self._flush_idle
@@ -1098,13 +1111,16 @@ class HyperliquidFeed:
             if self._outbox or self._send_requested:
                 self._writer_wake.set()  # e.g. this flusher was cancelled between rounds
 
-    async def _write(self, s: _Session, batch: list[PostTicket]) -> None:
+    async def _write(self, s: _Session, batch: list[PostTicket], yield_after: bool = True) -> None:
         st = self.stats
         texts = [t.text for t in batch]
         try:
             # once bytes are handed to the socket the send is shielded (see ws): a Cancelled
             # can only come from waiting for the send lock, before any byte was written
-            await s.conn.send_texts(texts)
+            if yield_after or not isinstance(s.conn, ws.WsConnection):
+                await s.conn.send_texts(texts)
+            else:  # no yield after the bytes left (other connection types always yield)
+                await s.conn.send_texts(texts, yield_after=False)
         except trio.Cancelled:
             for t in batch:
                 self._complete(t, None, PostNotSent(f"post {t.id} not sent: cancelled"))

@@ -6,6 +6,9 @@ closing handshake. It exists because trio-websocket costs ~15 µs of CPU per rec
 here :meth:`WsConnection.receive_batch` does one big socket read and returns every complete
 text message in it, so the caller can dispatch a whole batch synchronously.
 
+On a plain TCP stream a read is one checkpoint and a direct ``os.read`` of the socket (waiting
+for readability only when nothing is there) instead of the stream's ``receive_some``.
+
 Receive fast path (default, ``fast_path=True``): wsproto spends ~6 µs per frame, which caps a
 connection near 150k frames/s. Almost every server frame is a single unmasked text frame
 (first byte ``0x81``); :meth:`WsConnection._scan` delimits frames itself and decodes those as
@@ -14,13 +17,17 @@ unknown opcodes, invalid UTF-8, masking) is handed to wsproto whole, so protocol
 and control handling stay wsproto's. ``fast_path=False`` feeds every byte to wsproto.
 
 Send fast path (same ``fast_path`` switch): text messages are framed here (FIN + text opcode,
-a fresh ``os.urandom`` masking key per frame, the payload masked with one big-int XOR: ~2 µs
-instead of wsproto's ~5 µs; no extension is ever negotiated, and wsproto still frames every
-control frame). On a plain TCP stream the bytes are written with one non-blocking ``os.write``
-on the socket and the task yields AFTER the bytes left; whatever the kernel does not take at
-once (or a TLS stream) goes through the stream's ``send_all``. An uncontended send lock is
-taken without a checkpoint, so nothing yields to the scheduler between "decided to send" and
-the syscall.
+a fresh masking key per frame, the payload masked with one big-int XOR: ~2 µs instead of
+wsproto's ~5 µs; no extension is ever negotiated, and wsproto still frames every control
+frame). Masking keys come from ``os.urandom`` (RFC 6455 §5.3: a strong source of entropy),
+fetched 4 KiB at a time into a pool (one syscall per 1024 frames; the pool is dropped in a
+forked child). On a plain TCP stream the bytes are written with one non-blocking ``os.write``
+on the socket and the task yields AFTER the bytes left (``send_texts(..., yield_after=False)``
+skips that yield, for a caller that checkpoints soon anyway: the feed's reader in the middle of
+a socket read); whatever the kernel does not take at once (or a TLS stream) goes through the
+stream's ``send_all``. An uncontended send is started without a checkpoint (a flag, not a Trio
+lock: no task bookkeeping on the order path), so nothing yields to the scheduler between
+"decided to send" and the syscall; contended sends queue FIFO.
 
 Concurrency: one task may call :meth:`WsConnection.receive_batch` while any number of tasks
 call :meth:`WsConnection.send_text` (sends are serialised by a lock). A send is shielded from
@@ -147,7 +154,9 @@ class WsConnection:
         self._max_read = max_read
         self._max_message = max_message
         self._send_timeout = send_timeout_s
-        self._send_lock = trio.StrictFIFOLock()
+        # the send "lock": a flag, and a FIFO of parked senders that get it handed over
+        self._sending = False
+        self._send_waiters = trio.lowlevel.ParkingLot()
         self._buf = bytearray()  # fast path: bytes of an incomplete frame
         self._in_fragmented = False  # fast path: a fragmented message is open (wsproto's)
         self._frag: list[str | bytes] = []
@@ -185,7 +194,7 @@ class WsConnection:
             if out:
                 return out
         try:
-            data = await self._stream.receive_some(self._max_read)
+            data = await self._receive_some()
         except _TRANSPORT_ERRORS as exc:
             await self._finish_close(ConnectionClosed(1006, f"connection lost: {exc!r}"))
         if not data:
@@ -194,6 +203,22 @@ class WsConnection:
         st.reads += 1
         st.bytes_received += len(data)
         return await self._handle(data)
+
+    async def _receive_some(self) -> bytes | bytearray:
+        """One read of up to ``max_read`` bytes. On plain TCP: one checkpoint, then
+        ``os.read`` on the socket, waiting for readability only when nothing is there (the
+        stream's ``receive_some`` runs through three wrapper layers and two context managers per
+        read, all on the path from a frame's arrival to its order)."""
+        sock = self._sock
+        if sock is None:
+            return await self._stream.receive_some(self._max_read)
+        await trio.lowlevel.checkpoint()
+        while True:
+            fd = sock.fileno()  # -1 once closed: os.read raises EBADF (an OSError)
+            try:
+                return os.read(fd, self._max_read)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
 
     async def _handle(self, data: bytes | bytearray) -> list[str]:
         """Turn received bytes into messages; answer pings; note a close."""
@@ -383,8 +408,12 @@ class WsConnection:
         (:class:`NothingSent` when none of its bytes were handed to the socket)."""
         await self.send_texts([text])
 
-    async def send_texts(self, texts: list[str]) -> None:
-        """Send several text messages with one socket write (see :meth:`send_text`)."""
+    async def send_texts(self, texts: list[str], *, yield_after: bool = True) -> None:
+        """Send several text messages with one socket write (see :meth:`send_text`).
+
+        ``yield_after=False``: when the bytes were written at once, return without yielding to
+        the scheduler (the caller must reach a checkpoint soon; the feed's reader does at its
+        next socket read)."""
         closed = self._closed
         if closed is not None:
             raise NothingSent(closed.code, closed.reason)
@@ -397,26 +426,33 @@ class WsConnection:
                 data = b"".join([self._proto.send(Message(data=t)) for t in texts])
             except LocalProtocolError as exc:
                 raise NothingSent(1006, f"cannot send: {exc}") from None
-        await self._send_bytes(data, message=True)
+        await self._send_bytes(data, message=True, yield_after=yield_after)
 
-    async def _send_bytes(self, data: bytes | bytearray, *, message: bool = False) -> None:
-        # An uncontended lock is taken without a checkpoint (``acquire`` would yield to the
+    async def _send_bytes(
+        self, data: bytes | bytearray, *, message: bool = False, yield_after: bool = True
+    ) -> None:
+        # An uncontended send starts without a checkpoint (acquiring a lock would yield to the
         # scheduler BEFORE the bytes leave: a whole scheduling pass on the order path); the
-        # stream's send_all yields right after its send syscall instead.
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        # write yields right after its send syscall instead. A contended send parks; the
+        # releasing sender hands the turn over (FIFO), so the flag stays set.
+        if self._sending:
+            await self._send_waiters.park()  # a cancel here: never got the turn, nothing to undo
+        else:
+            self._sending = True
         try:
             closed = self._closed
-            if message and closed is not None:  # failed while we waited for the lock
+            if message and closed is not None:  # failed while we waited for our turn
                 raise NothingSent(closed.code, closed.reason)
-            await self._send_locked(data)
+            await self._send_locked(data, yield_after)
         finally:
-            lock.release()
+            if self._send_waiters:
+                self._send_waiters.unpark()  # the next sender's turn (the flag stays set)
+            else:
+                self._sending = False
 
-    async def _send_locked(self, data: bytes | bytearray | memoryview) -> None:
+    async def _send_locked(
+        self, data: bytes | bytearray | memoryview, yield_after: bool = True
+    ) -> None:
         sock = self._sock
         if sock is not None:
             fd = sock.fileno()  # -1 once closed; read right before the write, no await between
@@ -431,7 +467,8 @@ class WsConnection:
                     await trio.aclose_forcefully(self._stream)
                     raise NothingSent(err.code, err.reason) from None
                 if n == len(data):
-                    await trio.lowlevel.cancel_shielded_checkpoint()  # yield after the bytes left
+                    if yield_after:
+                        await trio.lowlevel.cancel_shielded_checkpoint()  # after the bytes left
                     return
                 data = memoryview(data)[n:]  # the rest waits for the socket: send_all below
         with trio.CancelScope(shield=True) as cs:
@@ -458,7 +495,7 @@ class WsConnection:
             return
         if self._closed is None:
             self._closed = ConnectionClosed(1000, "closed locally")
-        if self._proto.state is ConnectionState.OPEN and not self._send_lock.locked():
+        if self._proto.state is ConnectionState.OPEN and not self._sending:
             with trio.CancelScope(shield=True) as cs:
                 cs.deadline = trio.current_time() + CLOSE_TIMEOUT_S
                 try:
@@ -469,10 +506,31 @@ class WsConnection:
         await trio.aclose_forcefully(self._stream)
 
 
+_MASK_POOL_BYTES: Final = 4096
+_mask_pool = b""  # random bytes from os.urandom; 4 per masking key
+_mask_pos = 0
+
+
+def _drop_mask_pool() -> None:
+    global _mask_pool, _mask_pos
+    _mask_pool = b""
+    _mask_pos = 0
+
+
+if hasattr(os, "register_at_fork"):  # a forked child never reuses its parent's keys
+    os.register_at_fork(after_in_child=_drop_mask_pool)
+
+
 def text_frame(payload: bytes) -> bytes:
     """One complete, masked client text frame (RFC 6455 §5.2) for UTF-8 ``payload``."""
+    global _mask_pool, _mask_pos
     n = len(payload)
-    key = os.urandom(4)
+    pos = _mask_pos
+    if pos + 4 > len(_mask_pool):
+        _mask_pool = os.urandom(_MASK_POOL_BYTES)
+        pos = 0
+    _mask_pos = pos + 4
+    key = _mask_pool[pos : pos + 4]
     if n:
         reps = (key * ((n >> 2) + 1))[:n]
         payload = (int.from_bytes(payload, "little") ^ int.from_bytes(reps, "little")).to_bytes(

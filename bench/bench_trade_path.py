@@ -68,9 +68,12 @@ without it. ``--prune-orders`` calls ``OrderBook.prune(0)`` every 50 ms from a b
 engine prunes terminal orders itself beyond 2 × 2000); ``--log-level WARNING`` drops the
 per-signal INFO line.
 
-``--coalesce-whole-read`` sets the feed's ``send_first_at_once = False`` (the first order of a
+``--coalesce-whole-read`` sets ``[venue] send_first_at_once = false`` (the first order of a
 socket read waits for the end of the read too, so a burst's 40 orders leave in one action); the
-engine's default sends a read's first order right after its frame.
+engine's default sends a read's first order right after its frame. ``--busy-poll-us N`` sets
+``[venue] busy_poll_us`` (0 = off, the default): the engine's reads spin through the scheduler
+for up to N µs before sleeping in the kernel (20000 keeps its thread busy between frames),
+and warm the order path about every ms while they spin (``--no-spin-warm``: spin only).
 
 ``--breakdown`` also splits each server-measured latency at the engine's read and write (both
 processes read ``perf_counter_ns``, i.e. CLOCK_MONOTONIC): server send → engine read returned
@@ -679,6 +682,8 @@ def client_main(args: argparse.Namespace) -> int:
             "ctx_stale_ms": 0.0,
             "reconnect_base_s": 5.0,
             "reconnect_jitter_s": 0.0,
+            "busy_poll_us": args.busy_poll_us,
+            "send_first_at_once": not args.coalesce_whole_read,
         },
         "records": {"dir": str(tmp / "data")},
         "summary": {"interval_s": 0.0},
@@ -701,8 +706,8 @@ def client_main(args: argparse.Namespace) -> int:
     class BenchApp(TradingApp):
         def _build(self, markets: Any, writer: Any) -> None:
             super()._build(markets, writer)
-            if args.coalesce_whole_read and self.feed is not None:
-                self.feed.send_first_at_once = False
+            if args.no_spin_warm and self.feed is not None:
+                self.feed.spin_hook = None
             if args.breakdown:
                 _install_probes(self, probes)
 
@@ -979,7 +984,18 @@ def main() -> int:
     ap.add_argument(
         "--coalesce-whole-read",
         action="store_true",
-        help="diagnostic: the feed's send_first_at_once=False (a read's orders in one action)",
+        help="[venue] send_first_at_once = false (a read's orders in one action)",
+    )
+    ap.add_argument(
+        "--busy-poll-us",
+        type=float,
+        default=0.0,
+        help="[venue] busy_poll_us (0 = off; e.g. 20000 keeps the engine's thread spinning)",
+    )
+    ap.add_argument(
+        "--no-spin-warm",
+        action="store_true",
+        help="diagnostic: busy-poll without the executor's warm-up hook",
     )
     ap.add_argument("--keep-tmp", action="store_true", help="keep the records and engine log")
     ap.add_argument("--timeout", type=float, default=300.0, help="engine: give up after (s)")

@@ -36,6 +36,11 @@ def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> 
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+def _busy_poll_us(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 1_000_000:
+        raise ValueError(f"{attribute.name} must be within [0, 1000000] µs, got {value!r}")
+
+
 def _hhmm(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         raise ValueError(f"{attribute.name} must be HH:MM (24h), got {value!r}")
@@ -60,6 +65,12 @@ class VenueConfig:
     stale_reconnect_min_interval_s: float = attrs.field(default=30.0, validator=_non_negative)
     post_timeout_s: float = attrs.field(default=5.0, validator=_positive)
     info_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    # a read that finds nothing spins this long before sleeping in the kernel (0 = off; costs
+    # a core at 100 % when longer than the gap between frames; see docs/configuration.md)
+    busy_poll_us: float = attrs.field(default=0.0, validator=_busy_poll_us)
+    # trade mode: a socket read's first order is written right after its frame (true), or
+    # waits for the end of the read with the rest, all in one signed action (false)
+    send_first_at_once: bool = True
 
 
 @attrs.frozen

@@ -384,7 +384,8 @@ class TradingApp(ObserveApp):
         else:
             assert self.signer is not None
             user = cfg.account.address.lower()
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user)
+            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user,
+                                        send_first_at_once=cfg.venue.send_first_at_once)
             live = LiveBackend(self, trading, user)
             executor = OrderExecutor(self.feed, self.signer, NonceAllocator(),
                                      is_mainnet=cfg.sim.enabled or "testnet" not in self.ws_url,
@@ -392,6 +393,8 @@ class TradingApp(ObserveApp):
                                      clock=self.clock, on_sent=live.on_sent,
                                      on_result=live.on_result, on_not_sent=live.on_not_sent)
             live.executor = executor
+            if cfg.venue.busy_poll_us > 0:
+                self.feed.spin_hook = executor.warm  # keep the order path cached while spinning
             self.backend = live
             self.executor = executor
         self.execute(now)

@@ -94,6 +94,30 @@ async def test_trade_enters_on_a_dislocation_and_exits_when_it_closes(tmp_path: 
     journal_matches_venue(tmp_path, sim)
 
 
+async def test_trade_with_busy_poll_and_one_action_per_read(tmp_path: Path) -> None:
+    """``[venue] busy_poll_us`` and ``send_first_at_once = false`` reach the live connection
+    and the feed; the engine's spinning reader shares the Trio loop with the simulator here,
+    and the round trip still completes."""
+    cfg = {**TRADE, "venue": {"busy_poll_us": 20_000.0, "send_first_at_once": False}}
+    done = trio.Event()
+    async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
+        assert app.feed is not None and app.feed.send_first_at_once is False
+        async with trio.open_nursery() as n:
+            n.start_soon(watch_flattens, app, done)
+            await ready(app)
+            session = app.feed._session  # noqa: SLF001 - the live connection's setting
+            assert session is not None and session.conn.busy_poll_s == 0.02
+            sim.force_dislocation("xyz:GOLD", "buy", 40, lag_ms=1200)
+            await wait_for(lambda: len(app.trading.trades) >= 1, 15, "a closed trade")
+            await wait_for(lambda: app.trading.flat(), 5, "flat")
+            done.set()
+        assert session.conn.stats.busy_polls > 0
+        assert app.executor is not None and app.feed.spin_hook == app.executor.warm
+        assert session.conn.stats.spin_hooks > 0  # the order path was kept warm
+    assert venue_position(sim, "xyz:GOLD") == 0.0
+    journal_matches_venue(tmp_path, sim)
+
+
 async def test_rejects_partial_fills_and_lost_responses_end_flat(tmp_path: Path) -> None:
     done = trio.Event()
     async with running(tmp_path, config=TRADE, sim=SIM, app_cls=TradingApp) as (sim, app):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from hyperliquid.utils import signing as sdk
@@ -970,3 +971,26 @@ def test_ioc_order_wire_equals_order_wire() -> None:
     for args in bad:
         with pytest.raises((ValueError, TypeError)):
             ioc_order_wire(*args)
+
+
+async def test_warm_runs_the_order_path_without_any_side_effect(fake_hl, make_feed) -> None:
+    """The busy-poll warm-up signs a dummy order and drops it: no nonce taken, nothing
+    posted, counted or reported; then a real order goes out as usual."""
+    feed, conn = await ready(fake_hl, make_feed)
+    hooks = Hooks()
+    ex = make_executor(feed, hooks)
+    nonces = ex._nonces  # noqa: SLF001 - the allocator must be untouched
+    stats_before = attrs.asdict(ex.stats)
+    for _ in range(5):
+        ex.warm()
+    assert nonces.last == 0
+    assert hooks.calls == []
+    assert attrs.asdict(ex.stats) == stats_before
+    assert feed.stats.posts_sent == 0
+    await trio.sleep(0.05)
+    assert conn.posts == []
+    fake_hl.post_answer = lambda msg: action_ok([{"filled": {"totalSz": "0.89", "avgPx": "113",
+                                                             "oid": 5}}])
+    out = await ex.place([mk_order(1, px="112.95", sz="0.89", expires=NOW_MS + 5000)])
+    assert "filled" in out[0]
+    assert len(conn.posts) == 1 and nonces.last > 0

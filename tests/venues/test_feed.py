@@ -700,3 +700,21 @@ def test_l2book_store_without_the_flag_is_refused() -> None:
 
     with pytest.raises(ValueError, match="l2book"):
         HyperliquidFeed(VenueConfig(), COINS, Recorder(), l2book_store=L2BookStore())
+
+
+async def test_busy_poll_config_reaches_the_connection_and_frames_flow(
+    fake_hl, make_feed, frames
+) -> None:
+    """``[venue] busy_poll_us`` is applied to each new connection; the feed keeps working:
+    frames dispatched, pings answered, the spin passes through the scheduler."""
+    feed, rec = make_feed(COINS, busy_poll_us=20_000)
+    conn = await fake_hl.wait_connections(1)
+    await wait_until(lambda: feed.all_acked)
+    session = feed._session  # noqa: SLF001 - the live connection's setting is the point
+    assert session is not None
+    assert session.conn.busy_poll_s == 0.02
+    for i in range(5):
+        await conn.send(frames.ctx("xyz:SILVER", f"112.9{i}", None))
+        await trio.sleep(0.01)
+    await wait_until(lambda: len(rec.ctx) == 5)
+    assert session.conn.stats.busy_polls >= 1

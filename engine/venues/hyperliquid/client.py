@@ -462,6 +462,9 @@ class HyperliquidFeed:
         self._post_slots = trio.Semaphore(max_inflight_posts)
         self._outbox: list[PostTicket] = []
         self._sources: list[SendSource] = []
+        # with [venue] busy_poll_us: run about every ms while a read spins (e.g. the order
+        # executor's warm-up); synchronous, must be quick; set before run()
+        self.spin_hook: Callable[[], None] | None = None
         self._send_requested = False
         self._dispatching = False
         self._flushing = False
@@ -549,6 +552,16 @@ class HyperliquidFeed:
             conn = await self._connector(url, self.cfg.connect_timeout_s)
         except ws.WsError as exc:
             return f"connect failed: {exc}"
+        if self.cfg.busy_poll_us > 0 and isinstance(conn, ws.WsConnection):
+            if conn.busy_poll_supported:
+                conn.busy_poll_s = self.cfg.busy_poll_us / 1e6
+                conn.spin_hook = self.spin_hook
+            else:
+                self._rlog.log(
+                    "busy_poll", logging.WARNING,
+                    "busy_poll_us is set but this stream cannot be busy-polled: reads wait "
+                    "in the kernel",
+                )
         try:
             return await self._serve(conn)
         finally:

@@ -75,6 +75,7 @@ from engine.venues.hyperliquid.signing import (
     ioc_order_fragment,
     ioc_order_wire,
 )
+from engine.venues.hyperliquid.ws import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ MAX_ORDERS_PER_ACTION: Final = 40
 """Coalesced orders per action (the venue weighs a batch as 1 + n // 40)."""
 _ORDER_RESPONSE_TYPES: Final = frozenset({"order"})
 _CANCEL_RESPONSE_TYPES: Final = frozenset({"cancel", "cancelByCloid"})
+_WARM_CLOID: Final = "0x" + "00" * 15 + "01"  # the warm-up's dummy order (never sent)
+_WARM_EXPIRES: Final = 1  # its expiresAfter: long past
 
 SentHook = Callable[[list[str]], None]
 ResultHook = Callable[[str, object], None]
@@ -246,6 +249,21 @@ class OrderExecutor:
             self.stats.coalesced_actions += (len(queue) + step - 1) // step
         for i in range(0, len(queue), step):
             self._post_chunk(queue[i : i + step])
+
+    def warm(self) -> None:
+        """Run an order's pure work on a dummy order — fragment, action, signature, post text,
+        WebSocket frame — and drop the result: called while the feed busy-polls
+        (``[venue] busy_poll_us``), so the code and tables an entry needs are in the CPU
+        caches when its frame arrives. No nonce is taken, nothing is counted, logged, stored
+        or sent (the dummy carries nonce 1, which the venue would refuse anyway)."""
+        frag = ioc_order_fragment(0, True, "1", "1", False, _WARM_CLOID)
+        if frag is None:
+            return
+        payload = self._signer.payload_json(
+            ioc_action_fragments([frag]), 1, self._vault, _WARM_EXPIRES, self._is_mainnet
+        )
+        text_frame(('{"method":"post","id":0,"request":{"type":"action","payload":'
+                    + payload + "}}").encode())
 
     def discard(self, reason: str) -> None:
         """:class:`~engine.venues.hyperliquid.client.SendSource`: the connection ended (or

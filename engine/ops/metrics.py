@@ -135,22 +135,16 @@ class _ScrapeState:
 # -- metric types ---------------------------------------------------------------------------------
 
 
-class Counter:
-    """A monotonically increasing value; ``fn`` (optional) is read at scrape time instead."""
+class _Scalar:
+    """One number per series, or ``fn`` (optional) read at scrape time instead."""
 
     __slots__ = ("name", "help", "value", "fn")
-    typ: Final = "counter"
 
     def __init__(self, name: str = "", help: str = "", *, fn: ValueFn | None = None) -> None:
         self.name = _check_name(name) if name else ""
         self.help = help
         self.value: Number = 0
         self.fn = fn
-
-    def inc(self, amount: Number = 1) -> None:
-        if not amount >= 0:
-            raise ValueError(f"counter {self.name or '(child)'}: inc by {amount!r} < 0")
-        self.value += amount
 
     def _samples(self, name: str, labels: str, state: _ScrapeState, what: str
                  ) -> Iterable[str]:
@@ -163,17 +157,23 @@ class Counter:
         return (f"{name}{labels} {format_value(value)}",)
 
 
-class Gauge:
+class Counter(_Scalar):
+    """A monotonically increasing value; ``fn`` (optional) is read at scrape time instead."""
+
+    __slots__ = ()
+    typ: Final = "counter"
+
+    def inc(self, amount: Number = 1) -> None:
+        if not amount >= 0:
+            raise ValueError(f"counter {self.name or '(child)'}: inc by {amount!r} < 0")
+        self.value += amount
+
+
+class Gauge(_Scalar):
     """A value that goes up and down; ``fn`` (optional) is read at scrape time instead."""
 
-    __slots__ = ("name", "help", "value", "fn")
+    __slots__ = ()
     typ: Final = "gauge"
-
-    def __init__(self, name: str = "", help: str = "", *, fn: ValueFn | None = None) -> None:
-        self.name = _check_name(name) if name else ""
-        self.help = help
-        self.value: Number = 0
-        self.fn = fn
 
     def set(self, value: Number) -> None:
         self.value = value
@@ -183,16 +183,6 @@ class Gauge:
 
     def dec(self, amount: Number = 1) -> None:
         self.value -= amount
-
-    def _samples(self, name: str, labels: str, state: _ScrapeState, what: str
-                 ) -> Iterable[str]:
-        value = self.value
-        if self.fn is not None:
-            got = state.read(f"value callback of {what}", self.fn)
-            if got is None:
-                return ()
-            value = got
-        return (f"{name}{labels} {format_value(value)}",)
 
 
 def _check_buckets(name: str, buckets: Sequence[float]) -> tuple[float, ...]:

@@ -15,13 +15,18 @@ for ordering properties a real socket cannot pin down.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from wsproto.connection import Connection, ConnectionType
 
 from engine.config import VenueConfig
 from engine.venues.hyperliquid import ws
@@ -427,3 +432,40 @@ class Scripted:
         self.conns.append(conn)
         await trio.lowlevel.checkpoint()
         return conn
+
+
+def ws_pair(**kw: object) -> tuple[ws.WsConnection, socket.socket]:
+    """A client ``WsConnection`` on one end of a socketpair (no handshake); the other end is
+    the test's raw peer."""
+    a, b = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+    conn = ws.WsConnection(stream, Connection(ConnectionType.CLIENT), "ws://pair/ws", **kw)  # type: ignore[arg-type]
+    return conn, b
+
+
+def server_frame(text: str) -> bytes:
+    """An unmasked server text frame."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for ``localhost`` (openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

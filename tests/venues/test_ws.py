@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import ssl
-import subprocess
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,22 +307,6 @@ async def test_connect_errors(nursery, connect) -> None:
     with pytest.raises(ConnectError, match="timed out"):
         await connect(f"ws://127.0.0.1:{ls[0].socket.getsockname()[1]}/ws", 0.2)
     assert trio.current_time() - t0 < 1.0
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_wss_with_tls_and_sni(nursery, self_signed, connect) -> None:

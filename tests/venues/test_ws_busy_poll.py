@@ -7,41 +7,23 @@ layer are returned at once instead of waiting for the socket."""
 from __future__ import annotations
 
 import functools
-import shutil
-import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 import trio
 import wsproto
-from wsproto.connection import Connection, ConnectionType
+from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, Message, Request
 
 from engine.config import ConfigError, load_config
 from engine.venues.hyperliquid import ws
 
-
-def pair(**kw: object) -> tuple[ws.WsConnection, socket.socket]:
-    a, b = socket.socketpair()
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
-    conn = ws.WsConnection(stream, Connection(ConnectionType.CLIENT), "ws://pair/ws", **kw)  # type: ignore[arg-type]
-    return conn, b
-
-
-def server_frame(text: str) -> bytes:
-    payload = text.encode()
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+from .conftest import server_frame, ws_pair
 
 
 def test_busy_poll_is_validated() -> None:
-    conn, peer = pair(busy_poll_s=0.001)
+    conn, peer = ws_pair(busy_poll_s=0.001)
     assert conn.busy_poll_s == 0.001
     assert conn.busy_poll_supported
     for bad in (-1e-6, ws.MAX_BUSY_POLL_S * 2, float("nan")):
@@ -52,7 +34,7 @@ def test_busy_poll_is_validated() -> None:
 
 
 async def test_spin_picks_up_a_frame_and_other_tasks_keep_running() -> None:
-    conn, peer = pair(busy_poll_s=0.5)
+    conn, peer = ws_pair(busy_poll_s=0.5)
     ticks = 0
 
     async def ticker() -> None:
@@ -80,7 +62,7 @@ async def test_spin_picks_up_a_frame_and_other_tasks_keep_running() -> None:
 
 
 async def test_a_spin_that_times_out_falls_back_to_the_kernel_wait() -> None:
-    conn, peer = pair(busy_poll_s=0.005)
+    conn, peer = ws_pair(busy_poll_s=0.005)
 
     async def send_later() -> None:
         await trio.sleep(0.1)
@@ -97,7 +79,7 @@ async def test_a_spin_that_times_out_falls_back_to_the_kernel_wait() -> None:
 
 
 async def test_spin_hook_runs_while_spinning_only() -> None:
-    conn, peer = pair(busy_poll_s=0.5)
+    conn, peer = ws_pair(busy_poll_s=0.5)
     calls: list[float] = []
     conn.spin_hook = lambda: calls.append(trio.current_time())
     conn.spin_hook_interval_s = 0.002
@@ -122,7 +104,7 @@ async def test_spin_hook_runs_while_spinning_only() -> None:
 
 
 async def test_a_failing_spin_hook_is_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    conn, peer = pair(busy_poll_s=0.5)
+    conn, peer = ws_pair(busy_poll_s=0.5)
     calls = 0
 
     def bad() -> None:
@@ -148,7 +130,7 @@ async def test_a_failing_spin_hook_is_logged_and_dropped(caplog: pytest.LogCaptu
 
 
 async def test_cancel_ends_a_spin_promptly() -> None:
-    conn, peer = pair(busy_poll_s=1.0)
+    conn, peer = ws_pair(busy_poll_s=1.0)
     t0 = trio.current_time()
     with trio.move_on_after(0.02) as scope:
         await conn.receive_batch()
@@ -158,7 +140,7 @@ async def test_cancel_ends_a_spin_promptly() -> None:
 
 
 async def test_close_from_another_task_during_a_spin() -> None:
-    conn, peer = pair(busy_poll_s=1.0)
+    conn, peer = ws_pair(busy_poll_s=1.0)
 
     async def close_later() -> None:
         await trio.sleep(0.02)
@@ -172,7 +154,7 @@ async def test_close_from_another_task_during_a_spin() -> None:
 
 
 async def test_frames_split_across_reads_while_spinning() -> None:
-    conn, peer = pair(busy_poll_s=0.5)
+    conn, peer = ws_pair(busy_poll_s=0.5)
     frames = [server_frame(f"m{i}" * 50) for i in range(20)]
     blob = b"".join(frames)
 
@@ -192,22 +174,6 @@ async def test_frames_split_across_reads_while_spinning() -> None:
 
 
 # ---------------------------------------------------------------- TLS
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 async def tls_server(

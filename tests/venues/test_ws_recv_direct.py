@@ -9,36 +9,21 @@ import socket
 import pytest
 import trio
 import trio.testing
-from wsproto.connection import Connection, ConnectionType
 
 from engine.venues.hyperliquid import ws
 
-
-def pair(**kw: object) -> tuple[ws.WsConnection, socket.socket]:
-    a, b = socket.socketpair()
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
-    conn = ws.WsConnection(stream, Connection(ConnectionType.CLIENT), "ws://pair/ws", **kw)  # type: ignore[arg-type]
-    return conn, b
-
-
-def server_frame(text: str) -> bytes:
-    """An unmasked server text frame."""
-    payload = text.encode()
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+from .conftest import server_frame, ws_pair
 
 
 def test_plain_tcp_uses_the_direct_read() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     assert conn._sock is not None  # the path under test
     peer.close()
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast_path", "wsproto_only"])
 async def test_frames_split_at_every_byte_arrive_whole(fast: bool) -> None:
-    conn, peer = pair(fast_path=fast)
+    conn, peer = ws_pair(fast_path=fast)
     texts = ["a", "x" * 200, '{"channel":"bbo"}', "é" * 70]
     data = b"".join(server_frame(t) for t in texts)
     got: list[str] = []
@@ -61,7 +46,7 @@ async def test_frames_split_at_every_byte_arrive_whole(fast: bool) -> None:
 
 
 async def test_eof_is_a_lost_connection() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     peer.sendall(server_frame("last"))
     peer.shutdown(socket.SHUT_WR)
     assert await conn.receive_batch() == ["last"]
@@ -73,7 +58,7 @@ async def test_eof_is_a_lost_connection() -> None:
 
 
 async def test_reset_is_a_lost_connection() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     peer.close()
     with pytest.raises(ws.ConnectionClosed) as ei:
@@ -83,7 +68,7 @@ async def test_reset_is_a_lost_connection() -> None:
 
 
 async def test_closing_the_stream_wakes_a_waiting_reader() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     errors: list[BaseException] = []
 
     async def reader() -> None:
@@ -102,7 +87,7 @@ async def test_closing_the_stream_wakes_a_waiting_reader() -> None:
 
 
 async def test_cancel_while_waiting() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     with trio.move_on_after(0.05) as cs:
         await conn.receive_batch()
     assert cs.cancelled_caught
@@ -113,7 +98,7 @@ async def test_cancel_while_waiting() -> None:
 
 
 async def test_a_read_with_data_waiting_is_still_a_checkpoint() -> None:
-    conn, peer = pair()
+    conn, peer = ws_pair()
     peer.sendall(server_frame("ready"))
     ran: list[int] = []
 

@@ -21,6 +21,16 @@ few ms (the state ``bench_trade_path.py`` measures at its default 3 ms gap; 16 M
 figures like the engine's in-process probes there, 4 MiB stays in the 32 MiB L3, 64 MiB also
 thrashes the TLB and doubles them). 40 markets, the trade-path bench's detector settings; each
 cycle also fills and flattens the position so the books stay small.
+
+A third case, **cold after shadow warm**: the caches evicted as in the cold case, then one
+``CoreWarmer.warm()`` (``engine/core/warm.py``: a synthetic entry cycle on a shadow core built
+from the same configuration and markets), then the real core on the real frame — the
+spin-then-frame pattern of ``[venue] busy_poll_us`` (in the engine the eviction comes from idle
+time, and the last warm-up ran 0–1 ms before the frame; here right before it). Its signing and
+record columns stay cold (the core warmer does not sign; ``OrderExecutor.warm`` does). The
+cost of ``warm()`` itself is reported back to back (as while spinning), after the eviction,
+and with the default detector settings (2 oracle moves, 30 ms quote lag: two more frames and
+the quote-lag timers).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ from engine.core.core import ObserveCore, Signal  # noqa: E402
 from engine.core.orders import CloidFactory  # noqa: E402
 from engine.core.trading import TradingCore  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
+from engine.core.warm import CoreWarmer  # noqa: E402
 from engine.venues.hyperliquid.signing import (  # noqa: E402
     Signer,
     ioc_action_fragments,
@@ -65,6 +77,8 @@ class Rig:
             "bench_entry_core",
         )
         specs = [MarketSpec(i, f"xyz:M{i:02d}", 110_000 + i, 2) for i in range(N_MARKETS)]
+        self.cfg = cfg
+        self.specs = specs
         self.obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing,
                                cfg.followups.offsets_ms, mode="trade", boot_id="b3nch0")
         self.core = TradingCore(self.obs, cfg, cloids=CloidFactory(b"\x01" * 8))
@@ -104,8 +118,10 @@ class Rig:
                   self._tick(0.1))
         c.drain()
 
-    def cycle(self, i: int, cold: bool) -> tuple[int, int, int, int]:
-        """One entry on market ``i``: (core ns, observe-core ns, record ns, sign ns)."""
+    def cycle(self, i: int, cold: bool, pre: Callable[[], None] | None = None
+              ) -> tuple[int, int, int, int, int]:
+        """One entry on market ``i``: (core ns, observe-core ns, record ns, sign ns, ns of
+        ``pre``, which runs right before the frame, after the eviction)."""
         c = self.core
         self._bbo(i, 99.99, 100.01)
         c.on_ctx(i, 100.05, 100.0, self._tick(0.01))
@@ -126,6 +142,11 @@ class Rig:
         self.obs.on_ctx = timed_obs  # type: ignore[method-assign, assignment]
         if cold:
             self.evict()
+        pre_ns = 0
+        if pre is not None:
+            tp = perf()
+            pre()
+            pre_ns = perf() - tp
         t0 = perf()
         c.on_ctx(i, trigger, 100.0, now)
         orders = c.take_orders()
@@ -159,7 +180,7 @@ class Rig:
         self._bbo(i, 99.99, 100.01)
         c.on_ctx(i, 100.0, 100.0, self._tick(0.01))
         c.drain()
-        return t1 - t0, obs_ns, t5 - t4, t3 - t2
+        return t1 - t0, obs_ns, t5 - t4, t3 - t2, pre_ns
 
 
 def main() -> int:
@@ -167,21 +188,59 @@ def main() -> int:
     ap.add_argument("--warm", type=int, default=4000, help="warm entries (after 400 unmeasured)")
     ap.add_argument("--cold", type=int, default=300, help="cold entries (caches evicted)")
     ap.add_argument("--evict-mib", type=int, default=16, help="MiB written to evict the caches")
+    ap.add_argument("--shadow", type=int, default=None,
+                    help="cold-after-shadow-warm entries (default: as many as --cold)")
     args = ap.parse_args()
+    n_shadow = args.cold if args.shadow is None else args.shadow
     rig = Rig(args.evict_mib)
+    warmer = CoreWarmer(rig.cfg, rig.specs)  # its own cores: the rig's stay untouched
+    if not warmer.enabled:
+        print(f"ERROR: the core warmer is disabled: {warmer.stats().reason}")
+        return 1
     for k in range(400):
         rig.cycle(k % N_MARKETS, False)
-    rows: dict[str, list[tuple[int, int, int, int]]] = {"warm": [], "cold": []}
-    # interleaved, so a slow phase of the machine hits both the same way
-    for k in range(max(args.warm, args.cold)):
+        warmer.warm()
+    # warm() back to back, as while spinning (one call per ~1 ms of spin in the engine), with
+    # this bench's detector settings and with the defaults (2 moves, 30 ms quote lag)
+    default = CoreWarmer(structure_config({"mode": "trade"}, "defaults"), rig.specs)
+    spin: dict[str, list[int]] = {"bench": [], "default": []}
+    for _ in range(30):  # blocks of 100 calls of one warmer, the two interleaved
+        for name, w in (("bench", warmer), ("default", default)):
+            for _ in range(100):
+                t0 = perf()
+                w.warm()
+                spin[name].append(perf() - t0)
+    rows: dict[str, list[tuple[int, int, int, int, int]]] = {"warm": [], "cold": [],
+                                                              "cold after shadow warm": []}
+    # interleaved, so a slow phase of the machine hits every case the same way
+    for k in range(max(args.warm, args.cold, n_shadow)):
         if k < args.warm:
             rows["warm"].append(rig.cycle(k % N_MARKETS, False))
         if k < args.cold:
             rows["cold"].append(rig.cycle((k + 7) % N_MARKETS, True))
+        if k < n_shadow:
+            rows["cold after shadow warm"].append(
+                rig.cycle((k + 19) % N_MARKETS, True, warmer.warm))
     for kind, vals in rows.items():
-        core, obs, rec, sign = (statistics.median(col) / 1000.0 for col in zip(*vals, strict=True))
-        print(f"INFO: {kind} entry, median µs: frame -> order taken {core:.1f} (observe core "
-              f"{obs:.1f}); signed post text {sign:.1f}; signal record (after) {rec:.1f}")
+        core, obs, rec, sign, pre = (statistics.median(col) / 1000.0
+                                     for col in zip(*vals, strict=True))
+        if kind == "cold after shadow warm":
+            print(f"INFO: {kind} entry, median µs: frame -> order taken {core:.1f} (observe "
+                  f"core {obs:.1f}); warm() right before the frame, after the eviction "
+                  f"{pre:.1f}; signed post text (cold, not warmed by it) {sign:.1f}")
+        else:
+            print(f"INFO: {kind} entry, median µs: frame -> order taken {core:.1f} (observe "
+                  f"core {obs:.1f}); signed post text {sign:.1f}; signal record (after) "
+                  f"{rec:.1f}")
+    for name, vals in spin.items():
+        vals.sort()
+        print(f"INFO: CoreWarmer.warm() back to back ({name} detector settings), µs: median "
+              f"{statistics.median(vals) / 1000.0:.1f}, p90 {vals[len(vals) * 9 // 10] / 1000.0:.1f}")
+    for name, w in (("bench", warmer), ("default", default)):
+        s = w.stats()
+        if s.disabled or s.rebuilds:
+            print(f"ERROR: core warmer ({name}): {s}")
+            return 1
     return 0
 
 

@@ -73,7 +73,8 @@ socket read waits for the end of the read too, so a burst's 40 orders leave in o
 engine's default sends a read's first order right after its frame. ``--busy-poll-us N`` sets
 ``[venue] busy_poll_us`` (0 = off, the default): the engine's reads spin through the scheduler
 for up to N µs before sleeping in the kernel (20000 keeps its thread busy between frames),
-and warm the order path about every ms while they spin (``--no-spin-warm``: spin only).
+and warm the entry path about every ms while they spin — a shadow core's synthetic entry and
+a dummy order signed and dropped (``--spin-warm order``: the signing only; ``none``: spin only).
 
 ``--breakdown`` also splits each server-measured latency at the engine's read and write (both
 processes read ``perf_counter_ns``, i.e. CLOCK_MONOTONIC): server send → engine read returned
@@ -706,8 +707,11 @@ def client_main(args: argparse.Namespace) -> int:
     class BenchApp(TradingApp):
         def _build(self, markets: Any, writer: Any) -> None:
             super()._build(markets, writer)
-            if args.no_spin_warm and self.feed is not None:
-                self.feed.spin_hook = None
+            if self.feed is not None and getattr(self, "executor", None) is not None:
+                if args.spin_warm == "none":
+                    self.feed.spin_hook = None
+                elif args.spin_warm == "order":
+                    self.feed.spin_hook = self.executor.warm
             if args.breakdown:
                 _install_probes(self, probes)
 
@@ -993,9 +997,11 @@ def main() -> int:
         help="[venue] busy_poll_us (0 = off; e.g. 20000 keeps the engine's thread spinning)",
     )
     ap.add_argument(
-        "--no-spin-warm",
-        action="store_true",
-        help="diagnostic: busy-poll without the executor's warm-up hook",
+        "--spin-warm",
+        choices=("both", "order", "none"),
+        default="both",
+        help="diagnostic, with --busy-poll-us: what the spin hook warms (default: the engine's "
+        "own, the shadow core and the order signing; order: signing only; none: nothing)",
     )
     ap.add_argument("--keep-tmp", action="store_true", help="keep the records and engine log")
     ap.add_argument("--timeout", type=float, default=300.0, help="engine: give up after (s)")

@@ -45,6 +45,7 @@ from engine.core.intents import (
 from engine.core.orders import CloidFactory
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.core.warm import CoreWarmer
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
@@ -295,6 +296,7 @@ class TradingApp(ObserveApp):
         super().__init__(cfg, duration_s=duration_s, clock=clock)
         self.trading: TradingCore | None = None
         self.paper: PaperVenue | None = None
+        self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
         self.backend: PaperVenue | LiveBackend | None = None
         self.signer: Signer | None = None
         self._nursery: trio.Nursery | None = None
@@ -394,7 +396,16 @@ class TradingApp(ObserveApp):
                                      on_result=live.on_result, on_not_sent=live.on_not_sent)
             live.executor = executor
             if cfg.venue.busy_poll_us > 0:
-                self.feed.spin_hook = executor.warm  # keep the order path cached while spinning
+                # while the reader spins, keep the entry path cached: a shadow core's synthetic
+                # entry (same code, its own state) and a dummy order signed and dropped
+                self.warmer = CoreWarmer(cfg, markets)
+                warm_core, warm_order = self.warmer.warm, executor.warm
+
+                def spin_hook() -> None:
+                    warm_core()
+                    warm_order()
+
+                self.feed.spin_hook = spin_hook
             self.backend = live
             self.executor = executor
         self.execute(now)

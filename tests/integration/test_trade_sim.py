@@ -112,8 +112,10 @@ async def test_trade_with_busy_poll_and_one_action_per_read(tmp_path: Path) -> N
             await wait_for(lambda: app.trading.flat(), 5, "flat")
             done.set()
         assert session.conn.stats.busy_polls > 0
-        assert app.executor is not None and app.feed.spin_hook == app.executor.warm
-        assert session.conn.stats.spin_hooks > 0  # the order path was kept warm
+        assert session.conn.stats.spin_hooks > 0  # the entry path was kept warm
+        assert app.warmer is not None and app.warmer.enabled
+        warm = app.warmer.stats()
+        assert warm.cycles > 0 and warm.rebuilds == 0
     assert venue_position(sim, "xyz:GOLD") == 0.0
     journal_matches_venue(tmp_path, sim)
 

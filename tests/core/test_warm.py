@@ -35,6 +35,8 @@ from engine.core.warm import CoreWarmer
 from fsm import order as ofsm
 from fsm import position as pfsm
 
+from ..trading.helpers import merge
+
 T0 = 1_767_000_000_000.0
 NO_MATCH = {"error": "Order could not immediately match against any resting orders. asset=1"}
 
@@ -50,16 +52,6 @@ RELAXED: dict[str, Any] = {
     "trading": {"max_total_notional": 10_000.0, "max_concurrent_positions": 8,
                 "action_budget": 1000},
 }
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def config(raw: dict[str, Any]) -> EngineConfig:

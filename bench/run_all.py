@@ -151,6 +151,12 @@ def bench_args(name: str, args: argparse.Namespace) -> list[str]:
     }.get(name, [])
 
 
+# benches also run with other arguments, as an extra row group labelled name[label]
+VARIANTS: dict[str, list[tuple[str, list[str]]]] = {
+    "bench_trade_path": [("busy-poll", ["--busy-poll-us", "1000000"])],
+}
+
+
 def run_one(name: str, extra: list[str], timeout: float) -> tuple[int | None, str, str, float]:
     """Run bench/NAME.py; stream stdout; return (exit code or None on timeout, out, err, s)."""
     cmd = [sys.executable, str(BENCH_DIR / f"{name}.py"), *extra]
@@ -205,8 +211,13 @@ def main() -> int:
 
     table: list[tuple[str, str, str, str, float]] = []
     started = time.strftime("%Y-%m-%d %H:%M:%S")
+    runs = []
     for name in names:
-        rc, out, err, secs = run_one(name, bench_args(name, args), args.timeout)
+        runs.append((name, name, bench_args(name, args)))
+        for label, extra in VARIANTS.get(name, []):
+            runs.append((f"{name}[{label}]", name, bench_args(name, args) + extra))
+    for shown, name, extra in runs:
+        rc, out, err, secs = run_one(name, extra, args.timeout)
         rows = PARSERS.get(name, parse_generic)(out) or parse_generic(out)
         if rc is None:
             rows = [("(timed out)", "ERROR", f"after {args.timeout:.0f} s")]
@@ -216,7 +227,7 @@ def main() -> int:
             if tail:
                 print(f"--- {name} stderr (last lines) ---\n{tail}")
         for target, verdict, fig in rows:
-            table.append((name, target, verdict, fig, secs))
+            table.append((shown, target, verdict, fig, secs))
 
     print(
         f"\n=== summary (started {started}, {len(names)} benches, {os.cpu_count()} cores, "

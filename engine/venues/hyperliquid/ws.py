@@ -88,6 +88,7 @@ DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
 DEFAULT_SEND_TIMEOUT_S: Final = 5.0
 MAX_BUSY_POLL_S: Final = 1.0
 DEFAULT_SPIN_HOOK_INTERVAL_S: Final = 0.001
+_TLS_HEADER: Final = 5  # a TLS record: type (1), version (2), length (2), then the payload
 CLOSE_TIMEOUT_S: Final = 1.0
 _HANDSHAKE_READ: Final = 16 * 1024
 _MAX_HANDSHAKE_BYTES: Final = 64 * 1024
@@ -260,7 +261,23 @@ class WsConnection:
         if sock is None:
             if self.busy_poll_s > 0.0:
                 await self._spin_tls()
-            return await self._stream.receive_some(self._max_read)
+            data = await self._stream.receive_some(self._max_read)
+            tls = self._tls_probe
+            if tls is None or not data:
+                return data
+            # One TLS read returns one record at most: take the records that are already
+            # complete in the TLS buffers too, so that a read is the batch that arrived, as
+            # on plain TCP (a venue writing one record per message would otherwise give
+            # one-message batches and the feed could never merge a burst's orders).
+            buf: bytes | bytearray = data
+            while len(buf) < self._max_read and _tls_ready(tls[0], tls[1]):
+                more = await self._stream.receive_some(self._max_read - len(buf))
+                if not more:
+                    break  # closed: the next read reports it
+                if type(buf) is not bytearray:
+                    buf = bytearray(buf)
+                buf += more
+            return buf
         await trio.lowlevel.checkpoint()
         while True:
             fd = sock.fileno()  # -1 once closed: os.read raises EBADF (an OSError)
@@ -268,9 +285,9 @@ class WsConnection:
                 return os.read(fd, self._max_read)
             except BlockingIOError:
                 if self.busy_poll_s > 0.0:
-                    data = await self._spin_read(sock)
-                    if data is not None:
-                        return data
+                    spun = await self._spin_read(sock)
+                    if spun is not None:
+                        return spun
                 await trio.lowlevel.wait_readable(fd)
 
     async def _spin_read(self, sock: trio.socket.SocketType) -> bytes | None:
@@ -284,14 +301,18 @@ class WsConnection:
         next_hook = now + self.spin_hook_interval_s
         max_read = self._max_read
         while now < deadline:
-            if now >= next_hook and self.spin_hook is not None:
-                self._run_spin_hook()
-                next_hook = perf_counter() + self.spin_hook_interval_s
             await trio.lowlevel.checkpoint()
             try:
                 return os.read(sock.fileno(), max_read)
             except BlockingIOError:
                 now = perf_counter()
+            if now >= next_hook and self.spin_hook is not None:
+                self._run_spin_hook()
+                try:  # a frame that came in during the hook: no scheduler pass first
+                    return os.read(sock.fileno(), max_read)
+                except BlockingIOError:
+                    now = perf_counter()
+                    next_hook = now + self.spin_hook_interval_s
         self.stats.busy_poll_timeouts += 1
         return None
 
@@ -303,8 +324,8 @@ class WsConnection:
             return
         ssl_object, incoming, sock = tls
         fd = sock.fileno()
-        if fd < 0 or ssl_object.pending() or incoming.pending:
-            return  # closed (the stream's read reports it), or bytes already buffered
+        if fd < 0 or _tls_ready(ssl_object, incoming):
+            return  # closed (the stream's read reports it), or a record already buffered
         self.stats.busy_polls += 1
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -312,13 +333,16 @@ class WsConnection:
         deadline = now + self.busy_poll_s
         next_hook = now + self.spin_hook_interval_s
         while now < deadline:
-            if now >= next_hook and self.spin_hook is not None:
-                self._run_spin_hook()
-                next_hook = perf_counter() + self.spin_hook_interval_s
             await trio.lowlevel.checkpoint()
-            if ssl_object.pending() or incoming.pending or poller.poll(0):
+            if poller.poll(0) or _tls_ready(ssl_object, incoming):
                 return
             now = perf_counter()
+            if now >= next_hook and self.spin_hook is not None:
+                self._run_spin_hook()
+                if poller.poll(0):  # a record that came in during the hook
+                    return
+                now = perf_counter()
+                next_hook = now + self.spin_hook_interval_s
         self.stats.busy_poll_timeouts += 1
 
     def _run_spin_hook(self) -> None:
@@ -633,6 +657,21 @@ def _drop_mask_pool() -> None:
 
 if hasattr(os, "register_at_fork"):  # a forked child never reuses its parent's keys
     os.register_at_fork(after_in_child=_drop_mask_pool)
+
+
+def _tls_ready(ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO) -> bool:
+    """Whether a read of the TLS stream returns without waiting for the socket: decrypted
+    bytes are pending, or at least one whole TLS record is buffered (a partial one needs the
+    socket). Exception: a whole record that carries no application data (a TLS 1.3 key update
+    or session ticket, rare after the handshake) makes that read wait for the next record."""
+    if ssl_object.pending():
+        return True
+    n = incoming.pending
+    if n < _TLS_HEADER:
+        return False
+    head = incoming.read()  # a MemoryBIO cannot peek: read it all and put it back
+    incoming.write(head)
+    return n >= _TLS_HEADER + int.from_bytes(head[3:5], "big")
 
 
 def _tls_probe(

@@ -532,6 +532,12 @@ class ObserveApp:
             fs = feed.stats
             doc["feed"] = {"connected": fs.connected, "reconnects": fs.reconnects,
                            "malformed": fs.malformed, "frames": fs.frames_total}
+            if self.cfg.venue.busy_poll_us > 0:
+                bp = feed.busy_poll_stats
+                doc["busy_poll"] = {"busy_poll_us": self.cfg.venue.busy_poll_us,
+                                    "spins": bp.busy_polls, "kernel_waits": bp.busy_poll_timeouts,
+                                    "warm_ups": bp.spin_hooks,
+                                    "warm_up_hook": feed.spin_hook is not None}
         if sched is not None:
             st = sched.stats
             doc["followups"] = {"pending": st.pending, "captured": st.written_captured,
@@ -557,7 +563,16 @@ class ObserveApp:
             f"written {st.written_captured + st.written_missed} "
             f"(missed {st.written_missed}) | reconnects {fs.reconnects} "
             f"malformed {fs.malformed} | data {self.records_dir.resolve()}"
-        )
+        ) + self._busy_poll_summary()
+
+    def _busy_poll_summary(self) -> str:
+        feed = self.feed
+        if self.cfg.venue.busy_poll_us <= 0 or feed is None:
+            return ""
+        bp = feed.busy_poll_stats
+        hook = "on" if feed.spin_hook is not None else "off"
+        return (f" | busy-poll: spins {bp.busy_polls} kernel waits {bp.busy_poll_timeouts} "
+                f"warm-ups {bp.spin_hooks} ({hook})")
 
     async def _summary_task(self) -> None:
         interval = self.cfg.summary.interval_s

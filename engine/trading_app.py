@@ -711,6 +711,8 @@ class TradingApp(ObserveApp):
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
+        if self.warmer is not None and "busy_poll" in doc:
+            doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc
 
     def collect_metrics(self, m: Any) -> None:
@@ -748,8 +750,13 @@ class TradingApp(ObserveApp):
             return base
         pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
         hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
-        return (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
+        line = (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
                 f"trades {len(t.trades)} pnl {pnl:+.4f} hard stop {hs}")
+        if self.warmer is not None:
+            ws = self.warmer.stats()
+            line += (f" | core warm-up: cycles {ws.cycles} rebuilds {ws.rebuilds}"
+                     + (f" DISABLED ({ws.reason})" if ws.disabled else ""))
+        return line
 
 
 async def run_trading(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

@@ -116,6 +116,11 @@ async def test_trade_with_busy_poll_and_one_action_per_read(tmp_path: Path) -> N
         assert app.warmer is not None and app.warmer.enabled
         warm = app.warmer.stats()
         assert warm.cycles > 0 and warm.rebuilds == 0
+        status = app.status_doc()["busy_poll"]
+        assert status["spins"] > 0 and status["warm_ups"] > 0 and status["warm_up_hook"]
+        assert status["core_warmer"]["cycles"] > 0 and not status["core_warmer"]["disabled"]
+        line = app.summary_line(0.0)
+        assert "busy-poll: spins" in line and "core warm-up: cycles" in line
     assert venue_position(sim, "xyz:GOLD") == 0.0
     journal_matches_venue(tmp_path, sim)
 

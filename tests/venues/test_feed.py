@@ -718,3 +718,32 @@ async def test_busy_poll_config_reaches_the_connection_and_frames_flow(
         await trio.sleep(0.01)
     await wait_until(lambda: len(rec.ctx) == 5)
     assert session.conn.stats.busy_polls >= 1
+
+
+async def test_a_failing_spin_hook_stays_off_after_a_reconnect(
+    fake_hl, make_feed, frames, nursery, caplog
+) -> None:
+    calls = 0
+
+    def bad() -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("warm-up broke")
+
+    feed, rec = make_feed(COINS, start=False, busy_poll_us=200_000)
+    feed.spin_hook = bad
+    nursery.start_soon(feed.run)
+    conn = await fake_hl.wait_connections(1)
+    await wait_until(lambda: feed.all_acked)
+    await wait_until(lambda: calls >= 1)  # the spin ran it (and dropped it)
+    await conn.drop()
+    conn2 = await fake_hl.wait_connections(2)
+    await wait_until(lambda: feed.all_acked)
+    assert feed.spin_hook is None  # not handed to the new connection
+    await conn2.send(frames.ctx("xyz:SILVER", "112.91", None))
+    await wait_until(lambda: len(rec.ctx) == 1)
+    await trio.sleep(0.05)
+    assert calls == 1
+    assert caplog.text.count("spin hook") == 1
+    stats = feed.busy_poll_stats
+    assert stats.busy_polls > 0 and stats.spin_hooks == 1

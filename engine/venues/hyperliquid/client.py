@@ -189,6 +189,21 @@ class SendSource(Protocol):
     def discard(self, reason: str) -> None: ...
 
 
+@attrs.define
+class BusyPollStats:
+    """``[venue] busy_poll_us``: reads that spun, spins that ended in a kernel wait, spin-hook
+    calls (warm-ups)."""
+
+    busy_polls: int = 0
+    busy_poll_timeouts: int = 0
+    spin_hooks: int = 0
+
+    def add(self, st: ws.WsStats) -> None:
+        self.busy_polls += st.busy_polls
+        self.busy_poll_timeouts += st.busy_poll_timeouts
+        self.spin_hooks += st.spin_hooks
+
+
 class EncodedRequest(str):
     """A post ``request`` already encoded as compact JSON (the order path builds it from
     fragments, :func:`~engine.venues.hyperliquid.signing.ioc_action_fragments`): written as
@@ -465,6 +480,7 @@ class HyperliquidFeed:
         # with [venue] busy_poll_us: run about every ms while a read spins (e.g. the order
         # executor's warm-up); synchronous, must be quick; set before run()
         self.spin_hook: Callable[[], None] | None = None
+        self.busy_poll_totals = BusyPollStats()  # of the connections that ended
         self._send_requested = False
         self._dispatching = False
         self._flushing = False
@@ -552,10 +568,11 @@ class HyperliquidFeed:
             conn = await self._connector(url, self.cfg.connect_timeout_s)
         except ws.WsError as exc:
             return f"connect failed: {exc}"
+        hook = None
         if self.cfg.busy_poll_us > 0 and isinstance(conn, ws.WsConnection):
             if conn.busy_poll_supported:
                 conn.busy_poll_s = self.cfg.busy_poll_us / 1e6
-                conn.spin_hook = self.spin_hook
+                conn.spin_hook = hook = self.spin_hook
             else:
                 self._rlog.log(
                     "busy_poll", logging.WARNING,
@@ -565,7 +582,22 @@ class HyperliquidFeed:
         try:
             return await self._serve(conn)
         finally:
+            if hook is not None and isinstance(conn, ws.WsConnection):
+                self.busy_poll_totals.add(conn.stats)
+                if conn.spin_hook is None and self.spin_hook is hook:
+                    self.spin_hook = None  # it failed (logged once): not again after a reconnect
             await conn.aclose()
+
+    @property
+    def busy_poll_stats(self) -> BusyPollStats:
+        """Busy-poll counters over every connection so far, the live one included."""
+        totals = BusyPollStats(self.busy_poll_totals.busy_polls,
+                               self.busy_poll_totals.busy_poll_timeouts,
+                               self.busy_poll_totals.spin_hooks)
+        s = self._session
+        if s is not None and isinstance(s.conn, ws.WsConnection) and s.conn.busy_poll_s > 0:
+            totals.add(s.conn.stats)
+        return totals
 
     async def _serve(self, conn: ws.WsConnection) -> str:
         now = self._clock()

@@ -183,6 +183,14 @@ def watchdog_interval_s(env: Mapping[str, str] = os.environ) -> float | None:
     return usec / 1e6 / 2
 
 
+async def send_ready(notifier: SdNotifier, status: str, retry_s: float = 1.0) -> None:
+    """``READY=1``, retried every ``retry_s`` until it leaves the process (a full socket
+    buffer must not leave systemd waiting for a READY that was sent once and lost, until its
+    start timeout kills a healthy engine). Returns at once when notifications are off."""
+    while notifier.enabled and not notifier.ready(status):  # noqa: ASYNC110 - a retry, not a wait
+        await trio.sleep(retry_s)
+
+
 async def run_watchdog(notifier: SdNotifier, is_healthy: Callable[[], HealthReport],
                        interval_s: float, *,
                        on_unhealthy_change: Callable[[HealthReport], None] | None = None,

@@ -44,7 +44,7 @@ from engine.ops.notify import (
     ReconnectStormDetector,
 )
 from engine.ops.paths import write_request
-from engine.ops.sdnotify import SdNotifier, run_watchdog, watchdog_interval_s
+from engine.ops.sdnotify import SdNotifier, run_watchdog, send_ready, watchdog_interval_s
 from engine.secrets import SecretsError, load_credential
 
 if TYPE_CHECKING:
@@ -120,8 +120,8 @@ class OpsService:
         self.ready_at = time.time()
         n = len(self.app.core.markets) if self.app.core is not None else 0
         status = f"READY: {self.cfg.mode} mode, {n} markets"
-        self.sd.ready(status)
         log.info("%s (%.1f s after start)", status, self.ready_at - self.started_wall)
+        await send_ready(self.sd, status)
         interval = watchdog_interval_s(self.env)
         if interval is not None and self.sd.enabled:
             await run_watchdog(self.sd, self.health, interval,

@@ -14,7 +14,13 @@ import pytest
 import trio
 
 from engine.ops.health import HealthReport
-from engine.ops.sdnotify import SdNotifier, parse_notify_address, run_watchdog, watchdog_interval_s
+from engine.ops.sdnotify import (
+    SdNotifier,
+    parse_notify_address,
+    run_watchdog,
+    send_ready,
+    watchdog_interval_s,
+)
 
 HEALTHY = HealthReport(healthy=True, problems=())
 SICK = HealthReport(healthy=False, problems=("market data 12.3 s old (bound 10 s)",))
@@ -277,3 +283,31 @@ async def test_watchdog_without_notify_socket_still_reports(
 async def test_watchdog_rejects_bad_interval(interval: float) -> None:
     with pytest.raises(ValueError, match="positive"):
         await run_watchdog(SdNotifier(None), Health(), interval)
+
+
+async def test_ready_is_retried_until_it_leaves(short_dir: Path, caplog) -> None:
+    """The first READY=1 fails (nothing listens yet): it is sent again until it arrives, with
+    one warning for the failures, and READY=1 arrives exactly once."""
+    path = str(short_dir / "late")
+    n = SdNotifier.from_env({"NOTIFY_SOCKET": path})
+    fake: FakeSystemd | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_ready, n, "READY: late", 0.05)
+            await trio.sleep(0.3)
+            assert not n.ready_sent and n.errors >= 2
+            fake = FakeSystemd(path)
+        assert n.ready_sent
+        assert fake.drain() == ["READY=1\nSTATUS=READY: late"]
+        assert caplog.text.count("systemd notification failed") == 1
+    finally:
+        if fake is not None:
+            fake.close()
+        n.close()
+
+
+async def test_send_ready_returns_at_once_without_systemd() -> None:
+    n = SdNotifier.from_env({})
+    with trio.fail_after(1):
+        await send_ready(n, "x")
+    assert not n.ready_sent

@@ -362,8 +362,10 @@ async def _assert_never_delays(notifier: Notifier, sender_stuck: trio.Event | No
         max_gap, notify_s = await _trading_path(notifier, 1.0)
         nursery.cancel_scope.cancel()
     # unloaded this is ~1-10 ms; a sender blocking the loop would stall it for a whole
-    # request timeout (500 ms for the silent webhook); 100 ms leaves room for a loaded machine
-    assert max_gap < 0.1, f"trading path stalled {max_gap * 1000:.1f} ms"
+    # request timeout (500 ms for the silent webhook) or its whole backoff chain (the dead
+    # port: 100 attempts x 20-50 ms). 300 ms catches both and leaves room for a 2-core machine
+    # under load (111 ms was seen with other suites running).
+    assert max_gap < 0.3, f"trading path stalled {max_gap * 1000:.1f} ms"
     assert statistics.median(notify_s) < 100e-6, statistics.median(notify_s)
     assert max(notify_s) < 0.02, max(notify_s)
     assert notifier.stats.sent == 0

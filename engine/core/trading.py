@@ -480,6 +480,10 @@ class TradingCore:
             self._alert("error", "flatten_rounding",
                         f"{p.coin}: cannot round flatten of {size} at {ref}")
             return
+        if not is_buy:
+            # the $10 minimum is judged at the reference price, not at the slipped limit: a
+            # position worth ≥ $10 at the bid gets a limit (≤ bid) that keeps it ≥ $10
+            px_wire = rounding.min_notional_sell_px(px_wire, sz_wire, ref, m.spec.sz_decimals)
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
                       decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)
@@ -492,6 +496,16 @@ class TradingCore:
         self.flattens_sent += 1
         self._place(order)
         self.out.append(_Created(order))
+
+    def _flatten_ref_px(self, p: Position, default: float) -> float:
+        """The reference price a flatten of ``p`` is judged at (dust, the $10 minimum): the
+        touch it would trade against (bid to close a long, ask to close a short), else the
+        mark, else ``default``."""
+        m = self.obs.markets[p.idx]
+        ref = m.bid_px if p.effective > 0 else m.ask_px
+        if ref is None:
+            ref = m.mark_px
+        return default if ref is None else ref
 
     # ------------------------------------------------------- order lifecycle
     def on_sent(self, cloid: str, now_ms: float) -> None:
@@ -600,7 +614,7 @@ class TradingCore:
             if p.flatten_cloid == o.cloid:
                 p.flatten_cloid = None
             if (p.has_exposure and o.message and "minimum value" in o.message
-                    and abs(p.effective) * o.px < MIN_NOTIONAL):
+                    and abs(p.effective) * self._flatten_ref_px(p, o.px) < MIN_NOTIONAL):
                 # Dust: the venue's $10 minimum refuses a reduce-only order this small.
                 p.dust_size = p.effective
                 self._alert("error", "dust_position",

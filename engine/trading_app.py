@@ -393,7 +393,8 @@ class TradingApp(ObserveApp):
                                      is_mainnet=cfg.sim.enabled or "testnet" not in self.ws_url,
                                      post_timeout_s=cfg.venue.post_timeout_s,
                                      clock=self.clock, on_sent=live.on_sent,
-                                     on_result=live.on_result, on_not_sent=live.on_not_sent)
+                                     on_result=live.on_result, on_not_sent=live.on_not_sent,
+                                     entry_guard=trading.entries_blocked)
             live.executor = executor
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic

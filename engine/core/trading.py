@@ -273,6 +273,16 @@ class TradingCore:
                 if p.has_exposure:
                     self._maybe_flatten(p, now_ms, "hard_stop")
 
+    def entries_blocked(self) -> str | None:
+        """Why no entry may be signed right now — ``"hard_stop"`` or ``"killed"`` — else None.
+        O(1): the executor asks it right before it signs queued orders (a latch raised by a
+        later frame of the same socket read stops entries queued by an earlier one)."""
+        if self.hard_stop.latched:
+            return "hard_stop"
+        if self.killed:
+            return "killed"
+        return None
+
     def is_ready(self) -> bool:
         return all(self.ready.values()) and not self.orders.unknown_count
 

@@ -140,10 +140,13 @@ class OrderExecutor:
         on_result: ResultHook | None = None,
         on_not_sent: NotSentHook | None = None,
         max_orders_per_action: int = MAX_ORDERS_PER_ACTION,
+        entry_guard: Callable[[], str | None] | None = None,
     ) -> None:
         """``clock`` returns epoch milliseconds (the nonce source); ``on_sent(cloids)`` runs
         after the write of every order action (``place`` and ``submit``); ``on_result`` and
-        ``on_not_sent`` are required by :meth:`submit` only."""
+        ``on_not_sent`` are required by :meth:`submit` only. ``entry_guard()`` (O(1)) is asked
+        right before queued orders are signed: a reason (e.g. ``"hard_stop"``) holds back
+        every queued entry (reported not sent); reduce-only orders always go."""
         if not isinstance(is_mainnet, bool):
             raise TypeError("is_mainnet must be a bool")
         if not (post_timeout_s > 0 and math.isfinite(post_timeout_s)):
@@ -163,6 +166,7 @@ class OrderExecutor:
         self._on_result = on_result
         self._on_not_sent = on_not_sent
         self._max_per_action = max_orders_per_action
+        self.entry_guard = entry_guard
         self._queue: list[Order] = []
         self._queue_groups = 0  # submit() calls whose orders are queued
         self._rlog = RateLimitedLog(log)
@@ -244,11 +248,28 @@ class OrderExecutor:
         groups = self._queue_groups
         self._queue = []
         self._queue_groups = 0
+        guard = self.entry_guard
+        if guard is not None:
+            # an earlier frame of this socket read may have latched the hard stop or turned
+            # the kill switch on after these entries were queued: never sign them then
+            why = guard()
+            if why is not None:
+                queue = self._hold_entries(queue, why)
+                if not queue:
+                    return
         step = self._max_per_action
         if groups > 1:
             self.stats.coalesced_actions += (len(queue) + step - 1) // step
         for i in range(0, len(queue), step):
             self._post_chunk(queue[i : i + step])
+
+    def _hold_entries(self, queue: list[Order], why: str) -> list[Order]:
+        """Report the queued entries not sent (``why`` blocks them); return the reduce-only
+        orders, which still go."""
+        held = [o.cloid for o in queue if not o.reduce_only]
+        if held:
+            self._not_sent(held, f"not sent: {why} before signing")
+        return [o for o in queue if o.reduce_only]
 
     def warm(self) -> None:
         """Run an order's pure work on a dummy order — fragment, action, signature, post text,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlparse
 
 import attrs
 import trio
@@ -55,6 +54,15 @@ from engine.secrets import SecretsError, load_agent_key
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
 from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.network import (
+    Network,
+    NetworkError,
+    check_discovered,
+    needs_discovery_check,
+    probe_simulator,
+    resolve_network,
+    unresolved_message,
+)
 from engine.venues.hyperliquid.nonce import NonceAllocator
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
@@ -278,12 +286,19 @@ def _log_trade(rec: dict[str, Any]) -> None:
                           "signal_id": rec.get("entry_signal_id")})
 
 
+def network_of(cfg: EngineConfig) -> Network | None:
+    """The network ``[venue] network`` (with ``[sim]`` and the URLs) resolves to, or None when
+    unset and not implied (trade mode then refuses to start). Config loading already refused
+    a mismatch; the rules are in :mod:`engine.venues.hyperliquid.network`."""
+    v = cfg.venue
+    return resolve_network(v.network, v.ws_url, v.info_url, cfg.sim.enabled)
+
+
 def is_real_mainnet(cfg: EngineConfig) -> bool:
-    """The real Hyperliquid mainnet (not the simulator, not testnet)."""
-    if cfg.sim.enabled:
-        return False
-    host = urlparse(cfg.venue.ws_url).hostname or ""
-    return host.endswith("hyperliquid.xyz") and "testnet" not in host
+    """The real Hyperliquid mainnet: the network that needs ``[trading] allow_live`` (an
+    unresolved network counts too: trade mode refuses it anyway)."""
+    net = network_of(cfg)
+    return net is None or net.needs_allow_live
 
 
 class TradingApp(ObserveApp):
@@ -306,6 +321,7 @@ class TradingApp(ObserveApp):
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
+        self.network: Network | None = None  # trade mode: set by preflight
 
     # ------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -315,9 +331,19 @@ class TradingApp(ObserveApp):
         if not cfg.account.address:
             raise StartupError("trade mode needs [account] address (the master account whose "
                                "positions and fills are queried)", EXIT_CONFIG)
-        if is_real_mainnet(cfg) and not cfg.trading.allow_live:
-            raise StartupError("trade mode refuses Hyperliquid mainnet unless [trading] "
-                               "allow_live = true", EXIT_CONFIG)
+        try:
+            net = network_of(cfg)
+        except NetworkError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+        if net is None:
+            raise StartupError(unresolved_message(cfg.venue.ws_url, cfg.venue.info_url),
+                               EXIT_CONFIG)
+        if net.needs_allow_live and not cfg.trading.allow_live:
+            raise StartupError("trade mode refuses Hyperliquid mainnet ([venue] network = "
+                               "\"mainnet\") unless [trading] allow_live = true", EXIT_CONFIG)
+        self.network = net
+        log.info("trade mode on network %s (signing chain %s)", net.name,
+                 "mainnet" if net.signs_mainnet else "testnet")
         try:
             self.signer = load_agent_key()
         except SecretsError as exc:
@@ -327,6 +353,20 @@ class TradingApp(ObserveApp):
                         "approved by the master account, not the master key itself")
         log.info("trade mode: agent %s signs for account %s", self.signer.address,
                  cfg.account.address)
+
+    async def verify_venue(self) -> None:
+        """Trade mode: the venue found at the URLs must be the network configured (the
+        simulator for ``sim``, never the simulator otherwise); before any connection signs."""
+        cfg = self.cfg
+        if cfg.mode != "trade" or self.network is None:
+            return
+        if not needs_discovery_check(self.ws_url, self.info_url, cfg.sim.enabled):
+            return
+        is_sim = await probe_simulator(self.info_url, cfg.venue.info_timeout_s)
+        try:
+            check_discovered(self.network, is_sim, self.info_url)
+        except NetworkError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
 
     def sim_accounts(self) -> dict[str, Any]:
         if self.cfg.mode != "trade" or self.signer is None:
@@ -390,7 +430,7 @@ class TradingApp(ObserveApp):
                                         send_first_at_once=cfg.venue.send_first_at_once)
             live = LiveBackend(self, trading, user)
             executor = OrderExecutor(self.feed, self.signer, NonceAllocator(),
-                                     is_mainnet=cfg.sim.enabled or "testnet" not in self.ws_url,
+                                     is_mainnet=self._network().signs_mainnet,
                                      post_timeout_s=cfg.venue.post_timeout_s,
                                      clock=self.clock, on_sent=live.on_sent,
                                      on_result=live.on_result, on_not_sent=live.on_not_sent,
@@ -411,6 +451,13 @@ class TradingApp(ObserveApp):
             self.executor = executor
         self.execute(now)
         self.check_reset_file(now)
+
+    def _network(self) -> Network:
+        net = self.network if self.network is not None else network_of(self.cfg)
+        if net is None:  # preflight refuses this; never guess a signing chain
+            raise StartupError(unresolved_message(self.cfg.venue.ws_url,
+                                                  self.cfg.venue.info_url), EXIT_CONFIG)
+        return net
 
     def _venue_cfg(self) -> VenueConfig:
         return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)

@@ -73,6 +73,13 @@ from engine.secrets import (
 )
 from engine.venues.hyperliquid.execution import ReconcileError, parse_positions
 from engine.venues.hyperliquid.info import DiscoveryError, InfoClient, InfoError, discover
+from engine.venues.hyperliquid.network import (
+    NetworkError,
+    check_discovered,
+    needs_discovery_check,
+    probe_simulator,
+    unresolved_message,
+)
 from engine.venues.hyperliquid.signing import Signer
 
 EXIT_GO: Final = 0
@@ -263,17 +270,24 @@ def _load(config_path: str | None, mode: str | None, env: Mapping[str, str]) -> 
 
 
 def _check_config(report: _Report, cfg: EngineConfig, config_path: str | None) -> None:
-    from engine.trading_app import is_real_mainnet
+    from engine.trading_app import network_of
 
     source = config_path if config_path is not None else "embedded default config"
     where = ("embedded simulator" if cfg.sim.enabled else cfg.venue.info_url)
     detail = f"{source} valid (mode {cfg.mode}, dex {cfg.venue.dex}, venue {where})"
-    if cfg.mode == "trade" and is_real_mainnet(cfg):
-        if not cfg.trading.allow_live:
-            report.emit(FAIL, "config", f"{detail}: trade mode refuses Hyperliquid mainnet "
-                                        "unless [trading] allow_live = true")
+    if cfg.mode == "trade":
+        net = network_of(cfg)
+        if net is None:
+            report.emit(FAIL, "config", f"{detail}: "
+                        + unresolved_message(cfg.venue.ws_url, cfg.venue.info_url))
             return
-        detail += "; LIVE trading on Hyperliquid mainnet"
+        detail += f"; network {net.name}"
+        if net.needs_allow_live:
+            if not cfg.trading.allow_live:
+                report.emit(FAIL, "config", f"{detail}: trade mode refuses Hyperliquid mainnet "
+                                            "unless [trading] allow_live = true")
+                return
+            detail += "; LIVE trading on Hyperliquid mainnet"
     report.emit(PASS, "config", detail)
 
 
@@ -468,8 +482,29 @@ async def _check_venue(report: _Report, cfg: EngineConfig, signer: Signer | None
             info_url = f"http://{s.host}:{port}/info"
         await _discover(report, cfg, info_url, samples)
         if cfg.mode == "trade" and report.results[-1].status == PASS:
+            await _check_network(report, cfg, info_url)
+        if cfg.mode == "trade" and report.results[-1].status == PASS:
             await _check_account(report, cfg, info_url, samples)
         nursery.cancel_scope.cancel()
+
+
+async def _check_network(report: _Report, cfg: EngineConfig, info_url: str) -> None:
+    """Trade mode: the venue discovered must be the configured network (the engine's start
+    refuses the same mismatch)."""
+    from engine.trading_app import network_of
+
+    v = cfg.venue
+    net = network_of(cfg)
+    if net is None or not needs_discovery_check(v.ws_url, v.info_url, cfg.sim.enabled):
+        return
+    is_sim = await probe_simulator(info_url, v.info_timeout_s)
+    try:
+        check_discovered(net, is_sim, info_url)
+    except NetworkError as exc:
+        report.emit(FAIL, "network", str(exc))
+        return
+    report.emit(PASS, "network", f"{net.name}: the venue at {info_url} "
+                                 f"{'is' if is_sim else 'is not'} the engine's simulator")
 
 
 async def _discover(report: _Report, cfg: EngineConfig, info_url: str,

@@ -253,6 +253,9 @@ class TradingConfig:
     reconcile_interval_s: float = attrs.field(default=60.0, validator=_positive)
     mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
     allow_live: bool = False
+    # trade mode: no new entries while the local clock is off the venue's by more than this
+    # (measured at every reconciliation from clearinghouseState's time; docs/runbook.md)
+    max_clock_skew_ms: float = attrs.field(default=2000.0, validator=_positive)
 
 
 @attrs.frozen

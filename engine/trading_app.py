@@ -63,7 +63,8 @@ from engine.venues.hyperliquid.network import (
     resolve_network,
     unresolved_message,
 )
-from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
+from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
@@ -73,6 +74,8 @@ alert_log = logging.getLogger("engine.alert")
 order_log = logging.getLogger("engine.orders")
 
 HOUSEKEEPING_MS = 100.0
+NONCE_FILE_PREFIX = "NONCE_"  # + agent address: the nonce high-water mark in the state dir
+CLOCK_RECHECK_S = 5.0  # reconciliation (and clock) interval while the clock is off the venue's
 _ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
                  "critical": logging.CRITICAL}
 
@@ -322,6 +325,7 @@ class TradingApp(ObserveApp):
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
         self.network: Network | None = None  # trade mode: set by preflight
+        self.nonces: NonceAllocator | None = None  # trade mode: set by _build
 
     # ------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -429,7 +433,8 @@ class TradingApp(ObserveApp):
             self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user,
                                         send_first_at_once=cfg.venue.send_first_at_once)
             live = LiveBackend(self, trading, user)
-            executor = OrderExecutor(self.feed, self.signer, NonceAllocator(),
+            self.nonces = self._nonce_allocator(now)
+            executor = OrderExecutor(self.feed, self.signer, self.nonces,
                                      is_mainnet=self._network().signs_mainnet,
                                      post_timeout_s=cfg.venue.post_timeout_s,
                                      clock=self.clock, on_sent=live.on_sent,
@@ -452,6 +457,36 @@ class TradingApp(ObserveApp):
         self.execute(now)
         self.check_reset_file(now)
 
+    def _nonce_allocator(self, now_ms: float) -> NonceAllocator:
+        """The agent's nonce allocator, continuing above the high-water mark persisted in the
+        state dir (``NONCE_<agent>``): a restart in the same millisecond, or after the wall
+        clock stepped back, never reuses a nonce."""
+        assert self.signer is not None
+        store = NonceStore(self.state_dir / f"{NONCE_FILE_PREFIX}{self.signer.address.lower()}")
+        try:
+            return NonceAllocator(store=store, now_ms=int(now_ms))
+        except NonceStoreError as exc:
+            raise StartupError(f"{exc}: restore it, or remove it only if this agent signed "
+                               f"nothing in the last day (a lower mark could reuse a nonce)",
+                               EXIT_CONFIG) from None
+
+    async def _nonce_lease_task(self) -> None:
+        """Keep the persisted nonce high-water mark ``LEASE_MS`` ahead (written in a worker
+        thread: no file I/O on the order path or the event loop)."""
+        nonces = self.nonces
+        assert nonces is not None and nonces.store is not None
+        store = nonces.store
+        while True:
+            target = nonces.renew_target(int(self.clock()))
+            if target is not None:
+                try:
+                    saved = await trio.to_thread.run_sync(store.save, target)
+                except NonceStoreError as exc:
+                    log.error("%s; retrying (orders past the mark write it themselves)", exc)
+                else:
+                    nonces.reserved_to(saved)
+            await trio.sleep(NONCE_LEASE_MS / 4000.0)
+
     def _network(self) -> Network:
         net = self.network if self.network is not None else network_of(self.cfg)
         if net is None:  # preflight refuses this; never guess a signing chain
@@ -467,6 +502,7 @@ class TradingApp(ObserveApp):
         self._nursery = nursery
         if self.cfg.mode == "trade":
             nursery.start_soon(self._reconcile_task, name="reconcile")
+            nursery.start_soon(self._nonce_lease_task, name="nonce-lease")
         nursery.start_soon(writer.run, name="writer")
         nursery.start_soon(self.scheduler.run, name="followups")
         nursery.start_soon(self._timer_task, name="trading-timer")
@@ -584,8 +620,11 @@ class TradingApp(ObserveApp):
         assert trading is not None
         user = self.cfg.account.address.lower()
         interval = self.cfg.trading.reconcile_interval_s
+        clock_unmeasured_logged = False
         while True:
-            with trio.move_on_after(interval):
+            # while the clock is off the venue's, measure again soon: entries wait for it
+            wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
+            with trio.move_on_after(wait):
                 await self._reconcile_wakeup.wait()
             self._reconcile_wakeup = trio.Event()
             if self.feed is None or not self.feed.connected:
@@ -600,6 +639,13 @@ class TradingApp(ObserveApp):
                 continue
             now = self.clock()
             first = not trading.ready["reconciled"]
+            sample = self.executor.last_clock_sample
+            if sample is not None:
+                trading.on_clock_sample(*sample, now)
+            elif not clock_unmeasured_logged:
+                clock_unmeasured_logged = True
+                log.warning("the venue's clearinghouseState carries no time: the local clock "
+                            "is not checked against the venue's at runtime (only by `check`)")
             trading.on_reconcile(positions, open_orders, now)
             if self.executor.last_account_value is not None:
                 trading.on_account_value(self.executor.last_account_value, now)
@@ -759,6 +805,10 @@ class TradingApp(ObserveApp):
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
+        if t.clock_offset_ms is not None:
+            doc["clock"] = {"offset_ms": round(t.clock_offset_ms, 1),
+                            "least_skew_ms": round(t.clock_skew_least_ms or 0.0, 1),
+                            "skewed": t.clock_skewed}
         if self.warmer is not None and "busy_poll" in doc:
             doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc

@@ -155,6 +155,9 @@ class OrderExecutor:
             raise ValueError("max_orders_per_action must be in [1, 1000]")
         self.stats = ExecStats()
         self.last_account_value: float | None = None  # from the last reconcile_snapshot
+        # (local ms sent, local ms received, venue ms) of the last reconcile_snapshot's
+        # clearinghouseState, whose ``time`` is the venue's clock; None: it sent none
+        self.last_clock_sample: tuple[float, float, float] | None = None
         self._feed = feed
         self._signer = signer
         self._nonces = nonces
@@ -434,9 +437,11 @@ class OrderExecutor:
             raise ValueError(f"dex must be a HIP-3 dex name such as 'xyz', got {dex!r}")
         self.stats.queries += 2
         try:
+            sent = self._clock()
             state = await self._feed.info(
                 {"type": "clearinghouseState", "user": user, "dex": dex}, self._timeout
             )
+            self.last_clock_sample = _clock_sample(sent, self._clock(), state)
             open_orders = await self._feed.info(
                 {"type": "openOrders", "user": user, "dex": dex}, self._timeout
             )
@@ -606,6 +611,16 @@ def parse_positions(state: object, dex: str) -> dict[str, float]:
         if szi != 0.0:
             out[coin] = szi
     return out
+
+
+def _clock_sample(sent: float, received: float, state: object
+                  ) -> tuple[float, float, float] | None:
+    """``(sent, received, venue ms)`` from a ``clearinghouseState``'s ``time`` (the venue's
+    clock when it answered), or None when it carries no plausible one."""
+    t = state.get("time") if isinstance(state, dict) else None
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+        return None
+    return sent, received, float(t)
 
 
 def parse_account_value(state: object) -> float | None:

@@ -5,17 +5,19 @@ Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``G
 ``NO-GO: <failed checks>`` (exit 1) when any check failed, else ``CONDITIONAL: <warnings>``
 (exit 2) when any warned. Checks, in order:
 
-* ``config``: the config loads strictly (``engine.cli.load`` semantics); trade mode on the real
-  mainnet needs ``[trading] allow_live``. A broken config is NO-GO at once: nothing else runs and
-  nothing connects.
+* ``config``: the config loads strictly (``engine.cli.load`` semantics), ``[venue] network``
+  included; trade mode needs a resolved network, and ``mainnet`` needs ``[trading] allow_live``.
+  A broken config is NO-GO at once: nothing else runs and nothing connects.
 * ``credentials`` (agent key; trade mode only, else "not needed"), ``ops token`` (absent: WARN,
   POST /kill disabled), ``webhook`` (absent: WARN). Only the agent ADDRESS and the credential
   SOURCES are shown; every known secret value is also redacted from every printed line.
 * ``data dir``: the records dir exists or is created, a probe file can be written, free space
   (< 100 MiB FAIL, < 1 GiB WARN).
 * ``venue``: the embedded simulator is started when ``[sim] enabled``; then one market discovery
-  through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``account`` (trade
-  mode): ``clearinghouseState`` for ``[account] address`` with the ``dex`` parameter.
+  through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``network`` (trade
+  mode, when the URLs do not already say which venue it is): the venue found must be the
+  configured network (the simulator for ``sim``, never the simulator otherwise). ``account``
+  (trade mode): ``clearinghouseState`` for ``[account] address`` with the ``dex`` parameter.
 * ``clock``: the system time is plausible (year >= 2025) and, when the venue sent an HTTP ``Date``
   header, close to the venue's. ``Date`` has a 1 s resolution, so the skew is bounded from the
   request's send/receive times: the venue's clock was in ``[D, D + 1)`` at some instant between
@@ -23,7 +25,8 @@ Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``G
   ``(t_send - D - 1, t_recv - D]``. The thresholds (> 2 s FAIL, > 0.5 s WARN) apply to that
   lower bound: rounding never raises a false alarm, and a skew beyond a threshold + 1 s + the
   round trip is always reported. The embedded simulator shares this host's clock and sends no
-  ``Date``.
+  ``Date``. (The running engine repeats a clock check at every reconciliation, against
+  ``clearinghouseState.time``: docs/runbook.md "Clock skew".)
 * ``hard stop``: a latch in the journal not reset: WARN (PASS when a ``RESET_HARD_STOP``
   request waits in the state dir). ``kill file`` present, ``kill env`` (``ENGINE_KILL``) set:
   WARN; the engine stops at start while either is on.

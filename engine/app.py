@@ -317,6 +317,9 @@ class ObserveApp:
     def preflight(self) -> None:
         """Checks that must pass before any connection (raise StartupError)."""
 
+    async def verify_venue(self) -> None:
+        """Checks of the venue itself before discovery (raise StartupError); trading only."""
+
     def _warn_split_state(self) -> None:
         """Under systemd the kill file is in $STATE_DIRECTORY; an operator's shell command
         (no $STATE_DIRECTORY) looks in [records] dir: they must be the same directory."""
@@ -368,6 +371,7 @@ class ObserveApp:
                     nursery.start_soon(self._signal_task, name="signals")
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
+                    await self.verify_venue()
                     markets = await discover_markets(cfg, self.info_url)
                     self._build(markets, writer)
                     # Long-lived startup objects leave the GC's generations: fewer, shorter

@@ -71,6 +71,9 @@ class VenueConfig:
     # trade mode: a socket read's first order is written right after its frame (true), or
     # waits for the end of the read with the rest, all in one signed action (false)
     send_first_at_once: bool = True
+    # "mainnet" | "testnet" | "sim" (or "" = implied by [sim] enabled / the official host):
+    # decides the allow_live gate and the signing chain (engine/venues/hyperliquid/network.py)
+    network: str = ""
 
 
 @attrs.frozen
@@ -250,6 +253,9 @@ class TradingConfig:
     reconcile_interval_s: float = attrs.field(default=60.0, validator=_positive)
     mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
     allow_live: bool = False
+    # trade mode: no new entries while the local clock is off the venue's by more than this
+    # (measured at every reconciliation from clearinghouseState's time; docs/runbook.md)
+    max_clock_skew_ms: float = attrs.field(default=2000.0, validator=_positive)
 
 
 @attrs.frozen
@@ -425,6 +431,10 @@ class EngineConfig:
     def __attrs_post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        from engine.venues.hyperliquid.network import resolve_network
+
+        v = self.venue
+        resolve_network(v.network, v.ws_url, v.info_url, self.sim.enabled)  # mismatch: raises
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlparse
 
 import attrs
 import trio
@@ -55,7 +54,17 @@ from engine.secrets import SecretsError, load_agent_key
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
 from engine.venues.hyperliquid.l2book import L2BookStore
-from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.network import (
+    Network,
+    NetworkError,
+    check_discovered,
+    needs_discovery_check,
+    probe_simulator,
+    resolve_network,
+    unresolved_message,
+)
+from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
+from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
@@ -65,6 +74,8 @@ alert_log = logging.getLogger("engine.alert")
 order_log = logging.getLogger("engine.orders")
 
 HOUSEKEEPING_MS = 100.0
+NONCE_FILE_PREFIX = "NONCE_"  # + agent address: the nonce high-water mark in the state dir
+CLOCK_RECHECK_S = 5.0  # reconciliation (and clock) interval while the clock is off the venue's
 _ALERT_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR,
                  "critical": logging.CRITICAL}
 
@@ -278,12 +289,19 @@ def _log_trade(rec: dict[str, Any]) -> None:
                           "signal_id": rec.get("entry_signal_id")})
 
 
+def network_of(cfg: EngineConfig) -> Network | None:
+    """The network ``[venue] network`` (with ``[sim]`` and the URLs) resolves to, or None when
+    unset and not implied (trade mode then refuses to start). Config loading already refused
+    a mismatch; the rules are in :mod:`engine.venues.hyperliquid.network`."""
+    v = cfg.venue
+    return resolve_network(v.network, v.ws_url, v.info_url, cfg.sim.enabled)
+
+
 def is_real_mainnet(cfg: EngineConfig) -> bool:
-    """The real Hyperliquid mainnet (not the simulator, not testnet)."""
-    if cfg.sim.enabled:
-        return False
-    host = urlparse(cfg.venue.ws_url).hostname or ""
-    return host.endswith("hyperliquid.xyz") and "testnet" not in host
+    """The real Hyperliquid mainnet: the network that needs ``[trading] allow_live`` (an
+    unresolved network counts too: trade mode refuses it anyway)."""
+    net = network_of(cfg)
+    return net is None or net.needs_allow_live
 
 
 class TradingApp(ObserveApp):
@@ -306,6 +324,8 @@ class TradingApp(ObserveApp):
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
+        self.network: Network | None = None  # trade mode: set by preflight
+        self.nonces: NonceAllocator | None = None  # trade mode: set by _build
 
     # ------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -315,9 +335,19 @@ class TradingApp(ObserveApp):
         if not cfg.account.address:
             raise StartupError("trade mode needs [account] address (the master account whose "
                                "positions and fills are queried)", EXIT_CONFIG)
-        if is_real_mainnet(cfg) and not cfg.trading.allow_live:
-            raise StartupError("trade mode refuses Hyperliquid mainnet unless [trading] "
-                               "allow_live = true", EXIT_CONFIG)
+        try:
+            net = network_of(cfg)
+        except NetworkError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+        if net is None:
+            raise StartupError(unresolved_message(cfg.venue.ws_url, cfg.venue.info_url),
+                               EXIT_CONFIG)
+        if net.needs_allow_live and not cfg.trading.allow_live:
+            raise StartupError("trade mode refuses Hyperliquid mainnet ([venue] network = "
+                               "\"mainnet\") unless [trading] allow_live = true", EXIT_CONFIG)
+        self.network = net
+        log.info("trade mode on network %s (signing chain %s)", net.name,
+                 "mainnet" if net.signs_mainnet else "testnet")
         try:
             self.signer = load_agent_key()
         except SecretsError as exc:
@@ -327,6 +357,20 @@ class TradingApp(ObserveApp):
                         "approved by the master account, not the master key itself")
         log.info("trade mode: agent %s signs for account %s", self.signer.address,
                  cfg.account.address)
+
+    async def verify_venue(self) -> None:
+        """Trade mode: the venue found at the URLs must be the network configured (the
+        simulator for ``sim``, never the simulator otherwise); before any connection signs."""
+        cfg = self.cfg
+        if cfg.mode != "trade" or self.network is None:
+            return
+        if not needs_discovery_check(self.ws_url, self.info_url, cfg.sim.enabled):
+            return
+        is_sim = await probe_simulator(self.info_url, cfg.venue.info_timeout_s)
+        try:
+            check_discovered(self.network, is_sim, self.info_url)
+        except NetworkError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
 
     def sim_accounts(self) -> dict[str, Any]:
         if self.cfg.mode != "trade" or self.signer is None:
@@ -389,11 +433,13 @@ class TradingApp(ObserveApp):
             self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user,
                                         send_first_at_once=cfg.venue.send_first_at_once)
             live = LiveBackend(self, trading, user)
-            executor = OrderExecutor(self.feed, self.signer, NonceAllocator(),
-                                     is_mainnet=cfg.sim.enabled or "testnet" not in self.ws_url,
+            self.nonces = self._nonce_allocator(now)
+            executor = OrderExecutor(self.feed, self.signer, self.nonces,
+                                     is_mainnet=self._network().signs_mainnet,
                                      post_timeout_s=cfg.venue.post_timeout_s,
                                      clock=self.clock, on_sent=live.on_sent,
-                                     on_result=live.on_result, on_not_sent=live.on_not_sent)
+                                     on_result=live.on_result, on_not_sent=live.on_not_sent,
+                                     entry_guard=trading.entries_blocked)
             live.executor = executor
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic
@@ -411,6 +457,43 @@ class TradingApp(ObserveApp):
         self.execute(now)
         self.check_reset_file(now)
 
+    def _nonce_allocator(self, now_ms: float) -> NonceAllocator:
+        """The agent's nonce allocator, continuing above the high-water mark persisted in the
+        state dir (``NONCE_<agent>``): a restart in the same millisecond, or after the wall
+        clock stepped back, never reuses a nonce."""
+        assert self.signer is not None
+        store = NonceStore(self.state_dir / f"{NONCE_FILE_PREFIX}{self.signer.address.lower()}")
+        try:
+            return NonceAllocator(store=store, now_ms=int(now_ms))
+        except NonceStoreError as exc:
+            raise StartupError(f"{exc}: restore it, or remove it only if this agent signed "
+                               f"nothing in the last day (a lower mark could reuse a nonce)",
+                               EXIT_CONFIG) from None
+
+    async def _nonce_lease_task(self) -> None:
+        """Keep the persisted nonce high-water mark ``LEASE_MS`` ahead (written in a worker
+        thread: no file I/O on the order path or the event loop)."""
+        nonces = self.nonces
+        assert nonces is not None and nonces.store is not None
+        store = nonces.store
+        while True:
+            target = nonces.renew_target(int(self.clock()))
+            if target is not None:
+                try:
+                    saved = await trio.to_thread.run_sync(store.save, target)
+                except NonceStoreError as exc:
+                    log.error("%s; retrying (orders past the mark write it themselves)", exc)
+                else:
+                    nonces.reserved_to(saved)
+            await trio.sleep(NONCE_LEASE_MS / 4000.0)
+
+    def _network(self) -> Network:
+        net = self.network if self.network is not None else network_of(self.cfg)
+        if net is None:  # preflight refuses this; never guess a signing chain
+            raise StartupError(unresolved_message(self.cfg.venue.ws_url,
+                                                  self.cfg.venue.info_url), EXIT_CONFIG)
+        return net
+
     def _venue_cfg(self) -> VenueConfig:
         return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
 
@@ -419,6 +502,7 @@ class TradingApp(ObserveApp):
         self._nursery = nursery
         if self.cfg.mode == "trade":
             nursery.start_soon(self._reconcile_task, name="reconcile")
+            nursery.start_soon(self._nonce_lease_task, name="nonce-lease")
         nursery.start_soon(writer.run, name="writer")
         nursery.start_soon(self.scheduler.run, name="followups")
         nursery.start_soon(self._timer_task, name="trading-timer")
@@ -536,8 +620,11 @@ class TradingApp(ObserveApp):
         assert trading is not None
         user = self.cfg.account.address.lower()
         interval = self.cfg.trading.reconcile_interval_s
+        clock_unmeasured_logged = False
         while True:
-            with trio.move_on_after(interval):
+            # while the clock is off the venue's, measure again soon: entries wait for it
+            wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
+            with trio.move_on_after(wait):
                 await self._reconcile_wakeup.wait()
             self._reconcile_wakeup = trio.Event()
             if self.feed is None or not self.feed.connected:
@@ -552,6 +639,13 @@ class TradingApp(ObserveApp):
                 continue
             now = self.clock()
             first = not trading.ready["reconciled"]
+            sample = self.executor.last_clock_sample
+            if sample is not None:
+                trading.on_clock_sample(*sample, now)
+            elif not clock_unmeasured_logged:
+                clock_unmeasured_logged = True
+                log.warning("the venue's clearinghouseState carries no time: the local clock "
+                            "is not checked against the venue's at runtime (only by `check`)")
             trading.on_reconcile(positions, open_orders, now)
             if self.executor.last_account_value is not None:
                 trading.on_account_value(self.executor.last_account_value, now)
@@ -711,6 +805,10 @@ class TradingApp(ObserveApp):
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
+        if t.clock_offset_ms is not None:
+            doc["clock"] = {"offset_ms": round(t.clock_offset_ms, 1),
+                            "least_skew_ms": round(t.clock_skew_least_ms or 0.0, 1),
+                            "skewed": t.clock_skewed}
         if self.warmer is not None and "busy_poll" in doc:
             doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc

@@ -248,6 +248,29 @@ def prepare_ioc(
     return IocOrderPx(decimal_to_wire(p), decimal_to_wire(s), notional)
 
 
+def min_notional_sell_px(px_wire: str, sz_wire: str, cap_px: Number, sz_decimals: int) -> str:
+    """A sell IOC limit whose notional meets the $10 minimum when the reference price allows.
+
+    A reduce-only sell's limit sits below the bid by the flatten slippage, so a position worth
+    just over $10 at the bid (10.03 USD) would be sent below $10 and refused by the venue. When
+    ``px_wire × sz_wire`` is under the minimum, the limit is raised to the smallest valid price
+    with ``px × sz ≥ $10``, provided that price is still ≤ ``cap_px`` (the bid: the order stays
+    marketable); otherwise ``px_wire`` is returned unchanged (the position is dust at the
+    reference price). Perps; exact arithmetic off the common path.
+    """
+    if float(px_wire) * float(sz_wire) > 10.000_001:  # clearly above: the common case
+        return px_wire
+    if meets_min_notional(px_wire, sz_wire):
+        return px_wire
+    sz = to_decimal(sz_wire)
+    if sz <= 0:
+        return px_wire
+    need = round_price_up(_CTX.divide(EXCHANGE_MIN_NOTIONAL, sz), sz_decimals)
+    if need > to_decimal(cap_px):
+        return px_wire
+    return decimal_to_wire(need)
+
+
 def slippage_limit_price(
     best_px: Number,
     is_buy: bool,

@@ -11,6 +11,8 @@ Executor gates, in this documented order (the first that fails names the skip re
 2. ``killed``               the kill switch is on
 3. ``not_ready``            market data for every market, user channels acked, reconciled,
                             and no order in UNKNOWN
+   ``clock_skew``           the local clock is off the venue's by more than
+                            ``max_clock_skew_ms`` (trade mode; :meth:`TradingCore.on_clock_sample`)
 4. ``notional_market``      |position| × mark + pending entry notional + this order >
                             ``max_notional_per_market`` (mark unknown: ``no_mark``, fail closed)
 5. ``notional_total``       the same summed over every market > ``max_total_notional``
@@ -50,7 +52,7 @@ from fsm import position as pfsm
 
 log = logging.getLogger("engine.trading")
 
-GATES = ("hard_stop", "killed", "not_ready", "no_mark", "notional_market", "notional_total",
+GATES = ("hard_stop", "killed", "not_ready", "clock_skew", "no_mark", "notional_market", "notional_total",
          "max_positions", "flatten_in_progress", "already_positioned", "pending_order",
          "action_budget", "rounding")
 
@@ -129,6 +131,11 @@ class TradingCore:
         self.breakers_restored = False  # set by the journal restore
         self._equity_warned = False
         self._next_breaker_tick = 0.0
+        # local minus venue clock (trade mode, from reconciliation): entries stop while off by
+        # more than [trading] max_clock_skew_ms
+        self.clock_skewed = False
+        self.clock_offset_ms: float | None = None  # best estimate (midpoint of the bounds)
+        self.clock_skew_least_ms: float | None = None  # the skew is at least this
         self.resync()
 
     # ------------------------------------------------------------------ helpers
@@ -273,6 +280,47 @@ class TradingCore:
                 if p.has_exposure:
                     self._maybe_flatten(p, now_ms, "hard_stop")
 
+    def entries_blocked(self) -> str | None:
+        """Why no entry may be signed right now — ``"hard_stop"`` or ``"killed"`` — else None.
+        O(1): the executor asks it right before it signs queued orders (a latch raised by a
+        later frame of the same socket read stops entries queued by an earlier one)."""
+        if self.hard_stop.latched:
+            return "hard_stop"
+        if self.killed:
+            return "killed"
+        if self.clock_skewed:
+            return "clock_skew"
+        return None
+
+    def on_clock_sample(self, sent_ms: float, received_ms: float, venue_ms: float,
+                        now_ms: float) -> None:
+        """The venue reported its clock ``venue_ms`` in an answer to a request sent at local
+        ``sent_ms`` and received at ``received_ms``: the venue's clock read that value at some
+        instant in between, so local − venue lies in ``[sent − venue, received − venue]``.
+        The skew is at least the distance from 0 to that interval; beyond
+        ``max_clock_skew_ms`` no new entry goes out (exits and flattens do) until a later
+        sample is back within the bound. Alerts once per change."""
+        lo, hi = sent_ms - venue_ms, received_ms - venue_ms
+        least = 0.0 if lo <= 0.0 <= hi else min(abs(lo), abs(hi))
+        self.clock_offset_ms = (lo + hi) / 2
+        self.clock_skew_least_ms = least
+        bound = self.tcfg.max_clock_skew_ms
+        skewed = least > bound
+        if skewed == self.clock_skewed:
+            return
+        self.clock_skewed = skewed
+        side = "ahead of" if lo + hi >= 0 else "behind"
+        what = (f"local clock {side} the venue's by ~{abs(lo + hi) / 2:.0f} ms (at least "
+                f"{least:.0f} ms; bound [trading] max_clock_skew_ms = {bound:g})")
+        if skewed:
+            self._alert("error", "clock_skew", f"{what}: no new entries until it is back "
+                                               f"within the bound; fix time sync (NTP)")
+        else:
+            self._alert("warning", "clock_skew_cleared", f"{what}: entries allowed again")
+        self._record("positions", now_ms, {"event": "clock_skew", "skewed": skewed,
+                                           "offset_ms": self.clock_offset_ms,
+                                           "least_ms": least, "bound_ms": bound})
+
     def is_ready(self) -> bool:
         return all(self.ready.values()) and not self.orders.unknown_count
 
@@ -365,6 +413,8 @@ class TradingCore:
             return "killed"
         if not self.is_ready():
             return "not_ready"
+        if self.clock_skewed:
+            return "clock_skew"
         is_buy = sig.side == "buy"
         szd = m.spec.sz_decimals
         px_wire = rounding.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4, szd)
@@ -480,6 +530,10 @@ class TradingCore:
             self._alert("error", "flatten_rounding",
                         f"{p.coin}: cannot round flatten of {size} at {ref}")
             return
+        if not is_buy:
+            # the $10 minimum is judged at the reference price, not at the slipped limit: a
+            # position worth ≥ $10 at the bid gets a limit (≤ bid) that keeps it ≥ $10
+            px_wire = rounding.min_notional_sell_px(px_wire, sz_wire, ref, m.spec.sz_decimals)
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
                       decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)
@@ -492,6 +546,16 @@ class TradingCore:
         self.flattens_sent += 1
         self._place(order)
         self.out.append(_Created(order))
+
+    def _flatten_ref_px(self, p: Position, default: float) -> float:
+        """The reference price a flatten of ``p`` is judged at (dust, the $10 minimum): the
+        touch it would trade against (bid to close a long, ask to close a short), else the
+        mark, else ``default``."""
+        m = self.obs.markets[p.idx]
+        ref = m.bid_px if p.effective > 0 else m.ask_px
+        if ref is None:
+            ref = m.mark_px
+        return default if ref is None else ref
 
     # ------------------------------------------------------- order lifecycle
     def on_sent(self, cloid: str, now_ms: float) -> None:
@@ -600,7 +664,7 @@ class TradingCore:
             if p.flatten_cloid == o.cloid:
                 p.flatten_cloid = None
             if (p.has_exposure and o.message and "minimum value" in o.message
-                    and abs(p.effective) * o.px < MIN_NOTIONAL):
+                    and abs(p.effective) * self._flatten_ref_px(p, o.px) < MIN_NOTIONAL):
                 # Dust: the venue's $10 minimum refuses a reduce-only order this small.
                 p.dust_size = p.effective
                 self._alert("error", "dust_position",

@@ -5,17 +5,19 @@ Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``G
 ``NO-GO: <failed checks>`` (exit 1) when any check failed, else ``CONDITIONAL: <warnings>``
 (exit 2) when any warned. Checks, in order:
 
-* ``config``: the config loads strictly (``engine.cli.load`` semantics); trade mode on the real
-  mainnet needs ``[trading] allow_live``. A broken config is NO-GO at once: nothing else runs and
-  nothing connects.
+* ``config``: the config loads strictly (``engine.cli.load`` semantics), ``[venue] network``
+  included; trade mode needs a resolved network, and ``mainnet`` needs ``[trading] allow_live``.
+  A broken config is NO-GO at once: nothing else runs and nothing connects.
 * ``credentials`` (agent key; trade mode only, else "not needed"), ``ops token`` (absent: WARN,
   POST /kill disabled), ``webhook`` (absent: WARN). Only the agent ADDRESS and the credential
   SOURCES are shown; every known secret value is also redacted from every printed line.
 * ``data dir``: the records dir exists or is created, a probe file can be written, free space
   (< 100 MiB FAIL, < 1 GiB WARN).
 * ``venue``: the embedded simulator is started when ``[sim] enabled``; then one market discovery
-  through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``account`` (trade
-  mode): ``clearinghouseState`` for ``[account] address`` with the ``dex`` parameter.
+  through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``network`` (trade
+  mode, when the URLs do not already say which venue it is): the venue found must be the
+  configured network (the simulator for ``sim``, never the simulator otherwise). ``account``
+  (trade mode): ``clearinghouseState`` for ``[account] address`` with the ``dex`` parameter.
 * ``clock``: the system time is plausible (year >= 2025) and, when the venue sent an HTTP ``Date``
   header, close to the venue's. ``Date`` has a 1 s resolution, so the skew is bounded from the
   request's send/receive times: the venue's clock was in ``[D, D + 1)`` at some instant between
@@ -23,7 +25,8 @@ Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``G
   ``(t_send - D - 1, t_recv - D]``. The thresholds (> 2 s FAIL, > 0.5 s WARN) apply to that
   lower bound: rounding never raises a false alarm, and a skew beyond a threshold + 1 s + the
   round trip is always reported. The embedded simulator shares this host's clock and sends no
-  ``Date``.
+  ``Date``. (The running engine repeats a clock check at every reconciliation, against
+  ``clearinghouseState.time``: docs/runbook.md "Clock skew".)
 * ``hard stop``: a latch in the journal not reset: WARN (PASS when a ``RESET_HARD_STOP``
   request waits in the state dir). ``kill file`` present, ``kill env`` (``ENGINE_KILL``) set:
   WARN; the engine stops at start while either is on.
@@ -73,6 +76,13 @@ from engine.secrets import (
 )
 from engine.venues.hyperliquid.execution import ReconcileError, parse_positions
 from engine.venues.hyperliquid.info import DiscoveryError, InfoClient, InfoError, discover
+from engine.venues.hyperliquid.network import (
+    NetworkError,
+    check_discovered,
+    needs_discovery_check,
+    probe_simulator,
+    unresolved_message,
+)
 from engine.venues.hyperliquid.signing import Signer
 
 EXIT_GO: Final = 0
@@ -263,17 +273,24 @@ def _load(config_path: str | None, mode: str | None, env: Mapping[str, str]) -> 
 
 
 def _check_config(report: _Report, cfg: EngineConfig, config_path: str | None) -> None:
-    from engine.trading_app import is_real_mainnet
+    from engine.trading_app import network_of
 
     source = config_path if config_path is not None else "embedded default config"
     where = ("embedded simulator" if cfg.sim.enabled else cfg.venue.info_url)
     detail = f"{source} valid (mode {cfg.mode}, dex {cfg.venue.dex}, venue {where})"
-    if cfg.mode == "trade" and is_real_mainnet(cfg):
-        if not cfg.trading.allow_live:
-            report.emit(FAIL, "config", f"{detail}: trade mode refuses Hyperliquid mainnet "
-                                        "unless [trading] allow_live = true")
+    if cfg.mode == "trade":
+        net = network_of(cfg)
+        if net is None:
+            report.emit(FAIL, "config", f"{detail}: "
+                        + unresolved_message(cfg.venue.ws_url, cfg.venue.info_url))
             return
-        detail += "; LIVE trading on Hyperliquid mainnet"
+        detail += f"; network {net.name}"
+        if net.needs_allow_live:
+            if not cfg.trading.allow_live:
+                report.emit(FAIL, "config", f"{detail}: trade mode refuses Hyperliquid mainnet "
+                                            "unless [trading] allow_live = true")
+                return
+            detail += "; LIVE trading on Hyperliquid mainnet"
     report.emit(PASS, "config", detail)
 
 
@@ -468,8 +485,29 @@ async def _check_venue(report: _Report, cfg: EngineConfig, signer: Signer | None
             info_url = f"http://{s.host}:{port}/info"
         await _discover(report, cfg, info_url, samples)
         if cfg.mode == "trade" and report.results[-1].status == PASS:
+            await _check_network(report, cfg, info_url)
+        if cfg.mode == "trade" and report.results[-1].status == PASS:
             await _check_account(report, cfg, info_url, samples)
         nursery.cancel_scope.cancel()
+
+
+async def _check_network(report: _Report, cfg: EngineConfig, info_url: str) -> None:
+    """Trade mode: the venue discovered must be the configured network (the engine's start
+    refuses the same mismatch)."""
+    from engine.trading_app import network_of
+
+    v = cfg.venue
+    net = network_of(cfg)
+    if net is None or not needs_discovery_check(v.ws_url, v.info_url, cfg.sim.enabled):
+        return
+    is_sim = await probe_simulator(info_url, v.info_timeout_s)
+    try:
+        check_discovered(net, is_sim, info_url)
+    except NetworkError as exc:
+        report.emit(FAIL, "network", str(exc))
+        return
+    report.emit(PASS, "network", f"{net.name}: the venue at {info_url} "
+                                 f"{'is' if is_sim else 'is not'} the engine's simulator")
 
 
 async def _discover(report: _Report, cfg: EngineConfig, info_url: str,

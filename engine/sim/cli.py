@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAKER_FEE,
         help=f"maker fee rate of every market (default {DEFAULT_MAKER_FEE})",
     )
+    p.add_argument(
+        "--server-time-offset-ms",
+        type=int,
+        default=0,
+        help="report server times this many ms off this host's clock (default 0; change it "
+        "at runtime with POST /sim/control step_server_time)",
+    )
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p
 
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             taker_fee=args.taker_fee,
             maker_fee=args.maker_fee,
         )
+        sim.server_time_offset_ms = args.server_time_offset_ms
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ trading: create_account (``address``, ``balance``), approve_agent (``agent``, ``
 account (``address``), set_fee (``coin``, ``taker``, ``maker``), set_match_latency (``ms``),
 reject_next (``n``, ``error``?), set_partial_fill_ratio (``ratio``, null = off),
 drop_next_post_responses (``n``), delay_post_responses (``ms``), omit_order_updates_for_ioc
-(``enabled``), transient_empty_clearinghouse (``n``), restart.
+(``enabled``), transient_empty_clearinghouse (``n``), restart; clock: step_server_time
+(``ms``, returns the new offset), set_server_time_offset (``ms``).
 Invalid requests raise ValueError/TypeError (HTTP 400).
 """
 
@@ -127,6 +128,11 @@ def apply(sim: SimExchange, body: Any) -> Any:
         return None
     if action == "stats":
         return sim.stats()
+    if action == "step_server_time":
+        return sim.step_server_time(int(_num(body, "ms")))
+    if action == "set_server_time_offset":
+        sim.server_time_offset_ms = int(_num(body, "ms"))
+        return None
     handled, result = _trading(sim, action, body)
     if handled:
         return result

@@ -89,13 +89,15 @@ class SimExchange:
         self.l2_interval_s = l2_interval_s
         self.max_outbox_bytes = max_outbox_bytes
         self._requested_port = port
+        # added to every wall-clock time the simulator reports (step_server_time)
+        self._server_time_offset_ms = 0
         self.model = MarketModel(seed, n_markets, params or ModelParams(aligned=aligned))
         if aligned:
             self.model.set_aligned(True)
         self.counters: Counter[str] = Counter()
         if match_latency_ms < 0:
             raise ValueError("match_latency_ms must be >= 0")
-        self.info = InfoService(self.model, dex_position)
+        self.info = InfoService(self.model, dex_position, now_ms=self._now_epoch_ms)
         self.hub = Hub(self.model, self.info, self._now_epoch_ms, self.counters)
         self.trading = Trading(
             self.model,
@@ -146,9 +148,28 @@ class SimExchange:
     def _virtual_epoch_ms(self) -> int:
         return self.hub.epoch0_ms + int(self.virtual_now_ms())
 
-    @staticmethod
-    def _now_epoch_ms() -> int:
-        return int(time.time() * 1000)
+    def _now_epoch_ms(self) -> int:
+        """The simulator's wall clock: this host's, stepped by ``server_time_offset_ms``."""
+        return int(time.time() * 1000) + self._server_time_offset_ms
+
+    @property
+    def server_time_offset_ms(self) -> int:
+        """How far the simulator's reported server time is from this host's clock (ms)."""
+        return self._server_time_offset_ms
+
+    @server_time_offset_ms.setter
+    def server_time_offset_ms(self, ms: int) -> None:
+        if isinstance(ms, bool) or not isinstance(ms, int | float) or ms != ms:
+            raise TypeError("server_time_offset_ms must be a number of ms")
+        self._server_time_offset_ms = int(ms)
+
+    def step_server_time(self, ms: int) -> int:
+        """Step the reported server time by ``ms`` (negative: back); returns the new offset.
+        From now on every wall-clock time the simulator reports moves with it —
+        ``clearinghouseState``/``l2Book`` ``time``, fill and order timestamps — and its nonce
+        window is judged against it; the bbo ``time`` (the book's virtual time) does not."""
+        self.server_time_offset_ms = self._server_time_offset_ms + int(ms)
+        return self._server_time_offset_ms
 
     # ------------------------------------------------------------------ serving
 
@@ -507,4 +528,5 @@ class SimExchange:
             },
             "stalled": self.hub.stalls.active(now),
             "ack_delay_ms": self.ack_delay_ms,
+            "server_time_offset_ms": self._server_time_offset_ms,
         }

@@ -20,6 +20,7 @@ mode = "observe"
 [venue]
 ws_url = "ws://127.0.0.1:{port}/ws"
 info_url = "http://127.0.0.1:{port}/info"
+network = "sim"
 dex = "xyz"
 reconnect_base_s = 0.05
 reconnect_max_s = 0.5

@@ -474,6 +474,11 @@ async def _stub_connection(stream: trio.SocketStream, date: Callable[[], str | N
         elif isinstance(ev, h11.Data):
             body += ev.data
         elif isinstance(ev, h11.EndOfMessage):
+            if not body:  # e.g. the network check's GET /sim/stats: not the simulator
+                await stream.send_all(conn.send(h11.Response(
+                    status_code=404, headers=[("content-length", "0"), ("connection", "close")]))
+                    + conn.send(h11.EndOfMessage()))
+                return
             kind = json.loads(body)["type"]
             data = json.dumps(answers[kind]).encode()
             headers = [("content-length", str(len(data))), ("content-type", "application/json"),
@@ -513,7 +518,8 @@ async def check_async(tmp_path: Path, port: int, mode: str = "observe",
                       env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     p = tmp_path / "stub.toml"
     p.write_text(f'mode = "{mode}"\n[venue]\ninfo_url = "http://127.0.0.1:{port}/info"\n'
-                 'ws_url = "ws://127.0.0.1:9/ws"\ninfo_timeout_s = 5\n', "utf-8")
+                 'ws_url = "ws://127.0.0.1:9/ws"\ninfo_timeout_s = 5\nnetwork = "testnet"\n',
+                 "utf-8")
     out = io.StringIO()
     code = await run_check_async(str(p), mode=None, run_tests=False, tests_path=None, out=out,
                                  env=base_env(tmp_path) if env is None else env)

@@ -92,7 +92,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TradingApp:
     cfg = structure_config({
         "mode": "trade",
         "venue": {"ws_url": "ws://127.0.0.1:9/ws", "info_url": "http://127.0.0.1:9/info",
-                  "dex": "xyz", "ctx_stale_ms": 0.0, "bbo_stale_ms": 0.0,
+                  "network": "sim", "dex": "xyz", "ctx_stale_ms": 0.0, "bbo_stale_ms": 0.0,
                   "post_timeout_s": 5.0},
         "records": {"dir": str(tmp_path / "data")},
         "account": {"address": MASTER},

@@ -72,6 +72,7 @@ class TradingMachine(RuleBasedStateMachine):
         self.queries: list[str] = []
         self.rng = random.Random(0)
         self.flags_before = (False, True, False)
+        self.skewed_before = False  # the clock-skew gate before the step (clock_steps)
         self.journal: list[Record] = []
         self.restarts = 0
         self.tmpdirs: list[str] = []
@@ -80,6 +81,7 @@ class TradingMachine(RuleBasedStateMachine):
     def _step_begin(self) -> None:
         c = self.core
         self.flags_before = (c.hard_stop.latched, c.is_ready(), c.killed)
+        self.skewed_before = c.clock_skewed
 
     def _collect(self) -> None:
         latched, ready, killed = self.flags_before
@@ -89,6 +91,7 @@ class TradingMachine(RuleBasedStateMachine):
                 if not o.reduce_only:
                     # invariant 3: checked against the state before the step that created it
                     assert not latched and ready and not killed, (self.flags_before, o)
+                    assert not self.skewed_before, o  # no entry while the clock is off
                     self._check_limits_at_entry(o)
                 self.new_orders.append(o)
             elif isinstance(intent, QueryOrder):
@@ -314,6 +317,19 @@ class TradingMachine(RuleBasedStateMachine):
             venue[o.coin] = venue.get(o.coin, 0.0) + (done if o.is_buy else -done)
         core.on_reconcile(venue, [], self.now)
         self._step_begin()
+        self._collect()
+
+    @rule(step_ms=st.one_of(st.just(0), st.integers(-30_000, 30_000)),
+          rtt_ms=st.integers(0, 3000))
+    def clock_steps(self, step_ms: int, rtt_ms: int) -> None:
+        """A reconciliation's clock sample: the venue's clock is ``step_ms`` off ours."""
+        sent = self.now
+        self.now += rtt_ms
+        self.core.on_clock_sample(sent, self.now, sent + rtt_ms / 2 - step_ms, self.now)
+        c = self.core
+        assert c.clock_skew_least_ms is not None
+        assert c.clock_skew_least_ms <= abs(step_ms) + 1e-9  # never more skew than there is
+        assert c.clock_skewed == (c.clock_skew_least_ms > self.cfg.trading.max_clock_skew_ms)
         self._collect()
 
     @precondition(lambda self: self.core.entries_sent >= 2)

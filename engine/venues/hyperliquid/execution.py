@@ -140,10 +140,13 @@ class OrderExecutor:
         on_result: ResultHook | None = None,
         on_not_sent: NotSentHook | None = None,
         max_orders_per_action: int = MAX_ORDERS_PER_ACTION,
+        entry_guard: Callable[[], str | None] | None = None,
     ) -> None:
         """``clock`` returns epoch milliseconds (the nonce source); ``on_sent(cloids)`` runs
         after the write of every order action (``place`` and ``submit``); ``on_result`` and
-        ``on_not_sent`` are required by :meth:`submit` only."""
+        ``on_not_sent`` are required by :meth:`submit` only. ``entry_guard()`` (O(1)) is asked
+        right before queued orders are signed: a reason (e.g. ``"hard_stop"``) holds back
+        every queued entry (reported not sent); reduce-only orders always go."""
         if not isinstance(is_mainnet, bool):
             raise TypeError("is_mainnet must be a bool")
         if not (post_timeout_s > 0 and math.isfinite(post_timeout_s)):
@@ -152,6 +155,9 @@ class OrderExecutor:
             raise ValueError("max_orders_per_action must be in [1, 1000]")
         self.stats = ExecStats()
         self.last_account_value: float | None = None  # from the last reconcile_snapshot
+        # (local ms sent, local ms received, venue ms) of the last reconcile_snapshot's
+        # clearinghouseState, whose ``time`` is the venue's clock; None: it sent none
+        self.last_clock_sample: tuple[float, float, float] | None = None
         self._feed = feed
         self._signer = signer
         self._nonces = nonces
@@ -163,6 +169,7 @@ class OrderExecutor:
         self._on_result = on_result
         self._on_not_sent = on_not_sent
         self._max_per_action = max_orders_per_action
+        self.entry_guard = entry_guard
         self._queue: list[Order] = []
         self._queue_groups = 0  # submit() calls whose orders are queued
         self._rlog = RateLimitedLog(log)
@@ -244,11 +251,28 @@ class OrderExecutor:
         groups = self._queue_groups
         self._queue = []
         self._queue_groups = 0
+        guard = self.entry_guard
+        if guard is not None:
+            # an earlier frame of this socket read may have latched the hard stop or turned
+            # the kill switch on after these entries were queued: never sign them then
+            why = guard()
+            if why is not None:
+                queue = self._hold_entries(queue, why)
+                if not queue:
+                    return
         step = self._max_per_action
         if groups > 1:
             self.stats.coalesced_actions += (len(queue) + step - 1) // step
         for i in range(0, len(queue), step):
             self._post_chunk(queue[i : i + step])
+
+    def _hold_entries(self, queue: list[Order], why: str) -> list[Order]:
+        """Report the queued entries not sent (``why`` blocks them); return the reduce-only
+        orders, which still go."""
+        held = [o.cloid for o in queue if not o.reduce_only]
+        if held:
+            self._not_sent(held, f"not sent: {why} before signing")
+        return [o for o in queue if o.reduce_only]
 
     def warm(self) -> None:
         """Run an order's pure work on a dummy order — fragment, action, signature, post text,
@@ -413,9 +437,11 @@ class OrderExecutor:
             raise ValueError(f"dex must be a HIP-3 dex name such as 'xyz', got {dex!r}")
         self.stats.queries += 2
         try:
+            sent = self._clock()
             state = await self._feed.info(
                 {"type": "clearinghouseState", "user": user, "dex": dex}, self._timeout
             )
+            self.last_clock_sample = _clock_sample(sent, self._clock(), state)
             open_orders = await self._feed.info(
                 {"type": "openOrders", "user": user, "dex": dex}, self._timeout
             )
@@ -585,6 +611,16 @@ def parse_positions(state: object, dex: str) -> dict[str, float]:
         if szi != 0.0:
             out[coin] = szi
     return out
+
+
+def _clock_sample(sent: float, received: float, state: object
+                  ) -> tuple[float, float, float] | None:
+    """``(sent, received, venue ms)`` from a ``clearinghouseState``'s ``time`` (the venue's
+    clock when it answered), or None when it carries no plausible one."""
+    t = state.get("time") if isinstance(state, dict) else None
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+        return None
+    return sent, received, float(t)
 
 
 def parse_account_value(state: object) -> float | None:

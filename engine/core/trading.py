@@ -9,8 +9,9 @@ Executor gates, in this documented order (the first that fails names the skip re
 
 1. ``hard_stop``            the latch is set (only reduce-only orders go out)
 2. ``killed``               the kill switch is on
-3. ``not_ready``            market data for every market, user channels acked, reconciled,
-                            and no order in UNKNOWN
+3. ``not_ready``            market data for every market, user channels acked, reconciled
+                            (after the last reconnect, in trade mode), no order in UNKNOWN,
+                            and no market's venue exposure unexplained (``unexplained``)
 4. ``notional_market``      |position| × mark + pending entry notional + this order >
                             ``max_notional_per_market`` (mark unknown: ``no_mark``, fail closed)
 5. ``notional_total``       the same summed over every market > ``max_total_notional``

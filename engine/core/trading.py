@@ -59,6 +59,7 @@ READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
+RECHECK_MS = 1000.0  # an unexplained market is re-checked this often (a match clears it)
 
 
 class _Created:
@@ -773,6 +774,8 @@ class TradingCore:
                 self._mismatch_seen.pop(p.idx, None)
                 if p.coin in self.unexplained:
                     unexplained[p.coin] = self.unexplained[p.coin]
+                    at = now_ms + RECHECK_MS
+                    due = at if due is None else min(due, at)
                 continue
             venue = venue_positions.get(p.coin, 0.0)
             ours = p.effective
@@ -793,7 +796,9 @@ class TradingCore:
                 p.mismatches += 1
             if p.mismatches < tc.mismatch_confirmations or now_ms - seen[1] < wait_ms:
                 unexplained[p.coin] = f"venue {venue:+g} vs ours {ours:+g} (unconfirmed)"
-                at = max(now_ms, seen[1] + wait_ms)
+                # re-checked soon (a snapshot older than our last fill clears at once); only
+                # an answer after the wait can confirm
+                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + wait_ms))
                 due = at if due is None else min(due, at)
                 continue
             p.mismatches = 0
@@ -831,7 +836,7 @@ class TradingCore:
                         f"open order {oid} on {coin} not placed by this run: canceling")
             self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
             unexplained.setdefault(om.coin, f"open order {oid} not placed by this run")
-            at = now_ms + min(wait_ms, 1000.0)
+            at = now_ms + RECHECK_MS
             due = at if due is None else min(due, at)
         for coin in self.unexplained:
             if coin not in unexplained:

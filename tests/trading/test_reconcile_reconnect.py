@@ -112,16 +112,34 @@ def test_a_transient_all_zero_answer_does_not_wipe_the_position() -> None:
 
 def test_the_confirming_query_waits_for_the_transient_to_pass() -> None:
     core = trade_core(mismatch_confirm_wait_s=5.0)
-    open_position(core, GOLD, T0 + 10)
+    size = open_position(core, GOLD, T0 + 10)
     core.on_reconcile({}, [], T0 + 1000)
-    # no immediate re-query (it would see the same transient): one is due after the wait
+    # no immediate re-query (it would meet the same transient): a re-check after a second,
+    # which can clear the market but not confirm the mismatch
     assert requests(core.drain()) == []
-    core.on_housekeeping(T0 + 5999)
+    core.on_housekeeping(T0 + 1999)
     assert requests(core.drain()) == []
-    core.on_housekeeping(T0 + 6000)
+    core.on_housekeeping(T0 + 2000)
     assert len(requests(core.drain())) == 1
-    core.on_housekeeping(T0 + 6100)
+    core.on_housekeeping(T0 + 2100)
     assert requests(core.drain()) == []  # asked once
+    for t in (T0 + 2000, T0 + 3000, T0 + 4000, T0 + 5000, T0 + 5999):
+        core.on_reconcile({}, [], t)  # the transient outlasts several re-checks
+        assert core.book.positions[GOLD].effective == size and not core.hard_stop.latched
+    core.on_reconcile({"xyz:GOLD": size}, [], T0 + 6500)
+    assert core.unexplained == {} and not core.hard_stop.latched
+
+
+def test_a_snapshot_older_than_our_fill_is_cleared_by_the_next_recheck() -> None:
+    core = trade_core(mismatch_confirm_wait_s=10.0)
+    size = open_position(core, GOLD, T0 + 10)
+    core.on_reconcile({}, [], T0 + 20)  # taken before the fill, answered after it
+    assert "xyz:GOLD" in core.unexplained
+    core.on_housekeeping(T0 + 1020)
+    assert len(requests(core.drain())) == 1
+    core.on_reconcile({"xyz:GOLD": size}, [], T0 + 1030)
+    assert core.unexplained == {}
+    enter(core, TSLA, T0 + 1040)  # entries again after ~1 s, not after the whole wait
 
 
 def test_a_mismatch_is_adopted_only_after_the_wait() -> None:

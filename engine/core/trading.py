@@ -365,10 +365,12 @@ class TradingCore:
         mode: READY waits for a reconciliation taken after the reconnect."""
         self.obs.on_disconnect(now_ms)
         self.ready["market_data"] = False
-        self.ready["user_channels"] = False
         self.link_epoch += 1
         if self.mode == "trade":
+            self.ready["user_channels"] = False
             self.ready["reconciled"] = False
+        # (paper: no user channels to re-acknowledge and an in-process venue: READY is back
+        # with the market data)
         for o in list(self.orders.active()):
             if o.state == ofsm.SENT:
                 self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "disconnected")

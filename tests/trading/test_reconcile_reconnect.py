@@ -267,6 +267,17 @@ def test_after_a_reconnect_ready_waits_for_a_fresh_reconciliation() -> None:
     enter(core, TSLA, T0 + 500)
 
 
+def test_paper_is_ready_again_once_market_data_is_back() -> None:
+    core, _ = make_trading({"trading": HOLD["trading"]}, coins=COINS)
+    make_ready(core)
+    core.on_disconnect(T0 + 100)
+    assert not core.is_ready()
+    for i in range(len(COINS)):  # the paper feed has no user channels to acknowledge
+        core.on_bbo(i, 1, 99.99, 100.0, 100.01, 100.0, T0 + 200)
+        core.on_ctx(i, 100.0, 100.0, T0 + 200)
+    assert core.is_ready()
+
+
 def test_no_entry_while_the_venue_reports_a_position_the_book_does_not_know() -> None:
     core = trade_core(mismatch_confirm_wait_s=5.0)
     core.on_reconcile({"xyz:TSLA": 0.3}, [], T0 + 100)

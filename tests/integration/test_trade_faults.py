@@ -1,7 +1,7 @@
 """Trade mode against the simulator with each issue-9 venue fault switched on (loopback only):
 user streams after the post response, a transient all-zero ``clearinghouseState``, the
-connection cut when a flatten arrives (the venue never saw it, or executed it unanswered), and
-``unknownOid`` for a fresh order. Each run must end flat, with no false hard-stop latch, never
+connection cut when a flatten arrives (the venue never saw it, or executed it unanswered), an
+exit falling due while the connection is down, and ``unknownOid`` for a fresh order. Each run must end flat, with no false hard-stop latch, never
 more than one live flatten per market, no flatten beyond the ones the fault explains, and a
 journal whose fills match the simulator's."""
 
@@ -140,6 +140,43 @@ async def test_the_connection_drops_when_the_flatten_arrives(tmp_path: Path,
             assert len(flats) == 2 and first["state"] == "expired"
             assert states[flats[1]["cloid"]]["state"] == "filled"
         assert app.trading.book.by_coin[GOLD].flatten_failures == 0
+
+
+async def test_an_exit_due_while_the_connection_is_down_flattens_once_it_is_back(
+        tmp_path: Path) -> None:
+    # reconnects take 1.5 s; the time stop falls inside that gap; one counted flatten
+    # failure would latch
+    cfg = config(hold(2_500.0), max_flatten_failures=1)
+    cfg["venue"] = {"reconnect_base_s": 1.5, "reconnect_max_s": 1.5, "reconnect_jitter_s": 0.0}
+    done = trio.Event()
+    deferred: list[str] = []
+
+    async def watch_deferred(app: TradingApp) -> None:
+        while not done.is_set():
+            deferred.extend(app.trading.flatten_deferred.values())
+            await trio.sleep(0.01)
+
+    async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
+        async with trio.open_nursery() as n:
+            n.start_soon(watch_flattens, app, done)
+            await ready(app)
+            sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
+            p = app.trading.book.by_coin[GOLD]
+            await wait_for(lambda: p.has_exposure and p.entry_ms is not None, 10, "a position")
+            assert p.entry_ms is not None
+            entry_ms = p.entry_ms
+            await wait_for(lambda: app.clock() >= entry_ms + 1_800, 5, "just before the stop")
+            assert not flattens_created(tmp_path) and app.trading.flatten_deferred == {}
+            n.start_soon(watch_deferred, app)
+            assert sim.drop_connections() == 1
+            await wait_for(lambda: len(app.trading.trades) >= 1, 20, "a closed trade")
+            await settle(app)
+            done.set()
+        ends_clean(tmp_path, sim, app)
+        assert "time_stop" in deferred  # it was due while the connection was down ...
+        flats = flattens_created(tmp_path)
+        assert len(flats) == 1 and flats[0]["reason"] == "time_stop"  # ... and sent once back
+        assert app.trading.trades[0]["exit_reason"] == "time_stop"
 
 
 async def test_unknown_oid_for_a_fresh_entry_keeps_it_unknown(tmp_path: Path) -> None:

@@ -834,10 +834,12 @@ class TradingCore:
             om = self.obs.by_coin.get(coin) if isinstance(coin, str) else None
             if om is None or not isinstance(oid, int):
                 continue
-            self._alert("warning", "orphan_order",
-                        f"open order {oid} on {coin} not placed by this run: canceling")
+            why = f"open order {oid} not placed by this run"
+            if self.unexplained.get(om.coin) != why:  # once per orphan, not every re-check
+                self._alert("warning", "orphan_order",
+                            f"open order {oid} on {coin} not placed by this run: canceling")
             self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
-            unexplained.setdefault(om.coin, f"open order {oid} not placed by this run")
+            unexplained.setdefault(om.coin, why)
             at = now_ms + RECHECK_MS
             due = at if due is None else min(due, at)
         for coin in self.unexplained:

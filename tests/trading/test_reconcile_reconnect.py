@@ -308,6 +308,10 @@ def test_no_entry_while_an_open_order_the_book_does_not_know_is_at_the_venue() -
     assert [it.oid for it in out if isinstance(it, CancelOrder)] == [4242]
     signal(core, TSLA, T0 + 200)
     assert placed(core) == [] and core.skips["not_ready"] == 1
+    core.on_reconcile({}, [orphan], T0 + 1100)  # still there: canceled again, alerted once
+    out = core.drain()
+    assert [it.oid for it in out if isinstance(it, CancelOrder)] == [4242]
+    assert not [it for it in out if getattr(it, "code", None) == "orphan_order"]
     core.on_reconcile({}, [], T0 + 1500)  # canceled: gone at the venue
     assert core.unexplained == {}
     enter(core, TSLA, T0 + 1600)

@@ -252,6 +252,12 @@ class TradingConfig:
     reject_burst_window_ms: float = attrs.field(default=3_600_000.0, validator=_positive)
     reconcile_interval_s: float = attrs.field(default=60.0, validator=_positive)
     mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
+    # a mismatch must also persist this long (first sighting to the confirming answer): the
+    # venue's transient all-zero clearinghouseState lasts a few seconds (P23)
+    mismatch_confirm_wait_s: float = attrs.field(default=10.0, validator=_non_negative)
+    # an orderStatus "unknownOid" is believed only this long after the order's expiresAfter
+    # (or, for an order without one, after it was sent): before that it may still execute
+    unknown_oid_grace_ms: float = attrs.field(default=2000.0, validator=_non_negative)
     allow_live: bool = False
     # trade mode: no new entries while the local clock is off the venue's by more than this
     # (measured at every reconciliation from clearinghouseState's time; docs/runbook.md)

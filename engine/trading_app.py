@@ -197,7 +197,8 @@ class LiveBackend:
                 try:
                     self.executor.submit([it.order])
                 except NotSent as exc:
-                    self.trading.on_send_failed(it.order.cloid, now_ms, str(exc))
+                    self.trading.on_send_failed(it.order.cloid, now_ms, str(exc),
+                                                link_down=not self.executor.connected)
             elif isinstance(it, CancelOrder):
                 self.app.spawn(self._cancel, it)
             elif isinstance(it, QueryOrder):
@@ -249,8 +250,9 @@ class LiveBackend:
 
     def on_not_sent(self, cloids: list[str], reason: str) -> None:
         now = self.app.clock()
+        link_down = not self.executor.connected
         for c in cloids:
-            self.trading.on_send_failed(c, now, reason)
+            self.trading.on_send_failed(c, now, reason, link_down=link_down)
         self.after_write(now)
 
     def after_write(self, now: float) -> None:
@@ -629,6 +631,7 @@ class TradingApp(ObserveApp):
             self._reconcile_wakeup = trio.Event()
             if self.feed is None or not self.feed.connected:
                 continue
+            epoch = trading.link_epoch
             try:
                 positions, open_orders = await self.executor.reconcile_snapshot(
                     user, self.cfg.venue.dex)
@@ -636,6 +639,11 @@ class TradingApp(ObserveApp):
                 log.warning("reconciliation failed: %s; retrying", exc)
                 await trio.sleep(1.0)
                 self._reconcile_wakeup.set()
+                continue
+            if trading.link_epoch != epoch:
+                # the connection dropped meanwhile: READY waits for a snapshot taken after
+                # the reconnect (the user channels' ack asks for one)
+                log.info("reconciliation snapshot spans a reconnect: discarded")
                 continue
             now = self.clock()
             first = not trading.ready["reconciled"]
@@ -742,13 +750,13 @@ class TradingApp(ObserveApp):
         with trio.move_on_after(self.cfg.ops.kill_flat_timeout_s):
             while True:
                 await self._flat.wait()
-                if trading.is_ready() and trading.flat() \
+                if trading.is_ready() and not trading.unexplained and trading.flat() \
                         and not any(True for _ in trading.orders.active()):
                     break
                 self._flat = trio.Event()
                 await trio.sleep(0.05)
                 self.execute(self.clock())
-        if not trading.flat() or not trading.is_ready():
+        if not trading.flat() or not trading.is_ready() or trading.unexplained:
             self.exit_code = 1
             log.critical("stopping with open (or unconfirmed) positions after %.0f s: %s",
                          self.cfg.ops.kill_flat_timeout_s,
@@ -759,7 +767,10 @@ class TradingApp(ObserveApp):
 
     # ------------------------------------------------------------ ops views
     def is_ready(self) -> bool:
-        return self.trading is not None and self.trading.is_ready()
+        """READY for the operator: the core's flags, and no exposure the venue reports that
+        the book cannot explain (``unexplained`` in ``/status``)."""
+        return (self.trading is not None and self.trading.is_ready()
+                and not self.trading.unexplained)
 
     def _oldest_unresolved_s(self) -> float | None:
         trading = self.trading
@@ -801,6 +812,7 @@ class TradingApp(ObserveApp):
             "orders_active": sum(1 for _ in t.orders.active()),
             "orders_unknown": len(t.orders.unknown()),
             "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
+            "unexplained": dict(t.unexplained),
             "killed": t.killed or self.stop_reason is not None})
         breakers = getattr(t, "breakers", None)
         if breakers is not None:

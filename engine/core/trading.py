@@ -9,8 +9,9 @@ Executor gates, in this documented order (the first that fails names the skip re
 
 1. ``hard_stop``            the latch is set (only reduce-only orders go out)
 2. ``killed``               the kill switch is on
-3. ``not_ready``            market data for every market, user channels acked, reconciled,
-                            and no order in UNKNOWN
+3. ``not_ready``            market data for every market, user channels acked, reconciled
+                            (after the last reconnect, in trade mode), no order in UNKNOWN,
+                            and no market's venue exposure unexplained (``unexplained``)
    ``clock_skew``           the local clock is off the venue's by more than
                             ``max_clock_skew_ms`` (trade mode; :meth:`TradingCore.on_clock_sample`)
 4. ``notional_market``      |position| × mark + pending entry notional + this order >
@@ -60,6 +61,7 @@ READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
+RECHECK_MS = 1000.0  # an unexplained market is re-checked this often (a match clears it)
 
 
 class _Created:
@@ -136,6 +138,19 @@ class TradingCore:
         self.clock_skewed = False
         self.clock_offset_ms: float | None = None  # best estimate (midpoint of the bounds)
         self.clock_skew_least_ms: float | None = None  # the skew is at least this
+        # Reconciliation (docs/state-machines.md "Reconciliation"): markets whose venue
+        # position or open orders the book cannot explain (coin -> why); no entry goes out
+        # while any is listed. A mismatch is adopted only once seen mismatch_confirmations
+        # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms)).
+        self.unexplained: dict[str, str] = {}
+        self._mismatch_seen: dict[int, tuple[float, float]] = {}
+        self._reconcile_due_ms: float | None = None
+        # Disconnects seen: a reconciliation snapshot taken across one is stale (the shell
+        # compares this before and after its query).
+        self.link_epoch = 0
+        # Flattens wanted while the connection was down, or that never reached the venue
+        # (idx -> reason): retried once it is back, without counting as failed flattens.
+        self.flatten_deferred: dict[int, str] = {}
         self.resync()
 
     # ------------------------------------------------------------------ helpers
@@ -362,6 +377,17 @@ class TradingCore:
         for p in self.book.positions:
             if p.has_exposure or p.state != pfsm.FLAT:
                 self._check_exit(p, now_ms)
+        if self.flatten_deferred and not self.link_down():
+            for idx, reason in list(self.flatten_deferred.items()):
+                del self.flatten_deferred[idx]
+                p = self.book.positions[idx]
+                if p.has_exposure:
+                    self._maybe_flatten(p, now_ms, reason)
+        due = self._reconcile_due_ms
+        if due is not None and now_ms >= due:
+            self._reconcile_due_ms = None
+            self.out.append(RequestReconcile("confirm: " + "; ".join(
+                f"{c} {w}" for c, w in self.unexplained.items())))
         if now_ms >= self._next_breaker_tick:
             self._next_breaker_tick = now_ms + BREAKER_TICK_MS
             self._breakers_tick(now_ms)
@@ -383,10 +409,16 @@ class TradingCore:
                     self.out.append(QueryOrder(o.coin, o.cloid))
 
     def on_disconnect(self, now_ms: float) -> None:
-        """Pending posts are lost with the connection: their orders become UNKNOWN."""
+        """Pending posts are lost with the connection: their orders become UNKNOWN. Trade
+        mode: READY waits for a reconciliation taken after the reconnect."""
         self.obs.on_disconnect(now_ms)
         self.ready["market_data"] = False
-        self.ready["user_channels"] = False
+        self.link_epoch += 1
+        if self.mode == "trade":
+            self.ready["user_channels"] = False
+            self.ready["reconciled"] = False
+        # (paper: no user channels to re-acknowledge and an in-process venue: READY is back
+        # with the market data)
         for o in list(self.orders.active()):
             if o.state == ofsm.SENT:
                 self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "disconnected")
@@ -411,7 +443,7 @@ class TradingCore:
             return "hard_stop"
         if self.killed:
             return "killed"
-        if not self.is_ready():
+        if not self.is_ready() or self.unexplained:
             return "not_ready"
         if self.clock_skewed:
             return "clock_skew"
@@ -504,11 +536,20 @@ class TradingCore:
         if reason is not None:
             self._maybe_flatten(p, now_ms, reason)
 
+    def link_down(self) -> bool:
+        """Trade mode without a live venue connection (user channels not acknowledged): an
+        order now could not leave the process."""
+        return self.mode == "trade" and not self.ready["user_channels"]
+
     def _maybe_flatten(self, p: Position, now_ms: float, reason: str) -> None:
         if not pfsm.can_submit_flatten(p.state) or now_ms < p.next_flatten_ms:
             return
         if p.dust_size is not None and abs(p.effective - p.dust_size) <= EPS:
             return  # the venue refuses orders this small; retrying cannot help
+        if self.link_down():
+            # it could not be sent: flatten as soon as the connection is back (housekeeping)
+            self.flatten_deferred.setdefault(p.idx, reason)
+            return
         m = self.obs.markets[p.idx]
         # Positions are sums of lot multiples: round to the lot so float residue
         # (0.49 - 0.16 - 0.32 = 0.00999...) neither floors to zero nor leaves dust.
@@ -566,13 +607,19 @@ class TradingCore:
         o.sent_ms = now_ms
         self._order_event(o, ofsm.TRANSMIT, now_ms, "sent")
 
-    def on_send_failed(self, cloid: str, now_ms: float, why: str) -> None:
-        """The order never reached the socket (disconnected, signing failure): abandon it."""
+    def on_send_failed(self, cloid: str, now_ms: float, why: str, *,
+                       link_down: bool = False) -> None:
+        """The order never reached the socket (disconnected, signing failure): abandon it.
+
+        ``link_down``: the shell saw no live connection when the send failed. A flatten not
+        sent for that reason (or while :meth:`link_down`) is no failed flatten: it is retried
+        once the connection is back and does not count toward ``max_flatten_failures``."""
         o = self.orders.get(cloid)
         if o is None:
             return
         if o.state == ofsm.NEW:
-            self._order_event(o, ofsm.ABANDON, now_ms, why)
+            self._order_event(o, ofsm.ABANDON, now_ms, why,
+                              reached_venue=not (link_down or self.link_down()))
         else:
             self._order_event(o, ofsm.LOSE_CONTACT, now_ms, why)
 
@@ -622,7 +669,25 @@ class TradingCore:
                     self.orders.set_oid(o, oid)
         if event == ofsm.LOSE_CONTACT:
             return  # still unknown: the next query will ask again
+        if event == ofsm.RESOLVE_NOT_FOUND:
+            if self.mode == "trade" and now_ms < self.unknown_oid_deadline(o):
+                # the venue does not know it *yet*: before its expiresAfter (plus a grace for
+                # clocks and queues) it may still execute; it stays UNKNOWN (entries wait).
+                # (The paper venue's answer is final: it never answers for orders in flight.)
+                return
+            # never reached the venue: a flatten is retried without counting as failed
+            self._order_event(o, event, now_ms, "orderStatus", reached_venue=False)
+            return
         self._order_event(o, event, now_ms, "orderStatus")
+
+    def unknown_oid_deadline(self, o: Order) -> float:
+        """From when an ``unknownOid`` answer proves ``o`` dead: its ``expiresAfter`` (or,
+        without one, when it was sent) plus ``[trading] unknown_oid_grace_ms``."""
+        if o.expires_after_ms is not None:
+            base = float(o.expires_after_ms)
+        else:
+            base = o.sent_ms if o.sent_ms is not None else o.created_ms
+        return base + self.tcfg.unknown_oid_grace_ms
 
     def _venue_filled(self, o: Order, filled: float | None, avg_px: float | None,
                       now_ms: float) -> None:
@@ -638,7 +703,8 @@ class TradingCore:
         self.book.set_venue_filled(p, o.cloid, o.is_buy, filled)
         self._exposure_changed(p, now_ms, o.avg_px or o.px, o)
 
-    def _order_event(self, o: Order, event: str, now_ms: float, why: str) -> None:
+    def _order_event(self, o: Order, event: str, now_ms: float, why: str, *,
+                     reached_venue: bool = True) -> None:
         prev, became_terminal = self.orders.apply(o, event, now_ms)
         if o.state == prev and not became_terminal:
             return
@@ -671,6 +737,10 @@ class TradingCore:
                             f"{p.coin}: {p.effective:+g} left is below the venue's minimum "
                             f"order value and cannot be flattened by a reduce-only order; "
                             f"close it by hand (no further automatic attempts)")
+            elif p.has_exposure and not reached_venue:
+                # not sent while the connection was down, or unknown to the venue: nothing
+                # was refused or left unfilled; retry once connected, no failure counted
+                self.flatten_deferred.setdefault(p.idx, o.reason or "retry")
             elif p.has_exposure:
                 p.flatten_failures += 1
                 # exponential backoff: a venue refusing every flatten must not see a storm
@@ -747,26 +817,58 @@ class TradingCore:
         """Compare the venue's positions and open orders with ours.
 
         ``venue_positions`` maps coin → signed size (absent = flat). A difference must be seen
-        ``mismatch_confirmations`` times in a row (a transient all-zero answer must not wipe a
-        position: P23, L-sync) with no order of that market in flight; then the venue's figure
-        is adopted as a synthetic reconciliation fill and the hard stop latches.
+        ``mismatch_confirmations`` times in a row, the same venue figure each time, over at
+        least ``mismatch_confirm_wait_s`` (a transient all-zero answer must not wipe a
+        position: P23, L-sync), with no order of that market in flight; then the venue's
+        figure is adopted as a synthetic reconciliation fill and the hard stop latches. Until
+        then the book is unchanged, so the position stays managed (exits, time stop, kill
+        flatten), and a confirming reconciliation is requested for when the wait is over.
+
+        A market with an unconfirmed or just adopted mismatch, or with an open order this run
+        did not place, is listed in :attr:`unexplained` (no entry goes out while any market
+        is) until a reconciliation finds it in agreement.
         """
+        tc = self.tcfg
+        wait_ms = tc.mismatch_confirm_wait_s * 1000.0
+        unexplained: dict[str, str] = {}
+        due: float | None = None
         for p in self.book.positions:
             if any(o.state in ofsm.LIVE_STATES or o.state == ofsm.NEW
                    for o in self.orders.active_for(p.idx)):
+                # in flight: nothing can be judged now (an earlier verdict stands)
                 p.mismatches = 0
+                self._mismatch_seen.pop(p.idx, None)
+                if p.coin in self.unexplained:
+                    unexplained[p.coin] = self.unexplained[p.coin]
+                    at = now_ms + RECHECK_MS
+                    due = at if due is None else min(due, at)
                 continue
             venue = venue_positions.get(p.coin, 0.0)
             ours = p.effective
-            if abs(venue - ours) <= max(1e-9, 1e-6 * abs(venue)):
+            if _same_size(venue, ours):
                 p.mismatches = 0
+                self._mismatch_seen.pop(p.idx, None)
                 continue
-            p.mismatches += 1
-            if p.mismatches < self.tcfg.mismatch_confirmations:
-                self.out.append(RequestReconcile(f"confirm {p.coin}: venue {venue:+g} "
-                                                 f"vs ours {ours:+g}"))
+            seen = self._mismatch_seen.get(p.idx)
+            if seen is None or not _same_size(seen[0], venue):
+                seen = (venue, now_ms)
+                self._mismatch_seen[p.idx] = seen
+                p.mismatches = 1
+                self._alert("warning", "reconcile_mismatch",
+                            f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; confirming over "
+                            f"{tc.mismatch_confirm_wait_s:g} s before adopting (the position "
+                            f"stays managed; no entries meanwhile)")
+            else:
+                p.mismatches += 1
+            if p.mismatches < tc.mismatch_confirmations or now_ms - seen[1] < wait_ms:
+                unexplained[p.coin] = f"venue {venue:+g} vs ours {ours:+g} (unconfirmed)"
+                # re-checked soon (a snapshot older than our last fill clears at once); only
+                # an answer after the wait can confirm
+                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + wait_ms))
+                due = at if due is None else min(due, at)
                 continue
             p.mismatches = 0
+            self._mismatch_seen.pop(p.idx, None)
             delta = venue - ours
             m = self.obs.markets[p.idx]
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
@@ -780,6 +882,9 @@ class TradingCore:
                 self._record("trades", now_ms, trade)
                 self._trade_closed(trade, now_ms)
             self._exposure_changed(p, now_ms, px, None)
+            # adopted: explained once a later reconciliation agrees (asked for at once)
+            unexplained[p.coin] = f"adopted the venue's {venue:+g} (was {ours:+g})"
+            due = now_ms
             self._latch("reconciliation_mismatch", now_ms,
                         f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")
         known = {o.oid for o in self.orders.by_cloid.values() if o.oid is not None}
@@ -793,9 +898,22 @@ class TradingCore:
             om = self.obs.by_coin.get(coin) if isinstance(coin, str) else None
             if om is None or not isinstance(oid, int):
                 continue
-            self._alert("warning", "orphan_order",
-                        f"open order {oid} on {coin} not placed by this run: canceling")
+            why = f"open order {oid} not placed by this run"
+            if self.unexplained.get(om.coin) != why:  # once per orphan, not every re-check
+                self._alert("warning", "orphan_order",
+                            f"open order {oid} on {coin} not placed by this run: canceling")
             self.out.append(CancelOrder(om.coin, om.spec.asset_id, None, oid))
+            unexplained.setdefault(om.coin, why)
+            at = now_ms + RECHECK_MS
+            due = at if due is None else min(due, at)
+        for coin in self.unexplained:
+            if coin not in unexplained:
+                self._alert("warning", "reconcile_explained",
+                            f"{coin}: the venue agrees with the book again "
+                            f"(was: {self.unexplained[coin]})")
+        self.unexplained = unexplained
+        if due is not None and (self._reconcile_due_ms is None or due < self._reconcile_due_ms):
+            self._reconcile_due_ms = due
         self.ready["reconciled"] = True
         self.resync()
 
@@ -852,6 +970,10 @@ class TradingCore:
 
     def flat(self) -> bool:
         return all(not p.has_exposure for p in self.book.positions)
+
+
+def _same_size(a: float, b: float) -> bool:
+    return abs(a - b) <= max(1e-9, 1e-6 * abs(a))
 
 
 def _f(value: object) -> float | None:

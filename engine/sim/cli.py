@@ -88,6 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="report server times this many ms off this host's clock (default 0; change it "
         "at runtime with POST /sim/control step_server_time)",
     )
+    faults = p.add_argument_group("trading faults (docs/simulator.md)")
+    faults.add_argument(
+        "--user-stream-delay-ms",
+        type=float,
+        default=0.0,
+        help="orderUpdates/userFills go out this long after the post response (default 0)",
+    )
+    faults.add_argument(
+        "--empty-clearinghouse-every-s",
+        type=float,
+        default=0.0,
+        metavar="PERIOD",
+        help="every PERIOD s, clearinghouseState answers all zeros for a while (default off)",
+    )
+    faults.add_argument(
+        "--empty-clearinghouse-s",
+        type=float,
+        default=3.0,
+        metavar="LENGTH",
+        help="length of each all-zero window (default 3)",
+    )
+    faults.add_argument(
+        "--drop-on-reduce-only",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the next N reduce-only order posts cut their WebSocket before any answer",
+    )
+    faults.add_argument(
+        "--drop-executes",
+        action="store_true",
+        help="with --drop-on-reduce-only: execute the order before cutting (default: never)",
+    )
+    faults.add_argument(
+        "--unknown-oid-ms",
+        type=float,
+        default=0.0,
+        help="orderStatus says unknownOid for orders younger than this (default 0 = off)",
+    )
     p.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
     return p
 
@@ -102,10 +141,19 @@ def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
     return out
 
 
-async def _run(sim: SimExchange, host: str) -> None:
+def _apply_faults(sim: SimExchange, args: argparse.Namespace) -> None:
+    """The trading fault flags (raises ValueError for out-of-range values)."""
+    sim.delay_user_streams_ms = args.user_stream_delay_ms
+    sim.unknown_oid_for_ms = args.unknown_oid_ms
+    sim.drop_on_reduce_only(args.drop_on_reduce_only, args.drop_executes)
+
+
+async def _run(sim: SimExchange, host: str, every_s: float = 0.0, length_s: float = 0.0) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sim.serve)
+            if every_s > 0:
+                sim.empty_clearinghouse_every(every_s, length_s)
             print(
                 f"simulator listening on http://{host}:{port} (ws://{host}:{port}/ws)", flush=True
             )
@@ -149,11 +197,18 @@ def main(argv: list[str] | None = None) -> int:
             maker_fee=args.maker_fee,
         )
         sim.server_time_offset_ms = args.server_time_offset_ms
+        _apply_faults(sim, args)
+        if args.empty_clearinghouse_every_s and not (
+            0 < args.empty_clearinghouse_s < args.empty_clearinghouse_every_s
+        ):
+            raise ValueError("--empty-clearinghouse-s must be > 0 and below the period")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        trio.run(_run, sim, args.host)
+        trio.run(
+            _run, sim, args.host, args.empty_clearinghouse_every_s, args.empty_clearinghouse_s
+        )
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -8,7 +8,9 @@ account (``address``), set_fee (``coin``, ``taker``, ``maker``), set_match_laten
 reject_next (``n``, ``error``?), set_partial_fill_ratio (``ratio``, null = off),
 drop_next_post_responses (``n``), delay_post_responses (``ms``), omit_order_updates_for_ioc
 (``enabled``), transient_empty_clearinghouse (``n``), restart; clock: step_server_time
-(``ms``, returns the new offset), set_server_time_offset (``ms``).
+(``ms``, returns the new offset), set_server_time_offset (``ms``); issue-9 faults:
+delay_user_streams (``ms``), empty_clearinghouse_for (``seconds``), empty_clearinghouse_every
+(``period_s``, ``length_s``), drop_on_reduce_only (``n``, ``execute``?), unknown_oid_for (``ms``).
 Invalid requests raise ValueError/TypeError (HTTP 400).
 """
 
@@ -78,6 +80,17 @@ def _trading(sim: SimExchange, action: Any, body: dict[str, Any]) -> tuple[bool,
         sim.transient_empty_clearinghouse(_count(body))
     elif action == "restart":
         return True, sim.restart()
+    elif action == "delay_user_streams":
+        sim.delay_user_streams_ms = _num(body, "ms")
+    elif action == "empty_clearinghouse_for":
+        sim.empty_clearinghouse_for(_num(body, "seconds"))
+    elif action == "empty_clearinghouse_every":
+        sim.empty_clearinghouse_every(_num(body, "period_s"), _num(body, "length_s", 0.0))
+    elif action == "drop_on_reduce_only":
+        sim.drop_on_reduce_only(_count(body), _bool(body, "execute") if "execute" in body
+                                else False)
+    elif action == "unknown_oid_for":
+        sim.unknown_oid_for_ms = _num(body, "ms")
     else:
         return False, None
     return True, None

@@ -189,6 +189,7 @@ class SimExchange:
             nursery.start_soon(self._drive_model)
             nursery.start_soon(self._periodic)
             nursery.start_soon(self.trading.run)
+            nursery.start_soon(self.trading.deliver_late)
             if self.rate > 0:
                 self.firehose = Firehose(
                     self.hub, self.model, self.rate, self._virtual_epoch_ms, self.counters
@@ -472,6 +473,39 @@ class SimExchange:
         if n < 0:
             raise ValueError("n must be >= 0")
         self.trading.empty_clearinghouse_answers += n
+
+    @property
+    def delay_user_streams_ms(self) -> float:
+        """orderUpdates/userFills/userEvents of an action go out this long after its post
+        response (in separate socket reads); 0 = with the execution, before the response."""
+        return self.trading.faults.user_stream_delay_ms
+
+    @delay_user_streams_ms.setter
+    def delay_user_streams_ms(self, ms: float) -> None:
+        self.trading.faults.set_user_stream_delay(ms)
+
+    def empty_clearinghouse_for(self, seconds: float) -> None:
+        """Every clearinghouseState answer is all zeros from now for ``seconds`` (P23)."""
+        self.trading.faults.empty_clearinghouse_for(seconds, self._now_epoch_ms())
+
+    def empty_clearinghouse_every(self, period_s: float, length_s: float) -> None:
+        """From ``period_s`` after now, every ``period_s``: ``length_s`` of all-zero
+        clearinghouseState answers (``period_s`` 0 switches it off)."""
+        self.trading.faults.empty_clearinghouse_every(period_s, length_s, self._now_epoch_ms())
+
+    def drop_on_reduce_only(self, n: int = 1, execute: bool = False) -> None:
+        """The next ``n`` WebSocket order actions carrying a reduce-only order (a flatten)
+        cut their connection before any answer: unexecuted, or executed when ``execute``."""
+        self.trading.faults.set_drop_on_reduce_only(n, execute)
+
+    @property
+    def unknown_oid_for_ms(self) -> float:
+        """orderStatus answers ``unknownOid`` for orders younger than this (0 = off)."""
+        return self.trading.faults.unknown_oid_ms
+
+    @unknown_oid_for_ms.setter
+    def unknown_oid_for_ms(self, ms: float) -> None:
+        self.trading.faults.set_unknown_oid(ms)
 
     def restart(self) -> int:
         """Like a venue node restart: reset every connection (WebSocket and HTTP) while accounts,

@@ -11,7 +11,10 @@ limit price) when the market maker's quotes cross them. Taking consumes the book
 until the market maker re-quotes. Per-order errors carry the HIP-3 `` asset=<id>`` suffix.
 
 Fault knobs: per-order rejections, a partial-fill ratio, lost or late post responses, IOC orders
-without orderUpdates (doc §15 P19), transient all-zero ``clearinghouseState`` answers (P23).
+without orderUpdates (doc §15 P19), transient all-zero ``clearinghouseState`` answers (P23), and
+those of :class:`~engine.sim.faults.TradingFaults` (``self.faults``): user streams delivered
+after the post response, all-zero answers for a time window, a connection cut when a
+reduce-only order arrives (in ``wsapi``), ``unknownOid`` for fresh orders.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from engine.sim.actions import (
     SignedAction,
     parse_signed_action,
 )
+from engine.sim.faults import TradingFaults
 from engine.sim.markets import XYZ_DEX
 from engine.sim.model import Event, MarketModel
 from engine.sim.signatures import SignatureError, recover_signer
@@ -76,7 +80,8 @@ ERR_UNKNOWN_SIGNER = "L1 error: User or API Wallet {address} does not exist."
 
 _STAT_COUNTERS = (
     "actions", "orders", "fills", "cancels", "unknown_signer", "nonce_rejections",
-    "action_parse_errors", "dropped_responses",
+    "action_parse_errors", "dropped_responses", "empty_clearinghouse_answers",
+    "hidden_orders", "reduce_only_drops", "delayed_stream_messages",
 )  # fmt: skip
 
 UserPublisher = Callable[[str, str, str, Any], None]  # (subscription type, user, channel, data)
@@ -165,7 +170,12 @@ class Trading:
         self.response_delay_ms = 0.0
         self.omit_ioc_order_updates = False
         self.empty_clearinghouse_answers = 0
+        self.faults = TradingFaults()
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
+        # user-stream messages held back by faults.user_stream_delay_ms: (due, publish args)
+        self._late_send, self._late_recv = trio.open_memory_channel[
+            tuple[float, tuple[str, str, str, Any]]
+        ](math.inf)
 
     # ------------------------------------------------------------------ accounts
 
@@ -526,11 +536,33 @@ class Trading:
     def _stream(
         self, user: str, updates: list[dict[str, Any]], fills: list[dict[str, Any]]
     ) -> None:
+        publish = self._publish_user
+        delay_ms = self.faults.user_stream_delay_ms
+        if delay_ms > 0:
+            # after the post response (itself late by response_delay_ms), one message at a
+            # time: each in its own socket read
+            due = trio.current_time() + (self.response_delay_ms + delay_ms) / 1000.0
+            publish = self._publish_late(due)
         if updates:
-            self._publish_user("orderUpdates", user, "orderUpdates", updates)
+            publish("orderUpdates", user, "orderUpdates", updates)
         if fills:
-            self._publish_user("userFills", user, "userFills", {"user": user, "fills": fills})
-            self._publish_user("userEvents", user, "user", {"fills": fills})
+            publish("userFills", user, "userFills", {"user": user, "fills": fills})
+            publish("userEvents", user, "user", {"fills": fills})
+
+    def _publish_late(self, due: float) -> UserPublisher:
+        def publish(sub_type: str, user: str, channel: str, data: Any) -> None:
+            self.counters["delayed_stream_messages"] += 1
+            self._late_send.send_nowait((due, (sub_type, user, channel, data)))
+
+        return publish
+
+    async def deliver_late(self) -> None:
+        """Publish the held-back user-stream messages at their due times, in order, a few
+        milliseconds apart (so a client reads each one separately)."""
+        async for due, args in self._late_recv:
+            await trio.sleep_until(due)
+            self._publish_user(*args)
+            await trio.sleep(0.002)
 
     def check_resting(self, coin: str) -> None:
         """Fill resting orders of ``coin`` that the market maker's current quotes cross (the
@@ -622,8 +654,9 @@ class Trading:
 
     def clearinghouse(self, user: str, dex: str) -> dict[str, Any]:
         now = self._now_ms()
-        if self.empty_clearinghouse_answers > 0:
-            self.empty_clearinghouse_answers -= 1
+        if self.empty_clearinghouse_answers > 0 or self.faults.clearinghouse_empty(now):
+            self.empty_clearinghouse_answers = max(0, self.empty_clearinghouse_answers - 1)
+            self.counters["empty_clearinghouse_answers"] += 1
             return empty_clearinghouse(now)
         acct = self.accounts.get(user.lower())
         if acct is None or dex not in ("", XYZ_DEX):
@@ -720,6 +753,9 @@ class Trading:
                 order = acct.orders.get(found) if found is not None else None
             else:
                 order = acct.orders.get(oid)
+        if order is not None and self.faults.hides_order(order.timestamp, self._now_ms()):
+            self.counters["hidden_orders"] += 1
+            return {"status": "unknownOid"}
         if order is None:
             return {"status": "unknownOid"}
         return {
@@ -774,6 +810,7 @@ class Trading:
             "open_orders": sum(len(b) for b in self.resting.values()),
             "match_latency_ms": self.match_latency_ms,
             "is_mainnet": self.is_mainnet,
+            "faults": self.faults.snapshot(self._now_ms()),
             **{k: self.counters[k] for k in _STAT_COUNTERS},
         }
 

@@ -134,6 +134,9 @@ class WsApi:
             elif session.inflight_posts >= MAX_INFLIGHT_POSTS:
                 self._error(session, f"too many pending post requests id={post_id}")
                 return
+            elif self.trading.faults.take_reduce_only_drop(payload):
+                self._drop_on_reduce_only(session, payload)
+                return
             else:
                 session.inflight_posts += 1
                 if not session.spawn(self._action_post, session, post_id, payload):
@@ -142,6 +145,24 @@ class WsApi:
         else:
             response = frames.post_error(f"unknown request type {request.get('type')!r}")
         session.send_payload(frames.post_payload(post_id, response), "post")
+
+    def _drop_on_reduce_only(self, session: WsSession, payload: Any) -> None:
+        """Fault: a reduce-only order arrived; cut this connection before answering it (the
+        action executed first when ``faults.drop_executes``, else never)."""
+        assert self.trading is not None
+        trading = self.trading
+        trading.counters["reduce_only_drops"] += 1
+        if not trading.faults.drop_executes:
+            session.drop()
+            return
+
+        async def execute_then_drop() -> None:
+            with trio.CancelScope(shield=True):
+                await trading.submit(payload)
+            session.drop()
+
+        if not session.spawn(execute_then_drop):
+            session.drop()
 
     async def _action_post(self, session: WsSession, post_id: int, payload: Any) -> None:
         assert self.trading is not None

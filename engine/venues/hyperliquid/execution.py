@@ -180,6 +180,11 @@ class OrderExecutor:
         return self._signer.address
 
     @property
+    def connected(self) -> bool:
+        """The feed has a live connection (an order submitted now can be written)."""
+        return self._feed.connected
+
+    @property
     def queued(self) -> int:
         """Orders submitted and not yet turned into a post."""
         return len(self._queue)

@@ -82,3 +82,28 @@ async def test_dashboard_stream_shows_markets_signals_positions_and_flattens(
         assert status["dashboard"]["connected"] == 1
         await r.aclose()
         await wait_for(lambda: not app.ops.dashboard.hub.clients, 10, "the stream cleaned up")
+
+
+async def test_dashboard_stream_in_observe_mode_has_markets_and_no_trading_fields(
+        tmp_path: Path) -> None:
+    async with running(tmp_path, config={"detector": PAPER_HOLDING["detector"]},
+                       sim={"aligned": True}) as (sim, app):
+        await wait_for(lambda: app.core is not None and app.core.markets_live() == 12, 10,
+                       "all markets live")
+        r = await SseReader.open(app.ops.http_port)
+        with trio.fail_after(10):
+            await r.event("hello")
+            _, snap = await r.event("snapshot")
+        assert {m["coin"] for m in snap["markets"]} == {m.coin for m in app.core.markets}
+        assert snap["status"]["mode"] == "observe"
+        assert snap["positions"] == [] and snap["orders"] == []
+        assert snap["pnl"]["realised_usd"] is None and snap["equity_last"] is None
+        sim.force_dislocation("xyz:GOLD", "buy", 40, lag_ms=1200)
+        with trio.fail_after(15):
+            _, sig = await r.event("signal")
+            while sig["market_key"] != "xyz:GOLD":
+                _, sig = await r.event("signal")
+        assert sig["side"] == "buy"
+        ok = await _post(f"http://127.0.0.1:{app.ops.http_port}/flatten")
+        assert ok.status_code == 403  # no token configured: refused, saying how to configure
+        await r.aclose()

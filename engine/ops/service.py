@@ -104,7 +104,9 @@ class OpsService:
     async def start(self, nursery: trio.Nursery) -> None:
         if self.server is not None:
             self.http_port = await nursery.start(self.server.serve)
-            log.info("ops endpoint on http://%s:%d (/health /metrics /status; dashboard at /)",
+            log.info("ops endpoint on http://%s:%d (/health /metrics /status); live dashboard "
+                     "at http://%s:%d/ (remote: ssh -L %d:%s:%d <host>)", self.cfg.ops.http_host,
+                     self.http_port, self.cfg.ops.http_host, self.http_port, self.http_port,
                      self.cfg.ops.http_host, self.http_port)
         if self.dashboard is not None:
             if self.app.writer is not None:

@@ -35,6 +35,7 @@ function px(x) {  // prices: 6 significant digits, no float noise
 }
 function signed(x, digits) {
   if (typeof x !== "number" || !isFinite(x)) return "–";
+  if (Math.abs(x) < 0.5 * Math.pow(10, -digits)) x = 0;  // never "-0.00"
   const cls = x > 0 ? "pos" : x < 0 ? "neg" : "";
   return `<span class="${cls}">${x > 0 ? "+" : ""}${x.toFixed(digits)}</span>`;
 }
@@ -209,7 +210,7 @@ function drawSignals(flashId) {
     `<tr data-signal-id="${esc(s.signal_id)}"${s.signal_id === flashId ? ' class="new"' : ""}>` +
     `<td>${clock(s.timestamp_ms)}</td><td>${esc(s.market_key)}</td><td>${esc(s.side)}</td>` +
     `<td>${num(s.raw_edge_bps, 2)}</td><td>${num(s.net_edge_bps, 2)}</td>` +
-    `<td>${px(s.oracle_px)}</td><td>${px(s.best_px)}</td><td>${esc(s.suggested_size)}</td>` +
+    `<td>${px(s.oracle_px)} / ${px(s.best_px)}</td><td>${esc(s.suggested_size)}</td>` +
     `<td class="l wrap">${followupCell(s.signal_id)}</td></tr>`).join("") ||
     '<tr><td colspan="9" class="l muted">no signals yet</td></tr>');
 }
@@ -393,7 +394,9 @@ async function act(path, label, payload) {
 document.addEventListener("DOMContentLoaded", () => {
   $("btn-flatten").addEventListener("click", () => act("flatten", "Flatten every position"));
   $("btn-kill").addEventListener("click", () =>
-    act("kill", "Kill switch (flatten and stop the engine)", {reason: "dashboard kill switch"}));
+    act("kill", "Kill switch (no new entries, flatten everything, stop the engine; it will " +
+        "not trade again until `python -m engine kill --clear`)",
+        {reason: "dashboard kill switch"}));
   $("btn-reset").addEventListener("click", () => act("hardstop/reset", "Reset the hard stop"));
   drawSignals(null);
   drawEquity();

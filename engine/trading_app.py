@@ -853,6 +853,11 @@ class TradingApp(ObserveApp):
         was = self.reset_hard_stop(self.clock(), source)
         return {"reset": was is not None, "was": was}
 
+    def flatten_from_operator(self, source: str) -> dict[str, Any]:
+        """``POST /flatten``: the same as ``python -m engine flatten`` (entries stay allowed)."""
+        n = self.flatten_all(self.clock(), f"operator flatten via {source}")
+        return {"flattening": n}
+
     def summary_line(self, frames_per_s: float) -> str:
         base = super().summary_line(frames_per_s)
         t = self.trading

@@ -199,11 +199,14 @@ class TickerCache:
             index = _f(s.get("indexPrice"))
         except ValueError:
             return None
+        # instruments-info's fundingInterval (minutes) is exact; the ticker's whole hours are
+        # the fallback (and they win when they disagree: the venue changed the interval)
+        interval_ms = self._interval_ms.get(symbol, 0)
         hours = s.get("fundingIntervalHour")
         if hours not in (None, ""):
-            interval_ms = int(float(hours) * 3_600_000)
-        else:
-            interval_ms = self._interval_ms.get(symbol, 0)
+            h_ms = int(float(hours) * 3_600_000)
+            if interval_ms == 0 or abs(h_ms - interval_ms) >= 3_600_000:
+                interval_ms = h_ms
         bid = s.get("bid1Price")
         ask = s.get("ask1Price")
         return FundingQuote(

@@ -114,3 +114,19 @@ def test_keys_from_env_and_credentials_dir(tmp_path, caplog) -> None:  # type: i
         load_bybit_credentials({"BYBIT_API_KEY": KEY})
     with pytest.raises(SecretsError, match="BYBIT_API_KEY and BYBIT_API_SECRET"):
         load_bybit_credentials({})
+
+
+def test_pybit_is_never_a_runtime_dependency() -> None:
+    import ast
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    meta = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("pybit") for d in meta["dependencies"])
+    assert any(d.startswith("pybit") for d in meta["optional-dependencies"]["test"])
+    for path in [*root.glob("engine/**/*.py"), *root.glob("fsm/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "pybit" for n in names), path

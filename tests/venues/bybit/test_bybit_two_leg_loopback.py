@@ -151,8 +151,8 @@ async def sim(nursery: trio.Nursery) -> AsyncIterator[tuple[Exchange, str]]:
     yield ex, base
 
 
-async def until(cond: Any, timeout: float = 8.0) -> None:
-    with trio.fail_after(timeout):
+async def until(cond: Any) -> None:
+    with trio.fail_after(8.0):
         while not cond():  # noqa: ASYNC110 - polling state other tasks change
             await trio.sleep(0.02)
 

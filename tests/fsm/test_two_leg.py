@@ -454,3 +454,23 @@ def test_restart_resends_in_flight_orders_under_the_same_client_id() -> None:
     again = TwoLegIntent.from_record(record)
     out = again.reconnect(r.now)
     assert [i.client_id for i in out if isinstance(i, PlaceOrder)] == [cid]
+
+
+def _diagram_edges(text: str) -> set[tuple[str, str, str]]:
+    import re
+
+    edges = set()
+    for m in re.finditer(r"^\s*(\w+) --> (\w+): (.+)$", text, re.MULTILINE):
+        for ev in m.group(3).split(","):
+            edges.add((m.group(1).lower(), ev.strip(), m.group(2).lower()))
+    return edges
+
+
+def test_the_diagrams_are_the_table() -> None:
+    from pathlib import Path
+
+    table = {(s, e, t) for (s, e), t in TWO_LEG_TABLE.items()}
+    assert _diagram_edges(fsm.__doc__ or "") == table
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "state-machines.md").read_text()
+    section = doc[doc.index("## Two-leg intent"):]
+    assert _diagram_edges(section.split("```")[1]) == table

@@ -77,8 +77,8 @@ class Decision:
     action: Action
     reason: str
     direction: int = 0
-    qty: Decimal = Decimal(0)  # OPEN: base qty of each leg; REBALANCE: perp qty (signed sign)
-    perp_delta: float = 0.0  # REBALANCE: signed perp change that restores neutrality
+    qty: Decimal = Decimal(0)  # OPEN: base qty of each leg; REBALANCE: |perp change|
+    perp_delta: float = 0.0  # REBALANCE: the signed perp change that restores neutrality
     apr: float | None = None
     expected_gain: float = 0.0
     expected_cost: float = 0.0

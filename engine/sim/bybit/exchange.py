@@ -12,7 +12,8 @@
   Spot moves coin balances (``170131`` when short); linear nets one position per symbol with a
   10x margin check (``110007``) and honours ``reduceOnly`` (``110017`` on a flat position).
 - Fault knobs (:class:`Faults`): synchronous rejects, partial fills, a lagging category (its
-  orders match only after ``lag_ms``), rate-limit answers; disconnects are the server's.
+  orders match only after ``lag_ms``), rate-limit answers, lost answers (executed, never
+  answered); disconnects are the server's.
 
 Private messages are queued per API key in :attr:`Exchange.outbox` for the server to publish.
 """
@@ -42,6 +43,7 @@ class Faults:
     lag_ms: dict[str, float] = field(default_factory=dict)  # category -> matching delay
     rate_limit_next: int = 0  # next N REST requests answered 10006
     order_rate_per_s: int = 10  # per key and category, like Bybit's create limit
+    drop_next_answer: int = 0  # next N REST requests are executed but never answered
 
 
 @dataclass

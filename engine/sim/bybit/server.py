@@ -208,6 +208,10 @@ class BybitSimServer:
             headers = {k.decode().lower(): v.decode() for k, v in req.headers}
             status, out, extra = self._route(req.method.decode(), req.target.decode(), headers,
                                              body)
+            if self.exchange.faults.drop_next_answer > 0 and not req.target.startswith(b"/sim/"):
+                self.exchange.faults.drop_next_answer -= 1
+                await self.publish()
+                return  # executed, answer lost: the connection closes without a response
             hdrs = [("Content-Type", "application/json"), ("Content-Length", str(len(out))),
                     *extra.items()]
             await stream.send_all(conn.send(h11.Response(status_code=status, headers=hdrs))
@@ -313,7 +317,7 @@ class BybitSimServer:
     def _control(self, c: dict[str, Any], now: int) -> bytes:
         f = self.exchange.faults
         for name in ("reject_next", "reject_code", "reject_category", "partial_fill_ratio",
-                     "rate_limit_next", "order_rate_per_s"):
+                     "rate_limit_next", "order_rate_per_s", "drop_next_answer"):
             if name in c:
                 setattr(f, name, c[name])
         if "lag_ms" in c:

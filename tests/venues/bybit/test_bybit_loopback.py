@@ -34,7 +34,7 @@ from engine.sim.bybit.server import BybitSimServer
 from engine.venues.bybit import urls
 from engine.venues.bybit.codec import BybitApiError, BybitDecoder
 from engine.venues.bybit.execution import BybitExecution, new_order_link_id
-from engine.venues.bybit.http import HttpClient
+from engine.venues.bybit.http import HttpClient, HttpError
 from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.signing import BybitCredentials
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
@@ -251,3 +251,63 @@ async def test_silent_server_triggers_pong_timeout_reconnect(rig: Rig) -> None:
     pub, lin = await rig.stream(rig.urls.ws_public_linear, [], InstrumentKind.LINEAR_PERP)
     rig.server.clients[-1].closed = True  # the server stops writing to this socket
     await until(lambda: pub.connects >= 2)
+
+
+async def test_lost_answer_retry_reuses_the_order_link_id(rig: Rig) -> None:
+    """The venue executes the create but the answer is lost: the REST client retries with the
+    same body, the venue answers 110072, execution finds the order by orderLinkId: one order."""
+    rest = rig.rest()
+    ex = BybitExecution(rest, wall_ms)
+    rig.ex.faults.drop_next_answer = 1
+    intent = PlaceOrder("bybit", "BTCUSDT", InstrumentKind.LINEAR_PERP, Side.BUY,
+                        Decimal("0.010"), new_order_link_id("lost"), price=Decimal("1000.0"))
+    ack = await ex.place(intent)
+    assert isinstance(ack, OrderAck) and ack.client_id == intent.client_id
+    (o,) = rig.ex.accounts[KEY].orders.values()
+    assert o.link_id == intent.client_id and ack.venue_order_id == o.order_id
+    assert rest.http.connects == 2  # the lost answer closed the first connection
+
+
+async def test_http_timeout_and_refused_connection(nursery: trio.Nursery) -> None:
+    import socket
+
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, silent, 0)
+    port = listeners[0].socket.getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}", timeout_s=0.2)
+    with pytest.raises(HttpError, match="no answer within"):
+        await client.request("GET", "/v5/market/time")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    slept: list[float] = []
+
+    async def fake_sleep(d: float) -> None:
+        slept.append(d)
+
+    rest = BybitRest(HttpClient(f"http://127.0.0.1:{dead}", timeout_s=1.0), wall_ms,
+                     max_retries=2, backoff_base_s=0.1, sleep=fake_sleep)
+    with pytest.raises(HttpError, match="connect"):
+        await rest.get("/v5/market/time", {})
+    assert slept == [0.1, 0.2]  # exponential back-off between attempts
+
+
+async def test_book_gap_resubscribes_and_garbage_is_counted(rig: Rig) -> None:
+    st, lin = await rig.stream(rig.urls.ws_public_linear, ["tickers.BTCUSDT"],
+                               InstrumentKind.LINEAR_PERP)
+    await wait_for(lin, lambda e: isinstance(e, FundingQuote))
+    client = rig.server.clients[-1]
+    snap = ('{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT",'
+            '"b":[["10","1"]],"a":[["11","1"]],"u":5,"seq":1}}')
+    gap = ('{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{"s":"BTCUSDT",'
+           '"b":[],"a":[],"u":9,"seq":2}}')
+    await client.send_text(snap)
+    await client.send_text(gap)
+    await client.send_text("not json at all")
+    await until(lambda: st.resubscribes == 1 and st.malformed == 1)
+    # the simulator has no orderbook.50: the resubscribe is refused, and that is logged
+    await until(lambda: any("orderbook.50.BTCUSDT" in f for f in st.subscribe_failures))
+    assert any(isinstance(e, BookTop) and e.bid == 10.0 for e in lin)

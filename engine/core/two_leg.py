@@ -29,6 +29,7 @@ from typing import Any
 
 import attrs
 
+from engine.config import FundingConfig
 from engine.core.neutral import (
     CancelOrder,
     InstrumentKind,
@@ -64,6 +65,12 @@ class LegRiskConfig:
     deadline_s: float
     unwind_reserve_s: float = 1.0
     max_hedge_attempts: int = 3
+
+    @classmethod
+    def from_funding(cls, cfg: FundingConfig) -> LegRiskConfig:
+        """The leg-risk settings of ``[funding]``."""
+        return cls(cfg.leg_risk_budget_usd_s, cfg.leg_deadline_s, cfg.leg_unwind_reserve_s,
+                   cfg.max_hedge_attempts)
 
 
 @attrs.define

@@ -222,3 +222,37 @@ def test_instruments_info() -> None:
 def test_funding_history() -> None:
     (r,) = parse_funding_history(parse_envelope(200, raw("docs_rest_funding_history.json")))
     assert (r.symbol, r.rate, r.ts_ms) == ("ETHPERP", 0.0001, 1672041600000)
+
+
+FIELDS = ["fundingRate", "nextFundingTime", "markPrice", "indexPrice", "bid1Price", "ask1Price",
+          "lastPrice", "fundingIntervalHour"]
+
+
+def _value(field: str, n: int) -> str:
+    if field == "nextFundingTime":
+        return str(1_700_000_000_000 + n)
+    if field == "fundingIntervalHour":
+        return str(1 + n % 8)
+    return f"{n}.5"
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(FIELDS), st.integers(0, 10**6), max_size=5),
+                max_size=30))
+def test_delta_merge_equals_the_last_value_of_every_key(deltas: list[dict[str, int]]) -> None:
+    snap = obj("docs_ws_ticker_linear_snapshot.json")
+    dec = BybitDecoder()
+    dec.decode(json.dumps(snap))
+    expect = dict(snap["data"])
+    for i, d in enumerate(deltas):
+        data = {"symbol": "BTCUSDT", **{k: _value(k, v) for k, v in d.items()}}
+        out = dec.decode(json.dumps({"topic": "tickers.BTCUSDT", "type": "delta", "data": data,
+                                     "cs": i, "ts": 1_800_000_000_000 + i}))
+        expect.update(data)
+        (q,) = out
+        assert q.rate == float(expect["fundingRate"])
+        assert q.next_funding_ms == int(expect["nextFundingTime"])
+        assert (q.mark, q.index) == (float(expect["markPrice"]), float(expect["indexPrice"]))
+        assert (q.bid, q.ask) == (float(expect["bid1Price"]), float(expect["ask1Price"]))
+        assert q.interval_ms == int(expect["fundingIntervalHour"]) * 3_600_000
+        assert q.ts_ms == 1_800_000_000_000 + i
+    assert dec.tickers.merged("BTCUSDT") == expect

@@ -136,8 +136,7 @@ class Shell:
             "e2e", LegSpec("bybit", "BTCUSDT", InstrumentKind.LINEAR_PERP, Side.SELL,
                            self.strategy.perp_instruments["BTCUSDT"].lot_size),
             LegSpec("bybit", "BTCUSDT", InstrumentKind.SPOT, Side.BUY, Decimal("0.001")),
-            d.qty, LegRiskConfig(cfg.leg_risk_budget_usd_s, cfg.leg_deadline_s, 0.5),
-            q.mark)
+            d.qty, LegRiskConfig.from_funding(cfg), q.mark)
         await self.send(self.intent.open(int(now_ms())))
         return d
 
@@ -159,7 +158,7 @@ async def until(cond: Any) -> None:
 
 CFG = FundingConfig(symbols=["BTCUSDT"], pre_event_open_minutes=0, min_expected_apr=0.05,
                     exit_apr=0.01, expected_hold_hours=24, notional_usd=600,
-                    leg_risk_budget_usd_s=600.0, leg_deadline_s=2.0)
+                    leg_risk_budget_usd_s=600.0, leg_deadline_s=2.0, leg_unwind_reserve_s=0.5)
 
 
 async def test_enter_hedge_receive_funding_close_on_flip(sim: tuple[Exchange, str],

@@ -34,7 +34,7 @@ from decimal import Decimal
 import attrs
 
 from engine.config import FundingConfig
-from engine.core.neutral import BookTop, FundingQuote, Instrument
+from engine.core.neutral import BookTop, FundingQuote, Instrument, InstrumentKind
 
 YEAR_MS = 365 * 24 * 3_600_000
 
@@ -256,7 +256,7 @@ class FundingBasisStrategy:
         self.quotes[q.symbol] = q
 
     def on_book(self, top: BookTop) -> None:
-        book = self.spot_books if top.kind.value == "spot" else self.perp_books
+        book = self.spot_books if top.kind is InstrumentKind.SPOT else self.perp_books
         book[top.symbol] = top
 
     def view(self, symbol: str) -> MarketView:

@@ -223,7 +223,17 @@ class BybitSimServer:
 
     def _route(self, method: str, target: str, headers: dict[str, str],
                body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Answer one request; a malformed one is a ``10001`` answer, never a crash."""
         self.requests += 1
+        try:
+            return self._route_checked(method, target, headers, body)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.info("bybit sim: bad request %s %s: %s", method, target, exc)
+            return 200, wire.envelope(self.now(), code=wire.PARAM_ERROR,
+                                      msg=f"params error: {type(exc).__name__}"), {}
+
+    def _route_checked(self, method: str, target: str, headers: dict[str, str],
+                       body: bytes) -> tuple[int, bytes, dict[str, str]]:
         now = self.now()
         ex = self.exchange
         u = urlsplit(target)
@@ -242,6 +252,8 @@ class BybitSimServer:
                 params = json.loads(body or b"{}")
             except json.JSONDecodeError:
                 return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not JSON"), {}
+            if not isinstance(params, dict):
+                return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not an object"), {}
         public = path.startswith("/v5/market/")
         key = None
         if not public:
@@ -364,6 +376,13 @@ class BybitSimServer:
                 return
 
     async def _on_text(self, c: WsClient, text: str) -> None:
+        try:
+            await self._on_text_checked(c, text)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            await c.send_text(wire.op_reply("", False, f"error:{type(exc).__name__}", c.conn_id,
+                                            None, c.channel == "private"))
+
+    async def _on_text_checked(self, c: WsClient, text: str) -> None:
         now = self.now()
         private = c.channel == "private"
         try:
@@ -373,6 +392,8 @@ class BybitSimServer:
             await c.send_text(wire.op_reply("", False, f"Failed to decode incoming data:{text[:40]}",
                                             c.conn_id, None, private))
             return
+        if not isinstance(msg, dict):
+            raise TypeError("message is not an object")
         req_id = msg.get("req_id")
         if op == "ping":
             await c.send_text(wire.op_reply("ping", True, "pong" if not private else str(now),
@@ -394,6 +415,8 @@ class BybitSimServer:
             return
         if op in ("subscribe", "unsubscribe"):
             args = msg.get("args") or []
+            if not isinstance(args, list) or not all(isinstance(t, str) for t in args):
+                raise TypeError("args must be a list of topics")
             bad = [t for t in args if not self._topic_ok(c, t)]
             if private and c.key is None:
                 bad = list(args)

@@ -311,3 +311,27 @@ async def test_book_gap_resubscribes_and_garbage_is_counted(rig: Rig) -> None:
     # the simulator has no orderbook.50: the resubscribe is refused, and that is logged
     await until(lambda: any("orderbook.50.BTCUSDT" in f for f in st.subscribe_failures))
     assert any(isinstance(e, BookTop) and e.bid == 10.0 for e in lin)
+
+
+async def test_bad_requests_never_crash_the_simulator(rig: Rig) -> None:
+    http = HttpClient(rig.urls.rest, timeout_s=5.0)
+    creds = BybitCredentials(KEY, SECRET)
+    for body in (b"[1,2]", b"{", b'{"category":"linear","symbol":"BTCUSDT","orderLinkId":"z",'
+                 b'"qty":"abc"}'):
+        ts = int(wall_ms())
+        resp = await http.request("POST", "/v5/order/amend",
+                                  creds.rest_headers(ts, 5000, body), body)
+        assert resp.status == 200
+        assert b'"retCode":10001' in resp.body or b'"retCode":110001' in resp.body
+    resp = await http.request("POST", "/sim/control", {}, b"not json")
+    assert b'"retCode":10001' in resp.body
+    resp = await http.request("GET", "/v5/market/funding/history?symbol=BTCUSDT&limit=x")
+    assert b'"retCode":10001' in resp.body
+    st, lin = await rig.stream(rig.urls.ws_public_linear, [], InstrumentKind.LINEAR_PERP)
+    assert st._ws is not None
+    for text in ('["op"]', '{"op":"subscribe","args":"tickers.BTCUSDT"}', '{"op":"subscribe",'
+                 '"args":[{"x":1}]}', '{"op":7}'):
+        await st._ws.send_message(text)
+    await st.subscribe(["tickers.BTCUSDT"])
+    await wait_for(lin, lambda e: isinstance(e, FundingQuote))  # the server is still serving
+    assert len(st.subscribe_failures) >= 3

@@ -7,7 +7,7 @@
 - ``retCode 10006`` / HTTP 403 (rate limit): wait until ``X-Bapi-Limit-Reset-Timestamp`` when
   the venue sent it, else exponential back-off, then retry up to ``max_retries``; the waits are
   counted in :attr:`BybitRest.rate_limited`.
-- A transport failure on a POST is retried with the *same* body, so an order keeps its
+- HTTP 5xx and transport failures are retried with back-off; a POST with the *same* body, so an order keeps its
   ``orderLinkId`` (idempotent at the venue: a duplicate answers ``110072``, handled by
   :mod:`engine.venues.bybit.execution`).
 - Everything else raises :class:`~engine.venues.bybit.codec.BybitApiError` (neutral ``reason``)
@@ -112,6 +112,13 @@ class BybitRest:
                 await self._sleep(delay)
                 continue
             self.last_limit_status = resp.headers.get("x-bapi-limit-status")
+            if resp.status >= 500 and attempt < self.max_retries:
+                delay = backoff_delay(attempt, self.backoff_base_s, self.backoff_max_s)
+                log.warning("bybit %s %s: HTTP %d; retry %d in %.2f s", method, path,
+                            resp.status, attempt + 1, delay)
+                attempt += 1
+                await self._sleep(delay)
+                continue
             try:
                 return parse_envelope(resp.status, resp.body)
             except BybitApiError as exc:

@@ -335,3 +335,44 @@ async def test_bad_requests_never_crash_the_simulator(rig: Rig) -> None:
     await st.subscribe(["tickers.BTCUSDT"])
     await wait_for(lin, lambda e: isinstance(e, FundingQuote))  # the server is still serving
     assert len(st.subscribe_failures) >= 3
+
+
+async def test_server_errors_are_retried_then_reported(nursery: trio.Nursery) -> None:
+    import h11
+
+    answers = [502, 502, 200]
+
+    async def flaky(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                conn.receive_data(data)
+                continue
+            if isinstance(ev, h11.EndOfMessage):
+                status = answers.pop(0) if answers else 503
+                body = (b'{"retCode":0,"retMsg":"OK","result":{"timeSecond":"1",'
+                        b'"timeNano":"1000000000"},"time":1}' if status == 200 else b"<html>")
+                await stream.send_all(conn.send(h11.Response(
+                    status_code=status, headers=[("Content-Length", str(len(body)))]))
+                    + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+                conn.start_next_cycle()
+
+    listeners = await nursery.start(trio.serve_tcp, flaky, 0)
+    port = listeners[0].socket.getsockname()[1]
+    slept: list[float] = []
+
+    async def fake_sleep(d: float) -> None:
+        slept.append(d)
+
+    rest = BybitRest(HttpClient(f"http://127.0.0.1:{port}"), wall_ms, max_retries=2,
+                     backoff_base_s=0.1, sleep=fake_sleep)
+    assert (await rest.get("/v5/market/time", {}))["timeSecond"] == "1"
+    assert slept == [0.1, 0.2]
+    from engine.venues.bybit.codec import CodecError
+
+    with pytest.raises(CodecError, match="HTTP 503"):
+        await rest.get("/v5/market/time", {})

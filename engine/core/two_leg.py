@@ -46,6 +46,9 @@ LEG_B = "b"
 OPEN_ROLE = "open"
 HEDGE_ROLE = "hedge"
 CLOSE_ROLE = "close"
+MAX_CLOSE_REJECTS = 5
+"""A leg whose close the venue refused this many times is left to the operator (an anomaly),
+not retried in a loop."""
 
 Intent = PlaceOrder | CancelOrder
 
@@ -111,6 +114,7 @@ class TwoLegIntent:
         self.unhedged_since_ms: int | None = None
         self.last_ms: int | None = None
         self.hedge_rejects = 0
+        self.close_rejects: dict[str, int] = {}
         self.connected = True
         self.deferred: list[Intent] = []
         self.transitions: list[tuple[str, str, str]] = []
@@ -296,6 +300,11 @@ class TwoLegIntent:
         if slot is None or slot.done:
             return out
         slot.done = True
+        if slot.role == CLOSE_ROLE:
+            self.close_rejects[slot.leg] = self.close_rejects.get(slot.leg, 0) + 1
+            if self.close_rejects[slot.leg] == MAX_CLOSE_REJECTS:
+                self.anomalies.append(f"close of leg {slot.leg} rejected {MAX_CLOSE_REJECTS} "
+                                      f"times ({r.reason.value}); not retried: reconcile")
         if slot.role == HEDGE_ROLE and self.state == fsm.HEDGING:
             self.hedge_rejects += 1
             if self.hedge_rejects >= self.cfg.max_hedge_attempts:
@@ -341,7 +350,9 @@ class TwoLegIntent:
         if self.state in fsm.FLATTENING:
             for leg, spec in self.legs.items():
                 p = self.pos[leg]
-                if p != 0 and not self.in_flight(leg, CLOSE_ROLE):
+                if p != 0 and not self.in_flight(leg, CLOSE_ROLE) and (
+                    self.close_rejects.get(leg, 0) < MAX_CLOSE_REJECTS
+                ):
                     open_work = self.in_flight(leg)
                     if open_work:
                         continue  # wait for the cancel to end it: its fills change p
@@ -368,7 +379,8 @@ class TwoLegIntent:
                        for o in self.orders.values()],
             "risk_usd_s": self.risk_usd_s, "risk_disconnected_usd_s": self.risk_disconnected_usd_s,
             "unhedged_since_ms": self.unhedged_since_ms, "last_ms": self.last_ms,
-            "hedge_rejects": self.hedge_rejects, "seq": self._seq,
+            "hedge_rejects": self.hedge_rejects, "close_rejects": dict(self.close_rejects),
+            "seq": self._seq,
             "fail_reason": self.fail_reason,
             "deferred": [_intent_record(i) for i in self.deferred],
         }
@@ -392,6 +404,7 @@ class TwoLegIntent:
         self.unhedged_since_ms = r["unhedged_since_ms"]
         self.last_ms = r["last_ms"]
         self.hedge_rejects = int(r["hedge_rejects"])
+        self.close_rejects = {str(k): int(v) for k, v in r.get("close_rejects", {}).items()}
         self._seq = int(r["seq"])
         self.fail_reason = r["fail_reason"]
         self.deferred = [_intent_from_record(i) for i in r["deferred"]]

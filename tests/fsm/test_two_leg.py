@@ -474,3 +474,27 @@ def test_the_diagrams_are_the_table() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "state-machines.md").read_text()
     section = doc[doc.index("## Two-leg intent"):]
     assert _diagram_edges(section.split("```")[1]) == table
+
+
+def test_a_close_the_venue_keeps_refusing_is_not_retried_in_a_loop() -> None:
+    r = drive()
+    (cid,) = r.venue.live_open_work()
+    r.venue.fill(cid, QTY, r.now)
+    r.venue.finish(cid, r.now)
+    r.deliver()
+    (h,) = r.venue.live_open_work()
+    r.venue.fill(h, QTY, r.now)
+    r.venue.finish(h, r.now)
+    r.deliver()
+    r.kill_now()
+    for _ in range(10):
+        closes = [c for c, o in r.venue.orders.items() if o["close"] and o["live"]
+                  and o["leg"] == LEG_B]
+        if not closes:
+            break
+        r.venue.reject(closes[0], r.now)
+        r.deliver()
+    spot_closes = [o for o in r.venue.orders.values() if o["close"] and o["leg"] == LEG_B]
+    assert len(spot_closes) == 5
+    assert any("rejected 5 times" in a for a in r.intent.anomalies)
+    assert r.intent.state == fsm.CLOSING  # left to the operator, not IDLE

@@ -553,8 +553,8 @@ class TradingApp(ObserveApp):
             now = self.clock()
             first = not trading.ready["reconciled"]
             trading.on_reconcile(positions, open_orders, now)
-            if self.executor.last_account_value is not None:
-                trading.on_account_value(self.executor.last_account_value, now)
+            trading.on_account_values(self.executor.last_main_value,
+                                      self.executor.last_account_value, now)
             if first:
                 log.info("reconciled with the venue: %d position(s), %d open order(s)",
                          sum(1 for v in positions.values() if v), len(open_orders))
@@ -687,11 +687,11 @@ class TradingApp(ObserveApp):
             return 0.0
         total = 0.0
         for p in t.book.positions:
-            if not p.has_exposure:
-                continue
+            if not p.size:
+                continue  # only exposure confirmed by fills has an entry price
             mark = t.obs.markets[p.idx].mark_px
             if mark is not None:
-                total += (mark - p.avg_px) * p.effective
+                total += p.unrealized(mark)
         return total
 
     def status_doc(self) -> dict[str, Any]:
@@ -752,6 +752,10 @@ class TradingApp(ObserveApp):
         hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
         line = (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
                 f"trades {len(t.trades)} pnl {pnl:+.4f} hard stop {hs}")
+        cb = t.breakers
+        tripped = ",".join(tr.breaker for tr in cb.tripped()) or "none tripped"
+        line += (f" | breakers: {tripped}, equity {cb.equity:.2f} ({t.equity_source}) "
+                 f"peak {cb.peak:.2f}")
         if self.warmer is not None:
             ws = self.warmer.stats()
             line += (f" | core warm-up: cycles {ws.cycles} rebuilds {ws.rebuilds}"

@@ -546,7 +546,7 @@ async def test_from_config_reads_the_credential_without_logging_it(
 async def test_bad_input_is_logged_once_and_never_raises(
         nursery: trio.Nursery, logs: pytest.LogCaptureFixture) -> None:
     server = await WebhookServer().start(nursery)
-    notifier = Notifier(cfg(), server.url)
+    notifier = Notifier(cfg(repeat_window_s=0.0), server.url)
     assert notifier.notify(KIND_CIRCUIT_BREAKER, "t", "m", level="loud")
     assert notifier.notify(KIND_CIRCUIT_BREAKER, "t", "m", level="loud")
     assert notifier.notify(KIND_CIRCUIT_BREAKER, 42, None, fields={"n": 1.5})  # type: ignore[arg-type, dict-item]

@@ -707,7 +707,8 @@ class TradingApp(ObserveApp):
             "orders_active": sum(1 for _ in t.orders.active()),
             "orders_unknown": len(t.orders.unknown()),
             "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
-            "killed": t.killed or self.stop_reason is not None})
+            "killed": t.killed or self.stop_reason is not None,
+            "equity_source": t.equity_source, "alert_states": t.alert_states()})
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()

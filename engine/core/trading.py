@@ -537,6 +537,9 @@ class TradingCore:
     # -------------------------------------------------------------------- exits
     def _check_exit(self, p: Position, now_ms: float) -> None:
         if not p.has_exposure:
+            if self._alert_states:  # a flatten condition ends with the exposure
+                self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: flat")
+                self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flat")
             return
         m = self.obs.markets[p.idx]
         if self.hard_stop.latched:
@@ -567,16 +570,19 @@ class TradingCore:
         ref = m.bid_px if closing_long else m.ask_px
         if ref is None:
             ref = m.mark_px
-        if ref is None:
-            self._alert("error", "flatten_no_price", f"{p.coin}: no price to flatten at")
+        if ref is None:  # retried every housekeeping tick: alerted once until a price comes
+            self._alert_state("error", "flatten_no_price", p.coin,
+                              f"{p.coin}: no price to flatten at (retrying on every tick)")
             return
+        self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: a price to flatten at")
         slip = self.xcfg.flatten_slippage_bps / 1e4
         px_wire = rounding.ioc_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
         sz_wire = rounding.lot_size_wire(size, m.spec.sz_decimals)
         if px_wire is None or sz_wire is None:
-            self._alert("error", "flatten_rounding",
-                        f"{p.coin}: cannot round flatten of {size} at {ref}")
+            self._alert_state("error", "flatten_rounding", p.coin,
+                              f"{p.coin}: cannot round flatten of {size} at {ref}")
             return
+        self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flatten rounds again")
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
                       decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)

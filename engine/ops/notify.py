@@ -321,11 +321,11 @@ class Notifier:
         elif fields is not None:
             self._bad("fields", f"notify: fields must be a mapping, got {type(fields).__name__}; "
                       "ignoring them")
-        message = self._coalesce(str(kind), str(title), str(message))
-        if message is None:
+        text = self._coalesce(str(kind), str(title), str(message))
+        if text is None:
             return False
         self._seq += 1
-        item = Notification(kind=str(kind), title=str(title), message=message, level=level,
+        item = Notification(kind=str(kind), title=str(title), message=text, level=level,
                             fields=pairs, ts=self._wall(), seq=self._seq)
         if self.queued >= self.cfg.queue_size:
             self._drop()

@@ -661,7 +661,21 @@ class TradingApp(ObserveApp):
                          {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
         else:
             log.warning("flat and stopped (%s)", reason)
+        self._log_breakers_at_stop()
         self.stop()
+
+    def _log_breakers_at_stop(self) -> None:
+        """One line for the operator: did a breaker trip, on what equity, with what P&L."""
+        t = self.trading
+        if t is None:
+            return
+        cb = t.breakers
+        pnl = sum(x["net_pnl"] for x in t.trades if isinstance(x.get("net_pnl"), int | float))
+        tripped = ", ".join(f"{tr.breaker}: {tr.detail}" for tr in cb.tripped())
+        log.log(logging.WARNING if tripped else logging.INFO,
+                "circuit breakers at stop: %s; equity %.2f USD (%s), peak %.2f USD; %d trade(s), "
+                "net P&L %+.4f USD", tripped or "none tripped", cb.equity, t.equity_source,
+                cb.peak, len(t.trades), pnl)
 
     # ------------------------------------------------------------ ops views
     def is_ready(self) -> bool:

@@ -7,10 +7,12 @@ is the simulator's account value."""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from engine.trading_app import TradingApp
@@ -28,7 +30,8 @@ def venue_equity(sim: Any) -> Decimal:
 
 
 async def test_frequent_reconciliation_over_profitable_trades_never_latches(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="engine.trading")
     cfg: dict[str, Any] = {**TRADE, "trading": {**TRADE["trading"], "reconcile_interval_s": 0.2},
                            "breakers": {"drawdown_pct": 5.0, "daily_loss_pct": 2.0}}
     # a small account: the isolated margin of one $30-60 entry is a visible share of it
@@ -61,6 +64,9 @@ async def test_frequent_reconciliation_over_profitable_trades_never_latches(
             "0.000001")
         assert "breakers: none tripped" in app.summary_line(0.0)
         pnl = sum(t["net_pnl"] for t in app.trading.trades)
+    [at_stop] = [r.getMessage() for r in caplog.records
+                 if r.getMessage().startswith("circuit breakers at stop")]
+    assert at_stop.startswith("circuit breakers at stop: none tripped; ") and "(venue)" in at_stop
     trades = records(tmp_path, "trades")
     assert len(trades) == len(coins)
     assert abs(sum(t["net_pnl"] for t in trades) - pnl) < 1e-9

@@ -322,6 +322,8 @@ class BreakersConfig:
     market_move_window_s: float = attrs.field(default=60.0, validator=_positive)
     paper_equity: float = attrs.field(default=10_000.0, validator=_positive)
     equity_usd: float = attrs.field(default=0.0, validator=_non_negative)
+    # an all-zero account answer (P23) is used only once such answers persisted this long
+    equity_confirm_s: float = attrs.field(default=10.0, validator=_non_negative)
 
 
 @attrs.frozen

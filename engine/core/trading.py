@@ -135,8 +135,8 @@ class TradingCore:
         self.equity_source = "paper" if cfg.mode != "trade" else "unknown"  # venue | config
         self.breakers_restored = False  # set by the journal restore (same mode and account)
         self._last_main_value: float | None = None  # last main-dex accountValue used
-        self._suspect_reads = 0  # all-zero account answers not used (P23), for /status
-        self._suspect_pending = False
+        self._suspect_reads = 0  # episodes of all-zero account answers held back (P23)
+        self._suspect_since: float | None = None
         # repeating alert conditions raised once per state change: (code, key) -> repeats
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
@@ -288,22 +288,32 @@ class TradingCore:
         when flat) and the free collateral stays on the main dex, so the usable equity is their
         sum (protocol doc §9 notes, P22). An all-zero answer where value must be (the main dex
         after it held some, the dex while fills say we hold a position) is the venue's
-        transient empty state (P23): it is used only when the next reconciliation confirms it.
+        transient empty state (P23): it is used only once such answers have persisted for
+        ``[breakers] equity_confirm_s`` (a real $0 main dex — all collateral in the dex — is
+        rare; a transient lasts seconds).
         """
         if main_usd is None or dex_usd is None:
             which = "the main dex" if main_usd is None else f"dex {self.cfg.venue.dex!r}"
             self._equity_unknown(now_ms, f"no readable account value for {which}")
             return
-        suspect = (main_usd == 0.0 and (self._last_main_value or 0.0) > 0.0) or (
-            dex_usd == 0.0 and any(p.size for p in self.book.positions))
-        if suspect and not self._suspect_pending:
-            self._suspect_pending = True
-            self._suspect_reads += 1
-            log.warning("account value main %.2f + dex %.2f USD looks like the venue's "
-                        "transient empty state: not used until the next reconciliation "
-                        "confirms it", main_usd, dex_usd)
+        if not main_usd + dex_usd > 0:  # nothing usable, transient or not
+            self._equity_unknown(now_ms, f"the venue reports usable equity "
+                                         f"{main_usd + dex_usd!r} (main dex {main_usd!r} + dex "
+                                         f"{self.cfg.venue.dex!r} {dex_usd!r})")
             return
-        self._suspect_pending = False
+        suspect = main_usd == 0.0 or (dex_usd == 0.0 and any(p.size for p in self.book.positions))
+        if not suspect:
+            self._suspect_since = None
+        else:
+            confirm_ms = self.cfg.breakers.equity_confirm_s * 1000.0
+            if self._suspect_since is None:
+                self._suspect_since = now_ms
+                self._suspect_reads += 1
+                log.warning("account value main %.2f + dex %.2f USD looks like the venue's "
+                            "transient empty state: not used unless it persists %.0f s",
+                            main_usd, dex_usd, confirm_ms / 1000.0)
+            if now_ms - self._suspect_since < confirm_ms:
+                return
         self._last_main_value = main_usd
         self.on_account_value(main_usd + dex_usd, now_ms)
 

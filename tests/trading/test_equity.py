@@ -120,17 +120,21 @@ def test_equity_usd_must_not_be_negative() -> None:
         structure_config({"breakers": {"equity_usd": -1.0}}, "test")
 
 
-def test_a_transient_all_zero_main_answer_is_used_only_when_confirmed() -> None:
-    """P23: the venue answers all zeros for a few seconds. One such answer is not used; the
-    same answer twice is (here: the collateral really is all in the dex's margin)."""
+def test_a_transient_all_zero_main_answer_is_used_only_when_it_persists() -> None:
+    """P23: the venue answers all zeros for a few seconds. Such answers are not used until
+    they persisted [breakers] equity_confirm_s (10 s; here: the collateral really is all in
+    the dex's margin), not even as the first answer of a run."""
     core, _ = make_trading(trade())
     make_ready(core)
-    core.on_account_values(1000.0, 0.0, T0 + 1)
-    core.on_account_values(0.0, 20.0, T0 + 2)  # transient: not a 98 % drawdown
+    core.on_account_values(0.0, 20.0, T0)  # the very first answer is a transient one
+    assert core.equity_source == "unknown"
+    core.on_account_values(1000.0, 0.0, T0 + 2000)
+    for t in range(3000, 12_000, 2000):  # transient for 8 s: not a 98 % drawdown
+        core.on_account_values(0.0, 20.0, T0 + t)
     assert not core.hard_stop.latched and core.breakers.equity == 1000.0
-    core.on_account_values(1000.5, 0.0, T0 + 3)
-    core.on_account_values(0.0, 20.0, T0 + 4)
-    core.on_account_values(0.0, 20.0, T0 + 5)  # confirmed
+    core.on_account_values(1000.5, 0.0, T0 + 13_000)
+    for t in range(14_000, 25_000, 2000):
+        core.on_account_values(0.0, 20.0, T0 + t)  # persisted 10 s: confirmed
     assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
 
 

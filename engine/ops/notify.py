@@ -342,9 +342,10 @@ class Notifier:
     def _coalesce(self, kind: str, title: str, message: str) -> str | None:
         """No webhook flood: a non-critical notification whose kind and title already went
         out less than ``repeat_window_s`` ago is held back (counted; the log has every one);
-        the next one after the window says how many were held back. ``None``: hold it."""
+        the next one after the window says how many were held back. ``None``: hold it.
+        Hard stop, kill and circuit-breaker trips always go: each latches, so none can storm."""
         window = self.cfg.repeat_window_s
-        if window <= 0 or kind in CRITICAL_KINDS:
+        if window <= 0 or kind in CRITICAL_KINDS or kind == KIND_CIRCUIT_BREAKER:
             return message
         key, now = (kind, title), self._wall()
         last = self._last_by_key.get(key)

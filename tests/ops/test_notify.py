@@ -671,8 +671,8 @@ def test_reconnect_storm_is_one_notification_per_storm() -> None:
 
 def test_repeats_within_the_window_are_held_back_and_counted() -> None:
     """The same kind and title again within ``repeat_window_s`` never reaches the webhook
-    queue; the next one after the window says how many were held back. Critical kinds (hard
-    stop, kill) always go."""
+    queue; the next one after the window says how many were held back. Hard stop, kill and
+    circuit-breaker trips (each latches) always go."""
     now = [T_WALL]
     notifier = Notifier(cfg(queue_size=1000, repeat_window_s=60.0),
                         "https://discord.com" + WEBHOOK_PATH, wall_clock=lambda: now[0])
@@ -680,7 +680,9 @@ def test_repeats_within_the_window_are_held_back_and_counted() -> None:
         notifier.notify("flatten_no_price", "flatten no price", f"tick {i}", level="error")
         now[0] += 0.1
     assert notifier.queued == 1 and notifier.stats.suppressed == 499
-    assert notifier.notify(KIND_CIRCUIT_BREAKER, "other", "")  # another title: its own key
+    assert notifier.notify("flatten_rounding", "flatten rounding", "")  # its own key
+    assert notifier.notify(KIND_CIRCUIT_BREAKER, "circuit breaker", "drawdown")
+    assert notifier.notify(KIND_CIRCUIT_BREAKER, "circuit breaker", "daily_loss")  # latches
     assert notifier.notify(KIND_HARD_STOP, "hard stop", "a")
     assert notifier.notify(KIND_HARD_STOP, "hard stop", "b")  # critical: never held back
     now[0] += 11.0  # 61 s after the first

@@ -219,7 +219,9 @@ def test_trade_mode_on_sim_key_and_tokens_never_shown(tmp_path: Path,
     assert status_of(lines, "credentials") == PASS
     assert f"agent {agent} signs for account {MASTER}" in line_of(lines, "credentials")
     assert status_of(lines, "account") == PASS
-    assert "account value $" in line_of(lines, "account")
+    # flat: the dex reports $0, the main dex the USDC (protocol doc §9, P22)
+    assert "usable equity $10,000.00 (main dex $10,000.00 + dex 'xyz' $0.00)" in line_of(
+        lines, "account")
     assert code == EXIT_CONDITIONAL and lines[-1] == "CONDITIONAL: property tests"
     shown = "\n".join(lines) + "\n" + caplog.text
     for secret in (AGENT_KEY, AGENT_KEY[2:], AGENT_KEY.upper()[2:], OPS_TOKEN, WEBHOOK):

@@ -321,7 +321,9 @@ class OpsConfig:
 class BreakersConfig:
     """[breakers]: circuit breakers that latch the hard stop (0 disables one).
 
-    Equity for the percentage breakers is the venue's account value in trade mode and
+    Equity for the percentage breakers is the account's usable equity in trade mode (the
+    main-dex ``accountValue`` plus the dex's, protocol doc §9 / P22; ``equity_usd`` plus the
+    run's P&L when the venue cannot tell, 0 = no fallback: new entries are refused) and
     ``paper_equity`` plus realised P&L in paper mode.
     """
 
@@ -331,6 +333,9 @@ class BreakersConfig:
     market_move_pct: float = attrs.field(default=10.0, validator=_percent)
     market_move_window_s: float = attrs.field(default=60.0, validator=_positive)
     paper_equity: float = attrs.field(default=10_000.0, validator=_positive)
+    equity_usd: float = attrs.field(default=0.0, validator=_non_negative)
+    # an all-zero account answer (P23) is used only once such answers persisted this long
+    equity_confirm_s: float = attrs.field(default=10.0, validator=_non_negative)
 
 
 @attrs.frozen
@@ -350,6 +355,8 @@ class NotifyConfig:
     timeout_s: float = attrs.field(default=5.0, validator=_positive)
     reconnect_storm_count: int = attrs.field(default=5, validator=_positive)
     reconnect_storm_window_s: float = attrs.field(default=300.0, validator=_positive)
+    # the same kind and title again within this many seconds is held back and counted (0: off)
+    repeat_window_s: float = attrs.field(default=60.0, validator=_non_negative)
 
 
 def _default_retention() -> dict[str, int]:

@@ -37,6 +37,7 @@ from engine.core.followups import FollowupBook
 from engine.core.gates import NO_DATA
 from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
+from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
@@ -204,6 +205,37 @@ def check_records_dir(path: Path) -> None:
             "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
+def lock_records_dir(path: Path) -> DirLock:
+    """Take the records dir's lock for this run (one engine per directory)."""
+    lock = DirLock(path)
+    try:
+        lock.acquire()
+    except DirLockedError as exc:
+        raise StartupError(f"{exc}: stop that engine first, or give this run its own [records] "
+                           "dir (ENGINE__RECORDS__DIR)", EXIT_CONFIG) from None
+    except OSError as exc:
+        raise StartupError(f"cannot create the lock file {lock.path}: {exc.strerror}; fix the "
+                           "permissions of [records] dir", EXIT_CONFIG) from None
+    return lock
+
+
+def sole_startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
+    """The :class:`StartupError` a nursery wrapped, when that (and cancellations it caused)
+    is all the group holds; else None (a real crash keeps its traceback)."""
+    found: StartupError | None = None
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = sole_startup_error(exc)
+            if inner is None:
+                return None
+            found = found or inner
+        elif isinstance(exc, StartupError):
+            found = found or exc
+        elif not isinstance(exc, trio.Cancelled):
+            return None
+    return found
+
+
 async def discover_markets(cfg: EngineConfig, info_url: str,
                            attempts: int = 5) -> list[MarketSpec]:
     """Discover the dex's markets; retry transport failures, fail fast on config mismatches."""
@@ -213,10 +245,17 @@ async def discover_markets(cfg: EngineConfig, info_url: str,
             disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
                                   cfg.venue.info_timeout_s)
         except DiscoveryError as exc:
-            raise StartupError(f"market discovery failed: {exc}", EXIT_CONFIG) from None
+            key = ("[venue] markets (ENGINE__VENUE__MARKETS)"
+                   if cfg.venue.markets and "market" in str(exc)
+                   else "[venue] dex (ENGINE__VENUE__DEX)")
+            raise StartupError(f"market discovery failed: {exc}; check {key}",
+                               EXIT_CONFIG) from None
         except InfoError as exc:
             if attempt == attempts:
-                raise StartupError(f"venue info endpoint unreachable at {info_url}: {exc}",
+                where = ("the embedded simulator" if cfg.sim.enabled
+                         else "[venue] info_url (ENGINE__VENUE__INFO_URL) and the network")
+                raise StartupError(f"venue info endpoint unreachable at {info_url} after "
+                                   f"{attempts} attempts: {exc}; check {where}",
                                    EXIT_RUNTIME) from None
             log.warning("info request failed (%s); retrying in %.0f s (%d/%d)", exc, delay,
                         attempt, attempts)
@@ -344,11 +383,18 @@ class ObserveApp:
                          "(python -m engine kill --clear).", why)
 
     async def run(self) -> int:
-        cfg = self.cfg
         self._warn_split_state()
         self._check_kill_at_start()
         self.preflight()
         check_records_dir(self.records_dir)
+        lock = lock_records_dir(self.records_dir)
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        cfg = self.cfg
         from engine.ops.service import OpsService, SecretsError
 
         try:
@@ -366,6 +412,9 @@ class ObserveApp:
                 async with trio.open_nursery() as nursery:
                     self._root = nursery
                     nursery.start_soon(self._signal_task, name="signals")
+                    # The ops port is bound before anything reads or writes the records: a
+                    # port in use fails the start with nothing written (journal untouched).
+                    await self._start_ops(nursery)
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
                     markets = await discover_markets(cfg, self.info_url)
@@ -375,13 +424,17 @@ class ObserveApp:
                     gc.collect()
                     gc.freeze()
                     self._start_tasks(nursery, writer)
-                    await self.ops.start(nursery)
                     if self.duration_s is not None:
                         nursery.start_soon(self._stop_after, self.duration_s, name="duration")
                     nursery.start_soon(self._control_task, name="control-files")
                     self.ready.set()
                     if self.kill_at_start is not None:
                         self.request_stop(f"kill switch on at start ({self.kill_at_start})")
+        except BaseExceptionGroup as group:
+            err = sole_startup_error(group)
+            if err is None:
+                raise
+            raise err from None
         finally:
             self._before_close()
             if self.scheduler is not None:
@@ -391,6 +444,18 @@ class ObserveApp:
             if self.ops is not None:
                 await self.ops.close()
         return self.exit_code
+
+    async def _start_ops(self, nursery: trio.Nursery) -> None:
+        assert self.ops is not None
+        try:
+            await self.ops.start(nursery)
+        except OSError as exc:
+            o = self.cfg.ops
+            raise StartupError(
+                f"ops endpoint cannot listen on {o.http_host}:{o.http_port}: "
+                f"{exc.strerror or exc} (another engine or process holds it?); set [ops] "
+                "http_port (ENGINE__OPS__HTTP_PORT) to a free port, 0 for any free port, or "
+                "[ops] http_enabled = false", EXIT_CONFIG) from None
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""

@@ -42,6 +42,18 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                         "[trading] allow_live = true)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly after this many seconds")
+    _debug_arg(p, default=argparse.SUPPRESS)
+
+
+def _debug_arg(p: argparse.ArgumentParser, default: Any = False) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="show the traceback of an unexpected error (operators get one line)")
+
+
+def _mode_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("observe", "paper", "trade"), default=None,
+                   help="the mode of the engine to address (the default records dir, where "
+                        "the kill and request files live, depends on it)")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -63,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperliquid HIP-3 stale-liquidity engine. With no command: paper mode on "
                     "the embedded simulator.",
         epilog=EXIT_CODES_HELP)
+    _debug_arg(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _run_parser(sub)
     sub.add_parser("sim", help="run the local exchange simulator (see: sim --help)",
@@ -91,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "does not trade. With an ops token (ENGINE_OPS_TOKEN or "
                                    "$CREDENTIALS_DIRECTORY/ops_token) it also calls POST /kill.")
     _config_arg(k)
+    _mode_arg(k)
     k.add_argument("--reason", default="operator kill (python -m engine kill)")
     k.add_argument("--clear", action="store_true",
                    help="remove the kill file so the engine may trade again")
@@ -99,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reduce-only (within 1 s). Entries stay allowed; use kill "
                                    "to stop trading.")
     _config_arg(f)
+    _mode_arg(f)
     r = sub.add_parser("reset-hard-stop",
                        help="release a latched hard stop (explicit operator command)",
                        description="Ask the engine to reset its hard stop: a running engine "
                                    "does so within 1 s; a stopped one at its next start (after "
                                    "journal restore).")
     _config_arg(r)
+    _mode_arg(r)
     rp = sub.add_parser("report", help="write the Markdown report of a UTC day",
                         description="Write report_YYYY-MM-DD.md (and PNG plots when matplotlib "
                                     "is installed) for a UTC day from the records.")
@@ -120,10 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _request_file(config_path: str | None, name: str, text: str, what: str) -> int:
+def _request_file(config_path: str | None, name: str, text: str, what: str,
+                  mode: str | None = None) -> int:
     from engine.ops.paths import resolve_state_dir, write_request
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     path = resolve_state_dir(cfg) / name
     try:
         write_request(path, text)
@@ -135,18 +152,18 @@ def _request_file(config_path: str | None, name: str, text: str, what: str) -> i
     return 0
 
 
-def reset_hard_stop(config_path: str | None) -> int:
+def reset_hard_stop(config_path: str | None, mode: str | None = None) -> int:
     from engine.ops.paths import RESET_FILE
 
     return _request_file(config_path, RESET_FILE, "reset requested by the operator\n",
-                         "hard stop reset")
+                         "hard stop reset", mode)
 
 
-def flatten(config_path: str | None) -> int:
+def flatten(config_path: str | None, mode: str | None = None) -> int:
     from engine.ops.paths import FLATTEN_FILE
 
     return _request_file(config_path, FLATTEN_FILE, "flatten requested by the operator\n",
-                         "flatten of every position")
+                         "flatten of every position", mode)
 
 
 def _ops_url(cfg: EngineConfig, path: str) -> str:
@@ -155,13 +172,13 @@ def _ops_url(cfg: EngineConfig, path: str) -> str:
     return f"http://{host}:{cfg.ops.http_port}{path}"
 
 
-def kill(config_path: str | None, reason: str, clear: bool) -> int:
+def kill(config_path: str | None, reason: str, clear: bool, mode: str | None = None) -> int:
     import httpx
 
     from engine.ops.paths import kill_file_path, write_request
     from engine.secrets import SecretsError, load_credential
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     path = kill_file_path(cfg)
     if clear:
         try:
@@ -309,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(config_path, mode=args.mode, run_tests=not args.skip_tests,
                          tests_path=args.tests, out=sys.stdout, env=os.environ)
     commands: dict[str, Callable[[], int]] = {
-        "reset-hard-stop": lambda: reset_hard_stop(config_path),
-        "flatten": lambda: flatten(config_path),
-        "kill": lambda: kill(config_path, args.reason, args.clear),
+        "reset-hard-stop": lambda: reset_hard_stop(config_path, args.mode),
+        "flatten": lambda: flatten(config_path, args.mode),
+        "kill": lambda: kill(config_path, args.reason, args.clear, args.mode),
         "status": lambda: status(config_path, args.json),
         "report": lambda: report(config_path, args.day, args.out),
         "retention": lambda: retention(config_path, args.dry_run),
@@ -341,9 +358,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
-    except Exception:
-        log.exception("engine stopped by an unexpected error")
+    except Exception as exc:  # noqa: BLE001 - the operator gets one line, --debug the rest
+        if getattr(args, "debug", False):
+            log.exception("engine stopped by an unexpected error")
+        else:
+            log.error("engine stopped by an unexpected error: %s (run with --debug for the "
+                      "traceback)", _one_line(exc))
         return EXIT_RUNTIME
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of the first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,15 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the local exchange simulator (see: sim --help)",
                    add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
-                       description="Check config, credentials (never shown), data dir, clock, "
-                                   "the property-test suite and the venue; print each check and "
-                                   "GO / NO-GO / CONDITIONAL (exit 0 / 1 / 2).")
+                       description="Check config, credentials (never shown), data dir, the "
+                                   "venue, clock, hard stop, kill file and the tests (by "
+                                   "default the property tests only, well under a minute); "
+                                   "print one [PASS|INFO|WARN|FAIL] line each and GO / NO-GO / "
+                                   "CONDITIONAL (exit 0 / 1 / 2). INFO (an optional part not "
+                                   "configured: ops token, webhook) does not change the "
+                                   "verdict.")
     _config_arg(c)
     c.add_argument("--mode", choices=("observe", "paper", "trade"), default=None)
+    c.add_argument("--tests", choices=("property", "all"), default="property",
+                   help="property: the Hypothesis property tests (default, well under a "
+                        "minute); all: the whole default suite (a few minutes)")
     c.add_argument("--skip-tests", action="store_true",
-                   help="do not run the property-test suite (verdict at best CONDITIONAL)")
-    c.add_argument("--tests", default=None, metavar="PATH",
-                   help="test suite to run (default: the repository's tests/)")
+                   help="run no tests (verdict at best CONDITIONAL)")
+    c.add_argument("--tests-path", default=None, metavar="PATH",
+                   help="test directory (default: the repository's tests/)")
     st = sub.add_parser("status", help="ask the running engine for its status",
                         description="Query the running engine's ops endpoint (/status on "
                                     "[ops] http_host:http_port). Exit 0 healthy, 1 unhealthy or "
@@ -324,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine.ops.check import run_check
 
         return run_check(config_path, mode=args.mode, run_tests=not args.skip_tests,
-                         tests_path=args.tests, out=sys.stdout, env=os.environ)
+                         tests_path=args.tests_path, tests=args.tests, out=sys.stdout,
+                         env=os.environ)
     commands: dict[str, Callable[[], int]] = {
         "reset-hard-stop": lambda: reset_hard_stop(config_path, args.mode),
         "flatten": lambda: flatten(config_path, args.mode),

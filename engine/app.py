@@ -34,7 +34,7 @@ from engine.clock import WallClock
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
-from engine.core.gates import NO_DATA
+from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
 from engine.io.dirlock import DirLock, DirLockedError
@@ -179,14 +179,20 @@ class DetectorTimer:
                 log_gate_events(core.drain_events())
 
 
+#: a gate block is routine (INFO) until it has lasted this long; then one WARNING
+GATE_BLOCK_WARN_MS = 30_000.0
+
+
 def log_gate_events(events: list[GateTransition]) -> None:
-    """Log gate pass↔block transitions (data-availability ones at DEBUG: the feed logs those)."""
+    """Log gate pass↔block transitions at INFO: a block of a second or two is routine on thin
+    books (a block that lasts is warned about by :meth:`ObserveApp.warn_lasting_gate_blocks`);
+    data-availability ones at DEBUG: the feed logs those."""
     for ev in events:
         if ev.gate == NO_DATA or (ev.gate is None and ev.previous == NO_DATA):
             gate_log.debug("%s gate %s -> %s", ev.coin, ev.previous, ev.gate)
         elif ev.gate is not None:
-            gate_log.warning("gate block started: market=%s gate=%s %s", ev.coin, ev.gate,
-                             ev.detail)
+            gate_log.info("gate block started: market=%s gate=%s %s", ev.coin, ev.gate,
+                          ev.detail)
         else:
             gate_log.info("gate block ended: market=%s gate=%s after %.0f ms", ev.coin,
                           ev.previous, ev.blocked_for_ms)
@@ -297,6 +303,7 @@ class ObserveApp:
         self.exit_code = EXIT_OK
         self.ops: OpsService | None = None
         self._handler: CoreHandler | None = None
+        self._lasting_blocks: set[tuple[str, float]] = set()
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
@@ -482,6 +489,28 @@ class ObserveApp:
         why = self.kill_requested()
         if why is not None:
             self.request_stop(f"kill switch: {why}")
+        self.warn_lasting_gate_blocks(self.clock())
+
+    def warn_lasting_gate_blocks(self, now_ms: float) -> None:
+        """One WARNING per gate block that has lasted :data:`GATE_BLOCK_WARN_MS` (configured
+        halts and missing data excepted: those are reported elsewhere)."""
+        core = self.core
+        if core is None:
+            return
+        current: set[tuple[str, float]] = set()
+        for m in core.markets:
+            gate = m.blocked_by
+            if gate is None or gate in (NO_DATA, HALT):
+                continue
+            key = (m.coin, m.blocked_since_ms)
+            current.add(key)
+            lasted = now_ms - m.blocked_since_ms
+            if lasted >= GATE_BLOCK_WARN_MS and key not in self._lasting_blocks:
+                self._lasting_blocks.add(key)
+                gate_log.warning("gate block lasting: market=%s gate=%s blocked for %.0f s %s",
+                                 m.coin, gate, lasted / 1000.0, m.block_detail,
+                                 extra={"market": m.coin, "reason": gate})
+        self._lasting_blocks &= current
 
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
@@ -657,9 +686,13 @@ class ObserveApp:
         if self.scheduler is None or self.writer is None:
             return
         st = self.scheduler.stats
-        log.info("stopped: %d signals, %d followups captured, %d missed; records flushed to %s",
+        log.info("stopped: %d signals, %d followups captured, %d missed%s; records flushed to %s",
                  self.stats.signals, st.written_captured, st.written_missed,
-                 self.records_dir.resolve())
+                 self.final_trading_summary(), self.records_dir.resolve())
+
+    def final_trading_summary(self) -> str:
+        """The trading part of the ``stopped:`` line (observe mode: none)."""
+        return ""
 
 
 async def run_observe(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

@@ -247,23 +247,78 @@ def status(config_path: str | None, as_json: bool) -> int:
 
 
 def format_status(data: dict[str, Any]) -> list[str]:
-    """Readable lines of a /status document (missing keys are shown as '?')."""
+    """Readable lines of a /status document (missing keys are shown as '?'): prices and sizes
+    at each market's precision, P&L with its unit, breakers in words."""
+    from engine.display import fmt_px, fmt_sz, fmt_usd
+
     def g(key: str) -> Any:
         return data.get(key, "?")
 
+    uptime = data.get("uptime_s")
+    up = f"{uptime:.0f} s" if isinstance(uptime, int | float) else "?"
     lines = [f"engine {g('mode')} — {'HEALTHY' if data.get('healthy') else 'UNHEALTHY'}"
-             f"{' (ready)' if data.get('ready') else ' (not ready)'} uptime {g('uptime_s')} s",
-             f"hard stop: {data.get('hard_stop') or 'off'}   killed: {g('killed')}   "
+             f"{' (ready)' if data.get('ready') else ' (not ready)'}, up {up}",
+             f"hard stop: {data.get('hard_stop') or 'off'}   "
+             f"killed: {'yes' if data.get('killed') else 'no'}   "
              f"stopping: {data.get('stopping') or 'no'}"]
     for p in data.get("problems") or []:
         lines.append(f"  problem: {p}")
+    unit = data.get("pnl_unit") or "USD"
     positions = data.get("positions") or {}
-    lines.append(f"positions: {len(positions)}" + "".join(
-        f"\n  {k}: {v}" for k, v in sorted(positions.items())))
-    for key in ("markets_live", "signals", "entries", "trades", "realized_pnl", "breakers"):
-        if key in data:
-            lines.append(f"{key}: {data[key]}")
+    details = data.get("position_details") or {}
+    lines.append(f"positions: {len(positions)}")
+    for coin in sorted(positions):
+        d = details.get(coin) or {}
+        size = d.get("size", positions[coin])
+        dec = d.get("sz_decimals")
+        side = "long" if isinstance(size, int | float) and size > 0 else "short"
+        mag = abs(size) if isinstance(size, int | float) else size
+        lines.append(f"  {coin}: {side} {fmt_sz(mag, dec)} entry {fmt_px(d.get('entry_px'), dec)}"
+                     f" mark {fmt_px(d.get('mark_px'), dec)} unrealised "
+                     + (fmt_usd(d["unrealized_pnl_usd"]) if d.get("unrealized_pnl_usd")
+                        is not None else f"? {unit}"))
+    if "realized_pnl" in data or "unrealized_pnl" in data:
+        lines.append(f"P&L: realised {fmt_usd(data.get('realized_pnl'))}, unrealised "
+                     f"{fmt_usd(data.get('unrealized_pnl'))} (after fees)")
+    counts = [f"{k.replace('_', ' ')} {data[k]}" for k in
+              ("markets_live", "signals", "entries", "trades") if k in data]
+    if counts:
+        lines.append(" | ".join(counts))
+    if "breakers" in data:
+        lines.append(f"breakers: {describe_breakers(data['breakers'])}")
     return lines
+
+
+def describe_breakers(b: Any) -> str:
+    """The circuit breakers in words: which are tripped and why, else how close they are."""
+    if not isinstance(b, dict):
+        return str(b)
+    from engine.display import fmt_usd
+
+    def pct(x: Any) -> str:
+        return f"{x:.2f} %" if isinstance(x, int | float) else "?"
+
+    trips = [t for t in b.get("trips") or [] if isinstance(t, dict)]
+    raw_th = b.get("thresholds")
+    th: dict[str, Any] = raw_th if isinstance(raw_th, dict) else {}
+    parts: list[str] = []
+    if trips:
+        for t in trips:
+            where = f" on {t['market']}" if t.get("market") else ""
+            parts.append(f"{str(t.get('breaker', '?')).replace('_', ' ')} TRIPPED{where} "
+                         f"({t.get('detail') or ''})".replace(" ()", ""))
+        head = "TRIPPED — " + "; ".join(parts)
+    else:
+        head = "none tripped"
+    near = (f"daily loss {pct(b.get('daily_loss_pct'))} of {pct(th.get('daily_loss'))}, "
+            f"drawdown {pct(b.get('drawdown_pct'))} of {pct(th.get('drawdown'))}, "
+            f"consecutive losses {b.get('consecutive_losses', '?')} of "
+            f"{th.get('consecutive_losses', '?')}")
+    halted = b.get("halted_markets") or []
+    tail = f"; markets halted: {', '.join(map(str, halted))}" if halted else ""
+    equity = b.get("equity")
+    eq = f"; equity {fmt_usd(equity, signed=False, decimals=2)}" if equity is not None else ""
+    return f"{head} ({near}){eq}{tail}"
 
 
 def report(config_path: str | None, day: str | None, out: str | None) -> int:

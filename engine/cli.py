@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Write report_YYYY-MM-DD.md (and PNG plots when matplotlib "
                                     "is installed) for a UTC day from the records.")
     _config_arg(rp)
+    _mode_arg(rp)
     rp.add_argument("--day", default=None, metavar="YYYY-MM-DD",
                     help="UTC day (default: yesterday)")
     rp.add_argument("--out", default=None, help="output dir (default: [report] dir)")
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Apply [retention]: gzip closed UTC-day files, delete files "
                                     "older than each kind's policy.")
     _config_arg(rt)
+    _mode_arg(rt)
     rt.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return parser
 
@@ -321,13 +323,14 @@ def describe_breakers(b: Any) -> str:
     return f"{head} ({near}){eq}{tail}"
 
 
-def report(config_path: str | None, day: str | None, out: str | None) -> int:
+def report(config_path: str | None, day: str | None, out: str | None,
+           mode: str | None = None) -> int:
     import datetime as dt
     from pathlib import Path
 
     from engine.ops.report import write_report
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     if day is None:
         d = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
     else:
@@ -347,13 +350,13 @@ def report(config_path: str | None, day: str | None, out: str | None) -> int:
     return 0
 
 
-def retention(config_path: str | None, dry_run: bool) -> int:
+def retention(config_path: str | None, dry_run: bool, mode: str | None = None) -> int:
     import datetime as dt
     from pathlib import Path
 
     from engine.ops.retention import apply_retention, plan_retention
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     today = dt.datetime.now(dt.UTC).date()
     plan = plan_retention(Path(cfg.records.dir), cfg.retention, today)
     if dry_run:
@@ -393,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         "flatten": lambda: flatten(config_path, args.mode),
         "kill": lambda: kill(config_path, args.reason, args.clear, args.mode),
         "status": lambda: status(config_path, args.json),
-        "report": lambda: report(config_path, args.day, args.out),
-        "retention": lambda: retention(config_path, args.dry_run),
+        "report": lambda: report(config_path, args.day, args.out, args.mode),
+        "retention": lambda: retention(config_path, args.dry_run, args.mode),
     }
     if args.command in commands:
         try:

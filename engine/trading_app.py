@@ -676,7 +676,8 @@ class TradingApp(ObserveApp):
             self.exit_code = 1
             log.critical("stopping with open (or unconfirmed) positions after %.0f s: %s",
                          self.cfg.ops.kill_flat_timeout_s,
-                         {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
+                         ", ".join(f"{p.coin} {fmt_sz(p.effective, self._sz_decimals(p.coin))}"
+                                   for p in trading.book.positions if p.has_exposure) or "none")
         else:
             log.warning("flat and stopped (%s)", reason)
         self.stop()

@@ -211,6 +211,28 @@ def check_records_dir(path: Path) -> None:
             "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
+def probe_tcp_port(host: str, port: int) -> OSError | None:
+    """Whether ``host:port`` can be bound for listening (with ``SO_REUSEADDR``, as the ops
+    server binds it): None when free, else the bind error (e.g. address in use)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return exc
+    for family, kind, proto, _canon, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind(addr)
+                s.listen(1)
+            except OSError as exc:
+                return exc
+    return None
+
+
 def lock_records_dir(path: Path) -> DirLock:
     """Take the records dir's lock for this run (one engine per directory)."""
     lock = DirLock(path)
@@ -454,15 +476,23 @@ class ObserveApp:
 
     async def _start_ops(self, nursery: trio.Nursery) -> None:
         assert self.ops is not None
-        try:
-            await self.ops.start(nursery)
-        except OSError as exc:
-            o = self.cfg.ops
-            raise StartupError(
+        o = self.cfg.ops
+
+        def refused(exc: OSError) -> StartupError:
+            return StartupError(
                 f"ops endpoint cannot listen on {o.http_host}:{o.http_port}: "
                 f"{exc.strerror or exc} (another engine or process holds it?); set [ops] "
                 "http_port (ENGINE__OPS__HTTP_PORT) to a free port, 0 for any free port, or "
-                "[ops] http_enabled = false", EXIT_CONFIG) from None
+                "[ops] http_enabled = false", EXIT_CONFIG)
+
+        if o.http_enabled and o.http_port:
+            busy = probe_tcp_port(o.http_host, o.http_port)
+            if busy is not None:  # the common case, reported as one line
+                raise refused(busy)
+        try:
+            await self.ops.start(nursery)
+        except OSError as exc:  # taken between the probe and the bind
+            raise refused(exc) from None
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""

@@ -2,8 +2,11 @@
 retention] ...``; with no arguments, paper mode on the embedded simulator.
 
 Exit codes (stable, scripted by operators; also printed by ``--help``): 0 done / clean stop;
-1 runtime failure (venue unreachable, unexpected error, positions left open at a stop);
-2 configuration or usage error (reported before any connection is made). ``check`` answers
+1 runtime failure (venue unreachable after its retries, unexpected error, positions left open
+at a stop); 2 configuration or usage error (bad config or override, unknown market or dex, ops
+port in use, records dir held by another engine; reported before the feed connects and before
+anything is written). Each failure is one line naming the key to change; ``--debug`` adds the
+traceback of an unexpected error. ``check`` answers
 0 GO / 1 NO-GO / 2 CONDITIONAL; ``status`` 0 healthy / 1 unhealthy or hard stop / 3 not running.
 """
 
@@ -28,7 +31,7 @@ log = logging.getLogger("engine.cli")
 
 
 def embedded_default_config() -> str:
-    """The TOML text of the embedded default (observe on the built-in simulator)."""
+    """The TOML text of the embedded default (paper mode on the built-in simulator)."""
     return (importlib.resources.files("engine") / "defaults" / "sim.toml").read_text("utf-8")
 
 
@@ -63,6 +66,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 EXIT_CODES_HELP = """exit codes:
   run, kill, flatten, reset-hard-stop, report:
     0 done / clean stop (flat)   1 runtime failure (or positions left open)   2 config or usage error
+    run: 1 also when the venue is unreachable after its retries; 2 also for an unknown market or
+    dex, the ops port in use, or a records dir held by another engine (engine.lock)
   check:   0 GO   1 NO-GO   2 CONDITIONAL
   status:  0 running and healthy   1 running, unhealthy or hard stop latched   3 not running
 """

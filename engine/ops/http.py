@@ -281,7 +281,7 @@ class OpsServer:
         try:
             listeners = await trio.open_tcp_listeners(self._requested_port, host=self._host)
         except OSError as exc:
-            log.debug("ops http: cannot listen on %s port %d: %s", self._host,
+            log.error("ops http: cannot listen on %s port %d: %s", self._host,
                       self._requested_port, exc)
             raise
         self._port = int(listeners[0].socket.getsockname()[1])

@@ -400,6 +400,28 @@ class LogConfig:
             raise ValueError(f"unknown log level {self.level!r}")
 
 
+def venue_label(cfg: EngineConfig) -> str:
+    """``sim`` (embedded simulator), ``mainnet``, ``testnet``, else the venue's host[-port]."""
+    if cfg.sim.enabled:
+        return "sim"
+    from urllib.parse import urlparse
+
+    url = urlparse(cfg.venue.ws_url)
+    host = (url.hostname or "").lower()
+    if "testnet" in host:
+        return "testnet"
+    if host == "hyperliquid.xyz" or host.endswith(".hyperliquid.xyz"):
+        return "mainnet"
+    label = host + (f"-{url.port}" if url.port else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "venue"
+
+
+def default_records_dir(cfg: EngineConfig) -> str:
+    """``[records] dir`` when not set: ``data/<venue>/<mode>`` (``data/sim/paper`` for the
+    default run), so paper, trade and observe runs never share a journal."""
+    return f"data/{venue_label(cfg)}/{cfg.mode}"
+
+
 @attrs.frozen
 class EngineConfig:
     """The whole configuration. ``mode`` is one of :data:`MODES`."""
@@ -425,33 +447,12 @@ class EngineConfig:
     report: ReportConfig = attrs.Factory(ReportConfig)
 
     def __attrs_post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if not self.records.dir:
+        if not self.records.dir and self.mode in MODES:
             object.__setattr__(self, "records",
                                attrs.evolve(self.records, dir=default_records_dir(self)))
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
 
-
-def venue_label(cfg: EngineConfig) -> str:
-    """``sim`` (embedded simulator), ``mainnet``, ``testnet``, else the venue's host[-port]."""
-    if cfg.sim.enabled:
-        return "sim"
-    from urllib.parse import urlparse
-
-    url = urlparse(cfg.venue.ws_url)
-    host = (url.hostname or "").lower()
-    if "testnet" in host:
-        return "testnet"
-    if host == "hyperliquid.xyz" or host.endswith(".hyperliquid.xyz"):
-        return "mainnet"
-    label = host + (f"-{url.port}" if url.port else "")
-    return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "venue"
-
-
-def default_records_dir(cfg: EngineConfig) -> str:
-    """``[records] dir`` when not set: ``data/<venue>/<mode>`` (``data/sim/paper`` for the
-    default run), so paper, trade and observe runs never share a journal."""
-    return f"data/{venue_label(cfg)}/{cfg.mode}"
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

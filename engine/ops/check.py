@@ -354,6 +354,25 @@ def _check_data_dir(report: _Report, cfg: EngineConfig) -> None:
     status, text = assess_free_space(free)
     created = "" if existed else " (created)"
     report.emit(status, "data dir", f"{d.resolve()}{created} writable, {text}")
+    _check_lock(report, d)
+
+
+def _check_lock(report: _Report, d: Path) -> None:
+    """Another engine holding the records dir (``engine.lock``): a start now would exit 2."""
+    from engine.io.dirlock import DirLock, DirLockedError
+
+    lock = DirLock(d)
+    try:
+        lock.acquire()
+    except DirLockedError as exc:
+        report.emit(WARN, "records lock", f"{exc}: a second engine on this directory would "
+                                          "refuse to start (exit 2)")
+        return
+    except OSError as exc:
+        report.emit(FAIL, "records lock", f"cannot create {lock.path}: {exc.strerror}")
+        return
+    lock.release()
+    report.emit(PASS, "records lock", f"{lock.path.name} free: no engine runs on this directory")
 
 
 @attrs.define

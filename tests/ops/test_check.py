@@ -656,3 +656,21 @@ def test_cli_check_help_and_scopes(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "engine", "check", "--tests", "nope"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_records_dir_held_by_a_running_engine_is_a_warning(tmp_path: Path) -> None:
+    from engine.io.dirlock import DirLock
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lock = DirLock(data)
+    lock.acquire()
+    try:
+        code, lines = check(tmp_path, None)
+    finally:
+        lock.release()
+    ln = line_of(lines, "records lock")
+    assert ln.startswith("[WARN] records lock:") and f"pid {os.getpid()}" in ln
+    assert "records lock" in lines[-1] and code == EXIT_CONDITIONAL
+    code, lines = check(tmp_path, None)
+    assert status_of(lines, "records lock") == PASS

@@ -13,7 +13,8 @@ the verdict, so a clean set-up can say GO. Checks, in order:
   POST /kill disabled), ``webhook`` (absent: INFO; present but unreadable/empty: FAIL). Only the agent ADDRESS and the credential
   SOURCES are shown; every known secret value is also redacted from every printed line.
 * ``data dir``: the records dir exists or is created, a probe file can be written, free space
-  (< 100 MiB FAIL, < 1 GiB WARN).
+  (< 100 MiB FAIL, < 1 GiB WARN). ``records lock``: WARN (with its pid) when an engine holds
+  the directory's ``engine.lock``: a start now would refuse with exit 2.
 * ``venue``: the embedded simulator is started when ``[sim] enabled``; then one market discovery
   through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``account`` (trade
   mode): ``clearinghouseState`` for ``[account] address`` with the ``dex`` parameter.

@@ -562,7 +562,8 @@ def _check_kill_file(report: _Report, cfg: EngineConfig, env: Mapping[str, str])
 def _test_env(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` without secrets, credentials and ``ENGINE__*`` config overrides."""
     drop = {*_SECRET_ENV_VARS, CREDENTIALS_DIRECTORY_ENV}
-    return {k: v for k, v in env.items() if k not in drop and not k.startswith("ENGINE__")}
+    return {k: v for k, v in env.items()
+            if k not in drop and not k.upper().startswith("ENGINE__")}
 
 
 def tests_check_name(scope: str) -> str:

@@ -353,9 +353,10 @@ def test_tests_see_no_secrets_and_no_overrides(tmp_path: Path) -> None:
     body = ("import os\n\ndef test_env() -> None:\n"
             "    assert 'ENGINE_OPS_TOKEN' not in os.environ\n"
             "    assert 'ENGINE_AGENT_KEY' not in os.environ\n"
-            "    assert not [k for k in os.environ if k.startswith('ENGINE__')]\n")
+            "    assert not [k for k in os.environ if k.upper().startswith('ENGINE__')]\n")
     suite = write_tests(tmp_path, body)
-    env = base_env(tmp_path, ENGINE_OPS_TOKEN=OPS_TOKEN, ENGINE_AGENT_KEY=AGENT_KEY)
+    env = base_env(tmp_path, ENGINE_OPS_TOKEN=OPS_TOKEN, ENGINE_AGENT_KEY=AGENT_KEY,
+                   engine__venue__dex="xyz")  # overrides are case-insensitive
     code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite), env=env)
     assert status_of(lines, "property tests") == PASS, lines
 

@@ -783,16 +783,6 @@ class TradingApp(ObserveApp):
         was = self.reset_hard_stop(self.clock(), source)
         return {"reset": was is not None, "was": was}
 
-    def final_trading_summary(self) -> str:
-        t = self.trading
-        if t is None:
-            return ""
-        pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
-        fees = sum(p.fees for p in t.book.positions)
-        return (f"; {t.mode}: {t.entries_sent} entries, {len(t.trades)} trades, P&L "
-                f"{fmt_usd(pnl)} after {fmt_usd(fees, signed=False)} fees, "
-                f"{t.open_positions()} position(s) open")
-
     def summary_line(self, frames_per_s: float) -> str:
         base = super().summary_line(frames_per_s)
         t = self.trading
@@ -807,6 +797,17 @@ class TradingApp(ObserveApp):
             line += (f" | core warm-up: cycles {ws.cycles} rebuilds {ws.rebuilds}"
                      + (f" DISABLED ({ws.reason})" if ws.disabled else ""))
         return line
+
+    def final_trading_summary(self) -> str:
+        """The trading part of the ``stopped:`` line: entries, trades, P&L, open positions."""
+        t = self.trading
+        if t is None:
+            return ""
+        pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
+        fees = sum(p.fees for p in t.book.positions)
+        return (f"; {t.mode}: {t.entries_sent} entries, {len(t.trades)} trades, P&L "
+                f"{fmt_usd(pnl)} after {fmt_usd(fees, signed=False)} fees, "
+                f"{t.open_positions()} position(s) open")
 
 
 async def run_trading(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

@@ -10,8 +10,9 @@ the verdict, so a clean set-up can say GO. Checks, in order:
   mainnet needs ``[trading] allow_live``. A broken config is NO-GO at once: nothing else runs and
   nothing connects.
 * ``credentials`` (agent key; trade mode only, else "not needed"), ``ops token`` (absent: INFO,
-  POST /kill disabled), ``webhook`` (absent: INFO; present but unreadable/empty: FAIL). Only the agent ADDRESS and the credential
-  SOURCES are shown; every known secret value is also redacted from every printed line.
+  POST /kill disabled), ``webhook`` (absent: INFO; present but unreadable/empty: FAIL). Only the
+  agent ADDRESS and the credential SOURCES are shown; every known secret value is also
+  redacted from every printed line.
 * ``data dir``: the records dir exists or is created, a probe file can be written, free space
   (< 100 MiB FAIL, < 1 GiB WARN). ``records lock``: WARN (with its pid) when an engine holds
   the directory's ``engine.lock``: a start now would refuse with exit 2.

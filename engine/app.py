@@ -34,9 +34,10 @@ from engine.clock import WallClock
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
-from engine.core.gates import NO_DATA
+from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
+from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
@@ -178,14 +179,20 @@ class DetectorTimer:
                 log_gate_events(core.drain_events())
 
 
+#: a gate block is routine (INFO) until it has lasted this long; then one WARNING
+GATE_BLOCK_WARN_MS = 30_000.0
+
+
 def log_gate_events(events: list[GateTransition]) -> None:
-    """Log gate pass↔block transitions (data-availability ones at DEBUG: the feed logs those)."""
+    """Log gate pass↔block transitions at INFO: a block of a second or two is routine on thin
+    books (a block that lasts is warned about by :meth:`ObserveApp.warn_lasting_gate_blocks`);
+    data-availability ones at DEBUG: the feed logs those."""
     for ev in events:
         if ev.gate == NO_DATA or (ev.gate is None and ev.previous == NO_DATA):
             gate_log.debug("%s gate %s -> %s", ev.coin, ev.previous, ev.gate)
         elif ev.gate is not None:
-            gate_log.warning("gate block started: market=%s gate=%s %s", ev.coin, ev.gate,
-                             ev.detail)
+            gate_log.info("gate block started: market=%s gate=%s %s", ev.coin, ev.gate,
+                          ev.detail)
         else:
             gate_log.info("gate block ended: market=%s gate=%s after %.0f ms", ev.coin,
                           ev.previous, ev.blocked_for_ms)
@@ -204,6 +211,59 @@ def check_records_dir(path: Path) -> None:
             "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
+def probe_tcp_port(host: str, port: int) -> OSError | None:
+    """Whether ``host:port`` can be bound for listening (with ``SO_REUSEADDR``, as the ops
+    server binds it): None when free, else the bind error (e.g. address in use)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return exc
+    for family, kind, proto, _canon, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind(addr)
+                s.listen(1)
+            except OSError as exc:
+                return exc
+    return None
+
+
+def lock_records_dir(path: Path) -> DirLock:
+    """Take the records dir's lock for this run (one engine per directory)."""
+    lock = DirLock(path)
+    try:
+        lock.acquire()
+    except DirLockedError as exc:
+        raise StartupError(f"{exc}: stop that engine first, or give this run its own [records] "
+                           "dir (ENGINE__RECORDS__DIR)", EXIT_CONFIG) from None
+    except OSError as exc:
+        raise StartupError(f"cannot create the lock file {lock.path}: {exc.strerror}; fix the "
+                           "permissions of [records] dir", EXIT_CONFIG) from None
+    return lock
+
+
+def sole_startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
+    """The :class:`StartupError` a nursery wrapped, when that (and cancellations it caused)
+    is all the group holds; else None (a real crash keeps its traceback)."""
+    found: StartupError | None = None
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = sole_startup_error(exc)
+            if inner is None:
+                return None
+            found = found or inner
+        elif isinstance(exc, StartupError):
+            found = found or exc
+        elif not isinstance(exc, trio.Cancelled):
+            return None
+    return found
+
+
 async def discover_markets(cfg: EngineConfig, info_url: str,
                            attempts: int = 5) -> list[MarketSpec]:
     """Discover the dex's markets; retry transport failures, fail fast on config mismatches."""
@@ -213,10 +273,17 @@ async def discover_markets(cfg: EngineConfig, info_url: str,
             disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
                                   cfg.venue.info_timeout_s)
         except DiscoveryError as exc:
-            raise StartupError(f"market discovery failed: {exc}", EXIT_CONFIG) from None
+            key = ("[venue] markets (ENGINE__VENUE__MARKETS)"
+                   if cfg.venue.markets and "market" in str(exc)
+                   else "[venue] dex (ENGINE__VENUE__DEX)")
+            raise StartupError(f"market discovery failed: {exc}; check {key}",
+                               EXIT_CONFIG) from None
         except InfoError as exc:
             if attempt == attempts:
-                raise StartupError(f"venue info endpoint unreachable at {info_url}: {exc}",
+                where = ("the embedded simulator" if cfg.sim.enabled
+                         else "[venue] info_url (ENGINE__VENUE__INFO_URL) and the network")
+                raise StartupError(f"venue info endpoint unreachable at {info_url} after "
+                                   f"{attempts} attempts: {exc}; check {where}",
                                    EXIT_RUNTIME) from None
             log.warning("info request failed (%s); retrying in %.0f s (%d/%d)", exc, delay,
                         attempt, attempts)
@@ -258,6 +325,7 @@ class ObserveApp:
         self.exit_code = EXIT_OK
         self.ops: OpsService | None = None
         self._handler: CoreHandler | None = None
+        self._lasting_blocks: set[tuple[str, float]] = set()
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
@@ -347,11 +415,18 @@ class ObserveApp:
                          "(python -m engine kill --clear).", why)
 
     async def run(self) -> int:
-        cfg = self.cfg
         self._warn_split_state()
         self._check_kill_at_start()
         self.preflight()
         check_records_dir(self.records_dir)
+        lock = lock_records_dir(self.records_dir)
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        cfg = self.cfg
         from engine.ops.service import OpsService, SecretsError
 
         try:
@@ -369,6 +444,9 @@ class ObserveApp:
                 async with trio.open_nursery() as nursery:
                     self._root = nursery
                     nursery.start_soon(self._signal_task, name="signals")
+                    # The ops port is bound before anything reads or writes the records: a
+                    # port in use fails the start with nothing written (journal untouched).
+                    await self._start_ops(nursery)
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
                     await self.verify_venue()
@@ -379,13 +457,17 @@ class ObserveApp:
                     gc.collect()
                     gc.freeze()
                     self._start_tasks(nursery, writer)
-                    await self.ops.start(nursery)
                     if self.duration_s is not None:
                         nursery.start_soon(self._stop_after, self.duration_s, name="duration")
                     nursery.start_soon(self._control_task, name="control-files")
                     self.ready.set()
                     if self.kill_at_start is not None:
                         self.request_stop(f"kill switch on at start ({self.kill_at_start})")
+        except BaseExceptionGroup as group:
+            err = sole_startup_error(group)
+            if err is None:
+                raise
+            raise err from None
         finally:
             self._before_close()
             if self.scheduler is not None:
@@ -395,6 +477,26 @@ class ObserveApp:
             if self.ops is not None:
                 await self.ops.close()
         return self.exit_code
+
+    async def _start_ops(self, nursery: trio.Nursery) -> None:
+        assert self.ops is not None
+        o = self.cfg.ops
+
+        def refused(exc: OSError) -> StartupError:
+            return StartupError(
+                f"ops endpoint cannot listen on {o.http_host}:{o.http_port}: "
+                f"{exc.strerror or exc} (another engine or process holds it?); set [ops] "
+                "http_port (ENGINE__OPS__HTTP_PORT) to a free port, 0 for any free port, or "
+                "[ops] http_enabled = false", EXIT_CONFIG)
+
+        if o.http_enabled and o.http_port:
+            busy = probe_tcp_port(o.http_host, o.http_port)
+            if busy is not None:  # the common case, reported as one line
+                raise refused(busy)
+        try:
+            await self.ops.start(nursery)
+        except OSError as exc:  # taken between the probe and the bind
+            raise refused(exc) from None
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
@@ -421,6 +523,28 @@ class ObserveApp:
         why = self.kill_requested()
         if why is not None:
             self.request_stop(f"kill switch: {why}")
+        self.warn_lasting_gate_blocks(self.clock())
+
+    def warn_lasting_gate_blocks(self, now_ms: float) -> None:
+        """One WARNING per gate block that has lasted :data:`GATE_BLOCK_WARN_MS` (configured
+        halts and missing data excepted: those are reported elsewhere)."""
+        core = self.core
+        if core is None:
+            return
+        current: set[tuple[str, float]] = set()
+        for m in core.markets:
+            gate = m.blocked_by
+            if gate is None or gate in (NO_DATA, HALT):
+                continue
+            key = (m.coin, m.blocked_since_ms)
+            current.add(key)
+            lasted = now_ms - m.blocked_since_ms
+            if lasted >= GATE_BLOCK_WARN_MS and key not in self._lasting_blocks:
+                self._lasting_blocks.add(key)
+                gate_log.warning("gate block lasting: market=%s gate=%s blocked for %.0f s %s",
+                                 m.coin, gate, lasted / 1000.0, m.block_detail,
+                                 extra={"market": m.coin, "reason": gate})
+        self._lasting_blocks &= current
 
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
@@ -600,9 +724,13 @@ class ObserveApp:
         if self.scheduler is None or self.writer is None:
             return
         st = self.scheduler.stats
-        log.info("stopped: %d signals, %d followups captured, %d missed; records flushed to %s",
+        log.info("stopped: %d signals, %d followups captured, %d missed%s; records flushed to %s",
                  self.stats.signals, st.written_captured, st.written_missed,
-                 self.records_dir.resolve())
+                 self.final_trading_summary(), self.records_dir.resolve())
+
+    def final_trading_summary(self) -> str:
+        """The trading part of the ``stopped:`` line (observe mode: none)."""
+        return ""
 
 
 async def run_observe(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

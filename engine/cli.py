@@ -2,8 +2,11 @@
 retention] ...``; with no arguments, paper mode on the embedded simulator.
 
 Exit codes (stable, scripted by operators; also printed by ``--help``): 0 done / clean stop;
-1 runtime failure (venue unreachable, unexpected error, positions left open at a stop);
-2 configuration or usage error (reported before any connection is made). ``check`` answers
+1 runtime failure (venue unreachable after its retries, unexpected error, positions left open
+at a stop); 2 configuration or usage error (bad config or override, unknown market or dex, ops
+port in use, records dir held by another engine; reported before the feed connects and before
+anything is written). Each failure is one line naming the key to change; ``--debug`` adds the
+traceback of an unexpected error. ``check`` answers
 0 GO / 1 NO-GO / 2 CONDITIONAL; ``status`` 0 healthy / 1 unhealthy or hard stop / 3 not running.
 """
 
@@ -28,7 +31,7 @@ log = logging.getLogger("engine.cli")
 
 
 def embedded_default_config() -> str:
-    """The TOML text of the embedded default (observe on the built-in simulator)."""
+    """The TOML text of the embedded default (paper mode on the built-in simulator)."""
     return (importlib.resources.files("engine") / "defaults" / "sim.toml").read_text("utf-8")
 
 
@@ -42,6 +45,18 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                         "[trading] allow_live = true)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly after this many seconds")
+    _debug_arg(p, default=argparse.SUPPRESS)
+
+
+def _debug_arg(p: argparse.ArgumentParser, default: Any = False) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="show the traceback of an unexpected error (operators get one line)")
+
+
+def _mode_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("observe", "paper", "trade"), default=None,
+                   help="the mode of the engine to address (the default records dir, where "
+                        "the kill and request files live, depends on it)")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -51,6 +66,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 EXIT_CODES_HELP = """exit codes:
   run, kill, flatten, reset-hard-stop, report:
     0 done / clean stop (flat)   1 runtime failure (or positions left open)   2 config or usage error
+    run: 1 also when the venue is unreachable after its retries; 2 also for an unknown market or
+    dex, the ops port in use, or a records dir held by another engine (engine.lock)
   check:   0 GO   1 NO-GO   2 CONDITIONAL
   status:  0 running and healthy   1 running, unhealthy or hard stop latched   3 not running
 """
@@ -63,20 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperliquid HIP-3 stale-liquidity engine. With no command: paper mode on "
                     "the embedded simulator.",
         epilog=EXIT_CODES_HELP)
+    _debug_arg(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _run_parser(sub)
     sub.add_parser("sim", help="run the local exchange simulator (see: sim --help)",
                    add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
-                       description="Check config, credentials (never shown), data dir, clock, "
-                                   "the property-test suite and the venue; print each check and "
-                                   "GO / NO-GO / CONDITIONAL (exit 0 / 1 / 2).")
+                       description="Check config, credentials (never shown), data dir, the "
+                                   "venue, clock, hard stop, kill file and the tests (by "
+                                   "default the property tests only, well under a minute); "
+                                   "print one [PASS|INFO|WARN|FAIL] line each and GO / NO-GO / "
+                                   "CONDITIONAL (exit 0 / 1 / 2). INFO (an optional part not "
+                                   "configured: ops token, webhook) does not change the "
+                                   "verdict.")
     _config_arg(c)
     c.add_argument("--mode", choices=("observe", "paper", "trade"), default=None)
+    c.add_argument("--tests", choices=("property", "all"), default="property",
+                   help="property: the Hypothesis property tests (default, well under a "
+                        "minute); all: the whole default suite (a few minutes)")
     c.add_argument("--skip-tests", action="store_true",
-                   help="do not run the property-test suite (verdict at best CONDITIONAL)")
-    c.add_argument("--tests", default=None, metavar="PATH",
-                   help="test suite to run (default: the repository's tests/)")
+                   help="run no tests (verdict at best CONDITIONAL)")
+    c.add_argument("--tests-path", default=None, metavar="PATH",
+                   help="test directory (default: the repository's tests/)")
     st = sub.add_parser("status", help="ask the running engine for its status",
                         description="Query the running engine's ops endpoint (/status on "
                                     "[ops] http_host:http_port). Exit 0 healthy, 1 unhealthy or "
@@ -91,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "does not trade. With an ops token (ENGINE_OPS_TOKEN or "
                                    "$CREDENTIALS_DIRECTORY/ops_token) it also calls POST /kill.")
     _config_arg(k)
+    _mode_arg(k)
     k.add_argument("--reason", default="operator kill (python -m engine kill)")
     k.add_argument("--clear", action="store_true",
                    help="remove the kill file so the engine may trade again")
@@ -99,16 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reduce-only (within 1 s). Entries stay allowed; use kill "
                                    "to stop trading.")
     _config_arg(f)
+    _mode_arg(f)
     r = sub.add_parser("reset-hard-stop",
                        help="release a latched hard stop (explicit operator command)",
                        description="Ask the engine to reset its hard stop: a running engine "
                                    "does so within 1 s; a stopped one at its next start (after "
                                    "journal restore).")
     _config_arg(r)
+    _mode_arg(r)
     rp = sub.add_parser("report", help="write the Markdown report of a UTC day",
                         description="Write report_YYYY-MM-DD.md (and PNG plots when matplotlib "
                                     "is installed) for a UTC day from the records.")
     _config_arg(rp)
+    _mode_arg(rp)
     rp.add_argument("--day", default=None, metavar="YYYY-MM-DD",
                     help="UTC day (default: yesterday)")
     rp.add_argument("--out", default=None, help="output dir (default: [report] dir)")
@@ -116,14 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Apply [retention]: gzip closed UTC-day files, delete files "
                                     "older than each kind's policy.")
     _config_arg(rt)
+    _mode_arg(rt)
     rt.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return parser
 
 
-def _request_file(config_path: str | None, name: str, text: str, what: str) -> int:
+def _request_file(config_path: str | None, name: str, text: str, what: str,
+                  mode: str | None = None) -> int:
     from engine.ops.paths import resolve_state_dir, write_request
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     path = resolve_state_dir(cfg) / name
     try:
         write_request(path, text)
@@ -135,18 +166,18 @@ def _request_file(config_path: str | None, name: str, text: str, what: str) -> i
     return 0
 
 
-def reset_hard_stop(config_path: str | None) -> int:
+def reset_hard_stop(config_path: str | None, mode: str | None = None) -> int:
     from engine.ops.paths import RESET_FILE
 
     return _request_file(config_path, RESET_FILE, "reset requested by the operator\n",
-                         "hard stop reset")
+                         "hard stop reset", mode)
 
 
-def flatten(config_path: str | None) -> int:
+def flatten(config_path: str | None, mode: str | None = None) -> int:
     from engine.ops.paths import FLATTEN_FILE
 
     return _request_file(config_path, FLATTEN_FILE, "flatten requested by the operator\n",
-                         "flatten of every position")
+                         "flatten of every position", mode)
 
 
 def _ops_url(cfg: EngineConfig, path: str) -> str:
@@ -155,13 +186,13 @@ def _ops_url(cfg: EngineConfig, path: str) -> str:
     return f"http://{host}:{cfg.ops.http_port}{path}"
 
 
-def kill(config_path: str | None, reason: str, clear: bool) -> int:
+def kill(config_path: str | None, reason: str, clear: bool, mode: str | None = None) -> int:
     import httpx
 
     from engine.ops.paths import kill_file_path, write_request
     from engine.secrets import SecretsError, load_credential
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     path = kill_file_path(cfg)
     if clear:
         try:
@@ -223,32 +254,88 @@ def status(config_path: str | None, as_json: bool) -> int:
 
 
 def format_status(data: dict[str, Any]) -> list[str]:
-    """Readable lines of a /status document (missing keys are shown as '?')."""
+    """Readable lines of a /status document (missing keys are shown as '?'): prices and sizes
+    at each market's precision, P&L with its unit, breakers in words."""
+    from engine.display import fmt_px, fmt_sz, fmt_usd
+
     def g(key: str) -> Any:
         return data.get(key, "?")
 
+    uptime = data.get("uptime_s")
+    up = f"{uptime:.0f} s" if isinstance(uptime, int | float) else "?"
     lines = [f"engine {g('mode')} — {'HEALTHY' if data.get('healthy') else 'UNHEALTHY'}"
-             f"{' (ready)' if data.get('ready') else ' (not ready)'} uptime {g('uptime_s')} s",
-             f"hard stop: {data.get('hard_stop') or 'off'}   killed: {g('killed')}   "
+             f"{' (ready)' if data.get('ready') else ' (not ready)'}, up {up}",
+             f"hard stop: {data.get('hard_stop') or 'off'}   "
+             f"killed: {'yes' if data.get('killed') else 'no'}   "
              f"stopping: {data.get('stopping') or 'no'}"]
     for p in data.get("problems") or []:
         lines.append(f"  problem: {p}")
+    unit = data.get("pnl_unit") or "USD"
     positions = data.get("positions") or {}
-    lines.append(f"positions: {len(positions)}" + "".join(
-        f"\n  {k}: {v}" for k, v in sorted(positions.items())))
-    for key in ("markets_live", "signals", "entries", "trades", "realized_pnl", "breakers"):
-        if key in data:
-            lines.append(f"{key}: {data[key]}")
+    details = data.get("position_details") or {}
+    lines.append(f"positions: {len(positions)}")
+    for coin in sorted(positions):
+        d = details.get(coin) or {}
+        size = d.get("size", positions[coin])
+        dec = d.get("sz_decimals")
+        side = "long" if isinstance(size, int | float) and size > 0 else "short"
+        mag = abs(size) if isinstance(size, int | float) else size
+        lines.append(f"  {coin}: {side} {fmt_sz(mag, dec)} entry {fmt_px(d.get('entry_px'), dec)}"
+                     f" mark {fmt_px(d.get('mark_px'), dec)} unrealised "
+                     + (fmt_usd(d["unrealized_pnl_usd"]) if d.get("unrealized_pnl_usd")
+                        is not None else f"? {unit}"))
+    if "realized_pnl" in data or "unrealized_pnl" in data:
+        lines.append(f"P&L: realised {fmt_usd(data.get('realized_pnl'))}, unrealised "
+                     f"{fmt_usd(data.get('unrealized_pnl'))} (after fees)")
+    counts = [f"{k.replace('_', ' ')} {data[k]}" for k in
+              ("markets_live", "signals", "entries", "trades") if k in data]
+    if counts:
+        lines.append(" | ".join(counts))
+    if "breakers" in data:
+        lines.append(f"breakers: {describe_breakers(data['breakers'])}")
     return lines
 
 
-def report(config_path: str | None, day: str | None, out: str | None) -> int:
+def describe_breakers(b: Any) -> str:
+    """The circuit breakers in words: which are tripped and why, else how close they are."""
+    if not isinstance(b, dict):
+        return str(b)
+    from engine.display import fmt_usd
+
+    def pct(x: Any) -> str:
+        return f"{x:.2f} %" if isinstance(x, int | float) else "?"
+
+    trips = [t for t in b.get("trips") or [] if isinstance(t, dict)]
+    raw_th = b.get("thresholds")
+    th: dict[str, Any] = raw_th if isinstance(raw_th, dict) else {}
+    parts: list[str] = []
+    if trips:
+        for t in trips:
+            where = f" on {t['market']}" if t.get("market") else ""
+            parts.append(f"{str(t.get('breaker', '?')).replace('_', ' ')} TRIPPED{where} "
+                         f"({t.get('detail') or ''})".replace(" ()", ""))
+        head = "TRIPPED — " + "; ".join(parts)
+    else:
+        head = "none tripped"
+    near = (f"daily loss {pct(b.get('daily_loss_pct'))} of {pct(th.get('daily_loss'))}, "
+            f"drawdown {pct(b.get('drawdown_pct'))} of {pct(th.get('drawdown'))}, "
+            f"consecutive losses {b.get('consecutive_losses', '?')} of "
+            f"{th.get('consecutive_losses', '?')}")
+    halted = b.get("halted_markets") or []
+    tail = f"; markets halted: {', '.join(map(str, halted))}" if halted else ""
+    equity = b.get("equity")
+    eq = f"; equity {fmt_usd(equity, signed=False, decimals=2)}" if equity is not None else ""
+    return f"{head} ({near}){eq}{tail}"
+
+
+def report(config_path: str | None, day: str | None, out: str | None,
+           mode: str | None = None) -> int:
     import datetime as dt
     from pathlib import Path
 
     from engine.ops.report import write_report
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     if day is None:
         d = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
     else:
@@ -268,13 +355,13 @@ def report(config_path: str | None, day: str | None, out: str | None) -> int:
     return 0
 
 
-def retention(config_path: str | None, dry_run: bool) -> int:
+def retention(config_path: str | None, dry_run: bool, mode: str | None = None) -> int:
     import datetime as dt
     from pathlib import Path
 
     from engine.ops.retention import apply_retention, plan_retention
 
-    cfg = load(config_path)
+    cfg = load(config_path, mode)
     today = dt.datetime.now(dt.UTC).date()
     plan = plan_retention(Path(cfg.records.dir), cfg.retention, today)
     if dry_run:
@@ -333,14 +420,15 @@ def main(argv: list[str] | None = None) -> int:
         from engine.ops.check import run_check
 
         return run_check(config_path, mode=args.mode, run_tests=not args.skip_tests,
-                         tests_path=args.tests, out=sys.stdout, env=os.environ)
+                         tests_path=args.tests_path, tests=args.tests, out=sys.stdout,
+                         env=os.environ)
     commands: dict[str, Callable[[], int]] = {
-        "reset-hard-stop": lambda: reset_hard_stop(config_path),
-        "flatten": lambda: flatten(config_path),
-        "kill": lambda: kill(config_path, args.reason, args.clear),
+        "reset-hard-stop": lambda: reset_hard_stop(config_path, args.mode),
+        "flatten": lambda: flatten(config_path, args.mode),
+        "kill": lambda: kill(config_path, args.reason, args.clear, args.mode),
         "status": lambda: status(config_path, args.json),
-        "report": lambda: report(config_path, args.day, args.out),
-        "retention": lambda: retention(config_path, args.dry_run),
+        "report": lambda: report(config_path, args.day, args.out, args.mode),
+        "retention": lambda: retention(config_path, args.dry_run, args.mode),
     }
     if args.command in commands:
         try:
@@ -367,9 +455,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
-    except Exception:
-        log.exception("engine stopped by an unexpected error")
+    except Exception as exc:  # noqa: BLE001 - the operator gets one line, --debug the rest
+        if getattr(args, "debug", False):
+            log.exception("engine stopped by an unexpected error")
+        else:
+            log.error("engine stopped by an unexpected error: %s (run with --debug for the "
+                      "traceback)", _one_line(exc))
         return EXIT_RUNTIME
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of the first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

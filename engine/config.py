@@ -80,7 +80,9 @@ class VenueConfig:
 class RecordsConfig:
     """[records]: where JSON Lines records go and how often they are flushed and fsynced."""
 
-    dir: str = "data"
+    # "" = data/<venue>/<mode> (see default_records_dir): runs of different modes or venues
+    # never share a journal
+    dir: str = ""
     flush_interval_ms: float = attrs.field(default=0.0, validator=_non_negative)
     fsync_interval_ms: float = attrs.field(default=1000.0, validator=_non_negative)
     max_pending_records: int = attrs.field(default=1_000_000, validator=_positive)
@@ -488,6 +490,26 @@ class BybitConfig:
     def __attrs_post_init__(self) -> None:
         if self.environment == "mainnet" and not self.allow_live:
             raise ValueError("environment = \"mainnet\" needs allow_live = true")
+def venue_label(cfg: EngineConfig) -> str:
+    """``sim`` (embedded simulator), ``mainnet``, ``testnet``, else the venue's host[-port]."""
+    if cfg.sim.enabled:
+        return "sim"
+    from urllib.parse import urlparse
+
+    url = urlparse(cfg.venue.ws_url)
+    host = (url.hostname or "").lower()
+    if "testnet" in host:
+        return "testnet"
+    if host == "hyperliquid.xyz" or host.endswith(".hyperliquid.xyz"):
+        return "mainnet"
+    label = host + (f"-{url.port}" if url.port else "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "venue"
+
+
+def default_records_dir(cfg: EngineConfig) -> str:
+    """``[records] dir`` when not set: ``data/<venue>/<mode>`` (``data/sim/paper`` for the
+    default run), so paper, trade and observe runs never share a journal."""
+    return f"data/{venue_label(cfg)}/{cfg.mode}"
 
 
 @attrs.frozen
@@ -517,12 +539,16 @@ class EngineConfig:
     bybit: BybitConfig | None = None  # issue 11
 
     def __attrs_post_init__(self) -> None:
+        if not self.records.dir and self.mode in MODES:
+            object.__setattr__(self, "records",
+                               attrs.evolve(self.records, dir=default_records_dir(self)))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         from engine.venues.hyperliquid.network import resolve_network
 
         v = self.venue
         resolve_network(v.network, v.ws_url, v.info_url, self.sim.enabled)  # mismatch: raises
+
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
@@ -648,15 +674,54 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+def _optional_section(t: Any) -> Any:
+    """``FundingConfig | None`` (an optional section) -> ``FundingConfig``; other types as
+    they are."""
+    import types
+    import typing
+
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        classes = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(classes) == 1 and attrs.has(classes[0]):
+            return classes[0]
+    return t
+
+
+def _override_target(name: str, parts: list[str]) -> None:
+    """Refuse an override that names a section (``ENGINE__SUMMARY=5``) or goes below a plain
+    key (``ENGINE__MODE__X``); unknown names are left to the strict structuring."""
+    import typing
+
+    cls: Any = EngineConfig
+    for i, part in enumerate(parts):
+        if cls is None or not attrs.has(cls):
+            return  # inside a table (e.g. threshold_overrides): any key
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return  # unknown key: reported with the rest by structure_config
+        t = _optional_section(hints[part])
+        last = i == len(parts) - 1
+        key = _path_to_key("$." + ".".join(parts[: i + 1]))
+        if last and attrs.has(t):
+            key = f"[{key}]" if i == 0 else key
+            raise ConfigError(f"environment variable {name}: {key} is a section, not a key; "
+                              f"name one of its keys: {name}__<KEY>")
+        if not last and not attrs.has(t) and not _is_dict_type(t):
+            raise ConfigError(f"environment variable {name}: {key} is a key, not a section")
+        cls = t if attrs.has(t) else None
+
+
 def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Apply ENGINE__SECTION__KEY=value overrides in place; return the applied variable names."""
+    """Apply ENGINE__SECTION__KEY=value overrides in place (the name is case-insensitive,
+    ``engine__venue__dex`` included); return the applied variable names."""
     applied: list[str] = []
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX):
+        if not name.upper().startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
             raise ConfigError(f"environment variable {name}: malformed override name")
+        _override_target(name, parts)
         node = data
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})

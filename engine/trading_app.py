@@ -45,6 +45,7 @@ from engine.core.orders import CloidFactory
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.core.warm import CoreWarmer
+from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
@@ -271,22 +272,34 @@ class LiveBackend:
             self.app.execute(now)
 
 
-def _log_order(rec: dict[str, Any]) -> None:
-    """One line per order state change (journald fields CLOID, MARKET, SIDE, REASON)."""
+IOC_NOT_FILLED = "IOC not filled at its limit: no liquidity there, a normal outcome"
+_IOC_NO_MATCH = ("could not immediately match", "iocCancelRejected")
+
+
+def _log_order(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
+    """One line per order state change (journald fields CLOID, MARKET, SIDE, REASON); price and
+    size at the market's precision. An IOC the venue could not match is a normal outcome: it
+    is said so, not shown as the venue's error text."""
     reason = rec.get("reason") or rec.get("why") or rec.get("purpose")
+    message = rec.get("message")
+    if message and rec.get("event") == "expire" and any(m in str(message)
+                                                        for m in _IOC_NO_MATCH):
+        message = IOC_NOT_FILLED
     order_log.info("order %s %s %s %s %s@%s %s -> %s%s", rec.get("cloid"), rec.get("purpose"),
-                   rec.get("market_key"), rec.get("side"), rec.get("sz"), rec.get("px"),
-                   rec.get("event"), rec.get("state"),
-                   f" ({rec['message']})" if rec.get("message") else "",
+                   rec.get("market_key"), rec.get("side"), fmt_sz(rec.get("sz"), sz_decimals),
+                   fmt_px(rec.get("px"), sz_decimals), rec.get("event"), rec.get("state"),
+                   f" ({message})" if message else "",
                    extra={"cloid": rec.get("cloid"), "market": rec.get("market_key"),
                           "side": rec.get("side"), "reason": reason})
 
 
-def _log_trade(rec: dict[str, Any]) -> None:
-    order_log.info("trade closed %s %s size %s entry %s exit %s net %+.4f USD (%s)",
-                   rec.get("market_key"), rec.get("direction"), rec.get("size"),
-                   rec.get("entry_avg_px"), rec.get("exit_avg_px"),
-                   float(rec.get("net_pnl") or 0.0), rec.get("exit_reason"),
+def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
+    order_log.info("trade closed %s %s size %s entry %s exit %s net %s (%s)",
+                   rec.get("market_key"), rec.get("direction"),
+                   fmt_sz(rec.get("size"), sz_decimals),
+                   fmt_px(rec.get("entry_avg_px"), sz_decimals),
+                   fmt_px(rec.get("exit_avg_px"), sz_decimals),
+                   fmt_usd(rec.get("net_pnl") or 0.0), rec.get("exit_reason"),
                    extra={"market": rec.get("market_key"), "reason": rec.get("exit_reason"),
                           "signal_id": rec.get("entry_signal_id")})
 
@@ -573,11 +586,11 @@ class TradingApp(ObserveApp):
         if isinstance(it, Record):
             self.writer.write(it.kind, it.ts_ms, it.record)
             if it.kind == "orders":
-                _log_order(it.record)
+                _log_order(it.record, self._sz_decimals(it.record.get("market_key")))
                 if self.ops is not None:
                     self.ops.on_order_record(it.record)
             elif it.kind == "trades":
-                _log_trade(it.record)
+                _log_trade(it.record, self._sz_decimals(it.record.get("market_key")))
         elif isinstance(it, Alert):
             self.alerts.append(it)
             if len(self.alerts) > 1000:
@@ -592,6 +605,11 @@ class TradingApp(ObserveApp):
                                           now_ms)
             else:
                 self.request_reconcile()
+
+    def _sz_decimals(self, coin: Any) -> int | None:
+        """The market's szDecimals (display precision), None when unknown."""
+        m = self.trading.obs.by_coin.get(coin) if self.trading is not None else None
+        return m.spec.sz_decimals if m is not None else None
 
     # ------------------------------------------------------------ timers
     def timer_poke(self) -> None:
@@ -760,7 +778,8 @@ class TradingApp(ObserveApp):
             self.exit_code = 1
             log.critical("stopping with open (or unconfirmed) positions after %.0f s: %s",
                          self.cfg.ops.kill_flat_timeout_s,
-                         {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
+                         ", ".join(f"{p.coin} {fmt_sz(p.effective, self._sz_decimals(p.coin))}"
+                                   for p in trading.book.positions if p.has_exposure) or "none")
         else:
             log.warning("flat and stopped (%s)", reason)
         self._log_breakers_at_stop()
@@ -829,6 +848,8 @@ class TradingApp(ObserveApp):
             "unexplained": dict(t.unexplained),
             "killed": t.killed or self.stop_reason is not None,
             "equity_source": t.equity_source, "alert_states": t.alert_states()})
+        doc["position_details"] = self._position_details()
+        doc["pnl_unit"] = "USD"
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
@@ -839,6 +860,25 @@ class TradingApp(ObserveApp):
         if self.warmer is not None and "busy_poll" in doc:
             doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc
+
+    def _position_details(self) -> dict[str, dict[str, Any]]:
+        """Per open position: signed size, entry (average) price, mark, unrealised P&L (USD)
+        and the market's szDecimals (the display precision of ``status``)."""
+        t = self.trading
+        out: dict[str, dict[str, Any]] = {}
+        if t is None:
+            return out
+        for p in t.book.positions:
+            if not p.has_exposure:
+                continue
+            m = t.obs.markets[p.idx]
+            mark = m.mark_px
+            out[p.coin] = {
+                "size": p.effective, "entry_px": p.avg_px if p.size else None,
+                "mark_px": mark, "sz_decimals": m.spec.sz_decimals,
+                "unrealized_pnl_usd": (None if mark is None or not p.size
+                                       else round((mark - p.avg_px) * p.effective, 6))}
+        return out
 
     def collect_metrics(self, m: Any) -> None:
         t = self.trading
@@ -881,16 +921,27 @@ class TradingApp(ObserveApp):
         pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
         hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
         line = (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
-                f"trades {len(t.trades)} pnl {pnl:+.4f} hard stop {hs}")
+                f"trades {len(t.trades)} pnl {fmt_usd(pnl)} hard stop {hs}")
         cb = t.breakers
         tripped = ",".join(tr.breaker for tr in cb.tripped()) or "none tripped"
-        line += (f" | breakers: {tripped}, equity {cb.equity:.2f} ({t.equity_source}) "
-                 f"peak {cb.peak:.2f}")
+        line += (f" | breakers: {tripped}, equity {cb.equity:.2f} USD ({t.equity_source}) "
+                 f"peak {cb.peak:.2f} USD")
         if self.warmer is not None:
             ws = self.warmer.stats()
             line += (f" | core warm-up: cycles {ws.cycles} rebuilds {ws.rebuilds}"
                      + (f" DISABLED ({ws.reason})" if ws.disabled else ""))
         return line
+
+    def final_trading_summary(self) -> str:
+        """The trading part of the ``stopped:`` line: entries, trades, P&L, open positions."""
+        t = self.trading
+        if t is None:
+            return ""
+        pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
+        fees = sum(p.fees for p in t.book.positions)
+        return (f"; {t.mode}: {t.entries_sent} entries, {len(t.trades)} trades, P&L "
+                f"{fmt_usd(pnl)} after {fmt_usd(fees, signed=False)} fees, "
+                f"{t.open_positions()} position(s) open")
 
 
 async def run_trading(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

@@ -71,7 +71,7 @@ def test_default_run_shows_signals_and_followups(tmp_path: Path) -> None:
     r = run_cli(["run", "--duration", "15"], tmp_path, env={"ENGINE__SUMMARY__INTERVAL_S": "3"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "engine.summary: markets live" in r.stderr
-    data = tmp_path / "data" / "sim"
+    data = tmp_path / "data" / "sim" / "paper"
     sigs = [x for p in data.glob("signals_*.jsonl") for x in read_jsonl(p)]
     fus = [x for p in data.glob("followups_*.jsonl") for x in read_jsonl(p)]
     assert len(sigs) >= 1
@@ -87,7 +87,7 @@ def test_sigterm_stops_cleanly_with_missed_followups(tmp_path: Path) -> None:
     p = subprocess.Popen([sys.executable, "-m", "engine"], cwd=tmp_path, env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        data = tmp_path / "data" / "sim"
+        data = tmp_path / "data" / "sim" / "paper"
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             if any(p.stat().st_size > 0 for p in data.glob("signals_*.jsonl")):

@@ -81,3 +81,40 @@ def test_env_override_keeps_hex_addresses_as_strings() -> None:
     addr = "0x1111111111111111111111111111111111111111"
     c = load_config(None, env={"ENGINE__ACCOUNT__ADDRESS": addr}, defaults="")
     assert c.account.address == addr
+
+
+@pytest.mark.parametrize("mode", ["observe", "paper", "trade"])
+def test_default_records_dir_depends_on_mode_and_venue(mode: str) -> None:
+    """Paper, trade and observe runs on the simulator never share a journal."""
+    sim = load_config(None, env={"ENGINE__MODE": mode}, defaults=embedded_default_config())
+    assert sim.records.dir == f"data/sim/{mode}"
+    main = load_config(None, env={"ENGINE__MODE": mode}, defaults="")
+    assert main.records.dir == f"data/mainnet/{mode}"
+    test = load_config(None, env={"ENGINE__MODE": mode, "ENGINE__VENUE__WS_URL":
+                                  "wss://api.hyperliquid-testnet.xyz/ws"}, defaults="")
+    assert test.records.dir == f"data/testnet/{mode}"
+    local = load_config(None, env={"ENGINE__MODE": mode, "ENGINE__VENUE__WS_URL":
+                                   "ws://127.0.0.1:8080/ws"}, defaults="")
+    assert local.records.dir == f"data/127.0.0.1-8080/{mode}"
+    explicit = load_config(None, env={"ENGINE__MODE": mode, "ENGINE__RECORDS__DIR": "/x/y"},
+                           defaults=embedded_default_config())
+    assert explicit.records.dir == "/x/y"
+
+
+def test_env_override_names_are_case_insensitive() -> None:
+    cfg = load_config(None, env={"engine__venue__dex": "abc", "Engine__Summary__Interval_S": "7",
+                                 "engine__mode": "observe"}, defaults=embedded_default_config())
+    assert cfg.venue.dex == "abc" and cfg.summary.interval_s == 7.0 and cfg.mode == "observe"
+
+
+@pytest.mark.parametrize(("name", "needle"), [
+    ("ENGINE__SUMMARY", "[summary] is a section, not a key"),
+    ("engine__venue", "[venue] is a section, not a key"),
+    ("ENGINE__MODE__X", "mode is a key, not a section"),
+    ("ENGINE__VENUE__DEX__X", "[venue] dex is a key, not a section"),
+])
+def test_env_override_of_a_section_or_below_a_key_is_refused(name: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, env={name: "5"}, defaults=embedded_default_config())
+    assert name in str(e.value) and needle in str(e.value)
+    assert "iterable" not in str(e.value)

@@ -118,3 +118,19 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
                   or "Invalid section" in line or "Failed to parse" in line]
     assert complaints == [], r.stderr
     assert r.returncode == 0, r.stderr
+
+
+def test_restart_prevent_exit_status_matches_the_documented_codes() -> None:
+    """Exit 2 (configuration/usage: unknown market or dex, bad override, ops port in use,
+    records dir locked by another engine) is never restarted; exit 1 (runtime: venue
+    unreachable after its retries, positions left open) is."""
+    from engine.app import EXIT_CONFIG, EXIT_RUNTIME
+    from engine.cli import EXIT_CODES_HELP
+
+    svc = _unit(UNIT.read_text())["Service"]
+    prevent = _one(svc, "RestartPreventExitStatus").split()
+    assert prevent == [str(EXIT_CONFIG)]
+    assert str(EXIT_RUNTIME) not in prevent
+    assert f"{EXIT_CONFIG} config or usage error" in EXIT_CODES_HELP
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    assert "· 2 config or usage error" in runbook

@@ -1,18 +1,21 @@
 """``python -m engine check``: the go/no-go preflight. Owns the checks, their one-line report and
 the verdict (where the kill and request files live is :mod:`engine.ops.paths`).
 
-Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``GO`` (exit 0),
-``NO-GO: <failed checks>`` (exit 1) when any check failed, else ``CONDITIONAL: <warnings>``
-(exit 2) when any warned. Checks, in order:
+Each check prints ``[PASS|INFO|WARN|FAIL] name: detail``; the verdict comes last: ``GO`` (exit
+0), ``NO-GO: <failed checks>`` (exit 1) when any check failed, else ``CONDITIONAL: <warnings>``
+(exit 2) when any warned. ``INFO`` is an optional part that is not configured: it never changes
+the verdict, so a clean set-up can say GO. Checks, in order:
 
 * ``config``: the config loads strictly (``engine.cli.load`` semantics), ``[venue] network``
   included; trade mode needs a resolved network, and ``mainnet`` needs ``[trading] allow_live``.
   A broken config is NO-GO at once: nothing else runs and nothing connects.
-* ``credentials`` (agent key; trade mode only, else "not needed"), ``ops token`` (absent: WARN,
-  POST /kill disabled), ``webhook`` (absent: WARN). Only the agent ADDRESS and the credential
-  SOURCES are shown; every known secret value is also redacted from every printed line.
+* ``credentials`` (agent key; trade mode only, else "not needed"), ``ops token`` (absent: INFO,
+  POST /kill disabled), ``webhook`` (absent: INFO; present but unreadable/empty: FAIL). Only the
+  agent ADDRESS and the credential SOURCES are shown; every known secret value is also
+  redacted from every printed line.
 * ``data dir``: the records dir exists or is created, a probe file can be written, free space
-  (< 100 MiB FAIL, < 1 GiB WARN).
+  (< 100 MiB FAIL, < 1 GiB WARN). ``records lock``: WARN (with its pid) when an engine holds
+  the directory's ``engine.lock``: a start now would refuse with exit 2.
 * ``venue``: the embedded simulator is started when ``[sim] enabled``; then one market discovery
   through the info endpoint (``perpDexs`` + ``meta(dex)``) with a timeout. ``network`` (trade
   mode, when the URLs do not already say which venue it is): the venue found must be the
@@ -30,8 +33,11 @@ Each check prints ``[PASS|WARN|FAIL] name: detail``; the verdict comes last: ``G
 * ``hard stop``: a latch in the journal not reset: WARN (PASS when a ``RESET_HARD_STOP``
   request waits in the state dir). ``kill file`` present, ``kill env`` (``ENGINE_KILL``) set:
   WARN; the engine stops at start while either is on.
-* ``property tests``: ``python -m pytest <tests> -q -x -p no:cacheprovider`` in a subprocess
-  with a timeout, its environment stripped of secrets and ``ENGINE__*`` overrides.
+* ``property tests`` (``--tests property``, the default): ``python -m pytest <tests> -q -x -p
+  no:cacheprovider -m "property and not slow"`` — the Hypothesis tests only (tests/conftest.py
+  marks them ``property``), well under a minute; ``all tests`` (``--tests all``): the whole
+  default suite (a few minutes). In a subprocess with a timeout, its environment stripped of
+  secrets and ``ENGINE__*`` overrides.
 
 :func:`run_check` is synchronous (it calls ``trio.run``); :func:`run_check_async` is the same
 inside a running Trio loop.
@@ -90,6 +96,7 @@ EXIT_NO_GO: Final = 1
 EXIT_CONDITIONAL: Final = 2
 
 PASS: Final = "PASS"
+INFO: Final = "INFO"
 WARN: Final = "WARN"
 FAIL: Final = "FAIL"
 
@@ -105,6 +112,9 @@ SKEW_FAIL_S: Final = 2.0
 SKEW_WARN_S: Final = 0.5
 MIN_YEAR: Final = 2025
 DEFAULT_TESTS_TIMEOUT_S: Final = 600.0
+TEST_SCOPES: Final = ("property", "all")
+#: pytest's exit code when the selection is empty
+_PYTEST_NO_TESTS: Final = 5
 _MIN_SECRET_LEN: Final = 6
 _SECRET_ENV_VARS: Final = (AGENT_KEY_ENV, OPS_TOKEN_ENV, WEBHOOK_ENV)
 _SECRET_CREDENTIALS: Final = (CREDENTIAL_NAME, OPS_TOKEN_CREDENTIAL, WEBHOOK_CREDENTIAL)
@@ -128,7 +138,8 @@ class CheckResult:
 
 
 def verdict(results: list[CheckResult]) -> tuple[int, str]:
-    """(exit code, verdict line): any FAIL → NO-GO; else any WARN → CONDITIONAL; else GO."""
+    """(exit code, verdict line): any FAIL → NO-GO; else any WARN → CONDITIONAL; else GO
+    (INFO lines never count)."""
     failed = [r.name for r in results if r.status == FAIL]
     if failed:
         return EXIT_NO_GO, f"NO-GO: {', '.join(failed)}"
@@ -277,21 +288,21 @@ def _check_config(report: _Report, cfg: EngineConfig, config_path: str | None) -
 
     source = config_path if config_path is not None else "embedded default config"
     where = ("embedded simulator" if cfg.sim.enabled else cfg.venue.info_url)
-    detail = f"{source} valid (mode {cfg.mode}, dex {cfg.venue.dex}, venue {where})"
+    what = f"mode {cfg.mode}, dex {cfg.venue.dex}, venue {where}"
     if cfg.mode == "trade":
         net = network_of(cfg)
         if net is None:
-            report.emit(FAIL, "config", f"{detail}: "
+            report.emit(FAIL, "config", f"{source} ({what}): "
                         + unresolved_message(cfg.venue.ws_url, cfg.venue.info_url))
             return
-        detail += f"; network {net.name}"
+        what += f"; network {net.name}"
         if net.needs_allow_live:
             if not cfg.trading.allow_live:
-                report.emit(FAIL, "config", f"{detail}: trade mode refuses Hyperliquid mainnet "
-                                            "unless [trading] allow_live = true")
+                report.emit(FAIL, "config", f"{source} ({what}): trade mode refuses Hyperliquid "
+                                            "mainnet unless [trading] allow_live = true")
                 return
-            detail += "; LIVE trading on Hyperliquid mainnet"
-    report.emit(PASS, "config", detail)
+            what += "; LIVE trading on Hyperliquid mainnet"
+    report.emit(PASS, "config", f"{source} valid ({what})")
 
 
 def _check_credentials(report: _Report, cfg: EngineConfig,
@@ -325,8 +336,8 @@ def _check_optional_secret(report: _Report, name: str, credential: str, env_var:
         report.emit(FAIL, name, str(exc))
         return
     if found is None:
-        report.emit(WARN, name, f"{absent} (set ${CREDENTIALS_DIRECTORY_ENV}/{credential} or "
-                                f"{env_var})")
+        report.emit(INFO, name, f"not configured (optional): {absent} (set "
+                                f"${CREDENTIALS_DIRECTORY_ENV}/{credential} or {env_var})")
         return
     value, source = found
     report.add_secret(value)
@@ -336,12 +347,12 @@ def _check_optional_secret(report: _Report, name: str, credential: str, env_var:
 def _check_ops_secrets(report: _Report, cfg: EngineConfig, env: Mapping[str, str]) -> None:
     if cfg.ops.http_enabled:
         _check_optional_secret(report, "ops token", OPS_TOKEN_CREDENTIAL, OPS_TOKEN_ENV, env,
-                               "absent: POST /kill disabled")
+                               "POST /kill and /hardstop/reset disabled")
     else:
         report.emit(PASS, "ops token", "ops HTTP disabled ([ops] http_enabled = false)")
     if cfg.notify.enabled:
         _check_optional_secret(report, "webhook", WEBHOOK_CREDENTIAL, WEBHOOK_ENV, env,
-                               "absent: no notifications will be sent")
+                               "no notifications will be sent")
     else:
         report.emit(PASS, "webhook", "notifications disabled ([notify] enabled = false)")
 
@@ -362,6 +373,25 @@ def _check_data_dir(report: _Report, cfg: EngineConfig) -> None:
     status, text = assess_free_space(free)
     created = "" if existed else " (created)"
     report.emit(status, "data dir", f"{d.resolve()}{created} writable, {text}")
+    _check_lock(report, d)
+
+
+def _check_lock(report: _Report, d: Path) -> None:
+    """Another engine holding the records dir (``engine.lock``): a start now would exit 2."""
+    from engine.io.dirlock import DirLock, DirLockedError
+
+    lock = DirLock(d)
+    try:
+        lock.acquire()
+    except DirLockedError as exc:
+        report.emit(WARN, "records lock", f"{exc}: a second engine on this directory would "
+                                          "refuse to start (exit 2)")
+        return
+    except OSError as exc:
+        report.emit(FAIL, "records lock", f"cannot create {lock.path}: {exc.strerror}")
+        return
+    lock.release()
+    report.emit(PASS, "records lock", f"{lock.path.name} free: no engine runs on this directory")
 
 
 @attrs.define
@@ -586,26 +616,39 @@ def _check_kill_file(report: _Report, cfg: EngineConfig, env: Mapping[str, str])
 def _test_env(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` without secrets, credentials and ``ENGINE__*`` config overrides."""
     drop = {*_SECRET_ENV_VARS, CREDENTIALS_DIRECTORY_ENV}
-    return {k: v for k, v in env.items() if k not in drop and not k.startswith("ENGINE__")}
+    return {k: v for k, v in env.items()
+            if k not in drop and not k.upper().startswith("ENGINE__")}
+
+
+def tests_check_name(scope: str) -> str:
+    """The check's name for a ``--tests`` scope."""
+    return "property tests" if scope == "property" else "all tests"
 
 
 async def _check_tests(report: _Report, run_tests: bool, tests_path: str | None,
-                       env: Mapping[str, str], timeout_s: float) -> None:
+                       env: Mapping[str, str], timeout_s: float,
+                       scope: str = "property") -> None:
+    if scope not in TEST_SCOPES:
+        raise ValueError(f"tests scope must be one of {TEST_SCOPES}, got {scope!r}")
+    name = tests_check_name(scope)
     if not run_tests:
-        report.emit(WARN, "property tests", "skipped (--skip-tests)")
+        report.emit(WARN, name, "skipped (--skip-tests)")
         return
     path = Path(tests_path) if tests_path is not None else default_tests_path()
     if path is None:
-        report.emit(WARN, "property tests", "test suite not found (no tests/ next to the "
-                                            "installed package; pass a tests path)")
+        report.emit(WARN, name, "test suite not found (no tests/ next to the installed "
+                                "package; pass --tests-path)")
         return
     if not path.exists():
-        report.emit(FAIL, "property tests", f"{path} does not exist")
+        report.emit(FAIL, name, f"{path} does not exist")
         return
     path = path.resolve()
-    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-x", "-p", "no:cacheprovider"]
+    select = ["-m", "property and not slow"] if scope == "property" else []
+    cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-x", "-p", "no:cacheprovider",
+           *select]
     cwd = path.parent if path.is_dir() else path.parent.parent
-    shown = f"{Path(sys.executable).name} -m pytest {path} -q -x"
+    shown = (f"{Path(sys.executable).name} -m pytest {path} -q -x"
+             + (" -m 'property and not slow'" if select else ""))
     t0 = trio.current_time()
     result: subprocess.CompletedProcess[bytes] | None = None
     with trio.move_on_after(timeout_s):
@@ -613,19 +656,22 @@ async def _check_tests(report: _Report, run_tests: bool, tests_path: str | None,
                                         check=False, env=_test_env(env), cwd=str(cwd))
     took = trio.current_time() - t0
     if result is None:
-        report.emit(FAIL, "property tests", f"timed out after {timeout_s:.0f} s ({shown})")
+        report.emit(FAIL, name, f"timed out after {timeout_s:.0f} s ({shown})")
         return
     output = result.stdout.decode("utf-8", "replace")
     summary = pytest_summary(output)
     if result.returncode == 0:
-        report.emit(PASS, "property tests", f"{summary} ({took:.0f} s)")
+        report.emit(PASS, name, f"{summary} ({took:.0f} s)")
+        return
+    if result.returncode == _PYTEST_NO_TESTS:
+        report.emit(FAIL, name, f"no {name} selected in {path}: {summary} (run `{shown}`)")
         return
     # Only the node id of pytest's short summary ("FAILED tests/x.py::test_y - message"): the
     # message and captured logs are arbitrary text, never echoed.
     failed = [m[0] for m in map(_FAILED_RE.match, output.splitlines()) if m is not None]
     extra = f"; {failed[0][:200]}" if failed else ""
-    report.emit(FAIL, "property tests", f"exit {result.returncode}: {summary}{extra} "
-                                        f"(run `{shown}` for details)")
+    report.emit(FAIL, name, f"exit {result.returncode}: {summary}{extra} "
+                            f"(run `{shown}` for details)")
 
 
 # ------------------------------------------------------------------------ entry points
@@ -633,7 +679,8 @@ async def _check_tests(report: _Report, run_tests: bool, tests_path: str | None,
 
 async def run_check_async(config_path: str | None, *, mode: str | None, run_tests: bool,
                           tests_path: str | None, out: TextIO, env: Mapping[str, str],
-                          tests_timeout_s: float = DEFAULT_TESTS_TIMEOUT_S) -> int:
+                          tests_timeout_s: float = DEFAULT_TESTS_TIMEOUT_S,
+                          tests: str = "property") -> int:
     """:func:`run_check` inside a running Trio loop."""
     report = _Report(out)
     _collect_secrets(report, env)
@@ -653,17 +700,18 @@ async def run_check_async(config_path: str | None, *, mode: str | None, run_test
     _check_clock(report, samples, cfg.sim.enabled)
     _check_hard_stop(report, cfg, env)
     _check_kill_file(report, cfg, env)
-    await _check_tests(report, run_tests, tests_path, env, tests_timeout_s)
+    await _check_tests(report, run_tests, tests_path, env, tests_timeout_s, tests)
     return report.finish()
 
 
 def run_check(config_path: str | None, *, mode: str | None, run_tests: bool,
               tests_path: str | None, out: TextIO, env: Mapping[str, str],
-              tests_timeout_s: float = DEFAULT_TESTS_TIMEOUT_S) -> int:
+              tests_timeout_s: float = DEFAULT_TESTS_TIMEOUT_S, tests: str = "property") -> int:
     """Run every check, print one line each and the verdict to ``out``; return 0 GO, 1 NO-GO,
     2 CONDITIONAL. ``config_path`` None: the embedded default config; ``mode`` overrides the
     config's mode; ``env`` supplies overrides and credentials (the CLI passes ``os.environ``).
+    ``tests``: ``property`` (the Hypothesis tests) or ``all`` (the whole default suite).
     Must not be called from inside a Trio loop (use :func:`run_check_async` there)."""
     return trio.run(partial(run_check_async, config_path, mode=mode, run_tests=run_tests,
                             tests_path=tests_path, out=out, env=env,
-                            tests_timeout_s=tests_timeout_s))
+                            tests_timeout_s=tests_timeout_s, tests=tests))

@@ -9,7 +9,10 @@ import io
 import json
 import logging
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,10 +82,13 @@ def line_of(lines: list[str], name: str) -> str:
     return next(ln for ln in lines if ln.split("] ", 1)[-1].startswith(f"{name}:"))
 
 
-def write_tests(tmp_path: Path, body: str) -> Path:
+def write_tests(tmp_path: Path, body: str, *, marked: bool = True) -> Path:
+    """A test suite in ``tmp_path/suite``; ``marked``: its tests are ``property`` tests (what
+    the default ``--tests property`` selects; the repository's conftest marks Hypothesis tests)."""
     d = tmp_path / "suite"
-    d.mkdir()
-    (d / "test_trivial.py").write_text(body, "utf-8")
+    d.mkdir(exist_ok=True)
+    head = "import pytest\n\npytestmark = pytest.mark.property\n\n" if marked else ""
+    (d / ("test_trivial.py" if marked else "test_plain.py")).write_text(head + body, "utf-8")
     return d
 
 
@@ -167,8 +173,10 @@ def test_embedded_sim_go_with_credentials_and_passing_tests(tmp_path: Path) -> N
 def test_embedded_sim_conditional_when_tests_skipped_and_no_ops_secrets(tmp_path: Path) -> None:
     code, lines = check(tmp_path, None)
     assert code == EXIT_CONDITIONAL
-    assert lines[-1] == "CONDITIONAL: ops token, webhook, property tests"
-    assert "POST /kill disabled" in line_of(lines, "ops token")
+    assert lines[-1] == "CONDITIONAL: property tests"  # optional secrets absent: INFO only
+    assert line_of(lines, "ops token").startswith("[INFO] ops token: not configured (optional)")
+    assert "POST /kill and /hardstop/reset disabled" in line_of(lines, "ops token")
+    assert line_of(lines, "webhook").startswith("[INFO] webhook: not configured (optional)")
     assert "skipped (--skip-tests)" in line_of(lines, "property tests")
     for name in ("config", "credentials", "data dir", "venue", "clock", "hard stop", "kill file"):
         assert status_of(lines, name) == PASS
@@ -347,9 +355,10 @@ def test_tests_see_no_secrets_and_no_overrides(tmp_path: Path) -> None:
     body = ("import os\n\ndef test_env() -> None:\n"
             "    assert 'ENGINE_OPS_TOKEN' not in os.environ\n"
             "    assert 'ENGINE_AGENT_KEY' not in os.environ\n"
-            "    assert not [k for k in os.environ if k.startswith('ENGINE__')]\n")
+            "    assert not [k for k in os.environ if k.upper().startswith('ENGINE__')]\n")
     suite = write_tests(tmp_path, body)
-    env = base_env(tmp_path, ENGINE_OPS_TOKEN=OPS_TOKEN, ENGINE_AGENT_KEY=AGENT_KEY)
+    env = base_env(tmp_path, ENGINE_OPS_TOKEN=OPS_TOKEN, ENGINE_AGENT_KEY=AGENT_KEY,
+                   engine__venue__dex="xyz")  # overrides are case-insensitive
     code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite), env=env)
     assert status_of(lines, "property tests") == PASS, lines
 
@@ -618,3 +627,87 @@ async def test_account_with_no_usable_equity_names_the_configured_fallback(
     code, lines = await check_async(tmp_path, port, mode="trade", env=env)
     assert status_of(lines, "account") == WARN
     assert "measure against [breakers] equity_usd = 250 USD" in line_of(lines, "account"), lines
+# ------------------------------------------------------------------------ GO, scopes, wording
+
+
+def test_clean_setup_without_optional_secrets_can_say_go(tmp_path: Path) -> None:
+    """No ops token, no webhook: INFO lines, and GO once the property tests pass."""
+    suite = write_tests(tmp_path, PASSING)
+    code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite))
+    assert code == EXIT_GO, lines
+    assert lines[-1] == "GO"
+    assert status_of(lines, "ops token") == "INFO" and status_of(lines, "webhook") == "INFO"
+    assert all(ln[1:5] in (PASS, "INFO") for ln in lines[:-1]), lines
+
+
+def test_property_scope_runs_only_property_tests_and_all_runs_everything(tmp_path: Path) -> None:
+    suite = write_tests(tmp_path, PASSING)
+    write_tests(tmp_path, "def test_unmarked_fails() -> None:\n    assert False\n",
+                marked=False)
+    code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite))
+    ln = line_of(lines, "property tests")
+    assert ln.startswith("[PASS]") and "1 passed" in ln and "1 deselected" in ln, lines
+    code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite), tests="all")
+    ln = line_of(lines, "all tests")
+    assert ln.startswith("[FAIL]") and "test_unmarked_fails" in ln and code == EXIT_NO_GO
+    assert lines[-1] == "NO-GO: all tests"
+
+
+def test_property_scope_without_property_tests_fails(tmp_path: Path) -> None:
+    suite = write_tests(tmp_path, PASSING, marked=False)
+    code, lines = check(tmp_path, None, run_tests=True, tests_path=str(suite))
+    assert code == EXIT_NO_GO
+    assert line_of(lines, "property tests").startswith("[FAIL] property tests: no property "
+                                                       "tests selected")
+
+
+def test_repository_conftest_marks_hypothesis_tests_property() -> None:
+    root = Path(__file__).resolve().parents[2]
+
+    def collected(path: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                            "no:cacheprovider", "-m", "property", path], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+        return r.stdout
+
+    out = collected("tests/core/test_rounding_fast.py")  # Hypothesis tests
+    assert "test_ioc_wire_equals_prepare_ioc" in out
+    assert "test_trading_core_stateful" in collected("tests/trading/test_trading_stateful.py")
+    assert "no tests collected" in collected("tests/test_systemd_unit.py")  # none there
+
+
+def test_a_failing_config_line_never_says_valid(tmp_path: Path) -> None:
+    env = base_env(tmp_path, ENGINE_AGENT_KEY=AGENT_KEY, ENGINE__ACCOUNT__ADDRESS=MASTER)
+    code, lines = check(tmp_path, "mode = \"trade\"\n", mode="trade", env=env)
+    ln = line_of(lines, "config")
+    assert ln.startswith("[FAIL] config:") and "allow_live" in ln
+    assert not re.search(r"\bvalid\b", ln), ln
+    assert code == EXIT_NO_GO
+
+
+def test_cli_check_help_and_scopes(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "engine", "check", "--help"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0
+    assert "{property,all}" in r.stdout and "--tests-path" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "engine", "check", "--tests", "nope"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_records_dir_held_by_a_running_engine_is_a_warning(tmp_path: Path) -> None:
+    from engine.io.dirlock import DirLock
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lock = DirLock(data)
+    lock.acquire()
+    try:
+        code, lines = check(tmp_path, None)
+    finally:
+        lock.release()
+    ln = line_of(lines, "records lock")
+    assert ln.startswith("[WARN] records lock:") and f"pid {os.getpid()}" in ln
+    assert "records lock" in lines[-1] and code == EXIT_CONDITIONAL
+    code, lines = check(tmp_path, None)
+    assert status_of(lines, "records lock") == PASS

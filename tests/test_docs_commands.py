@@ -1,0 +1,69 @@
+"""Every ``python -m engine …`` command the README and docs/ show parses with today's CLI."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from engine.cli import _sim_venue, build_parser
+from engine.sim.bybit.cli import build_parser as build_bybit_sim_parser
+from engine.sim.cli import build_parser as build_sim_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_CMD = re.compile(r"python -m engine((?:\s+(?:[^\s`|\\]|\\\|)+)*)")
+
+
+def _variants(text: str) -> list[str]:
+    """The command as written with each optional ``[...]`` part left out and put in (the
+    first of ``a|b`` alternatives)."""
+    text = text.replace("\\|", "|")
+    bare = re.sub(r"\[[^\]]*\]", "", text)
+    full = re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split("|")[0], text)
+    return [bare, full]
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for doc in DOCS:
+        for line in doc.read_text("utf-8").splitlines():
+            for m in _CMD.finditer(line):
+                args = m.group(1).split(" #")[0].strip()  # no shell comment
+                if "COMMAND" in args:
+                    continue
+                found.append((f"{doc.name}: python -m engine {args}", args))
+    return found
+
+
+COMMANDS = doc_commands()
+
+
+def test_docs_show_commands() -> None:
+    assert len(COMMANDS) > 20  # the README and runbook tables are found
+
+
+@pytest.mark.parametrize(("where", "args"), COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_documented_command_parses(where: str, args: str) -> None:
+    for variant in _variants(args):
+        variant = variant.replace("YYYY-MM-DD", "2026-01-01")
+        variant = re.sub(r"\$\{?[A-Z_]+\}?", "x", variant)
+        argv = shlex.split(variant)
+        argv = [a for a in argv if a not in ("…", "...")]
+        try:
+            if argv and argv[0] == "sim":
+                venue, rest = _sim_venue(argv[1:])
+                if venue == "bybit":
+                    build_bybit_sim_parser().parse_args(rest)
+                else:
+                    assert venue == "hyperliquid", (where, venue)
+                    build_sim_parser().parse_args(rest)
+            else:
+                build_parser().parse_args(argv)
+        except SystemExit as exc:
+            if exc.code == 0 and "--help" in argv:
+                continue
+            raise AssertionError(f"{where}: {variant!r} does not parse (exit {exc.code})") \
+                from None

@@ -12,6 +12,9 @@ until the market maker re-quotes. Per-order errors carry the HIP-3 `` asset=<id>
 
 Fault knobs: per-order rejections, a partial-fill ratio, lost or late post responses, IOC orders
 without orderUpdates (doc §15 P19), transient all-zero ``clearinghouseState`` answers (P23).
+
+``scheduleCancel`` (the dead-man switch) is verified here and timed by
+:mod:`engine.sim.schedule_cancel`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from engine.sim.actions import (
 )
 from engine.sim.markets import XYZ_DEX
 from engine.sim.model import Event, MarketModel
+from engine.sim.schedule_cancel import ScheduledCancels
 from engine.sim.signatures import SignatureError, recover_signer
 
 log = logging.getLogger("engine.sim.trading")
@@ -166,6 +170,8 @@ class Trading:
         self.omit_ioc_order_updates = False
         self.empty_clearinghouse_answers = 0
         self._send, self._recv = trio.open_memory_channel[_Job](math.inf)
+        # the dead-man switch (scheduleCancel): its timers run in SimExchange.serve
+        self.schedule = ScheduledCancels(now_ms, self.cancel_all_open)
 
     # ------------------------------------------------------------------ accounts
 
@@ -303,6 +309,9 @@ class Trading:
             return self._cancels(acct, action.kind, action.cancels, now)
         if action.kind == "updateLeverage" and action.leverage is not None:
             return self._update_leverage(acct, *action.leverage)
+        if action.kind == "scheduleCancel":
+            problem = self.schedule.handle(acct.address, action.schedule_time, now)
+            return ok("default") if problem is None else err(problem)
         return err(f"Simulator does not support action type {action.kind!r}")
 
     # ------------------------------------------------------------------ orders
@@ -604,6 +613,20 @@ class Trading:
             self.counters["cancels"] += 1
         self._stream(acct.address, updates, [])
         return ok("cancel", {"statuses": statuses})
+
+    def cancel_all_open(self, user: str, now: int) -> int:
+        """The dead-man switch fired: cancel every open order of ``user`` (status
+        ``scheduledCancel``, streamed on ``orderUpdates``); returns how many."""
+        acct = self.accounts.get(user)
+        if acct is None:
+            return 0
+        updates: list[dict[str, Any]] = []
+        for order in acct.open_orders():
+            self._finish(order, "scheduledCancel", now)
+            updates.append(order.update_wire())
+        self.counters["scheduled_cancels"] += len(updates)
+        self._stream(user, updates, [])
+        return len(updates)
 
     def _update_leverage(
         self, acct: Account, asset: int, is_cross: bool, leverage: int

@@ -229,6 +229,12 @@ class ExitsConfig:
             raise ValueError("decay_start_ms must be < time_stop_ms")
 
 
+def _dead_man(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value == 0 or (6 <= value <= 86_400)):
+        raise ValueError(f"{attribute.name} must be 0 (off) or within [6, 86400] seconds "
+                         f"(the venue needs the cancel time at least 5 s ahead), got {value!r}")
+
+
 @attrs.frozen
 class TradingConfig:
     """[trading]: executor gates, order parameters and lifecycle bounds (paper and trade)."""
@@ -250,6 +256,9 @@ class TradingConfig:
     reconcile_interval_s: float = attrs.field(default=60.0, validator=_positive)
     mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
     allow_live: bool = False
+    # trade mode: scheduleCancel kept this far ahead while an order may rest (0 = off; >= 6:
+    # the venue's 5 s minimum plus skew). engine/venues/hyperliquid/deadman.py
+    dead_man_s: float = attrs.field(default=30.0, validator=_dead_man)
 
 
 @attrs.frozen

@@ -53,6 +53,7 @@ from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError, load_agent_key
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
+from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
 from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.nonce import NonceAllocator
@@ -299,6 +300,7 @@ class TradingApp(ObserveApp):
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
         self.backend: PaperVenue | LiveBackend | None = None
         self.signer: Signer | None = None
+        self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
         self._nursery: trio.Nursery | None = None
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
@@ -395,6 +397,11 @@ class TradingApp(ObserveApp):
                                      clock=self.clock, on_sent=live.on_sent,
                                      on_result=live.on_result, on_not_sent=live.on_not_sent)
             live.executor = executor
+            if cfg.trading.dead_man_s > 0:
+                feed = self.feed
+                self.deadman = DeadManSwitch(executor, cfg.trading.dead_man_s,
+                                             orders=trading.orders.active,
+                                             connected=lambda: feed.connected, clock=self.clock)
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic
                 # entry (same code, its own state) and a dummy order signed and dropped
@@ -419,6 +426,8 @@ class TradingApp(ObserveApp):
         self._nursery = nursery
         if self.cfg.mode == "trade":
             nursery.start_soon(self._reconcile_task, name="reconcile")
+            if self.deadman is not None:
+                nursery.start_soon(self.deadman.run, name="dead-man")
         nursery.start_soon(writer.run, name="writer")
         nursery.start_soon(self.scheduler.run, name="followups")
         nursery.start_soon(self._timer_task, name="trading-timer")
@@ -550,6 +559,8 @@ class TradingApp(ObserveApp):
                 await trio.sleep(1.0)
                 self._reconcile_wakeup.set()
                 continue
+            if self.deadman is not None:
+                self.deadman.venue_open_orders = len(open_orders)
             now = self.clock()
             first = not trading.ready["reconciled"]
             trading.on_reconcile(positions, open_orders, now)
@@ -661,6 +672,8 @@ class TradingApp(ObserveApp):
                          {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
         else:
             log.warning("flat and stopped (%s)", reason)
+        if self.deadman is not None:
+            await self.deadman.settle()
         self.stop()
 
     # ------------------------------------------------------------ ops views
@@ -711,6 +724,8 @@ class TradingApp(ObserveApp):
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
+        if self.deadman is not None:
+            doc["dead_man"] = self.deadman.snapshot()
         if self.warmer is not None and "busy_poll" in doc:
             doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc

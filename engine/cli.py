@@ -5,6 +5,7 @@ Exit codes (stable, scripted by operators; also printed by ``--help``): 0 done /
 1 runtime failure (venue unreachable, unexpected error, positions left open at a stop);
 2 configuration or usage error (reported before any connection is made). ``check`` answers
 0 GO / 1 NO-GO / 2 CONDITIONAL; ``status`` 0 healthy / 1 unhealthy or hard stop / 3 not running.
+``report`` 3: no record of any kind for that day (nothing written).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ EXIT_CODES_HELP = """exit codes:
     0 done / clean stop (flat)   1 runtime failure (or positions left open)   2 config or usage error
   check:   0 GO   1 NO-GO   2 CONDITIONAL
   status:  0 running and healthy   1 running, unhealthy or hard stop latched   3 not running
+  report:  3 no record of any kind for that day (nothing written)
 """
 
 
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(r)
     rp = sub.add_parser("report", help="write the Markdown report of a UTC day",
                         description="Write report_YYYY-MM-DD.md (and PNG plots when matplotlib "
-                                    "is installed) for a UTC day from the records.")
+                                    "is installed) for a UTC day from the records. Exit 3 when "
+                                    "the day has no record at all (nothing is written).")
     _config_arg(rp)
     rp.add_argument("--day", default=None, metavar="YYYY-MM-DD",
                     help="UTC day (default: yesterday)")
@@ -246,7 +249,7 @@ def report(config_path: str | None, day: str | None, out: str | None) -> int:
     import datetime as dt
     from pathlib import Path
 
-    from engine.ops.report import write_report
+    from engine.ops.report import EXIT_NO_DATA, NoDataError, write_report
 
     cfg = load(config_path)
     if day is None:
@@ -261,6 +264,9 @@ def report(config_path: str | None, day: str | None, out: str | None) -> int:
     out_dir = Path(out or cfg.report.dir or records / "reports")
     try:
         path = write_report(records, d, out_dir)
+    except NoDataError as exc:
+        print(f"engine: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
     except OSError as exc:
         print(f"engine: cannot write the report: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

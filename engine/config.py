@@ -193,7 +193,7 @@ class SizingConfig:
 
 @attrs.frozen
 class ExitsConfig:
-    """[exits]: when an open position is flattened (predecessor-semantics §4.4–§4.7, prod values).
+    """[exits]: when an open position is flattened (docs/reference/predecessor-semantics.md §4.4–§4.7, prod values).
 
     Every rule is evaluated on every bbo/ctx frame of a market with a position and by a backup
     timer; the first rule that fires names the exit reason.

@@ -1,4 +1,4 @@
-"""Signed action bodies (``POST /exchange`` and WS ``post`` of type ``action``; protocol doc §4.1,
+"""Signed action bodies (``POST /exchange`` and WS ``post`` of type ``action``; docs/reference/hyperliquid-protocol.md §4.1,
 §5, §8): validation of the envelope and of ``order`` / ``cancel`` / ``cancelByCloid`` /
 ``updateLeverage`` / ``scheduleCancel`` actions, and the canonical action the venue hashes to recover the signer.
 
@@ -6,7 +6,7 @@ Like the venue, the simulator re-serialises what it parsed rather than hashing t
 received: keys go in the canonical order, cloids and builder addresses are lower-cased and price
 and size strings lose trailing zeros. A client that hashed something else (``"105.0"``, an
 upper-case cloid, reordered keys) therefore recovers to a random address and gets
-"User or API Wallet 0x… does not exist." (doc §15 P4). Other action types are hashed as received.
+"User or API Wallet 0x… does not exist." (docs/reference/hyperliquid-protocol.md §15 P4). Other action types are hashed as received.
 A body that does not have the venue's types is a deserialisation error (HTTP 422).
 """
 

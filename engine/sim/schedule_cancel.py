@@ -1,4 +1,4 @@
-"""The venue's dead-man switch (``scheduleCancel``, protocol doc §5.3): one timer per account.
+"""The venue's dead-man switch (``scheduleCancel``, docs/reference/hyperliquid-protocol.md §5.3): one timer per account.
 
 ``{"type":"scheduleCancel","time":<ms>}`` (a signed L1 action, verified like any other by
 :mod:`engine.sim.trading`) sets the account's timer; ``{"type":"scheduleCancel"}`` (no ``time``)

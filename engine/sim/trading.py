@@ -1,4 +1,4 @@
-"""The venue's trading side (protocol doc §4, §5, §7, §9, §11, §12): signed actions are verified
+"""The venue's trading side (docs/reference/hyperliquid-protocol.md §4, §5, §7, §9, §11, §12): signed actions are verified
 (signer recovery with the official SDK, API-wallet approvals, nonces, expiry), queued and executed
 in arrival order after ``match_latency_ms`` of venue time against the market model's book as it
 is at that later moment, and their effects are streamed to the ``orderUpdates``, ``userFills``
@@ -11,7 +11,7 @@ limit price) when the market maker's quotes cross them. Taking consumes the book
 until the market maker re-quotes. Per-order errors carry the HIP-3 `` asset=<id>`` suffix.
 
 Fault knobs: per-order rejections, a partial-fill ratio, lost or late post responses, IOC orders
-without orderUpdates (doc §15 P19), transient all-zero ``clearinghouseState`` answers (P23).
+without orderUpdates (docs/reference/hyperliquid-protocol.md §15 P19), transient all-zero ``clearinghouseState`` answers (P23).
 
 ``scheduleCancel`` (the dead-man switch) is verified here and timed by
 :mod:`engine.sim.schedule_cancel`.
@@ -56,13 +56,13 @@ from engine.sim.signatures import SignatureError, recover_signer
 
 log = logging.getLogger("engine.sim.trading")
 
-DEFAULT_TAKER_FEE = 0.0000765  # 0.765 bp: the observed xyz taker fill (doc §13.1)
+DEFAULT_TAKER_FEE = 0.0000765  # 0.765 bp: the observed xyz taker fill (docs/reference/hyperliquid-protocol.md §13.1)
 DEFAULT_MAKER_FEE = 0.0000255
 MIN_NOTIONAL = Decimal(10)
-OID_BASE = 300_000_000_000  # oids are > 2**32 (doc §5.2)
+OID_BASE = 300_000_000_000  # oids are > 2**32 (docs/reference/hyperliquid-protocol.md §5.2)
 TID_BASE = 690_000_000_000_000
 
-# Per-order error texts (doc §12); each gets " asset=<id>" appended.
+# Per-order error texts (docs/reference/hyperliquid-protocol.md §12); each gets " asset=<id>" appended.
 ERR_TICK = "Price must be divisible by tick size."
 ERR_BAD_PRICE = "Order has invalid price."
 ERR_BAD_SIZE = "Order has invalid size."
@@ -766,7 +766,7 @@ class Trading:
         return {"cumVlm": usd(vlm), "nRequestsUsed": used, "nRequestsCap": 10_000 + int(vlm)}
 
     def user_fees(self, user: str) -> dict[str, Any]:
-        """Tier-0 validator-perp rates (doc §13.1); xyz fills use the per-market rates."""
+        """Tier-0 validator-perp rates (docs/reference/hyperliquid-protocol.md §13.1); xyz fills use the per-market rates."""
         return {
             "dailyUserVlm": [],
             "feeSchedule": {

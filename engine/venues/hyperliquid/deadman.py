@@ -1,6 +1,6 @@
 """The dead-man switch (trade mode): keep the venue's ``scheduleCancel`` armed a short time ahead
 while an order may rest on Hyperliquid, so a wedged or killed engine's orders are cancelled by
-the venue (protocol doc §5.3).
+the venue (docs/reference/hyperliquid-protocol.md §5.3).
 
 When is it armed? ``scheduleCancel`` cancels every open order of the account, so it is armed
 while any of these holds (:func:`wants_armed`):

@@ -40,6 +40,7 @@ from typing import Any, Final, Protocol
 import attrs
 import trio
 
+from engine.venues.hyperliquid.ratelog import RateLimitedLog
 from fsm.order import PARTIAL, RESTING, UNKNOWN
 
 log = logging.getLogger("engine.deadman")
@@ -152,6 +153,7 @@ class DeadManSwitch:
         self._connected = connected
         self._clock = clock
         self._lock = trio.Lock()
+        self._rlog = RateLimitedLog(log, interval_s=600.0, burst=3)  # a refusal repeats
 
     def wanted(self) -> bool:
         return wants_armed(self._orders(), self.venue_open_orders)
@@ -195,9 +197,10 @@ class DeadManSwitch:
         if not accepted:
             st.failures += 1
             st.last_error = _describe(answer)
-            log.warning("dead-man switch: scheduleCancel %s failed: %s; retrying in %.0f s",
-                        "arm" if time_ms is not None else "disarm", st.last_error,
-                        self.policy.renew_ms / 1000.0)
+            self._rlog.log("failed", logging.WARNING,
+                           "dead-man switch: scheduleCancel %s failed: %s; retrying in %.0f s",
+                           "arm" if time_ms is not None else "disarm", st.last_error,
+                           self.policy.renew_ms / 1000.0)
         elif time_ms is not None:
             if was != ARMED:
                 log.info("dead-man switch armed: the venue cancels the account's open orders "

@@ -8,6 +8,14 @@ gates per market, positions, every latency histogram filled).
 
 Targets: a hot-path observation (inc, observe, child lookup + inc) < 1000 ns (median of
 ``--repeat`` rounds); one render of the 40-market registry < 50 ms.
+
+Side by side, the same operations on ``prometheus_client`` (the standard library: a
+``CollectorRegistry`` with the same metrics, buckets and 40-market children, rendered with
+``generate_latest``), and the ratio prometheus_client / hand-written per row. Context for the
+ratio: every hot-path observation (signal counter, decision/send/ack histograms, order
+counters) runs after the order's frame was written (``engine/trading_app.py``
+``flush_signals``, ``engine/ops/service.py`` ``on_order_record``), a few per order; frame
+counts, stream ages, positions and the rest are read at scrape time.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.ops.metrics import EngineMetrics  # noqa: E402
+from engine.ops.metrics import LATENCY_BUCKETS, EngineMetrics  # noqa: E402
 
 OBSERVE_TARGET_NS = 1000.0
 RENDER_TARGET_MS = 50.0
@@ -75,6 +84,51 @@ def forty_markets() -> EngineMetrics:
     return m
 
 
+def prometheus_forty_markets() -> tuple[Any, dict[str, Any]]:
+    """The same metric set, children and observations on ``prometheus_client``."""
+    import prometheus_client as pc
+
+    r = pc.CollectorRegistry()
+    frames = pc.Counter("engine_frames", "frames", ["channel"], registry=r)
+    fills = pc.Counter("engine_fills", "fills", registry=r)
+    ready = pc.Gauge("engine_ready", "ready", registry=r)
+    ages = pc.Gauge("engine_stream_age_seconds", "age", ["market", "stream"], registry=r)
+    gates = pc.Gauge("engine_gate_blocked", "gate", ["market", "gate"], registry=r)
+    signals = pc.Counter("engine_signals", "signals", ["market", "side"], registry=r)
+    size = pc.Gauge("engine_position_size", "size", ["market"], registry=r)
+    notional = pc.Gauge("engine_position_notional_usd", "notional", ["market"], registry=r)
+    orders = pc.Gauge("engine_orders_by_state", "orders", ["state"], registry=r)
+    orders_total = pc.Counter("engine_orders", "orders", ["kind", "result"], registry=r)
+    breakers = pc.Gauge("engine_breaker_tripped", "breaker", ["breaker"], registry=r)
+    hists = [pc.Histogram(f"engine_h{i}_seconds", "latency", buckets=LATENCY_BUCKETS,
+                          registry=r) for i in range(5)]
+    for i in range(40):
+        coin = f"xyz:M{i:02d}"
+        for stream in ("bbo", "ctx"):
+            ages.labels(coin, stream).set(0.1 * i)
+        for gate in GATES:
+            gates.labels(coin, gate).set(i % 2)
+        for side in ("buy", "sell"):
+            signals.labels(coin, side).inc(i)
+        size.labels(coin).set(i * 0.5)
+        notional.labels(coin).set(i * 50.0)
+    for channel in ("bbo", "activeAssetCtx", "orderUpdates", "userFills", "post", "pong"):
+        frames.labels(channel).inc(1000)
+    for st in ("new", "sent", "resting", "partial", "unknown", "filled", "canceled", "rejected",
+               "expired"):
+        orders.labels(st).set(3)
+    for kind in ("entry", "flatten", "cancel", "query"):
+        for result in ("sent", "filled", "rejected", "error"):
+            orders_total.labels(kind, result).inc()
+    for b in ("daily_loss", "drawdown", "consecutive_losses"):
+        breakers.labels(b).set(0)
+    for h in hists:
+        for k in range(1000):
+            h.observe(1e-5 * (1 + k % 400))
+    return r, {"frames": frames, "fills": fills, "ready": ready, "hist": hists[0],
+               "ages": ages, "render": lambda: pc.generate_latest(r)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=200_000, help="calls per round (default 200000)")
@@ -98,8 +152,21 @@ def main() -> int:
         "labels(2) lookup": per_call_ns(lambda: ages.labels("xyz:M17", "bbo"), args.n,
                                         args.repeat),
     }
+    _, pm = prometheus_forty_markets()
+    pf, pr, ph, pfr, pa = pm["fills"], pm["ready"], pm["hist"], pm["frames"], pm["ages"]
+    pfr.labels("bbo")
+    prom = {
+        "Counter.inc": per_call_ns(lambda: pf.inc(), args.n, args.repeat),
+        "Gauge.set": per_call_ns(lambda: pr.set(1), args.n, args.repeat),
+        "Histogram.observe": per_call_ns(lambda: ph.observe(1.23e-5), args.n, args.repeat),
+        "labels(1) lookup": per_call_ns(lambda: pfr.labels("bbo"), args.n, args.repeat),
+        "labels(1).inc": per_call_ns(lambda: pfr.labels("bbo").inc(), args.n, args.repeat),
+        "labels(2) lookup": per_call_ns(lambda: pa.labels("xyz:M17", "bbo"), args.n,
+                                        args.repeat),
+    }
+    print(f"{'':20s}  {'hand-written':>12s}  {'prometheus_client':>17s}  ratio")
     for name, ns in results.items():
-        print(f"{name:20s}: {ns:7.1f} ns/call")
+        print(f"{name:20s}: {ns:9.1f} ns  {prom[name]:14.1f} ns  {prom[name] / max(ns, 1e-9):5.1f}x")
 
     renders = []
     size = 0
@@ -110,6 +177,17 @@ def main() -> int:
     render_ms = statistics.median(renders)
     lines = m.registry.render().count(b"\n")
     print(f"render, 40 markets  : {render_ms:7.3f} ms median ({size:,} bytes, {lines:,} lines)")
+    prenders = []
+    for _ in range(max(5, args.repeat)):
+        t0 = time.perf_counter()
+        psize = len(pm["render"]())
+        prenders.append((time.perf_counter() - t0) * 1000.0)
+    prender_ms = statistics.median(prenders)
+    print(f"prometheus_client   : {prender_ms:7.3f} ms median ({psize:,} bytes)  "
+          f"{prender_ms / max(render_ms, 1e-9):5.1f}x")
+    pworst = max(prom["Counter.inc"], prom["Histogram.observe"], prom["labels(1).inc"])
+    print(f"prometheus_client worst of inc/observe/labels().inc: {pworst:.0f} ns "
+          f"(hand-written {max(results['Counter.inc'], results['Histogram.observe'], results['labels(1).inc']):.0f} ns)")
 
     worst = max(results["Counter.inc"], results["Histogram.observe"], results["labels(1).inc"])
     ok = worst < OBSERVE_TARGET_NS

@@ -8,6 +8,7 @@ port in use, records dir held by another engine; reported before the feed connec
 anything is written). Each failure is one line naming the key to change; ``--debug`` adds the
 traceback of an unexpected error. ``check`` answers
 0 GO / 1 NO-GO / 2 CONDITIONAL; ``status`` 0 healthy / 1 unhealthy or hard stop / 3 not running.
+``report`` 3: no record of any kind for that day (nothing written).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ EXIT_CODES_HELP = """exit codes:
     dex, the ops port in use, or a records dir held by another engine (engine.lock)
   check:   0 GO   1 NO-GO   2 CONDITIONAL
   status:  0 running and healthy   1 running, unhealthy or hard stop latched   3 not running
+  report:  3 no record of any kind for that day (nothing written)
 """
 
 
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     _mode_arg(r)
     rp = sub.add_parser("report", help="write the Markdown report of a UTC day",
                         description="Write report_YYYY-MM-DD.md (and PNG plots when matplotlib "
-                                    "is installed) for a UTC day from the records.")
+                                    "is installed) for a UTC day from the records. Exit 3 when "
+                                    "the day has no record at all (nothing is written).")
     _config_arg(rp)
     _mode_arg(rp)
     rp.add_argument("--day", default=None, metavar="YYYY-MM-DD",
@@ -333,7 +336,7 @@ def report(config_path: str | None, day: str | None, out: str | None,
     import datetime as dt
     from pathlib import Path
 
-    from engine.ops.report import write_report
+    from engine.ops.report import EXIT_NO_DATA, NoDataError, write_report
 
     cfg = load(config_path, mode)
     if day is None:
@@ -348,6 +351,9 @@ def report(config_path: str | None, day: str | None, out: str | None,
     out_dir = Path(out or cfg.report.dir or records / "reports")
     try:
         path = write_report(records, d, out_dir)
+    except NoDataError as exc:
+        print(f"engine: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
     except OSError as exc:
         print(f"engine: cannot write the report: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -198,7 +198,7 @@ class SizingConfig:
 
 @attrs.frozen
 class ExitsConfig:
-    """[exits]: when an open position is flattened (predecessor-semantics §4.4–§4.7, prod values).
+    """[exits]: when an open position is flattened (docs/reference/predecessor-semantics.md §4.4–§4.7, prod values).
 
     Every rule is evaluated on every bbo/ctx frame of a market with a position and by a backup
     timer; the first rule that fires names the exit reason.
@@ -234,6 +234,12 @@ class ExitsConfig:
             raise ValueError("decay_start_ms must be < time_stop_ms")
 
 
+def _dead_man(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value == 0 or (6 <= value <= 86_400)):
+        raise ValueError(f"{attribute.name} must be 0 (off) or within [6, 86400] seconds "
+                         f"(the venue needs the cancel time at least 5 s ahead), got {value!r}")
+
+
 @attrs.frozen
 class TradingConfig:
     """[trading]: executor gates, order parameters and lifecycle bounds (paper and trade)."""
@@ -264,6 +270,9 @@ class TradingConfig:
     # trade mode: no new entries while the local clock is off the venue's by more than this
     # (measured at every reconciliation from clearinghouseState's time; docs/runbook.md)
     max_clock_skew_ms: float = attrs.field(default=2000.0, validator=_positive)
+    # trade mode: scheduleCancel kept this far ahead while an order may rest (0 = off; >= 6:
+    # the venue's 5 s minimum plus skew). engine/venues/hyperliquid/deadman.py
+    dead_man_s: float = attrs.field(default=30.0, validator=_dead_man)
 
 
 @attrs.frozen

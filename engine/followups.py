@@ -6,7 +6,7 @@ signal is due sooner, so there is no polling and no task per signal), captures e
 in bounded chunks (a checkpoint between chunks keeps the hot path responsive), writes the
 records to the ``"followups"`` kind at their ``captured_at_ms`` (one ``writer.write_many`` per
 chunk when the writer has it, else ``writer.write`` per record), and on shutdown or
-cancellation writes every pending offset as MISSED ``"shutdown"`` (design §4 invariant 7).
+cancellation writes every pending offset as MISSED ``"shutdown"`` (docs/reference/design.md §4 invariant 7).
 The decisions themselves live in the pure :class:`engine.core.followups.FollowupBook`.
 """
 

@@ -53,6 +53,7 @@ from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError, load_agent_key
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
+from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
 from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.network import (
@@ -332,6 +333,7 @@ class TradingApp(ObserveApp):
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
         self.backend: PaperVenue | LiveBackend | None = None
         self.signer: Signer | None = None
+        self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
         self._nursery: trio.Nursery | None = None
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
@@ -456,6 +458,11 @@ class TradingApp(ObserveApp):
                                      on_result=live.on_result, on_not_sent=live.on_not_sent,
                                      entry_guard=trading.entries_blocked)
             live.executor = executor
+            if cfg.trading.dead_man_s > 0:
+                feed = self.feed
+                self.deadman = DeadManSwitch(executor, cfg.trading.dead_man_s,
+                                             orders=trading.orders.active,
+                                             connected=lambda: feed.connected, clock=self.clock)
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic
                 # entry (same code, its own state) and a dummy order signed and dropped
@@ -518,6 +525,8 @@ class TradingApp(ObserveApp):
         if self.cfg.mode == "trade":
             nursery.start_soon(self._reconcile_task, name="reconcile")
             nursery.start_soon(self._nonce_lease_task, name="nonce-lease")
+            if self.deadman is not None:
+                nursery.start_soon(self.deadman.run, name="dead-man")
         nursery.start_soon(writer.run, name="writer")
         nursery.start_soon(self.scheduler.run, name="followups")
         nursery.start_soon(self._timer_task, name="trading-timer")
@@ -663,6 +672,8 @@ class TradingApp(ObserveApp):
                 # the reconnect (the user channels' ack asks for one)
                 log.info("reconciliation snapshot spans a reconnect: discarded")
                 continue
+            if self.deadman is not None:
+                self.deadman.venue_open_orders = len(open_orders)
             now = self.clock()
             first = not trading.ready["reconciled"]
             sample = self.executor.last_clock_sample
@@ -783,6 +794,8 @@ class TradingApp(ObserveApp):
         else:
             log.warning("flat and stopped (%s)", reason)
         self._log_breakers_at_stop()
+        if self.deadman is not None:
+            await self.deadman.settle()
         self.stop()
 
     def _log_breakers_at_stop(self) -> None:
@@ -857,6 +870,8 @@ class TradingApp(ObserveApp):
             doc["clock"] = {"offset_ms": round(t.clock_offset_ms, 1),
                             "least_skew_ms": round(t.clock_skew_least_ms or 0.0, 1),
                             "skewed": t.clock_skewed}
+        if self.deadman is not None:
+            doc["dead_man"] = self.deadman.snapshot()
         if self.warmer is not None and "busy_poll" in doc:
             doc["busy_poll"]["core_warmer"] = attrs.asdict(self.warmer.stats())
         return doc

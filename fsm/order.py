@@ -318,7 +318,7 @@ ORDER_STATUSES_CANCELED: Final[frozenset[str]] = frozenset(
 KNOWN_ORDER_STATUSES: Final[frozenset[str]] = (
     ORDER_STATUSES_LIVE | {"filled"} | ORDER_STATUSES_REJECTED | ORDER_STATUSES_CANCELED
 )
-"""The orderUpdates / orderStatus vocabulary (hyperliquid-protocol.md §12)."""
+"""The orderUpdates / orderStatus vocabulary (docs/reference/hyperliquid-protocol.md §12)."""
 
 
 def _status_event(status: str) -> str:

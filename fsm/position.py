@@ -55,7 +55,7 @@ filled size (post ``filled.totalSz``, orderUpdates ``origSz - sz``) whose userFi
 arrived yet. It is ignored by the two ``submit_*`` events and by ``entry_done`` while a flatten
 is live.
 
-Invariant (design §4.1, predecessor BUG-004 and L1): at most one live reduce-only order per
+Invariant (docs/reference/design.md §4.1, predecessor BUG-004 and L1): at most one live reduce-only order per
 market. The only way into a flatten-live state (FLATTENING, FLATTENING_ENTRY_LIVE) is
 ``submit_flatten``, which no flatten-live state accepts, so a second flatten is impossible while
 one is live; the only way out is ``flatten_done``, which every terminal outcome of the flatten

@@ -1,6 +1,6 @@
 """The stale-liquidity (oracle dislocation) detector: raw edge, threshold, filters, size.
 
-Decision surface of the predecessor (predecessor-semantics §1.2–§1.7), evaluated per market in
+Decision surface of the predecessor (docs/reference/predecessor-semantics.md §1.2–§1.7), evaluated per market in
 wall-clock time:
 
 * raw edge: BUY ``(oracle − ask)/oracle·1e4`` when the ask is below the oracle; SELL

@@ -1,6 +1,6 @@
 """Exit policy for an open position: pure rules over the position and the market's latest state.
 
-Rules (predecessor-semantics §4.4–§4.7), evaluated on every bbo/ctx frame of a market with a
+Rules (docs/reference/predecessor-semantics.md §4.4–§4.7), evaluated on every bbo/ctx frame of a market with a
 position and by a backup timer; the first rule that fires names the exit:
 
 1. ``time_stop``       held > ``time_stop_ms``

@@ -1,7 +1,7 @@
 """The followup book: what the market did 1, 3, 5 s after each signal (pure: no I/O, no Trio).
 
 Owns the pending followups of every signal and the :data:`FollowupRecord` dicts they resolve
-into (design §4 invariant 7: each signal gets exactly one record per offset, captured or
+into (docs/reference/design.md §4 invariant 7: each signal gets exactly one record per offset, captured or
 explicitly MISSED). Time is always an argument (wall-clock epoch milliseconds).
 
 Memory and GC: ONE heap entry per signal (keyed by its next due offset); a pending signal is

@@ -1,6 +1,6 @@
 """Windowed oracle-movement tracker: consecutive same-direction oracle moves and their velocity.
 
-Semantics follow the predecessor's ``OracleMovementTracker`` (predecessor-semantics §1.4) with a
+Semantics follow the predecessor's ``OracleMovementTracker`` (docs/reference/predecessor-semantics.md §1.4) with a
 wall-clock window added: a move of at least ``min_move_bps`` counts as up or down; smaller moves
 neither count nor reset the run (but zero the velocity); only moves younger than ``window_ms``
 count towards the run, so a run from minutes ago cannot qualify a fresh dislocation.

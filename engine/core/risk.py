@@ -14,7 +14,7 @@ from collections import deque
 import attrs
 
 # Rejections that are part of normal taker life and must not count towards a burst
-# (predecessor §2.3; BOT commits e5d1d43, 83658cb).
+# (docs/reference/predecessor-semantics.md §2.3; BOT commits e5d1d43, 83658cb).
 BENIGN_REJECT_MARKERS = (
     "iocCancelRejected",
     "reduceOnlyRejected",

@@ -1,4 +1,4 @@
-"""Venue price/size rules and IOC rounding (protocol doc §7): owns the canonical wire strings.
+"""Venue price/size rules and IOC rounding (docs/reference/hyperliquid-protocol.md §7): owns the canonical wire strings.
 
 Rules (perps; ``max_decimals`` is 6, 8 for spot):
 

@@ -1,4 +1,4 @@
-"""Liquidity-based sizing and the confidence score (predecessor-semantics §1.7, with L4 fixed).
+"""Liquidity-based sizing and the confidence score (docs/reference/predecessor-semantics.md §1.7, with L4 fixed).
 
 Formulas (all pure):
 

@@ -4,7 +4,7 @@ Owns reading the recent ``signals_*.jsonl`` / ``followups_*.jsonl`` files after 
 deciding, for every offset of every recent signal that has no followup record yet, whether it
 is already past due (a MISSED record with ``miss_reason = "restart"``, to be written) or still
 in the future (to be rescheduled in the :class:`engine.core.followups.FollowupBook`). This keeps
-design §4 invariant 7 across restarts: each signal gets one record per offset.
+docs/reference/design.md §4 invariant 7 across restarts: each signal gets one record per offset.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Crash-safe JSON Lines files: the single-writer appender and the tolerant reader.
 
-Owns the on-disk line discipline of every record file (design §4 invariant 6, §5):
+Owns the on-disk line discipline of every record file (docs/reference/design.md §4 invariant 6, §5):
 
 * a file only ever grows by whole lines, each written with one ``os.write`` on an
   ``O_APPEND`` descriptor;

@@ -4,7 +4,8 @@ Owns reading a day's record files (``{kind}_YYYY-MM-DD.jsonl`` or its ``.jsonl.g
 choice as retention when both exist: :func:`engine.ops.retention.day_sources`), the figures
 (:func:`build_report` → :class:`DayReport`), their Markdown (:func:`render_markdown`) and the
 atomic report files (:func:`write_report`: ``report_YYYY-MM-DD.md`` and, when matplotlib
-imports, three PNG plots next to it).
+imports, PNG plots next to it, their time axes fitted to the data: :func:`time_axis`). A day
+without any record raises :class:`NoDataError` and writes nothing.
 
 Pure file reading and computation: no Trio, no wall clock (the service calls
 :func:`write_report` through ``trio.to_thread.run_sync``). A malformed line, a torn last line
@@ -96,6 +97,7 @@ class SignalStats:
     by_hour: tuple[int, ...]  # 24 counts, UTC hours
     by_hour_side: dict[str, tuple[int, ...]]
     by_market_hour: dict[str, tuple[int, ...]]
+    times_ms: tuple[float, ...] = ()  # every valid signal's timestamp_ms, in file order
 
 
 @attrs.frozen
@@ -172,6 +174,65 @@ class TradeStats:
     mean_slippage_bps: float | None
     median_slippage_bps: float | None
     cumulative_pnl: tuple[tuple[float, float], ...]  # (exit time ms, cumulative net P&L)
+    # every trade by exit time (docs/reports.md "Trade by trade")
+    by_trade: tuple[TradePoint, ...] = ()
+    drawdown: Drawdown | None = None
+    markets: tuple[MarketSummary, ...] = ()  # the per-market table (signals joined in)
+
+
+@attrs.frozen
+class TradePoint:
+    """One trade of the trade-by-trade table and scatter."""
+
+    exit_ms: float  # exit_time_ms (else ts_ms); inf when neither is a number
+    market: str
+    direction: str
+    entry_edge_bps: float | None
+    net_pnl: float
+    exit_reason: str
+
+
+@attrs.frozen
+class Drawdown:
+    """Drawdown of the cumulative net P&L, starting from 0 before the first trade.
+
+    ``series``: (exit time, peak so far − cumulative net) per trade; ``max_usd`` the largest,
+    from the peak at ``peak_ms`` (None: the 0 before the first trade) to ``trough_ms``."""
+
+    series: tuple[tuple[float, float], ...]
+    max_usd: float
+    peak_ms: float | None
+    trough_ms: float | None
+
+
+@attrs.frozen
+class MarketSummary:
+    """One row of the per-market table."""
+
+    market: str
+    signals: int
+    trades: int
+    wins: int
+    win_rate: float | None
+    net_pnl: float
+    fees: float
+    max_drawdown: float
+    median_entry_edge_bps: float | None
+
+
+@attrs.frozen
+class TimeAxis:
+    """A time axis that fits the data: ``x = (t_ms - origin_ms) / unit_ms``, limits ``lo``..
+    ``hi`` (docs/reports.md "Plots")."""
+
+    origin_ms: float
+    unit_ms: float
+    lo: float
+    hi: float
+    label: str
+
+    def x(self, t_ms: float) -> float:
+        return (t_ms - self.origin_ms) / self.unit_ms
 
 
 @attrs.frozen
@@ -214,6 +275,19 @@ class DayReport:
 
     def file(self, kind: str) -> FileStat:
         return next(f for f in self.files if f.kind == kind)
+
+    @property
+    def has_data(self) -> bool:
+        """Any record, skipped line or quarantined fragment of the day in any file."""
+        return any(f.records or f.skipped or f.quarantined or f.errors for f in self.files)
+
+
+EXIT_NO_DATA = 3
+"""``python -m engine report``'s exit code for a day without any record (nothing written)."""
+
+
+class NoDataError(Exception):
+    """The day has no record of any kind: no report is written (docs/reports.md)."""
 
 
 @attrs.frozen
@@ -356,6 +430,7 @@ def _signals(recs: list[dict[str, Any]], acc: _Acc, day_ms: int) -> SignalStats:
     hour_side = {s: [0] * 24 for s in SIDES}
     by_side = dict.fromkeys(SIDES, 0)
     markets: dict[str, dict[str, Any]] = {}
+    times: list[float] = []
     for r in recs:
         market, side = r.get("market_key"), r.get("side")
         ts = _num(r.get("timestamp_ms"))
@@ -364,6 +439,7 @@ def _signals(recs: list[dict[str, Any]], acc: _Acc, day_ms: int) -> SignalStats:
             acc.invalid += 1
             continue
         acc.records += 1
+        times.append(ts)
         h = int((ts - day_ms) // HOUR_MS)
         hours[h] += 1
         hour_side[side][h] += 1
@@ -380,7 +456,8 @@ def _signals(recs: list[dict[str, Any]], acc: _Acc, day_ms: int) -> SignalStats:
                                                             kv[0])))
     return SignalStats(acc.records, by_side, by_market, tuple(hours),
                        {s: tuple(v) for s, v in hour_side.items()},
-                       {k: tuple(v["hours"]) for k, v in sorted(markets.items())})
+                       {k: tuple(v["hours"]) for k, v in sorted(markets.items())},
+                       tuple(times))
 
 
 @attrs.define
@@ -467,6 +544,7 @@ def _followups(recs: list[dict[str, Any]], acc: _Acc) -> FollowupStats:
 
 def _trades(recs: list[dict[str, Any]], acc: _Acc) -> TradeStats:
     rows: list[tuple[float, int, str, str, float, float, float]] = []
+    points: list[tuple[float, int, TradePoint]] = []
     holds: list[float] = []
     slips: list[float] = []
     for i, r in enumerate(recs):
@@ -490,6 +568,9 @@ def _trades(recs: list[dict[str, Any]], acc: _Acc) -> TradeStats:
             t = acc.num(r, "ts_ms")
         rows.append((t if t is not None else math.inf, i, market, reason, net,
                      gross or 0.0, fees or 0.0))
+        direction = acc.text(r, "direction") or "?"
+        points.append((rows[-1][0], i, TradePoint(rows[-1][0], market, direction,
+                                                  acc.num(r, "entry_edge_bps"), net, reason)))
     wins = sum(1 for row in rows if row[4] > 0)
     losses = sum(1 for row in rows if row[4] < 0)
     mk: dict[str, list[tuple[float, int, str, str, float, float, float]]] = {}
@@ -514,7 +595,74 @@ def _trades(recs: list[dict[str, Any]], acc: _Acc) -> TradeStats:
         len(rows), wins, losses, len(rows) - wins - losses, _share(wins, len(rows)),
         math.fsum(x[5] for x in rows), math.fsum(x[6] for x in rows),
         math.fsum(x[4] for x in rows), by_market, reasons, _mean(holds), _median(holds),
-        len(slips), _mean(slips), _median(slips), tuple(cum))
+        len(slips), _mean(slips), _median(slips), tuple(cum),
+        tuple(p for _, _, p in sorted(points, key=lambda x: (x[0], x[1]))), drawdown(cum))
+
+
+def drawdown(cum: Sequence[tuple[float, float]]) -> Drawdown | None:
+    """The :class:`Drawdown` of a cumulative net P&L series (None when there is no trade)."""
+    if not cum:
+        return None
+    peak, peak_ms = 0.0, None
+    best, best_peak, best_trough = 0.0, None, None
+    series: list[tuple[float, float]] = []
+    for ts, v in cum:
+        if v > peak:
+            peak, peak_ms = v, ts
+        dd = peak - v
+        series.append((ts, dd))
+        if dd > best:
+            best, best_peak, best_trough = dd, peak_ms, ts
+    return Drawdown(tuple(series), best, best_peak, best_trough)
+
+
+def market_summaries(sig: SignalStats, trades: TradeStats) -> tuple[MarketSummary, ...]:
+    """Per market (every market with a signal or a trade, by name): signals, trades, wins, win
+    rate, net P&L, fees, max drawdown of its own cumulative net P&L, median entry edge."""
+    signals = {m.market: m.signals for m in sig.by_market}
+    per: dict[str, list[TradePoint]] = {}
+    for p in trades.by_trade:
+        per.setdefault(p.market, []).append(p)
+    fees = {m.market: m.fees for m in trades.by_market}
+    out = []
+    for market in sorted(set(signals) | set(per)):
+        pts = per.get(market, [])
+        total, cum = 0.0, []
+        for p in pts:
+            total += p.net_pnl
+            cum.append((p.exit_ms, total))
+        dd = drawdown(cum)
+        wins = sum(1 for p in pts if p.net_pnl > 0)
+        out.append(MarketSummary(
+            market, signals.get(market, 0), len(pts), wins, _share(wins, len(pts)),
+            math.fsum(p.net_pnl for p in pts), fees.get(market, 0.0),
+            dd.max_usd if dd is not None else 0.0,
+            _median([p.entry_edge_bps for p in pts if p.entry_edge_bps is not None])))
+    return tuple(out)
+
+
+def time_axis(times_ms: Sequence[float], day_ms: float) -> TimeAxis:
+    """An axis that fits ``times_ms`` (docs/reports.md "Plots"): seconds after the first
+    time's whole second when the data spans ≤ 2 min, minutes after its whole minute when
+    ≤ 2 h, else UTC hours of the day, whole hours around the data. Seconds and minutes are
+    padded by 5 % of the span (at least one unit) on each side. No finite time: the whole
+    day in UTC hours."""
+    ts = [t for t in times_ms if math.isfinite(t)]
+    if not ts:
+        return TimeAxis(day_ms, HOUR_MS, 0.0, 24.0, "UTC hour")
+    t0, t1 = min(ts), max(ts)
+    span = t1 - t0
+    if span > 2 * HOUR_MS:
+        lo = math.floor((t0 - day_ms) / HOUR_MS)
+        hi = max(math.ceil((t1 - day_ms) / HOUR_MS), lo + 1)
+        return TimeAxis(day_ms, HOUR_MS, float(max(lo, 0)), float(min(hi, 24)), "UTC hour")
+    unit = 1000.0 if span <= 120_000 else 60_000.0
+    origin = math.floor(t0 / unit) * unit
+    pad = max(0.05 * span, unit)
+    stamp = dt.datetime.fromtimestamp(origin / 1000.0, dt.UTC)
+    label = (f"seconds after {stamp:%H:%M:%S} UTC" if unit == 1000.0
+             else f"minutes after {stamp:%H:%M} UTC")
+    return TimeAxis(origin, unit, (t0 - pad - origin) / unit, (t1 + pad - origin) / unit, label)
 
 
 @attrs.define
@@ -618,6 +766,7 @@ def build_report(records_dir: Path, day: dt.date) -> DayReport:
     ords = _orders(*read["orders"])
     fls = _fills(*read["fills"])
     pos = _positions(*read["positions"])
+    trd = attrs.evolve(trd, markets=market_summaries(sig, trd))
     files = tuple(read[k][1].freeze() for k in KINDS)
     for f in files:
         if f.skipped or f.bad_values or f.errors:
@@ -651,6 +800,14 @@ def _hms(ms: float) -> str:
     return t.strftime("%H:%M:%S")
 
 
+def _window(rep: DayReport) -> str:
+    ts = [t for t in (*rep.signals.times_ms, *(p.exit_ms for p in rep.trades.by_trade))
+          if math.isfinite(t)]
+    if not ts:
+        return "n/a"
+    return f"{_hms(min(ts))} – {_hms(max(ts))} ({(max(ts) - min(ts)) / 1000.0:.0f} s)"
+
+
 def render_markdown(rep: DayReport, plots: Plots | None = None) -> str:
     """The report as Markdown (deterministic: the same report gives the same text)."""
     day = rep.day.isoformat()
@@ -664,7 +821,9 @@ def render_markdown(rep: DayReport, plots: Plots | None = None) -> str:
         ("followup records", f"{fu.records} ({fu.captured} captured, {fu.missed} missed)"),
         ("trades", f"{t.count} (win rate {_pct(t.win_rate)})"),
         ("net P&L (USDC)", _f(t.net_pnl, 4)),
+        ("max drawdown (USDC)", _f(t.drawdown.max_usd if t.drawdown else None, 4)),
         ("lines/records skipped", skipped),
+        ("data from / to (UTC)", _window(rep)),
     ])
 
     md += ["## Input files", ""]
@@ -748,6 +907,29 @@ def render_markdown(rep: DayReport, plots: Plots | None = None) -> str:
         md += ["### Cumulative net P&L", ""]
         md += _table(("exit (UTC)", "cumulative net (USDC)"),
                      [(_hms(ts), _f(v, 4)) for ts, v in t.cumulative_pnl])
+    if t.drawdown is not None:
+        d = t.drawdown
+        md += ["### Drawdown", ""]
+        md += _table(("figure", "value"), [
+            ("max drawdown (USDC)", _f(d.max_usd, 4)),
+            ("from the peak at (UTC)", "start (0)" if d.peak_ms is None else _hms(d.peak_ms)),
+            ("to the trough at (UTC)", "n/a" if d.trough_ms is None else _hms(d.trough_ms)),
+        ])
+        md += _table(("exit (UTC)", "drawdown (USDC)"),
+                     [(_hms(ts), _f(v, 4)) for ts, v in d.series])
+    if t.by_trade:
+        md += ["### Trade by trade", ""]
+        md += _table(("exit (UTC)", "market", "direction", "entry edge (bps)", "net (USDC)",
+                      "exit reason"),
+                     [(_hms(x.exit_ms), x.market, x.direction, _f(x.entry_edge_bps),
+                       _f(x.net_pnl, 4), x.exit_reason) for x in t.by_trade])
+    if t.markets:
+        md += ["## Per market", ""]
+        md += _table(("market", "signals", "trades", "wins", "win rate", "net (USDC)",
+                      "fees (USDC)", "max drawdown (USDC)", "median entry edge (bps)"),
+                     [(m.market, m.signals, m.trades, m.wins, _pct(m.win_rate),
+                       _f(m.net_pnl, 4), _f(m.fees, 4), _f(m.max_drawdown, 4),
+                       _f(m.median_entry_edge_bps)) for m in t.markets])
 
     f = rep.fills
     md += ["## Fills", "", f"{f.fills} fills ({f.synthetic} synthetic), fees {_f(f.fees, 4)} "
@@ -809,60 +991,113 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def make_plots(rep: DayReport, out_dir: Path) -> Plots:
-    """Write the PNG plots of ``rep`` into ``out_dir`` when matplotlib imports.
+def figures(rep: DayReport) -> list[tuple[str, Any]]:
+    """The report's matplotlib figures as ``(file name, Figure)`` (raises ImportError without
+    matplotlib). Time axes fit the data (:func:`time_axis`); the list is in docs/reports.md."""
+    from matplotlib.figure import Figure
 
-    ``report_<day>_signals_per_hour.png`` always; ``..._edge_retention.png`` with followups;
-    ``..._cumulative_pnl.png`` with trades. Never raises for a missing or failing matplotlib.
-    """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return Plots((), "matplotlib not installed (install the `report` extra for PNG plots)")
     day = rep.day.isoformat()
-    made: list[str] = []
+    day_ms = dt.datetime(rep.day.year, rep.day.month, rep.day.day, tzinfo=dt.UTC).timestamp() * 1000
+    out: list[tuple[str, Any]] = []
+    sig = rep.signals
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.add_subplot()
+    axis = time_axis(sig.times_ms, day_ms)
+    if axis.unit_ms == HOUR_MS:
+        hours = range(int(axis.lo), int(axis.hi))
+        buy = [sig.by_hour_side["buy"][h] for h in hours]
+        ax.bar([h + 0.5 for h in hours], buy, width=0.9, label="buy")
+        ax.bar([h + 0.5 for h in hours], [sig.by_hour_side["sell"][h] for h in hours],
+               width=0.9, bottom=buy, label="sell")
+        ax.set(title=f"Signals per UTC hour, {day}", ylabel="signals")
+        ax.legend()
+    else:
+        xs = [axis.x(t) for t in sig.times_ms]
+        edges = [float(math.floor(axis.lo)) + i for i in range(int(math.ceil(axis.hi)
+                                                                  - math.floor(axis.lo)) + 1)]
+        ax.hist(xs, bins=edges if len(edges) > 1 else 1)
+        per = "second" if axis.unit_ms == 1000.0 else "minute"
+        ax.set(title=f"Signals per {per}, {day}", ylabel="signals")
+    ax.set(xlabel=axis.label, xlim=(axis.lo, axis.hi))
+    out.append((f"report_{day}_signals.png", fig))
 
-    def save(fig: Any, name: str) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        _atomic_write(out_dir / name, buf.getvalue())
-        made.append(name)
+    offs = [x for x in rep.followups.offsets if x.median_retention is not None]
+    if offs:
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.add_subplot()
+        xs = [x.offset_ms / 1000 for x in offs]
+        ax.plot(xs, [100 * (x.median_retention or 0.0) for x in offs], marker="o",
+                label="median edge retention")
+        ax.plot(xs, [100 * (x.shrinking_share or 0.0) for x in offs], marker="s",
+                label="shrinking edges")
+        ax.set(title=f"Edge retention by offset, {day}", xlabel="offset (s)", ylabel="%")
+        ax.legend()
+        out.append((f"report_{day}_edge_retention.png", fig))
 
-    try:
+    t = rep.trades
+    cum = [(ts, v) for ts, v in t.cumulative_pnl if math.isfinite(ts)]
+    if cum:
+        axis = time_axis([ts for ts, _ in cum], day_ms)
+        xs = [axis.lo, *(axis.x(ts) for ts, _ in cum), axis.hi]
         fig = Figure(figsize=(8, 3.5))
         ax = fig.add_subplot()
-        ax.bar(range(24), rep.signals.by_hour_side["buy"], label="buy")
-        ax.bar(range(24), rep.signals.by_hour_side["sell"],
-               bottom=rep.signals.by_hour_side["buy"], label="sell")
-        ax.set(title=f"Signals per UTC hour, {day}", xlabel="UTC hour", ylabel="signals",
-               xticks=range(0, 24, 2))
-        ax.legend()
-        save(fig, f"report_{day}_signals_per_hour.png")
-        offs = [x for x in rep.followups.offsets if x.median_retention is not None]
-        if offs:
-            fig = Figure(figsize=(6, 3.5))
-            ax = fig.add_subplot()
-            xs = [x.offset_ms / 1000 for x in offs]
-            ax.plot(xs, [100 * (x.median_retention or 0.0) for x in offs], marker="o",
-                    label="median edge retention")
-            ax.plot(xs, [100 * (x.shrinking_share or 0.0) for x in offs], marker="s",
-                    label="shrinking edges")
-            ax.set(title=f"Edge retention by offset, {day}", xlabel="offset (s)",
-                   ylabel="%")
-            ax.legend()
-            save(fig, f"report_{day}_edge_retention.png")
-        cum = [(ts, v) for ts, v in rep.trades.cumulative_pnl if math.isfinite(ts)]
-        if cum:
-            fig = Figure(figsize=(8, 3.5))
-            ax = fig.add_subplot()
-            day_ms = dt.datetime(rep.day.year, rep.day.month, rep.day.day,
-                                 tzinfo=dt.UTC).timestamp() * 1000
-            ax.step([0.0, *((ts - day_ms) / HOUR_MS for ts, _ in cum)],
-                    [0.0, *(v for _, v in cum)], where="post")
-            ax.axhline(0.0, linewidth=0.5, color="grey")
-            ax.set(title=f"Cumulative net P&L, {day}", xlabel="UTC hour", ylabel="USDC",
-                   xlim=(0, 24))
-            save(fig, f"report_{day}_cumulative_pnl.png")
+        ax.step(xs, [0.0, *(v for _, v in cum), cum[-1][1]], where="post")
+        ax.axhline(0.0, linewidth=0.5, color="grey")
+        ax.set(title=f"Cumulative net P&L, {day}", xlabel=axis.label, ylabel="USDC",
+               xlim=(axis.lo, axis.hi))
+        out.append((f"report_{day}_cumulative_pnl.png", fig))
+        dd = [(ts, v) for ts, v in (t.drawdown.series if t.drawdown else ()) if math.isfinite(ts)]
+        fig = Figure(figsize=(8, 3))
+        ax = fig.add_subplot()
+        ax.fill_between(xs, [0.0, *(-v for _, v in dd), -dd[-1][1]], step="post", alpha=0.5,
+                        color="tab:red")
+        ax.axhline(0.0, linewidth=0.5, color="grey")
+        ax.set(title=f"Drawdown from the peak of cumulative net P&L, {day}",
+               xlabel=axis.label, ylabel="USDC", xlim=(axis.lo, axis.hi))
+        out.append((f"report_{day}_drawdown.png", fig))
+    if t.markets:
+        fig = Figure(figsize=(max(4.0, 0.6 * len(t.markets) + 2), 3.5))
+        ax = fig.add_subplot()
+        names = [m.market for m in t.markets]
+        nets = [m.net_pnl for m in t.markets]
+        ax.bar(names, nets, color=["tab:green" if v >= 0 else "tab:red" for v in nets])
+        for i, m in enumerate(t.markets):
+            ax.annotate(f"{m.trades} tr / {m.signals} sig", (i, nets[i]), ha="center",
+                        va="bottom", fontsize=7)
+        ax.axhline(0.0, linewidth=0.5, color="grey")
+        ax.set(title=f"Net P&L per market, {day}", ylabel="USDC")
+        ax.tick_params(axis="x", labelrotation=45)
+        out.append((f"report_{day}_per_market.png", fig))
+    pts = [(p.entry_edge_bps, p.net_pnl) for p in t.by_trade if p.entry_edge_bps is not None]
+    if pts:
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
+        ax.scatter([e for e, _ in pts], [v for _, v in pts])
+        ax.axhline(0.0, linewidth=0.5, color="grey")
+        ax.set(title=f"Trades: edge at entry vs net P&L, {day}",
+               xlabel="edge at entry (bps)", ylabel="net P&L (USDC)")
+        out.append((f"report_{day}_trades_edge_vs_pnl.png", fig))
+    return out
+
+
+def make_plots(rep: DayReport, out_dir: Path) -> Plots:
+    """Write the PNG plots of ``rep`` (:func:`figures`) into ``out_dir`` when matplotlib
+    imports. Never raises for a missing or failing matplotlib."""
+    day = rep.day.isoformat()
+    try:
+        figs = figures(rep)
+    except ImportError:
+        return Plots((), "matplotlib not installed (install the `report` extra for PNG plots)")
+    except (ValueError, RuntimeError, TypeError) as exc:
+        log.warning("report %s: plotting failed: %s", day, exc)
+        return Plots((), f"plotting failed: {exc}")
+    made: list[str] = []
+    try:
+        for name, fig in figs:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+            _atomic_write(out_dir / name, buf.getvalue())
+            made.append(name)
     except (ValueError, RuntimeError, TypeError) as exc:
         log.warning("report %s: plotting failed: %s", day, exc)
         return Plots(tuple(made), f"plotting failed: {exc}")
@@ -874,9 +1109,13 @@ def write_report(records_dir: Path, day: dt.date, out_dir: Path) -> Path:
     PNG plots next to it when matplotlib is installed); return the Markdown path.
 
     Raises ``OSError`` (``FileNotFoundError`` for a missing records dir) when it cannot read
-    the records dir or write the output.
+    the records dir or write the output, and :class:`NoDataError` (nothing written) when the
+    day has no record of any kind.
     """
     rep = build_report(Path(records_dir), day)
+    if not rep.has_data:
+        raise NoDataError(f"no records for {day.isoformat()} in {records_dir}: no report "
+                          "written")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(rep, out_dir)

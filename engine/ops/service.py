@@ -155,12 +155,14 @@ class OpsService:
         """Report for ``day`` and retention, in worker threads (the loop never waits on disk)."""
         records = Path(self.cfg.records.dir)
         if self.cfg.report.daily:
-            from engine.ops.report import build_report, write_report
+            from engine.ops.report import NoDataError, build_report, write_report
 
             out_dir = Path(self.cfg.report.dir or records / "reports")
             try:
                 path = await trio.to_thread.run_sync(write_report, records, day, out_dir)
                 rep = await trio.to_thread.run_sync(build_report, records, day)
+            except NoDataError as exc:
+                log.warning("daily report for %s: %s", day, exc)
             except OSError as exc:
                 log.error("daily report for %s failed: %s", day, exc)
             else:

@@ -1,8 +1,8 @@
 """Simulated user state: accounts (USDC cash, isolated xyz positions, orders, fills), API-wallet
-approvals and per-signer nonce sets (protocol doc §8.5, §9, §11), plus the venue's wire shapes
+approvals and per-signer nonce sets (docs/reference/hyperliquid-protocol.md §8.5, §9, §11), plus the venue's wire shapes
 for them (orders, fills, positions, margin summaries).
 
-Money model (DEX abstraction, doc §9 notes): the account's free USDC lives on the main dex;
+Money model (DEX abstraction, docs/reference/hyperliquid-protocol.md §9 notes): the account's free USDC lives on the main dex;
 opening or increasing an xyz position moves ``notional / leverage`` of it into that position's
 isolated margin, closing moves it back together with the realised PnL; fees are paid from the
 free USDC. ``clearinghouseState`` on the main dex therefore shows the free USDC and on ``xyz`` the
@@ -157,7 +157,7 @@ class Account:
 
 
 class NonceSet:
-    """The 100 highest nonces of one signer (doc §11): a new nonce must be unused and, once
+    """The 100 highest nonces of one signer (docs/reference/hyperliquid-protocol.md §11): a new nonce must be unused and, once
     the set is full, greater than its smallest element."""
 
     __slots__ = ("_heap", "_set", "size")

@@ -1,12 +1,12 @@
-"""Signed action bodies (``POST /exchange`` and WS ``post`` of type ``action``; protocol doc §4.1,
+"""Signed action bodies (``POST /exchange`` and WS ``post`` of type ``action``; docs/reference/hyperliquid-protocol.md §4.1,
 §5, §8): validation of the envelope and of ``order`` / ``cancel`` / ``cancelByCloid`` /
-``updateLeverage`` actions, and the canonical action the venue hashes to recover the signer.
+``updateLeverage`` / ``scheduleCancel`` actions, and the canonical action the venue hashes to recover the signer.
 
 Like the venue, the simulator re-serialises what it parsed rather than hashing the bytes it
 received: keys go in the canonical order, cloids and builder addresses are lower-cased and price
 and size strings lose trailing zeros. A client that hashed something else (``"105.0"``, an
 upper-case cloid, reordered keys) therefore recovers to a random address and gets
-"User or API Wallet 0x… does not exist." (doc §15 P4). Other action types are hashed as received.
+"User or API Wallet 0x… does not exist." (docs/reference/hyperliquid-protocol.md §15 P4). Other action types are hashed as received.
 A body that does not have the venue's types is a deserialisation error (HTTP 422).
 """
 
@@ -67,6 +67,7 @@ class SignedAction:
     orders: list[OrderRequest] = field(default_factory=list)
     cancels: list[CancelRequest] = field(default_factory=list)
     leverage: tuple[int, bool, int] | None = None  # (asset, isCross, leverage)
+    schedule_time: int | None = None  # scheduleCancel's "time" (None: unset the timer)
 
     @property
     def n_requests(self) -> int:
@@ -233,11 +234,22 @@ def _parse_update_leverage(action: dict[str, Any], out: SignedAction) -> dict[st
     return {"type": "updateLeverage", "asset": asset, "isCross": is_cross, "leverage": leverage}
 
 
+def _parse_schedule_cancel(action: dict[str, Any], out: SignedAction) -> dict[str, Any]:
+    extra = set(action) - {"type", "time"}
+    if extra:
+        raise ActionParseError(f"unknown field `{sorted(extra)[0]}` in `scheduleCancel`")
+    if "time" not in action or action["time"] is None:
+        return {"type": "scheduleCancel"}
+    out.schedule_time = _int(action["time"], "time")
+    return {"type": "scheduleCancel", "time": out.schedule_time}
+
+
 _PARSERS = {
     "order": _parse_order_action,
     "cancel": _parse_cancel,
     "cancelByCloid": _parse_cancel_by_cloid,
     "updateLeverage": _parse_update_leverage,
+    "scheduleCancel": _parse_schedule_cancel,
 }
 
 

@@ -1,4 +1,4 @@
-"""The venue's price and size grid (protocol doc §7): rounding, wire formatting and validation.
+"""The venue's price and size grid (docs/reference/hyperliquid-protocol.md §7): rounding, wire formatting and validation.
 
 Prices: at most 5 significant figures and at most ``6 - szDecimals`` decimals; integers are
 always valid. Sizes: at most ``szDecimals`` decimals. Wire strings never carry trailing zeros.

@@ -1,5 +1,5 @@
 """The ``info`` API (``POST /info`` and WS ``post`` of type ``info``): request validation and the
-venue's response shapes (protocol doc §6, §9), including the ``dex`` rules.
+venue's response shapes (docs/reference/hyperliquid-protocol.md §6, §9), including the ``dex`` rules.
 
 Without ``dex`` (or with ``""``) queries address the main dex, which never shows xyz coins.
 User queries (``clearinghouseState``, ``openOrders``, ``frontendOpenOrders``, ``orderStatus``,

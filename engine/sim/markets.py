@@ -1,4 +1,4 @@
-"""The simulated venue's market catalogue: the xyz dex (meta order of protocol doc §13.4), a small
+"""The simulated venue's market catalogue: the xyz dex (meta order of docs/reference/hyperliquid-protocol.md §13.4), a small
 main dex, and the dummy dexes that can be listed before xyz in ``perpDexs``.
 
 Reference prices are plausible levels, not quotes. ``szDecimals`` follow the deployer practice of

@@ -190,6 +190,7 @@ class SimExchange:
             nursery.start_soon(self._periodic)
             nursery.start_soon(self.trading.run)
             nursery.start_soon(self.trading.deliver_late)
+            nursery.start_soon(self.trading.schedule.run)
             if self.rate > 0:
                 self.firehose = Firehose(
                     self.hub, self.model, self.rate, self._virtual_epoch_ms, self.counters

@@ -1,4 +1,4 @@
-"""Signer recovery for L1 actions with the official SDK (protocol doc §8), imported lazily so that
+"""Signer recovery for L1 actions with the official SDK (docs/reference/hyperliquid-protocol.md §8), imported lazily so that
 market-data-only use of the simulator never loads eth-account.
 
 The phantom-agent source is ``"a"`` on mainnet and ``"b"`` on testnet; the simulator is mainnet

@@ -1,4 +1,4 @@
-"""The venue's trading side (protocol doc §4, §5, §7, §9, §11, §12): signed actions are verified
+"""The venue's trading side (docs/reference/hyperliquid-protocol.md §4, §5, §7, §9, §11, §12): signed actions are verified
 (signer recovery with the official SDK, API-wallet approvals, nonces, expiry), queued and executed
 in arrival order after ``match_latency_ms`` of venue time against the market model's book as it
 is at that later moment, and their effects are streamed to the ``orderUpdates``, ``userFills``
@@ -11,10 +11,13 @@ limit price) when the market maker's quotes cross them. Taking consumes the book
 until the market maker re-quotes. Per-order errors carry the HIP-3 `` asset=<id>`` suffix.
 
 Fault knobs: per-order rejections, a partial-fill ratio, lost or late post responses, IOC orders
-without orderUpdates (doc §15 P19), transient all-zero ``clearinghouseState`` answers (P23), and
+without orderUpdates (docs/reference/hyperliquid-protocol.md §15 P19), transient all-zero ``clearinghouseState`` answers (P23), and
 those of :class:`~engine.sim.faults.TradingFaults` (``self.faults``): user streams delivered
 after the post response, all-zero answers for a time window, a connection cut when a
 reduce-only order arrives (in ``wsapi``), ``unknownOid`` for fresh orders.
+
+``scheduleCancel`` (the dead-man switch) is verified here and timed by
+:mod:`engine.sim.schedule_cancel`.
 """
 
 from __future__ import annotations
@@ -52,17 +55,18 @@ from engine.sim.actions import (
 from engine.sim.faults import TradingFaults
 from engine.sim.markets import XYZ_DEX
 from engine.sim.model import Event, MarketModel
+from engine.sim.schedule_cancel import ScheduledCancels
 from engine.sim.signatures import SignatureError, recover_signer
 
 log = logging.getLogger("engine.sim.trading")
 
-DEFAULT_TAKER_FEE = 0.0000765  # 0.765 bp: the observed xyz taker fill (doc §13.1)
+DEFAULT_TAKER_FEE = 0.0000765  # 0.765 bp: the observed xyz taker fill (docs/reference/hyperliquid-protocol.md §13.1)
 DEFAULT_MAKER_FEE = 0.0000255
 MIN_NOTIONAL = Decimal(10)
-OID_BASE = 300_000_000_000  # oids are > 2**32 (doc §5.2)
+OID_BASE = 300_000_000_000  # oids are > 2**32 (docs/reference/hyperliquid-protocol.md §5.2)
 TID_BASE = 690_000_000_000_000
 
-# Per-order error texts (doc §12); each gets " asset=<id>" appended.
+# Per-order error texts (docs/reference/hyperliquid-protocol.md §12); each gets " asset=<id>" appended.
 ERR_TICK = "Price must be divisible by tick size."
 ERR_BAD_PRICE = "Order has invalid price."
 ERR_BAD_SIZE = "Order has invalid size."
@@ -176,6 +180,8 @@ class Trading:
         self._late_send, self._late_recv = trio.open_memory_channel[
             tuple[float, tuple[str, str, str, Any]]
         ](math.inf)
+        # the dead-man switch (scheduleCancel): its timers run in SimExchange.serve
+        self.schedule = ScheduledCancels(now_ms, self.cancel_all_open)
 
     # ------------------------------------------------------------------ accounts
 
@@ -313,6 +319,9 @@ class Trading:
             return self._cancels(acct, action.kind, action.cancels, now)
         if action.kind == "updateLeverage" and action.leverage is not None:
             return self._update_leverage(acct, *action.leverage)
+        if action.kind == "scheduleCancel":
+            problem = self.schedule.handle(acct.address, action.schedule_time, now)
+            return ok("default") if problem is None else err(problem)
         return err(f"Simulator does not support action type {action.kind!r}")
 
     # ------------------------------------------------------------------ orders
@@ -637,6 +646,20 @@ class Trading:
         self._stream(acct.address, updates, [])
         return ok("cancel", {"statuses": statuses})
 
+    def cancel_all_open(self, user: str, now: int) -> int:
+        """The dead-man switch fired: cancel every open order of ``user`` (status
+        ``scheduledCancel``, streamed on ``orderUpdates``); returns how many."""
+        acct = self.accounts.get(user)
+        if acct is None:
+            return 0
+        updates: list[dict[str, Any]] = []
+        for order in acct.open_orders():
+            self._finish(order, "scheduledCancel", now)
+            updates.append(order.update_wire())
+        self.counters["scheduled_cancels"] += len(updates)
+        self._stream(user, updates, [])
+        return len(updates)
+
     def _update_leverage(
         self, acct: Account, asset: int, is_cross: bool, leverage: int
     ) -> dict[str, Any]:
@@ -779,7 +802,7 @@ class Trading:
         return {"cumVlm": usd(vlm), "nRequestsUsed": used, "nRequestsCap": 10_000 + int(vlm)}
 
     def user_fees(self, user: str) -> dict[str, Any]:
-        """Tier-0 validator-perp rates (doc §13.1); xyz fills use the per-market rates."""
+        """Tier-0 validator-perp rates (docs/reference/hyperliquid-protocol.md §13.1); xyz fills use the per-market rates."""
         return {
             "dailyUserVlm": [],
             "feeSchedule": {

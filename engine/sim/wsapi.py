@@ -1,4 +1,4 @@
-"""WebSocket request semantics (protocol doc §2, §4): ping, subscribe/unsubscribe with acks and
+"""WebSocket request semantics (docs/reference/hyperliquid-protocol.md §2, §4): ping, subscribe/unsubscribe with acks and
 error strings, and ``post``: info answered like ``POST /info``, actions executed like
 ``POST /exchange`` (answered when executed; at most 100 unanswered action posts per connection,
 above which the venue's ``too many pending post requests id=<id>`` error is sent).
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 ACTIONS_UNSUPPORTED = "Simulator does not support trading actions yet"
 MAX_INFLIGHT_POSTS = 100
-SINGLE_USER_CHANNELS = ("orderUpdates", "userEvents")  # their data names no user (doc §2.2)
+SINGLE_USER_CHANNELS = ("orderUpdates", "userEvents")  # their data names no user (docs/reference/hyperliquid-protocol.md §2.2)
 _PARSE_ERROR = "Error parsing JSON into valid websocket request: "
 
 _decoder = msgspec.json.Decoder()

@@ -82,7 +82,7 @@ NO_MATCH_MSG = "Order could not immediately match against any resting orders."
 REDUCE_ONLY_MSG = "Reduce only order would increase position."
 DEFAULT_REJECT_MSG = "Insufficient margin to place order."
 
-# post-response error prefix -> orderUpdates/orderStatus status (hyperliquid-protocol.md §12)
+# post-response error prefix -> orderUpdates/orderStatus status (docs/reference/hyperliquid-protocol.md §12)
 _REJECT_STATUS: tuple[tuple[str, str], ...] = (
     ("Price must be divisible by tick size", "tickRejected"),
     ("Order must have minimum value", "minTradeNtlRejected"),

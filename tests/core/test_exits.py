@@ -1,4 +1,4 @@
-"""Exit rules, hand-computed (predecessor §4.4–§4.7 with L3/L13 fixed)."""
+"""Exit rules, hand-computed (docs/reference/predecessor-semantics.md §4.4–§4.7 with L3/L13 fixed)."""
 
 from __future__ import annotations
 

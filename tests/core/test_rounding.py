@@ -1,4 +1,4 @@
-"""Price/size rules and IOC rounding (protocol doc §7; predecessor D3/L20, #16, #28, #31, #43)."""
+"""Price/size rules and IOC rounding (docs/reference/hyperliquid-protocol.md §7; predecessor D3/L20, #16, #28, #31, #43)."""
 
 from __future__ import annotations
 

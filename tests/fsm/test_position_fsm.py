@@ -1,6 +1,6 @@
 """The position FSM: the derived table agrees with the python-statemachine definition, a
 market never has two live flatten orders, every refusal is released, and the predecessor's
-duplicate-flatten and fill-race bugs cannot happen (predecessor-semantics.md §4.3, §8)."""
+duplicate-flatten and fill-race bugs cannot happen (docs/reference/predecessor-semantics.md §4.3, §8)."""
 
 from __future__ import annotations
 

@@ -172,6 +172,13 @@ async def test_ops_endpoint_kill_and_notifications(tmp_path: Path, caplog: pytes
             assert (tmp_path / "data" / "reports" / f"report_{day}.md").exists()
             await wait_for(lambda: any("Daily report" in json.dumps(b) for b in hook.bodies),
                            10, "the daily report notification")
+            # a day without records: no report, a warning, no notification
+            empty = day - dt.timedelta(days=30)
+            await app.ops.run_daily(empty)
+            assert not (tmp_path / "data" / "reports" / f"report_{empty}.md").exists()
+            assert any(f"daily report for {empty}: no records" in r.getMessage()
+                       for r in caplog.records)
+            assert not any(f"Daily report {empty}" in json.dumps(b) for b in hook.bodies)
             # kill needs the token
             assert (await _post(base + "/kill")).status_code == 401
             bad = await _post(base + "/kill", headers={"Authorization": "Bearer wrong"})

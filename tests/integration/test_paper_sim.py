@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from engine.clock import WallClock
-from engine.config import PaperConfig, VenueConfig, structure_config
+from engine.config import VenueConfig, structure_config
 from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, CloidFactory, Order
 from engine.core.trading import TradingCore
@@ -215,8 +215,6 @@ async def test_paper_order_larger_than_the_top_level_walks_the_simulators_l2book
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.skipif(not hasattr(PaperConfig(), "walk_l2book"),
-                    reason="[paper] walk_l2book is not wired yet (see /work/notes/H-wiring.diff)")
 async def test_paper_app_with_walk_l2book_fills_against_l2book_levels(tmp_path: Path) -> None:
     cfg = {**PAPER, "paper": {"latency_ms": 50.0, "walk_l2book": True}}
     async with running(tmp_path, config=cfg, sim={"aligned": True},

@@ -494,3 +494,29 @@ def test_dashboard_panel_kinds() -> None:
     for h in ("frame_to_decision", "decision_to_order_sent", "order_sent_to_ack",
               "exit_trigger_to_flatten_sent", "event_loop_lag"):
         assert any(h in e for e in quantiles) or any(h in e for e in by_kind.get("heatmap", []))
+
+
+def test_bench_compares_like_with_like() -> None:
+    """bench/bench_metrics.py's prometheus_client registry holds the same series as the
+    hand-written 40-market one (same children, same buckets), so its ratios compare like with
+    like (docs/architecture.md "Why the metrics registry is hand-written")."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_metrics.py"
+    spec = importlib.util.spec_from_file_location("bench_metrics", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ours = {f.name: f for f in text_string_to_metric_families(
+        bench.forty_markets().registry.render().decode())}
+    _, pm = bench.prometheus_forty_markets()
+    theirs = {f.name: f for f in text_string_to_metric_families(pm["render"]().decode())}
+    for name in ("engine_stream_age_seconds", "engine_gate_blocked", "engine_position_size",
+                 "engine_orders_by_state", "engine_breaker_tripped"):
+        assert len(theirs[name].samples) == len(ours[name].samples), name
+    buckets = [s for s in theirs["engine_h0_seconds"].samples if s.name.endswith("_bucket")]
+    ours_buckets = [s for s in ours["engine_frame_to_decision_seconds"].samples
+                    if s.name.endswith("_bucket")]
+    assert [s.labels["le"] for s in buckets] == [s.labels["le"] for s in ours_buckets]
+    assert buckets[-1].value == ours_buckets[-1].value == 1000

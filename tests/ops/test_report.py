@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import json
 import logging
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -19,12 +20,17 @@ import pytest
 import trio
 
 from engine.ops.report import (
+    EXIT_NO_DATA,
     DayReport,
+    NoDataError,
     Percentiles,
+    TimeAxis,
     build_report,
+    drawdown,
     make_plots,
     percentiles,
     render_markdown,
+    time_axis,
     write_report,
 )
 
@@ -350,10 +356,155 @@ def test_empty_day_and_missing_dir(tmp_path: Path) -> None:
     r = build_report(tmp_path, DAY)
     assert r.signals.total == 0 and r.trades.count == 0 and r.trades.win_rate is None
     assert r.followups.offsets == () and r.orders.ack_ms.n == 0
+    assert not r.has_data and r.trades.drawdown is None and r.trades.markets == ()
     md = render_markdown(r)
     assert "| signals | (none) | 0 |" in md and "| win rate | n/a |" in md
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_report(tmp_path / "nope", DAY)
+    # a day without any record writes nothing and says so
+    with pytest.raises(NoDataError, match="no records for 2024-03-05"):
+        write_report(tmp_path, DAY, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # an empty file is no data either; a file of one malformed line is (the report shows it)
+    (tmp_path / "signals_2024-03-05.jsonl").write_text("")
+    assert not build_report(tmp_path, DAY).has_data
+    (tmp_path / "signals_2024-03-05.jsonl").write_text("not json\n")
+    assert build_report(tmp_path, DAY).has_data
+    assert write_report(tmp_path, DAY, tmp_path / "out").exists()
+
+
+def test_report_command_on_a_day_without_data_exits_3(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    env["ENGINE__RECORDS__DIR"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "engine", "report", "--day", "2024-03-05"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == EXIT_NO_DATA == 3, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"engine: no records for 2024-03-05 in {tmp_path}: no report written"]
+    assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
+    shutil.copy(FIXTURE / "trades_2024-03-05.jsonl", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "engine", "report", "--day", "2024-03-05"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "report written" in r.stdout, r.stderr
+
+
+# ------------------------------------------------------------------------------ issue 12 figures
+
+T1 = 1709600405300  # 01:00:05.3 UTC on DAY
+DAY_MS = 1709596800000
+
+
+def test_time_axis_fits_the_data() -> None:
+    # 35 s: seconds after 01:00:05, padded by max(5 % of 35 s, 1 s) = 1.75 s
+    ax = time_axis([T1, T1 + 35_000], DAY_MS)
+    assert (ax.origin_ms, ax.unit_ms, ax.label) == (1709600405000, 1000.0,
+                                                     "seconds after 01:00:05 UTC")
+    assert (ax.lo, ax.hi) == (approx(-1.45), approx(37.05))  # (0.3 - 1.75), (0.3 + 35 + 1.75)
+    assert ax.x(T1 + 35_000) == approx(35.3)
+    # one point: padded by one unit
+    one = time_axis([T1], DAY_MS)
+    assert (one.lo, one.hi) == (approx(-0.7), approx(1.3))
+    # 30 min: minutes after 01:00, padded by max(90 s, 60 s) = 1.5 min
+    ax = time_axis([T1, T1 + 1_800_000], DAY_MS)
+    assert (ax.origin_ms, ax.unit_ms, ax.label) == (1709600400000, 60_000.0,
+                                                     "minutes after 01:00 UTC")
+    assert (ax.lo, ax.hi) == (approx((5300 - 90_000) / 60_000),
+                              approx((5300 + 1_800_000 + 90_000) / 60_000))
+    # the fixture's trades, 01:00:05 to 14:21:00: whole UTC hours 1 to 15
+    assert time_axis([T1, 1709648460300], DAY_MS) == TimeAxis(DAY_MS, 3_600_000.0, 1.0, 15.0,
+                                                             "UTC hour")
+    assert time_axis([math.inf], DAY_MS) == TimeAxis(DAY_MS, 3_600_000.0, 0.0, 24.0, "UTC hour")
+
+
+def test_drawdown_per_market_and_trade_by_trade(rep: DayReport) -> None:
+    t = rep.trades
+    d = t.drawdown
+    assert d is not None
+    # cumulative 0.6, 0.1, 1.5, 1.5; peaks 0.6, 0.6, 1.5, 1.5 -> drawdown 0, 0.5, 0, 0
+    assert [v for _, v in d.series] == [approx(0.0), approx(0.5), approx(0.0), approx(0.0)]
+    assert (d.max_usd, d.peak_ms, d.trough_ms) == (approx(0.5), 1709600405300, 1709602203300)
+    assert drawdown([(1.0, -0.2), (2.0, -0.5), (3.0, 0.1)]) is not None
+    dd0 = drawdown([(1.0, -0.2), (2.0, -0.5), (3.0, 0.1)])
+    assert dd0 is not None and (dd0.max_usd, dd0.peak_ms, dd0.trough_ms) == (
+        approx(0.5), None, 2.0)  # from the 0 before the first trade down to -0.5
+    assert [(p.market, p.direction, p.entry_edge_bps, p.net_pnl, p.exit_reason)
+            for p in t.by_trade] == [
+        ("xyz:GOLD", "long", 20.0, approx(0.6), "quick_profit"),
+        ("xyz:GOLD", "short", 30.0, approx(-0.5), "edge_evaporated"),
+        ("xyz:SILVER", "long", 40.0, approx(1.4), "quick_profit"),
+        ("xyz:SILVER", "short", 16.0, approx(0.0), "time_stop")]
+    rows = {m.market: (m.signals, m.trades, m.wins, m.win_rate, m.net_pnl, m.fees,
+                       m.max_drawdown, m.median_entry_edge_bps) for m in t.markets}
+    assert rows == {
+        # GOLD: 3 signals; 0.6 then -0.5: net 0.1, fees 0.2 + 0.2, drawdown 0.6 - 0.1
+        "xyz:GOLD": (3, 2, 1, 0.5, approx(0.1), approx(0.4), approx(0.5), 25.0),
+        # SILVER: 1.4 then 0.0: net 1.4, no drawdown; median(40, 16) = 28
+        "xyz:SILVER": (2, 2, 1, 0.5, approx(1.4), approx(0.2), approx(0.0), 28.0),
+        "xyz:TSLA": (2, 0, 0, None, 0.0, 0.0, 0.0, None),  # signals, no trade
+    }
+
+
+def test_markdown_has_the_issue_12_tables(rep: DayReport) -> None:
+    lines = render_markdown(rep).splitlines()
+    for line in [
+        "| max drawdown (USDC) | 0.5000 |",
+        "| data from / to (UTC) | 01:00:00 – 23:59:00 (82740 s) |",  # GOLD 01:00 .. TSLA 23:59
+        "### Drawdown",
+        "| from the peak at (UTC) | 01:00:05 |",
+        "| to the trough at (UTC) | 01:30:03 |",
+        "| 01:30:03 | 0.5000 |",
+        "### Trade by trade",
+        "| exit (UTC) | market | direction | entry edge (bps) | net (USDC) | exit reason |",
+        "| 01:00:05 | xyz:GOLD | long | 20.00 | 0.6000 | quick_profit |",
+        "| 01:30:03 | xyz:GOLD | short | 30.00 | -0.5000 | edge_evaporated |",
+        "| 14:21:00 | xyz:SILVER | short | 16.00 | 0.0000 | time_stop |",
+        "## Per market",
+        "| xyz:GOLD | 3 | 2 | 1 | 50.0 % | 0.1000 | 0.4000 | 0.5000 | 25.00 |",
+        "| xyz:SILVER | 2 | 2 | 1 | 50.0 % | 1.4000 | 0.2000 | 0.0000 | 28.00 |",
+        "| xyz:TSLA | 2 | 0 | 0 | n/a | 0.0000 | 0.0000 | 0.0000 | n/a |",
+    ]:
+        assert line in lines, line
+
+
+def _short_session(root: Path) -> Path:
+    """A 35 s session: two signals and two trades between 01:00:05.3 and 01:00:40.3."""
+    root.mkdir(parents=True, exist_ok=True)
+    sigs = [{"market_key": "xyz:GOLD", "side": "buy", "timestamp_ms": T1 - 300 + i * 35_000,
+             "raw_edge_bps": 20.0} for i in range(2)]
+    trades = [{"market_key": "xyz:GOLD", "direction": "long", "exit_time_ms": T1 + i * 35_000,
+               "net_pnl": v, "gross_pnl": v, "fees": 0.0, "entry_edge_bps": e,
+               "exit_reason": "quick_profit"} for i, (v, e) in enumerate(((0.5, 20.0),
+                                                                           (-0.2, 10.0)))]
+    for kind, recs in (("signals", sigs), ("trades", trades)):
+        (root / f"{kind}_2024-03-05.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in recs))
+    return root
+
+
+def test_plots_fit_a_35_s_session(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from engine.ops.report import figures
+
+    r = build_report(_short_session(tmp_path / "rec"), DAY)
+    figs = dict(figures(r))
+    assert sorted(figs) == ["report_2024-03-05_cumulative_pnl.png",
+                            "report_2024-03-05_drawdown.png", "report_2024-03-05_per_market.png",
+                            "report_2024-03-05_signals.png",
+                            "report_2024-03-05_trades_edge_vs_pnl.png"]
+    for name in ("cumulative_pnl", "drawdown"):
+        ax = figs[f"report_2024-03-05_{name}.png"].axes[0]
+        assert ax.get_xlim() == (approx(-1.45), approx(37.05))  # not 0..24 h
+        assert ax.get_xlabel() == "seconds after 01:00:05 UTC"
+    sig_ax = figs["report_2024-03-05_signals.png"].axes[0]
+    assert sig_ax.get_xlim() == (approx(-1.75), approx(36.75))  # signals 01:00:05.0 .. :40.0
+    assert sig_ax.get_title() == "Signals per second, 2024-03-05"
+    scatter = figs["report_2024-03-05_trades_edge_vs_pnl.png"].axes[0]
+    assert [tuple(p) for p in scatter.collections[0].get_offsets()] == [(20.0, 0.5),
+                                                                       (10.0, -0.2)]
+    assert scatter.get_xlabel() == "edge at entry (bps)"
 
 
 def test_percentiles_nearest_rank() -> None:
@@ -386,8 +537,10 @@ def test_write_report_with_matplotlib(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = write_report(FIXTURE, DAY, tmp_path)
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pngs == ["report_2024-03-05_cumulative_pnl.png", "report_2024-03-05_edge_retention.png",
-                    "report_2024-03-05_signals_per_hour.png"]
+    assert pngs == ["report_2024-03-05_cumulative_pnl.png", "report_2024-03-05_drawdown.png",
+                    "report_2024-03-05_edge_retention.png", "report_2024-03-05_per_market.png",
+                    "report_2024-03-05_signals.png",
+                    "report_2024-03-05_trades_edge_vs_pnl.png"]
     for name in pngs:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"![{name}]({name})" in path.read_text("utf-8")

@@ -1,4 +1,4 @@
-"""Price/size grid rules (protocol doc §7) and the xyz market catalogue (§13.4)."""
+"""Price/size grid rules (docs/reference/hyperliquid-protocol.md §7) and the xyz market catalogue (§13.4)."""
 
 from __future__ import annotations
 

@@ -478,12 +478,15 @@ async def test_http_exchange_errors(start_sim: Any) -> None:
         raw_v["signature"]["v"] -= 27  # P5
         r = await http.post("/exchange", json=raw_v)
         assert r.status_code == 200 and r.json()["status"] == "err"
-        unsupported = trader.sign({"type": "scheduleCancel", "time": 1})
+        unsupported = trader.sign({"type": "batchModify", "modifies": []})
         r = await http.post("/exchange", json=unsupported)
         assert r.json() == {
             "status": "err",
-            "response": "Simulator does not support action type 'scheduleCancel'",
+            "response": "Simulator does not support action type 'batchModify'",
         }
+        # scheduleCancel is supported (tests/sim/test_schedule_cancel.py): a past time is refused
+        r = await http.post("/exchange", json=trader.sign({"type": "scheduleCancel", "time": 1}))
+        assert r.json()["status"] == "err" and "too early" in r.json()["response"]
 
 
 async def test_ws_parse_error_is_a_post_error(start_sim: Any, connect: Any) -> None:

@@ -120,7 +120,7 @@ async def test_agent_and_master_sign_for_the_master(start_sim: Any, connect: Any
         [b] = await ws_ok(c, 2, Trader().orders(order_wire(GOLD_ID, True, px - 1, 0.01)))
     orders = await info(sim, {"type": "openOrders", "user": MASTER, "dex": "xyz"})
     assert {o["oid"] for o in orders} == {a["resting"]["oid"], b["resting"]["oid"]}
-    # the agent address has no state of its own (doc §8.5 pitfall)
+    # the agent address has no state of its own (docs/reference/hyperliquid-protocol.md §8.5 pitfall)
     assert await info(sim, {"type": "openOrders", "user": AGENT, "dex": "xyz"}) == []
 
 

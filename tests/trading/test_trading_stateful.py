@@ -5,7 +5,7 @@ Hypothesis then chooses how that truth is *delivered*: post responses of every v
 none: timeouts), orderUpdates, fills split, duplicated and reordered, orderStatus replies to the
 core's queries, disconnects, timers, market frames, kills and hard-stop resets.
 
-Invariants checked after every step (design §4):
+Invariants checked after every step (docs/reference/design.md §4):
 1. at most one live reduce-only (flatten) order per market;
 2. every market's position equals the signed sum of the distinct fills delivered so far;
 3. no new-risk order is created while the hard stop is latched, the core is not READY, or the

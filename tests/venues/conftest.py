@@ -313,7 +313,7 @@ def order_update(
     oid: int = 302228651101,
     side: str = "B",
 ) -> dict[str, Any]:
-    """One WsOrder element of an ``orderUpdates`` array (shape of protocol doc §3.5)."""
+    """One WsOrder element of an ``orderUpdates`` array (shape of docs/reference/hyperliquid-protocol.md §3.5)."""
     order: dict[str, Any] = {
         "coin": coin,
         "side": side,
@@ -329,7 +329,7 @@ def order_update(
 
 
 def user_fill(tid: int = 694586448408875, **over: Any) -> dict[str, Any]:
-    """One fill as recorded by the predecessor (protocol doc §3.6), with overrides."""
+    """One fill as recorded by the predecessor (docs/reference/hyperliquid-protocol.md §3.6), with overrides."""
     fill: dict[str, Any] = {
         "coin": "xyz:SILVER",
         "px": "112.89",

@@ -496,7 +496,7 @@ async def test_no_coins_still_connects_for_posts(fake_hl, make_feed) -> None:
 
 # ---------------------------------------------------------------- l2Book (paper depth)
 
-DOC_L2 = (  # verbatim from docs/hyperliquid-protocol.md §3.2
+DOC_L2 = (  # verbatim from docs/reference/hyperliquid-protocol.md §3.2
     '{"channel":"l2Book","data":{"coin":"xyz:SILVER","time":1769594065851,'
     '"levels":[[{"px":"112.88","sz":"3.1","n":2}],[{"px":"112.95","sz":"0.8","n":1}]]}}'
 )

@@ -1,4 +1,4 @@
-"""Info client and HIP-3 discovery (protocol doc §6, §9; pitfalls P9, P10, P11, D4)."""
+"""Info client and HIP-3 discovery (docs/reference/hyperliquid-protocol.md §6, §9; pitfalls P9, P10, P11, D4)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from engine.venues.hyperliquid.info import (
 
 URL = "http://info.test/info"
 
-# meta(dex="xyz") universe order (protocol doc §13.4): SILVER is 26, RIVN 27, CL 29
+# meta(dex="xyz") universe order (docs/reference/hyperliquid-protocol.md §13.4): SILVER is 26, RIVN 27, CL 29
 XYZ = (
     "XYZ100 TSLA NVDA GOLD HOOD INTC PLTR COIN META AAPL MSFT ORCL GOOGL AMZN AMD MU SNDK MSTR "
     "CRCL NFLX COST LLY SKHX TSM JPY EUR SILVER RIVN BABA CL COPPER NATGAS URANIUM ALUMINIUM SMSN "

@@ -1,4 +1,4 @@
-"""Nonce allocation (max(last + 1, now)) and the clock drift check (protocol doc §11)."""
+"""Nonce allocation (max(last + 1, now)) and the clock drift check (docs/reference/hyperliquid-protocol.md §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""L1 signing: every vector of protocol doc §14, SDK parity by property, pitfalls P3–P7/P29/P30."""
+"""L1 signing: every vector of docs/reference/hyperliquid-protocol.md §14, SDK parity by property, pitfalls P3–P7/P29/P30."""
 
 from __future__ import annotations
 

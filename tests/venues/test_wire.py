@@ -1,4 +1,4 @@
-"""Wire codec: decode of the exact doc shapes (protocol doc §2–§4), skipping and encoders."""
+"""Wire codec: decode of the exact doc shapes (docs/reference/hyperliquid-protocol.md §2–§4), skipping and encoders."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from engine.venues.hyperliquid.wire import (
     subscription,
 )
 
-# verbatim from docs/hyperliquid-protocol.md
+# verbatim from docs/reference/hyperliquid-protocol.md
 DOC_BBO = (
     '{"channel":"bbo","data":{"coin":"xyz:SILVER","time":1769594065851,'
     '"bbo":[{"px":"112.88","sz":"3.1","n":2},{"px":"112.95","sz":"0.8","n":1}]}}'

@@ -74,6 +74,7 @@ from engine.venues.hyperliquid.signing import (
     ioc_action_fragments,
     ioc_order_fragment,
     ioc_order_wire,
+    schedule_cancel_action,
 )
 from engine.venues.hyperliquid.ws import text_frame
 
@@ -412,6 +413,30 @@ class OrderExecutor:
         self.stats.cancels_sent += 1
         await t.wait()
         return self._outcomes(t, 1, _CANCEL_RESPONSE_TYPES, count=False)[0]
+
+    async def schedule_cancel(self, time_ms: int | None) -> object | None:
+        """The dead-man switch (``scheduleCancel``; :mod:`.deadman`): with ``time_ms`` (epoch
+        ms, at least 5 s ahead) the venue cancels every open order of the account then; without
+        it the timer is unset. Returns the action payload (``{"status": "ok", …}`` or
+        ``{"status": "err", "response": msg}``), the transport error dict, or ``None`` (no
+        answer). Raises :class:`NotSent` when nothing was written."""
+        action = schedule_cancel_action(time_ms)
+        try:
+            t = await self._feed.send(lambda: self._signed(action, None), timeout=self._timeout)
+        except PostNotSent as exc:
+            raise NotSent([], str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise NotSent([], f"signing failed: {exc}") from None
+        await t.wait()
+        if t.error is not None:
+            return {"type": "error", "payload": str(t.error)} if isinstance(
+                t.error, PostError) else None
+        ev = t.event
+        if ev is None:
+            return None
+        if ev.response_type == "action" and isinstance(ev.payload, dict):
+            return ev.payload
+        return {"type": "error", "payload": ev.payload}
 
     # ------------------------------------------------------------------ queries
 

@@ -1,4 +1,4 @@
-"""Hyperliquid REST info client and HIP-3 market discovery (docs/hyperliquid-protocol.md §6, §9).
+"""Hyperliquid REST info client and HIP-3 market discovery (docs/reference/hyperliquid-protocol.md §6, §9).
 
 Owns the ``POST /info`` calls (``perpDexs``, ``meta``, ``metaAndAssetCtxs``) and the one place
 where asset ids are derived:

@@ -1,4 +1,4 @@
-"""Per-signer nonce allocation and the local-vs-server clock drift check (protocol doc §11).
+"""Per-signer nonce allocation and the local-vs-server clock drift check (docs/reference/hyperliquid-protocol.md §11).
 
 The exchange keeps, per signer (the agent address), a set of the highest nonces; a new nonce
 must be above the smallest of them, never repeat, and lie within about a day of block time.

@@ -1,7 +1,7 @@
 """Hyperliquid L1 action signing: owns the action wire builders, the wire number format, the
 action hash, the phantom-agent EIP-712 digest, and the agent key (:class:`Signer`).
 
-Byte-identical to the official SDK (``hyperliquid.utils.signing``; protocol doc §5, §8):
+Byte-identical to the official SDK (``hyperliquid.utils.signing``; docs/reference/hyperliquid-protocol.md §5, §8):
 
 * actions are plain dicts built in the canonical key order (order: ``type, orders, grouping
   [, builder]``; order wire ``a, b, p, s, r, t[, c]``; ``cancel`` → ``{a, o}``;

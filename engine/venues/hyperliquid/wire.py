@@ -1,7 +1,7 @@
 """Hyperliquid WebSocket wire codec: owns the message shapes, the fast decode path and encoders.
 
 Server → client frames are ``{"channel": <str>, "data": <any>}`` (``pong`` has no ``data``);
-shapes follow docs/hyperliquid-protocol.md §2–§4. :class:`WireDecoder` turns one text frame
+shapes follow docs/reference/hyperliquid-protocol.md §2–§4. :class:`WireDecoder` turns one text frame
 into one small event (or ``None`` when the frame is ignored) with a single msgspec typed decode
 of a tagged union on ``channel``:
 
@@ -21,7 +21,7 @@ of a tagged union on ``channel``:
   updates (:class:`UserFill`, extra fields accepted). Neither user channel is on the hot path.
 * ``l2Book`` (only with ``WireDecoder(l2book=True)``; otherwise an unknown channel) →
   :class:`L2BookEvent`: ``levels`` is ``[bids, asks]``, each ``[{px, sz, n}, ...]`` best first
-  (protocol doc §3.2). A level with a px or sz that is not finite and > 0 makes the frame
+  (docs/reference/hyperliquid-protocol.md §3.2). A level with a px or sz that is not finite and > 0 makes the frame
   malformed; levels out of order (bids not strictly falling, asks not strictly rising) or a
   crossed book (best bid ≥ best ask) are rejected (``l2_rejected``) by :func:`check_l2_levels`.
   Each kind of l2Book problem is logged at most once a minute (with a suppressed count).

@@ -38,6 +38,7 @@ from engine.core.gates import NO_DATA
 from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
+from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
 from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
@@ -171,11 +172,16 @@ class DetectorTimer:
                 self._scope = scope
                 await trio.sleep_forever()
             self._scope = None
-            self.wakeups += 1
-            for sig in core.on_timer(self.clock()):
-                self.on_signal(sig)
-            if core.events:
-                log_gate_events(core.drain_events())
+            self.fire(self.clock())
+
+    def fire(self, now_ms: float) -> None:
+        """One wake-up: the core's due quote-lag windows (live task and replay)."""
+        core = self.core
+        self.wakeups += 1
+        for sig in core.on_timer(now_ms):
+            self.on_signal(sig)
+        if core.events:
+            log_gate_events(core.drain_events())
 
 
 def log_gate_events(events: list[GateTransition]) -> None:
@@ -204,14 +210,16 @@ def check_records_dir(path: Path) -> None:
             "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
-async def discover_markets(cfg: EngineConfig, info_url: str,
-                           attempts: int = 5) -> list[MarketSpec]:
-    """Discover the dex's markets; retry transport failures, fail fast on config mismatches."""
+async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
+                           record: Callable[[dict[str, Any], Any], None] | None = None,
+                           ) -> list[MarketSpec]:
+    """Discover the dex's markets; retry transport failures, fail fast on config mismatches.
+    ``record(request, answer)``: the info answers used (frame recording)."""
     delay = 1.0
     for attempt in range(1, attempts + 1):
         try:
             disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
-                                  cfg.venue.info_timeout_s)
+                                  cfg.venue.info_timeout_s, record=record)
         except DiscoveryError as exc:
             raise StartupError(f"market discovery failed: {exc}", EXIT_CONFIG) from None
         except InfoError as exc:
@@ -258,6 +266,7 @@ class ObserveApp:
         self.exit_code = EXIT_OK
         self.ops: OpsService | None = None
         self._handler: CoreHandler | None = None
+        self.recorder: FrameRecorder | None = None  # [recording]
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
@@ -360,16 +369,23 @@ class ObserveApp:
                               fsync_interval_ms=rec.fsync_interval_ms,
                               max_pending_records=rec.max_pending_records, clock=self.clock)
         self.writer = writer
+        self.recorder = self._make_recorder()
         try:
             with trio.CancelScope() as cancel:
                 self._cancel = cancel
                 async with trio.open_nursery() as nursery:
                     self._root = nursery
                     nursery.start_soon(self._signal_task, name="signals")
+                    if self.recorder is not None:
+                        nursery.start_soon(self.recorder.run, name="frames-recorder")
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
-                    markets = await discover_markets(cfg, self.info_url)
+                    markets = await discover_markets(
+                        cfg, self.info_url,
+                        record=self.recorder.info if self.recorder is not None else None)
                     self._build(markets, writer)
+                    if self.feed is not None:
+                        self.feed.recorder = self.recorder
                     # Long-lived startup objects leave the GC's generations: fewer, shorter
                     # full collections on the hot path.
                     gc.collect()
@@ -387,6 +403,8 @@ class ObserveApp:
             if self.scheduler is not None:
                 self.scheduler.shutdown(self.clock())
             writer.close()
+            if self.recorder is not None:
+                self.recorder.close()
             self._log_final()
             if self.ops is not None:
                 await self.ops.close()
@@ -394,6 +412,20 @@ class ObserveApp:
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
+
+    def _make_recorder(self) -> FrameRecorder | None:
+        """``[recording] enabled``: the frame recorder (``<records dir>/frames/``)."""
+        rc = self.cfg.recording
+        if not rc.enabled:
+            return None
+        offset_ms = getattr(self.clock, "_offset_ms", None)
+        anchor = None if offset_ms is None else int(round(offset_ms * 1e6))
+        cfg = self.cfg
+        return FrameRecorder(frames_dir(self.records_dir), flush_interval_ms=rc.flush_interval_ms,
+                             level=rc.level, anchor_ns=anchor, max_pending=rc.max_pending,
+                             header={"mode": cfg.mode, "dex": cfg.venue.dex,
+                                     "markets": cfg.venue.markets,
+                                     "sim": cfg.sim.enabled})
 
     def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
         assert self.scheduler and self.feed and self.timer

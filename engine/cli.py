@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _run_parser(sub)
-    sub.add_parser("sim", help="run the local exchange simulator (see: sim --help)",
+    sub.add_parser("sim", help="run the local exchange simulator (see: sim --help); "
+                   "`sim record --out DIR` writes a frame recording", add_help=False)
+    sub.add_parser("replay", help="replay a frame recording (see: replay --help)",
                    add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
                        description="Check config, credentials (never shown), data dir, clock, "
@@ -295,6 +297,15 @@ def load(path: str | None, mode: str | None = None) -> EngineConfig:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # issue 10: frame recordings (sim record) and replay, each with its own parser
+    if argv[:2] == ["sim", "record"]:
+        from engine.sim.record import main as sim_record_main
+
+        return sim_record_main(argv[2:])
+    if argv and argv[0] == "replay":
+        from engine.replay.cli import main as replay_main
+
+        return replay_main(argv[1:])
     if argv and argv[0] == "sim":
         from engine.sim.cli import main as sim_main
 

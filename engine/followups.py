@@ -234,10 +234,8 @@ class FollowupScheduler:
         """Capture followups as they fall due, until cancelled; then :meth:`shutdown`."""
         book = self.book
         clock = self.clock
-        view = self.view
         limit = self.batch_limit
         st = self._stats
-        lateness = st.lateness
         try:
             while True:
                 due = book.next_due_ms()
@@ -250,24 +248,30 @@ class FollowupScheduler:
                 st.wakeups += 1
                 while True:
                     now = clock()
-                    records = book.capture_due(now, view, limit=limit)
-                    if not records:
-                        break
-                    lateness.extend([rec["lateness_ms"] for rec in records])
-                    self._write(records, now)
-                    if len(records) < limit:
+                    if self.capture_once(now) < limit:
                         break
                     await trio.lowlevel.checkpoint()
         finally:
             self._sleep_scope = None
             self.shutdown()
 
-    def shutdown(self, now_ms: float | None = None) -> int:
-        """Write every pending offset as MISSED ``"shutdown"``; return how many (idempotent)."""
+    def capture_once(self, now_ms: float) -> int:
+        """Capture and write up to ``batch_limit`` followups due at ``now_ms`` (the live task
+        runs this in chunks; replay calls it until it returns less than ``batch_limit``)."""
+        records = self.book.capture_due(now_ms, self.view, limit=self.batch_limit)
+        if records:
+            self._stats.lateness.extend([rec["lateness_ms"] for rec in records])
+            self._write(records, now_ms)
+        return len(records)
+
+    def shutdown(self, now_ms: float | None = None, reason: str = "shutdown") -> int:
+        """Write every pending offset as MISSED ``reason`` (``"shutdown"``; replay:
+        ``"end_of_data"``); return how many (idempotent)."""
         self._shut_down = True
         now = self.clock() if now_ms is None else now_ms
-        records = self.book.miss_all(now, "shutdown")
+        records = self.book.miss_all(now, reason)
         self._write(records, now)
         if records:
-            log.info("followups: %d pending offset(s) written as MISSED (shutdown)", len(records))
+            log.info("followups: %d pending offset(s) written as MISSED (%s)", len(records),
+                     reason)
         return len(records)

@@ -561,21 +561,25 @@ class TradingApp(ObserveApp):
             self.execute(now)
 
     async def _timer_task(self) -> None:
-        trading, paper = self.trading, self.backend
-        assert trading is not None and paper is not None
+        assert self.trading is not None and self.backend is not None
         while True:
             with trio.CancelScope() as scope:
                 scope.deadline = self._deadline(self._next_due())
                 self._timer_scope = scope
                 await trio.sleep_forever()
             self._timer_scope = None
-            now = self.clock()
-            paper.on_timer(now)
-            trading.on_timer(now)
-            if trading.obs.events:
-                log_gate_events(trading.obs.drain_events())
-            self.execute(now)
-            self.flush_signals()
+            self.timer_fire(self.clock())
+
+    def timer_fire(self, now: float) -> None:
+        """One wake-up of the trading timer (live task and replay)."""
+        trading, backend = self.trading, self.backend
+        assert trading is not None and backend is not None
+        backend.on_timer(now)
+        trading.on_timer(now)
+        if trading.obs.events:
+            log_gate_events(trading.obs.drain_events())
+        self.execute(now)
+        self.flush_signals()
 
     def poll_control_files(self) -> None:
         super().poll_control_files()

@@ -267,6 +267,9 @@ class ObserveApp:
         self.ops: OpsService | None = None
         self._handler: CoreHandler | None = None
         self.recorder: FrameRecorder | None = None  # [recording]
+        # replay: fixed run identity (signal ids, cloids) so outputs are byte-identical
+        self.boot_id: str | None = None
+        self.cloid_boot: bytes | None = None
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
@@ -454,7 +457,7 @@ class ObserveApp:
         cfg = self.cfg
         self.stats.started_ms = self.clock()
         core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode)
+                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
         self.core = core
         fu = cfg.followups
         book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,

@@ -349,9 +349,9 @@ class TradingApp(ObserveApp):
             raise StartupError(f"TradingApp cannot run mode {cfg.mode!r}", EXIT_CONFIG)
         self.stats.started_ms = self.clock()
         core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode)
+                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
         self.core = core
-        trading = TradingCore(core, cfg, cloids=CloidFactory())
+        trading = TradingCore(core, cfg, cloids=CloidFactory(self.cloid_boot))
         # Signal records, followups and the log line run after the order left (execute()).
         trading.on_signal_hook = self._on_core_signal
         self.trading = trading

@@ -28,6 +28,7 @@ through the live discovery's own parsing. Records of later engine runs in the sa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -134,6 +135,7 @@ class Replay:
         self.stats = ReplayStats()
         self.app: ObserveApp | None = None
         self._read = [0]  # compressed bytes read so far
+        self._identity = b""  # the first run header: the replay's ids derive from it
 
     # ------------------------------------------------------------ setup
     def _check_out(self) -> None:
@@ -166,6 +168,9 @@ class Replay:
         writer = RecordWriter(self.out_dir, flush_interval_ms=1000.0, fsync_interval_ms=0.0,
                               clock=self.clock, idle_close_ms=float("inf"))
         app.writer = writer
+        ident = hashlib.sha256(b"engine replay\0" + self._identity).digest()
+        app.boot_id = ident[:3].hex()
+        app.cloid_boot = ident[3:11]
         app._build(disc.markets, writer)
         self.app = app
         timers = Timers(self.clock)
@@ -209,6 +214,13 @@ class Replay:
                             progress=self._read)
 
     def run(self) -> ReplayStats:
+        """Replay everything; raises :class:`ReplayError` (one line for the operator)."""
+        try:
+            return self._run()
+        except FramesError as exc:
+            raise ReplayError(str(exc)) from None
+
+    def _run(self) -> ReplayStats:
         t_start = time.perf_counter()
         self._check_out()
         records = self._records()
@@ -270,6 +282,8 @@ class Replay:
                 return rec
             if rec.kind == K_RUN:
                 self.stats.runs += 1
+                if not self._identity:
+                    self._identity = rec.payload
         return None
 
     def _batch(self, feed: Any, advance: Callable[[float], None], texts: list[str],
@@ -316,7 +330,4 @@ class Replay:
 
 def run_replay(cfg: EngineConfig, data_dir: Path, out_dir: Path, **kw: Any) -> ReplayStats:
     """Convenience wrapper: one replay, its stats (raises :class:`ReplayError`)."""
-    try:
-        return Replay(cfg, data_dir, out_dir, **kw).run()
-    except FramesError as exc:
-        raise ReplayError(str(exc)) from None
+    return Replay(cfg, data_dir, out_dir, **kw).run()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from engine.clock import WallClock
+from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
@@ -149,7 +149,7 @@ class DetectorTimer:
         self.wakeups = 0
 
     def _deadline(self, due_ms: float) -> float:
-        return trio.current_time() + max(0.0, due_ms - self.clock()) / 1000.0
+        return trio_deadline(self.clock, due_ms)
 
     def poke(self) -> None:
         """Pull the wake-up earlier if the core now has an earlier timer (cheap, no await)."""
@@ -389,6 +389,7 @@ class ObserveApp:
                     self._build(markets, writer)
                     if self.feed is not None:
                         self.feed.recorder = self.recorder
+                        self.feed.wall_clock = lambda: self.clock() / 1000.0
                     # Long-lived startup objects leave the GC's generations: fewer, shorter
                     # full collections on the hot path.
                     gc.collect()
@@ -614,12 +615,12 @@ class ObserveApp:
         if interval <= 0:
             return
         last_frames = self.stats.frames_applied
-        last_t = trio.current_time()
+        last_t = self.clock()
         while True:
             await trio.sleep(interval)
-            now = trio.current_time()
+            now = self.clock()
             frames = self.stats.frames_applied
-            rate = (frames - last_frames) / max(now - last_t, 1e-9)
+            rate = (frames - last_frames) / max((now - last_t) / 1000.0, 1e-9)
             last_frames, last_t = frames, now
             summary_log.info("%s", self.summary_line(rate))
 

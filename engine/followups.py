@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from engine.clock import trio_deadline
 from engine.core.followups import CAPTURED, FollowupBook, FollowupRecord, ViewFn, missed_record
 from engine.core.types import Side
 from engine.io.followup_recovery import Reschedule
@@ -175,7 +176,7 @@ class FollowupScheduler:
             first_due = signal_ts_ms + offsets_ms[0]
             earliest = book.next_due_ms()
             if earliest is not None and first_due <= earliest:
-                deadline = trio.current_time() + max(0.0, first_due - self.clock()) / 1000.0
+                deadline = trio_deadline(self.clock, first_due)
                 if deadline < scope.deadline:
                     scope.deadline = deadline
         return True
@@ -241,7 +242,7 @@ class FollowupScheduler:
                 due = book.next_due_ms()
                 with trio.CancelScope() as scope:
                     if due is not None:
-                        scope.deadline = trio.current_time() + max(0.0, due - clock()) / 1000.0
+                        scope.deadline = trio_deadline(clock, due)
                     self._sleep_scope = scope
                     await trio.sleep_forever()
                 self._sleep_scope = None

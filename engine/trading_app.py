@@ -30,6 +30,7 @@ from engine.app import (
     StartupError,
     log_gate_events,
 )
+from engine.clock import trio_deadline
 from engine.config import EngineConfig, VenueConfig
 from engine.core.core import ObserveCore, Signal
 from engine.core.followups import FollowupBook
@@ -528,7 +529,7 @@ class TradingApp(ObserveApp):
         return min(dues)
 
     def _deadline(self, due_ms: float) -> float:
-        return trio.current_time() + max(0.0, due_ms - self.clock()) / 1000.0
+        return trio_deadline(self.clock, due_ms)
 
     async def _reconcile_task(self) -> None:
         """Positions and open orders from the venue (with the dex parameter) vs ours."""

@@ -172,6 +172,8 @@ class Replay:
         app.boot_id = ident[:3].hex()
         app.cloid_boot = ident[3:11]
         app._build(disc.markets, writer)
+        assert app.feed is not None
+        app.feed.wall_clock = lambda: self.clock() / 1000.0
         self.app = app
         timers = Timers(self.clock)
         if self.mode == "paper":

@@ -494,6 +494,8 @@ class HyperliquidFeed:
         self.busy_poll_totals = BusyPollStats()  # of the connections that ended
         # [recording]: every read's texts, our writes and connection events (set before run())
         self.recorder: FrameSink | None = None
+        # epoch seconds for display (the apps inject their clock; replay its simulated one)
+        self.wall_clock: Callable[[], float] = time.time
         self._send_requested = False
         self._dispatching = False
         self._flushing = False
@@ -653,7 +655,7 @@ class HyperliquidFeed:
         st.connected = True
         st.connects += 1
         st.last_connect_time = now
-        st.last_connect_wall = time.time()
+        st.last_connect_wall = self.wall_clock()
         self._session = s
         self._connected.set()
         if self.recorder is not None:

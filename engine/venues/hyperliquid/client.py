@@ -496,6 +496,7 @@ class HyperliquidFeed:
         self.recorder: FrameSink | None = None
         # epoch seconds for display (the apps inject their clock; replay its simulated one)
         self.wall_clock: Callable[[], float] = time.time
+        self._replay_dispatch: tuple[_Session, Callable[[str, float], None]] | None = None
         self._send_requested = False
         self._dispatching = False
         self._flushing = False
@@ -712,7 +713,10 @@ class HyperliquidFeed:
             assert s is not None
         s.last_rx = now
         self.stats.batches += 1
-        dispatch = self._frame_dispatcher(s)
+        cached = self._replay_dispatch
+        if cached is None or cached[0] is not s:
+            cached = self._replay_dispatch = (s, self._frame_dispatcher(s))
+        dispatch = cached[1]
         for text in texts:
             dispatch(text, now)
         self._handler.on_batch_end()

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "`sim record --out DIR` writes a frame recording", add_help=False)
     sub.add_parser("replay", help="replay a frame recording (see: replay --help)",
                    add_help=False)
+    sub.add_parser("sweep", help="one replay per parameter set of a grid (see: sweep --help)",
+                   add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
                        description="Check config, credentials (never shown), data dir, clock, "
                                    "the property-test suite and the venue; print each check and "
@@ -306,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.replay.cli import main as replay_main
 
         return replay_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from engine.replay.sweep_cli import main as sweep_main
+
+        return sweep_main(argv[1:])
     if argv and argv[0] == "sim":
         from engine.sim.cli import main as sim_main
 

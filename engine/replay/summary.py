@@ -31,6 +31,7 @@ class ReplaySummary:
     pnl: float
     max_drawdown: float
     offsets: list[OffsetRetention]
+    equity: list[tuple[float, float]] = attrs.Factory(list)  # (exit time ms, cumulative P&L)
 
     @property
     def win_rate(self) -> float | None:
@@ -71,10 +72,12 @@ def summarize(out_dir: Path) -> ReplaySummary:
     trades = _records(out_dir, "trades")
     nets = [float(t.get("net_pnl") or 0.0) for t in trades]
     peak = total = dd = 0.0
-    for x in nets:
+    equity: list[tuple[float, float]] = []
+    for t, x in zip(trades, nets, strict=True):
         total += x
         peak = max(peak, total)
         dd = max(dd, peak - total)
+        equity.append((float(t.get("exit_time_ms") or t.get("ts_ms") or 0.0), total))
     by_off: dict[int, tuple[list[float], list[int]]] = {}
     for r in _records(out_dir, "followups"):
         off = int(r.get("offset_ms") or 0)
@@ -91,4 +94,4 @@ def summarize(out_dir: Path) -> ReplaySummary:
                                math.fsum(rs) / len(rs) if rs else None)
                for off, (rs, c) in sorted(by_off.items())]
     return ReplaySummary(signals, len(trades), sum(1 for x in nets if x > 0),
-                         sum(1 for x in nets if x < 0), math.fsum(nets), dd, offsets)
+                         sum(1 for x in nets if x < 0), math.fsum(nets), dd, offsets, equity)

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("sweep", help="one replay per parameter set of a grid (see: sweep --help)",
                    add_help=False)
+    sub.add_parser("export", help="record day files to Parquet by kind and day "
+                   "(see: export --help)", add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
                        description="Check config, credentials (never shown), data dir, clock, "
                                    "the property-test suite and the venue; print each check and "
@@ -312,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.replay.sweep_cli import main as sweep_main
 
         return sweep_main(argv[1:])
+    if argv and argv[0] == "export":
+        from engine.io.export import main as export_main
+
+        return export_main(argv[1:])
     if argv and argv[0] == "sim":
         from engine.sim.cli import main as sim_main
 

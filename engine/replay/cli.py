@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output records dir (must be empty; default: replay-<UTC time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log-level", default="ERROR", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                   help="engine log level during the replay (default ERROR: the live run "
+                        "already logged its gate and paper warnings)")
     return p
 
 
@@ -66,7 +70,7 @@ class ProgressBar:
 
     def __call__(self, st: ReplayStats, frac: float) -> None:
         now = time.perf_counter()
-        if frac < 1.0 and now - self.last < self.min_interval:
+        if frac < 1.0 and (now - self.last < self.min_interval or st.frames == 0):
             return
         self.last = now
         el = max(now - self.t0, 1e-9)
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(
         f"replay-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("engine").setLevel(args.log_level)
     progress = None if args.quiet else ProgressBar()
     try:
         stats = Replay(cfg, Path(args.data), out, mode=mode, from_ms=t_from, to_ms=t_to,

@@ -123,3 +123,35 @@ def test_sim_record_command_writes_a_replayable_recording(tmp_path: Path,
     assert "already holds a recording" in capsys.readouterr().err
     assert main(["replay", "--data", str(out), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     assert "replayed" in capsys.readouterr().out
+
+
+def test_paper_fills_come_at_the_configured_latency_after_the_send(sim_recording: Path,
+                                                                  tmp_path: Path) -> None:
+    cfg = default_cfg(ENGINE__PAPER__LATENCY_MS="250")
+    Replay(cfg, sim_recording, tmp_path / "p", mode="paper").run()
+    got = out_records(tmp_path / "p")
+    sent = {o["cloid"]: o["sent_ms"] for o in got["orders"] if o.get("sent_ms") is not None}
+    fills = got["fills"]
+    assert fills
+    assert all(f["time_ms"] - sent[f["cloid"]] == pytest.approx(250.0) for f in fills)
+
+
+def test_time_stops_fire_on_the_timer_between_frames(sim_recording: Path,
+                                                     tmp_path: Path) -> None:
+    """Positions held by nothing but the time stop close at hold > time_stop_ms, within one
+    housekeeping period (100 ms) plus the paper latency: the replayed trading timer fires
+    at its due times even when no frame arrives."""
+    cfg = default_cfg(ENGINE__EXITS__QUICK_PROFIT_BPS="0", ENGINE__EXITS__EDGE_EVAP_ENABLED="false",
+                      ENGINE__EXITS__ORACLE_EXIT_ENABLED="false",
+                      ENGINE__EXITS__TRAILING_STOP="false",
+                      ENGINE__EXITS__TIME_DECAY_ENABLED="false",
+                      ENGINE__EXITS__MIN_LOSS_EXIT_BPS="100000",
+                      ENGINE__EXITS__EXIT_THRESHOLD_BPS="100000",
+                      ENGINE__EXITS__MIN_HOLD_MS="100000",
+                      ENGINE__EXITS__TIME_STOP_MS="4000", ENGINE__EXITS__DECAY_START_MS="0")
+    Replay(cfg, sim_recording, tmp_path / "t", mode="paper").run()
+    trades = out_records(tmp_path / "t")["trades"]
+    stops = [t for t in trades if t["exit_reason"] == "time_stop"]
+    assert stops, {t["exit_reason"] for t in trades}
+    for t in stops:
+        assert 4000 < t["hold_ms"] <= 4000 + 100 + 150 + 1e-6, t["hold_ms"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -93,8 +92,9 @@ def record(out: Path, *, seconds: float = 60.0, seed: int = 1, n_markets: int = 
             w.add(wall_ns, _record(kind, batch, wall_ns, p))
 
     t0 = epoch0_ms
+    # no pid or host: the same arguments give the same bytes
     put("run", t0, [_enc.encode({"format": 1, "source": "sim", "seed": seed,
-                                 "markets": n_markets, "pid": os.getpid()})])
+                                 "markets": n_markets, "aligned": aligned})])
     for body in ({"type": "perpDexs"}, {"type": "meta", "dex": "xyz"}):
         put("info", t0, [_enc.encode({"request": body, "response": info.handle(body)})])
     put("conn", t0, [_enc.encode({"event": "connected", "url": "sim://record"})])

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from engine.io.frames import K_CONN, K_IN, K_INFO, K_OUT, K_RUN, iter_records
+from engine.io.jsonl import read_jsonl
 from engine.replay.driver import Replay
 
 from .harness import records, running, wait_for
@@ -46,7 +47,7 @@ def match_signals(live: list[dict[str, Any]], replayed: list[dict[str, Any]]
     return matched, unmatched, extra
 
 
-def explain(s: dict[str, Any], live_timer_wakes: float) -> str | None:
+def explain(s: dict[str, Any]) -> str | None:
     """Why a signal can legitimately differ: it came from a timer (the live wake-up is late by
     the scheduler's jitter, the replay's is exact) — else None (unexplained)."""
     if s.get("trigger") == "timer":
@@ -67,16 +68,12 @@ async def test_replay_reproduces_the_live_signals(tmp_path: Path) -> None:
     assert {K_RUN, K_INFO, K_CONN, K_IN, K_OUT} <= kinds  # everything the issue lists
     out = tmp_path / "replay"
     Replay(attrs.evolve(cfg), data, out, mode="observe").run()
-    replayed = []
-    for p in sorted(out.glob("signals_*.jsonl")):
-        from engine.io.jsonl import read_jsonl
-
-        replayed.extend(read_jsonl(p))
+    replayed = [r for p in sorted(out.glob("signals_*.jsonl")) for r in read_jsonl(p)]
     matched, unmatched, extra = match_signals(live, replayed)
     diffs = []
     unexplained = []
     for s in unmatched + extra:
-        why = explain(s, 0.0)
+        why = explain(s)
         side = "live only" if s in unmatched else "replay only"
         diffs.append(f"{side}: {s['market_key']} {s['side']} oracle={s['oracle_px']} "
                      f"edge={s['raw_edge_bps']:.4f} trigger={s.get('trigger')}: {why}")

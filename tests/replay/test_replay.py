@@ -155,3 +155,11 @@ def test_time_stops_fire_on_the_timer_between_frames(sim_recording: Path,
     assert stops, {t["exit_reason"] for t in trades}
     for t in stops:
         assert 4000 < t["hold_ms"] <= 4000 + 100 + 150 + 1e-6, t["hold_ms"]
+
+
+def test_the_simulator_recording_is_reproducible(tmp_path: Path) -> None:
+    from engine.sim.record import record
+
+    record(tmp_path / "a", seconds=5.0, seed=9, n_markets=4)
+    record(tmp_path / "b", seconds=5.0, seed=9, n_markets=4)
+    assert out_bytes(tmp_path / "a") == out_bytes(tmp_path / "b")

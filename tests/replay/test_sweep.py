@@ -95,3 +95,12 @@ def test_cli_sweep_and_its_errors(sim_recording: Path, tmp_path: Path,
         run_sweep(load_base(None), sim_recording, tmp_path / "u",
                   parse_grid(["detector.min_edge_bps=1"]), cluster="tcp://127.0.0.1:1",
                   cluster_timeout_s=0.5)
+
+
+def test_plots_with_the_report_extra(sim_recording: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = run_sweep(load_base(None), sim_recording, tmp_path / "p", parse_grid(GRID),
+                     workers=1)
+    heat, equity = tmp_path / "p" / "sweep_heatmap.png", tmp_path / "p" / "sweep_equity.png"
+    assert heat.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and equity.stat().st_size > 1000
+    assert any(r["equity"] for r in rows)

@@ -62,9 +62,10 @@ def main() -> int:
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 rate = r["frames"] / r["wall_s"]
                 verdict = "PASS" if rate >= targets[mode] else "MISS"
-                print(f"{mode:7s} {minutes:6g} min of 40 markets ({r['frames']:,} frames, "
-                      f"{size / 1e6:.1f} MB): {rate:,.0f} frames/s, {r['wall_s']:.2f} s, peak "
-                      f"RSS {r['rss_mb']:.0f} MB  [{verdict} >= {targets[mode]:,}/s]")
+                print(f"{verdict}: replay {mode} {minutes:g} min of 40 markets "
+                      f"({r['frames']:,} frames, {size / 1e6:.1f} MB): {rate:,.0f} frames/s "
+                      f"(target >= {targets[mode]:,}), {r['wall_s']:.2f} s, peak RSS "
+                      f"{r['rss_mb']:.0f} MB")
     return 0
 
 

@@ -578,6 +578,12 @@ class ObserveApp:
             st = sched.stats
             doc["followups"] = {"pending": st.pending, "captured": st.written_captured,
                                 "missed": st.written_missed}
+        rec = self.recorder
+        if rec is not None:
+            rs = rec.stats
+            doc["recording"] = {"dir": str(rec.dir.resolve()), "frames_in": rs.frames_in,
+                                "frames_out": rs.frames_out, "bytes": rec.bytes_written,
+                                "dropped": rs.dropped, "write_errors": rs.write_errors}
         return doc
 
     def collect_metrics(self, m: Any) -> None:

@@ -20,6 +20,9 @@ from .test_trade_sim import KEY, SIM, TRADE, ready
 async def test_paper_mode_records_frames(tmp_path: Path) -> None:
     async with running(tmp_path, config=PAPER_HOLDING, app_cls=TradingApp) as (sim, app):
         await wait_for(lambda: app.stats.frames_applied > 200, 10, "frames")
+        await wait_for(lambda: app.status_doc()["recording"]["frames_in"] > 100, 10,
+                       "recorded frames in /status")
+        assert app.status_doc()["recording"]["dropped"] == 0
     kinds = {r.kind for r in iter_records(frames_dir(tmp_path / "data"))}
     assert {"run", "info", "conn", "in", "out"} <= kinds
 

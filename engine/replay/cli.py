@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(
         f"replay-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("engine").setLevel(args.log_level)
+    engine_log = logging.getLogger("engine")
+    level = engine_log.level
+    engine_log.setLevel(args.log_level)
     progress = None if args.quiet else ProgressBar()
     try:
         stats = Replay(cfg, Path(args.data), out, mode=mode, from_ms=t_from, to_ms=t_to,
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayError as exc:
         print(f"engine replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        engine_log.setLevel(level)
     summary = summarize(out)
     rate = stats.frames / stats.wall_s if stats.wall_s > 0 else 0.0
     span = ((stats.last_ms or 0.0) - (stats.first_ms or 0.0)) / 1000.0

@@ -81,14 +81,15 @@ Progress = Callable[[ReplayStats, float], None]  # (stats, fraction done 0..1)
 
 
 def replay_config(cfg: EngineConfig, out_dir: Path, mode: str) -> EngineConfig:
-    """The config a replay runs with: records to ``out_dir``, no simulator, no recording, the
-    ops state (kill and request files) in ``out_dir`` too — never a live engine's."""
+    """The config a replay runs with: records to ``out_dir``, no recording, the ops state
+    (kill and request files) in ``out_dir`` too — never a live engine's. ``[sim]`` and the
+    venue keys stay as they are (the config must stay valid as a whole); replay never starts
+    a simulator or connects: it does not run the app's ``run()``."""
     return attrs.evolve(
         cfg, mode=mode,
         records=attrs.evolve(cfg.records, dir=str(out_dir), flush_interval_ms=1000.0,
                              fsync_interval_ms=0.0),
         recording=attrs.evolve(cfg.recording, enabled=False),
-        sim=attrs.evolve(cfg.sim, enabled=False),
         ops=attrs.evolve(cfg.ops, state_dir=str(out_dir), http_enabled=False),
         summary=attrs.evolve(cfg.summary, interval_s=0.0))
 

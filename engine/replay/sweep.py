@@ -108,10 +108,15 @@ def run_one(base: dict[str, Any], params: dict[str, Any], data_dir: str, out_dir
     from engine.replay.driver import Replay
     from engine.replay.summary import summarize
 
-    logging.getLogger("engine").setLevel(logging.ERROR)
-    cfg = structure_config(apply_params(base, params), f"--grid {params}")
-    out = Path(out_dir)
-    st = Replay(cfg, Path(data_dir), out, mode=mode).run()
+    engine_log = logging.getLogger("engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.ERROR)  # the live run logged these warnings already
+    try:
+        cfg = structure_config(apply_params(base, params), f"--grid {params}")
+        out = Path(out_dir)
+        st = Replay(cfg, Path(data_dir), out, mode=mode).run()
+    finally:
+        engine_log.setLevel(level)  # in-process (one worker): leave the caller's logging be
     s = summarize(out)
     row: dict[str, Any] = {"params": params, "frames": st.frames, "signals": s.signals,
                            "trades": s.trades, "wins": s.wins, "win_rate": s.win_rate,

@@ -92,3 +92,24 @@ async def test_the_recorder_task_flushes_every_interval(tmp_path: Path) -> None:
         assert [r.payload for r in iter_records(tmp_path) if r.kind == K_IN] == [b'{"x":1}']
         n.cancel_scope.cancel()
     assert rec.stats.flushes >= 1
+
+
+def test_a_write_error_is_logged_and_counted_never_raised(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "frames"
+    blocker.write_text("a file where the frames dir should be")
+    rec = FrameRecorder(blocker, anchor_ns=T0)
+    rec.inbound(['{"x":1}'])
+    rec.close()  # no exception
+    assert rec.stats.write_errors == 1
+    assert "frames: cannot write" in caplog.text
+
+
+def test_a_full_queue_drops_and_counts_instead_of_growing(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    rec = FrameRecorder(tmp_path, anchor_ns=T0, max_pending=3)
+    for i in range(5):
+        rec.inbound([f'{{"n":{i}}}', "x"])
+    assert rec.stats.dropped == 6  # the header and two reads fit; three reads of two frames not
+    rec.close()
+    assert "dropped" in caplog.text
+    assert [r.payload for r in iter_records(tmp_path) if r.kind == K_IN] == [
+        b'{"n":0}', b"x", b'{"n":1}', b"x"]

@@ -131,13 +131,46 @@ def _scan(data: bytes) -> tuple[list[bytes], int, str | None]:
     return out, pos, None
 
 
+def _good_length(path: Path) -> tuple[int, int, str | None]:
+    """(bytes spanned by the complete zstd frames, file size, why the rest is unusable),
+    streaming: one chunk and one frame's decoder state in memory, output discarded."""
+    good = 0
+    pos = 0
+    with path.open("rb") as fh:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        started = False
+        pending = b""
+        while True:
+            chunk = pending or fh.read(1 << 20)
+            pending = b""
+            if not chunk:
+                break
+            started = True
+            try:
+                dobj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                size = path.stat().st_size
+                return good, size, f"corrupt zstd frame at byte {good}: {exc}"
+            if dobj.eof:
+                pending = dobj.unused_data
+                pos += len(chunk) - len(pending)
+                good = pos
+                dobj = zstandard.ZstdDecompressor().decompressobj()
+                started = False
+            else:
+                pos += len(chunk)
+        size = pos
+        if started:
+            return good, size, f"torn zstd frame at byte {good} ({size - good} bytes)"
+    return good, size, None
+
+
 def repair(path: Path) -> int:
     """Cut a torn or corrupt tail off ``path`` (kept: every complete frame); bytes removed."""
     try:
-        data = path.read_bytes()
+        good, size, why = _good_length(path)
     except FileNotFoundError:
         return 0
-    _, good, why = _scan(data)
     if why is None:
         return 0
     log.warning("frames file %s: %s; cut off (the records before it are kept)", path, why)
@@ -145,7 +178,7 @@ def repair(path: Path) -> int:
         fh.truncate(good)
         fh.flush()
         os.fsync(fh.fileno())
-    return len(data) - good
+    return size - good
 
 
 def parse_records(content: bytes) -> Iterator[FrameRecord]:

@@ -687,6 +687,7 @@ def client_main(args: argparse.Namespace) -> int:
             "send_first_at_once": not args.coalesce_whole_read,
         },
         "records": {"dir": str(tmp / "data")},
+        "recording": {"enabled": args.recording == "on"},
         "summary": {"interval_s": 0.0},
         "detector": {"session_aware": False, "min_quote_lag_ms": 0.0},
         "exits": {"quick_profit_min_hold_ms": 0.0},
@@ -1003,6 +1004,9 @@ def main() -> int:
         help="diagnostic, with --busy-poll-us: what the spin hook warms (default: the engine's "
         "own, the shadow core and the order signing; order: signing only; none: nothing)",
     )
+    ap.add_argument("--recording", choices=("on", "off"), default="on",
+                    help="[recording] enabled: frame recording on the live path (default on, "
+                         "as in the engine; bench/bench_recording.py runs both)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the records and engine log")
     ap.add_argument("--timeout", type=float, default=300.0, help="engine: give up after (s)")
     args = ap.parse_args()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from engine.clock import WallClock
+from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
@@ -39,6 +39,7 @@ from engine.core.types import MarketSpec
 from engine.followups import FollowupScheduler
 from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
+from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
 from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
@@ -149,7 +150,7 @@ class DetectorTimer:
         self.wakeups = 0
 
     def _deadline(self, due_ms: float) -> float:
-        return trio.current_time() + max(0.0, due_ms - self.clock()) / 1000.0
+        return trio_deadline(self.clock, due_ms)
 
     def poke(self) -> None:
         """Pull the wake-up earlier if the core now has an earlier timer (cheap, no await)."""
@@ -172,11 +173,16 @@ class DetectorTimer:
                 self._scope = scope
                 await trio.sleep_forever()
             self._scope = None
-            self.wakeups += 1
-            for sig in core.on_timer(self.clock()):
-                self.on_signal(sig)
-            if core.events:
-                log_gate_events(core.drain_events())
+            self.fire(self.clock())
+
+    def fire(self, now_ms: float) -> None:
+        """One wake-up: the core's due quote-lag windows (live task and replay)."""
+        core = self.core
+        self.wakeups += 1
+        for sig in core.on_timer(now_ms):
+            self.on_signal(sig)
+        if core.events:
+            log_gate_events(core.drain_events())
 
 
 #: a gate block is routine (INFO) until it has lasted this long; then one WARNING
@@ -264,14 +270,16 @@ def sole_startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError
     return found
 
 
-async def discover_markets(cfg: EngineConfig, info_url: str,
-                           attempts: int = 5) -> list[MarketSpec]:
-    """Discover the dex's markets; retry transport failures, fail fast on config mismatches."""
+async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
+                           record: Callable[[dict[str, Any], Any], None] | None = None,
+                           ) -> list[MarketSpec]:
+    """Discover the dex's markets; retry transport failures, fail fast on config mismatches.
+    ``record(request, answer)``: the info answers used (frame recording)."""
     delay = 1.0
     for attempt in range(1, attempts + 1):
         try:
             disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
-                                  cfg.venue.info_timeout_s)
+                                  cfg.venue.info_timeout_s, record=record)
         except DiscoveryError as exc:
             key = ("[venue] markets (ENGINE__VENUE__MARKETS)"
                    if cfg.venue.markets and "market" in str(exc)
@@ -326,6 +334,10 @@ class ObserveApp:
         self.ops: OpsService | None = None
         self._handler: CoreHandler | None = None
         self._lasting_blocks: set[tuple[str, float]] = set()
+        self.recorder: FrameRecorder | None = None  # [recording]
+        # replay: fixed run identity (signal ids, cloids) so outputs are byte-identical
+        self.boot_id: str | None = None
+        self.cloid_boot: bytes | None = None
 
     # ------------------------------------------------------------ signals
     def handle_signal(self, sig: Signal) -> None:
@@ -438,6 +450,8 @@ class ObserveApp:
                               fsync_interval_ms=rec.fsync_interval_ms,
                               max_pending_records=rec.max_pending_records, clock=self.clock)
         self.writer = writer
+        self.recorder = self._make_recorder()
+        built = False
         try:
             with trio.CancelScope() as cancel:
                 self._cancel = cancel
@@ -450,8 +464,18 @@ class ObserveApp:
                     if cfg.sim.enabled:
                         await self._start_sim(nursery)
                     await self.verify_venue()
-                    markets = await discover_markets(cfg, self.info_url)
+                    markets = await discover_markets(
+                        cfg, self.info_url,
+                        record=self.recorder.info if self.recorder is not None else None)
                     self._build(markets, writer)
+                    built = True
+                    if self.recorder is not None:
+                        # started once the start has succeeded: a failed start (unknown market,
+                        # unreachable venue) writes no frames file either
+                        nursery.start_soon(self.recorder.run, name="frames-recorder")
+                    if self.feed is not None:
+                        self.feed.recorder = self.recorder
+                        self.feed.wall_clock = lambda: self.clock() / 1000.0
                     # Long-lived startup objects leave the GC's generations: fewer, shorter
                     # full collections on the hot path.
                     gc.collect()
@@ -473,6 +497,10 @@ class ObserveApp:
             if self.scheduler is not None:
                 self.scheduler.shutdown(self.clock())
             writer.close()
+            if self.recorder is not None:
+                if not built:
+                    self.recorder.discard()
+                self.recorder.close()
             self._log_final()
             if self.ops is not None:
                 await self.ops.close()
@@ -500,6 +528,20 @@ class ObserveApp:
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
+
+    def _make_recorder(self) -> FrameRecorder | None:
+        """``[recording] enabled``: the frame recorder (``<records dir>/frames/``)."""
+        rc = self.cfg.recording
+        if not rc.enabled:
+            return None
+        offset_ms = getattr(self.clock, "_offset_ms", None)
+        anchor = None if offset_ms is None else int(round(offset_ms * 1e6))
+        cfg = self.cfg
+        return FrameRecorder(frames_dir(self.records_dir), flush_interval_ms=rc.flush_interval_ms,
+                             level=rc.level, anchor_ns=anchor, max_pending=rc.max_pending,
+                             header={"mode": cfg.mode, "dex": cfg.venue.dex,
+                                     "markets": cfg.venue.markets,
+                                     "sim": cfg.sim.enabled})
 
     def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
         assert self.scheduler and self.feed and self.timer
@@ -550,7 +592,7 @@ class ObserveApp:
         cfg = self.cfg
         self.stats.started_ms = self.clock()
         core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode)
+                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
         self.core = core
         fu = cfg.followups
         book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,
@@ -670,6 +712,12 @@ class ObserveApp:
             st = sched.stats
             doc["followups"] = {"pending": st.pending, "captured": st.written_captured,
                                 "missed": st.written_missed}
+        rec = self.recorder
+        if rec is not None:
+            rs = rec.stats
+            doc["recording"] = {"dir": str(rec.dir.resolve()), "frames_in": rs.frames_in,
+                                "frames_out": rs.frames_out, "bytes": rec.bytes_written,
+                                "dropped": rs.dropped, "write_errors": rs.write_errors}
         return doc
 
     def collect_metrics(self, m: Any) -> None:
@@ -711,12 +759,12 @@ class ObserveApp:
         if interval <= 0:
             return
         last_frames = self.stats.frames_applied
-        last_t = trio.current_time()
+        last_t = self.clock()
         while True:
             await trio.sleep(interval)
-            now = trio.current_time()
+            now = self.clock()
             frames = self.stats.frames_applied
-            rate = (frames - last_frames) / max(now - last_t, 1e-9)
+            rate = (frames - last_frames) / max((now - last_t) / 1000.0, 1e-9)
             last_frames, last_t = frames, now
             summary_log.info("%s", self.summary_line(rate))
 

@@ -85,8 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     _debug_arg(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _run_parser(sub)
-    sub.add_parser("sim", help="run the local exchange simulator (see: sim --help)",
+    sub.add_parser("sim", help="run the local exchange simulator (see: sim --help); "
+                   "`sim record --out DIR` writes a frame recording", add_help=False)
+    sub.add_parser("replay", help="replay a frame recording (see: replay --help)",
                    add_help=False)
+    sub.add_parser("sweep", help="one replay per parameter set of a grid (see: sweep --help)",
+                   add_help=False)
+    sub.add_parser("export", help="record day files to Parquet by kind and day "
+                   "(see: export --help)", add_help=False)
     c = sub.add_parser("check", help="go/no-go check before a deploy or a start",
                        description="Check config, credentials (never shown), data dir, the "
                                    "venue, clock, hard stop, kill file and the tests (by "
@@ -414,6 +420,23 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         argv = ["sim", *rest]
+    # issue 10: frame recordings (sim record) and replay, each with its own parser
+    if argv[:2] == ["sim", "record"]:
+        from engine.sim.record import main as sim_record_main
+
+        return sim_record_main(argv[2:])
+    if argv and argv[0] == "replay":
+        from engine.replay.cli import main as replay_main
+
+        return replay_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from engine.replay.sweep_cli import main as sweep_main
+
+        return sweep_main(argv[1:])
+    if argv and argv[0] == "export":
+        from engine.io.export import main as export_main
+
+        return export_main(argv[1:])
     if argv and argv[0] == "sim":
         from engine.sim.cli import main as sim_main
 

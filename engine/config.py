@@ -89,6 +89,17 @@ class RecordsConfig:
 
 
 @attrs.frozen
+class RecordingConfig:
+    """[recording]: every inbound frame, info answer and outbound action (signatures removed)
+    to ``<records dir>/frames/frames_YYYY-MM-DD.zst`` (zstandard; see docs/data-formats.md)."""
+
+    enabled: bool = True
+    flush_interval_ms: float = attrs.field(default=1000.0, validator=_positive)
+    level: int = attrs.field(default=3, validator=_positive)
+    max_pending: int = attrs.field(default=1_000_000, validator=_positive)
+
+
+@attrs.frozen
 class FollowupsConfig:
     """[followups]: what the market did after each signal, at these offsets."""
 
@@ -372,7 +383,7 @@ class NotifyConfig:
 
 def _default_retention() -> dict[str, int]:
     return {"signals": 30, "followups": 30, "orders": 90, "fills": 90, "positions": 90,
-            "trades": 90}
+            "trades": 90, "frames": 14}
 
 
 @attrs.frozen
@@ -528,6 +539,7 @@ class EngineConfig:
     mode: str = "observe"
     venue: VenueConfig = attrs.Factory(VenueConfig)
     records: RecordsConfig = attrs.Factory(RecordsConfig)
+    recording: RecordingConfig = attrs.Factory(RecordingConfig)
     followups: FollowupsConfig = attrs.Factory(FollowupsConfig)
     gates: GatesConfig = attrs.Factory(GatesConfig)
     detector: DetectorConfig = attrs.Factory(DetectorConfig)

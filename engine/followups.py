@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from engine.clock import trio_deadline
 from engine.core.followups import CAPTURED, FollowupBook, FollowupRecord, ViewFn, missed_record
 from engine.core.types import Side
 from engine.io.followup_recovery import Reschedule
@@ -175,7 +176,7 @@ class FollowupScheduler:
             first_due = signal_ts_ms + offsets_ms[0]
             earliest = book.next_due_ms()
             if earliest is not None and first_due <= earliest:
-                deadline = trio.current_time() + max(0.0, first_due - self.clock()) / 1000.0
+                deadline = trio_deadline(self.clock, first_due)
                 if deadline < scope.deadline:
                     scope.deadline = deadline
         return True
@@ -234,40 +235,44 @@ class FollowupScheduler:
         """Capture followups as they fall due, until cancelled; then :meth:`shutdown`."""
         book = self.book
         clock = self.clock
-        view = self.view
         limit = self.batch_limit
         st = self._stats
-        lateness = st.lateness
         try:
             while True:
                 due = book.next_due_ms()
                 with trio.CancelScope() as scope:
                     if due is not None:
-                        scope.deadline = trio.current_time() + max(0.0, due - clock()) / 1000.0
+                        scope.deadline = trio_deadline(clock, due)
                     self._sleep_scope = scope
                     await trio.sleep_forever()
                 self._sleep_scope = None
                 st.wakeups += 1
                 while True:
                     now = clock()
-                    records = book.capture_due(now, view, limit=limit)
-                    if not records:
-                        break
-                    lateness.extend([rec["lateness_ms"] for rec in records])
-                    self._write(records, now)
-                    if len(records) < limit:
+                    if self.capture_once(now) < limit:
                         break
                     await trio.lowlevel.checkpoint()
         finally:
             self._sleep_scope = None
             self.shutdown()
 
-    def shutdown(self, now_ms: float | None = None) -> int:
-        """Write every pending offset as MISSED ``"shutdown"``; return how many (idempotent)."""
+    def capture_once(self, now_ms: float) -> int:
+        """Capture and write up to ``batch_limit`` followups due at ``now_ms`` (the live task
+        runs this in chunks; replay calls it until it returns less than ``batch_limit``)."""
+        records = self.book.capture_due(now_ms, self.view, limit=self.batch_limit)
+        if records:
+            self._stats.lateness.extend([rec["lateness_ms"] for rec in records])
+            self._write(records, now_ms)
+        return len(records)
+
+    def shutdown(self, now_ms: float | None = None, reason: str = "shutdown") -> int:
+        """Write every pending offset as MISSED ``reason`` (``"shutdown"``; replay:
+        ``"end_of_data"``); return how many (idempotent)."""
         self._shut_down = True
         now = self.clock() if now_ms is None else now_ms
-        records = self.book.miss_all(now, "shutdown")
+        records = self.book.miss_all(now, reason)
         self._write(records, now)
         if records:
-            log.info("followups: %d pending offset(s) written as MISSED (shutdown)", len(records))
+            log.info("followups: %d pending offset(s) written as MISSED (%s)", len(records),
+                     reason)
         return len(records)

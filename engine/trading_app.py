@@ -29,6 +29,7 @@ from engine.app import (
     StartupError,
     log_gate_events,
 )
+from engine.clock import trio_deadline
 from engine.config import EngineConfig, VenueConfig
 from engine.core.core import ObserveCore, Signal
 from engine.core.followups import FollowupBook
@@ -410,9 +411,9 @@ class TradingApp(ObserveApp):
             raise StartupError(f"TradingApp cannot run mode {cfg.mode!r}", EXIT_CONFIG)
         self.stats.started_ms = self.clock()
         core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode)
+                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
         self.core = core
-        trading = TradingCore(core, cfg, cloids=CloidFactory())
+        trading = TradingCore(core, cfg, cloids=CloidFactory(self.cloid_boot))
         # Signal records, followups and the log line run after the order left (execute()).
         trading.on_signal_hook = self._on_core_signal
         self.trading = trading
@@ -641,7 +642,7 @@ class TradingApp(ObserveApp):
         return min(dues)
 
     def _deadline(self, due_ms: float) -> float:
-        return trio.current_time() + max(0.0, due_ms - self.clock()) / 1000.0
+        return trio_deadline(self.clock, due_ms)
 
     async def _reconcile_task(self) -> None:
         """Positions and open orders from the venue (with the dex parameter) vs ours."""
@@ -692,21 +693,25 @@ class TradingApp(ObserveApp):
             self.execute(now)
 
     async def _timer_task(self) -> None:
-        trading, paper = self.trading, self.backend
-        assert trading is not None and paper is not None
+        assert self.trading is not None and self.backend is not None
         while True:
             with trio.CancelScope() as scope:
                 scope.deadline = self._deadline(self._next_due())
                 self._timer_scope = scope
                 await trio.sleep_forever()
             self._timer_scope = None
-            now = self.clock()
-            paper.on_timer(now)
-            trading.on_timer(now)
-            if trading.obs.events:
-                log_gate_events(trading.obs.drain_events())
-            self.execute(now)
-            self.flush_signals()
+            self.timer_fire(self.clock())
+
+    def timer_fire(self, now: float) -> None:
+        """One wake-up of the trading timer (live task and replay)."""
+        trading, backend = self.trading, self.backend
+        assert trading is not None and backend is not None
+        backend.on_timer(now)
+        trading.on_timer(now)
+        if trading.obs.events:
+            log_gate_events(trading.obs.drain_events())
+        self.execute(now)
+        self.flush_signals()
 
     def poll_control_files(self) -> None:
         super().poll_control_files()

@@ -29,6 +29,8 @@ def _doc_commands() -> dict[str, set[str]]:
             for m in _CMD.finditer(line):
                 words = m.group(1).split()
                 sub = words[0] if words and re.fullmatch(r"[a-z][a-z-]*", words[0]) else ""
+                if words[:2] == ["sim", "record"]:
+                    sub = "sim record"  # its own parser (engine/sim/record.py)
                 flags = out.setdefault(sub, set())
                 flags.update(f for f in _FLAG.findall(" ".join(words)) if f != "--help")
     return out
@@ -37,7 +39,7 @@ def _doc_commands() -> dict[str, set[str]]:
 @functools.cache
 def _help(sub: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE")}
-    args = [sys.executable, "-m", "engine", *([sub] if sub else []), "--help"]
+    args = [sys.executable, "-m", "engine", *sub.split(), "--help"]
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

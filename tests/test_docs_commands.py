@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 
 from engine.cli import _sim_venue, build_parser
+from engine.io.export import build_parser as build_export_parser
+from engine.replay.cli import build_parser as build_replay_parser
+from engine.replay.sweep_cli import build_parser as build_sweep_parser
 from engine.sim.bybit.cli import build_parser as build_bybit_sim_parser
 from engine.sim.cli import build_parser as build_sim_parser
+from engine.sim.record import build_parser as build_sim_record_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -39,6 +43,9 @@ def doc_commands() -> list[tuple[str, str]]:
 
 
 COMMANDS = doc_commands()
+# subcommands main() hands to a parser of their own (engine/cli.py)
+_OWN_PARSERS = {"replay": build_replay_parser, "sweep": build_sweep_parser,
+                "export": build_export_parser}
 
 
 def test_docs_show_commands() -> None:
@@ -53,7 +60,14 @@ def test_documented_command_parses(where: str, args: str) -> None:
         argv = shlex.split(variant)
         argv = [a for a in argv if a not in ("…", "...")]
         try:
-            if argv and argv[0] == "sim":
+            own = _OWN_PARSERS.get(argv[0]) if argv else None
+            if argv in (["sim", "record"], ["replay"], ["sweep"], ["export"]):
+                argv = [*argv, "--help"]  # named in prose: the command exists
+            if argv[:2] == ["sim", "record"]:
+                build_sim_record_parser().parse_args(argv[2:])
+            elif own is not None:
+                own().parse_args(argv[1:])
+            elif argv and argv[0] == "sim":
                 venue, rest = _sim_venue(argv[1:])
                 if venue == "bybit":
                     build_bybit_sim_parser().parse_args(rest)

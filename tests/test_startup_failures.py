@@ -53,7 +53,8 @@ def assert_one_clear_line(r: subprocess.CompletedProcess[str], code: int,
 
 
 def jsonl_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.jsonl"))
+    """Every record a run writes: JSON Lines day files and frame recordings (.zst)."""
+    return sorted([*root.rglob("*.jsonl"), *root.rglob("*.zst")])
 
 
 def test_unknown_market_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:

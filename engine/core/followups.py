@@ -65,6 +65,7 @@ MISS_REASONS: Final[tuple[str, ...]] = (
     "late",
     "shutdown",
     "restart",
+    "end_of_data",
     "overflow",
 )
 

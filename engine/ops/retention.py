@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?P<gz>\.gz)?$")
 TORN_FILE = re.compile(r"^[a-z_]+_\d{4}-\d{2}-\d{2}\.jsonl\.torn$")
 TMP_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl\.gz\.tmp$")
-KNOWN_KINDS = ("signals", "followups", "orders", "fills", "positions", "trades")
+KNOWN_KINDS = ("signals", "followups", "orders", "fills", "positions", "trades", "frames")
+# frame recordings (engine/io/frames.py): ``frames/frames_YYYY-MM-DD.zst``, already compressed,
+# so only deleted (kind ``frames``)
+FRAMES_FILE = re.compile(r"^frames_(?P<day>\d{4}-\d{2}-\d{2})\.zst$")
 # The journal restore (engine/io/journal.py) and the followup recovery
 # (engine/io/followup_recovery.py) read today's and yesterday's files.
 RESTORE_LOOKBACK_DAYS = 2
@@ -424,8 +427,35 @@ def plan_retention(records_dir: Path, cfg: RetentionConfig, today: dt.date, *,
         else:
             actions.append(RetentionAction("compress", g.jsonl, kind, day,
                                            f"day {day} is closed"))
+    _plan_frames(records_dir, cfg, today, actions, skipped)
     return RetentionPlan(records_dir, today, tuple(actions), tuple(skipped), tuple(warnings),
                          tuple(errors))
+
+
+def _plan_frames(records_dir: Path, cfg: RetentionConfig, today: dt.date,
+                 actions: list[RetentionAction], skipped: list[SkippedFile]) -> None:
+    """Kind ``frames``: delete ``frames/frames_D.zst`` when ``D < today - days.frames``."""
+    fdir = records_dir / "frames"
+    if fdir.is_symlink() or not fdir.is_dir():
+        return
+    n = cfg.days.get("frames", cfg.default_days)
+    cutoff = today - dt.timedelta(days=n)
+    for e in sorted(os.scandir(fdir), key=lambda e: e.name):
+        m = FRAMES_FILE.match(e.name)
+        if m is None:
+            continue
+        path = fdir / e.name
+        if not e.is_file(follow_symlinks=False):
+            skipped.append(SkippedFile(path, "named like a frames file but not a regular file: "
+                                             "left alone"))
+            continue
+        try:
+            day = dt.date.fromisoformat(m["day"])
+        except ValueError:
+            continue
+        if day < cutoff:
+            actions.append(RetentionAction("delete", path, "frames", day,
+                                           f"frames are kept {n} day(s): {day} < {cutoff}"))
 
 
 # ------------------------------------------------------------------------------ applying

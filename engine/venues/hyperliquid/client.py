@@ -176,6 +176,17 @@ class L2BookHandler(Protocol):
     ) -> None: ...
 
 
+class FrameSink(Protocol):
+    """Where the feed hands its frames for recording (:class:`engine.io.frames.FrameRecorder`):
+    synchronous and cheap (a list append); the sink owns the lists it is given."""
+
+    def inbound(self, texts: list[str]) -> None: ...
+
+    def outbound(self, texts: list[str]) -> None: ...
+
+    def event(self, kind: str, obj: Any) -> None: ...
+
+
 class SendSource(Protocol):
     """Work queued outside the outbox (e.g. orders to coalesce into one action).
 
@@ -481,6 +492,11 @@ class HyperliquidFeed:
         # executor's warm-up); synchronous, must be quick; set before run()
         self.spin_hook: Callable[[], None] | None = None
         self.busy_poll_totals = BusyPollStats()  # of the connections that ended
+        # [recording]: every read's texts, our writes and connection events (set before run())
+        self.recorder: FrameSink | None = None
+        # epoch seconds for display (the apps inject their clock; replay its simulated one)
+        self.wall_clock: Callable[[], float] = time.time
+        self._replay_dispatch: tuple[_Session, Callable[[str, float], None]] | None = None
         self._send_requested = False
         self._dispatching = False
         self._flushing = False
@@ -600,7 +616,30 @@ class HyperliquidFeed:
         return totals
 
     async def _serve(self, conn: ws.WsConnection) -> str:
-        now = self._clock()
+        s = self._open_session(conn, conn.url, self._clock())
+        try:
+            self._handler.on_connected()
+            async with trio.open_nursery() as nursery:
+                s.scope = nursery.cancel_scope
+                if s.reason is not None:  # ended by a callback before the scope existed
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._reader, s)
+                nursery.start_soon(self._watchdog, s)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._post_timer)
+                if self._sub_texts:
+                    try:
+                        await conn.send_texts(self._sub_texts)
+                    except ws.ConnectionClosed as exc:
+                        s.end(f"subscribe failed: {exc}")
+                    if self.recorder is not None:
+                        self.recorder.outbound(list(self._sub_texts))
+            return s.reason or "session ended"
+        finally:
+            self._close_session(s)
+
+    def _open_session(self, conn: Any, url: str, now: float) -> _Session:
+        """The synchronous start of a connection (live and replay)."""
         s = _Session(conn, now)
         if not self._subs:
             s.all_acked_at = now
@@ -617,57 +656,123 @@ class HyperliquidFeed:
         st.connected = True
         st.connects += 1
         st.last_connect_time = now
-        st.last_connect_wall = time.time()
+        st.last_connect_wall = self.wall_clock()
         self._session = s
         self._connected.set()
-        log.info("connected to %s; subscribing %d stream(s)", conn.url, len(self._subs))
-        try:
+        if self.recorder is not None:
+            self.recorder.event("conn", {"event": "connected", "url": url})
+        log.info("connected to %s; subscribing %d stream(s)", url, len(self._subs))
+        return s
+
+    def _close_session(self, s: _Session) -> None:
+        """The synchronous end of a connection (live and replay)."""
+        st = self.stats
+        self._session = None
+        self._connected = trio.Event()
+        st.connected = False
+        reason = s.reason or "shutdown"
+        if self.recorder is not None:
+            self.recorder.event("conn", {"event": "disconnected", "reason": reason})
+        self._dispatching = False
+        self._fail_pending(reason)
+        if self.l2book is not None:
+            self.l2book.invalidate(reason)
+        if self.user is not None:
+            self._user_acked.clear()
+            st.user_acked = False
+            if self._h_user_acked is not None:
+                self._h_user_acked(False)
+        self._handler.on_disconnected(reason)
+
+    # ------------------------------------------------------------------ replay
+
+    def replay_connected(self, url: str, now: float) -> None:
+        """Replay (:mod:`engine.replay`): a recorded connection started at ``now`` (the
+        feed's clock, seconds); the same synchronous steps as a live connection."""
+        if self._session is not None:
+            self.replay_disconnected("connection replaced", now)
+        self._open_session(None, url, now)
+        self._handler.on_connected()
+
+    def replay_disconnected(self, reason: str, now: float) -> None:
+        """Replay: the recorded connection ended with ``reason``."""
+        s = self._session
+        if s is None:
+            return
+        s.reason = reason
+        self._close_session(s)
+
+    def replay_batch(self, texts: list[str], now: float) -> None:
+        """Replay: one recorded socket read, dispatched exactly as the live reader does
+        (decode → handler → core per frame, then ``on_batch_end``)."""
+        s = self._session
+        if s is None:  # frames before any recorded connection: a connection is implied
+            self._open_session(None, "replay", now)
             self._handler.on_connected()
-            async with trio.open_nursery() as nursery:
-                s.scope = nursery.cancel_scope
-                if s.reason is not None:  # ended by a callback before the scope existed
-                    nursery.cancel_scope.cancel()
-                nursery.start_soon(self._reader, s)
-                nursery.start_soon(self._watchdog, s)
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._post_timer)
-                if self._sub_texts:
-                    try:
-                        await conn.send_texts(self._sub_texts)
-                    except ws.ConnectionClosed as exc:
-                        s.end(f"subscribe failed: {exc}")
-            return s.reason or "session ended"
-        finally:
-            self._session = None
-            self._connected = trio.Event()
-            st.connected = False
-            reason = s.reason or "shutdown"
-            self._dispatching = False
-            self._fail_pending(reason)
-            if self.l2book is not None:
-                self.l2book.invalidate(reason)
-            if self.user is not None:
-                self._user_acked.clear()
-                st.user_acked = False
-                if self._h_user_acked is not None:
-                    self._h_user_acked(False)
-            self._handler.on_disconnected(reason)
+            s = self._session
+            assert s is not None
+        s.last_rx = now
+        self.stats.batches += 1
+        cached = self._replay_dispatch
+        if cached is None or cached[0] is not s:
+            cached = self._replay_dispatch = (s, self._frame_dispatcher(s))
+        dispatch = cached[1]
+        for text in texts:
+            dispatch(text, now)
+        self._handler.on_batch_end()
+        self._send_requested = False
+        self._outbox.clear()
 
     # ------------------------------------------------------------------ reader (hot path)
 
-    async def _reader(self, s: _Session) -> None:
-        conn = s.conn
+    def _frame_dispatcher(self, s: _Session) -> Callable[[str, float], None]:
+        """The per-frame step of a read (decode → handler), shared by the live reader and
+        replay: a closure over the session's lookups (no attribute loads per frame)."""
         decode = self._decoder.decode
-        clock = self._clock
         h = self._handler
         on_bbo = h.on_bbo
         on_ctx = h.on_ctx
-        on_batch_end = h.on_batch_end
         bbo_last = self._bbo_last
         ctx_last = self._ctx_last
+        on_l2book = self._on_l2book
+        on_control = self._on_control
+        unexpected = self._unexpected_coin
+
+        def dispatch(text: str, now: float) -> None:
+            ev = decode(text)
+            t = type(ev)
+            if t is BboEvent:
+                b: BboEvent = ev  # type: ignore[assignment]
+                coin = b.coin
+                if coin in bbo_last:
+                    bbo_last[coin] = now
+                    on_bbo(coin, b.time_ms, b.bid_px, b.bid_sz, b.ask_px, b.ask_sz)
+                else:
+                    unexpected(CH_BBO, coin)
+            elif t is CtxEvent:
+                c: CtxEvent = ev  # type: ignore[assignment]
+                coin = c.coin
+                if coin in ctx_last:
+                    ctx_last[coin] = now
+                    on_ctx(coin, c.oracle_px, c.mark_px)
+                else:
+                    unexpected(CH_CTX, coin)
+            elif t is L2BookEvent:
+                on_l2book(ev)  # type: ignore[arg-type]
+            elif ev is not None:
+                on_control(s, ev, now)
+
+        return dispatch
+
+    async def _reader(self, s: _Session) -> None:
+        conn = s.conn
+        clock = self._clock
+        on_batch_end = self._handler.on_batch_end
+        dispatch = self._frame_dispatcher(s)
         st = self.stats
         coalesce = self._coalesce_s
         perf = time.perf_counter
+        record = self.recorder.inbound if self.recorder is not None else None
         try:
             while True:
                 batch = await conn.receive_batch()
@@ -675,33 +780,14 @@ class HyperliquidFeed:
                 s.last_rx = now
                 if not batch:
                     continue
+                if record is not None:
+                    record(batch)
                 st.batches += 1
                 self._dispatching = True
                 flushed = not self.send_first_at_once  # this read already flushed once
                 deferred_at = 0.0  # when a later send request of this read was deferred
                 for text in batch:
-                    ev = decode(text)
-                    t = type(ev)
-                    if t is BboEvent:
-                        b: BboEvent = ev  # type: ignore[assignment]
-                        coin = b.coin
-                        if coin in bbo_last:
-                            bbo_last[coin] = now
-                            on_bbo(coin, b.time_ms, b.bid_px, b.bid_sz, b.ask_px, b.ask_sz)
-                        else:
-                            self._unexpected_coin(CH_BBO, coin)
-                    elif t is CtxEvent:
-                        c: CtxEvent = ev  # type: ignore[assignment]
-                        coin = c.coin
-                        if coin in ctx_last:
-                            ctx_last[coin] = now
-                            on_ctx(coin, c.oracle_px, c.mark_px)
-                        else:
-                            self._unexpected_coin(CH_CTX, coin)
-                    elif t is L2BookEvent:
-                        self._on_l2book(ev)  # type: ignore[arg-type]
-                    elif ev is not None:
-                        self._on_control(s, ev, now)
+                    dispatch(text, now)
                     if self._send_requested and not self._flushing:
                         # first request of this read: write now; later ones coalesce (a
                         # flush running in another task picks them up without us waiting).
@@ -1185,6 +1271,8 @@ class HyperliquidFeed:
             s.end(f"post write failed: {exc}")
             return
         st.post_writes += 1
+        if self.recorder is not None:
+            self.recorder.outbound(texts)
         self._mark_written(batch)
         for t in batch:
             held = t._held

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -218,13 +218,47 @@ async def discover(
     timeout: float,  # noqa: ASYNC109 - per-request HTTP timeout, by API contract
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    record: Callable[[dict[str, Any], Any], None] | None = None,
 ) -> Discovery:
     """Discover ``dex``'s markets (all listed ones if ``markets`` is None or empty).
 
     Raises :class:`DiscoveryError` when the dex or a configured market does not exist, a
     configured market is delisted, the universe is empty, or a response is malformed; raises
     :class:`InfoError` when the info endpoint cannot be used (transient: retry).
+    ``record(request, answer)`` is called with each info answer used (frame recording).
     """
+    _wanted(dex, markets)  # the configured names are checked before any request
+    async with InfoClient(info_url, timeout, transport=transport) as client:
+        try:
+            perp_dexs = await client.perp_dexs()
+            if record is not None:
+                record({"type": "perpDexs"}, perp_dexs)
+            dex_index = find_dex_index(perp_dexs, dex)
+            meta = await client.meta(dex)
+            if record is not None:
+                record({"type": "meta", "dex": dex}, meta)
+        except MalformedInfoError as exc:
+            raise DiscoveryError(f"discovery of dex {dex!r}: malformed answer: {exc}") from None
+        except InfoError as exc:
+            raise InfoError(f"discovery of dex {dex!r} failed: {exc}") from None
+    return discovery_from(dex, markets, dex_index, meta)
+
+
+def discovery_from_answers(dex: str, markets: Sequence[str] | None, perp_dexs: Any,
+                           meta: Any) -> Discovery:
+    """The same discovery from recorded ``perpDexs`` and ``meta`` answers (replay)."""
+    try:
+        if not isinstance(perp_dexs, list):
+            raise MalformedInfoError(f"perpDexs answer is not a list: {perp_dexs!r:.80}")
+        dex_index = find_dex_index(perp_dexs, dex)
+        if not isinstance(meta, dict):
+            raise MalformedInfoError(f"meta answer is not an object: {meta!r:.80}")
+    except MalformedInfoError as exc:
+        raise DiscoveryError(f"discovery of dex {dex!r}: malformed answer: {exc}") from None
+    return discovery_from(dex, markets, dex_index, meta)
+
+
+def _wanted(dex: str, markets: Sequence[str] | None) -> list[str] | None:
     if not dex or ":" in dex:
         raise DiscoveryError(f"dex must be a HIP-3 dex name such as 'xyz', got {dex!r}")
     wanted: list[str] | None = None
@@ -237,17 +271,13 @@ async def discover(
             if coin in wanted:
                 raise DiscoveryError(f"market {coin!r} is configured more than once")
             wanted.append(coin)
+    return wanted
 
-    async with InfoClient(info_url, timeout, transport=transport) as client:
-        try:
-            perp_dexs = await client.perp_dexs()
-            dex_index = find_dex_index(perp_dexs, dex)
-            meta = await client.meta(dex)
-        except MalformedInfoError as exc:
-            raise DiscoveryError(f"discovery of dex {dex!r}: malformed answer: {exc}") from None
-        except InfoError as exc:
-            raise InfoError(f"discovery of dex {dex!r} failed: {exc}") from None
 
+def discovery_from(dex: str, markets: Sequence[str] | None, dex_index: int,
+                   meta: dict[str, Any]) -> Discovery:
+    """Discovery from the answers (the pure part of :func:`discover`)."""
+    wanted = _wanted(dex, markets)
     entries, problems = _parse_universe(dex, meta)
     if not entries:
         detail = f" ({len(problems)} malformed: {'; '.join(problems[:3])})" if problems else ""

@@ -1,0 +1,499 @@
+"""Frame recordings: every inbound WebSocket frame, info answer and outbound action, on disk.
+
+Files: ``<records dir>/frames/frames_YYYY-MM-DD.zst`` (UTC day of the record's receive wall
+time). A file is a concatenation of independent zstandard frames, one per flush; each zstd frame
+holds whole records only, so a kill loses at most the records not yet flushed (the last flush
+interval) and never damages earlier frames. A torn last zstd frame (a kill or power loss during
+the write) is cut off when the file is opened again for appending (:func:`repair`), and skipped
+with a warning by the reader.
+
+One record, decompressed (see ``docs/data-formats.md``)::
+
+    <kind> <batch> <wall_ns> <mono_ns> <nbytes>\\n<payload: nbytes bytes>\\n
+
+``kind`` is one of :data:`KINDS`; ``batch`` numbers the socket reads of one run (the frames of
+one read share it and their receive time); ``wall_ns`` is the engine's wall clock at the receive
+(epoch ns, monotonic-anchored like :class:`engine.clock.WallClock`), ``mono_ns`` the raw
+``time.monotonic_ns()``.
+
+Recording stays off the hot path: the feed hands over the list of texts of a read and the
+monotonic time already read (:meth:`FrameRecorder.inbound`: one ``time.monotonic_ns()`` and one
+list append per read); encoding, signature stripping and compression run in
+:meth:`FrameRecorder.run`, its own Trio task (compression and the write in a worker thread).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import msgspec
+import trio
+import zstandard
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION: Final = 1
+K_RUN: Final = "run"  # a run started (payload: JSON header)
+K_IN: Final = "in"  # one inbound WebSocket text frame
+K_OUT: Final = "out"  # one outbound WebSocket text (post signatures removed)
+K_INFO: Final = "info"  # one info answer the engine used (payload: {"request","response"})
+K_CONN: Final = "conn"  # connection event (payload: {"event": "connected"|"disconnected", ...})
+KINDS: Final = (K_RUN, K_IN, K_OUT, K_INFO, K_CONN)
+FRAMES_SUBDIR: Final = "frames"
+DAY_FILE: Final = re.compile(r"^frames_(?P<day>\d{4}-\d{2}-\d{2})\.zst$")
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
+_HEADER_MAX: Final = 120
+
+_json_enc = msgspec.json.Encoder()
+_json_dec = msgspec.json.Decoder()
+
+
+class FrameRecord(NamedTuple):
+    """One decoded record (payload as bytes)."""
+
+    kind: str
+    batch: int
+    wall_ns: int
+    mono_ns: int
+    payload: bytes
+
+
+class FramesError(Exception):
+    """A frame recording cannot be read (not a recording, unreadable directory)."""
+
+
+def day_of(wall_ns: int) -> str:
+    return dt.datetime.fromtimestamp(wall_ns // 1_000_000_000, dt.UTC).date().isoformat()
+
+
+def frames_dir(records_dir: str | Path) -> Path:
+    return Path(records_dir) / FRAMES_SUBDIR
+
+
+def day_path(directory: Path, day: str) -> Path:
+    return directory / f"frames_{day}.zst"
+
+
+def encode_record(kind: str, batch: int, wall_ns: int, mono_ns: int, payload: bytes) -> bytes:
+    return b"%s %d %d %d %d\n%s\n" % (kind.encode(), batch, wall_ns, mono_ns, len(payload),
+                                      payload)
+
+
+def strip_signature(text: str | bytes) -> bytes:
+    """An outbound text without any post signature (``request.payload.signature``)."""
+    raw = text.encode() if isinstance(text, str) else text
+    if b'"signature"' not in raw:
+        return raw
+    try:
+        msg = _json_dec.decode(raw)
+    except msgspec.DecodeError:
+        return b'{"unparsable_outbound_with_signature":true}'
+    _drop_signatures(msg)
+    return _json_enc.encode(msg)
+
+
+def _drop_signatures(obj: Any) -> None:
+    if isinstance(obj, dict):
+        obj.pop("signature", None)
+        for v in obj.values():
+            _drop_signatures(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            _drop_signatures(v)
+
+
+# ---------------------------------------------------------------- reading and repair
+
+
+def _scan(data: bytes) -> tuple[list[bytes], int, str | None]:
+    """Decompress the complete zstd frames of ``data``: (their contents, bytes they span, why
+    the rest is unusable or None)."""
+    out: list[bytes] = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            chunk = dobj.decompress(data[pos:])
+        except zstandard.ZstdError as exc:
+            return out, pos, f"corrupt zstd frame at byte {pos}: {exc}"
+        if not dobj.eof:
+            return out, pos, f"torn zstd frame at byte {pos} ({n - pos} bytes)"
+        out.append(chunk)
+        pos = n - len(dobj.unused_data)
+    return out, pos, None
+
+
+def _good_length(path: Path) -> tuple[int, int, str | None]:
+    """(bytes spanned by the complete zstd frames, file size, why the rest is unusable),
+    streaming: one chunk and one frame's decoder state in memory, output discarded."""
+    good = 0
+    pos = 0
+    with path.open("rb") as fh:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        started = False
+        pending = b""
+        while True:
+            chunk = pending or fh.read(1 << 20)
+            pending = b""
+            if not chunk:
+                break
+            started = True
+            try:
+                dobj.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                size = path.stat().st_size
+                return good, size, f"corrupt zstd frame at byte {good}: {exc}"
+            if dobj.eof:
+                pending = dobj.unused_data
+                pos += len(chunk) - len(pending)
+                good = pos
+                dobj = zstandard.ZstdDecompressor().decompressobj()
+                started = False
+            else:
+                pos += len(chunk)
+        size = pos
+        if started:
+            return good, size, f"torn zstd frame at byte {good} ({size - good} bytes)"
+    return good, size, None
+
+
+def repair(path: Path) -> int:
+    """Cut a torn or corrupt tail off ``path`` (kept: every complete frame); bytes removed."""
+    try:
+        good, size, why = _good_length(path)
+    except FileNotFoundError:
+        return 0
+    if why is None:
+        return 0
+    log.warning("frames file %s: %s; cut off (the records before it are kept)", path, why)
+    with path.open("r+b") as fh:
+        fh.truncate(good)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - good
+
+
+def parse_records(content: bytes) -> Iterator[FrameRecord]:
+    """The records of one decompressed zstd frame (which holds whole records only)."""
+    pos = 0
+    n = len(content)
+    while pos < n:
+        nl = content.index(b"\n", pos, pos + _HEADER_MAX)
+        kind, batch, wall, mono, size = content[pos:nl].split(b" ")
+        start = nl + 1
+        end = start + int(size)
+        if content[end:end + 1] != b"\n":
+            raise FramesError(f"record at offset {pos}: payload length does not match")
+        yield FrameRecord(kind.decode(), int(batch), int(wall), int(mono), content[start:end])
+        pos = end + 1
+
+
+def day_files(directory: Path) -> list[Path]:
+    """The frame day files of ``directory`` (or its ``frames/``), oldest first."""
+    d = directory
+    if not any(DAY_FILE.match(p.name) for p in _listdir(d)) and (d / FRAMES_SUBDIR).is_dir():
+        d = d / FRAMES_SUBDIR
+    return sorted(p for p in _listdir(d) if DAY_FILE.match(p.name))
+
+
+def _listdir(d: Path) -> list[Path]:
+    try:
+        return list(d.iterdir())
+    except OSError:
+        return []
+
+
+def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
+                 progress: list[int] | None = None) -> Iterator[FrameRecord]:
+    """Every record of the recording in ``directory``, in file order (receive order), with
+    ``from_ns <= wall_ns <= to_ns``. A torn tail is skipped with a warning, never an error.
+    ``progress[0]`` is increased by the compressed bytes read (for a progress bar)."""
+    files = day_files(directory)
+    if not files:
+        raise FramesError(f"no frame recording (frames_YYYY-MM-DD.zst) in {directory}")
+    for path in files:
+        day = DAY_FILE.match(path.name)
+        assert day is not None
+        day0 = int(dt.datetime.fromisoformat(day["day"]).replace(tzinfo=dt.UTC).timestamp()
+                   * 1e9)
+        if to_ns is not None and day0 > to_ns:
+            break
+        if from_ns is not None and day0 + NS_PER_DAY <= from_ns:
+            continue
+        yield from _file_records(path, from_ns, to_ns, progress)
+
+
+def _file_records(path: Path, from_ns: int | None, to_ns: int | None,
+                  progress: list[int] | None = None) -> Iterator[FrameRecord]:
+    """Whole zstd frames only (the same cut as :func:`repair`): a torn or corrupt tail is
+    skipped with a warning."""
+    with path.open("rb") as fh:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        parts: list[bytes] = []
+        pending = b""
+        offset = 0
+        while True:
+            chunk = pending or fh.read(1 << 20)
+            if not pending and progress is not None:
+                progress[0] += len(chunk)
+            pending = b""
+            if not chunk:
+                break
+            try:
+                parts.append(dobj.decompress(chunk))
+            except zstandard.ZstdError as exc:
+                log.warning("frames file %s: corrupt data after byte %d skipped (%s)", path,
+                            offset, exc)
+                return
+            if dobj.eof:
+                content = b"".join(parts)
+                parts = []
+                pending = dobj.unused_data
+                offset += len(chunk) - len(pending)
+                dobj = zstandard.ZstdDecompressor().decompressobj()
+                yield from _filtered(parse_records(content), from_ns, to_ns)
+            else:
+                offset += len(chunk)
+        if parts:
+            log.warning("frames file %s: torn last frame skipped (records after byte %d)",
+                        path, offset)
+
+
+def _last_whole(buf: bytes) -> int:
+    """The length of the longest prefix of ``buf`` made of whole records."""
+    pos = 0
+    n = len(buf)
+    while pos < n:
+        nl = buf.find(b"\n", pos, pos + _HEADER_MAX)
+        if nl < 0:
+            break
+        parts = buf[pos:nl].split(b" ")
+        if len(parts) != 5 or not parts[4].isdigit():
+            break
+        end = nl + 1 + int(parts[4])
+        if end >= n:
+            break
+        pos = end + 1
+    return pos
+
+
+def _filtered(recs: Iterable[FrameRecord], from_ns: int | None,
+              to_ns: int | None) -> Iterator[FrameRecord]:
+    if from_ns is None and to_ns is None:
+        yield from recs
+        return
+    lo = from_ns if from_ns is not None else -1
+    hi = to_ns if to_ns is not None else 1 << 63
+    for r in recs:
+        if lo <= r.wall_ns <= hi:
+            yield r
+
+
+def decode_json(payload: bytes) -> Any:
+    return _json_dec.decode(payload)
+
+
+# ---------------------------------------------------------------- writing
+
+
+class FrameFileWriter:
+    """Appends zstd frames of whole records to per-day files (synchronous; one caller)."""
+
+    def __init__(self, directory: Path, *, level: int = 3, fsync: bool = False) -> None:
+        self.dir = directory
+        self.level = level
+        self.fsync = fsync
+        self._fds: dict[str, int] = {}
+        self.bytes_written = 0
+        self.frames_written = 0
+        self.repaired_bytes = 0
+
+    def _fd(self, day: str) -> int:
+        fd = self._fds.get(day)
+        if fd is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = day_path(self.dir, day)
+            self.repaired_bytes += repair(path)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # only today and yesterday stay open
+            for old in sorted(self._fds)[:-1]:
+                os.close(self._fds.pop(old))
+            self._fds[day] = fd
+        return fd
+
+    def write_day(self, day: str, data: bytes) -> None:
+        """Compress ``data`` (whole records) as one zstd frame and append it with one write."""
+        if not data:
+            return
+        frame = zstandard.ZstdCompressor(level=self.level, write_checksum=True,
+                                         write_content_size=True).compress(data)
+        fd = self._fd(day)
+        view = memoryview(frame)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if self.fsync:
+            os.fsync(fd)
+        self.bytes_written += len(frame)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            os.close(fd)
+        self._fds.clear()
+
+
+class RecorderStats:
+    __slots__ = ("batches", "frames_in", "frames_out", "dropped", "write_errors", "flushes")
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.flushes = 0
+
+
+class FrameRecorder:
+    """Takes frames from the hot path and writes them in its own task (see module docstring).
+
+    ``anchor_ns`` maps ``time.monotonic_ns()`` to epoch ns (the engine's wall clock offset);
+    ``max_pending`` bounds the items waiting for the writer (beyond it new items are dropped,
+    counted and logged: recording never stalls or grows the engine without bound).
+    """
+
+    def __init__(self, directory: Path, *, flush_interval_ms: float = 1000.0, level: int = 3,
+                 anchor_ns: int | None = None, max_pending: int = 1_000_000,
+                 source: str = "engine", header: dict[str, Any] | None = None) -> None:
+        self.dir = directory
+        self.flush_interval_s = max(0.001, flush_interval_ms / 1000.0)
+        self.anchor_ns = (time.time_ns() - time.monotonic_ns()) if anchor_ns is None \
+            else int(anchor_ns)
+        self.max_pending = max_pending
+        self.stats = RecorderStats()
+        self._items: list[tuple[str, int, Any]] = []
+        self._file = FrameFileWriter(directory, level=level)
+        self._batch = 0
+        self._dropped_logged = 0
+        self._header = {"format": FORMAT_VERSION, "source": source, "pid": os.getpid(),
+                        **(header or {})}
+        self.event(K_RUN, self._header)
+
+    # -- hot path (synchronous, cheap)
+    def inbound(self, texts: list[str]) -> None:
+        """The texts of one socket read (the list is kept as is: do not mutate it after)."""
+        items = self._items
+        if len(items) < self.max_pending:
+            items.append((K_IN, time.monotonic_ns(), texts))
+        else:
+            self.stats.dropped += len(texts)
+
+    def outbound(self, texts: list[str]) -> None:
+        items = self._items
+        if len(items) < self.max_pending:
+            items.append((K_OUT, time.monotonic_ns(), texts))
+        else:
+            self.stats.dropped += len(texts)
+
+    def event(self, kind: str, obj: Any) -> None:
+        """A connection event, an info answer or a run header (encoded to JSON now)."""
+        self._items.append((kind, time.monotonic_ns(), _json_enc.encode(obj)))
+
+    def info(self, request: Any, response: Any) -> None:
+        self.event(K_INFO, {"request": request, "response": response})
+
+    # -- the writer side
+    def _encode(self, items: list[tuple[str, int, Any]]) -> dict[str, bytearray]:
+        by_day: dict[str, bytearray] = {}
+        anchor = self.anchor_ns
+        st = self.stats
+        cur_day = ""
+        day_end = -1
+        buf = bytearray()
+        for kind, mono, obj in items:
+            wall = mono + anchor
+            if wall >= day_end or wall < day_end - NS_PER_DAY:
+                cur_day = day_of(wall)
+                day_end = (wall // NS_PER_DAY + 1) * NS_PER_DAY
+                buf = by_day.setdefault(cur_day, bytearray())
+            self._batch += 1
+            b = self._batch
+            if kind == K_IN:
+                st.batches += 1
+                st.frames_in += len(obj)
+                for text in obj:
+                    raw = text.encode() if isinstance(text, str) else bytes(text)
+                    buf += encode_record(K_IN, b, wall, mono, raw)
+            elif kind == K_OUT:
+                st.frames_out += len(obj)
+                for text in obj:
+                    buf += encode_record(K_OUT, b, wall, mono, strip_signature(text))
+            else:
+                buf += encode_record(kind, b, wall, mono, obj)
+        return by_day
+
+    def _take(self) -> dict[str, bytearray]:
+        items, self._items = self._items, []
+        self._log_dropped()
+        return self._encode(items) if items else {}
+
+    def _write(self, by_day: dict[str, bytearray]) -> None:
+        for day in sorted(by_day):
+            try:
+                self._file.write_day(day, bytes(by_day[day]))
+            except OSError as exc:
+                self.stats.write_errors += 1
+                log.error("frames: cannot write %s: %s (errno %s); %d bytes of records lost",
+                          day_path(self.dir, day), exc.strerror, exc.errno, len(by_day[day]))
+        self.stats.flushes += 1
+
+    def _log_dropped(self) -> None:
+        d = self.stats.dropped
+        if d > self._dropped_logged:
+            log.error("frames: %d frame(s) dropped so far (recorder %d items behind)", d,
+                      self.max_pending)
+            self._dropped_logged = d
+
+    def flush(self) -> None:
+        """Encode, compress and write everything handed over so far (synchronous)."""
+        by_day = self._take()
+        if by_day:
+            self._write(by_day)
+
+    async def run(self) -> None:
+        """The recorder task: every flush interval, one zstd frame per day touched; on
+        cancellation a last flush (synchronous) and close."""
+        try:
+            while True:
+                await trio.sleep(self.flush_interval_s)
+                by_day = self._take()
+                if by_day:
+                    await trio.to_thread.run_sync(self._write, by_day)
+        finally:
+            self.close()
+
+    def discard(self) -> None:
+        """Drop everything handed over and not yet written (a start that failed records
+        nothing)."""
+        self._items = []
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+    @property
+    def bytes_written(self) -> int:
+        return self._file.bytes_written

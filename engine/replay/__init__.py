@@ -1,0 +1,1 @@
+"""Replay mode: recorded frames through the live shell's synchronous code, on a simulated clock."""

@@ -1,0 +1,87 @@
+"""The simulated clock of replay and the ordered set of the shell's timers.
+
+:class:`SimClock` is the injected clock (epoch ms) of a replayed app: it only moves when the
+driver advances it, to the next recorded receive time or to a timer's due time, never back.
+
+:class:`Timers` holds the live shell's timer tasks as *sources*: each source says when it is
+next due (``due()``, ``None`` when idle) and what it does when it fires (``fire(now)``).
+:meth:`Timers.advance` fires, in time order, every source due at or before a target time —
+the earliest first; ties by the order the sources were added — with the clock set to the due
+time, then sets the clock to the target. A source that stays due at the same time after it
+fired is a bug (the live task would spin): it raises instead of looping forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+MAX_FIRES_AT_ONE_TIME = 10_000
+
+
+class SimClock:
+    """Epoch milliseconds that move only when told to (call the instance to read it)."""
+
+    __slots__ = ("now_ms",)
+
+    def __init__(self, now_ms: float = 0.0) -> None:
+        self.now_ms = float(now_ms)
+
+    def __call__(self) -> float:
+        return self.now_ms
+
+    def set(self, t_ms: float) -> None:
+        """Move to ``t_ms`` (a recorded receive time earlier than now keeps now: never back)."""
+        if t_ms > self.now_ms:
+            self.now_ms = t_ms
+
+
+class TimerLoopError(RuntimeError):
+    """A timer source stayed due at the same instant after firing again and again."""
+
+
+class Timers:
+    """The shell's timer sources, fired in due-time order by :meth:`advance`."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self.clock = clock
+        self._sources: list[tuple[str, Callable[[], float | None], Callable[[float], None]]] = []
+        self.fired: dict[str, int] = {}
+
+    def add(self, name: str, due: Callable[[], float | None],
+            fire: Callable[[float], None]) -> None:
+        self._sources.append((name, due, fire))
+        self.fired[name] = 0
+
+    def next_due(self) -> tuple[float, int] | None:
+        """The earliest (due, source index), or None when every source is idle."""
+        best: tuple[float, int] | None = None
+        for i, (_, due, _f) in enumerate(self._sources):
+            d = due()
+            if d is not None and (best is None or d < best[0]):
+                best = (d, i)
+        return best
+
+    def advance(self, t_ms: float) -> None:
+        """Fire everything due at or before ``t_ms`` in order, then set the clock to ``t_ms``."""
+        clock = self.clock
+        last_t = None
+        same = 0
+        while True:
+            nxt = self.next_due()
+            if nxt is None or nxt[0] > t_ms:
+                break
+            due, i = nxt
+            clock.set(due)
+            now = clock.now_ms
+            if now == last_t:
+                same += 1
+                if same > MAX_FIRES_AT_ONE_TIME:
+                    raise TimerLoopError(
+                        f"timer {self._sources[i][0]!r} is still due at {now} after "
+                        f"{MAX_FIRES_AT_ONE_TIME} firings")
+            else:
+                last_t, same = now, 0
+            name, _, fire = self._sources[i]
+            self.fired[name] += 1
+            fire(now)
+        clock.set(t_ms)

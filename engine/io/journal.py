@@ -678,7 +678,8 @@ def _restore_position(core: TradingCore, state: JournalState, p: Position,
         p.exit_reason = first_flatten.reason
     fails = [r["ts_ms"] for r in state.positions
              if r.get("market_key") == p.coin and r.get("event") == "flatten_done"
-             and r["ts_ms"] >= entry_ms and abs(_num(r.get("size")) or 0.0) > EPS]
+             and r["ts_ms"] >= entry_ms and abs(_num(r.get("size")) or 0.0) > EPS
+             and r.get("failure", True) is not False]  # (journals before issue 9: no field)
     p.flatten_failures = len(fails)
     if fails:
         p.next_flatten_ms = max(fails) + core.tcfg.flatten_retry_ms

@@ -518,6 +518,21 @@ class TradingMachine(RuleBasedStateMachine):
         self._collect()
         assert self.core.link_down() and not self.core.is_ready()
 
+    def _exit_in_progress(self) -> bool:
+        """A flatten not yet sent, sent and unanswered, or answered with fills to come."""
+        if any(o.reduce_only for o in self.new_orders):
+            return True
+        return any(t.order.reduce_only and (not t.responded or t.fills)
+                   for t in self.truths.values())
+
+    @precondition(lambda self: self.trade and self.link_up and self._exit_in_progress())
+    @rule()
+    def link_drops_mid_exit(self) -> None:
+        """The socket drops at a step of an exit: before its flatten is written, after it is
+        sent, after its post response, between its fills."""
+        event("link drops mid-exit")
+        self.link_drops()
+
     @precondition(lambda self: self.trade and not self.link_up)
     @rule(dt=st.integers(50, 3000), reconcile_now=st.booleans())
     def link_returns(self, dt: int, reconcile_now: bool) -> None:
@@ -637,10 +652,14 @@ class TradingMachine(RuleBasedStateMachine):
 
     @invariant()
     def flatten_failures_only_from_the_venue(self) -> None:
-        """Invariant 9."""
+        """Invariant 9 (the core's count restarts when the market is flat: so does ours, less
+        the flattens still live, each of which may yet fail once)."""
         for p in self.core.book.positions:
             assert p.flatten_failures <= self.reached_venue[p.idx], (
                 p.coin, p.flatten_failures, self.reached_venue)
+            if not p.has_exposure:
+                self.reached_venue[p.idx] = sum(
+                    1 for o in self.core.orders.active_for(p.idx) if o.reduce_only)
 
     @invariant()
     def position_is_sum_of_distinct_fills(self) -> None:

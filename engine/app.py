@@ -555,6 +555,10 @@ class ObserveApp:
         """``POST /hardstop/reset``: observe mode has no hard stop."""
         return {"reset": False, "detail": f"{self.cfg.mode} mode has no hard stop"}
 
+    def flatten_from_operator(self, source: str) -> dict[str, Any]:
+        """``POST /flatten``: observe mode has no positions."""
+        return {"flattening": 0, "detail": f"{self.cfg.mode} mode has no positions"}
+
     def summary_line(self, frames_per_s: float) -> str:
         core, feed, sched, writer = self.core, self.feed, self.scheduler, self.writer
         assert core and feed and sched and writer

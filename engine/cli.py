@@ -293,8 +293,34 @@ def load(path: str | None, mode: str | None = None) -> EngineConfig:
     return load_config(path, env=env)
 
 
+def _sim_venue(args: list[str]) -> tuple[str, list[str]]:
+    """The ``--venue`` of ``sim`` (default ``hyperliquid``) and the other arguments."""
+    venue, rest, i = "hyperliquid", [], 0
+    while i < len(args):
+        if args[i] == "--venue" and i + 1 < len(args):
+            venue, i = args[i + 1], i + 2
+            continue
+        if args[i].startswith("--venue="):
+            venue = args[i].split("=", 1)[1]
+        else:
+            rest.append(args[i])
+        i += 1
+    return venue, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "sim":  # issue 11: `sim --venue bybit|hyperliquid` (default HL)
+        venue, rest = _sim_venue(argv[1:])
+        if venue == "bybit":
+            from engine.sim.bybit.cli import main as bybit_sim_main
+
+            return bybit_sim_main(rest)
+        if venue != "hyperliquid":
+            print(f"engine sim: --venue must be hyperliquid or bybit, got {venue!r}",
+                  file=sys.stderr)
+            return 2
+        argv = ["sim", *rest]
     if argv and argv[0] == "sim":
         from engine.sim.cli import main as sim_main
 

@@ -321,7 +321,9 @@ class OpsConfig:
 class BreakersConfig:
     """[breakers]: circuit breakers that latch the hard stop (0 disables one).
 
-    Equity for the percentage breakers is the venue's account value in trade mode and
+    Equity for the percentage breakers is the account's usable equity in trade mode (the
+    main-dex ``accountValue`` plus the dex's, protocol doc §9 / P22; ``equity_usd`` plus the
+    run's P&L when the venue cannot tell, 0 = no fallback: new entries are refused) and
     ``paper_equity`` plus realised P&L in paper mode.
     """
 
@@ -331,6 +333,9 @@ class BreakersConfig:
     market_move_pct: float = attrs.field(default=10.0, validator=_percent)
     market_move_window_s: float = attrs.field(default=60.0, validator=_positive)
     paper_equity: float = attrs.field(default=10_000.0, validator=_positive)
+    equity_usd: float = attrs.field(default=0.0, validator=_non_negative)
+    # an all-zero account answer (P23) is used only once such answers persisted this long
+    equity_confirm_s: float = attrs.field(default=10.0, validator=_non_negative)
 
 
 @attrs.frozen
@@ -350,6 +355,8 @@ class NotifyConfig:
     timeout_s: float = attrs.field(default=5.0, validator=_positive)
     reconnect_storm_count: int = attrs.field(default=5, validator=_positive)
     reconnect_storm_window_s: float = attrs.field(default=300.0, validator=_positive)
+    # the same kind and title again within this many seconds is held back and counted (0: off)
+    repeat_window_s: float = attrs.field(default=60.0, validator=_non_negative)
 
 
 def _default_retention() -> dict[str, int]:
@@ -410,6 +417,79 @@ class LogConfig:
             raise ValueError(f"unknown log level {self.level!r}")
 
 
+# -- issue 11: the Bybit venue and the funding/basis strategy (optional sections) ---------------
+
+
+def _bps(_inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 10_000:
+        raise ValueError(f"{attribute.name} must be within [0, 10000] bps, got {value!r}")
+
+
+def _one_of(*choices: str) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class FundingConfig:
+    """[funding]: the delta-neutral funding/basis strategy (absent = not configured)."""
+
+    symbols: list[str] = attrs.Factory(lambda: ["BTCUSDT", "ETHUSDT"])
+    min_expected_apr: float = 0.05
+    exit_apr: float = 0.02
+    expected_hold_hours: float = attrs.field(default=24.0, validator=_positive)
+    pre_event_open_minutes: float = attrs.field(default=60.0, validator=_non_negative)
+    hold_across_events: bool = True
+    negative_funding: str = attrs.field(default="spot_inventory",
+                                        validator=_one_of("spot_inventory", "off"))
+    rebalance_band_bps: float = attrs.field(default=5.0, validator=_bps)
+    max_basis_bps: float = attrs.field(default=30.0, validator=_bps)
+    spot_fee_bps: float = attrs.field(default=10.0, validator=_bps)
+    perp_fee_bps: float = attrs.field(default=5.5, validator=_bps)
+    slippage_bps: float = attrs.field(default=2.0, validator=_bps)
+    margin_bps: float = attrs.field(default=2.0, validator=_bps)
+    notional_usd: float = attrs.field(default=1000.0, validator=_positive)
+    max_total_notional_usd: float = attrs.field(default=5000.0, validator=_positive)
+    quote_stale_ms: float = attrs.field(default=10_000.0, validator=_positive)
+    leg_risk_budget_usd_s: float = attrs.field(default=500.0, validator=_positive)
+    leg_deadline_s: float = attrs.field(default=5.0, validator=_positive)
+    leg_unwind_reserve_s: float = attrs.field(default=1.0, validator=_non_negative)
+    max_hedge_attempts: int = attrs.field(default=3, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.exit_apr > self.min_expected_apr:
+            raise ValueError(f"exit_apr ({self.exit_apr}) must be <= min_expected_apr "
+                             f"({self.min_expected_apr})")
+        if not self.symbols:
+            raise ValueError("symbols must list at least one symbol")
+
+
+@attrs.frozen
+class BybitConfig:
+    """[bybit]: the Bybit v5 venue (keys only from credentials/env, never here)."""
+
+    environment: str = attrs.field(default="testnet", validator=_one_of("testnet", "mainnet"))
+    allow_live: bool = False
+    rest_url: str | None = None
+    ws_public_linear_url: str | None = None
+    ws_public_spot_url: str | None = None
+    ws_private_url: str | None = None
+    recv_window_ms: int = attrs.field(default=5000, validator=_positive)
+    ping_interval_s: float = attrs.field(default=20.0, validator=_positive)
+    pong_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    reconnect_base_s: float = attrs.field(default=0.5, validator=_positive)
+    reconnect_max_s: float = attrs.field(default=30.0, validator=_positive)
+    http_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    auth_expire_s: float = attrs.field(default=10.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.environment == "mainnet" and not self.allow_live:
+            raise ValueError("environment = \"mainnet\" needs allow_live = true")
+
+
 @attrs.frozen
 class EngineConfig:
     """The whole configuration. ``mode`` is one of :data:`MODES`."""
@@ -433,6 +513,8 @@ class EngineConfig:
     notify: NotifyConfig = attrs.Factory(NotifyConfig)
     retention: RetentionConfig = attrs.Factory(RetentionConfig)
     report: ReportConfig = attrs.Factory(ReportConfig)
+    funding: FundingConfig | None = None  # issue 11
+    bybit: BybitConfig | None = None  # issue 11
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in MODES:

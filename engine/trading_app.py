@@ -655,8 +655,8 @@ class TradingApp(ObserveApp):
                 log.warning("the venue's clearinghouseState carries no time: the local clock "
                             "is not checked against the venue's at runtime (only by `check`)")
             trading.on_reconcile(positions, open_orders, now)
-            if self.executor.last_account_value is not None:
-                trading.on_account_value(self.executor.last_account_value, now)
+            trading.on_account_values(self.executor.last_main_value,
+                                      self.executor.last_account_value, now)
             if first:
                 log.info("reconciled with the venue: %d position(s), %d open order(s)",
                          sum(1 for v in positions.values() if v), len(open_orders))
@@ -763,7 +763,21 @@ class TradingApp(ObserveApp):
                          {p.coin: p.effective for p in trading.book.positions if p.has_exposure})
         else:
             log.warning("flat and stopped (%s)", reason)
+        self._log_breakers_at_stop()
         self.stop()
+
+    def _log_breakers_at_stop(self) -> None:
+        """One line for the operator: did a breaker trip, on what equity, with what P&L."""
+        t = self.trading
+        if t is None:
+            return
+        cb = t.breakers
+        pnl = sum(x["net_pnl"] for x in t.trades if isinstance(x.get("net_pnl"), int | float))
+        tripped = ", ".join(f"{tr.breaker}: {tr.detail}" for tr in cb.tripped())
+        log.log(logging.WARNING if tripped else logging.INFO,
+                "circuit breakers at stop: %s; equity %.2f USD (%s), peak %.2f USD; %d trade(s), "
+                "net P&L %+.4f USD", tripped or "none tripped", cb.equity, t.equity_source,
+                cb.peak, len(t.trades), pnl)
 
     # ------------------------------------------------------------ ops views
     def is_ready(self) -> bool:
@@ -792,11 +806,11 @@ class TradingApp(ObserveApp):
             return 0.0
         total = 0.0
         for p in t.book.positions:
-            if not p.has_exposure:
-                continue
+            if not p.size:
+                continue  # only exposure confirmed by fills has an entry price
             mark = t.obs.markets[p.idx].mark_px
             if mark is not None:
-                total += (mark - p.avg_px) * p.effective
+                total += p.unrealized(mark)
         return total
 
     def status_doc(self) -> dict[str, Any]:
@@ -813,7 +827,8 @@ class TradingApp(ObserveApp):
             "orders_unknown": len(t.orders.unknown()),
             "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
             "unexplained": dict(t.unexplained),
-            "killed": t.killed or self.stop_reason is not None})
+            "killed": t.killed or self.stop_reason is not None,
+            "equity_source": t.equity_source, "alert_states": t.alert_states()})
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
             doc["breakers"] = breakers.snapshot()
@@ -853,6 +868,11 @@ class TradingApp(ObserveApp):
         was = self.reset_hard_stop(self.clock(), source)
         return {"reset": was is not None, "was": was}
 
+    def flatten_from_operator(self, source: str) -> dict[str, Any]:
+        """``POST /flatten``: the same as ``python -m engine flatten`` (entries stay allowed)."""
+        n = self.flatten_all(self.clock(), f"operator flatten via {source}")
+        return {"flattening": n}
+
     def summary_line(self, frames_per_s: float) -> str:
         base = super().summary_line(frames_per_s)
         t = self.trading
@@ -862,6 +882,10 @@ class TradingApp(ObserveApp):
         hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
         line = (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
                 f"trades {len(t.trades)} pnl {pnl:+.4f} hard stop {hs}")
+        cb = t.breakers
+        tripped = ",".join(tr.breaker for tr in cb.tripped()) or "none tripped"
+        line += (f" | breakers: {tripped}, equity {cb.equity:.2f} ({t.equity_source}) "
+                 f"peak {cb.peak:.2f}")
         if self.warmer is not None:
             ws = self.warmer.stats()
             line += (f" | core warm-up: cycles {ws.cycles} rebuilds {ws.rebuilds}"

@@ -196,6 +196,16 @@ class CircuitBreakers:
             self.peak = equity_usd
         return self._check(now_ms)
 
+    def rebase(self, equity_usd: float) -> None:
+        """Measure from ``equity_usd`` from now on: the equity, the peak and the day's starting
+        equity all become it (the basis was not this account's equity: a placeholder, a
+        configured fallback, or a journaled state from another mode or account). Tripped
+        breakers stay tripped; today's realised P&L and the loss run are kept."""
+        start = _finite(equity_usd, "equity")
+        if start <= 0:
+            raise ValueError(f"equity to rebase on must be > 0, got {equity_usd!r}")
+        self.equity = self.peak = self.day_start_equity = start
+
     def on_trade_closed(self, pnl_usd: float, now_ms: float) -> list[Trip]:
         """Net P&L (after fees) of a closed trade."""
         if not self._good_time(now_ms, "trade") or not self._good(pnl_usd, "trade", "pnl"):

@@ -99,6 +99,12 @@ class Position:
     def has_exposure(self) -> bool:
         return abs(self.effective) > EPS
 
+    def unrealized(self, mark: float) -> float:
+        """Unrealised P&L at ``mark`` of the exposure confirmed by fills, at their average
+        price. Venue-reported fills not yet confirmed (``unconfirmed``) have no entry price
+        and count 0 until their fills arrive (no phantom P&L from ``avg_px`` 0)."""
+        return (mark - self.avg_px) * self.size if self.size else 0.0
+
 
 class PositionBook:
     """Positions of every market plus the set of seen trade ids."""

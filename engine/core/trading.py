@@ -28,6 +28,7 @@ Executor gates, in this documented order (the first that fails names the skip re
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,7 @@ log = logging.getLogger("engine.trading")
 
 GATES = ("hard_stop", "killed", "not_ready", "clock_skew", "no_mark", "notional_market", "notional_total",
          "max_positions", "flatten_in_progress", "already_positioned", "pending_order",
-         "action_budget", "rounding")
+         "action_budget", "rounding", "equity_unknown")
 
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
@@ -125,13 +126,24 @@ class TradingCore:
         self.flattens_sent = 0
         self.trades: list[dict[str, Any]] = []
         self.on_signal_hook: Callable[[Signal], None] | None = None
-        # Circuit breakers. Paper: equity = paper_equity + P&L. Trade: the venue's account
-        # value; until the first one arrives (reconciliation) the percentage breakers measure
-        # against paper_equity, then restart from the real value (unless restored).
-        self.breakers = CircuitBreakers(cfg.breakers, cfg.breakers.paper_equity)
+        # Circuit breakers. Paper: equity = paper_equity + P&L. Trade: the account's usable
+        # equity (main-dex + dex accountValue, see on_account_values); until the first one
+        # arrives there is no basis ("unknown": no new entries) unless [breakers] equity_usd
+        # is configured; the first real value rebases the breakers (unless restored from this
+        # mode and account: then the journaled peak is kept).
+        fallback = cfg.breakers.equity_usd
+        self.breakers = CircuitBreakers(
+            cfg.breakers, fallback if cfg.mode == "trade" and fallback > 0
+            else cfg.breakers.paper_equity)
         self.equity_known = cfg.mode != "trade"
-        self.breakers_restored = False  # set by the journal restore
-        self._equity_warned = False
+        self.equity_source = "paper" if cfg.mode != "trade" else "unknown"  # venue | config
+        self.breakers_restored = False  # set by the journal restore (same mode and account)
+        self._last_main_value: float | None = None  # last main-dex accountValue used
+        self._suspect_reads = 0  # episodes of all-zero account answers held back (P23)
+        self._suspect_since: float | None = None
+        # repeating alert conditions raised once per state change: (code, key) -> repeats
+        self._alert_states: dict[tuple[str, str], int] = {}
+        self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
         self._next_breaker_tick = 0.0
         # local minus venue clock (trade mode, from reconciliation): entries stop while off by
         # more than [trading] max_clock_skew_ms
@@ -210,6 +222,30 @@ class TradingCore:
     def _alert(self, level: str, code: str, message: str) -> None:
         self.out.append(Alert(level, code, message))
 
+    def _alert_state(self, level: str, code: str, key: str, message: str) -> None:
+        """A condition that repeats while it holds (every housekeeping tick, every
+        reconciliation): alerted once when it starts, counted while it lasts, reported with the
+        count by :meth:`_alert_clear` when it ends (issue 9 item 7: no alert storms)."""
+        k = (code, key)
+        repeats = self._alert_states.get(k)
+        if repeats is not None:
+            self._alert_states[k] = repeats + 1
+            return
+        self._alert_states[k] = 0
+        n = self._alert_counts[k] = self._alert_counts.get(k, 0) + 1
+        self._alert(level, code, message if n == 1 else f"{message} (occurrence {n})")
+
+    def _alert_clear(self, code: str, key: str, message: str) -> None:
+        """End a condition raised by :meth:`_alert_state` (no-op when it is not raised)."""
+        repeats = self._alert_states.pop((code, key), None)
+        if repeats is not None:
+            self._alert("info", f"{code}_cleared",
+                        f"{message} (condition seen {repeats + 1} time(s) while it lasted)")
+
+    def alert_states(self) -> dict[str, int]:
+        """Raised repeating conditions (``code`` or ``code:key``) -> occurrences so far."""
+        return {(f"{c}:{k}" if k else c): n + 1 for (c, k), n in self._alert_states.items()}
+
     # ------------------------------------------------------------ circuit breakers
     def _trips(self, trips: list[Trip], now_ms: float, why: str) -> None:
         """Act on breaker trips: alert, journal the breaker state, halt a market or latch."""
@@ -228,18 +264,26 @@ class TradingCore:
         """The breakers' whole state, journaled when it changes meaningfully (restored at
         start: tripped breakers stay tripped across restarts, today's losses keep counting)."""
         self._record("positions", now_ms, {"event": "breakers", "why": why,
-                                           "state": self.breakers.to_state()})
+                                           "state": self.breakers.to_state(),
+                                           "mode": self.mode, "account": self.account_key(),
+                                           "equity_source": self.equity_source})
+
+    def account_key(self) -> str:
+        """Whose equity the breakers measure (a journaled state from another is rebased)."""
+        return self.cfg.account.address.lower() if self.mode == "trade" else ""
 
     def _equity_parts(self) -> tuple[float, float]:
-        """(realised net P&L of the run, unrealised P&L at the marks)."""
+        """(realised net P&L of the run, unrealised P&L at the marks). Unrealised counts only
+        exposure confirmed by fills, at its fills' average price: a venue-reported fill whose
+        ``userFills`` have not arrived has no entry price yet (issue 9 item 4)."""
         realised = 0.0
         unrealised = 0.0
         for p in self.book.positions:
             realised += p.realized_pnl - p.fees
-            if p.has_exposure:
+            if p.size:
                 mark = self.obs.markets[p.idx].mark_px
                 if mark is not None:
-                    unrealised += (mark - p.avg_px) * p.effective
+                    unrealised += p.unrealized(mark)
         return realised, unrealised
 
     def _breakers_tick(self, now_ms: float) -> None:
@@ -254,27 +298,88 @@ class TradingCore:
         trips += cb.on_unrealized(unrealised, now_ms)
         if self.mode != "trade":
             trips += cb.on_equity(self.cfg.breakers.paper_equity + realised + unrealised, now_ms)
+        elif self.equity_source == "config":
+            trips += cb.on_equity(self.cfg.breakers.equity_usd + realised + unrealised, now_ms)
         self._trips(trips, now_ms, "tick")
 
-    def on_account_value(self, equity_usd: float, now_ms: float) -> None:
-        """Trade mode: the venue's account value (from reconciliation). A value ≤ 0 (a dex
-        margin account that holds nothing: the collateral sits elsewhere) cannot be a basis for
-        percentages: the breakers keep measuring against ``[breakers] paper_equity``."""
-        if not equity_usd > 0:
-            if not self._equity_warned:
-                self._equity_warned = True
-                self._alert("warning", "equity_unknown",
-                            f"the venue reports account value {equity_usd!r} for this dex: "
-                            f"daily-loss and drawdown breakers measure against [breakers] "
-                            f"paper_equity = {self.cfg.breakers.paper_equity:g} USD")
+    def on_account_values(self, main_usd: float | None, dex_usd: float | None,
+                          now_ms: float) -> None:
+        """Trade mode, after each reconciliation: ``marginSummary.accountValue`` of the main
+        dex (``clearinghouseState`` without ``dex``) and of the trading dex (with it), ``None``
+        when unreadable. With DEX abstraction the dex holds only the isolated margin in use ($0
+        when flat) and the free collateral stays on the main dex, so the usable equity is their
+        sum (protocol doc §9 notes, P22). An all-zero answer where value must be (the main dex
+        after it held some, the dex while fills say we hold a position) is the venue's
+        transient empty state (P23): it is used only once such answers have persisted for
+        ``[breakers] equity_confirm_s`` (a real $0 main dex — all collateral in the dex — is
+        rare; a transient lasts seconds).
+        """
+        if main_usd is None or dex_usd is None:
+            which = "the main dex" if main_usd is None else f"dex {self.cfg.venue.dex!r}"
+            self._equity_unknown(now_ms, f"no readable account value for {which}")
             return
-        if not self.equity_known:
+        if not main_usd + dex_usd > 0:  # nothing usable, transient or not
+            self._equity_unknown(now_ms, f"the venue reports usable equity "
+                                         f"{main_usd + dex_usd!r} (main dex {main_usd!r} + dex "
+                                         f"{self.cfg.venue.dex!r} {dex_usd!r})")
+            return
+        suspect = main_usd == 0.0 or (dex_usd == 0.0 and any(p.size for p in self.book.positions))
+        if not suspect:
+            self._suspect_since = None
+        else:
+            confirm_ms = self.cfg.breakers.equity_confirm_s * 1000.0
+            if self._suspect_since is None:
+                self._suspect_since = now_ms
+                self._suspect_reads += 1
+                log.warning("account value main %.2f + dex %.2f USD looks like the venue's "
+                            "transient empty state: not used unless it persists %.0f s",
+                            main_usd, dex_usd, confirm_ms / 1000.0)
+            if now_ms - self._suspect_since < confirm_ms:
+                return
+        self._last_main_value = main_usd
+        self.on_account_value(main_usd + dex_usd, now_ms)
+
+    def on_account_value(self, equity_usd: float, now_ms: float) -> None:
+        """Trade mode: the account's usable equity. A value ≤ 0 (or not finite) is no basis
+        for percentages: see :meth:`_equity_unknown`. The first real value rebases the
+        breakers unless they were restored from this mode and account."""
+        if not (equity_usd > 0 and math.isfinite(equity_usd)):
+            self._equity_unknown(now_ms, f"the venue reports usable equity {equity_usd!r}")
+            return
+        if self.equity_source != "venue":
+            was = self.equity_source
+            self.equity_source = "venue"
             self.equity_known = True
-            if not self.breakers.tripped() and not self.breakers_restored:
-                fresh = CircuitBreakers(self.cfg.breakers, equity_usd)
-                fresh.consecutive_losses = self.breakers.consecutive_losses
-                self.breakers = fresh
+            if not self.breakers_restored:
+                self.breakers.rebase(equity_usd)
+                self._breaker_record(now_ms, "rebase")
+            log.info("usable equity %.2f USD from the venue is the circuit breakers' basis "
+                     "(was: %s; peak %.2f USD)", equity_usd, was, self.breakers.peak)
+            self._alert_clear("equity_unknown", "",
+                              f"usable equity known: {equity_usd:.2f} USD from the venue")
         self._trips(self.breakers.on_equity(equity_usd, now_ms), now_ms, "equity")
+
+    def _equity_unknown(self, now_ms: float, why: str) -> None:
+        """The venue cannot tell the equity: keep the last venue value if there is one, else
+        fall back to ``[breakers] equity_usd`` (plus the run's P&L), else refuse new entries
+        (gate ``equity_unknown``): never measure against a paper constant."""
+        fallback = self.cfg.breakers.equity_usd
+        if self.equity_source == "venue":
+            what = (f"the breakers keep the last usable equity {self.breakers.equity:.2f} USD "
+                    f"until the venue reports it again")
+        elif fallback > 0:
+            if self.equity_source != "config":
+                self.equity_source = "config"
+                self.equity_known = True
+                self.breakers_restored = False  # a later venue value rebases
+                self.breakers.rebase(fallback)
+                self._breaker_record(now_ms, "fallback")
+            what = (f"daily-loss and drawdown breakers measure against [breakers] equity_usd "
+                    f"= {fallback:g} USD plus this run's P&L")
+        else:
+            what = ("the daily-loss and drawdown breakers have no basis: new entries are "
+                    "refused until the venue reports it (or set [breakers] equity_usd)")
+        self._alert_state("warning", "equity_unknown", "", f"{why}: {what}")
 
     def _trade_closed(self, trade: dict[str, Any], now_ms: float) -> None:
         pnl = trade.get("net_pnl")
@@ -447,6 +552,8 @@ class TradingCore:
             return "not_ready"
         if self.clock_skewed:
             return "clock_skew"
+        if self.equity_source == "unknown":
+            return "equity_unknown"  # trade mode: no basis for the loss breakers yet
         is_buy = sig.side == "buy"
         szd = m.spec.sz_decimals
         px_wire = rounding.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4, szd)
@@ -522,6 +629,9 @@ class TradingCore:
     # -------------------------------------------------------------------- exits
     def _check_exit(self, p: Position, now_ms: float) -> None:
         if not p.has_exposure:
+            if self._alert_states:  # a flatten condition ends with the exposure
+                self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: flat")
+                self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flat")
             return
         m = self.obs.markets[p.idx]
         if self.hard_stop.latched:
@@ -561,20 +671,23 @@ class TradingCore:
         ref = m.bid_px if closing_long else m.ask_px
         if ref is None:
             ref = m.mark_px
-        if ref is None:
-            self._alert("error", "flatten_no_price", f"{p.coin}: no price to flatten at")
+        if ref is None:  # retried every housekeeping tick: alerted once until a price comes
+            self._alert_state("error", "flatten_no_price", p.coin,
+                              f"{p.coin}: no price to flatten at (retrying on every tick)")
             return
+        self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: a price to flatten at")
         slip = self.xcfg.flatten_slippage_bps / 1e4
         px_wire = rounding.ioc_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
         sz_wire = rounding.lot_size_wire(size, m.spec.sz_decimals)
         if px_wire is None or sz_wire is None:
-            self._alert("error", "flatten_rounding",
-                        f"{p.coin}: cannot round flatten of {size} at {ref}")
+            self._alert_state("error", "flatten_rounding", p.coin,
+                              f"{p.coin}: cannot round flatten of {size} at {ref}")
             return
         if not is_buy:
             # the $10 minimum is judged at the reference price, not at the slipped limit: a
             # position worth ≥ $10 at the bid gets a limit (≤ bid) that keeps it ≥ $10
             px_wire = rounding.min_notional_sell_px(px_wire, sz_wire, ref, m.spec.sz_decimals)
+        self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flatten rounds again")
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
                       decision_px=exit_reference_px(p.exit_state, m) if p.exit_state else ref)

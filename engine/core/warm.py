@@ -245,6 +245,10 @@ class _Shadow:
             core.on_ctx(spec.index, p0, p0, now_ms)
         core.set_ready("user_channels", True)
         core.on_reconcile({}, [], now_ms)
+        # a live trade-mode core enters only once the venue told it the account's equity;
+        # the shadow has no venue: it measures against its placeholder basis, silently
+        core.equity_source = "venue" if cfg.mode == "trade" else core.equity_source
+        core.equity_known = True
         core.drain()
         self.obs.drain_events()
 

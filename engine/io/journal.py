@@ -172,6 +172,8 @@ class JournalState:
     signals: dict[str, dict[str, Any]] = attrs.Factory(dict)
     hard_stop: HardStopRecord | None = None
     breakers_state: dict[str, Any] | None = None  # the latest ``breakers`` positions record
+    # that record's mode, account and equity source (absent in records before issue 9)
+    breakers_origin: dict[str, Any] = attrs.Factory(dict)
     stats: JournalStats = attrs.Factory(JournalStats)
     warnings: list[str] = attrs.Factory(list)
 
@@ -432,6 +434,8 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
             js.positions.append(rec)
             if rec["event"] == "breakers" and isinstance(rec.get("state"), dict):
                 js.breakers_state = rec["state"]
+                js.breakers_origin = {k: rec[k] for k in ("mode", "account", "equity_source")
+                                      if k in rec}
             hs = _hard_stop_event(rec)
             if hs is not None:
                 latch = hs
@@ -499,6 +503,27 @@ def _position_state(entry_live: bool, flatten_live: bool, has: bool) -> str:
     if entry_live:
         return pfsm.OPENING_PARTIAL if has else pfsm.OPENING
     return pfsm.OPEN if has else pfsm.FLAT
+
+
+def _breakers_rebase(core: TradingCore, origin: dict[str, Any]) -> str | None:
+    """Why a journaled breaker state must not be reused as is (``None``: reuse it). Its
+    equity figures (peak, day start) are this account's only when the record came from the
+    same mode and account and, in trade mode, measured the venue's equity (not a fallback or
+    a placeholder; a record from before issue 9 does not say, so it is not trusted in trade
+    mode). From another mode or account its P&L counters (today's realised loss, the losing
+    streak) are not this account's either and are zeroed; tripped breakers stay tripped."""
+    here = core.account_key()
+    mode, account = origin.get("mode", core.mode), origin.get("account", here)
+    if mode != core.mode or account != here:
+        core.breakers.realised_today = 0.0
+        core.breakers.unrealised = 0.0
+        core.breakers.consecutive_losses = 0
+        return (f"journaled in {mode} mode for account {account or '-'}, this run is "
+                f"{core.mode} mode for {here or '-'}")
+    source = origin.get("equity_source", "unknown")
+    if core.mode == "trade" and source != "venue":
+        return f"the journaled peak was measured against {source} equity, not the venue's"
+    return None
 
 
 def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreReport:
@@ -582,12 +607,19 @@ def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreRep
     # 6. circuit breakers (tripped ones stay tripped; today's losses keep counting), hard
     # stop and the reject-burst window
     if state.breakers_state is not None:
+        basis = core.breakers.equity  # what this run measures against until it knows better
         try:
             core.breakers = CircuitBreakers.from_state(core.cfg.breakers, state.breakers_state)
         except ValueError as exc:
             rep.warnings.append(f"circuit breaker state unreadable ({exc}); starting fresh")
         else:
-            core.breakers_restored = True
+            rebase = _breakers_rebase(core, state.breakers_origin)
+            if rebase is None:
+                core.breakers_restored = True
+            else:
+                rep.warnings.append(f"circuit breaker peak and day-start equity re-based: "
+                                    f"{rebase} (tripped breakers stay tripped)")
+                core.breakers.rebase(basis)
             for t in core.breakers.tripped():
                 rep.breakers.append(t.breaker + (f" ({t.market})" if t.market else ""))
                 if t.market is not None and t.market in core.obs.by_coin:

@@ -142,6 +142,9 @@ class RecordWriter:
         self._drops_unlogged = 0
         self._drop_logged_ms = -math.inf
         self._wakeup = trio.Event()
+        # read-only observer of every record written (the ops dashboard's live events); it
+        # must be cheap and must not raise (it runs on the write path)
+        self.tap: Callable[[str, float, Any], None] | None = None
 
     # ------------------------------------------------------------------ write path
 
@@ -153,6 +156,8 @@ class RecordWriter:
             self.stats.encode_errors += 1
             log.error("cannot encode a %s record (dropped): %s", kind, exc)
             return
+        if self.tap is not None:
+            self.tap(kind, ts_ms, record)
         try:
             self._write_lines(kind, ts_ms, line, 1)
         except Exception:  # noqa: BLE001 - the writer must never take the engine down
@@ -172,6 +177,9 @@ class RecordWriter:
             for rec in records:  # isolate the record that cannot be encoded
                 self.write(kind, ts_ms, rec)
             return
+        if self.tap is not None:
+            for rec in records:
+                self.tap(kind, ts_ms, rec)
         try:
             self._write_lines(kind, ts_ms, data, len(records))
         except Exception:  # noqa: BLE001 - the writer must never take the engine down

@@ -74,7 +74,7 @@ from engine.secrets import (
     load_agent_key,
     load_credential,
 )
-from engine.venues.hyperliquid.execution import ReconcileError, parse_positions
+from engine.venues.hyperliquid.execution import ReconcileError, parse_account_value, parse_positions
 from engine.venues.hyperliquid.info import DiscoveryError, InfoClient, InfoError, discover
 from engine.venues.hyperliquid.network import (
     NetworkError,
@@ -424,6 +424,7 @@ async def _check_account(report: _Report, cfg: EngineConfig, info_url: str,
         report.emit(FAIL, "account", "[account] address is not set: nothing to query")
         return
     state: Any = None
+    main: Any = None
     error: str | None = None
     with trio.move_on_after(cfg.venue.info_timeout_s + 5.0) as scope:
         try:
@@ -431,6 +432,10 @@ async def _check_account(report: _Report, cfg: EngineConfig, info_url: str,
                                   transport=_TimingTransport(samples)) as client:
                 state = await client.request(
                     {"type": "clearinghouseState", "user": user, "dex": dex})
+                try:  # the main dex, where the free collateral sits (protocol doc §9, P22)
+                    main = await client.request({"type": "clearinghouseState", "user": user})
+                except InfoError as exc:
+                    main = f"failed: {exc}"
         except InfoError as exc:
             error = str(exc)
     if scope.cancelled_caught:
@@ -444,18 +449,28 @@ async def _check_account(report: _Report, cfg: EngineConfig, info_url: str,
     except ReconcileError as exc:
         report.emit(FAIL, "account", f"malformed clearinghouseState for {user}: {exc}")
         return
-    summary = state.get("marginSummary")
-    raw_value = summary.get("accountValue") if isinstance(summary, dict) else None
-    try:
-        value = float(raw_value) if isinstance(raw_value, str | int | float) else None
-    except ValueError:
-        value = None
+    value = parse_account_value(state)
     if value is None:
         report.emit(FAIL, "account", f"clearinghouseState for {user} on dex {dex!r} has no "
                                      "numeric marginSummary.accountValue")
         return
-    report.emit(PASS, "account", f"{user} on dex {dex!r}: account value ${value:,.2f}, "
-                                 f"{len(positions)} open position(s)")
+    main_value = parse_account_value(main)
+    text = f"{user} on dex {dex!r}: {len(positions)} open position(s)"
+    fallback = cfg.breakers.equity_usd
+    if main_value is not None and main_value + value > 0:
+        report.emit(PASS, "account", f"{text}; usable equity ${main_value + value:,.2f} "
+                                     f"(main dex ${main_value:,.2f} + dex {dex!r} "
+                                     f"${value:,.2f}): the circuit breakers' basis")
+        return
+    no_main = main if isinstance(main, str) else "has no numeric marginSummary.accountValue"
+    why = (f"the main dex's clearinghouseState {no_main}" if main_value is None else
+           f"usable equity is ${main_value + value:,.2f} (main dex ${main_value:,.2f} + dex "
+           f"{dex!r} ${value:,.2f})")
+    then = (f"the daily-loss and drawdown breakers will measure against [breakers] equity_usd "
+            f"= {fallback:g} USD" if fallback > 0 else
+            "the daily-loss and drawdown breakers have no basis and new entries will be "
+            "refused: fund the account or set [breakers] equity_usd")
+    report.emit(WARN, "account", f"{text}; the venue cannot tell the equity: {why}; {then}")
 
 
 async def _check_venue(report: _Report, cfg: EngineConfig, signer: Signer | None,

@@ -6,7 +6,13 @@ Endpoints (everything else is 404; a known path with another method is 405 with 
 ``GET /health``        200 ``{"healthy": true, ...}`` or 503 ``{"healthy": false, ...}``
 ``GET /metrics``       the Prometheus text exposition (``text/plain; version=0.0.4``)
 ``GET /status``        JSON from the engine
+``GET /``              the live dashboard page (and its assets, ``/dashboard.js`` ...), when
+                       the handlers carry ``pages``
+``GET /events``        the dashboard's server-sent events stream (``text/event-stream``), when
+                       the handlers carry an :class:`engine.ops.sse.SseHub`; 503 beyond its
+                       client cap
 ``POST /kill``         kill switch; optional JSON body ``{"reason": "..."}``; bearer token
+``POST /flatten``      flatten every position now (the engine keeps running); bearer token
 ``POST /hardstop/reset``  reset the hard-stop latch; bearer token
 =====================  ===================================================================
 
@@ -14,7 +20,7 @@ Endpoints (everything else is 404; a known path with another method is 405 with 
 synchronous, cheap callbacks of an :class:`OpsHandlers`. A callback that raises gives a 500 and
 a logged traceback; the server keeps serving.
 
-The two POST endpoints require ``Authorization: Bearer <token>``, compared in constant time.
+The POST endpoints require ``Authorization: Bearer <token>``, compared in constant time.
 The token comes from ``$CREDENTIALS_DIRECTORY/ops_token`` or ``ENGINE_OPS_TOKEN``
 (:meth:`OpsServer.from_config`); without one they answer 403 saying how to configure it. A
 missing or wrong token is 401 and a WARNING naming the peer, never the presented token.
@@ -25,7 +31,9 @@ Request headers are capped (64 KiB → 431), bodies too (1 MiB → 413), a reque
 within ``request_timeout_s`` once started (408) and an idle keep-alive connection is closed
 after ``idle_timeout_s``; a response that cannot be sent within ``send_timeout_s`` drops the
 connection; at most ``max_connections`` are served at once (503 beyond). Each connection is its
-own task, so a slow client never delays another or the engine. Malformed requests get a 400
+own task, so a slow client never delays another or the engine. An event stream is sent from
+its connection's task out of the client's bounded queue (:mod:`engine.ops.sse`): a stuck
+browser only loses frames, and is dropped once a send does not complete in ``send_timeout_s``. Malformed requests get a 400
 (505 for an HTTP version other than 1.0/1.1) and the connection is closed; error logs and bodies
 never quote the client's bytes (a malformed header line may hold a token).
 """
@@ -46,6 +54,7 @@ import h11
 import msgspec
 import trio
 
+from engine.ops import sse
 from engine.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from engine.secrets import load_credential
 
@@ -71,8 +80,18 @@ _ROUTES: Final[dict[str, tuple[str, ...]]] = {
     "/metrics": _READ_METHODS,
     "/status": _READ_METHODS,
     "/kill": ("POST",),
+    "/flatten": ("POST",),
     "/hardstop/reset": ("POST",),
 }
+_EVENTS_PATH: Final = "/events"
+# the dashboard page: nothing from elsewhere, never framed (clickjacking of its buttons)
+PAGE_HEADERS: Final = (
+    ("content-security-policy", "default-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+)
 _REASONS: Final[dict[int, bytes]] = {
     200: b"OK",
     400: b"Bad Request",
@@ -97,7 +116,10 @@ class OpsHandlers:
     * ``metrics() -> bytes``: the exposition, e.g. ``EngineMetrics().registry.render``;
     * ``status() -> dict``: anything JSON-encodable;
     * ``kill(reason) -> dict``: turn the kill switch on;
-    * ``reset_hard_stop() -> dict``: reset the hard-stop latch.
+    * ``reset_hard_stop() -> dict``: reset the hard-stop latch;
+    * ``flatten() -> dict`` (optional): flatten every position now;
+    * ``pages``: path -> (content type, bytes) of the dashboard's static files;
+    * ``events`` (optional): the hub ``GET /events`` subscribes to.
     """
 
     health: Callable[[], tuple[bool, Mapping[str, Any]]]
@@ -105,6 +127,9 @@ class OpsHandlers:
     status: Callable[[], Mapping[str, Any]]
     kill: Callable[[str], Mapping[str, Any]]
     reset_hard_stop: Callable[[], Mapping[str, Any]]
+    flatten: Callable[[], Mapping[str, Any]] | None = None
+    pages: Mapping[str, tuple[str, bytes]] = attrs.field(factory=dict)
+    events: sse.SseHub | None = None
 
 
 @attrs.frozen
@@ -200,6 +225,13 @@ def _peer(stream: trio.SocketStream) -> str:
     return str(addr)
 
 
+@attrs.frozen
+class _Stream:
+    """Answer with the event stream of ``client`` (already subscribed)."""
+
+    client: sse.SseClient
+
+
 class _Closed(Exception):
     """Stop serving this connection: the peer is gone or too slow to read our response."""
 
@@ -221,6 +253,7 @@ class OpsServer:
         max_header_bytes: int = 64 * 1024,
         max_body_bytes: int = 1024 * 1024,
         max_connections: int = 64,
+        keepalive_s: float = 15.0,
     ) -> None:
         self._host = loopback_host(host)
         if not 0 <= port <= 65535:
@@ -232,7 +265,8 @@ class OpsServer:
                             ("send_timeout_s", send_timeout_s),
                             ("max_header_bytes", max_header_bytes),
                             ("max_body_bytes", max_body_bytes),
-                            ("max_connections", max_connections)):
+                            ("max_connections", max_connections),
+                            ("keepalive_s", keepalive_s)):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         self._handlers = handlers
@@ -246,7 +280,13 @@ class OpsServer:
         self._max_header_bytes = max_header_bytes
         self._max_body_bytes = max_body_bytes
         self._max_connections = max_connections
+        self._keepalive_s = keepalive_s
         self._active = 0
+        self._routes: dict[str, tuple[str, ...]] = dict(_ROUTES)
+        for path in handlers.pages:
+            self._routes[path] = _READ_METHODS
+        if handlers.events is not None:
+            self._routes[_EVENTS_PATH] = _READ_METHODS
 
     @classmethod
     def from_config(cls, ops: OpsConfig, handlers: OpsHandlers,
@@ -288,7 +328,8 @@ class OpsServer:
         if self._token is not None:
             auth = f"POST endpoints need the bearer token from {self._token_source}"
         else:
-            auth = f"POST /kill and /hardstop/reset are disabled (403): {HOW_TO_CONFIGURE_TOKEN}"
+            auth = (f"POST /kill, /flatten and /hardstop/reset are disabled (403): "
+                    f"{HOW_TO_CONFIGURE_TOKEN}")
         log.info("ops http: listening on http://%s:%d (%s)",
                  f"[{self._host}]" if ":" in self._host else self._host, self._port, auth)
         try:
@@ -327,7 +368,7 @@ class OpsServer:
     async def _serve_connection(self, stream: trio.SocketStream, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_header_bytes)
         while True:
-            response: _Response | None = None
+            response: _Response | _Stream | None = None
             head = False
             with trio.CancelScope(deadline=trio.current_time() + self._idle_timeout_s) as scope:
                 try:
@@ -340,10 +381,15 @@ class OpsServer:
             if scope.cancelled_caught:
                 if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
                     return  # idle keep-alive connection: just close it
+                if isinstance(response, _Stream) and self._handlers.events is not None:
+                    self._handlers.events.unsubscribe(response.client)
                 log.warning("ops http: request from %s not received within %.1f s; closing",
                             peer, self._request_timeout_s)
                 response = _error(408, "request not received in time", close=True)
             if response is None:
+                return
+            if isinstance(response, _Stream):
+                await self._stream_events(conn, stream, response.client, peer)
                 return
             await self._send(conn, stream, response, head)
             if response.close or conn.our_state is not h11.DONE:
@@ -372,7 +418,8 @@ class OpsServer:
             return event
 
     async def _one_request(self, conn: h11.Connection, stream: trio.SocketStream,
-                           scope: trio.CancelScope, peer: str) -> tuple[_Response | None, bool]:
+                           scope: trio.CancelScope, peer: str
+                           ) -> tuple[_Response | _Stream | None, bool]:
         """Read one request, answer it; ``(None, _)`` when the peer closed between requests."""
         if conn.trailing_data[0]:
             scope.deadline = min(scope.deadline,
@@ -418,6 +465,9 @@ class OpsServer:
             return _error(413, f"request body larger than {self._max_body_bytes} bytes",
                           close=True), head
         response = self._route(method, target, event.headers, body, peer)
+        if isinstance(response, _Stream):
+            log.info("ops http: %s from %s -> event stream", shown, peer)
+            return response, head
         level = logging.DEBUG if response.status < 400 else logging.INFO
         log.log(level, "ops http: %s from %s -> %d", shown, peer, response.status)
         return response, head
@@ -441,12 +491,12 @@ class OpsServer:
     # -- routing ----------------------------------------------------------------------------
 
     def _route(self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]],
-               body: bytes, peer: str) -> _Response:
+               body: bytes, peer: str) -> _Response | _Stream:
         path = target.split("?", 1)[0]
-        allowed = _ROUTES.get(path)
+        allowed = self._routes.get(path)
         if allowed is None:
             return _error(404, f"no such endpoint {_clip(path)!r}; endpoints: "
-                               + ", ".join(f"{'/'.join(m)} {p}" for p, m in _ROUTES.items()))
+                               + ", ".join(f"{'/'.join(m)} {p}" for p, m in self._routes.items()))
         if method not in allowed:
             return _error(405, f"{path} allows {', '.join(allowed)}, not {_clip(method)}",
                           headers=(("allow", ", ".join(allowed)),))
@@ -454,6 +504,15 @@ class OpsServer:
             refused = self._authorize(method, path, headers, peer)
             if refused is not None:
                 return refused
+        hub = self._handlers.events
+        if path == _EVENTS_PATH and hub is not None and method == "GET":
+            client = hub.subscribe()
+            if client is None:
+                log.warning("ops http: %d dashboard streams open, refusing %s with 503",
+                            hub.max_clients, peer)
+                return _error(503, f"too many dashboard clients (at most {hub.max_clients}); "
+                                   f"close another dashboard tab")
+            return _Stream(client)
         try:
             return self._dispatch(path, body, peer)
         except Exception:
@@ -483,6 +542,11 @@ class OpsServer:
 
     def _dispatch(self, path: str, body: bytes, peer: str) -> _Response:
         h = self._handlers
+        page = h.pages.get(path)
+        if page is not None:
+            return _Response(200, page[1], content_type=page[0], headers=PAGE_HEADERS)
+        if path == _EVENTS_PATH:  # HEAD: the headers a GET would get, no subscription
+            return _Response(200, b"", content_type=sse.CONTENT_TYPE)
         if path == "/health":
             healthy, detail = h.health()
             report: dict[str, Any] = {"healthy": bool(healthy)}
@@ -501,6 +565,11 @@ class OpsServer:
         if path == "/hardstop/reset":
             log.warning("ops http: hard-stop reset requested by %s", peer)
             return _json(200, h.reset_hard_stop())
+        if path == "/flatten":
+            if h.flatten is None:
+                return _error(501, "this engine has no flatten handler")
+            log.warning("ops http: flatten of every position requested by %s", peer)
+            return _json(200, h.flatten())
         raise AssertionError(f"unrouted path {path}")  # _ROUTES and this function disagree
 
     # -- sending ----------------------------------------------------------------------------
@@ -534,6 +603,49 @@ class OpsServer:
             # completed): send it by hand, the connection is closed after it anyway
             data = _raw_response(resp)
         await self._send_raw(stream, data)
+
+    async def _stream_events(self, conn: h11.Connection, stream: trio.SocketStream,
+                             client: sse.SseClient, peer: str) -> None:
+        """Send ``client``'s frames until the peer goes away or stops reading; then forget it.
+
+        The response has no length (chunked on HTTP/1.1) and ends the connection. A second
+        task watches the socket for the peer's close, so a closed tab is cleaned up at once
+        even while nothing is being published."""
+        hub = self._handlers.events
+        assert hub is not None
+        why = "closed by the client"
+        try:
+            head = conn.send(h11.Response(status_code=200, reason=b"OK", headers=[
+                ("content-type", sse.CONTENT_TYPE), ("cache-control", "no-store"),
+                ("x-accel-buffering", "no"), ("connection", "close")])) or b""
+            head += conn.send(h11.Data(data=f"retry: {sse.RETRY_MS}\n\n".encode())) or b""
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_close, stream, nursery.cancel_scope)
+                try:
+                    await self._send_raw(stream, head)
+                    while True:
+                        chunk = await client.next_chunk(self._keepalive_s)
+                        await self._send_raw(stream, conn.send(h11.Data(data=chunk)) or b"")
+                except _Closed:
+                    why = f"not reading (a send did not complete in {self._send_timeout_s:g} s)"
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+        finally:
+            hub.unsubscribe(client)
+            log.info("ops http: event stream to %s ended, %s (%d frames sent, %d events "
+                     "dropped, %d snapshots coalesced)", peer, why, client.sent_frames,
+                     client.dropped, client.coalesced)
+
+    @staticmethod
+    async def _watch_close(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` when the peer closes (what it sends meanwhile is discarded)."""
+        try:
+            while await stream.receive_some(_RECV_BYTES):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
 
     async def _linger(self, stream: trio.SocketStream) -> None:
         """Close after an error without resetting the connection under the client: stop

@@ -210,6 +210,7 @@ class NotifierStats:
     dropped: int
     retries: int
     queued: int
+    suppressed: int = 0  # repeats coalesced within [notify] repeat_window_s
 
 
 class _GiveUp(Exception):  # noqa: N818 - control flow, never escapes the module
@@ -260,6 +261,10 @@ class Notifier:
         self._burst_drops = 0  # > 0: inside a drop burst
         self._bad_input: set[str] = set()
         self._sent = self._failed = self._dropped = self._retries = 0
+        # repeat coalescing: (kind, title) -> wall time it last went out / repeats held back
+        self._last_by_key: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+        self._suppressed = 0
         if not self.enabled:
             why = "disabled in [notify]" if self._url is not None else (
                 f"no webhook URL ({WEBHOOK_CREDENTIAL} credential or {WEBHOOK_ENV})")
@@ -301,7 +306,8 @@ class Notifier:
     @property
     def stats(self) -> NotifierStats:
         return NotifierStats(sent=self._sent, failed=self._failed, dropped=self._dropped,
-                             retries=self._retries, queued=self.queued)
+                             retries=self._retries, queued=self.queued,
+                             suppressed=self._suppressed)
 
     def notify(self, kind: str, title: str, message: str, *, level: str = "warning",
                fields: Mapping[str, str] | None = None) -> bool:
@@ -315,8 +321,11 @@ class Notifier:
         elif fields is not None:
             self._bad("fields", f"notify: fields must be a mapping, got {type(fields).__name__}; "
                       "ignoring them")
+        text = self._coalesce(str(kind), str(title), str(message))
+        if text is None:
+            return False
         self._seq += 1
-        item = Notification(kind=str(kind), title=str(title), message=str(message), level=level,
+        item = Notification(kind=str(kind), title=str(title), message=text, level=level,
                             fields=pairs, ts=self._wall(), seq=self._seq)
         if self.queued >= self.cfg.queue_size:
             self._drop()
@@ -329,6 +338,30 @@ class Notifier:
         (self._critical if item.critical else self._normal).append(item)
         self._wakeup.set()
         return True
+
+    def _coalesce(self, kind: str, title: str, message: str) -> str | None:
+        """No webhook flood: a non-critical notification whose kind and title already went
+        out less than ``repeat_window_s`` ago is held back (counted; the log has every one);
+        the next one after the window says how many were held back. ``None``: hold it.
+        Hard stop, kill and circuit-breaker trips always go: each latches, so none can storm."""
+        window = self.cfg.repeat_window_s
+        if window <= 0 or kind in CRITICAL_KINDS or kind == KIND_CIRCUIT_BREAKER:
+            return message
+        key, now = (kind, title), self._wall()
+        last = self._last_by_key.get(key)
+        if last is not None and 0.0 <= now - last < window:
+            self._held[key] = self._held.get(key, 0) + 1
+            self._suppressed += 1
+            return None
+        if len(self._last_by_key) >= 1000:  # bounded: forget the oldest keys
+            for old in sorted(self._last_by_key, key=self._last_by_key.__getitem__)[:500]:
+                del self._last_by_key[old]
+                self._held.pop(old, None)
+        self._last_by_key[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            message = f"{message} (+{held} more like this held back in the last {window:g} s)"
+        return message
 
     def _bad(self, key: str, message: str) -> None:
         """Log a bad-input message once per distinct ``key``."""

@@ -31,6 +31,7 @@ import trio
 
 from engine import __version__
 from engine.logs import register_secret
+from engine.ops.dashboard import Dashboard, load_pages
 from engine.ops.health import HealthReport, evaluate_health
 from engine.ops.http import OpsHandlers, OpsServer
 from engine.ops.metrics import EngineMetrics, run_loop_lag_monitor
@@ -81,10 +82,13 @@ class OpsService:
         self.notifier = Notifier.from_config(self.cfg.notify, env)
         self.storm = ReconnectStormDetector.from_config(self.cfg.notify)
         self.server: OpsServer | None = None
+        self.dashboard: Dashboard | None = None
         if self.cfg.ops.http_enabled:
+            self.dashboard = Dashboard(app, self.status, self.metrics.registry.render)
             handlers = OpsHandlers(health=self._http_health, metrics=self.metrics.registry.render,
                                    status=self.status, kill=self._http_kill,
-                                   reset_hard_stop=self._http_reset)
+                                   reset_hard_stop=self._http_reset, flatten=self._http_flatten,
+                                   pages=load_pages(), events=self.dashboard.hub)
             self.server = OpsServer.from_config(self.cfg.ops, handlers, env=env)
         self.http_port: int | None = None
         self.loop_lag_ms: float | None = None
@@ -100,8 +104,14 @@ class OpsService:
     async def start(self, nursery: trio.Nursery) -> None:
         if self.server is not None:
             self.http_port = await nursery.start(self.server.serve)
-            log.info("ops endpoint on http://%s:%d (/health /metrics /status)",
+            log.info("ops endpoint on http://%s:%d (/health /metrics /status); live dashboard "
+                     "at http://%s:%d/ (remote: ssh -L %d:%s:%d <host>)", self.cfg.ops.http_host,
+                     self.http_port, self.cfg.ops.http_host, self.http_port, self.http_port,
                      self.cfg.ops.http_host, self.http_port)
+        if self.dashboard is not None:
+            if self.app.writer is not None:
+                self.app.writer.tap = self.dashboard.on_record
+            nursery.start_soon(self.dashboard.run, name="dashboard")
         nursery.start_soon(self.notifier.run, name="notify")
         nursery.start_soon(run_loop_lag_monitor, self.metrics.event_loop_lag,
                            self.cfg.ops.event_loop_lag_interval_ms / 1000.0, self._on_lag,
@@ -175,6 +185,8 @@ class OpsService:
 
     # ------------------------------------------------------------ events from the app
     def on_alert(self, alert: Alert) -> None:
+        if self.dashboard is not None:
+            self.dashboard.on_alert(alert.level, alert.code, alert.message, self.app.clock())
         kind = _ALERT_KINDS.get(alert.code)
         if kind is None and alert.level not in ("error", "critical"):
             return
@@ -253,6 +265,8 @@ class OpsService:
                                       "failed": self.notifier.stats.failed,
                                       "dropped": self.notifier.stats.dropped},
                     "event_loop_lag_ms": self.loop_lag_ms})
+        if self.dashboard is not None:
+            doc["dashboard"] = self.dashboard.hub.stats_doc()
         return doc
 
     def _http_health(self) -> tuple[bool, Mapping[str, Any]]:
@@ -276,6 +290,9 @@ class OpsService:
 
     def _http_reset(self) -> Mapping[str, Any]:
         return self.app.reset_from_operator("POST /hardstop/reset")
+
+    def _http_flatten(self) -> Mapping[str, Any]:
+        return self.app.flatten_from_operator("POST /flatten")
 
     # ------------------------------------------------------------ metrics
     def _collect(self) -> None:

@@ -73,6 +73,8 @@ def live_core(cfg: EngineConfig, specs: list[MarketSpec]) -> TradingCore:
         core.on_ctx(i, 100.0, 100.0, T0)
     core.set_ready("user_channels", True)
     core.on_reconcile({}, [], T0)
+    if cfg.mode == "trade":  # as the shadow: entries need a known equity
+        core.equity_source, core.equity_known = "venue", True
     assert core.is_ready()
     return core
 

@@ -219,7 +219,9 @@ def test_trade_mode_on_sim_key_and_tokens_never_shown(tmp_path: Path,
     assert status_of(lines, "credentials") == PASS
     assert f"agent {agent} signs for account {MASTER}" in line_of(lines, "credentials")
     assert status_of(lines, "account") == PASS
-    assert "account value $" in line_of(lines, "account")
+    # flat: the dex reports $0, the main dex the USDC (protocol doc §9, P22)
+    assert "usable equity $10,000.00 (main dex $10,000.00 + dex 'xyz' $0.00)" in line_of(
+        lines, "account")
     assert code == EXIT_CONDITIONAL and lines[-1] == "CONDITIONAL: property tests"
     shown = "\n".join(lines) + "\n" + caplog.text
     for secret in (AGENT_KEY, AGENT_KEY[2:], AGENT_KEY.upper()[2:], OPS_TOKEN, WEBHOOK):
@@ -479,8 +481,12 @@ async def _stub_connection(stream: trio.SocketStream, date: Callable[[], str | N
                     status_code=404, headers=[("content-length", "0"), ("connection", "close")]))
                     + conn.send(h11.EndOfMessage()))
                 return
-            kind = json.loads(body)["type"]
-            data = json.dumps(answers[kind]).encode()
+            req = json.loads(body)
+            kind = req["type"]
+            answer = answers[kind]
+            if isinstance(answer, dict) and "by_dex" in answer:  # main dex vs a HIP-3 dex
+                answer = answer["by_dex"][req.get("dex", "")]
+            data = json.dumps(answer).encode()
             headers = [("content-length", str(len(data))), ("content-type", "application/json"),
                        ("connection", "close")]
             stamp = date()
@@ -543,9 +549,24 @@ async def test_clock_skew_against_the_venue_date_header(
     assert status_of(lines, "clock") == expected and text in line_of(lines, "clock"), lines
 
 
+def by_dex(main: Any, dex: Any) -> dict[str, Any]:
+    return {"by_dex": {"": main, "xyz": dex}}
+
+
+FLAT_DEX = {"marginSummary": {"accountValue": "0.0"}, "assetPositions": []}
+
+
 @pytest.mark.parametrize(("state", "expected", "text"), [
     ({"marginSummary": {"accountValue": "1234.5"}, "assetPositions": []}, PASS,
-     "account value $1,234.50, 0 open position(s)"),
+     "usable equity $2,469.00 (main dex $1,234.50 + dex 'xyz' $1,234.50)"),
+    # a flat dex reports 0: the equity is the main dex's (protocol doc §9, P22)
+    (by_dex({"marginSummary": {"accountValue": "800.0"}, "assetPositions": []}, FLAT_DEX),
+     PASS, "0 open position(s); usable equity $800.00 (main dex $800.00 + dex 'xyz' $0.00)"),
+    # the venue cannot tell: say so and what the breakers will do
+    (by_dex(FLAT_DEX, FLAT_DEX), WARN, "the venue cannot tell the equity: usable equity is "
+     "$0.00"),
+    (by_dex({"assetPositions": []}, FLAT_DEX), WARN,
+     "new entries will be refused: fund the account or set [breakers] equity_usd"),
     ({"assetPositions": []}, FAIL, "no numeric marginSummary.accountValue"),
     ({"marginSummary": {"accountValue": "lots"}, "assetPositions": []}, FAIL, "no numeric"),
     (["not", "an", "object"], FAIL, "malformed clearinghouseState"),
@@ -586,3 +607,14 @@ def test_skew_bound_allows_for_the_date_resolution() -> None:
 def test_local_time_plausibility() -> None:
     assert assess_local_time(time.time())[0] == PASS
     assert assess_local_time(0.0)[0] == FAIL  # 1970
+
+
+async def test_account_with_no_usable_equity_names_the_configured_fallback(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    port = await start_stub(nursery, http_date(0.0),
+                            {"clearinghouseState": by_dex(FLAT_DEX, FLAT_DEX)})
+    env = base_env(tmp_path, ENGINE_AGENT_KEY=AGENT_KEY, ENGINE__ACCOUNT__ADDRESS=MASTER,
+                   ENGINE__BREAKERS__EQUITY_USD="250")
+    code, lines = await check_async(tmp_path, port, mode="trade", env=env)
+    assert status_of(lines, "account") == WARN
+    assert "measure against [breakers] equity_usd = 250 USD" in line_of(lines, "account"), lines

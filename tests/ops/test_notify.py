@@ -548,7 +548,7 @@ async def test_from_config_reads_the_credential_without_logging_it(
 async def test_bad_input_is_logged_once_and_never_raises(
         nursery: trio.Nursery, logs: pytest.LogCaptureFixture) -> None:
     server = await WebhookServer().start(nursery)
-    notifier = Notifier(cfg(), server.url)
+    notifier = Notifier(cfg(repeat_window_s=0.0), server.url)
     assert notifier.notify(KIND_CIRCUIT_BREAKER, "t", "m", level="loud")
     assert notifier.notify(KIND_CIRCUIT_BREAKER, "t", "m", level="loud")
     assert notifier.notify(KIND_CIRCUIT_BREAKER, 42, None, fields={"n": 1.5})  # type: ignore[arg-type, dict-item]
@@ -665,3 +665,38 @@ def test_reconnect_storm_is_one_notification_per_storm() -> None:
         ReconnectStormDetector(0, 10.0)
     with pytest.raises(ValueError):
         ReconnectStormDetector(3, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# repeats (issue 9 item 7)
+
+
+def test_repeats_within_the_window_are_held_back_and_counted() -> None:
+    """The same kind and title again within ``repeat_window_s`` never reaches the webhook
+    queue; the next one after the window says how many were held back. Hard stop, kill and
+    circuit-breaker trips (each latches) always go."""
+    now = [T_WALL]
+    notifier = Notifier(cfg(queue_size=1000, repeat_window_s=60.0),
+                        "https://discord.com" + WEBHOOK_PATH, wall_clock=lambda: now[0])
+    for i in range(500):  # a condition re-raised every housekeeping tick for 50 s
+        notifier.notify("flatten_no_price", "flatten no price", f"tick {i}", level="error")
+        now[0] += 0.1
+    assert notifier.queued == 1 and notifier.stats.suppressed == 499
+    assert notifier.notify("flatten_rounding", "flatten rounding", "")  # its own key
+    assert notifier.notify(KIND_CIRCUIT_BREAKER, "circuit breaker", "drawdown")
+    assert notifier.notify(KIND_CIRCUIT_BREAKER, "circuit breaker", "daily_loss")  # latches
+    assert notifier.notify(KIND_HARD_STOP, "hard stop", "a")
+    assert notifier.notify(KIND_HARD_STOP, "hard stop", "b")  # critical: never held back
+    now[0] += 11.0  # 61 s after the first
+    assert notifier.notify("flatten_no_price", "flatten no price", "again", level="error")
+    items = [notifier._pop() for _ in range(notifier.queued)]
+    msgs = [it.message for it in items if it is not None and it.kind == "flatten_no_price"]
+    assert msgs == ["tick 0", "again (+499 more like this held back in the last 60 s)"]
+    assert notifier.stats.suppressed == 499
+
+
+def test_repeat_window_zero_sends_every_one() -> None:
+    notifier = Notifier(cfg(repeat_window_s=0.0), "https://discord.com" + WEBHOOK_PATH)
+    for _ in range(5):
+        assert notifier.notify(KIND_CIRCUIT_BREAKER, "t", "m")
+    assert notifier.queued == 5 and notifier.stats.suppressed == 0

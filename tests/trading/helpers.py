@@ -42,12 +42,18 @@ def make_trading(extra: dict[str, Any] | None = None,
     return core, cfg
 
 
-def make_ready(core: TradingCore, now: float = T0, px: float = 100.0) -> None:
+def make_ready(core: TradingCore, now: float = T0, px: float = 100.0,
+               equity: float | None = None) -> None:
+    """Market data for every market, user channels acked, reconciled flat; in trade mode with
+    ``equity`` also the account's usable equity (main dex ``equity``, dex 0), without which no
+    entry goes out (gate ``equity_unknown``)."""
     for i in range(len(core.obs.markets)):
         core.on_bbo(i, 1, px - 0.01, 100.0, px + 0.01, 100.0, now)
         core.on_ctx(i, px, px, now)
     core.set_ready("user_channels", True)
     core.on_reconcile({}, [], now)
+    if core.mode == "trade" and equity is not None:
+        core.on_account_values(equity, 0.0, now)
     assert core.is_ready()
     core.drain()
 

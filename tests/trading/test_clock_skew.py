@@ -21,7 +21,7 @@ def _dislocate(core: object, now: float) -> None:
 
 def test_entries_are_refused_while_the_clock_is_off_and_resume_after() -> None:
     core, _ = make_trading({"mode": "trade", "trading": {"max_clock_skew_ms": 2000.0}})
-    make_ready(core)
+    make_ready(core, equity=10_000.0)
     # local clock 5 s ahead: venue said T0 - 5000 for a request sent at T0, answered at T0+40
     core.on_clock_sample(T0, T0 + 40, T0 - 5000, T0 + 40)
     out = core.drain()
@@ -45,7 +45,7 @@ def test_entries_are_refused_while_the_clock_is_off_and_resume_after() -> None:
 
 def test_flattens_still_go_while_the_clock_is_off() -> None:
     core, _ = make_trading({"mode": "trade"})
-    make_ready(core)
+    make_ready(core, equity=10_000.0)
     core.on_clock_sample(T0, T0 + 40, T0 + 9000, T0 + 40)  # local clock 9 s behind
     assert core.clock_skewed and core.clock_offset_ms is not None and core.clock_offset_ms < 0
     core.on_fill("t1", None, "xyz:GOLD", True, 100.0, 0.5, 0.0, T0, T0 + 50)  # hard stop
@@ -57,7 +57,7 @@ def test_a_slow_answer_is_never_a_false_alarm() -> None:
     """Only the lower bound of the skew counts: a 3 s round trip cannot tell a 1 s offset
     from 4 s, so it must not stop trading."""
     core, _ = make_trading({"mode": "trade", "trading": {"max_clock_skew_ms": 2000.0}})
-    make_ready(core)
+    make_ready(core, equity=10_000.0)
     core.on_clock_sample(T0, T0 + 3000, T0 - 1000, T0 + 3000)
     assert not core.clock_skewed and core.clock_skew_least_ms == 1000.0
     # the bound is configurable: at 500 ms the same answer proves too much skew

@@ -41,7 +41,7 @@ HOLD: dict[str, Any] = {
 def trade_core(**trading: Any) -> TradingCore:
     extra = {**HOLD, "trading": {**HOLD["trading"], **trading}}
     core, _ = make_trading(extra, coins=COINS)
-    make_ready(core)
+    make_ready(core, equity=10_000.0)
     return core
 
 

@@ -129,6 +129,7 @@ async def test_orders_go_out_before_any_bookkeeping(app: TradingApp, tmp_path: P
             await poll_until(lambda: trading.ready["market_data"])
             trading.set_ready("user_channels", True)
             trading.on_reconcile({}, [], app.clock())
+            trading.on_account_values(10_000.0, 0.0, app.clock())  # main-dex USDC, flat dex
             app.execute(app.clock())
             assert trading.is_ready()
             followups0 = app.scheduler.book.pending_count
@@ -176,6 +177,7 @@ async def test_a_read_without_orders_does_its_bookkeeping_at_once(app: TradingAp
     h.on_batch_end()
     app.trading.set_ready("user_channels", True)
     app.trading.on_reconcile({}, [], app.clock())
+    app.trading.on_account_values(10_000.0, 0.0, app.clock())
     app.execute(app.clock())
     # not connected: the entry's order is refused by the executor at once (not sent)
     h.on_ctx(COINS[0], 100.3, 100.3)

@@ -821,10 +821,17 @@ OPEN_ORDERS = [
 ]
 
 
+MAIN_STATE = {"marginSummary": {"accountValue": "9876.5"}, "withdrawable": "9876.5",
+              "assetPositions": []}
+
+
 async def test_reconcile_snapshot_queries_with_dex_and_parses(fake_hl, make_feed) -> None:
     def answer(msg: dict[str, Any]) -> dict[str, Any]:
-        t = msg["request"]["payload"]["type"]
-        return info_answer(t, CH_STATE if t == "clearinghouseState" else OPEN_ORDERS)
+        payload = msg["request"]["payload"]
+        t = payload["type"]
+        if t == "clearinghouseState":
+            return info_answer(t, CH_STATE if "dex" in payload else MAIN_STATE)
+        return info_answer(t, OPEN_ORDERS)
 
     fake_hl.post_answer = answer
     feed, conn = await ready(fake_hl, make_feed)
@@ -835,7 +842,28 @@ async def test_reconcile_snapshot_queries_with_dex_and_parses(fake_hl, make_feed
     assert [p["request"]["payload"] for p in conn.posts] == [
         {"type": "clearinghouseState", "user": MASTER, "dex": "xyz"},
         {"type": "openOrders", "user": MASTER, "dex": "xyz"},
+        {"type": "clearinghouseState", "user": MASTER},  # the main dex: the free collateral
     ]
+    # usable equity = main-dex value + the dex's (protocol doc §9, P22)
+    assert (ex.last_main_value, ex.last_account_value) == (9876.5, 100.0)
+
+
+async def test_reconcile_snapshot_without_a_main_dex_answer_still_reconciles(
+        fake_hl, make_feed) -> None:
+    def answer(msg: dict[str, Any]) -> dict[str, Any] | None:
+        payload = msg["request"]["payload"]
+        if payload["type"] == "clearinghouseState" and "dex" not in payload:
+            return None  # never answered
+        t = payload["type"]
+        return info_answer(t, CH_STATE if t == "clearinghouseState" else OPEN_ORDERS)
+
+    fake_hl.post_answer = answer
+    feed, _ = await ready(fake_hl, make_feed)
+    ex = make_executor(feed, timeout=0.1)
+    positions, _orders = await ex.reconcile_snapshot(MASTER, "xyz")
+    assert positions == {"xyz:SILVER": -2.7, "xyz:GOLD": 0.0123}
+    assert ex.last_main_value is None and ex.last_account_value == 100.0
+    assert ex.stats.query_failures == 1
 
 
 async def test_reconcile_snapshot_failure_never_looks_flat(fake_hl, make_feed) -> None:

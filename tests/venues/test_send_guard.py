@@ -51,6 +51,7 @@ def make_core() -> TradingCore:
         core.on_ctx(i, 100.0, 100.0, T0)
     core.set_ready("user_channels", True)
     core.on_reconcile({}, [], T0)
+    core.on_account_values(10_000.0, 0.0, T0)  # trade mode: no entry without a known equity
     core.drain()
     return core
 

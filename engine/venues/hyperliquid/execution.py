@@ -154,7 +154,9 @@ class OrderExecutor:
         if not 1 <= max_orders_per_action <= 1000:
             raise ValueError("max_orders_per_action must be in [1, 1000]")
         self.stats = ExecStats()
-        self.last_account_value: float | None = None  # from the last reconcile_snapshot
+        # from the last reconcile_snapshot: accountValue of the dex and of the main dex
+        self.last_account_value: float | None = None
+        self.last_main_value: float | None = None
         # (local ms sent, local ms received, venue ms) of the last reconcile_snapshot's
         # clearinghouseState, whose ``time`` is the venue's clock; None: it sent none
         self.last_clock_sample: tuple[float, float, float] | None = None
@@ -455,7 +457,29 @@ class OrderExecutor:
             raise ReconcileError(f"reconciliation query for dex {dex!r} failed: {exc}") from None
         positions, orders = parse_positions(state, dex), parse_open_orders(open_orders, dex)
         self.last_account_value = parse_account_value(state)
+        self.last_main_value = await self.main_account_value(user)
         return positions, orders
+
+    async def main_account_value(self, user: str) -> float | None:
+        """``marginSummary.accountValue`` of ``clearinghouseState`` WITHOUT ``dex`` (the main
+        dex, where the free collateral sits with DEX abstraction: protocol doc §9, P22), or
+        ``None`` when the query fails or the answer has none (logged, rate-limited). It does not
+        fail the reconciliation: positions and orders are the dex's."""
+        self.stats.queries += 1
+        try:
+            state = await self._feed.info({"type": "clearinghouseState", "user": user},
+                                          self._timeout)
+        except PostFailure as exc:
+            self.stats.query_failures += 1
+            self._rlog.log("main_account", logging.WARNING,
+                           "main-dex clearinghouseState failed: %s; usable equity unknown", exc)
+            return None
+        value = parse_account_value(state)
+        if value is None:
+            self._rlog.log("main_account", logging.WARNING,
+                           "main-dex clearinghouseState has no numeric marginSummary."
+                           "accountValue (%s); usable equity unknown", excerpt(repr(state), 120))
+        return value
 
     # ------------------------------------------------------------------ helpers
 
@@ -629,8 +653,9 @@ def _clock_sample(sent: float, received: float, state: object
 
 
 def parse_account_value(state: object) -> float | None:
-    """``marginSummary.accountValue`` of a ``clearinghouseState`` (the dex's margin account:
-    the equity the circuit breakers measure), or ``None`` when absent or unreadable."""
+    """``marginSummary.accountValue`` of a ``clearinghouseState``, or ``None`` when absent or
+    unreadable. With ``dex`` set this is only what sits in that dex (its isolated margin in
+    use, $0 when flat); the usable equity is the main dex's value plus the dex's (§9, P22)."""
     if not isinstance(state, dict):
         return None
     summary = state.get("marginSummary")

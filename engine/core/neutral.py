@@ -1,0 +1,281 @@
+"""Venue-neutral value types: instruments, market events, order events and order intents.
+
+A venue adapter (``engine/venues/<venue>/``) turns its wire messages into these events; a
+strategy consumes events and produces intents; an execution backend turns intents into wire
+requests. Nothing here knows a venue's dialect: status words and reject strings are mapped to
+:class:`RejectReason` by the adapter. All times are epoch milliseconds supplied by the caller
+(injected clock); all types are frozen attrs classes, cheap to compare and to journal.
+"""
+
+from __future__ import annotations
+
+import enum
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+
+import attrs
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class InstrumentKind(enum.Enum):
+    SPOT = "spot"
+    LINEAR_PERP = "linear_perp"
+
+
+@attrs.frozen
+class Instrument:
+    """One tradable instrument with its own rounding rules (tick, lot, minimums) and fees.
+
+    ``funding_interval_ms`` is the venue's own funding period for a perpetual (0 for spot):
+    never assume 8 h."""
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    tick_size: Decimal
+    lot_size: Decimal
+    min_qty: Decimal
+    min_notional: Decimal = Decimal(0)
+    max_qty: Decimal | None = None
+    funding_interval_ms: int = 0
+    funding_cap: float | None = None
+    taker_fee: float = 0.00055
+    maker_fee: float = 0.0002
+
+    def round_qty(self, qty: float) -> Decimal:
+        """``qty`` rounded down to the lot (never more than asked)."""
+        q = Decimal(repr(abs(qty)))
+        return (q / self.lot_size).to_integral_value(rounding=ROUND_DOWN) * self.lot_size
+
+    def round_price(self, px: float, side: Side | None = None) -> Decimal:
+        """``px`` on the tick: down for a buy, up for a sell (never more aggressive than asked),
+        to nearest when ``side`` is None."""
+        p = Decimal(repr(px))
+        mode = ROUND_HALF_EVEN if side is None else (ROUND_DOWN if side is Side.BUY else ROUND_UP)
+        return (p / self.tick_size).to_integral_value(rounding=mode) * self.tick_size
+
+    def tradable(self, qty: Decimal, px: float) -> bool:
+        """Whether ``qty`` at ``px`` meets the minimum quantity and notional."""
+        if qty < self.min_qty or qty <= 0:
+            return False
+        if self.max_qty is not None and qty > self.max_qty:
+            return False
+        return float(qty) * px >= float(self.min_notional)
+
+
+# -- market events -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FundingQuote:
+    """A perpetual's current funding state and prices (a merged ticker, never a partial one).
+
+    ``rate`` is the rate that settles at ``next_funding_ms``; ``interval_ms`` is the venue's
+    funding period for this symbol (0 when the venue did not say)."""
+
+    venue: str
+    symbol: str
+    rate: float
+    next_funding_ms: int
+    interval_ms: int
+    mark: float
+    index: float
+    bid: float | None
+    ask: float | None
+    ts_ms: int
+
+
+@attrs.frozen
+class FundingRate:
+    """One settled funding rate from the venue's history (``ts_ms`` = settlement time)."""
+
+    venue: str
+    symbol: str
+    rate: float
+    ts_ms: int
+
+
+@attrs.frozen
+class BookTop:
+    """Best bid and ask of one instrument (``None`` for an empty side)."""
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    bid: float | None
+    bid_size: float
+    ask: float | None
+    ask_size: float
+    ts_ms: int
+
+    @property
+    def mid(self) -> float | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return (self.bid + self.ask) / 2.0
+
+
+# -- order events --------------------------------------------------------------------------------
+
+
+class RejectReason(enum.Enum):
+    """Why a venue refused an order or request, in the core's own words."""
+
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    REDUCE_ONLY = "reduce_only"
+    INVALID_QTY = "invalid_qty"
+    INVALID_PRICE = "invalid_price"
+    DUPLICATE_CLIENT_ID = "duplicate_client_id"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    TIMESTAMP = "timestamp"
+    PARAMETER = "parameter"
+    NO_LIQUIDITY = "no_liquidity"
+    VENUE_ERROR = "venue_error"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class OrderAck:
+    """The venue accepted the order (live, possibly partly filled later)."""
+
+    venue: str
+    symbol: str
+    client_id: str
+    venue_order_id: str
+    ts_ms: int
+
+
+@attrs.frozen
+class OrderFill:
+    """One execution. ``trade_id`` is unique per fill: count each once."""
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    client_id: str
+    venue_order_id: str
+    trade_id: str
+    side: Side
+    qty: float
+    price: float
+    fee: float
+    is_maker: bool
+    ts_ms: int
+
+
+@attrs.frozen
+class OrderDone:
+    """The order is over: filled, canceled (possibly after fills) or expired.
+    ``filled_qty`` is the venue's cumulative figure (merge with ``max``, never add)."""
+
+    venue: str
+    symbol: str
+    client_id: str
+    venue_order_id: str
+    filled_qty: float
+    canceled: bool
+    ts_ms: int
+
+
+@attrs.frozen
+class OrderReject:
+    """The venue refused the order (or a request about it)."""
+
+    venue: str
+    symbol: str
+    client_id: str
+    reason: RejectReason
+    detail: str
+    ts_ms: int
+
+
+@attrs.frozen
+class PositionUpdate:
+    """The venue's view of one perpetual position (signed size: + long, − short)."""
+
+    venue: str
+    symbol: str
+    size: float
+    entry_price: float
+    ts_ms: int
+
+
+@attrs.frozen
+class FundingSettlement:
+    """A funding payment on a perpetual position (``amount`` > 0 received, < 0 paid)."""
+
+    venue: str
+    symbol: str
+    rate: float
+    position_size: float
+    amount: float
+    ts_ms: int
+
+
+@attrs.frozen
+class BalanceUpdate:
+    """Wallet figures in the settlement coin."""
+
+    venue: str
+    coin: str
+    wallet_balance: float
+    equity: float
+    available: float
+    ts_ms: int
+
+
+# -- intents -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class PlaceOrder:
+    """Send a new order. ``client_id`` is generated once per intent and reused on every retry."""
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    side: Side
+    qty: Decimal
+    client_id: str
+    price: Decimal | None = None  # None = market
+    post_only: bool = False
+    ioc: bool = False
+    reduce_only: bool = False
+
+
+@attrs.frozen
+class AmendOrder:
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    client_id: str
+    qty: Decimal | None = None
+    price: Decimal | None = None
+
+
+@attrs.frozen
+class CancelOrder:
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    client_id: str
+
+
+@attrs.frozen
+class CancelAll:
+    venue: str
+    kind: InstrumentKind
+    symbol: str | None = None

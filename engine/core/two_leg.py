@@ -1,0 +1,428 @@
+"""The two-leg intent controller: drives :mod:`fsm.two_leg` from neutral order events and
+returns neutral order intents. Synchronous, deterministic, injected time (``now_ms``).
+
+Leg A is sent first (on Bybit: the perpetual); every leg-A fill immediately sends a leg-B order
+for the unhedged difference. The exposure ``|pos_A + pos_B| × ref_price`` is integrated over
+time into :attr:`TwoLegIntent.risk_usd_s`. While unhedged (LEG1/HEDGING) the intent unwinds —
+cancels what is in flight and flattens both legs — as soon as either
+
+- the budget left, ``budget − risk − max_exposure × unwind_reserve_s``, reaches zero (the
+  reserve is the time the unwind itself may take, priced at the intent's whole size), or
+- the hard deadline ``deadline_s`` after the exposure began has passed, or
+- leg B was rejected ``max_hedge_attempts`` times.
+
+The shell must call :meth:`TwoLegIntent.on_tick` by :meth:`TwoLegIntent.next_wakeup_ms`.
+Exposure accrued while the venue is unreachable (:meth:`disconnect` … :meth:`reconnect`) is
+counted apart in :attr:`risk_disconnected_usd_s`: nothing can be sent then; intents made
+meanwhile are sent on reconnect, together with every in-flight order re-sent under its *same*
+``client_id`` (idempotent at the venue). Positions are Σ fills per leg, each fill counted once
+by trade id. :meth:`to_record` / :meth:`from_record` journal and restore the whole state; a
+restored intent is offline until :meth:`reconnect`.
+
+HEDGED means nothing in flight and ``|net| < lot_B`` (finer cannot be hedged).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from engine.config import FundingConfig
+from engine.core.neutral import (
+    CancelOrder,
+    InstrumentKind,
+    OrderDone,
+    OrderFill,
+    OrderReject,
+    PlaceOrder,
+    Side,
+)
+from fsm import two_leg as fsm
+
+LEG_A = "a"
+LEG_B = "b"
+OPEN_ROLE = "open"
+HEDGE_ROLE = "hedge"
+CLOSE_ROLE = "close"
+MAX_CLOSE_REJECTS = 5
+"""A leg whose close the venue refused this many times is left to the operator (an anomaly),
+not retried in a loop."""
+
+Intent = PlaceOrder | CancelOrder
+
+
+@attrs.frozen
+class LegSpec:
+    venue: str
+    symbol: str
+    kind: InstrumentKind
+    side: Side  # side of this leg's opening order
+    lot: Decimal
+
+
+@attrs.frozen
+class LegRiskConfig:
+    budget_usd_s: float
+    deadline_s: float
+    unwind_reserve_s: float = 1.0
+    max_hedge_attempts: int = 3
+
+    @classmethod
+    def from_funding(cls, cfg: FundingConfig) -> LegRiskConfig:
+        """The leg-risk settings of ``[funding]``."""
+        return cls(cfg.leg_risk_budget_usd_s, cfg.leg_deadline_s, cfg.leg_unwind_reserve_s,
+                   cfg.max_hedge_attempts)
+
+
+@attrs.define
+class OrderSlot:
+    client_id: str
+    leg: str
+    role: str
+    side: Side
+    qty: Decimal
+    reduce_only: bool = False
+    filled: Decimal = Decimal(0)
+    done: bool = False
+    cancel_sent: bool = False
+
+
+def _d(x: float) -> Decimal:
+    return Decimal(repr(x))
+
+
+class TwoLegIntent:
+    """One delta-neutral position opened, held and closed as a unit (see module)."""
+
+    def __init__(self, intent_id: str, leg_a: LegSpec, leg_b: LegSpec, qty: Decimal,
+                 cfg: LegRiskConfig, ref_price: float) -> None:
+        if leg_a.side is leg_b.side:
+            raise ValueError("the two legs must trade opposite sides")
+        self.intent_id = intent_id
+        self.legs = {LEG_A: leg_a, LEG_B: leg_b}
+        self.qty = qty
+        self.cfg = cfg
+        self.ref_price = ref_price
+        self.state = fsm.IDLE
+        self.pos = {LEG_A: Decimal(0), LEG_B: Decimal(0)}
+        self.fills: dict[str, tuple[str, str]] = {}  # trade id -> (leg, signed qty)
+        self.orders: dict[str, OrderSlot] = {}
+        self.risk_usd_s = 0.0
+        self.risk_disconnected_usd_s = 0.0
+        self.unhedged_since_ms: int | None = None
+        self.last_ms: int | None = None
+        self.hedge_rejects = 0
+        self.close_rejects: dict[str, int] = {}
+        self.connected = True
+        self.deferred: list[Intent] = []
+        self.transitions: list[tuple[str, str, str]] = []
+        self.anomalies: list[str] = []
+        self.fail_reason = ""
+        self._seq = 0
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def net(self) -> Decimal:
+        return self.pos[LEG_A] + self.pos[LEG_B]
+
+    def exposure_usd(self) -> float:
+        return abs(float(self.net)) * self.ref_price
+
+    def in_flight(self, leg: str | None = None, role: str | None = None) -> list[OrderSlot]:
+        return [o for o in self.orders.values() if not o.done
+                and (leg is None or o.leg == leg) and (role is None or o.role == role)]
+
+    def max_exposure_usd(self) -> float:
+        """The largest exposure this intent can have (its whole size at the reference price):
+        the unwind reserve is priced at it, so a fill that raises the exposure just before the
+        unwind cannot push the risk past the budget."""
+        return float(self.qty) * self.ref_price
+
+    def next_wakeup_ms(self) -> int | None:
+        """When :meth:`on_tick` must run next (None: no time limit pending)."""
+        if self.state not in fsm.UNHEDGED_STATES or self.last_ms is None:
+            return None
+        exposure = self.exposure_usd()
+        if exposure <= 0 or self.unhedged_since_ms is None:
+            return None
+        left = self.cfg.budget_usd_s - self.risk_usd_s - self.max_exposure_usd() * (
+            self.cfg.unwind_reserve_s)
+        t_budget = self.last_ms + max(left, 0.0) / exposure * 1000.0
+        t_deadline = self.unhedged_since_ms + self.cfg.deadline_s * 1000.0
+        return int(min(t_budget, t_deadline))
+
+    # -- transitions -------------------------------------------------------------------------------
+
+    def _fire(self, event: str) -> bool:
+        if (self.state, event) not in fsm.TWO_LEG_TABLE:
+            self.anomalies.append(f"{event} in {self.state}")
+            return False
+        new = fsm.next_two_leg_state(self.state, event)
+        self.transitions.append((self.state, event, new))
+        self.state = new
+        return True
+
+    def _accrue(self, now_ms: int) -> None:
+        if self.last_ms is not None and now_ms > self.last_ms:
+            dt = (now_ms - self.last_ms) / 1000.0
+            if self.connected:
+                self.risk_usd_s += self.exposure_usd() * dt
+            else:
+                self.risk_disconnected_usd_s += self.exposure_usd() * dt
+        self.last_ms = max(now_ms, self.last_ms or now_ms)
+
+    def _mark_exposure(self, now_ms: int) -> None:
+        if self.net == 0:
+            self.unhedged_since_ms = None
+        elif self.unhedged_since_ms is None:
+            self.unhedged_since_ms = now_ms
+
+    def _emit(self, out: list[Intent], intent: Intent) -> None:
+        if self.connected:
+            out.append(intent)
+        else:
+            self.deferred.append(intent)
+
+    def _place(self, out: list[Intent], leg: str, role: str, side: Side, qty: Decimal,
+               reduce_only: bool = False) -> None:
+        self._seq += 1
+        spec = self.legs[leg]
+        cid = f"{self.intent_id}-{leg}{self._seq}"
+        self.orders[cid] = OrderSlot(cid, leg, role, side, qty, reduce_only)
+        self._emit(out, PlaceOrder(spec.venue, spec.symbol, spec.kind, side, qty, cid,
+                                   reduce_only=reduce_only))
+
+    def _cancel_open_work(self, out: list[Intent]) -> None:
+        for o in self.in_flight():
+            if o.role != CLOSE_ROLE and not o.cancel_sent:
+                o.cancel_sent = True
+                spec = self.legs[o.leg]
+                self._emit(out, CancelOrder(spec.venue, spec.symbol, spec.kind, o.client_id))
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    def open(self, now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        if self._fire(fsm.OPEN):
+            spec = self.legs[LEG_A]
+            self._place(out, LEG_A, OPEN_ROLE, spec.side, self.qty)
+        return out
+
+    def close(self, now_ms: int) -> list[Intent]:
+        """Flatten both legs (strategy close or kill); repeated calls add nothing."""
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        if self.state == fsm.IDLE:
+            return out
+        if self.state not in fsm.FLATTENING:
+            self._fire(fsm.CLOSE)
+        self._cancel_open_work(out)
+        self._advance(now_ms, out)
+        return out
+
+    def rebalance(self, now_ms: int) -> list[Intent]:
+        """HEDGED with ``|net| >= lot_B`` (e.g. after a reconciliation): hedge it again."""
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        if self.state == fsm.HEDGED and abs(self.net) >= self.legs[LEG_B].lot:
+            self._fire(fsm.DRIFT)
+            self._mark_exposure(now_ms)
+            self._advance(now_ms, out)
+        return out
+
+    def disconnect(self, now_ms: int) -> None:
+        self._accrue(now_ms)
+        self.connected = False
+
+    def reconnect(self, now_ms: int) -> list[Intent]:
+        """Send what waited, and re-send every in-flight order under its same client id."""
+        self._accrue(now_ms)
+        self.connected = True
+        deferred_ids = {i.client_id for i in self.deferred if isinstance(i, PlaceOrder)}
+        out: list[Intent] = list(self.deferred)
+        self.deferred = []
+        for o in self.in_flight():
+            if o.client_id in deferred_ids:
+                continue
+            spec = self.legs[o.leg]
+            if o.cancel_sent:
+                out.append(CancelOrder(spec.venue, spec.symbol, spec.kind, o.client_id))
+            else:
+                out.append(PlaceOrder(spec.venue, spec.symbol, spec.kind, o.side, o.qty,
+                                      o.client_id, reduce_only=o.reduce_only))
+        self._advance(now_ms, out)
+        return out
+
+    # -- venue events ----------------------------------------------------------------------------------
+
+    def on_fill(self, f: OrderFill, now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        slot = self.orders.get(f.client_id)
+        if slot is None:
+            self.anomalies.append(f"fill for unknown order {f.client_id}")
+            return out
+        if f.trade_id in self.fills:
+            return out  # the same fill again (another channel, a replay): counted once
+        qty = _d(f.qty)
+        signed = qty if f.side is Side.BUY else -qty
+        self.fills[f.trade_id] = (slot.leg, str(signed))
+        self.pos[slot.leg] += signed
+        slot.filled += qty
+        if slot.role == OPEN_ROLE:
+            self._fire(fsm.LEG1_FILL)
+        elif slot.role == HEDGE_ROLE:
+            self._fire(fsm.HEDGE_PARTIAL)
+        else:
+            self._fire(fsm.CLOSE_FILL)
+        self._mark_exposure(now_ms)
+        self._advance(now_ms, out)
+        return out
+
+    def on_done(self, d: OrderDone, now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        slot = self.orders.get(d.client_id)
+        if slot is None or slot.done:
+            return out
+        slot.done = True
+        self._advance(now_ms, out)
+        return out
+
+    def on_reject(self, r: OrderReject, now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        slot = self.orders.get(r.client_id)
+        if slot is None or slot.done:
+            return out
+        slot.done = True
+        if slot.role == CLOSE_ROLE:
+            self.close_rejects[slot.leg] = self.close_rejects.get(slot.leg, 0) + 1
+            if self.close_rejects[slot.leg] == MAX_CLOSE_REJECTS:
+                self.anomalies.append(f"close of leg {slot.leg} rejected {MAX_CLOSE_REJECTS} "
+                                      f"times ({r.reason.value}); not retried: reconcile")
+        if slot.role == HEDGE_ROLE and self.state == fsm.HEDGING:
+            self.hedge_rejects += 1
+            if self.hedge_rejects >= self.cfg.max_hedge_attempts:
+                self._unwind(f"second leg rejected {self.hedge_rejects} times ({r.reason.value})",
+                             out)
+        self._advance(now_ms, out)
+        return out
+
+    def on_tick(self, now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        self._accrue(now_ms)
+        self._advance(now_ms, out)
+        return out
+
+    # -- the policy ---------------------------------------------------------------------------------------
+
+    def _unwind(self, reason: str, out: list[Intent]) -> None:
+        if self._fire(fsm.HEDGE_FAIL):
+            self.fail_reason = reason
+            self._cancel_open_work(out)
+
+    def _advance(self, now_ms: int, out: list[Intent]) -> None:
+        if self.state in fsm.UNHEDGED_STATES and self.net != 0 and self.last_ms is not None:
+            wake = self.next_wakeup_ms()
+            if wake is not None and now_ms >= wake:
+                deadline = (self.unhedged_since_ms or now_ms) + self.cfg.deadline_s * 1000
+                self._unwind("hard deadline" if now_ms >= deadline else "leg-risk budget", out)
+        if self.state == fsm.LEG1:
+            if not self.in_flight() and self.pos[LEG_A] == 0:
+                self._fire(fsm.LEG1_EMPTY)
+            return
+        if self.state == fsm.HEDGING:
+            lot = self.legs[LEG_B].lot
+            pending = sum((o.qty - o.filled) * o.side.sign
+                          for o in self.in_flight(LEG_B, HEDGE_ROLE))
+            need = -self.net - pending
+            qty = (abs(need) / lot).to_integral_value(rounding="ROUND_DOWN") * lot
+            if qty > 0 and self.hedge_rejects < self.cfg.max_hedge_attempts:
+                self._place(out, LEG_B, HEDGE_ROLE, Side.BUY if need > 0 else Side.SELL, qty)
+            if not self.in_flight() and abs(self.net) < lot:
+                self._fire(fsm.HEDGE_COMPLETE)
+            return
+        if self.state in fsm.FLATTENING:
+            for leg, spec in self.legs.items():
+                p = self.pos[leg]
+                if p != 0 and not self.in_flight(leg, CLOSE_ROLE) and (
+                    self.close_rejects.get(leg, 0) < MAX_CLOSE_REJECTS
+                ):
+                    open_work = self.in_flight(leg)
+                    if open_work:
+                        continue  # wait for the cancel to end it: its fills change p
+                    self._place(out, leg, CLOSE_ROLE, Side.SELL if p > 0 else Side.BUY, abs(p),
+                                reduce_only=spec.kind is InstrumentKind.LINEAR_PERP)
+            if self.pos[LEG_A] == 0 and self.pos[LEG_B] == 0 and not self.in_flight():
+                self._fire(fsm.FLAT)
+                self.unhedged_since_ms = None
+
+    # -- journal -----------------------------------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        """The whole state as JSON-able data (one journal line)."""
+        return {
+            "intent_id": self.intent_id, "qty": str(self.qty), "ref_price": self.ref_price,
+            "legs": {k: {"venue": v.venue, "symbol": v.symbol, "kind": v.kind.value,
+                         "side": v.side.value, "lot": str(v.lot)} for k, v in self.legs.items()},
+            "cfg": attrs.asdict(self.cfg), "state": self.state,
+            "pos": {k: str(v) for k, v in self.pos.items()},
+            "fills": {k: list(v) for k, v in self.fills.items()},
+            "orders": [{"client_id": o.client_id, "leg": o.leg, "role": o.role,
+                        "side": o.side.value, "qty": str(o.qty), "reduce_only": o.reduce_only,
+                        "filled": str(o.filled), "done": o.done, "cancel_sent": o.cancel_sent}
+                       for o in self.orders.values()],
+            "risk_usd_s": self.risk_usd_s, "risk_disconnected_usd_s": self.risk_disconnected_usd_s,
+            "unhedged_since_ms": self.unhedged_since_ms, "last_ms": self.last_ms,
+            "hedge_rejects": self.hedge_rejects, "close_rejects": dict(self.close_rejects),
+            "seq": self._seq,
+            "fail_reason": self.fail_reason,
+            "deferred": [_intent_record(i) for i in self.deferred],
+        }
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> TwoLegIntent:
+        """Rebuild from :meth:`to_record`; offline until :meth:`reconnect`."""
+        legs = {k: LegSpec(v["venue"], v["symbol"], InstrumentKind(v["kind"]), Side(v["side"]),
+                           Decimal(v["lot"])) for k, v in r["legs"].items()}
+        self = cls(r["intent_id"], legs[LEG_A], legs[LEG_B], Decimal(r["qty"]),
+                   LegRiskConfig(**r["cfg"]), float(r["ref_price"]))
+        self.state = r["state"]
+        self.pos = {k: Decimal(v) for k, v in r["pos"].items()}
+        self.fills = {k: (v[0], v[1]) for k, v in r["fills"].items()}
+        for o in r["orders"]:
+            self.orders[o["client_id"]] = OrderSlot(
+                o["client_id"], o["leg"], o["role"], Side(o["side"]), Decimal(o["qty"]),
+                o["reduce_only"], Decimal(o["filled"]), o["done"], o["cancel_sent"])
+        self.risk_usd_s = float(r["risk_usd_s"])
+        self.risk_disconnected_usd_s = float(r["risk_disconnected_usd_s"])
+        self.unhedged_since_ms = r["unhedged_since_ms"]
+        self.last_ms = r["last_ms"]
+        self.hedge_rejects = int(r["hedge_rejects"])
+        self.close_rejects = {str(k): int(v) for k, v in r.get("close_rejects", {}).items()}
+        self._seq = int(r["seq"])
+        self.fail_reason = r["fail_reason"]
+        self.deferred = [_intent_from_record(i) for i in r["deferred"]]
+        self.connected = False
+        return self
+
+
+def _intent_record(i: Intent) -> dict[str, Any]:
+    if isinstance(i, PlaceOrder):
+        return {"t": "place", "venue": i.venue, "symbol": i.symbol, "kind": i.kind.value,
+                "side": i.side.value, "qty": str(i.qty), "client_id": i.client_id,
+                "reduce_only": i.reduce_only}
+    return {"t": "cancel", "venue": i.venue, "symbol": i.symbol, "kind": i.kind.value,
+            "client_id": i.client_id}
+
+
+def _intent_from_record(r: dict[str, Any]) -> Intent:
+    if r["t"] == "place":
+        return PlaceOrder(r["venue"], r["symbol"], InstrumentKind(r["kind"]), Side(r["side"]),
+                          Decimal(r["qty"]), r["client_id"], reduce_only=r["reduce_only"])
+    return CancelOrder(r["venue"], r["symbol"], InstrumentKind(r["kind"]), r["client_id"])

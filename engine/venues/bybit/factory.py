@@ -1,0 +1,78 @@
+"""Build the Bybit venue's pieces from ``[bybit]`` (:class:`~engine.config.BybitConfig`): the
+URLs (testnet or mainnet, each overridable), the credentials (only from systemd credentials or
+the environment), the REST client, the execution backend and the three streams.
+
+This is the per-venue factory a venue-neutral shell calls; mainnet is refused unless
+``allow_live`` (also enforced when the config is loaded).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from engine.config import BybitConfig
+from engine.core.neutral import InstrumentKind
+from engine.venues.bybit import urls as bybit_urls
+from engine.venues.bybit.codec import BybitDecoder
+from engine.venues.bybit.execution import BybitExecution
+from engine.venues.bybit.http import HttpClient
+from engine.venues.bybit.keys import load_bybit_credentials
+from engine.venues.bybit.rest import BybitRest
+from engine.venues.bybit.signing import BybitCredentials
+from engine.venues.bybit.ws import BybitStream
+
+
+class LiveNotAllowed(Exception):
+    """Mainnet without ``allow_live = true``."""
+
+
+def resolve_urls(cfg: BybitConfig) -> bybit_urls.BybitUrls:
+    base = bybit_urls.for_environment(cfg.environment)
+    if base.is_mainnet and not cfg.allow_live:
+        raise LiveNotAllowed("[bybit] environment = \"mainnet\" needs allow_live = true")
+    return bybit_urls.BybitUrls(
+        rest=cfg.rest_url or base.rest,
+        ws_public_linear=cfg.ws_public_linear_url or base.ws_public_linear,
+        ws_public_spot=cfg.ws_public_spot_url or base.ws_public_spot,
+        ws_private=cfg.ws_private_url or base.ws_private,
+    )
+
+
+@attrs.define
+class BybitVenue:
+    """Everything one Bybit account needs; streams are made on demand (one per socket)."""
+
+    cfg: BybitConfig
+    urls: bybit_urls.BybitUrls
+    clock: Callable[[], float]
+    credentials: BybitCredentials | None
+    rest: BybitRest
+    execution: BybitExecution
+
+    def stream(self, channel: str, topics: Iterable[str],
+               on_event: Callable[[Any], None]) -> BybitStream:
+        """``channel`` is ``linear``, ``spot`` or ``private``."""
+        url = {"linear": self.urls.ws_public_linear, "spot": self.urls.ws_public_spot,
+               "private": self.urls.ws_private}[channel]
+        kind = InstrumentKind.SPOT if channel == "spot" else InstrumentKind.LINEAR_PERP
+        return BybitStream(
+            url, topics, BybitDecoder(kind), on_event, self.clock,
+            self.credentials if channel == "private" else None,
+            ping_interval_s=self.cfg.ping_interval_s, pong_timeout_s=self.cfg.pong_timeout_s,
+            connect_timeout_s=self.cfg.http_timeout_s, reconnect_base_s=self.cfg.reconnect_base_s,
+            reconnect_max_s=self.cfg.reconnect_max_s, auth_expire_s=self.cfg.auth_expire_s,
+        )
+
+
+def build_venue(cfg: BybitConfig, clock: Callable[[], float], need_keys: bool = True,
+                env: Mapping[str, str] = os.environ) -> BybitVenue:
+    """The venue for ``cfg``; ``need_keys`` False (observe mode) skips the key pair."""
+    u = resolve_urls(cfg)
+    creds = load_bybit_credentials(env) if need_keys else None
+    rest = BybitRest(HttpClient(u.rest, timeout_s=cfg.http_timeout_s), clock, creds,
+                     recv_window_ms=cfg.recv_window_ms)
+    return BybitVenue(cfg, u, clock, creds, rest, BybitExecution(rest, clock))

@@ -7,7 +7,8 @@ intents that the shell appends to ``{kind}_{UTC day}.jsonl`` (:mod:`engine.io.re
   state change, with ``event`` / ``why`` and ``ts_ms``;
 * ``fills``: every distinct fill applied to a position (``tid``; also synthetic
   reconciliation fills);
-* ``positions``: position state changes, ``entry_done`` / ``flatten_done`` with the size left,
+* ``positions``: position state changes, ``entry_done`` / ``flatten_done`` with the size left
+  (a flatten's ``failure``: whether it counted toward ``max_flatten_failures``),
   ``hard_stop`` (reason, detail) and ``hard_stop_reset``;
 * ``trades``: closed trades.
 

@@ -16,18 +16,23 @@ Invariants checked after every step (design §4):
 6. a position the venue holds is managed: the book holds it (or an order of that market is in
    flight and will tell), with exit state and a state a flatten can be submitted from (exits,
    time stop, hard stop, kill) — or the hard stop is latched and says why;
-7. a loss breaker (daily loss, drawdown) never trips while realised + unrealised P&L since
-   the peak is ≥ 0 (fill-confirmed view; in trade mode the venue's account value too);
+7. a loss breaker never trips while realised + unrealised P&L since the peak is ≥ 0: the
+   daily loss (and, in paper mode, the drawdown) against the fill-confirmed P&L at the marks,
+   the trade-mode drawdown against the venue's usable equity (main dex + dex);
 8. no entry while any exposure is unexplained (the venue holds what the book does not, with
    nothing in flight to explain it, or the core lists the market in ``unexplained``);
 9. a market's flatten-failure count never exceeds the flattens of it that reached the venue
-   (a flatten that never left the process is no failure).
+   since it was last flat (a flatten that never left the process is no failure);
+10. no reconciliation latch: the modelled venue never changes a position behind our back.
 
-Issue 9 rules: reconciliations (in trade mode with transient all-zero answers for a window
-shorter than the confirmation wait), the venue's account values (main dex and dex),
-disconnects at any point of an exit (trade mode: the link stays down across several steps),
-``unknownOid`` answers before an order's ``expiresAfter``, clock steps. ``TradeMachine`` runs
-the same rules in trade mode (READY after a reconnect needs a fresh reconciliation).
+Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
+account values, or only the main dex's value at 0, for less than the confirmation waits);
+the venue's account values (main dex and dex; the breakers must measure their sum); the link
+dropping at any step of an exit and staying down across steps (trade mode); post responses
+and fills in either order with delays; ``unknownOid`` for an order the venue has not
+processed yet (it must stay UNKNOWN); clock steps. ``TradeMachine`` runs every rule in trade
+mode (READY after a reconnect needs a fresh reconciliation); ``Long*`` are the marked long
+runs (``-m slow``, 10,000 examples each).
 """
 
 from __future__ import annotations

@@ -825,6 +825,7 @@ class TradingCore:
         if not became_terminal:
             return
         p = self.book.positions[o.idx]
+        failures_before = p.flatten_failures
         if o.state == ofsm.REJECTED and o.message and not is_benign_reject(o.message):
             if self.rejects.record(now_ms):
                 self._latch("reject_burst", now_ms,
@@ -868,8 +869,12 @@ class TradingCore:
             else:
                 p.flatten_failures = 0
         self._touch(p)
-        self._record("positions", now_ms, {"event": f"{o.purpose}_done", "market_key": p.coin,
-                                           "state": p.state, "size": p.effective})
+        rec: dict[str, Any] = {"event": f"{o.purpose}_done", "market_key": p.coin,
+                               "state": p.state, "size": p.effective}
+        if o.purpose == FLATTEN:
+            # a restart counts only these (not a flatten that never reached the venue, dust)
+            rec["failure"] = p.flatten_failures > failures_before
+        self._record("positions", now_ms, rec)
 
     # -------------------------------------------------------------------- fills
     def on_fill(self, tid: str, cloid: str | None, coin: str, is_buy: bool, px: float, sz: float,

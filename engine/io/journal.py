@@ -7,7 +7,8 @@ intents that the shell appends to ``{kind}_{UTC day}.jsonl`` (:mod:`engine.io.re
   state change, with ``event`` / ``why`` and ``ts_ms``;
 * ``fills``: every distinct fill applied to a position (``tid``; also synthetic
   reconciliation fills);
-* ``positions``: position state changes, ``entry_done`` / ``flatten_done`` with the size left,
+* ``positions``: position state changes, ``entry_done`` / ``flatten_done`` with the size left
+  (a flatten's ``failure``: whether it counted toward ``max_flatten_failures``),
   ``hard_stop`` (reason, detail) and ``hard_stop_reset``;
 * ``trades``: closed trades.
 
@@ -710,7 +711,8 @@ def _restore_position(core: TradingCore, state: JournalState, p: Position,
         p.exit_reason = first_flatten.reason
     fails = [r["ts_ms"] for r in state.positions
              if r.get("market_key") == p.coin and r.get("event") == "flatten_done"
-             and r["ts_ms"] >= entry_ms and abs(_num(r.get("size")) or 0.0) > EPS]
+             and r["ts_ms"] >= entry_ms and abs(_num(r.get("size")) or 0.0) > EPS
+             and r.get("failure", True) is not False]  # (journals before issue 9: no field)
     p.flatten_failures = len(fails)
     if fails:
         p.next_flatten_ms = max(fails) + core.tcfg.flatten_retry_ms

@@ -12,20 +12,42 @@ Invariants checked after every step (docs/reference/design.md §4):
    kill switch is on;
 4. per-market and total notional limits hold at the moment an entry is created, counting
    pending orders;
-5. at the end, once the venue has said everything it knows, no order is left UNKNOWN or live.
+5. at the end, once the venue has said everything it knows, no order is left UNKNOWN or live;
+6. a position the venue holds is managed: the book holds it (or an order of that market is in
+   flight and will tell), with exit state and a state a flatten can be submitted from (exits,
+   time stop, hard stop, kill) — or the hard stop is latched and says why;
+7. a loss breaker never trips while realised + unrealised P&L since the peak is ≥ 0: the
+   daily loss (and, in paper mode, the drawdown) against the fill-confirmed P&L at the marks,
+   the trade-mode drawdown against the venue's usable equity (main dex + dex);
+8. no entry while any exposure is unexplained (the venue holds what the book does not, with
+   nothing in flight to explain it, or the core lists the market in ``unexplained``);
+9. a market's flatten-failure count never exceeds the flattens of it that reached the venue
+   since it was last flat (a flatten that never left the process is no failure);
+10. no reconciliation latch: the modelled venue never changes a position behind our back.
+
+Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
+account values, or only the main dex's value at 0, for less than the confirmation waits);
+the venue's account values (main dex and dex; the breakers must measure their sum); the link
+dropping at any step of an exit and staying down across steps (trade mode); post responses
+and fills in either order with delays; ``unknownOid`` for an order the venue has not
+processed yet (it must stay UNKNOWN); clock steps. ``TradeMachine`` runs every rule in trade
+mode (READY after a reconnect needs a fresh reconciliation); ``Long*`` are the marked long
+runs (``-m slow``, 10,000 examples each).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from engine.core.breakers import DAILY_LOSS, DRAWDOWN
 from engine.core.intents import CancelOrder, PlaceOrder, QueryOrder, Record
 from engine.core.orders import CloidFactory, Order
 from engine.io.journal import load_journal, restore
@@ -33,14 +55,22 @@ from engine.io.records import RecordWriter
 from fsm import order as ofsm
 from fsm import position as pfsm
 
-from .helpers import T0, make_ready, make_trading
+from .helpers import T0, make_ready, make_trading, merge
 
 COINS = ("xyz:GOLD", "xyz:TSLA")
+START_EQUITY = 100.0
 LIMITS = {"trading": {"max_notional_per_market": 60.0, "max_total_notional": 100.0,
                       "max_concurrent_positions": 2, "action_budget": 50,
                       "unknown_timeout_ms": 1e12, "pending_timeout_ms": 4000.0,
                       "max_flatten_failures": 2, "flatten_retry_ms": 200.0,
-                      "reject_burst_limit": 2}}
+                      "reject_burst_limit": 2},
+          # a small account: losing trades can trip the loss breakers (invariant 7 bites)
+          "breakers": {"paper_equity": START_EQUITY, "daily_loss_pct": 0.1,
+                       "drawdown_pct": 0.1}}
+TRADE = {"mode": "trade", "trading": {"mismatch_confirm_wait_s": 10.0,
+                                      "unknown_oid_grace_ms": 2000.0}}
+LOSS_BREAKERS = (DAILY_LOSS, DRAWDOWN)
+LEVERAGE = 10.0  # the dex holds |position| x mark / LEVERAGE as isolated margin
 NO_MATCH = "Order could not immediately match against any resting orders. asset=110000"
 
 
@@ -56,15 +86,37 @@ class Truth:
         self.delivered: list[tuple[str, float]] = []
         self.responded = False
 
+    def fee(self, sz: float) -> float:
+        return sz * self.px * 1e-4
+
+    def signed(self, sz: float) -> float:
+        return sz if self.order.is_buy else -sz
+
 
 class TradingMachine(RuleBasedStateMachine):
+    EXTRA: dict[str, object] = {}
+
     def __init__(self) -> None:
         super().__init__()
-        self.core, self.cfg = make_trading(LIMITS, coins=COINS)
+        self.limits = merge(LIMITS, self.EXTRA)
+        self.core, self.cfg = make_trading(self.limits, coins=COINS)
+        self.trade = self.cfg.mode == "trade"
+        self.link_up = True
+        self.transient_until = -math.inf  # the venue answers all zeros until then
+        self.transient_main_only = False  # ... or only the main dex's accountValue is 0
+        self.reached_venue = [0, 0]  # flattens per market that reached the venue (or failed
+        # to send while connected): the most the core may count as failed
+        self.peak_confirmed = START_EQUITY
+        self.peak_venue = START_EQUITY
+        self.loss_trips_before: set[tuple[str, str | None]] = set()
+        self.unexplained_before: set[int] = set()
         self.now = T0
         self.px = [100.0, 100.0]
         self.server_t = 10
         make_ready(self.core, self.now)
+        if self.trade:  # the first reconciliation brings the account values with it
+            self._account_values(START_EQUITY, 0.0)
+            self.core.drain()
         self.truths: dict[str, Truth] = {}
         self.new_orders: list[Order] = []  # PlaceOrder intents not yet "sent"
         self.ledger = [0.0, 0.0]  # signed sum of delivered distinct fills per market
@@ -82,6 +134,56 @@ class TradingMachine(RuleBasedStateMachine):
         c = self.core
         self.flags_before = (c.hard_stop.latched, c.is_ready(), c.killed)
         self.skewed_before = c.clock_skewed
+        self.loss_trips_before = self._loss_trips()
+        self.unexplained_before = self._unexplained() | {
+            c.obs.by_coin[k].index for k in c.unexplained}
+
+    # ------------------------------------------------------------- the venue's truth
+    def _venue_pos(self, idx: int) -> float:
+        """The venue's position: every fill it made, delivered to us or not."""
+        return sum(t.signed(t.filled) for t in self.truths.values() if t.order.idx == idx)
+
+    def _unexplained(self) -> set[int]:
+        """Markets where the venue holds what the book does not, with no order in flight."""
+        out = set()
+        for p in self.core.book.positions:
+            if abs(self._venue_pos(p.idx) - p.effective) > 1e-9 and not any(
+                    True for _ in self.core.orders.active_for(p.idx)):
+                out.add(p.idx)
+        return out
+
+    def _marks(self) -> list[float]:
+        return [m.mark_px or 0.0 for m in self.core.obs.markets]
+
+    def _equity(self, venue: bool) -> float:
+        """Mark-to-market equity: fills the venue made (``venue``) or the fills delivered to
+        us (the confirmed view: what the engine can know)."""
+        marks = self._marks()
+        eq = START_EQUITY
+        for t in self.truths.values():
+            parts = [sz for _, sz in t.delivered]
+            if venue:
+                parts += [sz for _, sz in t.fills]
+            for sz in parts:
+                eq += t.signed(sz) * (marks[t.order.idx] - t.px) - t.fee(sz)
+        return eq
+
+    def _loss_trips(self) -> set[tuple[str, str | None]]:
+        return {k for k in self.core.breakers.trips if k[0] in LOSS_BREAKERS}
+
+    def _check_breakers(self) -> None:
+        """Invariant 7, after each step: a new loss-breaker trip needs a loss since the peak."""
+        confirmed, venue = self._equity(False), self._equity(True)
+        for k in self._loss_trips() - self.loss_trips_before:
+            event("loss breaker tripped")
+            # trade mode: the drawdown breaker reads the venue's usable equity; the daily
+            # loss (and everything in paper mode) the fill-confirmed P&L
+            below = (venue < self.peak_venue - 1e-9 if self.trade and k[0] == DRAWDOWN
+                     else confirmed < self.peak_confirmed - 1e-9)
+            assert below, (k, self.core.breakers.trips[k].detail, confirmed,
+                           self.peak_confirmed, venue, self.peak_venue)
+        self.peak_confirmed = max(self.peak_confirmed, confirmed)
+        self.peak_venue = max(self.peak_venue, venue)
 
     def _collect(self) -> None:
         latched, ready, killed = self.flags_before
@@ -92,6 +194,8 @@ class TradingMachine(RuleBasedStateMachine):
                     # invariant 3: checked against the state before the step that created it
                     assert not latched and ready and not killed, (self.flags_before, o)
                     assert not self.skewed_before, o  # no entry while the clock is off
+                    # invariant 8: no entry while any exposure is unexplained
+                    assert not self.unexplained_before, (o, self.unexplained_before)
                     self._check_limits_at_entry(o)
                 self.new_orders.append(o)
             elif isinstance(intent, QueryOrder):
@@ -100,6 +204,7 @@ class TradingMachine(RuleBasedStateMachine):
                 self.journal.append(intent)
             elif isinstance(intent, CancelOrder):
                 pass
+        self._check_breakers()
         self._step_begin()
 
     def _check_limits_at_entry(self, o: Order) -> None:
@@ -140,6 +245,13 @@ class TradingMachine(RuleBasedStateMachine):
             self._frames(idx)
         self._collect()
 
+    @rule(idx=st.integers(0, 1), up=st.booleans(), bps=st.integers(15, 60),
+          dt=st.integers(1, 900))
+    def dislocation(self, idx: int, up: bool, bps: int, dt: int) -> None:
+        """The oracle jumps away from a book that stays (the detector's signal, so entries,
+        exits and everything after them come often enough in 50 steps)."""
+        self.oracle_moves(idx, bps if up else -bps, False, dt)
+
     @rule(idx=st.integers(0, 1), dt=st.integers(1, 500))
     def book_frame(self, idx: int, dt: int) -> None:
         self.now += dt
@@ -147,8 +259,9 @@ class TradingMachine(RuleBasedStateMachine):
         self._collect()
 
     @precondition(lambda self: self.new_orders)
-    @rule(data=st.data(), outcome=st.sampled_from(["full", "partial", "nomatch", "reject",
-                                                    "benign_reject", "send_fail"]))
+    @rule(data=st.data(), outcome=st.sampled_from(["full", "full", "full", "partial",
+                                                    "nomatch", "reject", "benign_reject",
+                                                    "send_fail"]))
     def send(self, data: st.DataObject, outcome: str) -> None:
         """The shell writes a pending order; the venue decides its outcome once."""
         o = self.new_orders.pop(data.draw(st.integers(0, len(self.new_orders) - 1)))
@@ -156,8 +269,16 @@ class TradingMachine(RuleBasedStateMachine):
         if o.state != ofsm.NEW:
             self._collect()
             return
+        if not self.link_up:
+            # the socket is down (trade mode): the executor raises NotSent, no live connection
+            event("not sent: link down (flatten)" if o.reduce_only else "not sent: link down")
+            self.core.on_send_failed(o.cloid, self.now, "not connected", link_down=True)
+            self._collect()
+            return
+        if o.reduce_only:
+            self.reached_venue[o.idx] += 1  # sent, or not sent while connected: may fail
         if outcome == "send_fail":
-            self.core.on_send_failed(o.cloid, self.now, "disconnected")
+            self.core.on_send_failed(o.cloid, self.now, "signing failed")
             self._collect()
             return
         self.core.on_sent(o.cloid, self.now)
@@ -193,7 +314,8 @@ class TradingMachine(RuleBasedStateMachine):
             return {"error": "Order must have minimum value of $10. asset=110000"}
         return {"error": "Insufficient margin to place order. asset=110000"}
 
-    @precondition(lambda self: any(not t.responded for t in self.truths.values()))
+    @precondition(lambda self: self.link_up and any(not t.responded
+                                                    for t in self.truths.values()))
     @rule(data=st.data(), variant=st.sampled_from(["status", "status", "timeout",
                                                     "transport", "waiting", "action_err"]))
     def respond(self, data: st.DataObject, variant: str) -> None:
@@ -217,7 +339,7 @@ class TradingMachine(RuleBasedStateMachine):
             self.core.on_post_result(cloid, self._status_obj(t), self.now)
         self._collect()
 
-    @precondition(lambda self: any(t.fills for t in self.truths.values()))
+    @precondition(lambda self: self.link_up and any(t.fills for t in self.truths.values()))
     @rule(data=st.data(), duplicate=st.booleans())
     def deliver_fill(self, data: st.DataObject, duplicate: bool) -> None:
         """userFills: any order's next fill part, in any order, possibly twice."""
@@ -227,13 +349,14 @@ class TradingMachine(RuleBasedStateMachine):
         o = t.order
         self.now += 1
         for _ in range(2 if duplicate else 1):
-            self.core.on_fill(tid, o.cloid, o.coin, o.is_buy, t.px, sz, sz * t.px * 1e-4,
+            self.core.on_fill(tid, o.cloid, o.coin, o.is_buy, t.px, sz, t.fee(sz),
                               self.now, self.now)
         t.delivered.append((tid, sz))
         self.ledger[o.idx] += sz if o.is_buy else -sz
         self._collect()
 
-    @precondition(lambda self: any(t.responded or not t.fills for t in self.truths.values()))
+    @precondition(lambda self: self.link_up and any(t.responded or not t.fills
+                                                    for t in self.truths.values()))
     @rule(data=st.data())
     def order_update(self, data: st.DataObject) -> None:
         """orderUpdates: the terminal status of some order (possibly again)."""
@@ -249,7 +372,7 @@ class TradingMachine(RuleBasedStateMachine):
         self.core.on_order_update(o.cloid, None, status, f"{rem:g}", o.sz_wire, self.now)
         self._collect()
 
-    @precondition(lambda self: self.queries)
+    @precondition(lambda self: self.link_up and self.queries)
     @rule()
     def answer_query(self) -> None:
         cloid = self.queries.pop(0)
@@ -276,8 +399,10 @@ class TradingMachine(RuleBasedStateMachine):
         self.core.on_timer(self.now)
         self._collect()
 
+    @precondition(lambda self: not self.trade)
     @rule()
     def disconnect_and_reconnect(self) -> None:
+        """Paper: the market-data socket drops and comes back within one step."""
         self.now += 5
         self.core.on_disconnect(self.now)
         self._collect()
@@ -300,7 +425,7 @@ class TradingMachine(RuleBasedStateMachine):
         w.close()
         self.restarts += 1
         self.now += 2000
-        core, _ = make_trading(LIMITS, coins=COINS)
+        core, _ = make_trading(self.limits, coins=COINS)
         core.cloids = CloidFactory(bytes([2 + self.restarts]) * 8)
         restore(core, load_journal(d, self.now), self.now)
         self.core = core
@@ -310,12 +435,11 @@ class TradingMachine(RuleBasedStateMachine):
             self._frames(i)
             core.on_ctx(i, self.px[i], self.px[i], self.now)
         core.set_ready("user_channels", True)
-        venue: dict[str, float] = {}
-        for t in self.truths.values():
-            o = t.order
-            done = sum(sz for _, sz in t.delivered) + sum(sz for _, sz in t.fills)
-            venue[o.coin] = venue.get(o.coin, 0.0) + (done if o.is_buy else -done)
+        self.link_up = True
+        venue, main, dex = self._venue_snapshot()
         core.on_reconcile(venue, [], self.now)
+        if self.trade:
+            self._account_values(main, dex)
         self._step_begin()
         self._collect()
 
@@ -330,6 +454,141 @@ class TradingMachine(RuleBasedStateMachine):
         assert c.clock_skew_least_ms is not None
         assert c.clock_skew_least_ms <= abs(step_ms) + 1e-9  # never more skew than there is
         assert c.clock_skewed == (c.clock_skew_least_ms > self.cfg.trading.max_clock_skew_ms)
+        self._collect()
+
+    # ------------------------------------------------- issue 9: reconciliation, link, unknownOid
+    def _venue_snapshot(self) -> tuple[dict[str, float], float, float]:
+        """clearinghouseState as the venue answers it now: positions and the account values
+        of the main dex and of the trading dex (its isolated margin: 0 when flat). Inside a
+        transient window: all zeros."""
+        transient = self.now < self.transient_until
+        if transient and not self.transient_main_only:
+            return {}, 0.0, 0.0
+        marks = self._marks()
+        positions = {}
+        margin = 0.0
+        for i, coin in enumerate(COINS):
+            v = self._venue_pos(i)
+            if abs(v) > 1e-12:
+                positions[coin] = v
+                margin += abs(v) * marks[i] / LEVERAGE
+        return positions, 0.0 if transient else self._equity(True) - margin, margin
+
+    def _account_values(self, main: float, dex: float) -> None:
+        """The venue's ``accountValue`` of the main dex and of the trading dex. The breakers
+        must measure their sum (usable equity), except an answer that looks like the P23
+        empty state (main 0, or dex 0 while fills say we hold a position), held back."""
+        c = self.core
+        suspect = main == 0.0 or (dex == 0.0 and any(p.size for p in c.book.positions))
+        c.on_account_values(main, dex, self.now)
+        if not suspect:
+            assert c.equity_source == "venue", (c.equity_source, main, dex)
+            assert abs(c.breakers.equity - (main + dex)) < 1e-6, (c.breakers.equity, main, dex)
+
+    @precondition(lambda self: self.link_up)
+    @rule(dt=st.integers(1, 3000))
+    def reconcile(self, dt: int) -> None:
+        """A reconciliation (periodic, or asked for by the core): positions, no open orders
+        (our orders are IOC), then the account values — as the shell does."""
+        self.now += dt
+        positions, main, dex = self._venue_snapshot()
+        self.core.on_reconcile(positions, [], self.now)
+        if self.core.unexplained:
+            event("reconciliation leaves a market unexplained")
+        if self.trade:
+            self._account_values(main, dex)
+        self._collect()
+
+    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until)
+    @rule(window_ms=st.integers(500, 8000), main_only=st.booleans())
+    def transient_empty_state(self, window_ms: int, main_only: bool) -> None:
+        """The venue answers clearinghouseState with all-zero positions and account values
+        (or only the main dex's account value is 0) for a while (P23), shorter than the
+        confirmation waits; then the truth again."""
+        self.transient_until = self.now + window_ms
+        self.transient_main_only = main_only
+        positions, main, dex = self._venue_snapshot()
+        self.core.on_reconcile(positions, [], self.now)
+        self._account_values(main, dex)
+        self._collect()
+
+    @precondition(lambda self: self.trade and self.link_up)
+    @rule()
+    def link_drops(self) -> None:
+        """Trade mode: the venue socket drops (at any point of an entry or exit); it stays
+        down until ``link_returns``: posts in flight and queries are lost with it."""
+        self.now += 5
+        if any(pfsm.flatten_live(p.state) or p.has_exposure for p in self.core.book.positions):
+            event("link drops during an exit (flatten live or exposure)")
+        self.link_up = False
+        self.queries = []
+        self.core.on_disconnect(self.now)
+        self._collect()
+        assert self.core.link_down() and not self.core.is_ready()
+
+    def _exit_in_progress(self) -> bool:
+        """A flatten not yet sent, sent and unanswered, or answered with fills to come."""
+        if any(o.reduce_only for o in self.new_orders):
+            return True
+        return any(t.order.reduce_only and (not t.responded or t.fills)
+                   for t in self.truths.values())
+
+    @precondition(lambda self: self.trade and self.link_up and self._exit_in_progress())
+    @rule()
+    def link_drops_mid_exit(self) -> None:
+        """The socket drops at a step of an exit: before its flatten is written, after it is
+        sent, after its post response, between its fills."""
+        event("link drops mid-exit")
+        self.link_drops()
+
+    @precondition(lambda self: self.trade and not self.link_up)
+    @rule(dt=st.integers(50, 3000), reconcile_now=st.booleans())
+    def link_returns(self, dt: int, reconcile_now: bool) -> None:
+        """Reconnected: market data, the user channels' ack; READY waits for a fresh
+        reconciliation (maybe during a transient), which follows at once or a step later."""
+        self.now += dt
+        for i in range(len(COINS)):
+            self._frames(i)
+            self.core.on_ctx(i, self.px[i], self.px[i], self.now)
+        self.core.set_ready("user_channels", True)
+        self.link_up = True
+        assert not self.core.ready["reconciled"]  # a fresh reconciliation is needed
+        if reconcile_now:
+            positions, main, dex = self._venue_snapshot()
+            self.core.on_reconcile(positions, [], self.now)
+            self._account_values(main, dex)
+        self._collect()
+
+    def _queried_known_unexpired(self) -> list[str]:
+        """Queried orders the venue may not know *yet*: within the grace after we sent them
+        (it processes a post that quickly) and before the core's deadline for the order as
+        the core knows it (a restored order carries no send time)."""
+        grace = self.cfg.trading.unknown_oid_grace_ms
+        out = []
+        for q in self.queries:
+            t = self.truths.get(q)
+            o = self.core.orders.get(q)
+            if t is None or o is None or t.order.sent_ms is None:
+                continue
+            if self.now + 1 < min(t.order.sent_ms + grace, self.core.unknown_oid_deadline(o)):
+                out.append(q)
+        return out
+
+    @precondition(lambda self: self.trade and self.link_up and self._queried_known_unexpired())
+    @rule(data=st.data())
+    def answer_unknown_oid_not_yet(self, data: st.DataObject) -> None:
+        """orderStatus says ``unknownOid`` for an order the venue has (not processed yet),
+        before its expiresAfter + grace: it must stay UNKNOWN (no entry meanwhile)."""
+        qs = self._queried_known_unexpired()
+        cloid = qs[data.draw(st.integers(0, len(qs) - 1))]
+        self.queries.remove(cloid)
+        self.now += 1
+        o = self.core.orders.get(cloid)
+        assert o is not None
+        was = o.state
+        event("unknownOid before expiry")
+        self.core.on_order_status(cloid, {"status": "unknownOid"}, self.now)
+        assert o.state == was, (o, was)
         self._collect()
 
     @precondition(lambda self: self.core.entries_sent >= 2)
@@ -377,6 +636,40 @@ class TradingMachine(RuleBasedStateMachine):
         assert abs(c.orders.pending_total - pending) <= 1e-9 * max(1.0, pending)
 
     @invariant()
+    def venue_position_is_managed(self) -> None:
+        """Invariant 6."""
+        c = self.core
+        latched = c.hard_stop.latched and bool(c.hard_stop.reason)
+        for p in c.book.positions:
+            venue = self._venue_pos(p.idx)
+            in_flight = any(True for _ in c.orders.active_for(p.idx))
+            if abs(venue - p.effective) > 1e-9 and not in_flight:
+                assert latched, (p.coin, venue, p.effective, p.state, c.unexplained)
+            if p.has_exposure and (p.dust_size is None
+                                   or abs(p.dust_size - p.effective) > 1e-9):
+                assert p.exit_state is not None, (p.coin, p.effective, p.state)
+                assert (pfsm.can_submit_flatten(p.state)
+                        or p.state in pfsm.FLATTEN_LIVE_STATES), (p.coin, p.state)
+
+    @invariant()
+    def no_false_reconciliation_latch(self) -> None:
+        """The modelled venue never changes a position behind our back and its transients
+        end before a mismatch can be confirmed: a reconciliation must never adopt one."""
+        assert all(e.reason != "reconciliation_mismatch" for e in self.core.hard_stop.history), (
+            self.core.hard_stop.history)
+
+    @invariant()
+    def flatten_failures_only_from_the_venue(self) -> None:
+        """Invariant 9 (the core's count restarts when the market is flat: so does ours, less
+        the flattens still live, each of which may yet fail once)."""
+        for p in self.core.book.positions:
+            assert p.flatten_failures <= self.reached_venue[p.idx], (
+                p.coin, p.flatten_failures, self.reached_venue)
+            if not p.has_exposure:
+                self.reached_venue[p.idx] = sum(
+                    1 for o in self.core.orders.active_for(p.idx) if o.reduce_only)
+
+    @invariant()
     def position_is_sum_of_distinct_fills(self) -> None:
         for p in self.core.book.positions:
             assert abs(p.size - self.ledger[p.idx]) < 1e-9, (p.coin, p.size, self.ledger)
@@ -390,6 +683,9 @@ class TradingMachine(RuleBasedStateMachine):
                 shutil.rmtree(d, ignore_errors=True)
 
     def _teardown(self) -> None:
+        self.transient_until = -math.inf
+        if not self.link_up:
+            self.link_returns(100, True)
         for _ in range(200):
             progressed = False
             for t in self.truths.values():
@@ -413,8 +709,9 @@ class TradingMachine(RuleBasedStateMachine):
                 while t.fills:
                     tid, sz = t.fills.pop()
                     o = t.order
-                    self.core.on_fill(tid, o.cloid, o.coin, o.is_buy, t.px, sz, 0.0,
+                    self.core.on_fill(tid, o.cloid, o.coin, o.is_buy, t.px, sz, t.fee(sz),
                                       self.now, self.now)
+                    t.delivered.append((tid, sz))
                     self.ledger[o.idx] += sz if o.is_buy else -sz
                     progressed = True
             while self.queries:
@@ -427,7 +724,8 @@ class TradingMachine(RuleBasedStateMachine):
                 self.new_orders.remove(o)
                 if o.state == ofsm.NEW:
                     self.core.on_sent(o.cloid, self.now)
-                    if o.reduce_only:  # the venue fills flattens: the market must end flat
+                    if o.reduce_only:
+                        self.reached_venue[o.idx] += 1  # the venue fills flattens: the market must end flat
                         t = Truth(o, o.sz, o.px, "filled")
                         self.tid_n += 1
                         t.fills.append((f"T{self.tid_n}", o.sz))
@@ -462,3 +760,27 @@ LongTradingMachine.TestCase.settings = settings(
     max_examples=10_000, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_trading_core_stateful_long = pytest.mark.slow(LongTradingMachine.TestCase)
+
+
+class TradeMachine(TradingMachine):
+    """The same rules in trade mode: the link stays down across steps, READY after a
+    reconnect waits for a fresh reconciliation, transient all-zero reconciliations, the
+    venue's account values feed the breakers, ``unknownOid`` is final only after expiry."""
+
+    EXTRA = TRADE
+
+
+TradeMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=80, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_trading_core_stateful_trade = TradeMachine.TestCase
+
+
+class LongTradeMachine(TradeMachine):
+    """Trade mode for the marked long run (at least 10,000 examples)."""
+
+
+LongTradeMachine.TestCase.settings = settings(
+    max_examples=10_000, stateful_step_count=80, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_trading_core_stateful_trade_long = pytest.mark.slow(LongTradeMachine.TestCase)

@@ -181,7 +181,8 @@ async def test_an_exit_due_while_the_connection_is_down_flattens_once_it_is_back
 
 
 async def test_unknown_oid_for_a_fresh_entry_keeps_it_unknown(tmp_path: Path) -> None:
-    cfg = config(pending_timeout_ms=800.0)
+    # no dead-man switch: its scheduleCancel post would take the one dropped post response
+    cfg = config(pending_timeout_ms=800.0, dead_man_s=0.0)
     done = trio.Event()
     async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
         async with trio.open_nursery() as n:

@@ -28,7 +28,10 @@ TRADE: dict[str, Any] = {
     "detector": {"min_consecutive_moves": 0, "oracle_direction_filter": False,
                  "min_edge_above_baseline_bps": 0.0, "min_confidence": 0.0},
     "trading": {"pending_timeout_ms": 2000.0, "unknown_query_interval_ms": 300.0,
-                "flatten_retry_ms": 300.0, "reconcile_interval_s": 2.0},
+                "flatten_retry_ms": 300.0, "reconcile_interval_s": 2.0,
+                # off here (tests/integration/test_dead_man.py has it): its scheduleCancel
+                # posts would take the post response these runs drop on purpose
+                "dead_man_s": 0.0},
 }
 SIM: dict[str, Any] = {"aligned": True, "accounts": {MASTER: 10_000.0},
                        "agents": {AGENT: MASTER}}

@@ -238,6 +238,36 @@ class CircuitBreakers:
         self.unrealised = usd
         return self._check(now_ms)
 
+    def on_prices(self, prices: list[tuple[str, float]], now_ms: float) -> list[Trip]:
+        """:meth:`on_price` of each ``(market, price)`` in order at one time (the housekeeping
+        tick), the trips in that order: the same calls, with the checks that do not depend on
+        the market done once and a repeated price's fast path inline."""
+        threshold = self.cfg.market_move_pct
+        if threshold <= 0:
+            return []
+        if not math.isfinite(now_ms):
+            trips: list[Trip] = []
+            for market, px in prices:
+                trips += self.on_price(market, px, now_ms)
+            return trips
+        trips = []
+        halted = self.halted
+        windows = self.windows
+        window_ms = self.window_ms
+        for market, px in prices:
+            if market in halted:
+                continue
+            w = windows.get(market)
+            if w is not None and px == w.last_px and now_ms >= w.last_ms \
+                    and threshold == w.last_threshold and market:
+                w.last_ms = now_ms
+                w.repeat(now_ms, window_ms)
+                continue
+            t = self.on_price(market, px, now_ms)
+            if t:
+                trips += t
+        return trips
+
     def on_price(self, market: str, px: float, now_ms: float) -> list[Trip]:
         """A mark/oracle price of ``market``; may halt that market (``market_move``)."""
         threshold = self.cfg.market_move_pct

@@ -119,3 +119,32 @@ def test_a_quiet_market_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> 
     w = cb.windows["A"]
     assert list(w.lows) == list(w.highs) == [(T0 + 2900, 102.0)]
     assert cb.on_price("A", 120.0, T0 + 3000) != []
+
+
+TICK = st.lists(st.tuples(st.sampled_from(["A", "B", "C", ""]), PRICES), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(TICK, st.sampled_from([0.0, 100.0, 1000.0, -50.0, math.nan]),
+                          st.booleans()), max_size=40),
+       st.sampled_from([0.0, 3.0, 10.0]), st.sampled_from([1.0, 60.0]))
+def test_on_prices_is_on_price_of_each(ticks: list[tuple[list[tuple[str, float]], float, bool]],
+                                       pct: float, window_s: float) -> None:
+    """The housekeeping tick's batch call equals the old per-market calls (the oracle)."""
+    cfg = BreakersConfig(market_move_pct=pct, market_move_window_s=window_s)
+    new, old = CircuitBreakers(cfg, 10_000.0), OldBreakers(cfg, 10_000.0)
+    t = T0
+    for prices, dt, reset in ticks:
+        if reset:
+            new.reset(MARKET_MOVE, "A")
+            old.reset(MARKET_MOVE, "A")
+        now = t + dt if math.isfinite(dt) else dt
+        if math.isfinite(now):
+            t = max(t, now)
+        want: list[Trip] = []
+        for market, px in prices:
+            want += old.on_price(market, px, now)
+        got = new.on_prices(list(prices), now)
+        assert [x.to_dict() for x in got] == [x.to_dict() for x in want]
+        assert _windows(new) == _windows(old)
+        assert new.snapshot() == old.snapshot()

@@ -199,13 +199,18 @@ def parse_records(content: bytes) -> Iterator[FrameRecord]:
 _KIND_STR: Final = {k.encode(): k for k in KINDS}
 
 
+#: a record as a plain tuple, in :class:`FrameRecord`'s field order (replay's batch path)
+RawRecord = tuple[str, int, int, int, bytes]
+
+
 def parse_chunk(content: bytes, from_ns: int | None = None,
-                to_ns: int | None = None) -> tuple[list[FrameRecord], FramesError | None]:
-    """The records of one decompressed zstd frame as a list (replay's batch path), with
+                to_ns: int | None = None) -> tuple[list[RawRecord], FramesError | None]:
+    """The records of one decompressed zstd frame as a list of plain tuples (replay's batch
+    path; ``FrameRecord._make`` turns one into a record), with
     ``from_ns <= wall_ns <= to_ns``: the same records as :func:`parse_records` +
     :func:`_filtered`, and on a bad record the ones before it plus the error (the caller
     raises it after using them, as the generator would have)."""
-    out: list[FrameRecord] = []
+    out: list[RawRecord] = []
     append = out.append
     kinds = _KIND_STR
     index = content.index
@@ -225,8 +230,8 @@ def parse_chunk(content: bytes, from_ns: int | None = None,
             w = int(wall)
             if not check or lo <= w <= hi:
                 k = kinds.get(kind)
-                append(FrameRecord(k if k is not None else kind.decode(), int(batch), w,
-                                   int(mono), content[start:end]))
+                append((k if k is not None else kind.decode(), int(batch), w, int(mono),
+                        content[start:end]))
             pos = end + 1
     except ValueError as exc:  # no header line, or a header that is not 5 fields / numbers
         return out, _Unparsable(exc)
@@ -279,9 +284,9 @@ def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | No
 
 
 def iter_chunks(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
-                progress: list[int] | None = None) -> Iterator[list[FrameRecord]]:
-    """The records of :func:`iter_records`, one list per zstd frame (replay's batch path:
-    no generator step per record). The same records in the same order, the same errors and
+                progress: list[int] | None = None) -> Iterator[list[RawRecord]]:
+    """The records of :func:`iter_records` as plain tuples, one list per zstd frame (replay's
+    batch path: no generator step and no named tuple per record). The same records in the same order, the same errors and
     warnings at the same point of the stream."""
     files = day_files(directory)
     if not files:

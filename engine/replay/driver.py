@@ -46,6 +46,7 @@ from engine.io.frames import (
     K_RUN,
     FrameRecord,
     FramesError,
+    RawRecord,
     day_files,
     decode_json,
     iter_chunks,
@@ -213,7 +214,7 @@ class Replay:
         timers.add("trading", lambda: state["due"], fire)
 
     # ------------------------------------------------------------ run
-    def _records(self) -> Iterator[list[FrameRecord]]:
+    def _records(self) -> Iterator[list[RawRecord]]:
         return iter_chunks(self.data_dir, from_ns=self.from_ns, to_ns=self.to_ns,
                            progress=self._read)
 
@@ -247,7 +248,7 @@ class Replay:
         do_batch = self._batch
         control = self._control
         progress = self.progress
-        chunk: list[FrameRecord] | None = rest
+        chunk: list[RawRecord] | None = rest
         # One list of records per zstd frame; the records of one socket read (K_IN of one
         # batch number) are collected and dispatched as one read, exactly as before.
         while chunk is not None:
@@ -266,7 +267,7 @@ class Replay:
                         do_batch(feed, advance, texts, batch_t)
                         texts = []
                         batch_no = -1
-                    control(feed, advance, rec)
+                    control(feed, advance, FrameRecord._make(rec))
             st.records += len(chunk)
             if progress is not None and st.records >= next_progress:
                 next_progress = st.records + 20_000
@@ -285,12 +286,13 @@ class Replay:
             progress(st, 1.0)
         return st
 
-    def _first_event(self, chunks: Iterator[list[FrameRecord]]
-                     ) -> tuple[FrameRecord, list[FrameRecord]] | None:
+    def _first_event(self, chunks: Iterator[list[RawRecord]]
+                     ) -> tuple[FrameRecord, list[RawRecord]] | None:
         """The first record that drives the clock (info and run headers only configure), and
         the rest of its chunk from it on."""
         for chunk in chunks:
-            for i, rec in enumerate(chunk):
+            for i, raw in enumerate(chunk):
+                rec = FrameRecord._make(raw)
                 if rec.kind in (K_IN, K_CONN):
                     return rec, chunk[i:]
                 if rec.kind == K_RUN:

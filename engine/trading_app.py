@@ -632,14 +632,14 @@ class TradingApp(ObserveApp):
 
     def _next_due(self) -> float:
         assert self.trading is not None and self.backend is not None
-        dues = [self.clock() + HOUSEKEEPING_MS]
+        due = self.clock() + HOUSEKEEPING_MS  # the min of the three, as min() picks it
         d = self.trading.obs.next_timer_ms()
-        if d is not None:
-            dues.append(d)
+        if d is not None and d < due:
+            due = d
         d = self.backend.next_due_ms()
-        if d is not None:
-            dues.append(d)
-        return min(dues)
+        if d is not None and d < due:
+            due = d
+        return due
 
     def _deadline(self, due_ms: float) -> float:
         return trio_deadline(self.clock, due_ms)

@@ -138,12 +138,27 @@ def _finite(v: Any, what: str) -> float:
 class _Window:
     """Trailing-window min and max of one market's prices (monotonic deques of (t, px))."""
 
-    __slots__ = ("lows", "highs", "last_ms")
+    __slots__ = ("lows", "highs", "last_ms", "last_px", "last_threshold")
 
     def __init__(self) -> None:
         self.lows: deque[tuple[float, float]] = deque()  # px increasing from the front
         self.highs: deque[tuple[float, float]] = deque()  # px decreasing from the front
         self.last_ms = -math.inf
+        self.last_px = math.nan  # the newest price pushed (NaN: none), and the threshold it
+        self.last_threshold = math.nan  # was checked against without a trip
+
+    def repeat(self, now_ms: float, window_ms: float) -> None:
+        """:meth:`push` of the newest price again (``last_px``), without the min/max: the
+        deques hold prices strictly monotonic from the front, so that push pops exactly the
+        newest entry of each and appends ``(now_ms, px)`` in its place, then expires."""
+        lows, highs = self.lows, self.highs
+        entry = (now_ms, self.last_px)
+        lows[-1] = entry
+        highs[-1] = entry
+        while now_ms - lows[0][0] > window_ms:
+            lows.popleft()
+        while now_ms - highs[0][0] > window_ms:
+            highs.popleft()
 
     def push(self, px: float, now_ms: float, window_ms: float) -> tuple[float, float]:
         """Add a price; return (lowest, highest) within ``window_ms`` of ``now_ms`` (inclusive)."""
@@ -223,6 +238,36 @@ class CircuitBreakers:
         self.unrealised = usd
         return self._check(now_ms)
 
+    def on_prices(self, prices: list[tuple[str, float]], now_ms: float) -> list[Trip]:
+        """:meth:`on_price` of each ``(market, price)`` in order at one time (the housekeeping
+        tick), the trips in that order: the same calls, with the checks that do not depend on
+        the market done once and a repeated price's fast path inline."""
+        threshold = self.cfg.market_move_pct
+        if threshold <= 0:
+            return []
+        if not math.isfinite(now_ms):
+            trips: list[Trip] = []
+            for market, px in prices:
+                trips += self.on_price(market, px, now_ms)
+            return trips
+        trips = []
+        halted = self.halted
+        windows = self.windows
+        window_ms = self.window_ms
+        for market, px in prices:
+            if market in halted:
+                continue
+            w = windows.get(market)
+            if w is not None and px == w.last_px and now_ms >= w.last_ms \
+                    and threshold == w.last_threshold and market:
+                w.last_ms = now_ms
+                w.repeat(now_ms, window_ms)
+                continue
+            t = self.on_price(market, px, now_ms)
+            if t:
+                trips += t
+        return trips
+
     def on_price(self, market: str, px: float, now_ms: float) -> list[Trip]:
         """A mark/oracle price of ``market``; may halt that market (``market_move``)."""
         threshold = self.cfg.market_move_pct
@@ -233,10 +278,18 @@ class CircuitBreakers:
         if not market:
             self._bad("price", "market", market, now_ms)
             return []
+        w = self.windows.get(market)
+        if w is not None and px == w.last_px and now_ms >= w.last_ms \
+                and threshold == w.last_threshold:
+            # The same price again (a quiet market at each housekeeping tick): the window's
+            # prices are then a subset of those at the last check, which did not trip, so
+            # the move can only be smaller: no trip. Only the window moves on.
+            w.last_ms = now_ms
+            w.repeat(now_ms, self.window_ms)
+            return []
         if not (math.isfinite(px) and px > 0):
             self._bad("price", market, px, now_ms)
             return []
-        w = self.windows.get(market)
         if w is None:
             w = self.windows[market] = _Window()
         if now_ms < w.last_ms:
@@ -246,6 +299,8 @@ class CircuitBreakers:
             now_ms = w.last_ms
         w.last_ms = now_ms
         low, high = w.push(px, now_ms, self.window_ms)
+        w.last_px = px
+        w.last_threshold = threshold
         if px == low and px == high:
             return []
         up = (px / low - 1.0) * 100.0

@@ -97,6 +97,8 @@ class Position:
 
     @property
     def has_exposure(self) -> bool:
+        if not self.unconfirmed:  # the common case: ``effective`` is then ``size``
+            return abs(self.size) > EPS
         return abs(self.effective) > EPS
 
     def unrealized(self, mark: float) -> float:

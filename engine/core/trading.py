@@ -290,10 +290,9 @@ class TradingCore:
         """Housekeeping (every ~100 ms): marks for the market-move breaker, unrealised P&L and
         (paper) equity. Off the per-frame path: a 1-minute breaker needs no per-frame work."""
         cb = self.breakers
-        trips: list[Trip] = []
-        for m in self.obs.markets:
-            if m.mark_px is not None and m.halted is None:
-                trips += cb.on_price(m.coin, m.mark_px, now_ms)
+        trips: list[Trip] = cb.on_prices(
+            [(m.coin, m.mark_px) for m in self.obs.markets
+             if m.mark_px is not None and m.halted is None], now_ms)
         realised, unrealised = self._equity_parts()
         trips += cb.on_unrealized(unrealised, now_ms)
         if self.mode != "trade":

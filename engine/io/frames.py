@@ -196,6 +196,58 @@ def parse_records(content: bytes) -> Iterator[FrameRecord]:
         pos = end + 1
 
 
+_KIND_STR: Final = {k.encode(): k for k in KINDS}
+
+
+#: a record as a plain tuple, in :class:`FrameRecord`'s field order (replay's batch path)
+RawRecord = tuple[str, int, int, int, bytes]
+
+
+def parse_chunk(content: bytes, from_ns: int | None = None,
+                to_ns: int | None = None) -> tuple[list[RawRecord], FramesError | None]:
+    """The records of one decompressed zstd frame as a list of plain tuples (replay's batch
+    path; ``FrameRecord._make`` turns one into a record), with
+    ``from_ns <= wall_ns <= to_ns``: the same records as :func:`parse_records` +
+    :func:`_filtered`, and on a bad record the ones before it plus the error (the caller
+    raises it after using them, as the generator would have)."""
+    out: list[RawRecord] = []
+    append = out.append
+    kinds = _KIND_STR
+    index = content.index
+    lo = from_ns if from_ns is not None else -1
+    hi = to_ns if to_ns is not None else 1 << 63
+    check = from_ns is not None or to_ns is not None
+    pos = 0
+    n = len(content)
+    try:
+        while pos < n:
+            nl = index(b"\n", pos, pos + _HEADER_MAX)
+            kind, batch, wall, mono, size = content[pos:nl].split(b" ")
+            start = nl + 1
+            end = start + int(size)
+            if content[end:end + 1] != b"\n":
+                return out, FramesError(f"record at offset {pos}: payload length does not match")
+            w = int(wall)
+            if not check or lo <= w <= hi:
+                k = kinds.get(kind)
+                append((k if k is not None else kind.decode(), int(batch), w, int(mono),
+                        content[start:end]))
+            pos = end + 1
+    except ValueError as exc:  # no header line, or a header that is not 5 fields / numbers
+        return out, _Unparsable(exc)
+    return out, None
+
+
+class _Unparsable(FramesError):
+    """A record header :func:`parse_records` would have failed on (the original error is
+    re-raised by :func:`iter_chunks`, so the batch path fails exactly like the per-record
+    one)."""
+
+    def __init__(self, exc: ValueError) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
 def day_files(directory: Path) -> list[Path]:
     """The frame day files of ``directory`` (or its ``frames/``), oldest first."""
     d = directory
@@ -231,10 +283,42 @@ def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | No
         yield from _file_records(path, from_ns, to_ns, progress)
 
 
+def iter_chunks(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
+                progress: list[int] | None = None) -> Iterator[list[RawRecord]]:
+    """The records of :func:`iter_records` as plain tuples, one list per zstd frame (replay's
+    batch path: no generator step and no named tuple per record). The same records in the same order, the same errors and
+    warnings at the same point of the stream."""
+    files = day_files(directory)
+    if not files:
+        raise FramesError(f"no frame recording (frames_YYYY-MM-DD.zst) in {directory}")
+    for path in files:
+        day = DAY_FILE.match(path.name)
+        assert day is not None
+        day0 = int(dt.datetime.fromisoformat(day["day"]).replace(tzinfo=dt.UTC).timestamp()
+                   * 1e9)
+        if to_ns is not None and day0 > to_ns:
+            break
+        if from_ns is not None and day0 + NS_PER_DAY <= from_ns:
+            continue
+        for content in _file_contents(path, progress):
+            recs, err = parse_chunk(content, from_ns, to_ns)
+            if recs:
+                yield recs
+            if err is not None:
+                raise err.exc if isinstance(err, _Unparsable) else err
+
+
 def _file_records(path: Path, from_ns: int | None, to_ns: int | None,
                   progress: list[int] | None = None) -> Iterator[FrameRecord]:
     """Whole zstd frames only (the same cut as :func:`repair`): a torn or corrupt tail is
     skipped with a warning."""
+    for content in _file_contents(path, progress):
+        yield from _filtered(parse_records(content), from_ns, to_ns)
+
+
+def _file_contents(path: Path, progress: list[int] | None = None) -> Iterator[bytes]:
+    """The decompressed content of each whole zstd frame of ``path``, in order; a torn or
+    corrupt tail is skipped with a warning."""
     with path.open("rb") as fh:
         dobj = zstandard.ZstdDecompressor().decompressobj()
         parts: list[bytes] = []
@@ -259,7 +343,7 @@ def _file_records(path: Path, from_ns: int | None, to_ns: int | None,
                 pending = dobj.unused_data
                 offset += len(chunk) - len(pending)
                 dobj = zstandard.ZstdDecompressor().decompressobj()
-                yield from _filtered(parse_records(content), from_ns, to_ns)
+                yield content
             else:
                 offset += len(chunk)
         if parts:

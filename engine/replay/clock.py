@@ -64,24 +64,32 @@ class Timers:
     def advance(self, t_ms: float) -> None:
         """Fire everything due at or before ``t_ms`` in order, then set the clock to ``t_ms``."""
         clock = self.clock
+        sources = self._sources
         last_t = None
         same = 0
         while True:
-            nxt = self.next_due()
-            if nxt is None or nxt[0] > t_ms:
+            # the earliest due source (ties: the first added), as next_due() without tuples
+            best = t_ms
+            bi = -1
+            for i, src in enumerate(sources):
+                d = src[1]()
+                if d is not None and (d < best or (bi < 0 and d == best)):
+                    best = d
+                    bi = i
+            if bi < 0:
                 break
-            due, i = nxt
-            clock.set(due)
+            clock.set(best)
             now = clock.now_ms
             if now == last_t:
                 same += 1
                 if same > MAX_FIRES_AT_ONE_TIME:
                     raise TimerLoopError(
-                        f"timer {self._sources[i][0]!r} is still due at {now} after "
+                        f"timer {sources[bi][0]!r} is still due at {now} after "
                         f"{MAX_FIRES_AT_ONE_TIME} firings")
             else:
                 last_t, same = now, 0
-            name, _, fire = self._sources[i]
+            name, _, fire = sources[bi]
             self.fired[name] += 1
             fire(now)
-        clock.set(t_ms)
+        if t_ms > clock.now_ms:
+            clock.now_ms = t_ms

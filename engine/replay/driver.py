@@ -46,8 +46,10 @@ from engine.io.frames import (
     K_RUN,
     FrameRecord,
     FramesError,
+    RawRecord,
     day_files,
     decode_json,
+    iter_chunks,
     iter_records,
 )
 from engine.io.records import RecordWriter
@@ -212,9 +214,9 @@ class Replay:
         timers.add("trading", lambda: state["due"], fire)
 
     # ------------------------------------------------------------ run
-    def _records(self) -> Iterator[FrameRecord]:
-        return iter_records(self.data_dir, from_ns=self.from_ns, to_ns=self.to_ns,
-                            progress=self._read)
+    def _records(self) -> Iterator[list[RawRecord]]:
+        return iter_chunks(self.data_dir, from_ns=self.from_ns, to_ns=self.to_ns,
+                           progress=self._read)
 
     def run(self) -> ReplayStats:
         """Replay everything; raises :class:`ReplayError` (one line for the operator)."""
@@ -226,10 +228,11 @@ class Replay:
     def _run(self) -> ReplayStats:
         t_start = time.perf_counter()
         self._check_out()
-        records = self._records()
-        first = self._first_event(records)
-        if first is None:
+        chunks = self._records()
+        found = self._first_event(chunks)
+        if found is None:
             raise ReplayError(f"no frames in {self.data_dir} within the requested time range")
+        first, rest = found
         st = self.stats
         st.first_ms = first.wall_ns / 1e6
         app, timers = self._build(st.first_ms)
@@ -242,31 +245,36 @@ class Replay:
         batch_no = -1
         texts: list[str] = []
         batch_t = 0.0
-        rec: FrameRecord | None = first
-        pending_iter = records
-        while rec is not None:
-            st.records += 1
-            kind = rec.kind
-            if kind == K_IN:
-                if rec.batch != batch_no:
+        do_batch = self._batch
+        control = self._control
+        progress = self.progress
+        chunk: list[RawRecord] | None = rest
+        # One list of records per zstd frame; the records of one socket read (K_IN of one
+        # batch number) are collected and dispatched as one read, exactly as before.
+        while chunk is not None:
+            for rec in chunk:
+                kind, batch, wall_ns, _mono, payload = rec
+                if kind == K_IN:
+                    if batch != batch_no:
+                        if texts:
+                            do_batch(feed, advance, texts, batch_t)
+                        texts = []
+                        batch_no = batch
+                        batch_t = wall_ns / 1e6
+                    texts.append(payload.decode("utf-8", "replace"))
+                else:
                     if texts:
-                        self._batch(feed, advance, texts, batch_t)
-                    texts = []
-                    batch_no = rec.batch
-                    batch_t = rec.wall_ns / 1e6
-                texts.append(rec.payload.decode("utf-8", "replace"))
-            else:
-                if texts:
-                    self._batch(feed, advance, texts, batch_t)
-                    texts = []
-                    batch_no = -1
-                self._control(feed, advance, rec)
-            if st.records >= next_progress and self.progress is not None:
+                        do_batch(feed, advance, texts, batch_t)
+                        texts = []
+                        batch_no = -1
+                    control(feed, advance, FrameRecord._make(rec))
+            st.records += len(chunk)
+            if progress is not None and st.records >= next_progress:
                 next_progress = st.records + 20_000
-                self.progress(st, self._read[0] / total if total else 0.0)
-            rec = next(pending_iter, None)
+                progress(st, self._read[0] / total if total else 0.0)
+            chunk = next(chunks, None)
         if texts:
-            self._batch(feed, advance, texts, batch_t)
+            do_batch(feed, advance, texts, batch_t)
         end_ms = st.last_ms if st.last_ms is not None else st.first_ms
         if self.to_ns is not None:
             end_ms = max(end_ms, self.to_ns / 1e6)
@@ -274,19 +282,23 @@ class Replay:
         self._finish(app, clock())
         st.timers = dict(timers.fired)
         st.wall_s = time.perf_counter() - t_start
-        if self.progress is not None:
-            self.progress(st, 1.0)
+        if progress is not None:
+            progress(st, 1.0)
         return st
 
-    def _first_event(self, records: Iterator[FrameRecord]) -> FrameRecord | None:
-        """The first record that drives the clock (info and run headers only configure)."""
-        for rec in records:
-            if rec.kind in (K_IN, K_CONN):
-                return rec
-            if rec.kind == K_RUN:
-                self.stats.runs += 1
-                if not self._identity:
-                    self._identity = rec.payload
+    def _first_event(self, chunks: Iterator[list[RawRecord]]
+                     ) -> tuple[FrameRecord, list[RawRecord]] | None:
+        """The first record that drives the clock (info and run headers only configure), and
+        the rest of its chunk from it on."""
+        for chunk in chunks:
+            for i, raw in enumerate(chunk):
+                rec = FrameRecord._make(raw)
+                if rec.kind in (K_IN, K_CONN):
+                    return rec, chunk[i:]
+                if rec.kind == K_RUN:
+                    self.stats.runs += 1
+                    if not self._identity:
+                        self._identity = rec.payload
         return None
 
     def _batch(self, feed: Any, advance: Callable[[float], None], texts: list[str],

@@ -139,7 +139,10 @@ http_port = 0
             try:
                 timers = exchange.trading.schedule.timers
                 with trio.fail_after(40):
-                    while MASTER not in timers:  # noqa: ASYNC110 - the venue's state
+                    # the venue holds the timer, and the engine has seen its answer (logged):
+                    # only then is a kill "with the switch armed"
+                    while MASTER not in timers or \
+                            "dead-man switch armed" not in log_path.read_text():  # noqa: ASYNC110
                         assert proc.poll() is None, log_path.read_text()
                         await trio.sleep(0.05)
                 proc.send_signal(signal.SIGKILL)

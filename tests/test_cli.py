@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")}
+    e["ENGINE__OPS__HTTP_PORT"] = "0"  # an ephemeral ops port, never the operator's 9321
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, env=e,
                           capture_output=True, text=True, timeout=timeout)

@@ -263,11 +263,9 @@ def _listdir(d: Path) -> list[Path]:
         return []
 
 
-def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
-                 progress: list[int] | None = None) -> Iterator[FrameRecord]:
-    """Every record of the recording in ``directory``, in file order (receive order), with
-    ``from_ns <= wall_ns <= to_ns``. A torn tail is skipped with a warning, never an error.
-    ``progress[0]`` is increased by the compressed bytes read (for a progress bar)."""
+def _day_files_in_range(directory: Path, from_ns: int | None,
+                        to_ns: int | None) -> Iterator[Path]:
+    """The recording's day files that can hold records in ``[from_ns, to_ns]``, in order."""
     files = day_files(directory)
     if not files:
         raise FramesError(f"no frame recording (frames_YYYY-MM-DD.zst) in {directory}")
@@ -280,6 +278,15 @@ def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | No
             break
         if from_ns is not None and day0 + NS_PER_DAY <= from_ns:
             continue
+        yield path
+
+
+def iter_records(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
+                 progress: list[int] | None = None) -> Iterator[FrameRecord]:
+    """Every record of the recording in ``directory``, in file order (receive order), with
+    ``from_ns <= wall_ns <= to_ns``. A torn tail is skipped with a warning, never an error.
+    ``progress[0]`` is increased by the compressed bytes read (for a progress bar)."""
+    for path in _day_files_in_range(directory, from_ns, to_ns):
         yield from _file_records(path, from_ns, to_ns, progress)
 
 
@@ -288,18 +295,7 @@ def iter_chunks(directory: Path, *, from_ns: int | None = None, to_ns: int | Non
     """The records of :func:`iter_records` as plain tuples, one list per zstd frame (replay's
     batch path: no generator step and no named tuple per record). The same records in the same order, the same errors and
     warnings at the same point of the stream."""
-    files = day_files(directory)
-    if not files:
-        raise FramesError(f"no frame recording (frames_YYYY-MM-DD.zst) in {directory}")
-    for path in files:
-        day = DAY_FILE.match(path.name)
-        assert day is not None
-        day0 = int(dt.datetime.fromisoformat(day["day"]).replace(tzinfo=dt.UTC).timestamp()
-                   * 1e9)
-        if to_ns is not None and day0 > to_ns:
-            break
-        if from_ns is not None and day0 + NS_PER_DAY <= from_ns:
-            continue
+    for path in _day_files_in_range(directory, from_ns, to_ns):
         for content in _file_contents(path, progress):
             recs, err = parse_chunk(content, from_ns, to_ns)
             if recs:

@@ -358,6 +358,9 @@ class BreakersConfig:
     equity_usd: float = attrs.field(default=0.0, validator=_non_negative)
     # an all-zero account answer (P23) is used only once such answers persisted this long
     equity_confirm_s: float = attrs.field(default=10.0, validator=_non_negative)
+    # ... and over at least this many answers, all while the account holds nothing (never
+    # while a position or an order is open: collateral cannot vanish under a held position)
+    equity_confirm_reads: int = attrs.field(default=3, validator=_positive)
 
 
 @attrs.frozen

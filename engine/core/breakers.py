@@ -10,12 +10,24 @@ disables a breaker.
 Breakers (``Trip.breaker``) and what they measure:
 
 ``daily_loss``
-    ``loss = −(sum of today's closed-trade net P&L) − min(unrealised, 0)`` as a percentage of
-    the day-start equity. Closed trades count from the UTC day in which they closed; the
-    unrealised P&L is the latest total given to :meth:`~CircuitBreakers.on_unrealized` (all open
-    positions, from their entry — positions live seconds to minutes, so counting what they lost
-    before midnight today too is the conservative choice). An unrealised *gain* never offsets
-    realised losses: it is not money yet. The day-start equity is the first equity seen in the
+    ``loss = −(sum of today's closed-trade net P&L + unrealised)`` — the day's mark-to-market
+    loss — as a percentage of the day-start equity. Closed trades count from the UTC day in
+    which they closed; the unrealised P&L is the latest total given (all open positions, from
+    their entry — positions live seconds to minutes, so what they made or lost before
+    midnight counts today). The trading core gives only exposure *confirmed by fills*, at the
+    fills' price (a venue-reported fill without its ``userFills`` has no entry price: it
+    counts 0, neither gain nor loss), and gives it fresh with every check (a closed trade, an
+    equity), not only at its housekeeping tick — so a trade closed in one market is judged
+    with the other markets' P&L at that instant, never with the closed position's own loss
+    counted a second time from the last tick.
+
+    Why an unrealised gain offsets a realised loss (it did not before, issue 9 invariant 7):
+    the breaker is there to stop a *losing* day, and an account whose confirmed P&L today is
+    ≥ 0 is not losing — latching it (a hard stop that flattens the gain away) stops a
+    profitable account. The gain is not trusted blindly: it is marked every tick, so once it
+    fades the loss shows at that tick and the breaker trips then, at the same threshold; and
+    the drawdown breaker watches the venue's own equity independently.
+    The day-start equity is the first equity seen in the
     UTC day; if another input opens the day first, the last equity known (carried over) is
     used. Should it be ≤ 0 (an empty account at midnight), the peak equity is the base.
 ``drawdown``
@@ -201,10 +213,13 @@ class CircuitBreakers:
         self._bad_logged: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ inputs
-    def on_equity(self, equity_usd: float, now_ms: float) -> list[Trip]:
-        """The account value (trade: the venue's; paper: paper equity + P&L − fees)."""
+    def on_equity(self, equity_usd: float, now_ms: float,
+                  unrealised: float | None = None) -> list[Trip]:
+        """The account value (trade: the venue's; paper: paper equity + P&L − fees), and the
+        current unrealised P&L when the caller has it (see :meth:`on_unrealized`)."""
         if not self._good_time(now_ms, "equity") or not self._good(equity_usd, "equity", "equity"):
             return []
+        self._fresh_unrealised(unrealised)
         self.equity = equity_usd
         self._roll(now_ms)
         if equity_usd > self.peak:
@@ -221,10 +236,13 @@ class CircuitBreakers:
             raise ValueError(f"equity to rebase on must be > 0, got {equity_usd!r}")
         self.equity = self.peak = self.day_start_equity = start
 
-    def on_trade_closed(self, pnl_usd: float, now_ms: float) -> list[Trip]:
-        """Net P&L (after fees) of a closed trade."""
+    def on_trade_closed(self, pnl_usd: float, now_ms: float,
+                        unrealised: float | None = None) -> list[Trip]:
+        """Net P&L (after fees) of a closed trade, and the unrealised P&L of what is still
+        open right after it (the closed position no longer in it) when the caller has it."""
         if not self._good_time(now_ms, "trade") or not self._good(pnl_usd, "trade", "pnl"):
             return []
+        self._fresh_unrealised(unrealised)
         self._roll(now_ms)
         self.realised_today += pnl_usd
         self.consecutive_losses = self.consecutive_losses + 1 if pnl_usd < 0 else 0
@@ -237,6 +255,11 @@ class CircuitBreakers:
         self._roll(now_ms)
         self.unrealised = usd
         return self._check(now_ms)
+
+    def _fresh_unrealised(self, usd: float | None) -> None:
+        """Take the caller's current unrealised P&L before a check (ignored: None, or bad)."""
+        if usd is not None and self._good(usd, "unrealised", "usd"):
+            self.unrealised = usd
 
     def on_prices(self, prices: list[tuple[str, float]], now_ms: float) -> list[Trip]:
         """:meth:`on_price` of each ``(market, price)`` in order at one time (the housekeeping
@@ -373,7 +396,7 @@ class CircuitBreakers:
         return any(b in GLOBAL_BREAKERS for b, _ in self.trips)
 
     def daily_loss_usd(self) -> float:
-        return -self.realised_today - min(self.unrealised, 0.0)
+        return -(self.realised_today + self.unrealised)
 
     def daily_base(self) -> float:
         return self.day_start_equity if self.day_start_equity > 0 else self.peak

@@ -62,6 +62,8 @@ READY_FLAGS = ("market_data", "user_channels", "reconciled")
 MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
+ZERO_USD = 0.005  # an account value below half a cent is "zero" (the venue's empty state, P23)
+SUSPECT_LOG_INTERVAL_MS = 60_000.0  # episode-start WARNING lines at most this often
 RECHECK_MS = 1000.0  # an unexplained market is re-checked this often (a match clears it)
 
 
@@ -140,7 +142,11 @@ class TradingCore:
         self.breakers_restored = False  # set by the journal restore (same mode and account)
         self._last_main_value: float | None = None  # last main-dex accountValue used
         self._suspect_reads = 0  # episodes of all-zero account answers held back (P23)
-        self._suspect_since: float | None = None
+        self._suspect_since: float | None = None  # the current episode's first answer
+        self._suspect_n = 0  # answers in the current episode
+        self._suspect_flat_since: float | None = None  # ... since the account holds nothing
+        self._suspect_flat_n = 0
+        self._suspect_logged_ms: float | None = None
         # repeating alert conditions raised once per state change: (code, key) -> repeats
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
@@ -307,36 +313,121 @@ class TradingCore:
         dex (``clearinghouseState`` without ``dex``) and of the trading dex (with it), ``None``
         when unreadable. With DEX abstraction the dex holds only the isolated margin in use ($0
         when flat) and the free collateral stays on the main dex, so the usable equity is their
-        sum (protocol doc §9 notes, P22). An all-zero answer where value must be (the main dex
-        after it held some, the dex while fills say we hold a position) is the venue's
-        transient empty state (P23): it is used only once such answers have persisted for
-        ``[breakers] equity_confirm_s`` (a real $0 main dex — all collateral in the dex — is
-        rare; a transient lasts seconds).
+        sum (protocol doc §9 notes, P22).
+
+        An answer that looks like the venue's empty state (P23) is *suspect*: the main dex at
+        ~0, the dex at ~0 while fills say we hold a position, or a total ≤ 0 once the venue has
+        told a real value. A suspect answer is used only once it is confirmed — see
+        :meth:`_suspect_confirmed`: such answers, and no other, persisted ``[breakers]
+        equity_confirm_s`` over at least ``equity_confirm_reads`` answers *while the account
+        holds nothing* (no position, no order in flight, no unexplained market). While
+        something is held it is never used: collateral cannot vanish while the position holds
+        margin, and a real loss of the position shows in its fills and the reconciliation
+        (which adopts a liquidation and latches). So a stuck main-dex 0 next to an open
+        position cannot fake a 95 % drawdown, and a real wipe-out (flat, all zero, persisting)
+        is fed to the breakers as equity 0 and trips the drawdown breaker.
         """
         if main_usd is None or dex_usd is None:
             which = "the main dex" if main_usd is None else f"dex {self.cfg.venue.dex!r}"
             self._equity_unknown(now_ms, f"no readable account value for {which}")
             return
-        if not main_usd + dex_usd > 0:  # nothing usable, transient or not
+        total = main_usd + dex_usd
+        if not math.isfinite(total):
+            self._equity_unknown(now_ms, f"the venue reports account values main dex "
+                                         f"{main_usd!r} + dex {self.cfg.venue.dex!r} {dex_usd!r}")
+            return
+        if not total > 0 and self.equity_source != "venue":  # no basis, transient or not
             self._equity_unknown(now_ms, f"the venue reports usable equity "
-                                         f"{main_usd + dex_usd!r} (main dex {main_usd!r} + dex "
+                                         f"{total!r} (main dex {main_usd!r} + dex "
                                          f"{self.cfg.venue.dex!r} {dex_usd!r})")
             return
-        suspect = main_usd == 0.0 or (dex_usd == 0.0 and any(p.size for p in self.book.positions))
+        suspect = (main_usd <= ZERO_USD or not total > 0
+                   or (dex_usd <= ZERO_USD and any(p.size for p in self.book.positions)))
         if not suspect:
-            self._suspect_since = None
-        else:
-            confirm_ms = self.cfg.breakers.equity_confirm_s * 1000.0
-            if self._suspect_since is None:
-                self._suspect_since = now_ms
-                self._suspect_reads += 1
-                log.warning("account value main %.2f + dex %.2f USD looks like the venue's "
-                            "transient empty state: not used unless it persists %.0f s",
-                            main_usd, dex_usd, confirm_ms / 1000.0)
-            if now_ms - self._suspect_since < confirm_ms:
-                return
+            self._suspect_end(now_ms)
+        elif not self._suspect_confirmed(main_usd, dex_usd, now_ms):
+            return
         self._last_main_value = main_usd
-        self.on_account_value(main_usd + dex_usd, now_ms)
+        if total > 0:
+            self.on_account_value(total, now_ms)
+            return
+        # a confirmed total ≤ 0 of an account the venue reported real equity for: a wipe-out
+        # (or everything withdrawn). The breakers must see it: equity 0 is a 100 % drawdown.
+        log.error("account value main %.2f + dex %.2f USD persisted %.0f s while the account "
+                  "holds nothing: the breakers measure a usable equity of %.2f USD",
+                  main_usd, dex_usd, (now_ms - (self._suspect_flat_since or now_ms)) / 1000.0,
+                  total)
+        self._trips(self.breakers.on_equity(total, now_ms, unrealised=self._equity_parts()[1]),
+                    now_ms, "equity")
+
+    def _holds_something(self) -> str | None:
+        """What the account holds that needs collateral (None: nothing): a position, an order
+        in flight (it may fill) or a market whose venue exposure the book cannot explain."""
+        for p in self.book.positions:
+            if p.size or p.has_exposure:
+                return f"a position in {p.coin}"
+        if self.orders.live:
+            return "an order in flight"
+        if self.unexplained:
+            return f"unexplained exposure in {', '.join(sorted(self.unexplained))}"
+        return None
+
+    def _suspect_confirmed(self, main_usd: float, dex_usd: float, now_ms: float) -> bool:
+        """Count one suspect answer (see :meth:`on_account_values`); True once confirmed.
+
+        One WARNING line when an episode starts (rate-limited across episodes: a venue that
+        flaps between answers logs once a minute, with the count), and — if the answer
+        outlasts the confirmation while something is held — one WARNING line and one
+        ``equity_stuck`` alert naming it, cleared (info) by the next plausible answer."""
+        bc = self.cfg.breakers
+        confirm_ms = bc.equity_confirm_s * 1000.0
+        need = bc.equity_confirm_reads
+        if self._suspect_since is None:
+            self._suspect_since = now_ms
+            self._suspect_n = 0
+            self._suspect_flat_since = None
+            self._suspect_flat_n = 0
+            self._suspect_reads += 1
+            if (self._suspect_logged_ms is None
+                    or now_ms - self._suspect_logged_ms >= SUSPECT_LOG_INTERVAL_MS):
+                self._suspect_logged_ms = now_ms
+                log.warning("account value main %.2f + dex %.2f USD looks like the venue's "
+                            "transient empty state (P23): not used unless such answers persist "
+                            "%.0f s over %d answers while the account holds nothing "
+                            "(episode %d)", main_usd, dex_usd, confirm_ms / 1000.0, need,
+                            self._suspect_reads)
+        self._suspect_n += 1
+        held = self._holds_something()
+        if held is not None:
+            self._suspect_flat_since = None
+            self._suspect_flat_n = 0
+            lasted = now_ms - self._suspect_since
+            if lasted >= confirm_ms and self._suspect_n >= need \
+                    and ("equity_stuck", "") not in self._alert_states:
+                msg = (f"the venue's account value looks stuck: main dex {main_usd:.2f} + dex "
+                       f"{dex_usd:.2f} USD for {lasted / 1000.0:.0f} s over {self._suspect_n} "
+                       f"answers while the account holds {held} (collateral cannot vanish "
+                       f"while a position holds margin): not used; the breakers keep "
+                       f"{self.breakers.equity:.2f} USD and the daily-loss breaker still "
+                       f"measures the fills")
+                log.warning("%s", msg)
+                self._alert_state("warning", "equity_stuck", "", msg)
+            return False
+        if self._suspect_flat_since is None:
+            self._suspect_flat_since = now_ms
+        self._suspect_flat_n += 1
+        return (now_ms - self._suspect_flat_since >= confirm_ms
+                and self._suspect_flat_n >= need)
+
+    def _suspect_end(self, now_ms: float) -> None:
+        """A plausible answer: the suspect episode (if any) is over."""
+        if self._suspect_since is None:
+            return
+        self._alert_clear("equity_stuck", "",
+                          f"the venue's account value is plausible again after "
+                          f"{(now_ms - self._suspect_since) / 1000.0:.0f} s")
+        self._suspect_since = None
+        self._suspect_flat_since = None
 
     def on_account_value(self, equity_usd: float, now_ms: float) -> None:
         """Trade mode: the account's usable equity. A value ≤ 0 (or not finite) is no basis
@@ -356,7 +447,9 @@ class TradingCore:
                      "(was: %s; peak %.2f USD)", equity_usd, was, self.breakers.peak)
             self._alert_clear("equity_unknown", "",
                               f"usable equity known: {equity_usd:.2f} USD from the venue")
-        self._trips(self.breakers.on_equity(equity_usd, now_ms), now_ms, "equity")
+        self._trips(self.breakers.on_equity(equity_usd, now_ms,
+                                            unrealised=self._equity_parts()[1]),
+                    now_ms, "equity")
 
     def _equity_unknown(self, now_ms: float, why: str) -> None:
         """The venue cannot tell the equity: keep the last venue value if there is one, else
@@ -383,7 +476,8 @@ class TradingCore:
     def _trade_closed(self, trade: dict[str, Any], now_ms: float) -> None:
         pnl = trade.get("net_pnl")
         if isinstance(pnl, int | float):
-            trips = self.breakers.on_trade_closed(float(pnl), now_ms)
+            trips = self.breakers.on_trade_closed(float(pnl), now_ms,
+                                                  unrealised=self._equity_parts()[1])
             self._breaker_record(now_ms, "trade")
             self._trips(trips, now_ms, "trade")
 

@@ -64,17 +64,42 @@ def test_daily_loss_float_rounding_still_fires_at_threshold() -> None:
     assert names(cb.on_trade_closed(-loss, T0)) == ["daily_loss"]
 
 
-def test_daily_loss_accumulates_and_counts_unrealised_losses_only() -> None:
+def test_daily_loss_accumulates_realised_and_unrealised_pnl() -> None:
     cb = make()
     assert cb.on_trade_closed(-120.0, T0) == []
     assert cb.on_trade_closed(+20.0, T0 + 1) == []  # net −100: 1 %
-    assert cb.on_unrealized(+500.0, T0 + 2) == []  # a gain does not offset
-    assert cb.daily_loss_usd() == pytest.approx(100.0)
+    assert cb.on_unrealized(+60.0, T0 + 2) == []  # a confirmed gain offsets: −40
+    assert cb.daily_loss_usd() == pytest.approx(40.0)
     assert cb.on_unrealized(-99.0, T0 + 3) == []  # 1.99 %
     trips = cb.on_unrealized(-100.0, T0 + 4)  # 2 %
     assert names(trips) == ["daily_loss"]
     assert "unrealised -100.00" in trips[0].detail
     assert cb.snapshot()["daily_pnl"] == pytest.approx(-200.0)
+
+
+def test_an_unrealised_gain_offsets_a_realised_loss_until_it_fades() -> None:
+    """Issue 9 invariant 7: no loss breaker while today's P&L (realised + unrealised of
+    confirmed exposure) is ≥ 0. A trade closing 2.5 % down while another position is 3 % up
+    is a profitable day; once the gain fades the loss shows and the breaker trips. Before: an
+    unrealised gain never offset, and the breaker latched a profitable account."""
+    cb = make()
+    assert cb.on_unrealized(+300.0, T0) == []
+    assert cb.on_trade_closed(-250.0, T0 + 1) == []  # today +50
+    assert cb.daily_loss_usd() == pytest.approx(-50.0)
+    assert cb.on_unrealized(+51.0, T0 + 2) == []  # 1.99 % down
+    assert names(cb.on_unrealized(+50.0, T0 + 3)) == ["daily_loss"]  # 2 %: trips
+
+
+def test_a_closed_trade_is_judged_with_the_unrealised_pnl_right_after_it() -> None:
+    """The core passes the unrealised P&L with the closed trade: the closed position's own
+    loss, still in the last tick's unrealised total, is not counted a second time, and a gain
+    opened since that tick counts. Before: the last tick's total was used."""
+    cb = make()
+    assert cb.on_unrealized(-150.0, T0) == []  # the position about to close: 1.5 % down
+    assert cb.on_trade_closed(-150.0, T0 + 1, unrealised=0.0) == []  # now closed: 1.5 %
+    assert cb.daily_loss_usd() == pytest.approx(150.0)
+    assert cb.on_trade_closed(-100.0, T0 + 2, unrealised=+60.0) == []  # −250 + 60: 1.9 %
+    assert names(cb.on_equity(EQ, T0 + 3, unrealised=+50.0)) == ["daily_loss"]  # 2 %
 
 
 def test_daily_loss_base_is_the_first_equity_of_the_day() -> None:

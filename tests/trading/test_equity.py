@@ -138,6 +138,105 @@ def test_a_transient_all_zero_main_answer_is_used_only_when_it_persists() -> Non
     assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
 
 
+def _open_long_position(core: TradingCore, now: float) -> None:
+    """A sell entry filled (fills confirmed): the account holds a position."""
+    o = sell_entry(core, now)
+    core.on_fill("t1", o.cloid, o.coin, False, 99.99, o.sz, 0.0, now + 2, now + 2)
+    core.on_order_update(o.cloid, None, "filled", "0", o.sz_wire, now + 3)
+    assert core.book.positions[0].has_exposure and not core.orders.live
+
+
+def test_a_stuck_main_dex_zero_while_a_position_is_held_never_trips(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The venue's main dex answers 0 for a minute (longer than equity_confirm_s) while a
+    position holds margin in the dex (4.91 USD): collateral cannot vanish under a held
+    position, so it is not a 99.5 % drawdown. One WARNING line and one ``equity_stuck``
+    alert say so (not one per answer); the next plausible answer clears it. Before: the
+    answer was used after 10 s and latched the hard stop ("equity 4.91 USD is 99.509 %
+    below the peak")."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    _open_long_position(core, T0 + 10)
+    core.drain()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="engine.trading"):
+        for t in range(1000, 61_000, 2000):
+            core.on_account_values(0.0, 4.91, T0 + t)
+            core.on_housekeeping(T0 + t + 1)
+    assert not core.hard_stop.latched and not core.breakers.tripped()
+    assert core.breakers.equity == 1000.0
+    stuck = [r for r in caplog.records if "looks stuck" in r.getMessage()]
+    assert len(stuck) == 1 and "a position in xyz:GOLD" in stuck[0].getMessage()
+    assert len([r for r in caplog.records if "transient empty state" in r.getMessage()]) == 1
+    [alert] = alerts(core, "equity_stuck")
+    assert "main dex 0.00 + dex 4.91 USD" in alert.message
+    core.on_account_values(995.0, 4.91, T0 + 62_000)  # the venue answers right again
+    assert [a.code for a in alerts(core)] == ["equity_stuck_cleared"]
+    assert core.breakers.equity == pytest.approx(999.91) and not core.hard_stop.latched
+
+
+def test_suspect_answers_count_only_while_the_account_holds_nothing() -> None:
+    """A main-dex 0 that began while a position was open is confirmed only by answers taken
+    once the account holds nothing, equity_confirm_s apart and at least equity_confirm_reads
+    of them: closing the position does not make the answers of the last minute count."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    _open_long_position(core, T0 + 10)
+    for t in range(1000, 30_000, 2000):
+        core.on_account_values(0.0, 10.0, T0 + t)
+    core.kill(T0 + 30_000, "test")  # the kill switch flattens: the account holds nothing
+    (po,) = core.take_orders()
+    f = po.order
+    core.on_sent(f.cloid, T0 + 30_001)
+    core.on_fill("t2", f.cloid, f.coin, True, 100.01, f.sz, 0.0, T0 + 30_002, T0 + 30_002)
+    core.on_order_update(f.cloid, None, "filled", "0", f.sz_wire, T0 + 30_003)
+    assert not core.book.positions[0].has_exposure and not core.orders.live
+    core.on_account_values(0.0, 10.0, T0 + 31_000)
+    assert not core.hard_stop.latched  # the first answer while flat: confirms nothing
+    core.on_account_values(0.0, 10.0, T0 + 41_000)
+    assert not core.hard_stop.latched  # 10 s, but only 2 answers (equity_confirm_reads 3)
+    core.on_account_values(0.0, 10.0, T0 + 42_000)
+    assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
+    assert core.breakers.equity == pytest.approx(10.0)
+
+
+def test_two_zero_answers_confirm_nothing_however_far_apart() -> None:
+    """One answer at the start of a transient and one at the start of the next, with no
+    truthful answer seen between them, are not a confirmed empty account: the rule needs
+    equity_confirm_reads (3) answers. Before: two answers 10 s apart latched the hard stop."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    core.on_account_values(0.0, 10.0, T0 + 1000)
+    core.on_account_values(0.0, 10.0, T0 + 12_000)
+    assert not core.hard_stop.latched and core.breakers.equity == 1000.0
+    core.on_account_values(0.0, 10.0, T0 + 13_000)  # the third: a 99 % drawdown
+    assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
+
+
+def test_a_real_wipe_out_still_trips_the_drawdown_breaker() -> None:
+    """Flat, and the venue reports 0 everywhere, persisting over equity_confirm_s and several
+    answers: the account really is empty (a liquidation adopted by the reconciliation, or
+    the collateral withdrawn). The breakers measure equity 0 — a 100 % drawdown — and the
+    hard stop latches. Before: a total of 0 was "no basis" and the last value was kept, so
+    trading went on."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    for t in range(1000, 8000, 2000):  # a transient's worth: not yet
+        core.on_account_values(0.0, 0.0, T0 + t)
+    assert not core.hard_stop.latched and core.breakers.equity == 1000.0
+    for t in range(9000, 14_000, 2000):
+        core.on_account_values(0.0, 0.0, T0 + t)
+    assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
+    assert core.breakers.equity == 0.0
+    assert "equity 0.00 USD is 100.000 % below the peak 1000.00 USD" in \
+        core.hard_stop.history[-1].detail
+
+
+def test_equity_confirm_reads_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="equity_confirm_reads"):
+        structure_config({"breakers": {"equity_confirm_reads": 0}}, "test")
+
+
 def _journal(tmp_path: Path, core: TradingCore) -> None:
     day = "2027-01-15"  # the UTC day of T0
     for it in core.drain():
@@ -210,6 +309,72 @@ def test_filled_before_userfills_makes_no_phantom_loss() -> None:
     assert core._equity_parts()[1] == pytest.approx(want)  # noqa: SLF001
     assert TradingApp._unrealized(shell) == pytest.approx(want)  # type: ignore[arg-type]
     assert not core.hard_stop.latched
+
+
+# ------------------------------------------- invariant 7: the daily loss is today's P&L
+def _two_shorts(core: TradingCore) -> list[Any]:
+    """A filled (fill-confirmed) sell entry of 0.49 at 99.99 in each of the two markets."""
+    orders = []
+    for i in (0, 1):
+        core.on_ctx(i, 99.7, 99.7, T0 + 10 + i)
+        (po,) = core.take_orders()
+        o = po.order
+        core.on_sent(o.cloid, T0 + 12 + i)
+        core.on_fill(f"e{i}", o.cloid, o.coin, False, 99.99, o.sz, 0.0, T0 + 14, T0 + 14)
+        core.on_order_update(o.cloid, None, "filled", "0", o.sz_wire, T0 + 15)
+        orders.append(o)
+    assert [o.sz for o in orders] == [0.49, 0.49]
+    return orders
+
+
+def _close_first(core: TradingCore, px: float, now: float) -> None:
+    """Flatten everything; only the first market's flatten fills (at ``px``) for now."""
+    core.flatten_all(now, "test")
+    flattens = {po.order.idx: po.order for po in core.take_orders()}
+    f = flattens[0]
+    core.on_sent(f.cloid, now + 1)
+    core.on_fill("x0", f.cloid, f.coin, True, px, f.sz, 0.0, now + 2, now + 2)
+    assert not core.book.positions[0].has_exposure and core.book.positions[1].has_exposure
+
+
+def test_a_realised_loss_offset_by_a_confirmed_gain_does_not_trip_the_daily_loss() -> None:
+    """The long run's case (seed 2905…8424): one market's trade closes 1.18 USD down (over
+    the 1 USD limit: 0.1 % of 1000) while the other market's fill-confirmed short is 1.71 USD
+    up: today's P&L is +0.53, the account is not losing, the breaker must not latch (and so
+    flatten) it. Once the gain fades the loss shows and it trips. Before: an unrealised gain
+    never offset a realised loss — "realised today −1.18, unrealised +0.53" latched."""
+    core, _ = make_trading(trade(daily_loss_pct=0.1, drawdown_pct=0.0),
+                           coins=("xyz:GOLD", "xyz:TSLA"))
+    make_ready(core, equity=1000.0)
+    _two_shorts(core)
+    core.on_ctx(1, 96.5, 96.5, T0 + 100)  # the second short gains (99.99 − 96.5) × 0.49
+    core.on_ctx(0, 102.4, 102.4, T0 + 101)  # the first loses (102.4 − 99.99) × 0.49
+    core.on_housekeeping(T0 + 200)
+    assert not core.hard_stop.latched
+    _close_first(core, 102.4, T0 + 300)
+    assert core.breakers.realised_today == pytest.approx(-(102.4 - 99.99) * 0.49)
+    assert core.breakers.unrealised == pytest.approx((99.99 - 96.5) * 0.49)
+    assert not core.hard_stop.latched and not core.breakers.tripped()
+    core.on_ctx(1, 99.99, 99.99, T0 + 400)  # the gain fades: today −1.18
+    core.on_housekeeping(T0 + 500)
+    assert core.hard_stop.latched and core.hard_stop.reason == "daily_loss"
+
+
+def test_a_closed_position_s_loss_is_not_counted_twice() -> None:
+    """The trade closes at the mark the last tick valued it at: its loss (0.74 USD, under
+    the 1 USD limit) is realised now and no longer unrealised. Before: the check at the close
+    used the last tick's unrealised total, which still held the same 0.74 — 1.48, a trip."""
+    core, _ = make_trading(trade(daily_loss_pct=0.1, drawdown_pct=0.0),
+                           coins=("xyz:GOLD", "xyz:TSLA"))
+    make_ready(core, equity=1000.0)
+    _two_shorts(core)
+    core.on_ctx(1, 99.99, 99.99, T0 + 99)  # the second market at its entry price: 0
+    core.on_ctx(0, 101.5, 101.5, T0 + 100)
+    core.on_housekeeping(T0 + 200)
+    assert core.breakers.unrealised == pytest.approx(-(101.5 - 99.99) * 0.49)
+    _close_first(core, 101.5, T0 + 300)
+    assert core.breakers.daily_loss_usd() == pytest.approx((101.5 - 99.99) * 0.49)
+    assert not core.hard_stop.latched and not core.breakers.tripped()
 
 
 # ----------------------------------------------------------------- item 7: alert storms

@@ -104,6 +104,12 @@ class TradingMachine(RuleBasedStateMachine):
         self.link_up = True
         self.transient_until = -math.inf  # the venue answers all zeros until then
         self.transient_main_only = False  # ... or only the main dex's accountValue is 0
+        # a new transient starts only after a truthful account answer since the last one: two
+        # windows with none seen between them are, to anyone reading the answers, one window
+        # longer than the confirmation waits — a venue that stays empty, not a transient
+        self.truth_seen = True
+        self.stuck_until = -math.inf  # the main dex's value is stuck at 0 (while a position
+        # is held) until then: longer than [breakers] equity_confirm_s
         self.reached_venue = [0, 0]  # flattens per market that reached the venue (or failed
         # to send while connected): the most the core may count as failed
         self.peak_confirmed = START_EQUITY
@@ -472,7 +478,8 @@ class TradingMachine(RuleBasedStateMachine):
             if abs(v) > 1e-12:
                 positions[coin] = v
                 margin += abs(v) * marks[i] / LEVERAGE
-        return positions, 0.0 if transient else self._equity(True) - margin, margin
+        stuck = self.now < self.stuck_until and bool(positions)
+        return positions, 0.0 if transient or stuck else self._equity(True) - margin, margin
 
     def _account_values(self, main: float, dex: float) -> None:
         """The venue's ``accountValue`` of the main dex and of the trading dex. The breakers
@@ -480,6 +487,8 @@ class TradingMachine(RuleBasedStateMachine):
         empty state (main 0, or dex 0 while fills say we hold a position), held back."""
         c = self.core
         suspect = main == 0.0 or (dex == 0.0 and any(p.size for p in c.book.positions))
+        if self.now >= self.transient_until and not (main == 0.0 and self.now < self.stuck_until):
+            self.truth_seen = True
         c.on_account_values(main, dex, self.now)
         if not suspect:
             assert c.equity_source == "venue", (c.equity_source, main, dex)
@@ -499,18 +508,31 @@ class TradingMachine(RuleBasedStateMachine):
             self._account_values(main, dex)
         self._collect()
 
-    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until)
+    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until
+                  and self.truth_seen)
     @rule(window_ms=st.integers(500, 8000), main_only=st.booleans())
     def transient_empty_state(self, window_ms: int, main_only: bool) -> None:
         """The venue answers clearinghouseState with all-zero positions and account values
         (or only the main dex's account value is 0) for a while (P23), shorter than the
-        confirmation waits; then the truth again."""
+        confirmation waits; then the truth again, which is seen before the next transient."""
         self.transient_until = self.now + window_ms
         self.transient_main_only = main_only
+        self.truth_seen = False
         positions, main, dex = self._venue_snapshot()
         self.core.on_reconcile(positions, [], self.now)
         self._account_values(main, dex)
         self._collect()
+
+    @precondition(lambda self: self.trade and self.link_up
+                  and any(abs(self._venue_pos(i)) > 1e-12 for i in range(len(COINS))))
+    @rule(duration_ms=st.integers(10_001, 120_000))
+    def main_dex_stuck_at_zero(self, duration_ms: int) -> None:
+        """The main dex's accountValue answers 0 for longer than [breakers] equity_confirm_s
+        while the venue holds a position (the dex: its margin). Collateral cannot vanish
+        under a held position: no breaker may take it for a 95 % drawdown (invariant 7)."""
+        event("main dex stuck at 0 while a position is held")
+        self.stuck_until = self.now + duration_ms
+        self.reconcile(1)
 
     @precondition(lambda self: self.trade and self.link_up)
     @rule()
@@ -684,6 +706,7 @@ class TradingMachine(RuleBasedStateMachine):
 
     def _teardown(self) -> None:
         self.transient_until = -math.inf
+        self.stuck_until = -math.inf
         if not self.link_up:
             self.link_returns(100, True)
         for _ in range(200):

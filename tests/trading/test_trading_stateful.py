@@ -182,9 +182,13 @@ class TradingMachine(RuleBasedStateMachine):
         confirmed, venue = self._equity(False), self._equity(True)
         for k in self._loss_trips() - self.loss_trips_before:
             event("loss breaker tripped")
-            # trade mode: the drawdown breaker reads the venue's usable equity; the daily
-            # loss (and everything in paper mode) the fill-confirmed P&L
-            below = (venue < self.peak_venue - 1e-9 if self.trade and k[0] == DRAWDOWN
+            # trade mode: the drawdown breaker reads the venue's usable equity, and must have
+            # seen it really fall drawdown_pct below a peak it reached (the engine samples it
+            # at reconciliations, at this step's marks: never more than the model's drawdown);
+            # the daily loss (and everything in paper mode) the fill-confirmed P&L
+            dd = self.cfg.breakers.drawdown_pct / 100.0
+            below = (venue <= self.peak_venue * (1.0 - dd) + 1e-9
+                     if self.trade and k[0] == DRAWDOWN
                      else confirmed < self.peak_confirmed - 1e-9)
             assert below, (k, self.core.breakers.trips[k].detail, confirmed,
                            self.peak_confirmed, venue, self.peak_venue)

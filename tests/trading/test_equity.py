@@ -232,6 +232,21 @@ def test_a_real_wipe_out_still_trips_the_drawdown_breaker() -> None:
         core.hard_stop.history[-1].detail
 
 
+def test_a_flapping_venue_logs_its_empty_answers_once_a_minute(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each transient starts an episode; a venue that flaps between an empty answer and a
+    true one at every reconciliation logs one WARNING line a minute, not one per answer."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    with caplog.at_level("WARNING", logger="engine.trading"):
+        for t in range(0, 120_000, 4000):
+            core.on_account_values(0.0, 0.0, T0 + 1000 + t)
+            core.on_account_values(1000.0, 0.0, T0 + 3000 + t)
+    lines = [r.getMessage() for r in caplog.records if "transient empty state" in r.getMessage()]
+    assert len(lines) == 2 and "(episode 16)" in lines[1], lines
+    assert not core.hard_stop.latched
+
+
 def test_equity_confirm_reads_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="equity_confirm_reads"):
         structure_config({"breakers": {"equity_confirm_reads": 0}}, "test")

@@ -375,6 +375,39 @@ def test_a_realised_loss_offset_by_a_confirmed_gain_does_not_trip_the_daily_loss
     assert core.hard_stop.latched and core.hard_stop.reason == "daily_loss"
 
 
+def test_a_gain_not_yet_confirmed_by_fills_does_not_offset_a_realised_loss() -> None:
+    """The rule's other half (conservative): the post response says the second market's
+    entry filled (at a price that is 1.71 USD up at the mark) but its userFills have not
+    arrived. That exposure has no fill-confirmed price yet (item 4): it counts 0, neither
+    loss nor gain, so the first market's realised 1.18 USD loss stands and trips. The fills
+    arrive within moments; a trip it did not need costs an operator's reset, a gain counted
+    on a price the fills may revise could keep a losing account trading."""
+    core, _ = make_trading(trade(daily_loss_pct=0.1, drawdown_pct=0.0),
+                           coins=("xyz:GOLD", "xyz:TSLA"))
+    make_ready(core, equity=1000.0)
+    core.on_ctx(0, 99.7, 99.7, T0 + 10)
+    (po,) = core.take_orders()
+    a = po.order
+    core.on_sent(a.cloid, T0 + 11)
+    core.on_fill("e0", a.cloid, a.coin, False, 99.99, a.sz, 0.0, T0 + 12, T0 + 12)
+    core.on_ctx(1, 99.7, 99.7, T0 + 13)
+    (po,) = core.take_orders()
+    b = po.order
+    core.on_sent(b.cloid, T0 + 14)
+    core.on_post_result(b.cloid, {"filled": {"totalSz": b.sz_wire, "avgPx": "99.99",
+                                             "oid": 9}}, T0 + 15)
+    assert core.book.positions[1].has_exposure and core.book.positions[1].size == 0.0
+    core.on_ctx(1, 96.5, 96.5, T0 + 100)
+    core.on_ctx(0, 102.4, 102.4, T0 + 101)
+    assert not core.hard_stop.latched
+    core.flatten_all(T0 + 300, "test")  # (no housekeeping tick meanwhile)
+    f = {po.order.idx: po.order for po in core.take_orders()}[0]
+    core.on_sent(f.cloid, T0 + 301)
+    core.on_fill("x0", f.cloid, f.coin, True, 102.4, f.sz, 0.0, T0 + 302, T0 + 302)
+    assert core.breakers.unrealised == 0.0
+    assert core.hard_stop.latched and core.hard_stop.reason == "daily_loss"
+
+
 def test_a_closed_position_s_loss_is_not_counted_twice() -> None:
     """The trade closes at the mark the last tick valued it at: its loss (0.74 USD, under
     the 1 USD limit) is realised now and no longer unrealised. Before: the check at the close

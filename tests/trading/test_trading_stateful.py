@@ -178,7 +178,12 @@ class TradingMachine(RuleBasedStateMachine):
         return {k for k in self.core.breakers.trips if k[0] in LOSS_BREAKERS}
 
     def _check_breakers(self) -> None:
-        """Invariant 7, after each step: a new loss-breaker trip needs a loss since the peak."""
+        """Invariant 7, after each step and after each fill delivered: a new loss-breaker trip
+        needs a loss since the peak *at that moment*. A step may deliver several fills (the
+        teardown delivers all): a trade closed at a loss before another market's gain is
+        confirmed by its fills is a loss at the instant the breaker judged it — the engine
+        cannot count a gain it has no fill (no price) for — so each fill is judged on its own.
+        """
         confirmed, venue = self._equity(False), self._equity(True)
         for k in self._loss_trips() - self.loss_trips_before:
             event("loss breaker tripped")
@@ -194,6 +199,7 @@ class TradingMachine(RuleBasedStateMachine):
                            self.peak_confirmed, venue, self.peak_venue)
         self.peak_confirmed = max(self.peak_confirmed, confirmed)
         self.peak_venue = max(self.peak_venue, venue)
+        self.loss_trips_before = self._loss_trips()
 
     def _collect(self) -> None:
         latched, ready, killed = self.flags_before
@@ -363,6 +369,7 @@ class TradingMachine(RuleBasedStateMachine):
                               self.now, self.now)
         t.delivered.append((tid, sz))
         self.ledger[o.idx] += sz if o.is_buy else -sz
+        self._check_breakers()
         self._collect()
 
     @precondition(lambda self: self.link_up and any(t.responded or not t.fills
@@ -740,6 +747,7 @@ class TradingMachine(RuleBasedStateMachine):
                                       self.now, self.now)
                     t.delivered.append((tid, sz))
                     self.ledger[o.idx] += sz if o.is_buy else -sz
+                    self._check_breakers()
                     progressed = True
             while self.queries:
                 self.answer_query()

@@ -17,8 +17,10 @@ Invariants checked after every step (docs/reference/design.md §4):
    flight and will tell), with exit state and a state a flatten can be submitted from (exits,
    time stop, hard stop, kill) — or the hard stop is latched and says why;
 7. a loss breaker never trips while realised + unrealised P&L since the peak is ≥ 0: the
-   daily loss (and, in paper mode, the drawdown) against the fill-confirmed P&L at the marks,
-   the trade-mode drawdown against the venue's usable equity (main dex + dex);
+   daily loss (and, in paper mode, the drawdown) against the fill-confirmed P&L at the marks
+   at that moment (checked after each fill delivered too: a gain whose fills have not arrived
+   has no price and does not count), the trade-mode drawdown only once the venue's usable
+   equity (main dex + dex) really fell ``drawdown_pct`` below its peak;
 8. no entry while any exposure is unexplained (the venue holds what the book does not, with
    nothing in flight to explain it, or the core lists the market in ``unexplained``);
 9. a market's flatten-failure count never exceeds the flattens of it that reached the venue
@@ -26,7 +28,9 @@ Invariants checked after every step (docs/reference/design.md §4):
 10. no reconciliation latch: the modelled venue never changes a position behind our back.
 
 Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
-account values, or only the main dex's value at 0, for less than the confirmation waits);
+account values, or only the main dex's value at 0, for less than the confirmation waits, each
+transient after a truthful answer); the main dex's value stuck at 0 for 10-120 s while a
+position is held (never a drawdown);
 the venue's account values (main dex and dex; the breakers must measure their sum); the link
 dropping at any step of an exit and staying down across steps (trade mode); post responses
 and fills in either order with delays; ``unknownOid`` for an order the venue has not

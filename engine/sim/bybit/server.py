@@ -336,6 +336,7 @@ class BybitSimServer:
     def _control(self, c: dict[str, Any], now: int) -> bytes:
         f = self.exchange.faults
         for name in ("reject_next", "reject_code", "reject_category", "partial_fill_ratio",
+                     "partial_fill_category", "partial_fill_orders",
                      "rate_limit_next", "order_rate_per_s", "drop_next_answer"):
             if name in c:
                 setattr(f, name, c[name])

@@ -28,6 +28,7 @@ keeps running.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -86,7 +87,7 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
-from engine.venues.bybit.codec import BybitApiError, BybitDecoder
+from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
 from engine.venues.bybit.http import HttpClient, HttpError
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
@@ -284,6 +285,7 @@ class FundingApp:
         self.streams: dict[str, BybitStream] = {}
         self.down: set[str] = set()
         self.was_down = False
+        self._resyncing = False
         self.sim_server: Any = None
         self.sim_exchange: Any = None
         self.positions: dict[str, PositionUpdate] = {}
@@ -557,8 +559,6 @@ class FundingApp:
         """After the socket write of a request (measured first, parsed after)."""
         if b'"orderLinkId"' not in body or b'"orderType"' not in body:
             return  # not an order create
-        import json
-
         try:
             link = json.loads(body).get("orderLinkId")
         except (ValueError, AttributeError):
@@ -656,8 +656,17 @@ class FundingApp:
     def _up(self, name: str) -> None:
         core = self.funding
         self.down.discard(name)
-        if core is None or self.down or not self.was_down:
+        if core is None or self.down or not self.was_down or self._resyncing:
             return
+        if self.paper is None and self._root is not None:
+            self._resyncing = True
+            self._root.start_soon(self._resync, name="resync")
+        else:
+            self._resume()
+
+    def _resume(self) -> None:
+        core = self.funding
+        assert core is not None
         self.was_down = False
         self.stats.reconnects += 1
         now = int(self.clock())
@@ -665,6 +674,50 @@ class FundingApp:
         self._dispatch(core.reconnect(now), now)
         self._flush_records()
         self._wake.set()
+
+    async def _resync(self) -> None:
+        """Trade mode, after a reconnect: what the private socket missed meanwhile (the trades
+        and final states of every in-flight order, from REST) goes to the core first; then the
+        core resumes (and re-sends what is still in flight under the same ``orderLinkId``)."""
+        try:
+            with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
+                missed = await self._missed_events()
+            if scope.cancelled_caught:
+                log.warning("resync after the reconnect timed out; resuming without it")
+                missed = []
+        except (HttpError, BybitApiError) as exc:
+            log.warning("resync after the reconnect failed (%s); resuming without it", exc)
+            missed = []
+        finally:
+            self._resyncing = False
+        now = int(self.clock())
+        for ev in missed:
+            self._order_event(ev, now)
+        if missed:
+            log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        self._flush_records()
+        if self.down:
+            return  # dropped again meanwhile: the next reconnect resyncs
+        self._resume()
+
+    async def _missed_events(self) -> list[Any]:
+        core, venue = self.funding, self.venue
+        assert core is not None and venue is not None
+        out: list[Any] = []
+        for sym, it in list(core.intents.items()):
+            for o in it.in_flight():
+                kind = it.legs[o.leg].kind
+                q = {"category": KIND_CATEGORY[kind], "symbol": sym, "orderLinkId": o.client_id}
+                dec = BybitDecoder(kind)
+                trades = (await venue.rest.get("/v5/execution/list", q, signed=True)).get("list")
+                if trades:  # oldest first, through the same codec as the stream
+                    out += dec.decode(json.dumps({"topic": "execution",
+                                                  "data": list(reversed(trades))}))
+                rows = (await venue.rest.get("/v5/order/realtime", q, signed=True)).get("list")
+                if rows:
+                    out += dec.decode(json.dumps({"topic": "order", "data": rows[:1],
+                                                  "creationTime": int(self.clock())}))
+        return [e for e in out if isinstance(e, _ORDER)]
 
     def connected(self) -> bool:
         return bool(self.streams) and not self.down and all(

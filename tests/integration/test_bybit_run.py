@@ -260,3 +260,26 @@ async def test_status_and_metrics_cover_the_funding_strategy(tmp_path: Path) -> 
         assert "engine_funding_leg_latency_seconds_count" in text
         assert "funding: symbols live 1/1 | positions 1 (hedged 1, unhedged 0)" in \
             app.summary_line()
+
+
+async def test_fill_missed_while_disconnected_is_recovered_from_rest(tmp_path: Path) -> None:
+    """The hedge fills at the venue while the private socket is down (the fill message is
+    lost): after the reconnect the shell reads the trade from REST, so the position is hedged
+    and nothing is unwound (without the resync the intent would wait for a fill that never
+    comes, then sell back the perp while the venue holds the spot)."""
+    def setup(ex: Exchange) -> None:
+        ex.faults.lag_ms = {"spot": 300.0}
+
+    async with running(tmp_path, setup, leg_deadline_s=15.0,
+                       leg_risk_budget_usd_s=50_000.0) as (ex, server, app):
+        core = app.funding
+        assert core is not None
+        await until(lambda: any(o.category == "spot" for o in ex.accounts[KEY].orders.values()))
+        for st in app.streams.values():
+            st.reconnect_base_s = st.reconnect_max_s = 1.0  # stay away past the hedge's fill
+        await server.drop_connections()
+        await until(lambda: app.stats.reconnects >= 1, limit_s=8)
+        await until(lambda: row(app)["hedged"])
+        assert row(app)["spot_qty"] == pytest.approx(venue_btc(ex))
+        assert venue_btc(ex) == pytest.approx(-venue_perp(ex)) and venue_btc(ex) > 0
+        assert not [o for o in ex.accounts[KEY].orders.values() if o.reduce_only]

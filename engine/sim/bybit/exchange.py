@@ -135,6 +135,7 @@ class Account:
     orders: dict[str, SimOrder] = field(default_factory=dict)
     links: dict[tuple[str, str], str] = field(default_factory=dict)
     create_times: dict[str, deque[int]] = field(default_factory=dict)
+    executions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class OrderError(Exception):
@@ -451,7 +452,7 @@ class Exchange:
         o.cum_value += qty * px
         o.cum_fee += fee
         o.updated_ms = now_ms
-        self.outbox.append((acct.key, "execution", {
+        execution = {
             "category": o.category, "symbol": o.symbol, "execFee": s(fee),
             "execId": f"x-{next(self._ids)}", "execPrice": s(px), "execQty": s(qty),
             "execType": "Trade", "execValue": s(qty * px), "feeRate": s(rate),
@@ -459,7 +460,9 @@ class Exchange:
             "orderType": o.order_type, "side": o.side, "execTime": str(now_ms),
             "leavesQty": s(o.leaves), "orderQty": s(o.qty),
             "orderPrice": s(o.price or 0.0), "markPrice": s(m.mid("linear")), "seq": 0,
-        }))
+        }
+        acct.executions.append(execution)  # GET /v5/execution/list
+        self.outbox.append((acct.key, "execution", execution))
         if o.category == "linear":
             self._position(acct, o.symbol, now_ms)
         self._wallet(acct, now_ms)

@@ -5,7 +5,8 @@ A connection whose request head asks for ``Upgrade: websocket`` goes to wsproto
 served by h11. Public sockets get a snapshot on subscribe and then ticker deltas (only changed
 keys) and ``orderbook.1`` snapshots every tick; the private socket must ``auth`` first and gets
 ``order``/``execution``/``position``/``wallet`` for its key. ``{"op":"ping"}`` is answered in
-each channel's shape. ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
+each channel's shape. ``GET /v5/execution/list`` answers an account's recent trades (what a
+client missed while its private socket was down). ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
 there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault).
 """
 
@@ -324,6 +325,14 @@ class BybitSimServer:
                     and p.get("symbol") in (None, o.symbol)
                     and p.get("orderLinkId") in (None, o.link_id)
                     and (p.get("orderLinkId") or o.status in ("New", "PartiallyFilled"))]
+            return {"category": p.get("category"), "list": rows, "nextPageCursor": ""}
+        if path == "/v5/execution/list":
+            acct = ex.accounts[key]
+            rows = [e for e in reversed(acct.executions)
+                    if e["category"] == p.get("category")
+                    and p.get("symbol") in (None, e["symbol"])
+                    and p.get("orderLinkId") in (None, e["orderLinkId"])
+                    and p.get("orderId") in (None, e["orderId"])][:int(p.get("limit") or 50)]
             return {"category": p.get("category"), "list": rows, "nextPageCursor": ""}
         if path == "/v5/position/list":
             acct = ex.accounts[key]

@@ -476,7 +476,7 @@ class FundingConfig:
     notional_usd: float = attrs.field(default=1000.0, validator=_positive)
     max_total_notional_usd: float = attrs.field(default=5000.0, validator=_positive)
     quote_stale_ms: float = attrs.field(default=10_000.0, validator=_positive)
-    leg_risk_budget_usd_s: float = attrs.field(default=500.0, validator=_positive)
+    leg_risk_budget_usd_s: float = attrs.field(default=2000.0, validator=_positive)
     leg_deadline_s: float = attrs.field(default=5.0, validator=_positive)
     leg_unwind_reserve_s: float = attrs.field(default=1.0, validator=_non_negative)
     max_hedge_attempts: int = attrs.field(default=3, validator=_positive)

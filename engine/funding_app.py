@@ -556,7 +556,10 @@ class FundingApp:
             self._wake.set()
 
     def _on_request_written(self, body: bytes, t_ns: int) -> None:
-        """After the socket write of a request (measured first, parsed after)."""
+        """After the socket write of a request (measured first, parsed and recorded after;
+        the signature travels in headers, never in the body)."""
+        if body and self.recorder is not None:
+            self.recorder.outbound([body.decode("utf-8", "replace")])
         if b'"orderLinkId"' not in body or b'"orderType"' not in body:
             return  # not an order create
         try:

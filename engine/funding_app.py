@@ -88,8 +88,10 @@ from engine.ops.paths import (
 )
 from engine.secrets import SecretsError
 from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
 from engine.venues.bybit.http import HttpClient, HttpError
+from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
 
 log = logging.getLogger("engine.funding")
@@ -109,15 +111,22 @@ _ORDER = (OrderAck, OrderFill, OrderDone, OrderReject)
 
 
 class _StampedStream(trio.abc.Stream):
-    """A stream that calls ``on_write(perf_counter_ns)`` once each ``send_all`` has returned."""
+    """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.
 
-    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int], None]) -> None:
+    ``issued_ns`` is read just before the inner ``send_all``: Trio tries the kernel write at
+    once (no schedule point before it unless cancelled; it waits only on a full socket
+    buffer, which a small request on an idle connection never meets), so this is when the
+    bytes are written. ``returned_ns`` adds Trio's schedule point after the write, i.e. the
+    other tasks that ran meanwhile."""
+
+    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int, int], None]) -> None:
         self.inner = inner
         self.on_write = on_write
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        issued = time.perf_counter_ns()
         await self.inner.send_all(data)
-        self.on_write(time.perf_counter_ns())
+        self.on_write(issued, time.perf_counter_ns())
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -131,18 +140,26 @@ class _StampedStream(trio.abc.Stream):
 
 class TimedHttpClient(HttpClient):
     """:class:`HttpClient` that reports when each request's bytes were written (for the leg
-    latency): ``on_sent(body, perf_counter_ns)`` after the socket write, off the measured path."""
+    latency): ``on_sent(body, issued_ns, returned_ns)`` after the socket write, off the
+    measured path (see :class:`_StampedStream`)."""
 
     def __init__(self, base_url: str, timeout_s: float,
-                 on_sent: Callable[[bytes, int], None]) -> None:
+                 on_sent: Callable[[bytes, int, int], None]) -> None:
         super().__init__(base_url, timeout_s=timeout_s)
         self.on_sent = on_sent
         self._body = b""
 
+    async def warm(self) -> None:
+        """Open the connection now (TCP and TLS), so the first order does not pay for it."""
+        async with self._lock:
+            if self._stream is None:
+                await self._connect()
+
     async def _connect(self) -> None:
         await super()._connect()
         assert self._stream is not None
-        self._stream = _StampedStream(self._stream, lambda ns: self.on_sent(self._body, ns))
+        self._stream = _StampedStream(self._stream,
+                                      lambda t0, t1: self.on_sent(self._body, t0, t1))
 
     async def _request(self, method: str, target: str, headers: dict[str, str],
                        body: bytes) -> Any:
@@ -156,6 +173,7 @@ class LegLatency:
 
     pending: dict[str, int] = attrs.Factory(dict)  # leg-2 client id -> fill receive ns
     samples: deque[float] = attrs.Factory(lambda: deque(maxlen=LATENCY_SAMPLES))
+    returned: deque[float] = attrs.Factory(lambda: deque(maxlen=LATENCY_SAMPLES))
     count: int = 0
     hist: Any = None  # the metrics histogram (seconds), when the ops service is up
 
@@ -164,12 +182,14 @@ class LegLatency:
         if len(self.pending) > 1000:
             self.pending.clear()
 
-    def written(self, client_id: str, t1_ns: int) -> float | None:
+    def written(self, client_id: str, t1_ns: int, returned_ns: int | None = None
+                ) -> float | None:
         t0 = self.pending.pop(client_id, None)
         if t0 is None:
             return None
         ms = (t1_ns - t0) / 1e6
         self.samples.append(ms)
+        self.returned.append(((returned_ns or t1_ns) - t0) / 1e6)
         self.count += 1
         if self.hist is not None:
             self.hist.observe(ms / 1000.0)
@@ -184,27 +204,22 @@ class LegLatency:
                 "n": self.count}
 
 
-class RecordingDecoder(BybitDecoder):
-    """The stream's decoder that first hands every raw frame to the frame recorder."""
+class ShellDecoder(BybitDecoder):
+    """The stream's decoder, which first stamps the frame's arrival (``rx_ns``: the leg
+    latency's start for a fill), counts it and hands it to the frame recorder."""
 
-    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder, on_frame: Callable[[], None]
-                 ) -> None:
+    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
+                 on_frame: Callable[[], None]) -> None:
         super().__init__(kind)
         self.recorder = recorder
         self.on_frame = on_frame
+        self.rx_ns = 0
 
     def decode(self, raw: str | bytes) -> list[Any]:
-        self.recorder.inbound([raw if isinstance(raw, str) else raw.decode("utf-8", "replace")])
-        self.on_frame()
-        return super().decode(raw)
-
-
-class CountingDecoder(BybitDecoder):
-    def __init__(self, kind: InstrumentKind, on_frame: Callable[[], None]) -> None:
-        super().__init__(kind)
-        self.on_frame = on_frame
-
-    def decode(self, raw: str | bytes) -> list[Any]:
+        self.rx_ns = time.perf_counter_ns()
+        if self.recorder is not None:
+            self.recorder.inbound([raw if isinstance(raw, str)
+                                   else raw.decode("utf-8", "replace")])
         self.on_frame()
         return super().decode(raw)
 
@@ -296,7 +311,14 @@ class FundingApp:
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
         self._wake = trio.Event()
-        self._send_tx, self._send_rx = trio.open_memory_channel[Intent](math.inf)
+        # order lanes, each with its own sender task and REST connection, per (urgent, symbol):
+        # urgent = reactions to order events (the hedge after a leg-1 fill, closes), else
+        # entries, kill, reconnect re-sends. A hedge never waits behind another request's
+        # round trip (one HTTP/1.1 connection answers one request at a time); a cancel or
+        # amend follows its order on the same lane, so it never overtakes the create
+        self._lanes: dict[tuple[bool, str], trio.MemorySendChannel[Intent]] = {}
+        self._lane_of: dict[str, tuple[bool, str]] = {}
+        self._records_dirty = False
         self._fill_t0: dict[str, int] = {}  # leg-1 order client id -> fill receive ns (batch)
         self._order_kind: dict[str, InstrumentKind] = {}
 
@@ -349,9 +371,11 @@ class FundingApp:
                     built = True
                     if self.recorder is not None:
                         nursery.start_soon(self.recorder.run, name="frames-recorder")
-                    await self._start_streams(nursery)
                     if self.paper is None:
-                        nursery.start_soon(self._sender, name="sender")
+                        for sym in self.perp:  # each lane connects before the first order
+                            for urgent in (False, True):
+                                self._lane((urgent, sym))
+                    await self._start_streams(nursery)
                     nursery.start_soon(self._timer, name="timer")
                     nursery.start_soon(self._summary_task, name="summary")
                     nursery.start_soon(self._control_task, name="control-files")
@@ -450,25 +474,25 @@ class FundingApp:
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
 
-    def _decoder(self, channel: str, kind: InstrumentKind) -> BybitDecoder:
+    def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
         def counted() -> None:
             self.stats.frames += 1
             self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
 
-        if self.recorder is not None:
-            return RecordingDecoder(kind, self.recorder, counted)
-        return CountingDecoder(kind, counted)
+        return ShellDecoder(kind, self.recorder, counted)
 
     async def _start_streams(self, nursery: trio.Nursery) -> None:
         venue = self.venue
         assert venue is not None
         syms = list(self.perp)
-        plan = [("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
-                 InstrumentKind.LINEAR_PERP),
-                ("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT)]
+        # the private socket first (its fills must not be published before we listen), the
+        # quotes last (they are what opens positions)
+        plan = [("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT),
+                ("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
+                 InstrumentKind.LINEAR_PERP)]
         if self.paper is None:
-            plan.append(("private", ["order", "execution", "position", "wallet"],
-                         InstrumentKind.LINEAR_PERP))
+            plan.insert(0, ("private", ["order", "execution", "position", "wallet"],
+                            InstrumentKind.LINEAR_PERP))
         for channel, topics, kind in plan:
             st = venue.stream(channel, topics, self.on_event)
             st.decoder = self._decoder(channel, kind)
@@ -510,8 +534,17 @@ class FundingApp:
                         self.paper.on_quote(ev)
             self._dispatch(core.on_market(ev, now), now)
         elif isinstance(ev, _ORDER):
-            t0 = time.perf_counter_ns() if isinstance(ev, OrderFill) else 0
-            self._order_event(ev, now, t0)
+            t0 = 0
+            if isinstance(ev, OrderFill):
+                priv = self.streams.get("private")
+                dec = priv.decoder if priv is not None else None
+                t0 = dec.rx_ns if isinstance(dec, ShellDecoder) and dec.rx_ns else (
+                    time.perf_counter_ns())
+            if self._order_event(ev, now, t0) and self.paper is None:
+                # a hedge or close is on its lane: records, logs and the timer's wake-up
+                # come after its write (the sender does them), not before
+                self._records_dirty = True
+                return
         elif isinstance(ev, PositionUpdate):
             self.positions[ev.symbol] = ev
         elif isinstance(ev, BalanceUpdate):
@@ -520,7 +553,8 @@ class FundingApp:
         self._flush_records()
         self._wake.set()
 
-    def _order_event(self, ev: Any, now: int, t0_ns: int = 0) -> None:
+    def _order_event(self, ev: Any, now: int, t0_ns: int = 0) -> int:
+        """Hand an order event to the core and dispatch what it returns (how many)."""
         core = self.funding
         assert core is not None
         if isinstance(ev, OrderReject):
@@ -534,15 +568,18 @@ class FundingApp:
             for i in out:
                 if isinstance(i, PlaceOrder) and kind is not None and i.kind is not kind:
                     self.latency.expect(i.client_id, t0_ns)
-        self._dispatch(out, now)
+        self._dispatch(out, now, urgent=True)
+        return len(out)
 
-    def _dispatch(self, intents: list[Any], now: int) -> None:
+    def _dispatch(self, intents: list[Any], now: int, urgent: bool = False) -> None:
         for i in intents:
             if isinstance(i, PlaceOrder):
                 self._order_kind[i.client_id] = i.kind
-                log.info("order %s %s %s %s %s%s", i.client_id, i.symbol, i.kind.value,
-                         i.side.value, i.qty, " reduce-only" if i.reduce_only else "")
+                if len(self._order_kind) > 20_000:
+                    self._order_kind.clear()
             if self.paper is not None:
+                if isinstance(i, PlaceOrder):
+                    _log_order(i)
                 if isinstance(i, PlaceOrder | CancelOrder):
                     self.paper.submit(i, now)
                 if isinstance(i, PlaceOrder):
@@ -551,11 +588,38 @@ class FundingApp:
                         self.funding.on_sent(i.client_id, now)
                 self.stats.intents_sent += 1
             else:
-                self._send_tx.send_nowait(i)
+                cid = getattr(i, "client_id", "")
+                key = (urgent, i.symbol or "*")
+                if isinstance(i, PlaceOrder):
+                    self._lane_of[cid] = key
+                    if len(self._lane_of) > 20_000:
+                        self._lane_of = {cid: key}
+                elif cid:
+                    key = self._lane_of.get(cid, key)
+                self._lane(key).send_nowait(i)
         if intents and self.paper is not None:
             self._wake.set()
 
-    def _on_request_written(self, body: bytes, t_ns: int) -> None:
+    def _lane(self, key: tuple[bool, str]) -> trio.MemorySendChannel[Intent]:
+        """The send channel of lane ``key`` (made, with its sender task and connection, on
+        first use)."""
+        tx = self._lanes.get(key)
+        if tx is None:
+            venue, root = self.venue, self._root
+            assert venue is not None and root is not None
+            tx, rx = trio.open_memory_channel[Intent](math.inf)
+            self._lanes[key] = tx
+            rest = BybitRest(TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
+                                             self._on_request_written),
+                             self.clock, venue.credentials,
+                             recv_window_ms=self.bcfg.recv_window_ms)
+            rest.time_offset_ms = venue.rest.time_offset_ms
+            ex = BybitExecution(rest, self.clock)
+            root.start_soon(self._sender, rx, ex,
+                            name=f"sender-{key[1]}{'-urgent' if key[0] else ''}")
+        return tx
+
+    def _on_request_written(self, body: bytes, t_ns: int, returned_ns: int) -> None:
         """After the socket write of a request (measured first, parsed and recorded after;
         the signature travels in headers, never in the body)."""
         if body and self.recorder is not None:
@@ -567,16 +631,21 @@ class FundingApp:
         except (ValueError, AttributeError):
             return
         if isinstance(link, str):
-            self.latency.written(link, t_ns)
+            self.latency.written(link, t_ns, returned_ns)
             if self.funding is not None:
                 self.funding.on_sent(link, int(self.clock()))
 
-    async def _sender(self) -> None:
-        """Trade mode: every intent in order through the REST API (answers to the core)."""
-        venue = self.venue
-        assert venue is not None
-        ex = venue.execution
-        async for i in self._send_rx:
+    async def _sender(self, rx: trio.MemoryReceiveChannel[Intent], ex: BybitExecution) -> None:
+        """Trade mode: one lane's intents in order through the REST API (answers to the
+        core); the records and logs of the events that made them are written after the
+        send, off the fill-to-hedge path."""
+        http = ex.rest.http
+        if isinstance(http, TimedHttpClient):
+            try:
+                await http.warm()
+            except HttpError as exc:
+                log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
+        async for i in rx:
             try:
                 ans: Any
                 if isinstance(i, PlaceOrder):
@@ -588,6 +657,12 @@ class FundingApp:
                 else:
                     await ex.cancel_all(i)
                     ans = None
+                if self._records_dirty:
+                    self._records_dirty = False
+                    self._flush_records()
+                    self._wake.set()
+                if isinstance(i, PlaceOrder):
+                    _log_order(i)
             except (HttpError, BybitApiError) as exc:
                 self.stats.send_errors += 1
                 log.error("sending %s %s failed: %s (left to the stream and the intent's "
@@ -1007,6 +1082,11 @@ class FundingApp:
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
             m.breaker_tripped.labels("daily_loss").set(1)
+
+
+def _log_order(i: PlaceOrder) -> None:
+    log.info("order %s %s %s %s %s%s", i.client_id, i.symbol, i.kind.value, i.side.value, i.qty,
+             " reduce-only" if i.reduce_only else "")
 
 
 def _num(x: Any) -> float:

@@ -7,6 +7,7 @@ a disconnect is ridden out; every record is a whole JSON line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ import trio
 
 from engine.config import structure_config
 from engine.funding_app import FundingApp
+from engine.ops.funding_report import build_funding_day
+from engine.ops.report import write_report
 from engine.sim.bybit.exchange import Exchange
 from engine.sim.bybit.server import BybitSimServer
 
@@ -139,6 +142,16 @@ async def test_enter_hold_across_settlement_receive_funding_close_on_flip(
         assert {"decision", "order", "fill", "funding", "position", "closed"} <= {
             x["type"] for x in recs}
         assert app.latency.count >= 1  # leg-1 fill -> leg-2 order written was measured
+        # the daily report covers the strategy (from the very records of this run)
+        day = dt.datetime.now(dt.UTC).date()
+        md = write_report(app.records_dir, day, tmp_path / "reports").read_text()
+        assert "## Funding / basis (Bybit)" in md
+        fd = build_funding_day(app.records_dir, day)
+        assert fd is not None and fd.closed == 1 and fd.settlements >= 1
+        assert fd.funding > 0 and fd.funding_received == pytest.approx(fd.funding)
+        assert fd.fees > 0 and fd.net == pytest.approx(fd.funding + fd.basis - fd.fees)
+        assert fd.hedge_ratio == pytest.approx(1.0) and fd.net_apr is not None
+        assert fd.leg_latency_median_ms is not None
 
 
 async def test_partially_filled_second_leg_is_rehedged(tmp_path: Path) -> None:

@@ -133,6 +133,21 @@ def parse_rss(out: str) -> list[Row]:
     ]
 
 
+def parse_bybit_hedge_loopback(out: str) -> list[Row]:
+    m = _find(r"^(PASS|MISS): (leg-1 fill -> leg-2 order written median <= [\d.]+ ms, "
+              r"p99 <= [\d.]+ ms) \(median ([\d.]+) ms, p99 ([\d.]+) ms\)", out)
+    if not m:
+        return []
+    n = _find(r"n=(\d+) median", out)
+    load = _find(r"\(load average ([\d.]+) on (\d+) cores\)", out)
+    figure = f"median {m.group(3)} ms, p99 {m.group(4)} ms"
+    if n:
+        figure += f", n={n.group(1)}"
+    if load:
+        figure += f" (load {load.group(1)} on {load.group(2)} cores)"
+    return [(f"bybit loopback: {m.group(2)}", m.group(1), figure)]
+
+
 PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "bench_decision": parse_decision,
     "bench_decode": parse_decode,
@@ -140,6 +155,7 @@ PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "bench_throughput": parse_throughput,
     "bench_rss": parse_rss,
     "bench_entry_core": parse_info,
+    "bench_bybit_hedge_loopback": parse_bybit_hedge_loopback,
 }
 
 

@@ -471,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engine: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(cfg.log.level)
-    if cfg.mode in ("paper", "trade"):
+    if cfg.funding is not None:  # issue 11: the funding/basis strategy on Bybit
+        from engine.funding_app import run_funding
+
+        runner = partial(run_funding, cfg, duration_s=duration)
+    elif cfg.mode in ("paper", "trade"):
         from engine.trading_app import run_trading
 
         runner = partial(run_trading, cfg, duration_s=duration)

@@ -479,7 +479,7 @@ class FundingConfig:
     notional_usd: float = attrs.field(default=1000.0, validator=_positive)
     max_total_notional_usd: float = attrs.field(default=5000.0, validator=_positive)
     quote_stale_ms: float = attrs.field(default=10_000.0, validator=_positive)
-    leg_risk_budget_usd_s: float = attrs.field(default=500.0, validator=_positive)
+    leg_risk_budget_usd_s: float = attrs.field(default=2000.0, validator=_positive)
     leg_deadline_s: float = attrs.field(default=5.0, validator=_positive)
     leg_unwind_reserve_s: float = attrs.field(default=1.0, validator=_non_negative)
     max_hedge_attempts: int = attrs.field(default=3, validator=_positive)
@@ -513,8 +513,28 @@ class BybitConfig:
     def __attrs_post_init__(self) -> None:
         if self.environment == "mainnet" and not self.allow_live:
             raise ValueError("environment = \"mainnet\" needs allow_live = true")
+@attrs.frozen
+class BybitSimConfig:
+    """[bybit_sim]: the embedded Bybit simulator (used when ``[sim] enabled`` and ``[bybit]``
+    is set; the [bybit] URLs are then pointed at it). Short funding intervals make a demo see
+    settlements within a minute."""
+
+    funding_interval_s: float = attrs.field(default=60.0, validator=_positive)
+    funding_rate: float = 0.0005
+    funding_drift: float = attrs.field(default=0.000002, validator=_non_negative)
+    tick_ms: float = attrs.field(default=100.0, validator=_positive)
+    usdt: float = attrs.field(default=100_000.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.funding_interval_s < 60 or self.funding_interval_s % 60:
+            raise ValueError("funding_interval_s must be a whole number of minutes (>= 60): "
+                             "Bybit states fundingInterval in minutes")
+
+
 def venue_label(cfg: EngineConfig) -> str:
     """``sim`` (embedded simulator), ``mainnet``, ``testnet``, else the venue's host[-port]."""
+    if cfg.bybit is not None:  # issue 11: Bybit runs never share a dir with Hyperliquid's
+        return "bybit-sim" if cfg.sim.enabled else f"bybit-{cfg.bybit.environment}"
     if cfg.sim.enabled:
         return "sim"
     from urllib.parse import urlparse
@@ -561,6 +581,7 @@ class EngineConfig:
     report: ReportConfig = attrs.Factory(ReportConfig)
     funding: FundingConfig | None = None  # issue 11
     bybit: BybitConfig | None = None  # issue 11
+    bybit_sim: BybitSimConfig = attrs.Factory(BybitSimConfig)  # issue 11
 
     def __attrs_post_init__(self) -> None:
         if not self.records.dir and self.mode in MODES:

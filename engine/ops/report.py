@@ -1112,15 +1112,21 @@ def write_report(records_dir: Path, day: dt.date, out_dir: Path) -> Path:
     the records dir or write the output, and :class:`NoDataError` (nothing written) when the
     day has no record of any kind.
     """
+    from engine.ops.funding_report import build_funding_day, render_funding
+
     rep = build_report(Path(records_dir), day)
-    if not rep.has_data:
+    fund = build_funding_day(Path(records_dir), day)  # issue 11: the funding/basis strategy
+    if not rep.has_data and fund is None:
         raise NoDataError(f"no records for {day.isoformat()} in {records_dir}: no report "
                           "written")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(rep, out_dir)
     path = out_dir / f"report_{day.isoformat()}.md"
-    _atomic_write(path, render_markdown(rep, plots).encode("utf-8"))
+    text = render_markdown(rep, plots)
+    if fund is not None:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(render_funding(fund))
+    _atomic_write(path, text.encode("utf-8"))
     log.info("report %s written: %s (%d signals, %d trades, %d skipped line(s))", day, path,
              rep.signals.total, rep.trades.count, sum(f.skipped for f in rep.files))
     return path

@@ -29,9 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-ms", type=float, default=100.0, help="public push period (ms)")
     p.add_argument("--funding-interval-min", type=int, default=480,
                    help="funding interval of every perpetual in minutes (default 480)")
+    p.add_argument("--funding-interval-s", type=float, default=None,
+                   help="funding interval in seconds, a multiple of 60 (overrides "
+                        "--funding-interval-min; short intervals let a demo see settlements)")
+    p.add_argument("--funding-rate", type=float, default=None,
+                   help="initial funding rate of every perpetual (default: the market's own)")
+    p.add_argument("--funding-drift", type=float, default=None,
+                   help="std. dev. of the funding rate's random walk per tick")
     p.add_argument("--account", action="append", default=[], metavar="KEY:SECRET[:USDT]",
                    help="an account (repeatable); default sim-key:sim-secret:100000")
     return p
+
+
+def configure_funding(ex: Exchange, interval_ms: int, rate: float | None,
+                      drift: float | None, now_ms: int) -> None:
+    """Every perpetual settles every ``interval_ms`` (slots from 00:00 UTC), starting at
+    ``rate`` when given; ``drift`` sets the rate's random walk (0: constant)."""
+    for m in ex.markets.values():
+        m.spec.interval_ms = interval_ms
+        m.next_funding_ms = ex.next_slot(now_ms, interval_ms)
+        if rate is not None:
+            m.funding_rate = rate
+    if drift is not None:
+        ex.funding_drift = drift
 
 
 def main(argv: list[str]) -> int:
@@ -41,9 +61,14 @@ def main(argv: list[str]) -> int:
     import time
 
     ex = Exchange(seed=args.seed, now_ms=int(time.time() * 1000))
-    for m in ex.markets.values():
-        m.spec.interval_ms = args.funding_interval_min * 60_000
-        m.next_funding_ms = ex.next_slot(int(time.time() * 1000), m.spec.interval_ms)
+    interval_ms = (int(args.funding_interval_s * 1000) if args.funding_interval_s
+                   else args.funding_interval_min * 60_000)
+    if interval_ms < 60_000 or interval_ms % 60_000:
+        print("--funding-interval-s/--funding-interval-min: a whole number of minutes (>= 1); "
+              "instruments-info states fundingInterval in minutes", file=sys.stderr)
+        return 2
+    configure_funding(ex, interval_ms, args.funding_rate, args.funding_drift,
+                      int(time.time() * 1000))
     accounts = args.account or ["sim-key:sim-secret:100000"]
     for spec in accounts:
         parts = spec.split(":")

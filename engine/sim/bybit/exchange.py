@@ -11,9 +11,9 @@
   ``EC_PostOnlyWillTakeLiquidity``. ``orderLinkId`` must be unique per account (``110072``).
   Spot moves coin balances (``170131`` when short); linear nets one position per symbol with a
   10x margin check (``110007``) and honours ``reduceOnly`` (``110017`` on a flat position).
-- Fault knobs (:class:`Faults`): synchronous rejects, partial fills, a lagging category (its
-  orders match only after ``lag_ms``), rate-limit answers, lost answers (executed, never
-  answered); disconnects are the server's.
+- Fault knobs (:class:`Faults`): synchronous rejects, partial fills (every order, or only the
+  next N of a category), a lagging category (its orders match only after ``lag_ms``),
+  rate-limit answers, lost answers (executed, never answered); disconnects are the server's.
 
 Private messages are queued per API key in :attr:`Exchange.outbox` for the server to publish.
 """
@@ -40,6 +40,8 @@ class Faults:
     reject_code: int = wire.INSUFFICIENT_BALANCE
     reject_category: str | None = None  # only this category (None: any)
     partial_fill_ratio: float = 1.0  # taker fills at most this share of the order
+    partial_fill_category: str | None = None  # only this category (None: any)
+    partial_fill_orders: int | None = None  # only the next N taker orders (None: every one)
     lag_ms: dict[str, float] = field(default_factory=dict)  # category -> matching delay
     rate_limit_next: int = 0  # next N REST requests answered 10006
     order_rate_per_s: int = 10  # per key and category, like Bybit's create limit
@@ -133,6 +135,7 @@ class Account:
     orders: dict[str, SimOrder] = field(default_factory=dict)
     links: dict[tuple[str, str], str] = field(default_factory=dict)
     create_times: dict[str, deque[int]] = field(default_factory=dict)
+    executions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class OrderError(Exception):
@@ -388,7 +391,7 @@ class Exchange:
             crosses = crosses[:1]  # a resting maker fills at its own price
         want = o.leaves
         if not resting or o.tif != "PostOnly":
-            want = min(want, o.qty * self.faults.partial_fill_ratio - o.cum_qty)
+            want = min(want, o.qty * self._partial_ratio(o, resting) - o.cum_qty)
         lot = m.spec.lot if o.category == "linear" else m.spec.spot_lot
         want = math.floor(want / lot + 1e-9) * lot
         if o.tif == "FOK" and sum(sz for _, sz in crosses) < o.leaves:
@@ -410,6 +413,18 @@ class Exchange:
         elif o.cum_qty > 0 and o.status != "PartiallyFilled":
             o.status = "PartiallyFilled"
             self._order_msg(o)
+
+    def _partial_ratio(self, o: SimOrder, resting: bool) -> float:
+        """The share of ``o`` a taker pass may fill (the partial-fill fault knobs)."""
+        f = self.faults
+        if f.partial_fill_ratio >= 1.0 or f.partial_fill_category not in (None, o.category):
+            return 1.0
+        if f.partial_fill_orders is None:
+            return f.partial_fill_ratio
+        if resting or f.partial_fill_orders <= 0:
+            return 1.0
+        f.partial_fill_orders -= 1
+        return f.partial_fill_ratio
 
     def _fill(self, acct: Account, o: SimOrder, m: Market, qty: float, px: float, maker: bool,
               now_ms: int) -> None:
@@ -437,7 +452,7 @@ class Exchange:
         o.cum_value += qty * px
         o.cum_fee += fee
         o.updated_ms = now_ms
-        self.outbox.append((acct.key, "execution", {
+        execution = {
             "category": o.category, "symbol": o.symbol, "execFee": s(fee),
             "execId": f"x-{next(self._ids)}", "execPrice": s(px), "execQty": s(qty),
             "execType": "Trade", "execValue": s(qty * px), "feeRate": s(rate),
@@ -445,7 +460,9 @@ class Exchange:
             "orderType": o.order_type, "side": o.side, "execTime": str(now_ms),
             "leavesQty": s(o.leaves), "orderQty": s(o.qty),
             "orderPrice": s(o.price or 0.0), "markPrice": s(m.mid("linear")), "seq": 0,
-        }))
+        }
+        acct.executions.append(execution)  # GET /v5/execution/list
+        self.outbox.append((acct.key, "execution", execution))
         if o.category == "linear":
             self._position(acct, o.symbol, now_ms)
         self._wallet(acct, now_ms)

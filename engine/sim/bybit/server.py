@@ -5,8 +5,9 @@ A connection whose request head asks for ``Upgrade: websocket`` goes to wsproto
 served by h11. Public sockets get a snapshot on subscribe and then ticker deltas (only changed
 keys) and ``orderbook.1`` snapshots every tick; the private socket must ``auth`` first and gets
 ``order``/``execution``/``position``/``wallet`` for its key. ``{"op":"ping"}`` is answered in
-each channel's shape. ``POST /sim/control`` sets fault knobs and funding (loopback tooling).
-:meth:`BybitSimServer.drop_connections` cuts every socket (the disconnect fault).
+each channel's shape. ``GET /v5/execution/list`` answers an account's recent trades (what a
+client missed while its private socket was down). ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
+there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class BybitSimServer:
         self.requests = 0
         self.auth_failures = 0
         self._streams: set[trio.SocketStream] = set()
+        self.drop_requested = False  # POST /sim/control {"disconnect": true}
+        self.drops = 0
 
     def now(self) -> int:
         return int(self.clock())
@@ -102,6 +105,7 @@ class BybitSimServer:
 
     async def drop_connections(self) -> None:
         """Cut every connection abruptly (the disconnect fault)."""
+        self.drops += 1
         for stream in list(self._streams):
             await trio.aclose_forcefully(stream)
         for c in self.clients:
@@ -217,6 +221,10 @@ class BybitSimServer:
             await stream.send_all(conn.send(h11.Response(status_code=status, headers=hdrs))
                                   + conn.send(h11.Data(data=out)) + conn.send(h11.EndOfMessage()))
             await self.publish()  # private results of this request go out now
+            if self.drop_requested:  # answered first, then every socket (this one too) cut
+                self.drop_requested = False
+                await self.drop_connections()
+                return
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
@@ -318,6 +326,14 @@ class BybitSimServer:
                     and p.get("orderLinkId") in (None, o.link_id)
                     and (p.get("orderLinkId") or o.status in ("New", "PartiallyFilled"))]
             return {"category": p.get("category"), "list": rows, "nextPageCursor": ""}
+        if path == "/v5/execution/list":
+            acct = ex.accounts[key]
+            rows = [e for e in reversed(acct.executions)
+                    if e["category"] == p.get("category")
+                    and p.get("symbol") in (None, e["symbol"])
+                    and p.get("orderLinkId") in (None, e["orderLinkId"])
+                    and p.get("orderId") in (None, e["orderId"])][:int(p.get("limit") or 50)]
+            return {"category": p.get("category"), "list": rows, "nextPageCursor": ""}
         if path == "/v5/position/list":
             acct = ex.accounts[key]
             return {"category": "linear", "list": [ex.position_row(acct, sy, now)
@@ -329,9 +345,12 @@ class BybitSimServer:
     def _control(self, c: dict[str, Any], now: int) -> bytes:
         f = self.exchange.faults
         for name in ("reject_next", "reject_code", "reject_category", "partial_fill_ratio",
+                     "partial_fill_category", "partial_fill_orders",
                      "rate_limit_next", "order_rate_per_s", "drop_next_answer"):
             if name in c:
                 setattr(f, name, c[name])
+        if c.get("disconnect"):
+            self.drop_requested = True
         if "lag_ms" in c:
             f.lag_ms = {str(k): float(v) for k, v in c["lag_ms"].items()}
         if "funding" in c:

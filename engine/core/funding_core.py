@@ -1,0 +1,552 @@
+"""The funding/basis engine's pure core: strategy, two-leg intents and accounting, one clock.
+
+:class:`FundingCore` is what the Trio shell (live or paper) and the backtest both drive. It owns
+the :class:`~engine.strategies.funding_basis.FundingBasisStrategy` (decisions), one
+:class:`~engine.core.two_leg.TwoLegIntent` per symbol being opened, held or closed (leg A the
+perpetual, leg B spot), and a :class:`Ledger` per symbol (P&L by funding, basis and fees).
+Synchronous and deterministic: every call takes the caller's ``now_ms``; no Trio, no venue.
+
+Inputs: market events (:class:`FundingQuote`, :class:`BookTop`, :class:`FundingSettlement`) via
+:meth:`FundingCore.on_market`, order events (:class:`OrderAck`, :class:`OrderFill`,
+:class:`OrderDone`, :class:`OrderReject`) via :meth:`FundingCore.on_order_event`, time via
+:meth:`FundingCore.on_tick` (call it by :meth:`FundingCore.next_wakeup_ms`). Outputs: the order
+intents to send (``PlaceOrder`` / ``CancelOrder``) and, through :meth:`drain_records`, one
+JSON-able record per journal line:
+
+- ``decision``: a symbol's strategy decision when its action or reason changed;
+- ``order``: an intent the core returned (place or cancel, with its client id);
+- ``fill``: a fill counted once (by trade id), with the fee charged and the leg;
+- ``funding``: a settlement applied to the perp leg;
+- ``position``: a change of a symbol's two-leg state, with both legs' quantities;
+- ``closed``: a round trip ended: funding earned, basis P&L, fees, net, hold time, net APR,
+  hedge ratio, leg latency (leg-1 first fill → leg-2 first order);
+- ``anomaly``: something the controller refused (an unknown order's fill, a refused close).
+
+Accounting (per symbol, one round trip at a time): basis P&L is the legs' cash flows plus the
+mark-to-market of what is held (``Σ −signed qty × price`` + ``position × mid``), fees are
+charged per fill (the venue's fee when it reports one, else the instrument's maker or taker
+rate × notional), funding is the sum of the settlements applied to the perp leg (received > 0).
+``net = funding + basis − fees``; ``net APR = net / entry notional × year / hold``.
+
+Restart: :meth:`to_record` is the whole state (intents, ledgers, holdings, counters) as one
+JSON-able dict; :meth:`from_record` rebuilds it, offline until :meth:`reconnect` (which re-sends
+every in-flight order under its same client id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from engine.config import FundingConfig
+from engine.core.neutral import (
+    BookTop,
+    CancelOrder,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    InstrumentKind,
+    OrderAck,
+    OrderDone,
+    OrderFill,
+    OrderReject,
+    PlaceOrder,
+    Side,
+)
+from engine.core.two_leg import LEG_A, LEG_B, LegRiskConfig, LegSpec, TwoLegIntent
+from engine.strategies.funding_basis import (
+    YEAR_MS,
+    Action,
+    Decision,
+    FundingBasisStrategy,
+    Holding,
+    decide_entry,
+    decide_held,
+)
+from fsm import two_leg as fsm
+
+Intent = PlaceOrder | CancelOrder
+MarketEvent = FundingQuote | BookTop | FundingSettlement
+OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    n = abs(int(n))
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+@attrs.define
+class Ledger:
+    """One symbol's current round trip: fills per leg, fees, funding (see the module)."""
+
+    intent_id: str = ""
+    direction: int = 0
+    opened_ms: int = 0
+    target_event_ms: int = 0
+    spot_qty: float = 0.0
+    perp_qty: float = 0.0
+    cash: float = 0.0  # Σ −signed qty × price over both legs' fills
+    fees: float = 0.0
+    fees_spot: float = 0.0
+    fees_perp: float = 0.0
+    funding: float = 0.0
+    settlements: int = 0
+    entry_notional: float = 0.0
+    peak_spot: float = 0.0
+    peak_perp: float = 0.0
+    leg1_fill_ms: int | None = None
+    leg2_order_ms: int | None = None
+    leg2_order_id: str | None = None
+    fills: int = 0
+    expected_apr: float | None = None
+
+    def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float:
+        """Cash flows plus what is held at the given mids (a missing mid values it at 0 P&L
+        by using the average cost instead: never invents a price)."""
+        value = self.cash
+        for qty, mid in ((self.spot_qty, spot_mid), (self.perp_qty, perp_mid)):
+            if qty == 0:
+                continue
+            if mid is None:
+                return float("nan")
+            value += qty * mid
+        return value
+
+    def hedge_ratio(self) -> float:
+        """Peak |spot| / peak |perp| over the round trip (1.0 = perfectly matched)."""
+        if self.peak_perp <= 0:
+            return 0.0
+        return self.peak_spot / self.peak_perp
+
+    def leg_latency_ms(self) -> int | None:
+        if self.leg1_fill_ms is None or self.leg2_order_ms is None:
+            return None
+        return self.leg2_order_ms - self.leg1_fill_ms
+
+
+class FundingCore:
+    """The funding/basis engine for a set of symbols (see the module docstring)."""
+
+    def __init__(self, cfg: FundingConfig, spot: dict[str, Instrument],
+                 perp: dict[str, Instrument], *, now_ms: int, venue: str = "bybit") -> None:
+        reserve = cfg.notional_usd * cfg.leg_unwind_reserve_s
+        if cfg.leg_risk_budget_usd_s <= reserve:
+            raise ValueError(
+                f"[funding] leg_risk_budget_usd_s ({cfg.leg_risk_budget_usd_s:g}) must exceed "
+                f"notional_usd × leg_unwind_reserve_s ({reserve:g}): every entry would unwind "
+                "at its first fill")
+        self.cfg = cfg
+        self.venue = venue
+        self.spot = spot
+        self.perp = perp
+        self.strategy = FundingBasisStrategy(cfg, spot, perp)
+        self.risk_cfg = LegRiskConfig.from_funding(cfg)
+        self.intents: dict[str, TwoLegIntent] = {}
+        self.ledgers: dict[str, Ledger] = {}
+        self.id_prefix = "fb" + _b36(now_ms)[-6:]
+        self.seq = 0
+        self.killed = False
+        self.connected = True
+        self.now_ms = now_ms
+        self.totals = {"funding": 0.0, "basis": 0.0, "fees": 0.0, "net": 0.0, "closed": 0}
+        self.last_decision: dict[str, tuple[str, str]] = {}
+        self.last_apr: dict[str, float | None] = {}
+        self._records: list[dict[str, Any]] = []
+        self._anomalies_seen: dict[str, int] = {}
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def _mid(self, sym: str, kind: InstrumentKind) -> float | None:
+        s = self.strategy
+        top = (s.spot_books if kind is InstrumentKind.SPOT else s.perp_books).get(sym)
+        if top is not None and top.mid is not None:
+            return top.mid
+        if kind is InstrumentKind.LINEAR_PERP:
+            q = s.quotes.get(sym)
+            if q is not None:
+                return q.mark
+        return None
+
+    def next_wakeup_ms(self) -> int | None:
+        """When :meth:`on_tick` must run next: an intent's leg-risk limit, the settlement a
+        position is held for (``hold_across_events`` off), a pre-event window opening, or
+        a quote turning stale (None: nothing timed pending)."""
+        times: list[int] = []
+        for it in self.intents.values():
+            w = it.next_wakeup_ms()
+            if w is not None:
+                times.append(w)
+        for sym in self.cfg.symbols:
+            q = self.strategy.quotes.get(sym)
+            led = self.ledgers.get(sym)
+            if led is not None and not self.cfg.hold_across_events \
+                    and led.target_event_ms > self.now_ms:
+                times.append(led.target_event_ms)
+            if q is None:
+                continue
+            if led is None and self.cfg.pre_event_open_minutes > 0:
+                opens = int(q.next_funding_ms - self.cfg.pre_event_open_minutes * 60_000)
+                if opens > self.now_ms:
+                    times.append(opens)
+            stale = int(q.ts_ms + self.cfg.quote_stale_ms) + 1
+            if stale > self.now_ms:
+                times.append(stale)
+        return min(times) if times else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per symbol: state, both legs, net delta, exposure, APR, P&L parts; plus totals."""
+        out: dict[str, Any] = {}
+        for sym in self.cfg.symbols:
+            it = self.intents.get(sym)
+            led = self.ledgers.get(sym)
+            smid = self._mid(sym, InstrumentKind.SPOT)
+            pmid = self._mid(sym, InstrumentKind.LINEAR_PERP)
+            entry: dict[str, Any] = {
+                "state": it.state if it is not None else fsm.IDLE,
+                "apr": self.last_apr.get(sym),
+                "decision": list(self.last_decision.get(sym, ("", ""))),
+            }
+            if led is not None:
+                basis = led.basis_pnl(smid, pmid)
+                net = led.funding + basis - led.fees
+                entry.update({
+                    "intent_id": led.intent_id, "direction": led.direction,
+                    "spot_qty": led.spot_qty, "perp_qty": led.perp_qty,
+                    "net_delta": led.spot_qty + led.perp_qty,
+                    "exposure_usd": abs(led.spot_qty + led.perp_qty) * (smid or 0.0),
+                    "gross_usd": max(abs(led.spot_qty), abs(led.perp_qty)) * (smid or 0.0),
+                    "funding": led.funding, "basis_pnl": basis, "fees": led.fees, "net": net,
+                    "opened_ms": led.opened_ms,
+                })
+            else:
+                entry.update({"spot_qty": 0.0, "perp_qty": 0.0, "net_delta": 0.0,
+                              "exposure_usd": 0.0, "gross_usd": 0.0})
+            out[sym] = entry
+        return {"symbols": out, "totals": dict(self.totals), "killed": self.killed,
+                "connected": self.connected}
+
+    def drain_records(self) -> list[dict[str, Any]]:
+        out, self._records = self._records, []
+        return out
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def on_market(self, ev: MarketEvent, now_ms: int) -> list[Intent]:
+        self._clock(now_ms)
+        if isinstance(ev, FundingQuote):
+            if ev.symbol not in self.perp:
+                return []
+            self.strategy.on_quote(ev)
+            return self._evaluate([ev.symbol], now_ms)
+        if isinstance(ev, BookTop):
+            if ev.symbol not in self.spot and ev.symbol not in self.perp:
+                return []
+            self.strategy.on_book(ev)
+            return self._evaluate([ev.symbol], now_ms)
+        if isinstance(ev, FundingSettlement):
+            self._settle(ev, now_ms)
+            return self._evaluate([ev.symbol], now_ms)
+        return []
+
+    def on_order_event(self, ev: OrderEvent, now_ms: int) -> list[Intent]:
+        self._clock(now_ms)
+        found = self._intent_of(ev.client_id)
+        if found is None:
+            if not isinstance(ev, OrderAck):
+                self._record("anomaly", now_ms, symbol=ev.symbol,
+                             detail=f"{type(ev).__name__} for unknown order {ev.client_id}")
+            return []
+        sym, it = found
+        before = it.state
+        if isinstance(ev, OrderAck):
+            self._record("ack", now_ms, symbol=sym, client_id=ev.client_id,
+                         venue_order_id=ev.venue_order_id)
+            return []
+        if isinstance(ev, OrderFill):
+            new = ev.trade_id not in it.fills
+            out = it.on_fill(ev, now_ms)
+            if new and ev.trade_id in it.fills:
+                self._account_fill(sym, it, ev, now_ms)
+        elif isinstance(ev, OrderDone):
+            out = it.on_done(ev, now_ms)
+        else:
+            self._record("reject", now_ms, symbol=sym, client_id=ev.client_id,
+                         reason=ev.reason.value, detail=ev.detail)
+            out = it.on_reject(ev, now_ms)
+        return self._after(sym, it, before, out, now_ms)
+
+    def on_sent(self, client_id: str, now_ms: int) -> None:
+        """Optional: the shell wrote the order at ``now_ms`` (refines the leg latency)."""
+        found = self._intent_of(client_id)
+        if found is None:
+            return
+        sym, it = found
+        slot = it.orders.get(client_id)
+        led = self.ledgers.get(sym)
+        if slot is not None and led is not None and led.leg2_order_id == client_id:
+            led.leg2_order_ms = now_ms
+
+    def on_tick(self, now_ms: int) -> list[Intent]:
+        self._clock(now_ms)
+        out: list[Intent] = []
+        for sym, it in list(self.intents.items()):
+            before = it.state
+            out += self._after(sym, it, before, it.on_tick(now_ms), now_ms)
+        out += self._evaluate(list(self.cfg.symbols), now_ms)
+        return out
+
+    def kill(self, now_ms: int) -> list[Intent]:
+        """Stop opening and flatten both legs of every symbol (perp reduce-only)."""
+        self._clock(now_ms)
+        if not self.killed:
+            self._record("kill", now_ms)
+        self.killed = True
+        self.strategy.killed = True
+        out: list[Intent] = []
+        for sym, it in list(self.intents.items()):
+            before = it.state
+            out += self._after(sym, it, before, it.close(now_ms), now_ms)
+        return out
+
+    def disconnect(self, now_ms: int) -> None:
+        self._clock(now_ms)
+        self.connected = False
+        for it in self.intents.values():
+            it.disconnect(now_ms)
+        self._record("connection", now_ms, connected=False)
+
+    def reconnect(self, now_ms: int) -> list[Intent]:
+        self._clock(now_ms)
+        self.connected = True
+        self._record("connection", now_ms, connected=True)
+        out: list[Intent] = []
+        for sym, it in list(self.intents.items()):
+            before = it.state
+            out += self._after(sym, it, before, it.reconnect(now_ms), now_ms)
+        return out
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _clock(self, now_ms: int) -> None:
+        self.now_ms = max(self.now_ms, int(now_ms))
+
+    def _record(self, rtype: str, ts: int, **fields: Any) -> None:
+        self._records.append({"type": rtype, "ts": int(ts), **fields})
+
+    def _intent_of(self, client_id: str) -> tuple[str, TwoLegIntent] | None:
+        for sym, it in self.intents.items():
+            if client_id in it.orders:
+                return sym, it
+        return None
+
+    def _evaluate(self, symbols: list[str], now_ms: int) -> list[Intent]:
+        out: list[Intent] = []
+        s = self.strategy
+        used = s.used_notional()
+        for sym in symbols:
+            if sym not in self.cfg.symbols:
+                continue
+            if sym not in self.spot or sym not in self.perp:
+                self._note_decision(Decision(sym, Action.SKIP, "instrument unknown"), now_ms)
+                continue
+            it = self.intents.get(sym)
+            if it is not None and it.state != fsm.HEDGED:
+                continue  # legs in flight: the intent decides until it is hedged or flat
+            if it is not None:
+                h = s.holdings.get(sym)
+                if h is None:
+                    continue
+                d = decide_held(h, s.view(sym), now_ms, self.cfg, self.killed)
+            else:
+                if not self.connected:
+                    self._note_decision(Decision(sym, Action.SKIP, "venue disconnected"), now_ms)
+                    continue
+                d = decide_entry(sym, s.view(sym), now_ms, self.cfg, used, self.killed)
+            self._note_decision(d, now_ms)
+            if d.action is Action.OPEN:
+                out += self._open(sym, d, now_ms)
+                used += float(d.qty) * (self._mid(sym, InstrumentKind.SPOT) or 0.0)
+            elif d.action is Action.CLOSE and it is not None:
+                before = it.state
+                out += self._after(sym, it, before, it.close(now_ms), now_ms)
+            elif d.action is Action.REBALANCE and it is not None:
+                before = it.state
+                out += self._after(sym, it, before, it.rebalance(now_ms), now_ms)
+        return out
+
+    def _note_decision(self, d: Decision, now_ms: int) -> None:
+        if d.apr is not None:
+            self.last_apr[d.symbol] = d.apr
+        key = (d.action.value, d.reason)
+        if self.last_decision.get(d.symbol) == key and d.action is not Action.OPEN:
+            return
+        self.last_decision[d.symbol] = key
+        self._record("decision", now_ms, symbol=d.symbol, action=d.action.value,
+                     reason=d.reason, direction=d.direction, qty=str(d.qty), apr=d.apr,
+                     expected_gain=d.expected_gain, expected_cost=d.expected_cost)
+
+    def _open(self, sym: str, d: Decision, now_ms: int) -> list[Intent]:
+        self.seq += 1
+        iid = f"{self.id_prefix}{self.seq}"
+        perp_side = Side.SELL if d.direction > 0 else Side.BUY
+        leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side,
+                        self.perp[sym].lot_size)
+        leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(),
+                        self.spot[sym].lot_size)
+        ref = self._mid(sym, InstrumentKind.SPOT) or 0.0
+        it = TwoLegIntent(iid, leg_a, leg_b, d.qty, self.risk_cfg, ref)
+        self.intents[sym] = it
+        q = self.strategy.quotes[sym]
+        self.ledgers[sym] = Ledger(intent_id=iid, direction=d.direction, opened_ms=now_ms,
+                                   target_event_ms=q.next_funding_ms, expected_apr=d.apr)
+        return self._after(sym, it, fsm.IDLE, it.open(now_ms), now_ms)
+
+    def _after(self, sym: str, it: TwoLegIntent, before: str, out: list[Intent],
+               now_ms: int) -> list[Intent]:
+        """Journal what the intent did; keep the strategy's holding and the ledger in step."""
+        led = self.ledgers.get(sym)
+        for i in out:
+            if isinstance(i, PlaceOrder):
+                self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="place",
+                             client_id=i.client_id, kind=i.kind.value, side=i.side.value,
+                             qty=str(i.qty), reduce_only=i.reduce_only)
+                slot = it.orders.get(i.client_id)
+                if led is not None and slot is not None and slot.leg == LEG_B \
+                        and slot.role == "hedge" and led.leg2_order_ms is None:
+                    led.leg2_order_ms = now_ms
+                    led.leg2_order_id = i.client_id
+            else:
+                self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="cancel",
+                             client_id=i.client_id, kind=i.kind.value)
+        n_seen = self._anomalies_seen.get(it.intent_id, 0)
+        for a in it.anomalies[n_seen:]:
+            self._record("anomaly", now_ms, symbol=sym, intent_id=it.intent_id, detail=a)
+        self._anomalies_seen[it.intent_id] = len(it.anomalies)
+        if it.state != before:
+            self._record("position", now_ms, symbol=sym, intent_id=it.intent_id,
+                         state=it.state, previous=before, perp_qty=str(it.pos[LEG_A]),
+                         spot_qty=str(it.pos[LEG_B]), net=str(it.net),
+                         fail_reason=it.fail_reason or None)
+        if it.state == fsm.HEDGED and led is not None:
+            self.strategy.holdings[sym] = Holding(sym, led.direction, float(it.pos[LEG_B]),
+                                                  float(it.pos[LEG_A]), led.opened_ms,
+                                                  led.target_event_ms)
+        elif it.state == fsm.IDLE:
+            self._finish(sym, it, now_ms)
+        return out
+
+    def _finish(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
+        self.intents.pop(sym, None)
+        self.strategy.holdings.pop(sym, None)
+        self._anomalies_seen.pop(it.intent_id, None)
+        led = self.ledgers.pop(sym, None)
+        if led is None:
+            return
+        if led.fills == 0:
+            self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=False,
+                         reason=it.fail_reason or "nothing filled")
+            return
+        basis = led.cash  # flat: nothing held, the cash flows are the basis P&L
+        net = led.funding + basis - led.fees
+        hold_ms = max(now_ms - led.opened_ms, 1)
+        apr = net / led.entry_notional * YEAR_MS / hold_ms if led.entry_notional > 0 else None
+        self.totals["funding"] += led.funding
+        self.totals["basis"] += basis
+        self.totals["fees"] += led.fees
+        self.totals["net"] += net
+        self.totals["closed"] += 1
+        self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=True,
+                     direction=led.direction, opened_ms=led.opened_ms, closed_ms=now_ms,
+                     hold_ms=hold_ms, entry_notional=led.entry_notional,
+                     funding=led.funding, settlements=led.settlements, basis_pnl=basis,
+                     fees=led.fees, fees_spot=led.fees_spot, fees_perp=led.fees_perp, net=net,
+                     net_apr=apr, hedge_ratio=led.hedge_ratio(),
+                     leg_latency_ms=led.leg_latency_ms(), fail_reason=it.fail_reason or None,
+                     residual_spot=led.spot_qty, residual_perp=led.perp_qty)
+
+    def _account_fill(self, sym: str, it: TwoLegIntent, f: OrderFill, now_ms: int) -> None:
+        led = self.ledgers.get(sym)
+        if led is None:
+            return
+        slot = it.orders[f.client_id]
+        inst = self.perp[sym] if slot.leg == LEG_A else self.spot[sym]
+        fee = f.fee if f.fee != 0 else f.qty * f.price * (
+            inst.maker_fee if f.is_maker else inst.taker_fee)
+        signed = f.qty * f.side.sign
+        led.cash -= signed * f.price
+        led.fees += fee
+        led.fills += 1
+        if slot.leg == LEG_A:
+            led.perp_qty = float(it.pos[LEG_A])
+            led.fees_perp += fee
+            led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
+            if led.leg1_fill_ms is None:
+                led.leg1_fill_ms = f.ts_ms
+        else:
+            led.spot_qty = float(it.pos[LEG_B])
+            led.fees_spot += fee
+            led.peak_spot = max(led.peak_spot, abs(led.spot_qty))
+            if slot.role == "hedge" and slot.side.sign * led.direction > 0:
+                led.entry_notional += f.qty * f.price
+        self._record("fill", now_ms, symbol=sym, intent_id=it.intent_id, client_id=f.client_id,
+                     trade_id=f.trade_id, leg="perp" if slot.leg == LEG_A else "spot",
+                     role=slot.role, side=f.side.value, qty=f.qty, price=f.price, fee=fee,
+                     is_maker=f.is_maker, venue_ts=f.ts_ms)
+
+    def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
+        led = self.ledgers.get(ev.symbol)
+        if led is None or led.perp_qty == 0:
+            self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
+                         position_size=ev.position_size, amount=ev.amount, applied=False,
+                         settled_ms=ev.ts_ms)
+            return
+        led.funding += ev.amount
+        led.settlements += 1
+        self._record("funding", now_ms, symbol=ev.symbol, intent_id=led.intent_id, rate=ev.rate,
+                     position_size=ev.position_size, amount=ev.amount, applied=True,
+                     settled_ms=ev.ts_ms, funding_total=led.funding)
+
+    # -- journal ---------------------------------------------------------------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id_prefix": self.id_prefix, "seq": self.seq, "killed": self.killed,
+            "now_ms": self.now_ms, "totals": dict(self.totals),
+            "intents": {s: it.to_record() for s, it in self.intents.items()},
+            "ledgers": {s: attrs.asdict(led) for s, led in self.ledgers.items()},
+            "last_decision": {s: list(v) for s, v in self.last_decision.items()},
+        }
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any], cfg: FundingConfig, spot: dict[str, Instrument],
+                    perp: dict[str, Instrument], *, now_ms: int,
+                    venue: str = "bybit") -> FundingCore:
+        """Rebuild from :meth:`to_record`; offline (intents hold their orders) until
+        :meth:`reconnect`."""
+        self = cls(cfg, spot, perp, now_ms=now_ms, venue=venue)
+        self.id_prefix = str(r["id_prefix"])
+        self.seq = int(r["seq"])
+        self.killed = bool(r["killed"])
+        self.strategy.killed = self.killed
+        self.now_ms = max(now_ms, int(r["now_ms"]))
+        self.totals = dict(r["totals"])
+        self.intents = {s: TwoLegIntent.from_record(v) for s, v in r["intents"].items()}
+        self.ledgers = {s: Ledger(**v) for s, v in r["ledgers"].items()}
+        self.last_decision = {s: (v[0], v[1]) for s, v in r["last_decision"].items()}
+        for sym, it in self.intents.items():
+            self._anomalies_seen[it.intent_id] = len(it.anomalies)
+            led = self.ledgers.get(sym)
+            if it.state == fsm.HEDGED and led is not None:
+                self.strategy.holdings[sym] = Holding(
+                    sym, led.direction, float(it.pos[LEG_B]), float(it.pos[LEG_A]),
+                    led.opened_ms, led.target_event_ms)
+        self.connected = False
+        return self
+

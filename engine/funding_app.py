@@ -1,0 +1,1141 @@
+"""The Trio shell of the funding/basis strategy on Bybit (``[funding]`` + ``[bybit]``).
+
+Tasks, each owned by the root nursery:
+
+* ``bybit-sim``   the embedded Bybit simulator when ``[sim] enabled`` (ephemeral loopback port);
+* ``linear``/``spot``/``private`` one :class:`~engine.venues.bybit.ws.BybitStream` each (public
+  ``tickers.{symbol}`` + ``orderbook.1.{symbol}`` on linear, ``orderbook.1.{symbol}`` on spot;
+  the private ``order``/``execution``/``position``/``wallet`` in trade mode). Frames are
+  decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
+  synchronously in the stream's task;
+* ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
+* ``sender``      (trade) sends the core's intents in order through
+  :class:`~engine.venues.bybit.execution.BybitExecution`; answers go back to the core;
+* ``timer``       wakes the core (and the paper venue) by their ``next_wakeup_ms``, and at least
+  every :data:`TICK_S` for the strategy's evaluation;
+* ``writer`` / ``frames-recorder`` the JSON Lines day files (``funding_YYYY-MM-DD.jsonl``, one
+  whole line per :meth:`FundingCore.drain_records` record) and the raw frame recording;
+* ``summary``, ``control-files``, ``signals`` and the ops service (``/status``, metrics).
+
+Paper mode sends intents to :class:`~engine.core.paper_two_leg.PaperTwoLeg` (fills after a
+latency against the book at that later time) instead of the venue.
+
+Every stop (SIGINT/SIGTERM, kill file, ``POST /kill``, the run duration) is the kill switch:
+no new entries, both legs of every position flattened (the perp reduce-only), records flushed,
+exit 0 when flat, 1 when a position was left open. ``python -m engine flatten`` flattens and
+keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from engine.app import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    check_records_dir,
+    lock_records_dir,
+    sole_startup_error,
+)
+from engine.clock import WallClock, trio_deadline
+from engine.config import BybitConfig, EngineConfig, FundingConfig
+from engine.core.funding_core import FundingCore
+from engine.core.neutral import (
+    AmendOrder,
+    BalanceUpdate,
+    BookTop,
+    CancelAll,
+    CancelOrder,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    InstrumentKind,
+    OrderAck,
+    OrderDone,
+    OrderFill,
+    OrderReject,
+    PlaceOrder,
+    PositionUpdate,
+    RejectReason,
+)
+from engine.core.paper_two_leg import PaperTwoLegVenue
+from engine.io.frames import FrameRecorder, frames_dir
+from engine.io.records import RecordWriter
+from engine.ops.funding_metrics import FundingMetrics
+from engine.ops.health import HealthInputs
+from engine.ops.paths import (
+    FLATTEN_FILE,
+    RESET_FILE,
+    consume_request,
+    kill_env_set,
+    kill_file_path,
+    resolve_state_dir,
+)
+from engine.secrets import SecretsError
+from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.venues.bybit.execution import BybitExecution
+from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
+from engine.venues.bybit.http import HttpClient, HttpError
+from engine.venues.bybit.rest import BybitRest
+from engine.venues.bybit.ws import BybitAuthError, BybitStream
+
+log = logging.getLogger("engine.funding")
+summary_log = logging.getLogger("engine.summary")
+
+RECORD_KIND = "funding"
+TICK_S = 0.25
+SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
+LATENCY_SAMPLES = 2000
+
+Intent = PlaceOrder | CancelOrder | AmendOrder | CancelAll
+_MARKET = (FundingQuote, BookTop, FundingSettlement)
+_ORDER = (OrderAck, OrderFill, OrderDone, OrderReject)
+
+
+# -- leg latency: leg-1 fill received -> leg-2 order written to the socket -----------------------
+
+
+class _StampedStream(trio.abc.Stream):
+    """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.
+
+    ``issued_ns`` is read just before the inner ``send_all``: Trio tries the kernel write at
+    once (no schedule point before it unless cancelled; it waits only on a full socket
+    buffer, which a small request on an idle connection never meets), so this is when the
+    bytes are written. ``returned_ns`` adds Trio's schedule point after the write, i.e. the
+    other tasks that ran meanwhile."""
+
+    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int, int], None]) -> None:
+        self.inner = inner
+        self.on_write = on_write
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        issued = time.perf_counter_ns()
+        await self.inner.send_all(data)
+        self.on_write(issued, time.perf_counter_ns())
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class TimedHttpClient(HttpClient):
+    """:class:`HttpClient` that reports when each request's bytes were written (for the leg
+    latency): ``on_sent(body, issued_ns, returned_ns)`` after the socket write, off the
+    measured path (see :class:`_StampedStream`)."""
+
+    def __init__(self, base_url: str, timeout_s: float,
+                 on_sent: Callable[[bytes, int, int], None]) -> None:
+        super().__init__(base_url, timeout_s=timeout_s)
+        self.on_sent = on_sent
+        self._body = b""
+
+    async def warm(self) -> None:
+        """Open the connection now (TCP and TLS), so the first order does not pay for it."""
+        async with self._lock:
+            if self._stream is None:
+                await self._connect()
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        assert self._stream is not None
+        self._stream = _StampedStream(self._stream,
+                                      lambda t0, t1: self.on_sent(self._body, t0, t1))
+
+    async def _request(self, method: str, target: str, headers: dict[str, str],
+                       body: bytes) -> Any:
+        self._body = body  # under the client's lock: one request at a time
+        return await super()._request(method, target, headers, body)
+
+
+@attrs.define
+class LegLatency:
+    """Leg-1 fill received (stream task, perf ns) → leg-2 order written (ms samples)."""
+
+    pending: dict[str, int] = attrs.Factory(dict)  # leg-2 client id -> fill receive ns
+    samples: deque[float] = attrs.Factory(lambda: deque(maxlen=LATENCY_SAMPLES))
+    returned: deque[float] = attrs.Factory(lambda: deque(maxlen=LATENCY_SAMPLES))
+    count: int = 0
+    hist: Any = None  # the metrics histogram (seconds), when the ops service is up
+
+    def expect(self, client_id: str, t0_ns: int) -> None:
+        self.pending[client_id] = t0_ns
+        if len(self.pending) > 1000:
+            self.pending.clear()
+
+    def written(self, client_id: str, t1_ns: int, returned_ns: int | None = None
+                ) -> float | None:
+        t0 = self.pending.pop(client_id, None)
+        if t0 is None:
+            return None
+        ms = (t1_ns - t0) / 1e6
+        self.samples.append(ms)
+        self.returned.append(((returned_ns or t1_ns) - t0) / 1e6)
+        self.count += 1
+        if self.hist is not None:
+            self.hist.observe(ms / 1000.0)
+        return ms
+
+    def quantiles(self) -> dict[str, float | None]:
+        v = sorted(self.samples)
+        if not v:
+            return {"median_ms": None, "p99_ms": None, "n": 0}
+        p99 = v[min(len(v) - 1, max(0, math.ceil(0.99 * len(v)) - 1))]
+        return {"median_ms": round(statistics.median(v), 3), "p99_ms": round(p99, 3),
+                "n": self.count}
+
+
+class ShellDecoder(BybitDecoder):
+    """The stream's decoder, which first stamps the frame's arrival (``rx_ns``: the leg
+    latency's start for a fill), counts it and hands it to the frame recorder."""
+
+    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
+                 on_frame: Callable[[], None]) -> None:
+        super().__init__(kind)
+        self.recorder = recorder
+        self.on_frame = on_frame
+        self.rx_ns = 0
+
+    def decode(self, raw: str | bytes) -> list[Any]:
+        self.rx_ns = time.perf_counter_ns()
+        if self.recorder is not None:
+            self.recorder.inbound([raw if isinstance(raw, str)
+                                   else raw.decode("utf-8", "replace")])
+        self.on_frame()
+        return super().decode(raw)
+
+
+@attrs.define
+class FundingStats:
+    frames: int = 0
+    events: int = 0
+    intents_sent: int = 0
+    rejects: int = 0
+    send_errors: int = 0
+    disconnects: int = 0
+    reconnects: int = 0
+    records: int = 0
+    settlements: int = 0
+    decisions: int = 0
+    last_market_ms: dict[str, float] = attrs.Factory(dict)
+
+
+class _StreamsFeed:
+    """The ops service's ``feed`` view (frames by channel, reconnect count)."""
+
+    def __init__(self, app: FundingApp) -> None:
+        self.app = app
+
+    @property
+    def stats(self) -> Any:
+        a = self.app
+
+        class _S:
+            connected = a.connected()
+            reconnects = a.stats.reconnects
+            frames_by_channel = dict(a.frames_by_channel)
+            malformed = sum(s.malformed for s in a.streams.values())
+            frames_total = a.stats.frames
+
+        return _S
+
+
+class FundingApp:
+    """Owns every component of one funding run (see module). ``env`` supplies the Bybit keys
+    (``$CREDENTIALS_DIRECTORY`` / ``BYBIT_API_KEY``…; tests pass their own)."""
+
+    def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
+                 env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        if cfg.funding is None:
+            raise StartupError("the funding app needs a [funding] section", EXIT_CONFIG)
+        self.cfg = cfg
+        self.fcfg: FundingConfig = cfg.funding
+        self.bcfg: BybitConfig = cfg.bybit or BybitConfig()
+        self.duration_s = duration_s
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.clock = clock or WallClock()
+        self.records_dir = Path(cfg.records.dir)
+        self.state_dir = resolve_state_dir(cfg)
+        self.kill_path = kill_file_path(cfg)
+        self.stats = FundingStats()
+        self.latency = LegLatency()
+        self.frames_by_channel: dict[str, int] = {}
+        # the ops host interface (engine/ops/service.py reads these)
+        self.core: Any = None  # no Hyperliquid-style market core here
+        self.feed: Any = _StreamsFeed(self)
+        self.scheduler: Any = None
+        self.writer: RecordWriter | None = None
+        self.recorder: FrameRecorder | None = None
+        self.ops: Any = None
+        self.fmetrics: FundingMetrics | None = None
+        self.stop_reason: str | None = None
+        self.exit_code = EXIT_OK
+        self.ready = trio.Event()
+        # the run
+        self.funding: FundingCore | None = None
+        self.paper: PaperTwoLegVenue | None = None
+        self.venue: BybitVenue | None = None
+        self.spot: dict[str, Instrument] = {}
+        self.perp: dict[str, Instrument] = {}
+        self.streams: dict[str, BybitStream] = {}
+        self.down: set[str] = set()
+        self.was_down = False
+        self._resyncing = False
+        self.sim_server: Any = None
+        self.sim_exchange: Any = None
+        self.positions: dict[str, PositionUpdate] = {}
+        self.balance: BalanceUpdate | None = None
+        self.killed_reason: str | None = None
+        self.breaker_trip: str | None = None
+        self.day_start_net: tuple[int, float] | None = None
+        self._root: trio.Nursery | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._wake = trio.Event()
+        # order lanes, each with its own sender task and REST connection, per (urgent, symbol):
+        # urgent = reactions to order events (the hedge after a leg-1 fill, closes), else
+        # entries, kill, reconnect re-sends. A hedge never waits behind another request's
+        # round trip (one HTTP/1.1 connection answers one request at a time); a cancel or
+        # amend follows its order on the same lane, so it never overtakes the create
+        self._lanes: dict[tuple[bool, str], trio.MemorySendChannel[Intent]] = {}
+        self._lane_of: dict[str, tuple[bool, str]] = {}
+        self._records_dirty = False
+        self._fill_t0: dict[str, int] = {}  # leg-1 order client id -> fill receive ns (batch)
+        self._order_kind: dict[str, InstrumentKind] = {}
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> int:
+        cfg = self.cfg
+        if cfg.mode not in ("paper", "trade"):
+            raise StartupError(f"mode = {cfg.mode!r}: the funding strategy runs in paper or "
+                               "trade mode (set mode or --mode)", EXIT_CONFIG)
+        check_records_dir(self.records_dir)
+        lock = lock_records_dir(self.records_dir)
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        from engine.ops.service import OpsService
+
+        cfg = self.cfg
+        try:
+            self.ops = OpsService(self)  # type: ignore[arg-type]  # the ops host interface
+        except SecretsError as exc:
+            raise StartupError(f"ops credentials: {exc}", EXIT_CONFIG) from None
+        self.fmetrics = FundingMetrics(self.ops.metrics)
+        self.latency.hist = self.fmetrics.leg_latency
+        rec = cfg.records
+        self.writer = RecordWriter(self.records_dir, flush_interval_ms=rec.flush_interval_ms,
+                                   fsync_interval_ms=rec.fsync_interval_ms,
+                                   max_pending_records=rec.max_pending_records, clock=self.clock)
+        if cfg.recording.enabled:
+            self.recorder = FrameRecorder(
+                frames_dir(self.records_dir), flush_interval_ms=cfg.recording.flush_interval_ms,
+                level=cfg.recording.level, max_pending=cfg.recording.max_pending,
+                header={"mode": cfg.mode, "venue": "bybit", "strategy": "funding",
+                        "symbols": self.fcfg.symbols, "sim": cfg.sim.enabled})
+        built = False
+        kill_at_start = self._kill_at_start()
+        try:
+            with trio.CancelScope() as cancel:
+                self._cancel = cancel
+                async with trio.open_nursery() as nursery:
+                    self._root = nursery
+                    nursery.start_soon(self._signal_task, name="signals")
+                    await self.ops.start(nursery)
+                    nursery.start_soon(self.writer.run, name="writer")
+                    if cfg.sim.enabled:
+                        await self._start_sim(nursery)
+                    await self._build()
+                    built = True
+                    if self.recorder is not None:
+                        nursery.start_soon(self.recorder.run, name="frames-recorder")
+                    if self.paper is None:
+                        for sym in self.perp:  # each lane connects before the first order
+                            for urgent in (False, True):
+                                self._lane((urgent, sym))
+                    await self._start_streams(nursery)
+                    nursery.start_soon(self._timer, name="timer")
+                    nursery.start_soon(self._summary_task, name="summary")
+                    nursery.start_soon(self._control_task, name="control-files")
+                    if self.duration_s is not None:
+                        nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+                    self.ready.set()
+                    log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
+                             "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
+                             ", ".join(sorted(self.perp)), self.records_dir.resolve())
+                    if kill_at_start is not None:
+                        self.request_stop(f"kill switch on at start ({kill_at_start})")
+        except BaseExceptionGroup as group:
+            err = sole_startup_error(group) or _startup_error(group)
+            if err is None:
+                raise
+            raise err from None
+        finally:
+            self._flush_records()
+            self.writer.close()
+            if self.recorder is not None:
+                if not built:
+                    self.recorder.discard()
+                self.recorder.close()
+            self._log_final()
+            await self.ops.close()
+        return self.exit_code
+
+    def _kill_at_start(self) -> str | None:
+        if self.kill_path.exists():
+            why = f"kill file {self.kill_path} exists"
+        elif kill_env_set(self.env):
+            why = "ENGINE_KILL=1 in the environment"
+        else:
+            return None
+        log.critical("kill switch on at start (%s): no trading; remove it to trade again "
+                     "(python -m engine kill --clear)", why)
+        return why
+
+    async def _start_sim(self, nursery: trio.Nursery) -> None:
+        from engine.sim.bybit.cli import configure_funding
+        from engine.sim.bybit.exchange import Exchange
+        from engine.sim.bybit.server import BybitSimServer
+
+        s, bs = self.cfg.sim, self.cfg.bybit_sim
+        now = int(self.clock())
+        ex = Exchange(seed=s.seed, now_ms=now)
+        configure_funding(ex, int(bs.funding_interval_s * 1000), bs.funding_rate,
+                          bs.funding_drift, now)
+        ex.add_account(SIM_KEY, SIM_SECRET, usdt=bs.usdt, coins={})
+        server = BybitSimServer(ex, host=s.host, port=s.port, tick_s=bs.tick_ms / 1000.0)
+        base = await nursery.start(server.serve)
+        self.sim_exchange, self.sim_server = ex, server
+        self.bcfg = attrs.evolve(
+            self.bcfg, environment="testnet", rest_url=base,
+            ws_public_linear_url=f"ws{base[4:]}/v5/public/linear",
+            ws_public_spot_url=f"ws{base[4:]}/v5/public/spot",
+            ws_private_url=f"ws{base[4:]}/v5/private")
+        self.env = {**self.env, "BYBIT_API_KEY": SIM_KEY, "BYBIT_API_SECRET": SIM_SECRET}
+        log.info("embedded Bybit simulator listening on %s (seed %d, funding every %g s)", base,
+                 s.seed, bs.funding_interval_s)
+
+    async def _build(self) -> None:
+        trade = self.cfg.mode == "trade"
+        try:
+            venue = build_venue(self.bcfg, self.clock, need_keys=trade, env=self.env)
+        except LiveNotAllowed as exc:
+            raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
+        except SecretsError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+        venue.rest.http = TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
+                                          self._on_request_written)
+        self.venue = venue
+        for attempt in range(5):
+            try:
+                if trade:
+                    await venue.rest.sync_time()
+                perp = {i.symbol: i for i in await venue.rest.instruments_info("linear")}
+                spot = {i.symbol: i for i in await venue.rest.instruments_info("spot")}
+                break
+            except (HttpError, BybitApiError) as exc:
+                if attempt == 4:
+                    raise StartupError(f"Bybit at {venue.urls.rest} unreachable: {exc} (check "
+                                       "[bybit] environment/rest_url and the network)") from None
+                log.warning("Bybit instruments: %s; retrying", exc)
+                await trio.sleep(0.5 * 2 ** attempt)
+        missing = [s for s in self.fcfg.symbols if s not in perp or s not in spot]
+        if missing:
+            raise StartupError(f"[funding] symbols: {', '.join(missing)} not listed on Bybit "
+                               "spot and linear (check the symbol names)", EXIT_CONFIG)
+        self.perp = {s: perp[s] for s in self.fcfg.symbols}
+        self.spot = {s: spot[s] for s in self.fcfg.symbols}
+        now = int(self.clock())
+        self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
+        if not trade:
+            self.paper = PaperTwoLegVenue(self.spot, self.perp,
+                                          latency_ms=self.cfg.paper.latency_ms,
+                                          tid_prefix=f"paper{now}")
+
+    def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
+        def counted() -> None:
+            self.stats.frames += 1
+            self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
+
+        return ShellDecoder(kind, self.recorder, counted)
+
+    async def _start_streams(self, nursery: trio.Nursery) -> None:
+        venue = self.venue
+        assert venue is not None
+        syms = list(self.perp)
+        # the private socket first (its fills must not be published before we listen), the
+        # quotes last (they are what opens positions)
+        plan = [("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT),
+                ("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
+                 InstrumentKind.LINEAR_PERP)]
+        if self.paper is None:
+            plan.insert(0, ("private", ["order", "execution", "position", "wallet"],
+                            InstrumentKind.LINEAR_PERP))
+        for channel, topics, kind in plan:
+            st = venue.stream(channel, topics, self.on_event)
+            st.decoder = self._decoder(channel, kind)
+            if channel == "linear":
+                for s, inst in self.perp.items():
+                    st.decoder.tickers.set_funding_interval(s, inst.funding_interval_ms)
+            self.streams[channel] = st
+            with trio.fail_after(max(self.bcfg.http_timeout_s, 5.0) * 3):
+                await nursery.start(self._run_stream, channel, st)
+            nursery.start_soon(self._watch, channel, st, name=f"watch-{channel}")
+
+    async def _run_stream(self, channel: str, st: BybitStream,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await st.run(task_status=task_status)
+        except BybitAuthError as exc:
+            raise StartupError(str(exc), EXIT_CONFIG) from None
+
+    # ------------------------------------------------------------------ events (hot path)
+    def on_event(self, ev: Any) -> None:
+        """One decoded event from a stream (synchronous, in the stream's task)."""
+        core = self.funding
+        if core is None:
+            return
+        self.stats.events += 1
+        now = int(self.clock())
+        if isinstance(ev, _MARKET):
+            if isinstance(ev, FundingSettlement):
+                self.stats.settlements += 1
+                log.info("funding settlement %s: rate %.6f on %s -> %+.4f USDT", ev.symbol,
+                         ev.rate, ev.position_size, ev.amount)
+            else:
+                key = f"{ev.symbol}:{'quote' if isinstance(ev, FundingQuote) else ev.kind.value}"
+                self.stats.last_market_ms[key] = now
+                if self.paper is not None:
+                    if isinstance(ev, BookTop):
+                        self.paper.on_book(ev)
+                    else:
+                        self.paper.on_quote(ev)
+            self._dispatch(core.on_market(ev, now), now)
+        elif isinstance(ev, _ORDER):
+            t0 = 0
+            if isinstance(ev, OrderFill):
+                priv = self.streams.get("private")
+                dec = priv.decoder if priv is not None else None
+                t0 = dec.rx_ns if isinstance(dec, ShellDecoder) and dec.rx_ns else (
+                    time.perf_counter_ns())
+            if self._order_event(ev, now, t0) and self.paper is None:
+                # a hedge or close is on its lane: records, logs and the timer's wake-up
+                # come after its write (the sender does them), not before
+                self._records_dirty = True
+                return
+        elif isinstance(ev, PositionUpdate):
+            self.positions[ev.symbol] = ev
+        elif isinstance(ev, BalanceUpdate):
+            if ev.coin == "USDT":
+                self.balance = ev
+        self._flush_records()
+        self._wake.set()
+
+    def _order_event(self, ev: Any, now: int, t0_ns: int = 0) -> int:
+        """Hand an order event to the core and dispatch what it returns (how many)."""
+        core = self.funding
+        assert core is not None
+        if isinstance(ev, OrderReject):
+            self.stats.rejects += 1
+            (log.info if ev.reason is RejectReason.NOT_FOUND else log.warning)(
+                "order %s %s rejected: %s (%s)", ev.client_id, ev.symbol, ev.reason.value,
+                ev.detail)
+        out = core.on_order_event(ev, now)
+        if t0_ns and isinstance(ev, OrderFill):
+            kind = self._order_kind.get(ev.client_id)
+            for i in out:
+                if isinstance(i, PlaceOrder) and kind is not None and i.kind is not kind:
+                    self.latency.expect(i.client_id, t0_ns)
+        self._dispatch(out, now, urgent=True)
+        return len(out)
+
+    def _dispatch(self, intents: list[Any], now: int, urgent: bool = False) -> None:
+        for i in intents:
+            if isinstance(i, PlaceOrder):
+                self._order_kind[i.client_id] = i.kind
+                if len(self._order_kind) > 20_000:
+                    self._order_kind.clear()
+            if self.paper is not None:
+                if isinstance(i, PlaceOrder):
+                    _log_order(i)
+                if isinstance(i, PlaceOrder | CancelOrder):
+                    self.paper.submit(i, now)
+                if isinstance(i, PlaceOrder):
+                    self.latency.written(i.client_id, time.perf_counter_ns())
+                    if self.funding is not None:
+                        self.funding.on_sent(i.client_id, now)
+                self.stats.intents_sent += 1
+            else:
+                cid = getattr(i, "client_id", "")
+                key = (urgent, i.symbol or "*")
+                if isinstance(i, PlaceOrder):
+                    self._lane_of[cid] = key
+                    if len(self._lane_of) > 20_000:
+                        self._lane_of = {cid: key}
+                elif cid:
+                    key = self._lane_of.get(cid, key)
+                self._lane(key).send_nowait(i)
+        if intents and self.paper is not None:
+            self._wake.set()
+
+    def _lane(self, key: tuple[bool, str]) -> trio.MemorySendChannel[Intent]:
+        """The send channel of lane ``key`` (made, with its sender task and connection, on
+        first use)."""
+        tx = self._lanes.get(key)
+        if tx is None:
+            venue, root = self.venue, self._root
+            assert venue is not None and root is not None
+            tx, rx = trio.open_memory_channel[Intent](math.inf)
+            self._lanes[key] = tx
+            rest = BybitRest(TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
+                                             self._on_request_written),
+                             self.clock, venue.credentials,
+                             recv_window_ms=self.bcfg.recv_window_ms)
+            rest.time_offset_ms = venue.rest.time_offset_ms
+            ex = BybitExecution(rest, self.clock)
+            root.start_soon(self._sender, rx, ex,
+                            name=f"sender-{key[1]}{'-urgent' if key[0] else ''}")
+        return tx
+
+    def _on_request_written(self, body: bytes, t_ns: int, returned_ns: int) -> None:
+        """After the socket write of a request (measured first, parsed and recorded after;
+        the signature travels in headers, never in the body)."""
+        if body and self.recorder is not None:
+            self.recorder.outbound([body.decode("utf-8", "replace")])
+        if b'"orderLinkId"' not in body or b'"orderType"' not in body:
+            return  # not an order create
+        try:
+            link = json.loads(body).get("orderLinkId")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(link, str):
+            self.latency.written(link, t_ns, returned_ns)
+            if self.funding is not None:
+                self.funding.on_sent(link, int(self.clock()))
+
+    async def _sender(self, rx: trio.MemoryReceiveChannel[Intent], ex: BybitExecution) -> None:
+        """Trade mode: one lane's intents in order through the REST API (answers to the
+        core); the records and logs of the events that made them are written after the
+        send, off the fill-to-hedge path."""
+        http = ex.rest.http
+        if isinstance(http, TimedHttpClient):
+            try:
+                await http.warm()
+            except HttpError as exc:
+                log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
+        async for i in rx:
+            try:
+                ans: Any
+                if isinstance(i, PlaceOrder):
+                    ans = await ex.place(i)
+                elif isinstance(i, CancelOrder):
+                    ans = await ex.cancel(i)
+                elif isinstance(i, AmendOrder):
+                    ans = await ex.amend(i)
+                else:
+                    await ex.cancel_all(i)
+                    ans = None
+                if self._records_dirty:
+                    self._records_dirty = False
+                    self._flush_records()
+                    self._wake.set()
+                if isinstance(i, PlaceOrder):
+                    _log_order(i)
+            except (HttpError, BybitApiError) as exc:
+                self.stats.send_errors += 1
+                log.error("sending %s %s failed: %s (left to the stream and the intent's "
+                          "timers)", type(i).__name__, getattr(i, "client_id", ""), exc)
+                continue
+            self.stats.intents_sent += 1
+            if isinstance(ans, OrderReject | OrderAck) and self.funding is not None:
+                now = int(self.clock())
+                self._order_event(ans, now)
+                self._flush_records()
+
+    # ------------------------------------------------------------------ time
+    async def _timer(self) -> None:
+        while True:
+            core = self.funding
+            assert core is not None
+            now = self.clock()
+            due = now + TICK_S * 1000.0
+            for w in (core.next_wakeup_ms(),
+                      self.paper.next_wakeup_ms() if self.paper is not None else None):
+                if w is not None:
+                    due = min(due, float(w))
+            with trio.move_on_at(trio_deadline(self.clock, due)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            self.tick(int(self.clock()))
+
+    def tick(self, now: int) -> None:
+        core = self.funding
+        assert core is not None
+        if self.paper is not None:
+            for ev in self.paper.due(now):
+                t0 = time.perf_counter_ns() if isinstance(ev, OrderFill) else 0
+                if isinstance(ev, _ORDER):
+                    self._order_event(ev, now, t0)
+                elif isinstance(ev, _MARKET):
+                    if isinstance(ev, FundingSettlement):
+                        self.stats.settlements += 1
+                    self._dispatch(core.on_market(ev, now), now)
+        self._dispatch(core.on_tick(now), now)
+        self._check_breakers(now)
+        self._flush_records()
+
+    # ------------------------------------------------------------------ connection state
+    async def _watch(self, name: str, st: BybitStream) -> None:
+        while True:
+            ev = st.connected
+            await ev.wait()
+            self._up(name)
+            while st.connected is ev:  # noqa: ASYNC110 - the stream swaps the event on a drop
+                await trio.sleep(0.02)
+            self._down(name)
+
+    def _down(self, name: str) -> None:
+        core = self.funding
+        if name in self.down or core is None:
+            return
+        first = not self.down
+        self.down.add(name)
+        self.stats.disconnects += 1
+        log.warning("bybit %s stream disconnected; orders wait for the reconnect", name)
+        if self.ops is not None:
+            self.ops.on_disconnected(f"bybit {name}")
+        if first:
+            core.disconnect(int(self.clock()))
+            self.was_down = True
+            self._flush_records()
+
+    def _up(self, name: str) -> None:
+        core = self.funding
+        self.down.discard(name)
+        if core is None or self.down or not self.was_down or self._resyncing:
+            return
+        if self.paper is None and self._root is not None:
+            self._resyncing = True
+            self._root.start_soon(self._resync, name="resync")
+        else:
+            self._resume()
+
+    def _resume(self) -> None:
+        core = self.funding
+        assert core is not None
+        self.was_down = False
+        self.stats.reconnects += 1
+        now = int(self.clock())
+        log.info("bybit streams connected again; resuming")
+        self._dispatch(core.reconnect(now), now)
+        self._flush_records()
+        self._wake.set()
+
+    async def _resync(self) -> None:
+        """Trade mode, after a reconnect: what the private socket missed meanwhile (the trades
+        and final states of every in-flight order, from REST) goes to the core first; then the
+        core resumes (and re-sends what is still in flight under the same ``orderLinkId``)."""
+        try:
+            with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
+                missed = await self._missed_events()
+            if scope.cancelled_caught:
+                log.warning("resync after the reconnect timed out; resuming without it")
+                missed = []
+        except (HttpError, BybitApiError) as exc:
+            log.warning("resync after the reconnect failed (%s); resuming without it", exc)
+            missed = []
+        finally:
+            self._resyncing = False
+        now = int(self.clock())
+        for ev in missed:
+            self._order_event(ev, now)
+        if missed:
+            log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        self._flush_records()
+        if self.down:
+            return  # dropped again meanwhile: the next reconnect resyncs
+        self._resume()
+
+    async def _missed_events(self) -> list[Any]:
+        core, venue = self.funding, self.venue
+        assert core is not None and venue is not None
+        out: list[Any] = []
+        for sym, it in list(core.intents.items()):
+            for o in it.in_flight():
+                kind = it.legs[o.leg].kind
+                q = {"category": KIND_CATEGORY[kind], "symbol": sym, "orderLinkId": o.client_id}
+                dec = BybitDecoder(kind)
+                trades = (await venue.rest.get("/v5/execution/list", q, signed=True)).get("list")
+                if trades:  # oldest first, through the same codec as the stream
+                    out += dec.decode(json.dumps({"topic": "execution",
+                                                  "data": list(reversed(trades))}))
+                rows = (await venue.rest.get("/v5/order/realtime", q, signed=True)).get("list")
+                if rows:
+                    out += dec.decode(json.dumps({"topic": "order", "data": rows[:1],
+                                                  "creationTime": int(self.clock())}))
+        return [e for e in out if isinstance(e, _ORDER)]
+
+    def connected(self) -> bool:
+        return bool(self.streams) and not self.down and all(
+            s.connected.is_set() for s in self.streams.values())
+
+    # ------------------------------------------------------------------ records
+    def _flush_records(self) -> None:
+        core, writer = self.funding, self.writer
+        if core is None or writer is None:
+            return
+        recs = core.drain_records()
+        if not recs:
+            return
+        now = self.clock()
+        for r in recs:
+            ts = r.get("ts", now) if isinstance(r, dict) else now
+            writer.write(RECORD_KIND, ts if isinstance(ts, int | float) else now, r)
+            self.stats.records += 1
+            self._log_record(r)
+
+    def _log_record(self, r: Any) -> None:
+        if not isinstance(r, dict):
+            return
+        kind = r.get("type")
+        if kind == "decision":
+            action = str(r.get("action", ""))
+            if action in ("open", "close", "rebalance"):
+                self.stats.decisions += 1
+                apr = r.get("apr")
+                log.info("funding decision %s %s: %s (APR %s)", r.get("symbol"), action.upper(),
+                         r.get("reason"), f"{apr:.1%}" if isinstance(apr, int | float) else "?")
+        elif kind == "closed" and r.get("filled"):
+            log.info("position closed %s: funding %+.4f, basis %+.4f, fees %.4f, net %+.4f USD, "
+                     "hedge ratio %s, leg latency %s ms", r.get("symbol"), _num(r.get("funding")),
+                     _num(r.get("basis_pnl")), _num(r.get("fees")), _num(r.get("net")),
+                     r.get("hedge_ratio"), r.get("leg_latency_ms"))
+        elif kind == "position":
+            log.info("position %s: %s", r.get("symbol"),
+                     " ".join(f"{k}={v}" for k, v in r.items() if k not in ("type", "ts",
+                                                                             "symbol")))
+
+    # ------------------------------------------------------------------ stop / kill
+    def request_stop(self, reason: str) -> bool:
+        """The kill switch, once: no new entries, flatten both legs, exit."""
+        if self.stop_reason is not None or self._root is None:
+            return False
+        self.stop_reason = reason
+        if self.ops is not None:
+            self.ops.on_stop(reason)
+        self._root.start_soon(self._stop_task, reason, name="stop")
+        return True
+
+    def kill(self, reason: str) -> None:
+        """No new entries and both legs of every position flattened (perp reduce-only)."""
+        core = self.funding
+        self.killed_reason = self.killed_reason or reason
+        if core is None:
+            return
+        self._flush_records()  # what happened before the kill is logged before it
+        now = int(self.clock())
+        log.warning("kill: %s; flattening both legs of every position", reason)
+        self._dispatch(core.kill(now), now)
+        self._flush_records()
+        self._wake.set()
+
+    async def _stop_task(self, reason: str) -> None:
+        log.warning("stopping: %s", reason)
+        self.kill(reason)
+        with trio.move_on_after(self.cfg.ops.kill_flat_timeout_s) as scope:
+            while not self.flat():  # noqa: ASYNC110 - flat is the venue's answer, not an event
+                await trio.sleep(0.05)
+        if scope.cancelled_caught:
+            log.error("positions still open %.0f s after the stop: %s; reconcile at the venue",
+                      self.cfg.ops.kill_flat_timeout_s, self.open_summary())
+            self.exit_code = EXIT_RUNTIME
+        else:
+            log.info("flat: both legs closed")
+        self._flush_records()
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def flat(self) -> bool:
+        return all(abs(p["spot_qty"]) <= 0 and abs(p["perp_qty"]) <= 0 and not p["busy"]
+                   for p in self.position_rows().values())
+
+    def open_summary(self) -> str:
+        rows = self.position_rows()
+        return ", ".join(f"{s} spot {p['spot_qty']} perp {p['perp_qty']}"
+                         for s, p in rows.items() if p["spot_qty"] or p["perp_qty"]) or "none"
+
+    async def _signal_task(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not self.request_stop(f"received {name}"):
+                    log.warning("received %s again: stopping now without waiting", name)
+                    self.stop()
+                    return
+
+    async def _stop_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self.request_stop(f"run duration of {seconds:g} s reached")
+
+    async def _control_task(self) -> None:
+        while True:
+            await trio.sleep(0.5)
+            if self.kill_path.exists():
+                self.request_stop(f"kill switch: kill file {self.kill_path} exists")
+            if consume_request(self.state_dir / FLATTEN_FILE):
+                self.flatten_from_operator("flatten file")
+            if consume_request(self.state_dir / RESET_FILE):
+                self.reset_from_operator("reset file")
+
+    def flatten_from_operator(self, source: str) -> dict[str, Any]:
+        n = sum(1 for p in self.position_rows().values() if p["spot_qty"] or p["perp_qty"])
+        self.kill(f"flatten requested ({source})")
+        return {"flattening": n, "detail": "both legs of every position, perp reduce-only; "
+                                           "no new entries until a restart"}
+
+    def reset_from_operator(self, source: str) -> dict[str, Any]:
+        if self.breaker_trip is None:
+            return {"reset": False, "detail": "no breaker tripped"}
+        log.warning("breaker reset by the operator (%s): %s", source, self.breaker_trip)
+        self.breaker_trip = None
+        return {"reset": True, "detail": "breaker reset; entries stay off until a restart "
+                                         "(the kill flattened them)"}
+
+    # ------------------------------------------------------------------ breakers
+    def equity(self) -> float:
+        if self.balance is not None and self.cfg.mode == "trade":
+            return self.balance.equity
+        return self.cfg.breakers.paper_equity
+
+    def _check_breakers(self, now: int) -> None:
+        pct = self.cfg.breakers.daily_loss_pct
+        if pct <= 0 or self.breaker_trip is not None:
+            return
+        net = self.totals()["net_pnl"]
+        day = now // 86_400_000
+        if self.day_start_net is None or self.day_start_net[0] != day:
+            self.day_start_net = (day, net)
+        loss = self.day_start_net[1] - net
+        limit = self.equity() * pct / 100.0
+        if loss > limit:
+            self.breaker_trip = (f"daily loss {loss:.2f} USD > {pct:g} % of equity "
+                                 f"{self.equity():.2f}")
+            log.critical("circuit breaker: %s; flattening, no new entries", self.breaker_trip)
+            if self.writer is not None:
+                self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
+                                                     "breaker": "daily_loss",
+                                                     "detail": self.breaker_trip})
+            self.kill(f"circuit breaker: {self.breaker_trip}")
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self) -> dict[str, Any]:
+        core = self.funding
+        return core.snapshot() if core is not None else {}
+
+    def position_rows(self) -> dict[str, dict[str, Any]]:
+        """Per symbol: spot_qty, perp_qty, net, state, busy (intent not idle), P&L parts."""
+        return symbol_rows(self.snapshot())
+
+    def totals(self) -> dict[str, float]:
+        """Closed round trips plus the open ones marked now (funding, basis, fees, net)."""
+        snap = self.snapshot()
+        closed = snap.get("totals") if isinstance(snap.get("totals"), Mapping) else {}
+        assert isinstance(closed, Mapping)
+        t = {"funding": _num(closed.get("funding")), "basis_pnl": _num(closed.get("basis")),
+             "fees": _num(closed.get("fees")), "net_pnl": _num(closed.get("net")),
+             "closed": _num(closed.get("closed"))}
+        for r in symbol_rows(snap).values():
+            if r.get("intent_id") is None:
+                continue
+            t["funding"] += _num(r.get("funding"))
+            t["basis_pnl"] += _num(r.get("basis_pnl"))
+            t["fees"] += _num(r.get("fees"))
+            t["net_pnl"] += _num(r.get("net"))
+        return t
+
+    def symbols_live(self) -> int:
+        now = self.clock()
+        stale = self.fcfg.quote_stale_ms
+        return sum(1 for s in self.perp
+                   if now - self.stats.last_market_ms.get(f"{s}:quote", -math.inf) <= stale
+                   and now - self.stats.last_market_ms.get(f"{s}:spot", -math.inf) <= stale)
+
+    def summary_line(self) -> str:
+        rows = self.position_rows()
+        held = [r for r in rows.values() if r["spot_qty"] or r["perp_qty"]]
+        hedged = sum(1 for r in held if r["hedged"])
+        t = self.totals()
+        lat = self.latency.quantiles()
+        med = lat["median_ms"]
+        return (f"funding: symbols live {self.symbols_live()}/{len(self.perp)} | positions "
+                f"{len(held)} (hedged {hedged}, unhedged {len(held) - hedged}) | funding earned "
+                f"{t['funding']:+.4f} USD | basis {t['basis_pnl']:+.4f} fees {t['fees']:.4f} | "
+                f"net P&L {t['net_pnl']:+.4f} USD | settlements {self.stats.settlements} | "
+                f"leg latency median {'?' if med is None else f'{med:.2f} ms'} | reconnects "
+                f"{self.stats.reconnects}" + (f" | KILLED ({self.killed_reason})"
+                                              if self.killed_reason else ""))
+
+    async def _summary_task(self) -> None:
+        interval = self.cfg.summary.interval_s
+        if interval <= 0:
+            return
+        while True:
+            await trio.sleep(interval)
+            summary_log.info("%s", self.summary_line())
+
+    def _log_final(self) -> None:
+        t = self.totals()
+        log.info("stopped: %d settlements, funding %+.4f USD, net P&L %+.4f USD, %d records; "
+                 "records flushed to %s", self.stats.settlements, t["funding"], t["net_pnl"],
+                 self.stats.records, self.records_dir.resolve())
+
+    # ------------------------------------------------------------------ ops host interface
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and self.connected() and self.symbols_live() == len(self.perp)
+
+    def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
+        now = self.clock()
+        ages = [max(0.0, (now - t) / 1000.0) for t in self.stats.last_market_ms.values()]
+        busy = [r for r in self.position_rows().values() if r["busy"] and not r["hedged"]]
+        return HealthInputs(
+            ready=self.is_ready(), mode=self.cfg.mode, markets_total=len(self.perp),
+            max_market_data_age_s=max(ages) if ages else None,
+            feed_connected=self.connected(),
+            oldest_unresolved_order_age_s=None if not busy else 0.0,
+            unresolved_order_bound_s=self.fcfg.leg_deadline_s,
+            writer_pending=self.writer.pending if self.writer is not None else 0,
+            writer_max_pending=self.cfg.ops.health_max_writer_pending,
+            writer_errors_recent=writer_errors, hard_stop=self.breaker_trip,
+            killed=self.stop_reason is not None or self.killed_reason is not None,
+            event_loop_lag_ms=loop_lag_ms)
+
+    def status_doc(self) -> dict[str, Any]:
+        rows = self.position_rows()
+        t = self.totals()
+        held = {s: r for s, r in rows.items() if r["spot_qty"] or r["perp_qty"]}
+        doc: dict[str, Any] = {
+            "mode": self.cfg.mode, "venue": "bybit", "strategy": "funding",
+            "ready": self.is_ready(), "stopping": self.stop_reason,
+            "killed": self.stop_reason is not None or self.killed_reason is not None,
+            "hard_stop": self.breaker_trip, "kill_file": str(self.kill_path),
+            "kill_file_present": self.kill_path.exists(),
+            "records_dir": str(self.records_dir.resolve()),
+            "markets": len(self.perp), "markets_live": self.symbols_live(),
+            "positions": {s: r["perp_qty"] for s, r in held.items()},
+            "realized_pnl": t["net_pnl"], "unrealized_pnl": None,
+            "funding": {"symbols": rows, "totals": t, "settlements": self.stats.settlements,
+                        "leg_latency": self.latency.quantiles(),
+                        "hedged": sum(1 for r in held.values() if r["hedged"]),
+                        "unhedged": sum(1 for r in held.values() if not r["hedged"])},
+            "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
+                                   if self.breaker_trip else []),
+                         "daily_loss_pct": self._daily_loss_pct(),
+                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct},
+                         "equity": self.equity()},
+            "feed": {"connected": self.connected(), "reconnects": self.stats.reconnects,
+                     "disconnects": self.stats.disconnects, "frames": self.stats.frames,
+                     "malformed": sum(s.malformed for s in self.streams.values())},
+            "orders": {"sent": self.stats.intents_sent, "rejects": self.stats.rejects,
+                       "send_errors": self.stats.send_errors},
+        }
+        if self.positions:
+            doc["venue_positions"] = {s: p.size for s, p in self.positions.items()}
+        return doc
+
+    def _daily_loss_pct(self) -> float:
+        if self.day_start_net is None:
+            return 0.0
+        loss = self.day_start_net[1] - self.totals()["net_pnl"]
+        return max(0.0, loss / self.equity() * 100.0)
+
+    def collect_metrics(self, m: Any) -> None:
+        fm = self.fmetrics
+        if fm is not None:
+            fm.collect(self.position_rows(), self.totals(), self.stats.settlements,
+                       self.symbols_live(), self.connected())
+        self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
+        if self.breaker_trip is not None:
+            m.breaker_tripped.labels("daily_loss").set(1)
+
+
+def _log_order(i: PlaceOrder) -> None:
+    log.info("order %s %s %s %s %s%s", i.client_id, i.symbol, i.kind.value, i.side.value, i.qty,
+             " reduce-only" if i.reduce_only else "")
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def symbol_rows(snap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Normalise :meth:`FundingCore.snapshot` to one row per symbol (see
+    :meth:`FundingApp.position_rows`)."""
+    syms = snap.get("symbols", snap)
+    out: dict[str, dict[str, Any]] = {}
+    if not isinstance(syms, Mapping):
+        return out
+    for sym, r in syms.items():
+        if not isinstance(r, Mapping):
+            continue
+        spot = _num(r.get("spot_qty", 0.0))
+        perp = _num(r.get("perp_qty", 0.0))
+        state = str(r.get("state") or "idle")
+        row = dict(r)
+        row.update({"spot_qty": spot, "perp_qty": perp, "net_qty": spot + perp, "state": state,
+                    "busy": state.lower() not in ("idle", "hedged"),
+                    "hedged": state.lower() == "hedged"})
+        out[str(sym)] = row
+    return out
+
+
+def _startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
+    """A group holding only StartupErrors (e.g. nested by ``nursery.start``): the first one."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    found = [e for e in leaves if isinstance(e, StartupError)]
+    return found[0] if found and len(found) == len(leaves) else None
+
+
+async def run_funding(cfg: EngineConfig, *, duration_s: float | None = None) -> int:
+    """Run the funding strategy until a stop; return an exit code."""
+    return await FundingApp(cfg, duration_s=duration_s).run()
+
+
+__all__ = ["FundingApp", "LegLatency", "TimedHttpClient", "run_funding", "symbol_rows"]

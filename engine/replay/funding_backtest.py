@@ -1,0 +1,300 @@
+"""Backtest of the funding/basis strategy: recorded Bybit frames or a funding-history CSV through
+:class:`~engine.core.funding_core.FundingCore` and the paper venue, on a replay clock.
+
+Pure and synchronous: :class:`FundingBacktest` is the loop a live shell runs, minus Trio. Time
+only moves forward: before an input stamped ``t`` is applied, every wakeup of the venue and the
+core due *before* ``t`` fires (venue first: its fills and settlements reach the core, then the
+core's timers), the clock set to each due time; what is due *at* ``t`` fires once every input
+stamped ``t`` is applied (when a later input comes, or at the end).
+Nothing reads an input ahead of the clock, so a run on data cut at ``T`` writes exactly the
+prefix (records stamped ``<= T``) of the full run (tests/replay/test_funding_backtest.py).
+
+Inputs (see ``docs/data-formats.md``):
+
+* **Frames** (JSON Lines): ``{"ts": <receive ms>, "socket": "linear" | "spot", "raw": <the
+  frame, as text or as the JSON object>}``, one frame a line, in receive order. Each socket has
+  its own :class:`~engine.venues.bybit.codec.BybitDecoder`. Linear ``tickers.*`` frames give the
+  :class:`FundingQuote` and the perp's top of book (``bid1Price/bid1Size/ask1Price/ask1Size`` of
+  the merged ticker); ``orderbook.*`` frames give a :class:`BookTop` plus the whole depth, which
+  the paper venue walks. Inputs are timed by the receive time ``ts`` (what the engine knew),
+  not the venue's own stamp.
+* **Funding-history CSV**: the columns of Bybit's ``/v5/market/funding/history`` —
+  ``symbol``, ``fundingRate``, ``fundingRateTimestamp`` (epoch ms, the settlement time) —
+  plus an optional ``price`` column (the mid of both legs at that time; else the run's fixed
+  ``price``). A row becomes known at its settlement time ``T``: a quote for ``T`` with the row's
+  rate (what settles at ``T``), then the forecast for the next settlement ``T + interval`` (the
+  instrument's interval) with the same rate — the latest known rate, never a future one. Between
+  rows the last known quote and books are re-stamped every ``step_ms`` (the engine would see
+  ticker updates); the books are ``price ± spread_bps/2`` with ``depth_qty`` at the top.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from engine.config import FundingConfig
+from engine.core.funding_core import FundingCore, Intent
+from engine.core.neutral import (
+    BookTop,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    InstrumentKind,
+    OrderAck,
+    OrderDone,
+    OrderFill,
+    OrderReject,
+)
+from engine.core.paper_two_leg import Level, PaperTwoLegVenue
+from engine.venues.bybit.codec import BookGap, BybitDecoder, Malformed
+
+log = logging.getLogger(__name__)
+
+MAX_WAKES_PER_MS = 1000
+"""A wakeup that keeps asking for the same millisecond this often is a bug: stop, loudly."""
+
+
+@attrs.frozen
+class Tick:
+    """One input at ``ts``: a market event, with the book's depth when known."""
+
+    ts: int
+    event: FundingQuote | BookTop
+    levels: tuple[Sequence[Level], Sequence[Level]] | None = None
+
+
+class BacktestError(ValueError):
+    """The input cannot be backtested (one line, naming what to change)."""
+
+
+class FundingBacktest:
+    """The replay loop (see the module docstring)."""
+
+    def __init__(self, cfg: FundingConfig, spot: dict[str, Instrument],
+                 perp: dict[str, Instrument], *, start_ms: int, latency_ms: float = 50.0,
+                 extra_latency_ms: dict[InstrumentKind, float] | None = None,
+                 spot_balances: dict[str, float] | None = None) -> None:
+        self.core = FundingCore(cfg, spot, perp, now_ms=start_ms)
+        self.venue = PaperTwoLegVenue(spot, perp, latency_ms=latency_ms,
+                                      extra_latency_ms=extra_latency_ms, tid_prefix="bt",
+                                      spot_balances=spot_balances)
+        for sym, qty in (spot_balances or {}).items():
+            self.core.strategy.inventory[sym] = qty
+        self.now = start_ms
+        self.records: list[dict[str, Any]] = []
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _send(self, intents: list[Intent], now: int) -> None:
+        for i in intents:
+            self.venue.submit(i, now)
+            self.core.on_sent(i.client_id, now)
+
+    def _collect(self) -> None:
+        self.records.extend(self.core.drain_records())
+        # the strategy's inventory follows the venue's spot balance (negative funding)
+        for sym, bal in self.venue.spot_bal.items():
+            self.core.strategy.inventory[sym] = float(bal)
+
+    def _fire(self, t: int) -> None:
+        self.now = max(self.now, t)
+        for ev in self.venue.due(t):
+            if isinstance(ev, FundingSettlement):
+                self._send(self.core.on_market(ev, t), t)
+            elif isinstance(ev, (OrderAck, OrderFill, OrderDone, OrderReject)):
+                self._send(self.core.on_order_event(ev, t), t)
+        w = self.core.next_wakeup_ms()
+        if w is not None and w <= t:
+            self._send(self.core.on_tick(t), t)
+        self._collect()
+
+    def _wakeup(self) -> int | None:
+        ws = [w for w in (self.venue.next_wakeup_ms(), self.core.next_wakeup_ms())
+              if w is not None]
+        return min(ws) if ws else None
+
+    def advance(self, t: int, *, inclusive: bool = False) -> None:
+        """Fire every wakeup due before ``t`` (or at ``t`` with ``inclusive``)."""
+        same, last = 0, None
+        while True:
+            w = self._wakeup()
+            if w is None or w > t or (w == t and not inclusive):
+                return
+            w = max(w, self.now)
+            same = same + 1 if w == last else 0
+            if same > MAX_WAKES_PER_MS:
+                raise RuntimeError(f"wakeup stuck at {w}")
+            last = w
+            self._fire(w)
+
+    def feed(self, tick: Tick) -> None:
+        if tick.ts < self.now:
+            raise BacktestError(f"input at {tick.ts} is older than the clock {self.now}: "
+                                "inputs must be in time order")
+        self.advance(tick.ts)
+        self.now = tick.ts
+        ev = tick.event
+        if isinstance(ev, FundingQuote):
+            self.venue.on_quote(ev)
+        else:
+            self.venue.on_book(ev, tick.levels)
+        self._send(self.core.on_market(ev, tick.ts), tick.ts)
+        self._collect()
+
+    def run(self, ticks: Iterable[Tick], end_ms: int | None = None) -> list[dict[str, Any]]:
+        for tick in ticks:
+            if end_ms is not None and tick.ts > end_ms:
+                break
+            self.feed(tick)
+        if end_ms is not None:
+            self.advance(end_ms, inclusive=True)
+        self._collect()
+        return self.records
+
+    def summary(self) -> dict[str, Any]:
+        closed = [r for r in self.records if r["type"] == "closed" and r.get("filled")]
+        snap = self.core.snapshot()
+        return {"closed": len(closed), "totals": snap["totals"],
+                "decisions": sum(1 for r in self.records if r["type"] == "decision"),
+                "fills": sum(1 for r in self.records if r["type"] == "fill"),
+                "settlements": sum(1 for r in self.records if r["type"] == "funding"
+                                   and r.get("applied")),
+                "open": {s: v for s, v in snap["symbols"].items() if v["state"] != "idle"}}
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def ticks_from_frames(lines: Iterable[str]) -> Iterator[Tick]:
+    """Recorded frames (JSON Lines, see the module) → ticks; bad lines are logged and skipped."""
+    decoders = {"linear": BybitDecoder(InstrumentKind.LINEAR_PERP),
+                "spot": BybitDecoder(InstrumentKind.SPOT)}
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+            ts = int(rec["ts"])
+            dec = decoders[str(rec["socket"])]
+            raw = rec["raw"]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("frames line %d skipped: %s", n, exc)
+            continue
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        for ev in dec.decode(text):
+            if isinstance(ev, (Malformed, BookGap)):
+                log.warning("frames line %d: %s", n, ev)
+            elif isinstance(ev, FundingQuote):
+                yield Tick(ts, ev)
+                top = _perp_top(dec, ev, ts)
+                if top is not None:
+                    yield Tick(ts, top)
+            elif isinstance(ev, BookTop):
+                book = _book_of(dec, ev)
+                levels = None
+                if book is not None:
+                    levels = (sorted(book.bids.items(), reverse=True), sorted(book.asks.items()))
+                yield Tick(ts, ev, levels)
+
+
+def _book_of(dec: BybitDecoder, top: BookTop) -> Any:
+    for topic, book in dec.books.items():
+        if topic.endswith("." + top.symbol):
+            return book
+    return None
+
+
+def _perp_top(dec: BybitDecoder, q: FundingQuote, ts: int) -> BookTop | None:
+    m = dec.tickers.merged(q.symbol) or {}
+    try:
+        bid, ask = float(m["bid1Price"]), float(m["ask1Price"])
+        bsz, asz = float(m.get("bid1Size", 0) or 0), float(m.get("ask1Size", 0) or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return BookTop(q.venue, q.symbol, InstrumentKind.LINEAR_PERP, bid, bsz, ask, asz, q.ts_ms)
+
+
+@attrs.frozen
+class FundingRow:
+    symbol: str
+    rate: float
+    ts_ms: int
+    price: float | None
+
+
+def read_funding_csv(path: Path) -> list[FundingRow]:
+    """A funding-history CSV (Bybit's field names; see the module) → rows in time order."""
+    rows: list[FundingRow] = []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"symbol", "fundingRate", "fundingRateTimestamp"}
+        missing = need - set(reader.fieldnames or [])
+        if missing:
+            raise BacktestError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
+                                "(Bybit's funding/history fields)")
+        for n, r in enumerate(reader, 2):
+            try:
+                price = float(r["price"]) if r.get("price") not in (None, "") else None
+                rows.append(FundingRow(r["symbol"], float(r["fundingRate"]),
+                                       int(float(r["fundingRateTimestamp"])), price))
+            except ValueError as exc:
+                raise BacktestError(f"{path}:{n}: {exc}") from None
+    rows.sort(key=lambda x: (x.ts_ms, x.symbol))
+    return rows
+
+
+def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], *,
+                       price: float | None = None, spread_bps: float = 2.0,
+                       depth_qty: float = 10.0, step_ms: int = 60_000) -> Iterator[Tick]:
+    """Funding rows → quotes and synthetic books (see the module): data known at each time."""
+    if step_ms <= 0:
+        raise BacktestError("step_ms must be > 0")
+    last: dict[str, tuple[float, int, float]] = {}  # sym -> (rate, next ms, price)
+
+    def books(sym: str, px: float, ts: int) -> list[Tick]:
+        half = px * spread_bps / 2e4
+        return [Tick(ts, BookTop("bybit", sym, kind, px - half, depth_qty, px + half,
+                                 depth_qty, ts))
+                for kind in (InstrumentKind.SPOT, InstrumentKind.LINEAR_PERP)]
+
+    def quote(sym: str, rate: float, next_ms: int, px: float, ts: int) -> Tick:
+        interval = perp[sym].funding_interval_ms if sym in perp else 0
+        half = px * spread_bps / 2e4
+        return Tick(ts, FundingQuote("bybit", sym, rate, next_ms, interval, px, px, px - half,
+                                     px + half, ts))
+
+    i = 0
+    t = rows[0].ts_ms if rows else 0
+    while i < len(rows):
+        r = rows[i]
+        if r.ts_ms <= t:
+            i += 1
+            px = r.price if r.price is not None else price
+            if px is None:
+                raise BacktestError(f"row for {r.symbol} at {r.ts_ms} has no price and no "
+                                    "fixed price was given (--price)")
+            inst = perp.get(r.symbol)
+            interval = inst.funding_interval_ms if inst is not None else 0
+            if interval <= 0:
+                raise BacktestError(f"{r.symbol}: no funding interval for the instrument")
+            yield quote(r.symbol, r.rate, r.ts_ms, px, r.ts_ms)  # what settles now
+            yield from books(r.symbol, px, r.ts_ms)
+            last[r.symbol] = (r.rate, r.ts_ms + interval, px)
+            yield quote(r.symbol, r.rate, r.ts_ms + interval, px, r.ts_ms)  # the forecast
+            t = max(t, r.ts_ms)
+            continue
+        t += step_ms
+        if t >= r.ts_ms:
+            t = r.ts_ms
+            continue
+        for sym, (rate, next_ms, lpx) in sorted(last.items()):
+            yield from books(sym, lpx, t)
+            yield quote(sym, rate, next_ms, lpx, t)

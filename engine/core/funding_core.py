@@ -107,15 +107,15 @@ class Ledger:
     fills: int = 0
     expected_apr: float | None = None
 
-    def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float:
-        """Cash flows plus what is held at the given mids (a missing mid values it at 0 P&L
-        by using the average cost instead: never invents a price)."""
+    def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float | None:
+        """Cash flows plus what is held at the given mids; None while a held leg has no price
+        (never invents one)."""
         value = self.cash
         for qty, mid in ((self.spot_qty, spot_mid), (self.perp_qty, perp_mid)):
             if qty == 0:
                 continue
             if mid is None:
-                return float("nan")
+                return None
             value += qty * mid
         return value
 
@@ -158,6 +158,7 @@ class FundingCore:
         self.totals = {"funding": 0.0, "basis": 0.0, "fees": 0.0, "net": 0.0, "closed": 0}
         self.last_decision: dict[str, tuple[str, str]] = {}
         self.last_apr: dict[str, float | None] = {}
+        self.cooldown_until: dict[str, int] = {}
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -189,6 +190,9 @@ class FundingCore:
             if led is not None and not self.cfg.hold_across_events \
                     and led.target_event_ms > self.now_ms:
                 times.append(led.target_event_ms)
+            until = self.cooldown_until.get(sym, 0)
+            if led is None and until > self.now_ms:
+                times.append(until)
             if q is None:
                 continue
             if led is None and self.cfg.pre_event_open_minutes > 0:
@@ -215,7 +219,7 @@ class FundingCore:
             }
             if led is not None:
                 basis = led.basis_pnl(smid, pmid)
-                net = led.funding + basis - led.fees
+                net = None if basis is None else led.funding + basis - led.fees
                 entry.update({
                     "intent_id": led.intent_id, "direction": led.direction,
                     "spot_qty": led.spot_qty, "perp_qty": led.perp_qty,
@@ -365,6 +369,11 @@ class FundingCore:
                     continue
                 d = decide_held(h, s.view(sym), now_ms, self.cfg, self.killed)
             else:
+                until = self.cooldown_until.get(sym, 0)
+                if now_ms < until:
+                    self._note_decision(Decision(sym, Action.SKIP, "cooling down after an "
+                                                 "unwound entry (reentry_cooldown_s)"), now_ms)
+                    continue
                 if not self.connected:
                     self._note_decision(Decision(sym, Action.SKIP, "venue disconnected"), now_ms)
                     continue
@@ -447,6 +456,8 @@ class FundingCore:
         self.strategy.holdings.pop(sym, None)
         self._anomalies_seen.pop(it.intent_id, None)
         led = self.ledgers.pop(sym, None)
+        if it.fail_reason:
+            self.cooldown_until[sym] = now_ms + int(self.cfg.reentry_cooldown_s * 1000)
         if led is None:
             return
         if led.fills == 0:
@@ -522,6 +533,8 @@ class FundingCore:
             "intents": {s: it.to_record() for s, it in self.intents.items()},
             "ledgers": {s: attrs.asdict(led) for s, led in self.ledgers.items()},
             "last_decision": {s: list(v) for s, v in self.last_decision.items()},
+            "last_apr": dict(self.last_apr),
+            "cooldown_until": dict(self.cooldown_until),
         }
 
     @classmethod
@@ -540,6 +553,8 @@ class FundingCore:
         self.intents = {s: TwoLegIntent.from_record(v) for s, v in r["intents"].items()}
         self.ledgers = {s: Ledger(**v) for s, v in r["ledgers"].items()}
         self.last_decision = {s: (v[0], v[1]) for s, v in r["last_decision"].items()}
+        self.last_apr = dict(r.get("last_apr", {}))
+        self.cooldown_until = {s: int(v) for s, v in r.get("cooldown_until", {}).items()}
         for sym, it in self.intents.items():
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
             led = self.ledgers.get(sym)

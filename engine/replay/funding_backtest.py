@@ -92,7 +92,7 @@ class FundingBacktest:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def _send(self, intents: list[Intent], now: int) -> None:
+    def send(self, intents: list[Intent], now: int) -> None:
         for i in intents:
             self.venue.submit(i, now)
             self.core.on_sent(i.client_id, now)
@@ -107,12 +107,12 @@ class FundingBacktest:
         self.now = max(self.now, t)
         for ev in self.venue.due(t):
             if isinstance(ev, FundingSettlement):
-                self._send(self.core.on_market(ev, t), t)
+                self.send(self.core.on_market(ev, t), t)
             elif isinstance(ev, (OrderAck, OrderFill, OrderDone, OrderReject)):
-                self._send(self.core.on_order_event(ev, t), t)
+                self.send(self.core.on_order_event(ev, t), t)
         w = self.core.next_wakeup_ms()
         if w is not None and w <= t:
-            self._send(self.core.on_tick(t), t)
+            self.send(self.core.on_tick(t), t)
         self._collect()
 
     def _wakeup(self) -> int | None:
@@ -145,7 +145,7 @@ class FundingBacktest:
             self.venue.on_quote(ev)
         else:
             self.venue.on_book(ev, tick.levels)
-        self._send(self.core.on_market(ev, tick.ts), tick.ts)
+        self.send(self.core.on_market(ev, tick.ts), tick.ts)
         self._collect()
 
     def run(self, ticks: Iterable[Tick], end_ms: int | None = None) -> list[dict[str, Any]]:

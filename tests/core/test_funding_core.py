@@ -1,0 +1,298 @@
+"""FundingCore over the paper venue (the backtest loop drives both on a replay clock): enter in
+the pre-event window, hedge, receive funding at the settlement, close on a sign flip, with P&L
+split into funding, basis and fees; kill flattens both legs (perp reduce-only); a lagging second
+leg is unwound within the budget; disconnect/reconnect; restart from the journal record."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.config import FundingConfig
+from engine.core.funding_core import FundingCore
+from engine.core.neutral import (
+    BookTop,
+    FundingQuote,
+    Instrument,
+    InstrumentKind,
+    PlaceOrder,
+)
+from engine.replay.funding_backtest import FundingBacktest, Tick
+from fsm import two_leg as fsm
+
+H = 3_600_000
+SPOT_K, PERP_K = InstrumentKind.SPOT, InstrumentKind.LINEAR_PERP
+SPOT = Instrument("bybit", "BTCUSDT", SPOT_K, Decimal("0.01"), Decimal("0.000001"),
+                  Decimal("0.000011"), Decimal("5"), taker_fee=0.001, maker_fee=0.001)
+PERP = Instrument("bybit", "BTCUSDT", PERP_K, Decimal("0.1"), Decimal("0.001"),
+                  Decimal("0.001"), Decimal("5"), funding_interval_ms=H,
+                  taker_fee=0.00055, maker_fee=0.0002)
+SPOTS, PERPS = {"BTCUSDT": SPOT}, {"BTCUSDT": PERP}
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % H  # a settlement slot
+CFG = FundingConfig(symbols=["BTCUSDT"], min_expected_apr=0.1, exit_apr=0.05,
+                    pre_event_open_minutes=10, expected_hold_hours=24, notional_usd=1000,
+                    quote_stale_ms=5_000, leg_risk_budget_usd_s=3000, leg_deadline_s=5)
+
+
+def market(t: int, rate: float, next_ms: int, px: float = 60_000.0, size: float = 5.0
+           ) -> list[Tick]:
+    return [
+        Tick(t, FundingQuote("bybit", "BTCUSDT", rate, next_ms, H, px, px, px - 0.5, px + 0.5,
+                             t)),
+        Tick(t, BookTop("bybit", "BTCUSDT", SPOT_K, px - 0.5, size, px + 0.5, size, t)),
+        Tick(t, BookTop("bybit", "BTCUSDT", PERP_K, px - 0.5, size, px + 0.5, size, t)),
+    ]
+
+
+def stream(t_from: int, t_to: int, rate_at: Any, px_at: Any = lambda t: 60_000.0,
+           step: int = 1_000) -> list[Tick]:
+    out: list[Tick] = []
+    for t in range(t_from, t_to + 1, step):
+        nxt = (t // H + 1) * H
+        out += market(t, rate_at(t), nxt, px_at(t))
+    return out
+
+
+def of(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == kind]
+
+
+def test_enter_hold_receive_funding_close_on_flip_with_pnl_parts() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    flip = T0 + H + 20 * 60_000
+    ticks = stream(T0 + 40 * 60_000, T0 + H + 30 * 60_000,
+                   lambda t: 0.001 if t < flip else -0.0005,
+                   lambda t: 60_000.0 + (t - T0) / 60_000)  # prices drift up 1 USDT/min
+    recs = bt.run(ticks, end_ms=T0 + 2 * H)
+    for r in recs:
+        json.dumps(r)  # each record is one JSON line
+    opens = [r for r in of(recs, "decision") if r["action"] == "open"]
+    assert len(opens) == 1
+    # the pre-event window: 10 minutes before the settlement at T0 + H, not earlier
+    assert T0 + H - 10 * 60_000 <= opens[0]["ts"] < T0 + H
+    (funding,) = [r for r in of(recs, "funding") if r["applied"]]
+    assert funding["settled_ms"] == T0 + H and funding["amount"] > 0
+    (closed,) = of(recs, "closed")
+    assert closed["filled"] and closed["closed_ms"] >= flip
+    assert [r["reason"] for r in of(recs, "decision") if r["action"] == "close"] == [
+        "funding sign flipped"]
+    fills = of(recs, "fill")
+    assert len(fills) == 4
+    assert closed["fees"] == pytest.approx(sum(f["fee"] for f in fills))
+    assert closed["fees_spot"] == pytest.approx(sum(f["fee"] for f in fills if f["leg"] == "spot"))
+    cash = sum(-f["qty"] * f["price"] * (1 if f["side"] == "buy" else -1) for f in fills)
+    assert closed["basis_pnl"] == pytest.approx(cash)
+    assert closed["funding"] == pytest.approx(funding["amount"])
+    assert closed["net"] == pytest.approx(closed["funding"] + closed["basis_pnl"] - closed["fees"])
+    assert closed["hedge_ratio"] == pytest.approx(1.0)
+    # the perp leg fills first (after the latency); the spot order leaves at that moment
+    perp_open = next(f for f in fills if f["leg"] == "perp")
+    spot_order = next(r for r in of(recs, "order") if r["kind"] == "spot")
+    assert closed["leg_latency_ms"] == spot_order["ts"] - perp_open["venue_ts"] == 0
+    hold = closed["closed_ms"] - closed["opened_ms"]
+    assert closed["hold_ms"] == hold
+    assert closed["net_apr"] == pytest.approx(
+        closed["net"] / closed["entry_notional"] * 365 * 24 * H / hold)
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    snap = bt.core.snapshot()
+    assert snap["symbols"]["BTCUSDT"]["state"] == fsm.IDLE
+    assert snap["totals"]["closed"] == 1
+    assert snap["totals"]["net"] == pytest.approx(closed["net"])
+
+
+def held(bt: FundingBacktest, until: int) -> None:
+    for tick in stream(T0 + 55 * 60_000, until, lambda t: 0.001):
+        bt.feed(tick)
+
+
+def test_snapshot_while_held_shows_both_legs_and_pnl_parts() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 58 * 60_000)
+    s = bt.core.snapshot()["symbols"]["BTCUSDT"]
+    assert s["state"] == fsm.HEDGED
+    assert s["perp_qty"] == -s["spot_qty"] and s["spot_qty"] > 0
+    assert s["net_delta"] == 0 and s["exposure_usd"] == 0
+    assert s["apr"] == pytest.approx(0.001 * 24 * 365)
+    assert s["fees"] > 0 and s["funding"] == 0
+    assert s["net"] == pytest.approx(s["funding"] + s["basis_pnl"] - s["fees"])
+    json.dumps(bt.core.snapshot())
+
+
+def test_kill_flattens_both_legs_perp_reduce_only_and_stops_opening() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    t = bt.now
+    out = bt.core.kill(t)
+    assert {(i.kind, i.reduce_only) for i in out if isinstance(i, PlaceOrder)} == {
+        (PERP_K, True), (SPOT_K, False)}
+    bt.send(out, t)
+    bt.run(stream(t + 1_000, T0 + 59 * 60_000, lambda _t: 0.001))
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    (closed,) = of(bt.records, "closed")
+    assert closed["filled"] and closed["fail_reason"] is None
+    assert not [r for r in of(bt.records, "decision")
+                if r["action"] == "open" and r["ts"] > t]
+    assert bt.core.kill(bt.now) == []  # nothing left to flatten
+
+
+def test_a_lagging_second_leg_is_unwound_within_the_budget() -> None:
+    cfg = attrs.evolve(CFG, leg_risk_budget_usd_s=1500.0, leg_deadline_s=3.0,
+                       leg_unwind_reserve_s=1.0)
+    bt = FundingBacktest(cfg, SPOTS, PERPS, start_ms=T0, latency_ms=40,
+                         extra_latency_ms={SPOT_K: 60_000.0})
+    seen: list[float] = []
+    for tick in stream(T0 + 55 * 60_000, T0 + 55 * 60_000 + 30_000, lambda t: 0.001, step=200):
+        bt.feed(tick)
+        for it in bt.core.intents.values():
+            seen.append(it.risk_usd_s)
+    (closed,) = of(bt.records, "closed")  # one: no re-entry during the cooldown
+    assert closed["fail_reason"] in ("leg-risk budget", "hard deadline")
+    assert max(seen) <= cfg.leg_risk_budget_usd_s
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal.get("BTCUSDT", 0) == 0
+    skips = [r for r in of(bt.records, "decision") if r["ts"] > closed["ts"]]
+    assert skips and all("cooling down" in r["reason"] for r in skips)
+    assert bt.core.next_wakeup_ms() is not None
+    assert bt.core.cooldown_until["BTCUSDT"] == closed["ts"] + cfg.reentry_cooldown_s * 1000
+
+
+def test_disconnected_nothing_is_sent_and_reconnect_resends_under_the_same_ids() -> None:
+    core = FundingCore(CFG, SPOTS, PERPS, now_ms=T0)
+    t = T0 + 55 * 60_000
+    core.disconnect(t)
+    for tick in market(t, 0.001, T0 + H):
+        assert core.on_market(tick.event, t) == []
+    assert [r["reason"] for r in of(core.drain_records(), "decision")][-1] == "venue disconnected"
+    out = core.reconnect(t + 100)
+    assert out == []  # nothing was deferred: no decision was taken while offline
+    out = core.on_tick(t + 100)
+    (p,) = out
+    assert isinstance(p, PlaceOrder) and p.kind is PERP_K
+    core.disconnect(t + 200)
+    again = core.reconnect(t + 300)
+    assert [i.client_id for i in again] == [p.client_id]  # re-sent, same id: idempotent
+
+
+def test_restart_from_the_record_continues_to_the_same_close() -> None:
+    flip = T0 + H + 5 * 60_000
+    ticks = stream(T0 + 55 * 60_000, T0 + H + 10 * 60_000,
+                   lambda t: 0.001 if t < flip else -0.0005)
+    cut = T0 + 58 * 60_000
+    whole = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    whole.run(ticks)
+    a = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    a.run([t for t in ticks if t.ts <= cut], end_ms=cut)
+    assert a.core.intents["BTCUSDT"].state == fsm.HEDGED
+    rec = json.loads(json.dumps(a.core.to_record()))
+    restored = FundingCore.from_record(rec, CFG, SPOTS, PERPS, now_ms=cut)
+    before, after = a.core.snapshot()["symbols"]["BTCUSDT"], restored.snapshot()["symbols"][
+        "BTCUSDT"]
+    for key in ("state", "spot_qty", "perp_qty", "funding", "fees", "apr", "intent_id"):
+        assert after[key] == before[key], key
+    assert after["basis_pnl"] is None  # no price known yet after the restart: none invented
+    assert restored.snapshot()["connected"] is False
+    a.core = restored
+    a.send(restored.reconnect(cut), cut)
+    a.run([t for t in ticks if t.ts > cut])
+    (c1,) = of(whole.records, "closed")
+    (c2,) = of(a.records, "closed")
+    assert c1 == c2
+
+
+def test_a_budget_below_the_unwind_reserve_is_refused_naming_the_keys() -> None:
+    cfg = attrs.evolve(CFG, leg_risk_budget_usd_s=500.0, notional_usd=1000.0,
+                       leg_unwind_reserve_s=1.0)
+    with pytest.raises(ValueError, match="leg_risk_budget_usd_s .* notional_usd × "
+                                         "leg_unwind_reserve_s"):
+        FundingCore(cfg, SPOTS, PERPS, now_ms=T0)
+
+
+def test_hold_across_events_off_wakes_at_the_settlement_and_closes_after_it() -> None:
+    cfg = attrs.evolve(CFG, hold_across_events=False, spot_fee_bps=0.0, perp_fee_bps=0.0,
+                       slippage_bps=0.0, margin_bps=0.0, quote_stale_ms=3_600_000.0)
+    bt = FundingBacktest(cfg, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    for tick in market(T0 + 55 * 60_000, 0.001, T0 + H):  # one quote, no more ticks
+        bt.feed(tick)
+    bt.advance(T0 + 56 * 60_000, inclusive=True)
+    assert bt.core.intents["BTCUSDT"].state == fsm.HEDGED
+    assert bt.core.next_wakeup_ms() == T0 + H  # the settlement it was opened for
+    bt.run([], end_ms=T0 + H + 1_000)
+    (closed,) = of(bt.records, "closed")
+    assert closed["settlements"] == 1 and closed["funding"] > 0
+    assert [r["reason"] for r in of(bt.records, "decision") if r["action"] == "close"] == [
+        "settlement collected (hold_across_events off)"]
+
+
+def test_the_pre_event_window_opening_is_a_wakeup() -> None:
+    cfg = attrs.evolve(CFG, quote_stale_ms=3_600_000.0)
+    core = FundingCore(cfg, SPOTS, PERPS, now_ms=T0)
+    t = T0 + 30 * 60_000
+    for tick in market(t, 0.001, T0 + H):
+        assert core.on_market(tick.event, t) == []
+    assert core.next_wakeup_ms() == T0 + H - 10 * 60_000
+    out = core.on_tick(T0 + H - 10 * 60_000)
+    assert len(out) == 1 and isinstance(out[0], PlaceOrder)
+
+
+def test_a_fill_for_an_unknown_order_is_an_anomaly_record() -> None:
+    from engine.core.neutral import OrderFill, Side
+    core = FundingCore(CFG, SPOTS, PERPS, now_ms=T0)
+    f = OrderFill("bybit", "BTCUSDT", PERP_K, "nope", "1", "t1", Side.BUY, 0.001, 60_000.0,
+                  0.0, False, T0)
+    assert core.on_order_event(f, T0) == []
+    (a,) = of(core.drain_records(), "anomaly")
+    assert "unknown order nope" in a["detail"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(rates=st.lists(st.sampled_from([0.002, 0.001, 0.0003, -0.0005]), min_size=3,
+                      max_size=8),
+       latency=st.sampled_from([0, 40, 400]), lag=st.sampled_from([0.0, 2_000.0, 60_000.0]),
+       drift=st.floats(-30, 30))
+def test_accounting_identities_hold_whatever_happens(rates: list[float], latency: int,
+                                                     lag: float, drift: float) -> None:
+    """Every closed record: net = funding + basis − fees, basis = the fills' cash flows, fees =
+    the fills' fees, funding = the applied settlements; the venue is flat after each; the
+    unhedged risk never passes the budget."""
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=latency,
+                         extra_latency_ms={SPOT_K: lag})
+    step = 20 * 60_000
+
+    def rate_at(t: int) -> float:
+        return rates[min((t - T0) // step, len(rates) - 1)]
+
+    ticks = stream(T0 + 50 * 60_000, T0 + 50 * 60_000 + len(rates) * step, rate_at,
+                   lambda t: 60_000.0 + drift * (t - T0) / 60_000, step=5_000)
+    worst = 0.0
+    for tick in ticks:
+        bt.feed(tick)
+        for it in bt.core.intents.values():
+            worst = max(worst, it.risk_usd_s)
+    bt.run([], end_ms=ticks[-1].ts + 120_000)
+    assert worst <= CFG.leg_risk_budget_usd_s
+    by_intent: dict[str, list[dict[str, Any]]] = {}
+    for r in bt.records:
+        if "intent_id" in r:
+            by_intent.setdefault(r["intent_id"], []).append(r)
+    for iid, rs in by_intent.items():
+        closed = [r for r in rs if r["type"] == "closed"]
+        if not closed or not closed[0]["filled"]:
+            continue
+        c = closed[0]
+        fs = [r for r in rs if r["type"] == "fill"]
+        assert c["fees"] == pytest.approx(sum(f["fee"] for f in fs))
+        cash = sum(-f["qty"] * f["price"] * (1 if f["side"] == "buy" else -1) for f in fs)
+        assert c["basis_pnl"] == pytest.approx(cash, abs=1e-6)
+        assert c["funding"] == pytest.approx(sum(r["amount"] for r in rs if r["type"] ==
+                                                 "funding"))
+        assert c["net"] == pytest.approx(c["funding"] + c["basis_pnl"] - c["fees"])
+        spot = sum(f["qty"] * (1 if f["side"] == "buy" else -1) for f in fs if f["leg"] == "spot")
+        perp = sum(f["qty"] * (1 if f["side"] == "buy" else -1) for f in fs if f["leg"] == "perp")
+        assert spot == pytest.approx(0, abs=1e-9) and perp == pytest.approx(0, abs=1e-9), iid
+    if not bt.core.intents:
+        assert bt.venue.perp_pos.get("BTCUSDT", 0) == 0

@@ -153,8 +153,8 @@ class FundingBacktest:
             if end_ms is not None and tick.ts > end_ms:
                 break
             self.feed(tick)
-        if end_ms is not None:
-            self.advance(end_ms, inclusive=True)
+        # what is due at the last input's time (or up to end_ms) fires too
+        self.advance(end_ms if end_ms is not None else self.now, inclusive=True)
         self._collect()
         return self.records
 
@@ -253,8 +253,13 @@ def read_funding_csv(path: Path) -> list[FundingRow]:
 
 def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], *,
                        price: float | None = None, spread_bps: float = 2.0,
-                       depth_qty: float = 10.0, step_ms: int = 60_000) -> Iterator[Tick]:
-    """Funding rows → quotes and synthetic books (see the module): data known at each time."""
+                       depth_qty: float = 10.0, step_ms: int = 60_000,
+                       end_ms: int | None = None) -> Iterator[Tick]:
+    """Funding rows → quotes and synthetic books (see the module): data known at each time.
+
+    After each row the last known state is re-stamped every ``step_ms`` until the next row
+    (after the last one: until ``end_ms``, default its own time), so cutting the rows at ``T``
+    and passing ``end_ms=T`` gives exactly the ticks of the whole file up to ``T``."""
     if step_ms <= 0:
         raise BacktestError("step_ms must be > 0")
     last: dict[str, tuple[float, int, float]] = {}  # sym -> (rate, next ms, price)
@@ -271,30 +276,26 @@ def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], 
         return Tick(ts, FundingQuote("bybit", sym, rate, next_ms, interval, px, px, px - half,
                                      px + half, ts))
 
-    i = 0
-    t = rows[0].ts_ms if rows else 0
-    while i < len(rows):
-        r = rows[i]
-        if r.ts_ms <= t:
-            i += 1
-            px = r.price if r.price is not None else price
-            if px is None:
-                raise BacktestError(f"row for {r.symbol} at {r.ts_ms} has no price and no "
-                                    "fixed price was given (--price)")
-            inst = perp.get(r.symbol)
-            interval = inst.funding_interval_ms if inst is not None else 0
-            if interval <= 0:
-                raise BacktestError(f"{r.symbol}: no funding interval for the instrument")
-            yield quote(r.symbol, r.rate, r.ts_ms, px, r.ts_ms)  # what settles now
-            yield from books(r.symbol, px, r.ts_ms)
-            last[r.symbol] = (r.rate, r.ts_ms + interval, px)
-            yield quote(r.symbol, r.rate, r.ts_ms + interval, px, r.ts_ms)  # the forecast
-            t = max(t, r.ts_ms)
-            continue
-        t += step_ms
-        if t >= r.ts_ms:
-            t = r.ts_ms
-            continue
-        for sym, (rate, next_ms, lpx) in sorted(last.items()):
-            yield from books(sym, lpx, t)
-            yield quote(sym, rate, next_ms, lpx, t)
+    for i, r in enumerate(rows):
+        px = r.price if r.price is not None else price
+        if px is None:
+            raise BacktestError(f"row for {r.symbol} at {r.ts_ms} has no price and no "
+                                "fixed price was given (--price)")
+        inst = perp.get(r.symbol)
+        interval = inst.funding_interval_ms if inst is not None else 0
+        if interval <= 0:
+            raise BacktestError(f"{r.symbol}: no funding interval for the instrument")
+        yield quote(r.symbol, r.rate, r.ts_ms, px, r.ts_ms)  # what settles now
+        yield from books(r.symbol, px, r.ts_ms)
+        last[r.symbol] = (r.rate, r.ts_ms + interval, px)
+        yield quote(r.symbol, r.rate, r.ts_ms + interval, px, r.ts_ms)  # the forecast
+        if i + 1 < len(rows):
+            stop = rows[i + 1].ts_ms  # exclusive
+        else:
+            stop = (end_ms if end_ms is not None else r.ts_ms) + 1
+        t = r.ts_ms + step_ms
+        while t < stop:
+            for sym, (rate, next_ms, lpx) in sorted(last.items()):
+                yield from books(sym, lpx, t)
+                yield quote(sym, rate, next_ms, lpx, t)
+            t += step_ms

@@ -216,7 +216,7 @@ def test_hold_across_events_off_wakes_at_the_settlement_and_closes_after_it() ->
     cfg = attrs.evolve(CFG, hold_across_events=False, spot_fee_bps=0.0, perp_fee_bps=0.0,
                        slippage_bps=0.0, margin_bps=0.0, quote_stale_ms=3_600_000.0)
     bt = FundingBacktest(cfg, SPOTS, PERPS, start_ms=T0, latency_ms=40)
-    for tick in market(T0 + 55 * 60_000, 0.001, T0 + H):  # one quote, no more ticks
+    for tick in market(T0 + 55 * 60_000, 0.004, T0 + H):  # one quote, no more ticks
         bt.feed(tick)
     bt.advance(T0 + 56 * 60_000, inclusive=True)
     assert bt.core.intents["BTCUSDT"].state == fsm.HEDGED

@@ -219,3 +219,63 @@ def test_the_prefix_test_catches_a_driver_that_uses_future_funding() -> None:
     cut = T0 + 2 * 8 * H + 4 * H  # between rows: the forecast differs once the row ahead is cut
     assert csv_prefix_holds(honest, cut)
     assert not csv_prefix_holds(peeking, cut)
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+def cli_config(tmp_path: Path) -> Path:
+    p = tmp_path / "engine.toml"
+    p.write_text("[funding]\nsymbols = [\"BTCUSDT\"]\nmin_expected_apr = 0.1\nexit_apr = 0.05\n"
+                 "quote_stale_ms = 600000\nexpected_hold_hours = 48\n"
+                 "leg_risk_budget_usd_s = 3000\n")
+    return p
+
+
+def test_cli_funding_csv_writes_the_records_and_a_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.replay.cli import main
+
+    csv_path, out = tmp_path / "f.csv", tmp_path / "out.jsonl"
+    write_csv(csv_path, csv_rows())
+    rc = main(["--venue", "bybit", "--funding", str(csv_path), "--config",
+               str(cli_config(tmp_path)), "--out", str(out), "--latency-ms", "60",
+               "--instruments-linear", str(FIXTURES / "docs_rest_instruments_linear.json"),
+               "--instruments-spot", str(FIXTURES / "docs_rest_instruments_spot.json")])
+    assert rc == 0
+    lines = out.read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert any(r["type"] == "closed" and r["filled"] for r in recs)
+    line = capsys.readouterr().out
+    assert line.startswith("funding backtest: ") and str(out) in line
+    # the instruments came from the saved instruments-info: 480-minute funding interval
+    apr = next(r["apr"] for r in recs if r["type"] == "decision" and r["apr"])
+    assert apr == pytest.approx(RATES[0] * 3 * 365)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--step-s", "600"], "--step-s (600) must be below [funding] quote_stale_ms (600 s)"),
+    (["--instruments-linear", "x.json"], "give both --instruments-linear and"),
+    (["--spot-inventory", "BTCUSDT"], "expected SYMBOL=QTY"),
+])
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            extra: list[str], message: str) -> None:
+    from engine.replay.cli import main
+
+    csv_path = tmp_path / "f.csv"
+    write_csv(csv_path, csv_rows())
+    rc = main(["--venue", "bybit", "--funding", str(csv_path), "--config",
+               str(cli_config(tmp_path)), "--out", str(tmp_path / "o.jsonl"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_refuses_an_existing_out_file(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.replay.cli import main
+
+    csv_path, out = tmp_path / "f.csv", tmp_path / "o.jsonl"
+    write_csv(csv_path, csv_rows())
+    out.write_text("keep\n")
+    assert main(["--venue", "bybit", "--funding", str(csv_path), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == "keep\n"

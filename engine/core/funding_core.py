@@ -69,6 +69,8 @@ from fsm import two_leg as fsm
 Intent = PlaceOrder | CancelOrder
 MarketEvent = FundingQuote | BookTop | FundingSettlement
 OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
+FINISHED_ORDERS_KEPT = 4096
+"""Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
 
 def _b36(n: int) -> str:
@@ -159,6 +161,7 @@ class FundingCore:
         self.last_decision: dict[str, tuple[str, str]] = {}
         self.last_apr: dict[str, float | None] = {}
         self.cooldown_until: dict[str, int] = {}
+        self._finished_orders: dict[str, None] = {}  # client ids of ended round trips (FIFO)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -236,6 +239,16 @@ class FundingCore:
         return {"symbols": out, "totals": dict(self.totals), "killed": self.killed,
                 "connected": self.connected}
 
+    def used_notional(self) -> float:
+        """Notional committed: every intent's size (held, opening or closing) at the spot mid,
+        so a second symbol cannot open past ``max_total_notional_usd`` while the first one's
+        legs are still in flight."""
+        total = 0.0
+        for sym, it in self.intents.items():
+            px = self._mid(sym, InstrumentKind.SPOT) or it.ref_price
+            total += max(float(it.qty), abs(float(it.pos[LEG_A])), abs(float(it.pos[LEG_B]))) * px
+        return total
+
     def drain_records(self) -> list[dict[str, Any]]:
         out, self._records = self._records, []
         return out
@@ -263,10 +276,17 @@ class FundingCore:
         self._clock(now_ms)
         found = self._intent_of(ev.client_id)
         if found is None:
-            if not isinstance(ev, OrderAck):
+            finished = ev.client_id in self._finished_orders
+            if isinstance(ev, OrderFill):
+                what = "a round trip already closed" if finished else "unknown order"
+                self._record("anomaly", now_ms, symbol=ev.symbol,
+                             detail=f"fill of {ev.qty} for {what} {ev.client_id} "
+                                    f"(trade {ev.trade_id}): exposure outside any intent, "
+                                    "reconcile")
+            elif not finished and not isinstance(ev, OrderAck):
                 self._record("anomaly", now_ms, symbol=ev.symbol,
                              detail=f"{type(ev).__name__} for unknown order {ev.client_id}")
-            return []
+            return []  # a late ack/done/reject of a finished round trip changes nothing
         sym, it = found
         before = it.state
         if isinstance(ev, OrderAck):
@@ -353,7 +373,7 @@ class FundingCore:
     def _evaluate(self, symbols: list[str], now_ms: int) -> list[Intent]:
         out: list[Intent] = []
         s = self.strategy
-        used = s.used_notional()
+        used = self.used_notional()
         for sym in symbols:
             if sym not in self.cfg.symbols:
                 continue
@@ -454,6 +474,9 @@ class FundingCore:
     def _finish(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
         self.intents.pop(sym, None)
         self.strategy.holdings.pop(sym, None)
+        self._finished_orders.update(dict.fromkeys(it.orders))
+        while len(self._finished_orders) > FINISHED_ORDERS_KEPT:
+            self._finished_orders.pop(next(iter(self._finished_orders)))
         self._anomalies_seen.pop(it.intent_id, None)
         led = self.ledgers.pop(sym, None)
         if it.fail_reason:

@@ -296,3 +296,69 @@ def test_accounting_identities_hold_whatever_happens(rates: list[float], latency
         assert spot == pytest.approx(0, abs=1e-9) and perp == pytest.approx(0, abs=1e-9), iid
     if not bt.core.intents:
         assert bt.venue.perp_pos.get("BTCUSDT", 0) == 0
+
+
+def test_a_second_symbol_cannot_open_past_the_total_while_the_first_is_in_flight() -> None:
+    eth_s = attrs.evolve(SPOT, symbol="ETHUSDT")
+    eth_p = attrs.evolve(PERP, symbol="ETHUSDT")
+    cfg = attrs.evolve(CFG, symbols=["BTCUSDT", "ETHUSDT"], notional_usd=1000.0,
+                       max_total_notional_usd=1000.0)
+    core = FundingCore(cfg, {"BTCUSDT": SPOT, "ETHUSDT": eth_s},
+                       {"BTCUSDT": PERP, "ETHUSDT": eth_p}, now_ms=T0)
+    t = T0 + 55 * 60_000
+    placed: list[PlaceOrder] = []
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        for tick in market(t, 0.001, T0 + H):
+            ev = attrs.evolve(tick.event, symbol=sym)
+            placed += [i for i in core.on_market(ev, t) if isinstance(i, PlaceOrder)]
+    assert [p.symbol for p in placed] == ["BTCUSDT"]  # BTC is only in LEG1 here
+    (opened,) = [r for r in of(core.drain_records(), "decision") if r["action"] == "open"]
+    assert opened["symbol"] == "BTCUSDT"
+    assert core.used_notional() == pytest.approx(float(placed[0].qty) * 60_000.0)
+
+
+def test_late_answers_of_a_closed_round_trip_are_quiet_but_a_late_fill_is_an_anomaly() -> None:
+    from engine.core.neutral import OrderFill, OrderReject, RejectReason, Side
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    t = bt.now
+    bt.send(bt.core.kill(t), t)
+    bt.run([], end_ms=t + 1_000)
+    assert of(bt.records, "closed") and not bt.core.intents
+    cid = of(bt.records, "order")[0]["client_id"]
+    late = OrderReject("bybit", "BTCUSDT", cid, RejectReason.NOT_FOUND, "too late", t + 2_000)
+    assert bt.core.on_order_event(late, t + 2_000) == []
+    assert of(bt.core.drain_records(), "anomaly") == []
+    fill = OrderFill("bybit", "BTCUSDT", PERP_K, cid, "o", "late-1", Side.SELL, 0.001,
+                     60_000.0, 0.0, False, t + 2_000)
+    bt.core.on_order_event(fill, t + 2_000)
+    (a,) = of(bt.core.drain_records(), "anomaly")
+    assert "round trip already closed" in a["detail"] and "reconcile" in a["detail"]
+
+
+def test_negative_funding_sells_owned_spot_and_buys_it_back() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40,
+                         spot_balances={"BTCUSDT": 0.05})
+    flip = T0 + H + 5 * 60_000
+    bt.run(stream(T0 + 55 * 60_000, T0 + H + 10 * 60_000,
+                  lambda t: -0.001 if t < flip else 0.0005))
+    (opened,) = [r for r in of(bt.records, "decision") if r["action"] == "open"]
+    assert opened["direction"] == -1
+    fills = of(bt.records, "fill")
+    assert [(f["leg"], f["role"], f["side"]) for f in fills] == [
+        ("perp", "open", "buy"), ("spot", "hedge", "sell"), ("perp", "close", "sell"),
+        ("spot", "close", "buy")]
+    (funding,) = [r for r in of(bt.records, "funding") if r["applied"]]
+    assert funding["position_size"] > 0 and funding["amount"] > 0  # a long receives at -rate
+    (closed,) = of(bt.records, "closed")
+    assert closed["direction"] == -1 and closed["entry_notional"] > 0
+    assert float(bt.venue.spot_bal["BTCUSDT"]) == pytest.approx(0.05)  # inventory restored
+    assert bt.venue.perp_pos["BTCUSDT"] == 0
+
+
+def test_negative_funding_without_inventory_is_never_traded() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    bt.run(stream(T0 + 55 * 60_000, T0 + 59 * 60_000, lambda t: -0.001))
+    assert not of(bt.records, "order")
+    assert {r["reason"] for r in of(bt.records, "decision")} >= {
+        "negative funding and no spot inventory"}

@@ -162,6 +162,7 @@ class FundingCore:
         self.last_apr: dict[str, float | None] = {}
         self.cooldown_until: dict[str, int] = {}
         self._finished_orders: dict[str, None] = {}  # client ids of ended round trips (FIFO)
+        self._order_ref: dict[str, float] = {}  # client id -> the leg's mid when it was sent
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -443,9 +444,12 @@ class FundingCore:
         led = self.ledgers.get(sym)
         for i in out:
             if isinstance(i, PlaceOrder):
+                ref = self._mid(sym, i.kind)
+                if ref is not None:
+                    self._order_ref[i.client_id] = ref
                 self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="place",
                              client_id=i.client_id, kind=i.kind.value, side=i.side.value,
-                             qty=str(i.qty), reduce_only=i.reduce_only)
+                             qty=str(i.qty), reduce_only=i.reduce_only, ref_price=ref)
                 slot = it.orders.get(i.client_id)
                 if led is not None and slot is not None and slot.leg == LEG_B \
                         and slot.role == "hedge" and led.leg2_order_ms is None:
@@ -475,6 +479,8 @@ class FundingCore:
         self.intents.pop(sym, None)
         self.strategy.holdings.pop(sym, None)
         self._finished_orders.update(dict.fromkeys(it.orders))
+        for cid in it.orders:
+            self._order_ref.pop(cid, None)
         while len(self._finished_orders) > FINISHED_ORDERS_KEPT:
             self._finished_orders.pop(next(iter(self._finished_orders)))
         self._anomalies_seen.pop(it.intent_id, None)
@@ -529,10 +535,12 @@ class FundingCore:
             led.peak_spot = max(led.peak_spot, abs(led.spot_qty))
             if slot.role == "hedge" and slot.side.sign * led.direction > 0:
                 led.entry_notional += f.qty * f.price
+        ref = self._order_ref.get(f.client_id)
+        slip = None if not ref else (f.price - ref) / ref * 1e4 * f.side.sign
         self._record("fill", now_ms, symbol=sym, intent_id=it.intent_id, client_id=f.client_id,
                      trade_id=f.trade_id, leg="perp" if slot.leg == LEG_A else "spot",
                      role=slot.role, side=f.side.value, qty=f.qty, price=f.price, fee=fee,
-                     is_maker=f.is_maker, venue_ts=f.ts_ms)
+                     is_maker=f.is_maker, venue_ts=f.ts_ms, slippage_bps=slip)
 
     def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
         led = self.ledgers.get(ev.symbol)

@@ -84,6 +84,8 @@ def test_enter_hold_receive_funding_close_on_flip_with_pnl_parts() -> None:
         "funding sign flipped"]
     fills = of(recs, "fill")
     assert len(fills) == 4
+    for f in fills:  # market orders pay half the 1 USDT spread (+ the drift meanwhile)
+        assert f["slippage_bps"] == pytest.approx(0.5 / f["price"] * 1e4, abs=0.05)
     assert closed["fees"] == pytest.approx(sum(f["fee"] for f in fills))
     assert closed["fees_spot"] == pytest.approx(sum(f["fee"] for f in fills if f["leg"] == "spot"))
     cash = sum(-f["qty"] * f["price"] * (1 if f["side"] == "buy" else -1) for f in fills)
@@ -362,3 +364,13 @@ def test_negative_funding_without_inventory_is_never_traded() -> None:
     assert not of(bt.records, "order")
     assert {r["reason"] for r in of(bt.records, "decision")} >= {
         "negative funding and no spot inventory"}
+
+
+def test_a_held_pair_closes_when_the_apr_falls_below_exit_apr() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    low = T0 + H + 5 * 60_000
+    bt.run(stream(T0 + 55 * 60_000, T0 + H + 10 * 60_000,
+                  lambda t: 0.001 if t < low else 0.000004))  # 3.5 % APR < exit_apr 5 %
+    closes = [r for r in of(bt.records, "decision") if r["action"] == "close"]
+    assert [r["reason"] for r in closes] == ["APR below exit_apr"] and closes[0]["ts"] >= low
+    assert of(bt.records, "closed")[0]["filled"]

@@ -426,10 +426,11 @@ class FundingCore:
         self.seq += 1
         iid = f"{self.id_prefix}{self.seq}"
         perp_side = Side.SELL if d.direction > 0 else Side.BUY
-        leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side,
-                        self.perp[sym].lot_size)
-        leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(),
-                        self.spot[sym].lot_size)
+        p, sp = self.perp[sym], self.spot[sym]
+        leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side, p.lot_size,
+                        p.min_qty, p.min_notional)
+        leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(), sp.lot_size,
+                        sp.min_qty, sp.min_notional)
         ref = self._mid(sym, InstrumentKind.SPOT) or 0.0
         it = TwoLegIntent(iid, leg_a, leg_b, d.qty, self.risk_cfg, ref)
         self.intents[sym] = it
@@ -493,7 +494,10 @@ class FundingCore:
             self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=False,
                          reason=it.fail_reason or "nothing filled")
             return
-        basis = led.cash  # flat: nothing held, the cash flows are the basis P&L
+        # flat (or dust the venue cannot trade, valued at the mids): cash flows + what is left
+        basis_now = led.basis_pnl(self._mid(sym, InstrumentKind.SPOT),
+                                  self._mid(sym, InstrumentKind.LINEAR_PERP))
+        basis = led.cash if basis_now is None else basis_now
         net = led.funding + basis - led.fees
         hold_ms = max(now_ms - led.opened_ms, 1)
         apr = net / led.entry_notional * YEAR_MS / hold_ms if led.entry_notional > 0 else None

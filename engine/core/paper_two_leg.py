@@ -324,9 +324,10 @@ class PaperTwoLegVenue:
         o = live.order
         levels = book.asks if o.side is Side.BUY else book.bids
         want = qty - live.filled
-        if self.partial_ratio < 1.0:
-            want = ((want * _d(self.partial_ratio)) / inst.lot_size).to_integral_value(
-                rounding="ROUND_DOWN") * inst.lot_size
+        if self.partial_ratio < 1.0:  # a partial fill is still at least one lot
+            want = max(min(want, inst.lot_size), ((want * _d(self.partial_ratio))
+                                                   / inst.lot_size).to_integral_value(
+                rounding="ROUND_DOWN") * inst.lot_size)
         events: list[VenueEvent] = []
         for lvl in levels:
             if want <= 0:

@@ -87,8 +87,11 @@ class FundingBacktest:
                                       spot_balances=spot_balances)
         for sym, qty in (spot_balances or {}).items():
             self.core.strategy.inventory[sym] = qty
+        self.cfg, self.spot, self.perp = cfg, spot, perp
         self.now = start_ms
         self.records: list[dict[str, Any]] = []
+        self.offline = False
+        self._held: list[Any] = []  # venue events not delivered while offline
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -103,13 +106,20 @@ class FundingBacktest:
         for sym, bal in self.venue.spot_bal.items():
             self.core.strategy.inventory[sym] = float(bal)
 
-    def _fire(self, t: int) -> None:
-        self.now = max(self.now, t)
-        for ev in self.venue.due(t):
+    def _deliver(self, events: list[Any], t: int) -> None:
+        for ev in events:
             if isinstance(ev, FundingSettlement):
                 self.send(self.core.on_market(ev, t), t)
             elif isinstance(ev, (OrderAck, OrderFill, OrderDone, OrderReject)):
                 self.send(self.core.on_order_event(ev, t), t)
+
+    def _fire(self, t: int) -> None:
+        self.now = max(self.now, t)
+        events = self.venue.due(t)
+        if self.offline:
+            self._held += events
+        else:
+            self._deliver(events, t)
         w = self.core.next_wakeup_ms()
         if w is not None and w <= t:
             self.send(self.core.on_tick(t), t)
@@ -145,7 +155,41 @@ class FundingBacktest:
             self.venue.on_quote(ev)
         else:
             self.venue.on_book(ev, tick.levels)
-        self.send(self.core.on_market(ev, tick.ts), tick.ts)
+        if not self.offline:  # the engine's market sockets are down too
+            self.send(self.core.on_market(ev, tick.ts), tick.ts)
+        self._collect()
+
+    # -- drills: connection loss and restart ------------------------------------------------------
+
+    def disconnect(self, t: int) -> None:
+        """The venue is unreachable from ``t``: its events wait, the core sends nothing."""
+        self.advance(t, inclusive=True)
+        self.core.disconnect(t)
+        self.offline = True
+        self._collect()
+
+    def reconnect(self, t: int) -> None:
+        """Back at ``t``: the core re-sends, then the events that waited arrive."""
+        self.advance(t, inclusive=True)
+        self.offline = False
+        self.send(self.core.reconnect(t), t)
+        held, self._held = self._held, []
+        self._deliver(held, t)
+        self._collect()
+
+    def restart(self, t: int) -> None:
+        """The process restarts at ``t`` from the core's journal record (a JSON round trip);
+        the paper venue (the exchange) keeps its state."""
+        self.advance(t, inclusive=True)
+        rec = json.loads(json.dumps(self.core.to_record()))
+        self._collect()
+        self.core = FundingCore.from_record(rec, self.cfg, self.spot, self.perp, now_ms=t)
+        for sym, bal in self.venue.spot_bal.items():
+            self.core.strategy.inventory[sym] = float(bal)
+        if not self.offline:
+            self.send(self.core.reconnect(t), t)
+            held, self._held = self._held, []
+            self._deliver(held, t)
         self._collect()
 
     def run(self, ticks: Iterable[Tick], end_ms: int | None = None) -> list[dict[str, Any]]:

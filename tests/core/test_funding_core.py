@@ -374,3 +374,96 @@ def test_a_held_pair_closes_when_the_apr_falls_below_exit_apr() -> None:
     closes = [r for r in of(bt.records, "decision") if r["action"] == "close"]
     assert [r["reason"] for r in closes] == ["APR below exit_apr"] and closes[0]["ts"] >= low
     assert of(bt.records, "closed")[0]["filled"]
+
+
+op_st = st.tuples(st.integers(0, 60 * 60_000),
+                  st.sampled_from(["kill", "disconnect", "restart", "reject_spot",
+                                   "reject_perp"]),
+                  st.integers(200, 20_000))
+
+
+@settings(max_examples=30, deadline=None)
+@given(ops=st.lists(op_st, max_size=5), partial=st.sampled_from([1.0, 0.5]),
+       lag=st.sampled_from([0.0, 1_500.0]), rates=st.lists(
+           st.sampled_from([0.002, 0.0003, -0.0005]), min_size=2, max_size=4))
+def test_faults_disconnects_and_restarts_keep_the_books_straight(
+        ops: list[tuple[int, str, int]], partial: float, lag: float, rates: list[float]) -> None:
+    """Whatever happens (rejects, partial fills, a lagging leg, disconnects, restarts from the
+    journal, kill): the core's legs are the venue's positions (Σ fills), every closed round trip
+    is flat and its P&L parts add up, and the connected unhedged risk stays in the budget."""
+    from engine.core.neutral import RejectReason
+
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40,
+                         extra_latency_ms={SPOT_K: lag})
+    bt.venue.partial_ratio = partial
+    step = 20 * 60_000
+    start = T0 + 50 * 60_000
+
+    def rate_at(t: int) -> float:
+        return rates[min((t - start) // step, len(rates) - 1)]
+
+    ticks = stream(start, start + 60 * 60_000, rate_at, step=5_000)
+    plan = sorted((start + at, name, dur) for at, name, dur in ops)
+    worst = 0.0
+    back_at: int | None = None
+    for tick in ticks:
+        while plan and plan[0][0] <= tick.ts:
+            at, name, dur = plan.pop(0)
+            if name == "kill":
+                bt.advance(at, inclusive=True)
+                bt.send(bt.core.kill(at), at)
+            elif name == "disconnect" and not bt.offline:
+                bt.disconnect(at)
+                back_at = at + dur
+            elif name == "restart":
+                bt.restart(at)
+            elif name == "reject_spot":
+                bt.venue.reject_next(SPOT_K, 1, RejectReason.RATE_LIMITED)
+            elif name == "reject_perp":
+                bt.venue.reject_next(PERP_K, 1, RejectReason.INSUFFICIENT_BALANCE)
+        if back_at is not None and back_at <= tick.ts:
+            bt.reconnect(back_at)
+            back_at = None
+        bt.feed(tick)
+        for it in bt.core.intents.values():
+            worst = max(worst, it.risk_usd_s)
+    if bt.offline:
+        bt.reconnect(bt.now)
+    bt.send(bt.core.kill(bt.now), bt.now)
+    bt.run([], end_ms=bt.now + 60_000)
+    assert worst <= CFG.leg_risk_budget_usd_s
+    # the core's books are the venue's truth
+    for sym, it in bt.core.intents.items():
+        assert it.pos["a"] == bt.venue.perp_pos.get(sym, 0), sym
+    closed = [c for c in of(bt.records, "closed") if c["filled"]]
+    if not bt.core.intents:
+        # flat, but for spot dust below the instrument's minimum notional (untradable)
+        assert bt.venue.perp_pos.get("BTCUSDT", 0) == 0
+        assert float(bt.venue.spot_bal.get("BTCUSDT", 0)) == pytest.approx(
+            sum(c["residual_spot"] for c in closed), abs=1e-12)
+    assert not [r for r in bt.records if r["type"] == "anomaly"]
+    for c in closed:
+        assert c["residual_perp"] == 0
+        assert abs(c["residual_spot"]) * 60_000.0 < float(SPOT.min_notional) * 1.01
+        assert c["net"] == pytest.approx(c["funding"] + c["basis_pnl"] - c["fees"])
+
+
+def test_partial_fills_never_send_a_leg_below_the_instruments_minimum() -> None:
+    """Halving partial fills shrink the hedge remainder below spot's 5 USDT minimum notional:
+    the intent stops there (hedged within what can trade) instead of sending orders the venue
+    must refuse until it unwinds, and the close leaves only untradable dust."""
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    bt.venue.partial_ratio = 0.5
+    flip = T0 + H + 5 * 60_000
+    bt.run(stream(T0 + 55 * 60_000, T0 + H + 10 * 60_000,
+                  lambda t: 0.001 if t < flip else -0.0005))
+    spot_orders = [r for r in of(bt.records, "order") if r["kind"] == "spot"
+                   and r["op"] == "place"]
+    assert spot_orders and all(float(r["qty"]) * 60_000 >= 5 for r in spot_orders)
+    assert not of(bt.records, "reject") and not of(bt.records, "anomaly")
+    (closed,) = of(bt.records, "closed")
+    assert closed["fail_reason"] is None and closed["settlements"] == 1
+    assert 0 < abs(closed["residual_spot"]) * 60_000 < 5  # dust, counted in the basis P&L
+    ratio = closed["hedge_ratio"]
+    unhedged_usd = (1 - ratio) * closed["entry_notional"] / ratio  # perp not matched by spot
+    assert 0 <= unhedged_usd < float(SPOT.min_notional) * 1.01

@@ -276,3 +276,15 @@ def test_fills_never_exceed_what_is_displayed_within_the_limit(
     assert prices == sorted(prices, reverse=side is Side.SELL)
     if not fs:
         assert isinstance(evs[-1], OrderReject) and evs[-1].reason is RejectReason.NO_LIQUIDITY
+
+
+def test_a_partial_fill_is_at_least_one_lot() -> None:
+    v = venue(latency_ms=0)
+    v.partial_ratio = 0.5
+    v.on_book(top(PERP_K, 59_990.0, 60_000.0, size=5.0))
+    v.submit(order(PERP_K, Side.BUY, "0.001", "c1"), T0)  # half a lot would round to nothing
+    assert [f.qty for f in fills(v.due(T0))] == [0.001]
+    v.submit(order(PERP_K, Side.BUY, "0.010", "c2"), T0)
+    evs = v.due(T0)
+    assert [f.qty for f in fills(evs)] == [0.005]
+    assert isinstance(evs[-1], OrderDone) and evs[-1].canceled

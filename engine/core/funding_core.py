@@ -35,6 +35,7 @@ every in-flight order under its same client id).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -52,6 +53,7 @@ from engine.core.neutral import (
     OrderFill,
     OrderReject,
     PlaceOrder,
+    PositionUpdate,
     Side,
 )
 from engine.core.two_leg import LEG_A, LEG_B, LegRiskConfig, LegSpec, TwoLegIntent
@@ -69,6 +71,8 @@ from fsm import two_leg as fsm
 Intent = PlaceOrder | CancelOrder
 MarketEvent = FundingQuote | BookTop | FundingSettlement
 OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
+RECONCILE_GRACE_MS = 2_000
+"""A position update this soon after a pair's last fill may predate it: not reconciled."""
 FINISHED_ORDERS_KEPT = 4096
 """Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
@@ -107,6 +111,7 @@ class Ledger:
     leg2_order_ms: int | None = None
     leg2_order_id: str | None = None
     fills: int = 0
+    last_fill_ms: int | None = None
     expected_apr: float | None = None
 
     def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float | None:
@@ -306,6 +311,42 @@ class FundingCore:
                          reason=ev.reason.value, detail=ev.detail)
             out = it.on_reject(ev, now_ms)
         return self._after(sym, it, before, out, now_ms)
+
+    def on_position(self, ev: PositionUpdate, now_ms: int) -> list[Intent]:
+        """The venue's perp position (private ``position`` stream): reconcile a HEDGED pair.
+
+        Only once no order is in flight and the update is stamped ``RECONCILE_GRACE_MS`` after
+        the pair's last fill (the position and execution streams are not ordered), a size other
+        than Σ fills is taken as the truth (a ``reconcile`` record, the change valued at the
+        mid in the basis P&L) and the strategy decides at once — beyond ``rebalance_band_bps``
+        it rebalances. A perp position with no pair is an anomaly (never traded away here)."""
+        self._clock(now_ms)
+        it = self.intents.get(ev.symbol)
+        size = Decimal(repr(ev.size))
+        if it is None:
+            if ev.size != 0 and ev.symbol in self.cfg.symbols:
+                self._record("anomaly", now_ms, symbol=ev.symbol,
+                             detail=f"perp position {ev.size} at the venue and no pair: "
+                                    "reconcile by hand")
+            return []
+        led = self.ledgers.get(ev.symbol)
+        if it.state != fsm.HEDGED or led is None or size == it.pos[LEG_A]:
+            return []
+        if led.last_fill_ms is not None and ev.ts_ms < led.last_fill_ms + RECONCILE_GRACE_MS:
+            return []
+        before = it.pos[LEG_A]
+        diff = it.adjust(LEG_A, size, now_ms)
+        mid = self._mid(ev.symbol, InstrumentKind.LINEAR_PERP) or ev.entry_price
+        led.cash -= float(diff) * mid
+        led.perp_qty = float(it.pos[LEG_A])
+        led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
+        self._record("reconcile", now_ms, symbol=ev.symbol, intent_id=it.intent_id,
+                     leg="perp", fills_qty=str(before), venue_qty=str(size), diff=str(diff),
+                     valued_at=mid)
+        self.strategy.holdings[ev.symbol] = Holding(ev.symbol, led.direction,
+                                                    float(it.pos[LEG_B]), float(it.pos[LEG_A]),
+                                                    led.opened_ms, led.target_event_ms)
+        return self._evaluate([ev.symbol], now_ms)
 
     def on_sent(self, client_id: str, now_ms: int) -> None:
         """Optional: the shell wrote the order at ``now_ms`` (refines the leg latency)."""
@@ -527,6 +568,7 @@ class FundingCore:
         led.cash -= signed * f.price
         led.fees += fee
         led.fills += 1
+        led.last_fill_ms = max(led.last_fill_ms or 0, f.ts_ms)
         if slot.leg == LEG_A:
             led.perp_qty = float(it.pos[LEG_A])
             led.fees_perp += fee

@@ -258,6 +258,20 @@ class TwoLegIntent:
             self._advance(now_ms, out)
         return out
 
+    def adjust(self, leg: str, venue_pos: Decimal, now_ms: int) -> Decimal:
+        """Take the venue's position of ``leg`` as the truth (an ADL, a manual trade): the
+        difference is booked as one synthetic fill (``adjust-N``) so positions stay Σ fills.
+        Returns the signed difference (0: nothing to do). Follow with :meth:`rebalance`."""
+        self._accrue(now_ms)
+        diff = venue_pos - self.pos[leg]
+        if diff == 0:
+            return diff
+        self._seq += 1
+        self.fills[f"adjust-{self.intent_id}-{self._seq}"] = (leg, str(diff))
+        self.pos[leg] = venue_pos
+        self._mark_exposure(now_ms)
+        return diff
+
     def disconnect(self, now_ms: int) -> None:
         self._accrue(now_ms)
         self.connected = False

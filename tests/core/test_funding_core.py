@@ -467,3 +467,41 @@ def test_partial_fills_never_send_a_leg_below_the_instruments_minimum() -> None:
     ratio = closed["hedge_ratio"]
     unhedged_usd = (1 - ratio) * closed["entry_notional"] / ratio  # perp not matched by spot
     assert 0 <= unhedged_usd < float(SPOT.min_notional) * 1.01
+
+
+def test_a_perp_position_changed_at_the_venue_is_reconciled_and_rebalanced() -> None:
+    """An ADL takes 0.004 of the short perp: the venue's position stream says so, the pair
+    takes it as the truth and sells the spot it no longer hedges; later closes stay flat."""
+    from engine.core.neutral import PositionUpdate
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    it = bt.core.intents["BTCUSDT"]
+    qty = -it.pos["a"]
+    t = bt.now
+    # too soon after the last fill: the update may predate it
+    early = PositionUpdate("bybit", "BTCUSDT", -float(qty) + 0.004, 60_000.0, t - 59_000)
+    assert bt.core.on_position(early, t) == []
+    bt.venue.perp_pos["BTCUSDT"] += Decimal("0.004")  # the exchange's ADL
+    ev = PositionUpdate("bybit", "BTCUSDT", float(bt.venue.perp_pos["BTCUSDT"]), 60_000.0, t)
+    out = bt.core.on_position(ev, t)
+    (p,) = out
+    assert isinstance(p, PlaceOrder) and p.kind is SPOT_K and p.side.value == "sell"
+    assert p.qty == Decimal("0.004")
+    bt.send(out, t)
+    recs = bt.core.drain_records()
+    (rec,) = of(recs, "reconcile")
+    assert rec["diff"] == "0.004"
+    assert [r["reason"] for r in of(recs, "decision")] == ["net delta beyond rebalance_band_bps"]
+    flip = t + 60_000
+    bt.run(stream(t + 1_000, t + 120_000, lambda x: 0.001 if x < flip else -0.0005))
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    (closed,) = of(bt.records, "closed")
+    assert closed["residual_spot"] == 0 and closed["residual_perp"] == 0
+
+
+def test_a_perp_position_without_a_pair_is_an_anomaly() -> None:
+    from engine.core.neutral import PositionUpdate
+    core = FundingCore(CFG, SPOTS, PERPS, now_ms=T0)
+    assert core.on_position(PositionUpdate("bybit", "BTCUSDT", -0.01, 60_000.0, T0), T0) == []
+    (a,) = of(core.drain_records(), "anomaly")
+    assert "no pair" in a["detail"]

@@ -3,7 +3,9 @@ returns neutral order intents. Synchronous, deterministic, injected time (``now_
 
 Leg A is sent first (on Bybit: the perpetual); every leg-A fill immediately sends a leg-B order
 for the unhedged difference. The exposure ``|pos_A + pos_B| × ref_price`` is integrated over
-time into :attr:`TwoLegIntent.risk_usd_s`. While unhedged (LEG1/HEDGING) the intent unwinds —
+time into :attr:`TwoLegIntent.risk_usd_s` (except while HEDGED: the sub-lot residual a hedged
+pair keeps is not leg risk, and counting it over a long hold would unwind the next rebalance
+at once). While unhedged (LEG1/HEDGING) the intent unwinds —
 cancels what is in flight and flattens both legs — as soon as either
 
 - the budget left, ``budget − risk − max_exposure × unwind_reserve_s``, reaches zero (the
@@ -189,7 +191,9 @@ class TwoLegIntent:
         return True
 
     def _accrue(self, now_ms: int) -> None:
-        if self.last_ms is not None and now_ms > self.last_ms:
+        # the budget prices the legging (opening, hedging, closing): a HEDGED pair's residual
+        # below one tradable quantity is not leg risk, however long it is held
+        if self.last_ms is not None and now_ms > self.last_ms and self.state != fsm.HEDGED:
             dt = (now_ms - self.last_ms) / 1000.0
             if self.connected:
                 self.risk_usd_s += self.exposure_usd() * dt

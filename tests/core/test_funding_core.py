@@ -505,3 +505,14 @@ def test_a_perp_position_without_a_pair_is_an_anomaly() -> None:
     assert core.on_position(PositionUpdate("bybit", "BTCUSDT", -0.01, 60_000.0, T0), T0) == []
     (a,) = of(core.drain_records(), "anomaly")
     assert "no pair" in a["detail"]
+
+
+def test_a_long_hedged_hold_does_not_use_up_the_leg_risk_budget() -> None:
+    """The residual a hedged pair keeps (dust below spot's minimum) is not leg risk: counted
+    over a long hold it would leave no budget, and the next rebalance would unwind at once."""
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    bt.venue.partial_ratio = 0.5  # leaves an untradable residual unhedged
+    bt.run(stream(T0 + 55 * 60_000, T0 + H + 50 * 60_000, lambda t: 0.001, step=10_000))
+    it = bt.core.intents["BTCUSDT"]
+    assert it.state == fsm.HEDGED and it.net != 0
+    assert it.risk_usd_s < 100  # only the seconds of legging, not the hour held

@@ -221,10 +221,16 @@ class FundingCore:
             led = self.ledgers.get(sym)
             smid = self._mid(sym, InstrumentKind.SPOT)
             pmid = self._mid(sym, InstrumentKind.LINEAR_PERP)
+            q = self.strategy.quotes.get(sym)
             entry: dict[str, Any] = {
                 "state": it.state if it is not None else fsm.IDLE,
                 "apr": self.last_apr.get(sym),
                 "decision": list(self.last_decision.get(sym, ("", ""))),
+                "rate": q.rate if q is not None else None,
+                "next_funding_ms": q.next_funding_ms if q is not None else None,
+                "basis_bps": (pmid - smid) / smid * 1e4 if smid and pmid else None,
+                "leg_risk_usd_s": it.risk_usd_s if it is not None else 0.0,
+                "cooldown_until_ms": self.cooldown_until.get(sym),
             }
             if led is not None:
                 basis = led.basis_pnl(smid, pmid)

@@ -121,6 +121,8 @@ def test_snapshot_while_held_shows_both_legs_and_pnl_parts() -> None:
     assert s["perp_qty"] == -s["spot_qty"] and s["spot_qty"] > 0
     assert s["net_delta"] == 0 and s["exposure_usd"] == 0
     assert s["apr"] == pytest.approx(0.001 * 24 * 365)
+    assert s["rate"] == 0.001 and s["next_funding_ms"] == T0 + H
+    assert s["basis_bps"] == pytest.approx(0.0) and s["leg_risk_usd_s"] > 0
     assert s["fees"] > 0 and s["funding"] == 0
     assert s["net"] == pytest.approx(s["funding"] + s["basis_pnl"] - s["fees"])
     json.dumps(bt.core.snapshot())

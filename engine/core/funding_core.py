@@ -35,6 +35,8 @@ every in-flight order under its same client id).
 
 from __future__ import annotations
 
+import logging
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -68,11 +70,14 @@ from engine.strategies.funding_basis import (
 )
 from fsm import two_leg as fsm
 
+log = logging.getLogger(__name__)
+
 Intent = PlaceOrder | CancelOrder
 MarketEvent = FundingQuote | BookTop | FundingSettlement
 OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
 RECONCILE_GRACE_MS = 2_000
 """A position update this soon after a pair's last fill may predate it: not reconciled."""
+BAD_INPUT_LOG_MS = 60_000
 FINISHED_ORDERS_KEPT = 4096
 """Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
@@ -168,6 +173,7 @@ class FundingCore:
         self.cooldown_until: dict[str, int] = {}
         self._finished_orders: dict[str, None] = {}  # client ids of ended round trips (FIFO)
         self._order_ref: dict[str, float] = {}  # client id -> the leg's mid when it was sent
+        self._bad_logged: dict[str, int] = {}
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -267,8 +273,26 @@ class FundingCore:
 
     # -- inputs ----------------------------------------------------------------------------------
 
+    def _reject_input(self, ev: Any, now_ms: int) -> bool:
+        """True (and a ``bad_input`` record, a log line at most once a minute per kind and
+        reason) when ``ev`` cannot be used: never applied, never silent."""
+        why = bad_input(ev)
+        if why is None:
+            return False
+        kind = type(ev).__name__
+        self._record("bad_input", now_ms, symbol=getattr(ev, "symbol", None), event=kind,
+                     reason=why)
+        key = f"{kind}:{why}"
+        if now_ms - self._bad_logged.get(key, -BAD_INPUT_LOG_MS) >= BAD_INPUT_LOG_MS:
+            self._bad_logged[key] = now_ms
+            log.warning("funding core: %s ignored: %s (%s)", kind, why,
+                        getattr(ev, "symbol", "?"))
+        return True
+
     def on_market(self, ev: MarketEvent, now_ms: int) -> list[Intent]:
         self._clock(now_ms)
+        if self._reject_input(ev, now_ms):
+            return []
         if isinstance(ev, FundingQuote):
             if ev.symbol not in self.perp:
                 return []
@@ -286,6 +310,8 @@ class FundingCore:
 
     def on_order_event(self, ev: OrderEvent, now_ms: int) -> list[Intent]:
         self._clock(now_ms)
+        if self._reject_input(ev, now_ms):
+            return []
         found = self._intent_of(ev.client_id)
         if found is None:
             finished = ev.client_id in self._finished_orders
@@ -648,3 +674,33 @@ class FundingCore:
         self.connected = False
         return self
 
+
+
+def _finite_pos(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def bad_input(ev: Any) -> str | None:
+    """Why an event cannot be used (None: it can): non-finite or non-positive prices and
+    sizes, a crossed book, a rate beyond ±100 % per interval."""
+    if isinstance(ev, FundingQuote):
+        if not math.isfinite(ev.rate) or abs(ev.rate) >= 1.0:
+            return f"funding rate {ev.rate!r} not a rate"
+        if not _finite_pos(ev.mark) or ev.next_funding_ms <= 0:
+            return "mark price or next funding time missing"
+        if ev.bid is not None and ev.ask is not None and not (
+                _finite_pos(ev.bid) and _finite_pos(ev.ask) and ev.bid <= ev.ask):
+            return f"bid {ev.bid!r} / ask {ev.ask!r} crossed or not prices"
+    elif isinstance(ev, BookTop):
+        for px, sz in ((ev.bid, ev.bid_size), (ev.ask, ev.ask_size)):
+            if px is not None and not (_finite_pos(px) and math.isfinite(sz) and sz >= 0):
+                return f"price {px!r} / size {sz!r} not a level"
+        if ev.bid is not None and ev.ask is not None and ev.bid >= ev.ask:
+            return f"crossed book: bid {ev.bid} >= ask {ev.ask}"
+    elif isinstance(ev, FundingSettlement):
+        if not (math.isfinite(ev.amount) and math.isfinite(ev.rate)):
+            return "settlement amount or rate not a number"
+    elif isinstance(ev, OrderFill):
+        if not (_finite_pos(ev.qty) and _finite_pos(ev.price) and math.isfinite(ev.fee)):
+            return f"fill qty {ev.qty!r} / price {ev.price!r} / fee {ev.fee!r} not usable"
+    return None

@@ -518,3 +518,41 @@ def test_a_long_hedged_hold_does_not_use_up_the_leg_risk_budget() -> None:
     it = bt.core.intents["BTCUSDT"]
     assert it.state == fsm.HEDGED and it.net != 0
     assert it.risk_usd_s < 100  # only the seconds of legging, not the hour held
+
+
+@pytest.mark.parametrize("ev", [
+    FundingQuote("bybit", "BTCUSDT", float("nan"), T0 + H, H, 60_000.0, 60_000.0, 59_999.5,
+                 60_000.5, T0),
+    FundingQuote("bybit", "BTCUSDT", 0.001, T0 + H, H, 0.0, 60_000.0, None, None, T0),
+    FundingQuote("bybit", "BTCUSDT", 0.001, T0 + H, H, 60_000.0, 60_000.0, 60_001.0,
+                 60_000.0, T0),
+    BookTop("bybit", "BTCUSDT", SPOT_K, 60_001.0, 1.0, 60_000.0, 1.0, T0),
+    BookTop("bybit", "BTCUSDT", SPOT_K, float("inf"), 1.0, None, 0.0, T0),
+    BookTop("bybit", "BTCUSDT", SPOT_K, 59_999.0, -1.0, 60_000.0, 1.0, T0),
+], ids=["nan-rate", "no-mark", "crossed-quote", "crossed-book", "inf-price", "neg-size"])
+def test_bad_market_input_is_never_applied_and_never_silent(
+        ev: Any, caplog: pytest.LogCaptureFixture) -> None:
+    core = FundingCore(CFG, SPOTS, PERPS, now_ms=T0)
+    t = T0 + 55 * 60_000
+    assert core.on_market(ev, t) == []
+    (r,) = of(core.drain_records(), "bad_input")
+    assert r["event"] == type(ev).__name__ and r["reason"]
+    assert any("ignored" in m.message for m in caplog.records)
+    assert not core.strategy.quotes and not core.strategy.spot_books
+    core.on_market(ev, t + 1)  # the same again: recorded, logged once a minute
+    assert len(of(core.drain_records(), "bad_input")) == 1
+    assert sum("ignored" in m.message for m in caplog.records) == 1
+
+
+def test_a_fill_with_no_usable_numbers_is_recorded_not_booked() -> None:
+    from engine.core.neutral import OrderFill, Side
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    it = bt.core.intents["BTCUSDT"]
+    cid = next(iter(it.orders))
+    before = dict(it.pos)
+    bad = OrderFill("bybit", "BTCUSDT", PERP_K, cid, "o", "x1", Side.SELL, float("nan"),
+                    60_000.0, 0.0, False, bt.now)
+    assert bt.core.on_order_event(bad, bt.now) == []
+    assert it.pos == before
+    assert of(bt.core.drain_records(), "bad_input")[0]["event"] == "OrderFill"

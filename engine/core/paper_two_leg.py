@@ -38,6 +38,10 @@ Honesty rules:
   A quote that already points past an unsettled time settles it first with the rate that was
   quoted for it.
 
+Identifiers: ``tid_prefix`` must be unique per run (use the boot id): a journal-restored intent
+counts each fill once by trade id, so ids restarting from 1 under the same prefix would be
+taken for fills it has already counted. Order ids and trade ids count up from 1.
+
 Event order inside one :meth:`due`: by time; at equal times a settlement comes before an order
 arriving then (the position at the settlement instant is the one held before it).
 """
@@ -96,13 +100,16 @@ class PaperTwoLegVenue:
     def __init__(self, spot: dict[str, Instrument], perp: dict[str, Instrument], *,
                  latency_ms: float = 50.0,
                  extra_latency_ms: dict[InstrumentKind, float] | None = None,
-                 venue: str = "bybit", tid_prefix: str = "paper",
+                 venue: str = "bybit", tid_prefix: str,
                  partial_ratio: float = 1.0,
                  spot_balances: dict[str, float] | None = None) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
         if not 0.0 < partial_ratio <= 1.0:
             raise ValueError("partial_ratio must be within (0, 1]")
+        if not tid_prefix:
+            raise ValueError("tid_prefix must be a non-empty per-run string (the boot id): "
+                             "restored intents count fills once by trade id")
         self.instruments = {(InstrumentKind.SPOT, s): i for s, i in spot.items()}
         self.instruments.update({(InstrumentKind.LINEAR_PERP, s): i for s, i in perp.items()})
         self.latency_ms = float(latency_ms)

@@ -38,7 +38,17 @@ T0 = 1_700_000_000_000
 
 
 def venue(**kw: object) -> PaperTwoLegVenue:
-    return PaperTwoLegVenue({"BTCUSDT": SPOT}, {"BTCUSDT": PERP}, **kw)  # type: ignore[arg-type]
+    return PaperTwoLegVenue({"BTCUSDT": SPOT}, {"BTCUSDT": PERP}, tid_prefix="boot1",
+                            **kw)  # type: ignore[arg-type]
+
+
+def test_a_per_run_trade_id_prefix_is_required() -> None:
+    with pytest.raises(ValueError, match="tid_prefix must be a non-empty per-run string"):
+        PaperTwoLegVenue({"BTCUSDT": SPOT}, {"BTCUSDT": PERP}, tid_prefix="")
+    v = venue(latency_ms=0)
+    v.on_book(top(PERP_K, 59_990.0, 60_000.0))
+    v.submit(order(PERP_K, Side.BUY, "0.001", "c1"), T0)
+    assert fills(v.due(T0))[0].trade_id == "boot1-t1"
 
 
 def top(kind: InstrumentKind, bid: float, ask: float, size: float = 1.0, ts: int = T0) -> BookTop:

@@ -257,6 +257,24 @@ class FundingCore:
         return {"symbols": out, "totals": dict(self.totals), "killed": self.killed,
                 "connected": self.connected}
 
+    def summary_line(self) -> str:
+        """One line for the periodic summary: each symbol's state, legs, APR and net P&L, then
+        the closed round trips' totals."""
+        snap = self.snapshot()
+        parts = []
+        for sym, e in snap["symbols"].items():
+            apr = "-" if e["apr"] is None else f"{e['apr'] * 100:.1f}%"
+            text = f"{sym} {e['state']} apr {apr}"
+            if e["state"] != fsm.IDLE:
+                net = "?" if e.get("net") is None else f"{e['net']:+.2f}"
+                text += f" spot {e['spot_qty']:g} perp {e['perp_qty']:g} net {net}"
+            parts.append(text)
+        t = snap["totals"]
+        flags = (" KILLED" if snap["killed"] else "") + ("" if snap["connected"] else " OFFLINE")
+        return (f"funding: {'; '.join(parts)} | closed {t['closed']}: funding "
+                f"{t['funding']:+.2f} basis {t['basis']:+.2f} fees {t['fees']:.2f} net "
+                f"{t['net']:+.2f}{flags}")
+
     def used_notional(self) -> float:
         """Notional committed: every intent's size (held, opening or closing) at the spot mid,
         so a second symbol cannot open past ``max_total_notional_usd`` while the first one's

@@ -126,6 +126,8 @@ def test_snapshot_while_held_shows_both_legs_and_pnl_parts() -> None:
     assert s["fees"] > 0 and s["funding"] == 0
     assert s["net"] == pytest.approx(s["funding"] + s["basis_pnl"] - s["fees"])
     json.dumps(bt.core.snapshot())
+    line = bt.core.summary_line()
+    assert line.startswith("funding: BTCUSDT hedged apr 876.0% spot ") and "closed 0" in line
 
 
 def test_kill_flattens_both_legs_perp_reduce_only_and_stops_opening() -> None:

@@ -174,6 +174,7 @@ class FundingCore:
         self._finished_orders: dict[str, None] = {}  # client ids of ended round trips (FIFO)
         self._order_ref: dict[str, float] = {}  # client id -> the leg's mid when it was sent
         self._bad_logged: dict[str, int] = {}
+        self._recent_closed: dict[str, tuple[str, int, int]] = {}  # sym -> (id, opened, closed)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -589,6 +590,7 @@ class FundingCore:
         basis_now = led.basis_pnl(self._mid(sym, InstrumentKind.SPOT),
                                   self._mid(sym, InstrumentKind.LINEAR_PERP))
         basis = led.cash if basis_now is None else basis_now
+        self._recent_closed[sym] = (led.intent_id, led.opened_ms, now_ms)
         net = led.funding + basis - led.fees
         hold_ms = max(now_ms - led.opened_ms, 1)
         apr = net / led.entry_notional * YEAR_MS / hold_ms if led.entry_notional > 0 else None
@@ -640,7 +642,19 @@ class FundingCore:
 
     def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
         led = self.ledgers.get(ev.symbol)
+        if led is not None and ev.ts_ms < led.opened_ms:
+            led = None  # settled before this round trip opened: an earlier one's
         if led is None or led.perp_qty == 0:
+            late = self._recent_closed.get(ev.symbol)
+            if late is not None and late[1] <= ev.ts_ms <= late[2] and ev.position_size != 0:
+                # the venue's message came after the round trip it was paid to had closed:
+                # its closed record is written, so the totals and this line carry it
+                self.totals["funding"] += ev.amount
+                self.totals["net"] += ev.amount
+                self._record("funding", now_ms, symbol=ev.symbol, intent_id=late[0],
+                             rate=ev.rate, position_size=ev.position_size, amount=ev.amount,
+                             applied=True, late=True, settled_ms=ev.ts_ms)
+                return
             self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
                          position_size=ev.position_size, amount=ev.amount, applied=False,
                          settled_ms=ev.ts_ms)
@@ -662,6 +676,7 @@ class FundingCore:
             "last_decision": {s: list(v) for s, v in self.last_decision.items()},
             "last_apr": dict(self.last_apr),
             "cooldown_until": dict(self.cooldown_until),
+            "recent_closed": {s: list(v) for s, v in self._recent_closed.items()},
         }
 
     @classmethod
@@ -682,6 +697,8 @@ class FundingCore:
         self.last_decision = {s: (v[0], v[1]) for s, v in r["last_decision"].items()}
         self.last_apr = dict(r.get("last_apr", {}))
         self.cooldown_until = {s: int(v) for s, v in r.get("cooldown_until", {}).items()}
+        self._recent_closed = {s: (str(v[0]), int(v[1]), int(v[2]))
+                               for s, v in r.get("recent_closed", {}).items()}
         for sym, it in self.intents.items():
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
             led = self.ledgers.get(sym)

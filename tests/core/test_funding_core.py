@@ -558,3 +558,26 @@ def test_a_fill_with_no_usable_numbers_is_recorded_not_booked() -> None:
     assert bt.core.on_order_event(bad, bt.now) == []
     assert it.pos == before
     assert of(bt.core.drain_records(), "bad_input")[0]["event"] == "OrderFill"
+
+
+def test_a_settlement_arriving_after_its_round_trip_closed_still_counts() -> None:
+    """Bybit's funding execution may come after the close the strategy made at the settlement
+    time: it belongs to the round trip that held the position then, and to the totals."""
+    from engine.core.neutral import FundingSettlement
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    opened = bt.core.ledgers["BTCUSDT"].opened_ms
+    t = bt.now
+    bt.send(bt.core.kill(t), t)
+    bt.run([], end_ms=t + 1_000)
+    (closed,) = of(bt.records, "closed")
+    net_before = bt.core.totals["net"]
+    ev = FundingSettlement("bybit", "BTCUSDT", 0.001, -0.016, 0.96, t - 10)
+    bt.core.on_market(ev, t + 2_000)
+    (f,) = of(bt.core.drain_records(), "funding")
+    assert f["applied"] and f["late"] and f["intent_id"] == closed["intent_id"]
+    assert bt.core.totals["net"] == pytest.approx(net_before + 0.96)
+    # one settled before that round trip opened belongs to none of it
+    bt.core.on_market(attrs.evolve(ev, ts_ms=opened - 1), t + 3_000)
+    (g,) = of(bt.core.drain_records(), "funding")
+    assert not g["applied"]

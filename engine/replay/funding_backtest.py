@@ -238,7 +238,7 @@ def ticks_from_frames(lines: Iterable[str]) -> Iterator[Tick]:
                 log.warning("frames line %d: %s", n, ev)
             elif isinstance(ev, FundingQuote):
                 yield Tick(ts, ev)
-                top = _perp_top(dec, ev, ts)
+                top = ticker_book_top(dec, ev, ts)
                 if top is not None:
                     yield Tick(ts, top)
             elif isinstance(ev, BookTop):
@@ -256,7 +256,11 @@ def _book_of(dec: BybitDecoder, top: BookTop) -> Any:
     return None
 
 
-def _perp_top(dec: BybitDecoder, q: FundingQuote, ts: int) -> BookTop | None:
+def ticker_book_top(dec: BybitDecoder, q: FundingQuote, ts: int) -> BookTop | None:
+    """The perp's top of book with sizes from the decoder's merged linear ticker
+    (``bid1Price/bid1Size/ask1Price/ask1Size``; a :class:`FundingQuote` carries no sizes): what
+    a paper venue matches perp orders against when no perp ``orderbook`` is subscribed. None
+    while the ticker lacks a side."""
     m = dec.tickers.merged(q.symbol) or {}
     try:
         bid, ask = float(m["bid1Price"]), float(m["ask1Price"])

@@ -19,7 +19,7 @@ JSON-able record per journal line:
 - ``funding``: a settlement applied to the perp leg;
 - ``position``: a change of a symbol's two-leg state, with both legs' quantities;
 - ``closed``: a round trip ended: funding earned, basis P&L, fees, net, hold time, net APR,
-  hedge ratio, leg latency (leg-1 first fill → leg-2 first order);
+  hedge ratio, leg latency (leg-1 first fill received → leg-2 first order written);
 - ``anomaly``: something the controller refused (an unknown order's fill, a refused close).
 
 Accounting (per symbol, one round trip at a time): basis P&L is the legs' cash flows plus the
@@ -626,7 +626,7 @@ class FundingCore:
             led.fees_perp += fee
             led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
             if led.leg1_fill_ms is None:
-                led.leg1_fill_ms = f.ts_ms
+                led.leg1_fill_ms = now_ms  # received (the figure: fill received → hedge written)
         else:
             led.spot_qty = float(it.pos[LEG_B])
             led.fees_spot += fee

@@ -96,7 +96,7 @@ def test_enter_hold_receive_funding_close_on_flip_with_pnl_parts() -> None:
     # the perp leg fills first (after the latency); the spot order leaves at that moment
     perp_open = next(f for f in fills if f["leg"] == "perp")
     spot_order = next(r for r in of(recs, "order") if r["kind"] == "spot")
-    assert closed["leg_latency_ms"] == spot_order["ts"] - perp_open["venue_ts"] == 0
+    assert closed["leg_latency_ms"] == spot_order["ts"] - perp_open["ts"] == 0
     hold = closed["closed_ms"] - closed["opened_ms"]
     assert closed["hold_ms"] == hold
     assert closed["net_apr"] == pytest.approx(
@@ -581,3 +581,20 @@ def test_a_settlement_arriving_after_its_round_trip_closed_still_counts() -> Non
     bt.core.on_market(attrs.evolve(ev, ts_ms=opened - 1), t + 3_000)
     (g,) = of(bt.core.drain_records(), "funding")
     assert not g["applied"]
+
+
+def test_leg_latency_is_fill_received_to_hedge_written() -> None:
+    """The issue's figure: leg-1 fill received → leg-2 order written (``on_sent``)."""
+    from engine.core.neutral import OrderFill, Side
+    core = FundingCore(CFG, SPOTS, PERPS, now_ms=T0)
+    t = T0 + 55 * 60_000
+    out: list[Any] = []
+    for tick in market(t, 0.001, T0 + H):
+        out += core.on_market(tick.event, t)
+    (p,) = out
+    fill = OrderFill("bybit", "BTCUSDT", PERP_K, p.client_id, "o1", "t1", Side.SELL,
+                     float(p.qty), 59_999.5, 0.0, False, t + 30)  # venue time
+    (hedge,) = core.on_order_event(fill, t + 45)  # received 15 ms later
+    core.on_sent(hedge.client_id, t + 46)  # written 1 ms after
+    led = core.ledgers["BTCUSDT"]
+    assert led.leg_latency_ms() == 1

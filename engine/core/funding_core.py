@@ -701,6 +701,11 @@ class FundingCore:
                                for s, v in r.get("recent_closed", {}).items()}
         for sym, it in self.intents.items():
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
+            if sym not in cfg.symbols or sym not in spot or sym not in perp:
+                self._record("anomaly", self.now_ms, symbol=sym, intent_id=it.intent_id,
+                             detail=f"restored pair in {sym}, no longer in [funding] symbols "
+                                    "or the instruments: the strategy will not manage it; "
+                                    "kill flattens it")
             led = self.ledgers.get(sym)
             if it.state == fsm.HEDGED and led is not None:
                 self.strategy.holdings[sym] = Holding(

@@ -598,3 +598,17 @@ def test_leg_latency_is_fill_received_to_hedge_written() -> None:
     core.on_sent(hedge.client_id, t + 46)  # written 1 ms after
     led = core.ledgers["BTCUSDT"]
     assert led.leg_latency_ms() == 1
+
+
+def test_a_restored_pair_outside_the_configured_symbols_is_flagged_and_kill_flattens_it() -> None:
+    bt = FundingBacktest(CFG, SPOTS, PERPS, start_ms=T0, latency_ms=40)
+    held(bt, T0 + 56 * 60_000)
+    rec = json.loads(json.dumps(bt.core.to_record()))
+    other = attrs.evolve(CFG, symbols=["ETHUSDT"])
+    core = FundingCore.from_record(rec, other, SPOTS, PERPS, now_ms=bt.now)
+    (a,) = of(core.drain_records(), "anomaly")
+    assert "no longer in [funding] symbols" in a["detail"]
+    core.reconnect(bt.now)
+    out = core.kill(bt.now)
+    assert {(i.kind, i.reduce_only) for i in out if isinstance(i, PlaceOrder)} == {
+        (PERP_K, True), (SPOT_K, False)}

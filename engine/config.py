@@ -483,6 +483,7 @@ class FundingConfig:
     leg_deadline_s: float = attrs.field(default=5.0, validator=_positive)
     leg_unwind_reserve_s: float = attrs.field(default=1.0, validator=_non_negative)
     max_hedge_attempts: int = attrs.field(default=3, validator=_positive)
+    reentry_cooldown_s: float = attrs.field(default=300.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.exit_apr > self.min_expected_apr:

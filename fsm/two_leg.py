@@ -35,7 +35,8 @@ stateDiagram-v2
 - CLOSING: both legs are being flattened on request (strategy close, kill).
 - UNWINDING: the second leg failed (rejected too often, lagged past the leg-risk budget or the
   hard deadline): both legs are being flattened to remove the unhedged exposure.
-- ``flat`` ends CLOSING/UNWINDING when both positions are zero and nothing is in flight.
+- ``flat`` ends CLOSING/UNWINDING when both positions are zero (or dust below what the leg
+  can trade) and nothing is in flight.
 """
 
 from __future__ import annotations

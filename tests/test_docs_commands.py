@@ -11,6 +11,7 @@ import pytest
 from engine.cli import _sim_venue, build_parser
 from engine.io.export import build_parser as build_export_parser
 from engine.replay.cli import build_parser as build_replay_parser
+from engine.replay.funding_cli import build_parser as build_funding_replay_parser
 from engine.replay.sweep_cli import build_parser as build_sweep_parser
 from engine.sim.bybit.cli import build_parser as build_bybit_sim_parser
 from engine.sim.cli import build_parser as build_sim_parser
@@ -65,6 +66,8 @@ def test_documented_command_parses(where: str, args: str) -> None:
                 argv = [*argv, "--help"]  # named in prose: the command exists
             if argv[:2] == ["sim", "record"]:
                 build_sim_record_parser().parse_args(argv[2:])
+            elif argv[:1] == ["replay"] and "--venue" in argv:  # issue 11: funding backtest
+                build_funding_replay_parser().parse_args(argv[1:])
             elif own is not None:
                 own().parse_args(argv[1:])
             elif argv and argv[0] == "sim":

@@ -19,7 +19,7 @@ JSON-able record per journal line:
 - ``funding``: a settlement applied to the perp leg;
 - ``position``: a change of a symbol's two-leg state, with both legs' quantities;
 - ``closed``: a round trip ended: funding earned, basis P&L, fees, net, hold time, net APR,
-  hedge ratio, leg latency (leg-1 first fill → leg-2 first order);
+  hedge ratio, leg latency (leg-1 first fill received → leg-2 first order written);
 - ``anomaly``: something the controller refused (an unknown order's fill, a refused close).
 
 Accounting (per symbol, one round trip at a time): basis P&L is the legs' cash flows plus the
@@ -35,6 +35,9 @@ every in-flight order under its same client id).
 
 from __future__ import annotations
 
+import logging
+import math
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -52,6 +55,7 @@ from engine.core.neutral import (
     OrderFill,
     OrderReject,
     PlaceOrder,
+    PositionUpdate,
     Side,
 )
 from engine.core.two_leg import LEG_A, LEG_B, LegRiskConfig, LegSpec, TwoLegIntent
@@ -66,9 +70,16 @@ from engine.strategies.funding_basis import (
 )
 from fsm import two_leg as fsm
 
+log = logging.getLogger(__name__)
+
 Intent = PlaceOrder | CancelOrder
 MarketEvent = FundingQuote | BookTop | FundingSettlement
 OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
+RECONCILE_GRACE_MS = 2_000
+"""A position update this soon after a pair's last fill may predate it: not reconciled."""
+BAD_INPUT_LOG_MS = 60_000
+FINISHED_ORDERS_KEPT = 4096
+"""Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
 
 def _b36(n: int) -> str:
@@ -105,17 +116,18 @@ class Ledger:
     leg2_order_ms: int | None = None
     leg2_order_id: str | None = None
     fills: int = 0
+    last_fill_ms: int | None = None
     expected_apr: float | None = None
 
-    def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float:
-        """Cash flows plus what is held at the given mids (a missing mid values it at 0 P&L
-        by using the average cost instead: never invents a price)."""
+    def basis_pnl(self, spot_mid: float | None, perp_mid: float | None) -> float | None:
+        """Cash flows plus what is held at the given mids; None while a held leg has no price
+        (never invents one)."""
         value = self.cash
         for qty, mid in ((self.spot_qty, spot_mid), (self.perp_qty, perp_mid)):
             if qty == 0:
                 continue
             if mid is None:
-                return float("nan")
+                return None
             value += qty * mid
         return value
 
@@ -158,6 +170,11 @@ class FundingCore:
         self.totals = {"funding": 0.0, "basis": 0.0, "fees": 0.0, "net": 0.0, "closed": 0}
         self.last_decision: dict[str, tuple[str, str]] = {}
         self.last_apr: dict[str, float | None] = {}
+        self.cooldown_until: dict[str, int] = {}
+        self._finished_orders: dict[str, None] = {}  # client ids of ended round trips (FIFO)
+        self._order_ref: dict[str, float] = {}  # client id -> the leg's mid when it was sent
+        self._bad_logged: dict[str, int] = {}
+        self._recent_closed: dict[str, tuple[str, int, int]] = {}  # sym -> (id, opened, closed)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
 
@@ -189,6 +206,9 @@ class FundingCore:
             if led is not None and not self.cfg.hold_across_events \
                     and led.target_event_ms > self.now_ms:
                 times.append(led.target_event_ms)
+            until = self.cooldown_until.get(sym, 0)
+            if led is None and until > self.now_ms:
+                times.append(until)
             if q is None:
                 continue
             if led is None and self.cfg.pre_event_open_minutes > 0:
@@ -208,14 +228,20 @@ class FundingCore:
             led = self.ledgers.get(sym)
             smid = self._mid(sym, InstrumentKind.SPOT)
             pmid = self._mid(sym, InstrumentKind.LINEAR_PERP)
+            q = self.strategy.quotes.get(sym)
             entry: dict[str, Any] = {
                 "state": it.state if it is not None else fsm.IDLE,
                 "apr": self.last_apr.get(sym),
                 "decision": list(self.last_decision.get(sym, ("", ""))),
+                "rate": q.rate if q is not None else None,
+                "next_funding_ms": q.next_funding_ms if q is not None else None,
+                "basis_bps": (pmid - smid) / smid * 1e4 if smid and pmid else None,
+                "leg_risk_usd_s": it.risk_usd_s if it is not None else 0.0,
+                "cooldown_until_ms": self.cooldown_until.get(sym),
             }
             if led is not None:
                 basis = led.basis_pnl(smid, pmid)
-                net = led.funding + basis - led.fees
+                net = None if basis is None else led.funding + basis - led.fees
                 entry.update({
                     "intent_id": led.intent_id, "direction": led.direction,
                     "spot_qty": led.spot_qty, "perp_qty": led.perp_qty,
@@ -232,14 +258,60 @@ class FundingCore:
         return {"symbols": out, "totals": dict(self.totals), "killed": self.killed,
                 "connected": self.connected}
 
+    def summary_line(self) -> str:
+        """One line for the periodic summary: each symbol's state, legs, APR and net P&L, then
+        the closed round trips' totals."""
+        snap = self.snapshot()
+        parts = []
+        for sym, e in snap["symbols"].items():
+            apr = "-" if e["apr"] is None else f"{e['apr'] * 100:.1f}%"
+            text = f"{sym} {e['state']} apr {apr}"
+            if e["state"] != fsm.IDLE:
+                net = "?" if e.get("net") is None else f"{e['net']:+.2f}"
+                text += f" spot {e['spot_qty']:g} perp {e['perp_qty']:g} net {net}"
+            parts.append(text)
+        t = snap["totals"]
+        flags = (" KILLED" if snap["killed"] else "") + ("" if snap["connected"] else " OFFLINE")
+        return (f"funding: {'; '.join(parts)} | closed {t['closed']}: funding "
+                f"{t['funding']:+.2f} basis {t['basis']:+.2f} fees {t['fees']:.2f} net "
+                f"{t['net']:+.2f}{flags}")
+
+    def used_notional(self) -> float:
+        """Notional committed: every intent's size (held, opening or closing) at the spot mid,
+        so a second symbol cannot open past ``max_total_notional_usd`` while the first one's
+        legs are still in flight."""
+        total = 0.0
+        for sym, it in self.intents.items():
+            px = self._mid(sym, InstrumentKind.SPOT) or it.ref_price
+            total += max(float(it.qty), abs(float(it.pos[LEG_A])), abs(float(it.pos[LEG_B]))) * px
+        return total
+
     def drain_records(self) -> list[dict[str, Any]]:
         out, self._records = self._records, []
         return out
 
     # -- inputs ----------------------------------------------------------------------------------
 
+    def _reject_input(self, ev: Any, now_ms: int) -> bool:
+        """True (and a ``bad_input`` record, a log line at most once a minute per kind and
+        reason) when ``ev`` cannot be used: never applied, never silent."""
+        why = bad_input(ev)
+        if why is None:
+            return False
+        kind = type(ev).__name__
+        self._record("bad_input", now_ms, symbol=getattr(ev, "symbol", None), event=kind,
+                     reason=why)
+        key = f"{kind}:{why}"
+        if now_ms - self._bad_logged.get(key, -BAD_INPUT_LOG_MS) >= BAD_INPUT_LOG_MS:
+            self._bad_logged[key] = now_ms
+            log.warning("funding core: %s ignored: %s (%s)", kind, why,
+                        getattr(ev, "symbol", "?"))
+        return True
+
     def on_market(self, ev: MarketEvent, now_ms: int) -> list[Intent]:
         self._clock(now_ms)
+        if self._reject_input(ev, now_ms):
+            return []
         if isinstance(ev, FundingQuote):
             if ev.symbol not in self.perp:
                 return []
@@ -257,12 +329,21 @@ class FundingCore:
 
     def on_order_event(self, ev: OrderEvent, now_ms: int) -> list[Intent]:
         self._clock(now_ms)
+        if self._reject_input(ev, now_ms):
+            return []
         found = self._intent_of(ev.client_id)
         if found is None:
-            if not isinstance(ev, OrderAck):
+            finished = ev.client_id in self._finished_orders
+            if isinstance(ev, OrderFill):
+                what = "a round trip already closed" if finished else "unknown order"
+                self._record("anomaly", now_ms, symbol=ev.symbol,
+                             detail=f"fill of {ev.qty} for {what} {ev.client_id} "
+                                    f"(trade {ev.trade_id}): exposure outside any intent, "
+                                    "reconcile")
+            elif not finished and not isinstance(ev, OrderAck):
                 self._record("anomaly", now_ms, symbol=ev.symbol,
                              detail=f"{type(ev).__name__} for unknown order {ev.client_id}")
-            return []
+            return []  # a late ack/done/reject of a finished round trip changes nothing
         sym, it = found
         before = it.state
         if isinstance(ev, OrderAck):
@@ -281,6 +362,42 @@ class FundingCore:
                          reason=ev.reason.value, detail=ev.detail)
             out = it.on_reject(ev, now_ms)
         return self._after(sym, it, before, out, now_ms)
+
+    def on_position(self, ev: PositionUpdate, now_ms: int) -> list[Intent]:
+        """The venue's perp position (private ``position`` stream): reconcile a HEDGED pair.
+
+        Only once no order is in flight and the update is stamped ``RECONCILE_GRACE_MS`` after
+        the pair's last fill (the position and execution streams are not ordered), a size other
+        than Σ fills is taken as the truth (a ``reconcile`` record, the change valued at the
+        mid in the basis P&L) and the strategy decides at once — beyond ``rebalance_band_bps``
+        it rebalances. A perp position with no pair is an anomaly (never traded away here)."""
+        self._clock(now_ms)
+        it = self.intents.get(ev.symbol)
+        size = Decimal(repr(ev.size))
+        if it is None:
+            if ev.size != 0 and ev.symbol in self.cfg.symbols:
+                self._record("anomaly", now_ms, symbol=ev.symbol,
+                             detail=f"perp position {ev.size} at the venue and no pair: "
+                                    "reconcile by hand")
+            return []
+        led = self.ledgers.get(ev.symbol)
+        if it.state != fsm.HEDGED or led is None or size == it.pos[LEG_A]:
+            return []
+        if led.last_fill_ms is not None and ev.ts_ms < led.last_fill_ms + RECONCILE_GRACE_MS:
+            return []
+        before = it.pos[LEG_A]
+        diff = it.adjust(LEG_A, size, now_ms)
+        mid = self._mid(ev.symbol, InstrumentKind.LINEAR_PERP) or ev.entry_price
+        led.cash -= float(diff) * mid
+        led.perp_qty = float(it.pos[LEG_A])
+        led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
+        self._record("reconcile", now_ms, symbol=ev.symbol, intent_id=it.intent_id,
+                     leg="perp", fills_qty=str(before), venue_qty=str(size), diff=str(diff),
+                     valued_at=mid)
+        self.strategy.holdings[ev.symbol] = Holding(ev.symbol, led.direction,
+                                                    float(it.pos[LEG_B]), float(it.pos[LEG_A]),
+                                                    led.opened_ms, led.target_event_ms)
+        return self._evaluate([ev.symbol], now_ms)
 
     def on_sent(self, client_id: str, now_ms: int) -> None:
         """Optional: the shell wrote the order at ``now_ms`` (refines the leg latency)."""
@@ -349,7 +466,7 @@ class FundingCore:
     def _evaluate(self, symbols: list[str], now_ms: int) -> list[Intent]:
         out: list[Intent] = []
         s = self.strategy
-        used = s.used_notional()
+        used = self.used_notional()
         for sym in symbols:
             if sym not in self.cfg.symbols:
                 continue
@@ -365,6 +482,11 @@ class FundingCore:
                     continue
                 d = decide_held(h, s.view(sym), now_ms, self.cfg, self.killed)
             else:
+                until = self.cooldown_until.get(sym, 0)
+                if now_ms < until:
+                    self._note_decision(Decision(sym, Action.SKIP, "cooling down after an "
+                                                 "unwound entry (reentry_cooldown_s)"), now_ms)
+                    continue
                 if not self.connected:
                     self._note_decision(Decision(sym, Action.SKIP, "venue disconnected"), now_ms)
                     continue
@@ -396,10 +518,11 @@ class FundingCore:
         self.seq += 1
         iid = f"{self.id_prefix}{self.seq}"
         perp_side = Side.SELL if d.direction > 0 else Side.BUY
-        leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side,
-                        self.perp[sym].lot_size)
-        leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(),
-                        self.spot[sym].lot_size)
+        p, sp = self.perp[sym], self.spot[sym]
+        leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side, p.lot_size,
+                        p.min_qty, p.min_notional)
+        leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(), sp.lot_size,
+                        sp.min_qty, sp.min_notional)
         ref = self._mid(sym, InstrumentKind.SPOT) or 0.0
         it = TwoLegIntent(iid, leg_a, leg_b, d.qty, self.risk_cfg, ref)
         self.intents[sym] = it
@@ -414,9 +537,12 @@ class FundingCore:
         led = self.ledgers.get(sym)
         for i in out:
             if isinstance(i, PlaceOrder):
+                ref = self._mid(sym, i.kind)
+                if ref is not None:
+                    self._order_ref[i.client_id] = ref
                 self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="place",
                              client_id=i.client_id, kind=i.kind.value, side=i.side.value,
-                             qty=str(i.qty), reduce_only=i.reduce_only)
+                             qty=str(i.qty), reduce_only=i.reduce_only, ref_price=ref)
                 slot = it.orders.get(i.client_id)
                 if led is not None and slot is not None and slot.leg == LEG_B \
                         and slot.role == "hedge" and led.leg2_order_ms is None:
@@ -445,15 +571,26 @@ class FundingCore:
     def _finish(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
         self.intents.pop(sym, None)
         self.strategy.holdings.pop(sym, None)
+        self._finished_orders.update(dict.fromkeys(it.orders))
+        for cid in it.orders:
+            self._order_ref.pop(cid, None)
+        while len(self._finished_orders) > FINISHED_ORDERS_KEPT:
+            self._finished_orders.pop(next(iter(self._finished_orders)))
         self._anomalies_seen.pop(it.intent_id, None)
         led = self.ledgers.pop(sym, None)
+        if it.fail_reason:
+            self.cooldown_until[sym] = now_ms + int(self.cfg.reentry_cooldown_s * 1000)
         if led is None:
             return
         if led.fills == 0:
             self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=False,
                          reason=it.fail_reason or "nothing filled")
             return
-        basis = led.cash  # flat: nothing held, the cash flows are the basis P&L
+        # flat (or dust the venue cannot trade, valued at the mids): cash flows + what is left
+        basis_now = led.basis_pnl(self._mid(sym, InstrumentKind.SPOT),
+                                  self._mid(sym, InstrumentKind.LINEAR_PERP))
+        basis = led.cash if basis_now is None else basis_now
+        self._recent_closed[sym] = (led.intent_id, led.opened_ms, now_ms)
         net = led.funding + basis - led.fees
         hold_ms = max(now_ms - led.opened_ms, 1)
         apr = net / led.entry_notional * YEAR_MS / hold_ms if led.entry_notional > 0 else None
@@ -483,26 +620,41 @@ class FundingCore:
         led.cash -= signed * f.price
         led.fees += fee
         led.fills += 1
+        led.last_fill_ms = max(led.last_fill_ms or 0, f.ts_ms)
         if slot.leg == LEG_A:
             led.perp_qty = float(it.pos[LEG_A])
             led.fees_perp += fee
             led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
             if led.leg1_fill_ms is None:
-                led.leg1_fill_ms = f.ts_ms
+                led.leg1_fill_ms = now_ms  # received (the figure: fill received → hedge written)
         else:
             led.spot_qty = float(it.pos[LEG_B])
             led.fees_spot += fee
             led.peak_spot = max(led.peak_spot, abs(led.spot_qty))
             if slot.role == "hedge" and slot.side.sign * led.direction > 0:
                 led.entry_notional += f.qty * f.price
+        ref = self._order_ref.get(f.client_id)
+        slip = None if not ref else (f.price - ref) / ref * 1e4 * f.side.sign
         self._record("fill", now_ms, symbol=sym, intent_id=it.intent_id, client_id=f.client_id,
                      trade_id=f.trade_id, leg="perp" if slot.leg == LEG_A else "spot",
                      role=slot.role, side=f.side.value, qty=f.qty, price=f.price, fee=fee,
-                     is_maker=f.is_maker, venue_ts=f.ts_ms)
+                     is_maker=f.is_maker, venue_ts=f.ts_ms, slippage_bps=slip)
 
     def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
         led = self.ledgers.get(ev.symbol)
+        if led is not None and ev.ts_ms < led.opened_ms:
+            led = None  # settled before this round trip opened: an earlier one's
         if led is None or led.perp_qty == 0:
+            late = self._recent_closed.get(ev.symbol)
+            if late is not None and late[1] <= ev.ts_ms <= late[2] and ev.position_size != 0:
+                # the venue's message came after the round trip it was paid to had closed:
+                # its closed record is written, so the totals and this line carry it
+                self.totals["funding"] += ev.amount
+                self.totals["net"] += ev.amount
+                self._record("funding", now_ms, symbol=ev.symbol, intent_id=late[0],
+                             rate=ev.rate, position_size=ev.position_size, amount=ev.amount,
+                             applied=True, late=True, settled_ms=ev.ts_ms)
+                return
             self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
                          position_size=ev.position_size, amount=ev.amount, applied=False,
                          settled_ms=ev.ts_ms)
@@ -522,6 +674,9 @@ class FundingCore:
             "intents": {s: it.to_record() for s, it in self.intents.items()},
             "ledgers": {s: attrs.asdict(led) for s, led in self.ledgers.items()},
             "last_decision": {s: list(v) for s, v in self.last_decision.items()},
+            "last_apr": dict(self.last_apr),
+            "cooldown_until": dict(self.cooldown_until),
+            "recent_closed": {s: list(v) for s, v in self._recent_closed.items()},
         }
 
     @classmethod
@@ -540,8 +695,17 @@ class FundingCore:
         self.intents = {s: TwoLegIntent.from_record(v) for s, v in r["intents"].items()}
         self.ledgers = {s: Ledger(**v) for s, v in r["ledgers"].items()}
         self.last_decision = {s: (v[0], v[1]) for s, v in r["last_decision"].items()}
+        self.last_apr = dict(r.get("last_apr", {}))
+        self.cooldown_until = {s: int(v) for s, v in r.get("cooldown_until", {}).items()}
+        self._recent_closed = {s: (str(v[0]), int(v[1]), int(v[2]))
+                               for s, v in r.get("recent_closed", {}).items()}
         for sym, it in self.intents.items():
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
+            if sym not in cfg.symbols or sym not in spot or sym not in perp:
+                self._record("anomaly", self.now_ms, symbol=sym, intent_id=it.intent_id,
+                             detail=f"restored pair in {sym}, no longer in [funding] symbols "
+                                    "or the instruments: the strategy will not manage it; "
+                                    "kill flattens it")
             led = self.ledgers.get(sym)
             if it.state == fsm.HEDGED and led is not None:
                 self.strategy.holdings[sym] = Holding(
@@ -550,3 +714,33 @@ class FundingCore:
         self.connected = False
         return self
 
+
+
+def _finite_pos(x: float | None) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def bad_input(ev: Any) -> str | None:
+    """Why an event cannot be used (None: it can): non-finite or non-positive prices and
+    sizes, a crossed book, a rate beyond ±100 % per interval."""
+    if isinstance(ev, FundingQuote):
+        if not math.isfinite(ev.rate) or abs(ev.rate) >= 1.0:
+            return f"funding rate {ev.rate!r} not a rate"
+        if not _finite_pos(ev.mark) or ev.next_funding_ms <= 0:
+            return "mark price or next funding time missing"
+        if ev.bid is not None and ev.ask is not None and not (
+                _finite_pos(ev.bid) and _finite_pos(ev.ask) and ev.bid <= ev.ask):
+            return f"bid {ev.bid!r} / ask {ev.ask!r} crossed or not prices"
+    elif isinstance(ev, BookTop):
+        for px, sz in ((ev.bid, ev.bid_size), (ev.ask, ev.ask_size)):
+            if px is not None and not (_finite_pos(px) and math.isfinite(sz) and sz >= 0):
+                return f"price {px!r} / size {sz!r} not a level"
+        if ev.bid is not None and ev.ask is not None and ev.bid >= ev.ask:
+            return f"crossed book: bid {ev.bid} >= ask {ev.ask}"
+    elif isinstance(ev, FundingSettlement):
+        if not (math.isfinite(ev.amount) and math.isfinite(ev.rate)):
+            return "settlement amount or rate not a number"
+    elif isinstance(ev, OrderFill):
+        if not (_finite_pos(ev.qty) and _finite_pos(ev.price) and math.isfinite(ev.fee)):
+            return f"fill qty {ev.qty!r} / price {ev.price!r} / fee {ev.fee!r} not usable"
+    return None

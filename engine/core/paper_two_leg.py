@@ -8,10 +8,13 @@ returns to the core, exactly as it would the venue's own.
 
 Honesty rules:
 
-* an order (or cancel) **arrives** ``latency_ms`` (+ ``extra_latency_ms[kind]``) after it was
-  submitted and is executed then, against the book held **at that later time** — never at the
-  touch the decision saw. Call :meth:`due` at the due time, before applying market data stamped
-  later (the backtest does);
+* an order (or cancel) **arrives** ``latency_ms`` after it was submitted and is executed then,
+  against the book held **at that later time** — never at the touch the decision saw. Call
+  :meth:`due` at the due time, before applying market data stamped later (the backtest does);
+* a lagging leg (``extra_latency_ms[kind]``): its orders reach the matching engine that much
+  later still, while a cancel reaches the venue at the base latency and removes an order that
+  has not matched yet (``OrderDone`` canceled, nothing filled) — the venue was slow to match,
+  not to hear;
 * matching walks the depth where levels were given to :meth:`on_book` (``(bids, asks)``, best
   first), else only the top of book up to its displayed size; each level fills at its own
   price; what we took is removed from the held book until the next :meth:`on_book`, so two
@@ -34,6 +37,10 @@ Honesty rules:
   receives positive funding), as a :class:`FundingSettlement` stamped at the settlement time.
   A quote that already points past an unsettled time settles it first with the rate that was
   quoted for it.
+
+Identifiers: ``tid_prefix`` must be unique per run (use the boot id): a journal-restored intent
+counts each fill once by trade id, so ids restarting from 1 under the same prefix would be
+taken for fills it has already counted. Order ids and trade ids count up from 1.
 
 Event order inside one :meth:`due`: by time; at equal times a settlement comes before an order
 arriving then (the position at the settlement instant is the one held before it).
@@ -93,13 +100,16 @@ class PaperTwoLegVenue:
     def __init__(self, spot: dict[str, Instrument], perp: dict[str, Instrument], *,
                  latency_ms: float = 50.0,
                  extra_latency_ms: dict[InstrumentKind, float] | None = None,
-                 venue: str = "bybit", tid_prefix: str = "paper",
+                 venue: str = "bybit", tid_prefix: str,
                  partial_ratio: float = 1.0,
                  spot_balances: dict[str, float] | None = None) -> None:
         if latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
         if not 0.0 < partial_ratio <= 1.0:
             raise ValueError("partial_ratio must be within (0, 1]")
+        if not tid_prefix:
+            raise ValueError("tid_prefix must be a non-empty per-run string (the boot id): "
+                             "restored intents count fills once by trade id")
         self.instruments = {(InstrumentKind.SPOT, s): i for s, i in spot.items()}
         self.instruments.update({(InstrumentKind.LINEAR_PERP, s): i for s, i in perp.items()})
         self.latency_ms = float(latency_ms)
@@ -116,6 +126,8 @@ class PaperTwoLegVenue:
         self.fees_paid = 0.0
         self._heap: list[tuple[float, int, PlaceOrder | CancelOrder]] = []
         self._live: dict[str, _Live] = {}  # resting limit orders by client id
+        self._pending: dict[str, PlaceOrder] = {}  # submitted, not arrived yet
+        self._canceled_early: set[str] = set()
         self._seen: set[str] = set()
         self._out: list[tuple[int, int, VenueEvent]] = []  # settlements found by on_quote
         self._resting_dirty = False
@@ -137,7 +149,10 @@ class PaperTwoLegVenue:
     def submit(self, intent: PlaceOrder | CancelOrder, now_ms: int) -> None:
         """The order (or cancel) leaves now and arrives after the latency."""
         self._seq += 1
-        due = now_ms + self.latency_ms + self.extra_latency_ms.get(intent.kind, 0.0)
+        due = now_ms + self.latency_ms
+        if isinstance(intent, PlaceOrder):
+            due += self.extra_latency_ms.get(intent.kind, 0.0)
+            self._pending[intent.client_id] = intent
         heapq.heappush(self._heap, (due, self._seq, intent))
 
     def on_book(self, top: BookTop, levels: tuple[Sequence[Level], Sequence[Level]] | None = None
@@ -238,10 +253,21 @@ class PaperTwoLegVenue:
     def _arrive(self, o: PlaceOrder | CancelOrder, ts: int) -> list[VenueEvent]:
         if isinstance(o, CancelOrder):
             live = self._live.pop(o.client_id, None)
+            early = self._pending.pop(o.client_id, None)
+            if live is None and early is not None:
+                self._canceled_early.add(o.client_id)
+                self._seen.add(o.client_id)
+                self._oid += 1
+                return [OrderDone(self.venue, o.symbol, o.client_id,
+                                  f"{self.tid_prefix}-o{self._oid}", 0.0, True, ts)]
             if live is None:
                 return [self._reject_ev(o, RejectReason.NOT_FOUND, "order not live", ts)]
             return [OrderDone(self.venue, o.symbol, o.client_id, live.venue_order_id,
                               float(live.filled), True, ts)]
+        if o.client_id in self._canceled_early:
+            self._canceled_early.discard(o.client_id)
+            return []  # canceled before it reached the matching engine
+        self._pending.pop(o.client_id, None)
         if o.client_id in self._seen:
             return [self._reject_ev(o, RejectReason.DUPLICATE_CLIENT_ID,
                                     "client id already used", ts)]
@@ -305,9 +331,10 @@ class PaperTwoLegVenue:
         o = live.order
         levels = book.asks if o.side is Side.BUY else book.bids
         want = qty - live.filled
-        if self.partial_ratio < 1.0:
-            want = ((want * _d(self.partial_ratio)) / inst.lot_size).to_integral_value(
-                rounding="ROUND_DOWN") * inst.lot_size
+        if self.partial_ratio < 1.0:  # a partial fill is still at least one lot
+            want = max(min(want, inst.lot_size), ((want * _d(self.partial_ratio))
+                                                   / inst.lot_size).to_integral_value(
+                rounding="ROUND_DOWN") * inst.lot_size)
         events: list[VenueEvent] = []
         for lvl in levels:
             if want <= 0:

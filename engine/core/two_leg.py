@@ -3,7 +3,9 @@ returns neutral order intents. Synchronous, deterministic, injected time (``now_
 
 Leg A is sent first (on Bybit: the perpetual); every leg-A fill immediately sends a leg-B order
 for the unhedged difference. The exposure ``|pos_A + pos_B| × ref_price`` is integrated over
-time into :attr:`TwoLegIntent.risk_usd_s`. While unhedged (LEG1/HEDGING) the intent unwinds —
+time into :attr:`TwoLegIntent.risk_usd_s` (except while HEDGED: the sub-lot residual a hedged
+pair keeps is not leg risk, and counting it over a long hold would unwind the next rebalance
+at once). While unhedged (LEG1/HEDGING) the intent unwinds —
 cancels what is in flight and flattens both legs — as soon as either
 
 - the budget left, ``budget − risk − max_exposure × unwind_reserve_s``, reaches zero (the
@@ -19,12 +21,16 @@ meanwhile are sent on reconnect, together with every in-flight order re-sent und
 by trade id. :meth:`to_record` / :meth:`from_record` journal and restore the whole state; a
 restored intent is offline until :meth:`reconnect`.
 
-HEDGED means nothing in flight and ``|net| < lot_B`` (finer cannot be hedged).
+HEDGED means nothing in flight and ``|net|`` below leg B's lot (finer cannot be hedged) or,
+when the leg has minimums (``LegSpec.min_qty`` / ``min_notional``), below the smallest
+quantity it can trade (:meth:`TwoLegIntent.min_trade`): a hedge the venue must refuse is never
+sent. Likewise a flattening leg left with less than it can trade is *dust*: it is not sent
+(the venue would refuse it) and counts as flat; the caller sees it in ``pos``.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 import attrs
@@ -60,6 +66,8 @@ class LegSpec:
     kind: InstrumentKind
     side: Side  # side of this leg's opening order
     lot: Decimal
+    min_qty: Decimal = Decimal(0)  # the instrument's minimums (0 = none known)
+    min_notional: Decimal = Decimal(0)
 
 
 @attrs.frozen
@@ -135,6 +143,23 @@ class TwoLegIntent:
         return [o for o in self.orders.values() if not o.done
                 and (leg is None or o.leg == leg) and (role is None or o.role == role)]
 
+    def min_trade(self, leg: str) -> Decimal:
+        """The smallest quantity ``leg`` can trade: its lot, its minimum quantity, and its
+        minimum notional at the reference price (up to the lot)."""
+        spec = self.legs[leg]
+        m = max(spec.lot, spec.min_qty)
+        if spec.min_notional > 0 and self.ref_price > 0:
+            q = spec.min_notional / _d(self.ref_price)
+            m = max(m, (q / spec.lot).to_integral_value(rounding=ROUND_UP) * spec.lot)
+        return m
+
+    def _dust(self, leg: str) -> Decimal:
+        """Below this a position cannot be traded away (0 when the leg has no minimums)."""
+        spec = self.legs[leg]
+        if spec.min_qty <= 0 and spec.min_notional <= 0:
+            return Decimal(0)
+        return self.min_trade(leg)
+
     def max_exposure_usd(self) -> float:
         """The largest exposure this intent can have (its whole size at the reference price):
         the unwind reserve is priced at it, so a fill that raises the exposure just before the
@@ -166,7 +191,9 @@ class TwoLegIntent:
         return True
 
     def _accrue(self, now_ms: int) -> None:
-        if self.last_ms is not None and now_ms > self.last_ms:
+        # the budget prices the legging (opening, hedging, closing): a HEDGED pair's residual
+        # below one tradable quantity is not leg risk, however long it is held
+        if self.last_ms is not None and now_ms > self.last_ms and self.state != fsm.HEDGED:
             dt = (now_ms - self.last_ms) / 1000.0
             if self.connected:
                 self.risk_usd_s += self.exposure_usd() * dt
@@ -228,11 +255,26 @@ class TwoLegIntent:
         """HEDGED with ``|net| >= lot_B`` (e.g. after a reconciliation): hedge it again."""
         out: list[Intent] = []
         self._accrue(now_ms)
-        if self.state == fsm.HEDGED and abs(self.net) >= self.legs[LEG_B].lot:
+        if self.state == fsm.HEDGED and abs(self.net) >= max(self.legs[LEG_B].lot,
+                                                               self._dust(LEG_B)):
             self._fire(fsm.DRIFT)
             self._mark_exposure(now_ms)
             self._advance(now_ms, out)
         return out
+
+    def adjust(self, leg: str, venue_pos: Decimal, now_ms: int) -> Decimal:
+        """Take the venue's position of ``leg`` as the truth (an ADL, a manual trade): the
+        difference is booked as one synthetic fill (``adjust-N``) so positions stay Σ fills.
+        Returns the signed difference (0: nothing to do). Follow with :meth:`rebalance`."""
+        self._accrue(now_ms)
+        diff = venue_pos - self.pos[leg]
+        if diff == 0:
+            return diff
+        self._seq += 1
+        self.fills[f"adjust-{self.intent_id}-{self._seq}"] = (leg, str(diff))
+        self.pos[leg] = venue_pos
+        self._mark_exposure(now_ms)
+        return diff
 
     def disconnect(self, now_ms: int) -> None:
         self._accrue(now_ms)
@@ -342,15 +384,17 @@ class TwoLegIntent:
                           for o in self.in_flight(LEG_B, HEDGE_ROLE))
             need = -self.net - pending
             qty = (abs(need) / lot).to_integral_value(rounding="ROUND_DOWN") * lot
-            if qty > 0 and self.hedge_rejects < self.cfg.max_hedge_attempts:
+            floor = max(lot, self._dust(LEG_B))  # a smaller hedge would only be refused
+            if qty >= floor and self.hedge_rejects < self.cfg.max_hedge_attempts:
                 self._place(out, LEG_B, HEDGE_ROLE, Side.BUY if need > 0 else Side.SELL, qty)
-            if not self.in_flight() and abs(self.net) < lot:
+            if not self.in_flight() and abs(self.net) < floor:
                 self._fire(fsm.HEDGE_COMPLETE)
             return
         if self.state in fsm.FLATTENING:
             for leg, spec in self.legs.items():
                 p = self.pos[leg]
-                if p != 0 and not self.in_flight(leg, CLOSE_ROLE) and (
+                if p != 0 and abs(p) >= self._dust(leg) and not self.in_flight(
+                        leg, CLOSE_ROLE) and (
                     self.close_rejects.get(leg, 0) < MAX_CLOSE_REJECTS
                 ):
                     open_work = self.in_flight(leg)
@@ -358,7 +402,8 @@ class TwoLegIntent:
                         continue  # wait for the cancel to end it: its fills change p
                     self._place(out, leg, CLOSE_ROLE, Side.SELL if p > 0 else Side.BUY, abs(p),
                                 reduce_only=spec.kind is InstrumentKind.LINEAR_PERP)
-            if self.pos[LEG_A] == 0 and self.pos[LEG_B] == 0 and not self.in_flight():
+            if all(p == 0 or abs(p) < self._dust(leg) for leg, p in self.pos.items()) \
+                    and not self.in_flight():
                 self._fire(fsm.FLAT)
                 self.unhedged_since_ms = None
 
@@ -369,7 +414,8 @@ class TwoLegIntent:
         return {
             "intent_id": self.intent_id, "qty": str(self.qty), "ref_price": self.ref_price,
             "legs": {k: {"venue": v.venue, "symbol": v.symbol, "kind": v.kind.value,
-                         "side": v.side.value, "lot": str(v.lot)} for k, v in self.legs.items()},
+                         "side": v.side.value, "lot": str(v.lot), "min_qty": str(v.min_qty),
+                         "min_notional": str(v.min_notional)} for k, v in self.legs.items()},
             "cfg": attrs.asdict(self.cfg), "state": self.state,
             "pos": {k: str(v) for k, v in self.pos.items()},
             "fills": {k: list(v) for k, v in self.fills.items()},
@@ -389,7 +435,8 @@ class TwoLegIntent:
     def from_record(cls, r: dict[str, Any]) -> TwoLegIntent:
         """Rebuild from :meth:`to_record`; offline until :meth:`reconnect`."""
         legs = {k: LegSpec(v["venue"], v["symbol"], InstrumentKind(v["kind"]), Side(v["side"]),
-                           Decimal(v["lot"])) for k, v in r["legs"].items()}
+                           Decimal(v["lot"]), Decimal(v.get("min_qty", "0")),
+                           Decimal(v.get("min_notional", "0"))) for k, v in r["legs"].items()}
         self = cls(r["intent_id"], legs[LEG_A], legs[LEG_B], Decimal(r["qty"]),
                    LegRiskConfig(**r["cfg"]), float(r["ref_price"]))
         self.state = r["state"]

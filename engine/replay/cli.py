@@ -91,6 +91,11 @@ class ProgressBar:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--venue" in argv and argv[argv.index("--venue") + 1:][:1] == ["bybit"]:
+        from engine.replay.funding_cli import main as funding_main  # issue 11: own parser
+
+        return funding_main(argv)
     args = build_parser().parse_args(argv)
     from engine.cli import load
     from engine.config import ConfigError

@@ -87,12 +87,15 @@ class FundingBacktest:
                                       spot_balances=spot_balances)
         for sym, qty in (spot_balances or {}).items():
             self.core.strategy.inventory[sym] = qty
+        self.cfg, self.spot, self.perp = cfg, spot, perp
         self.now = start_ms
         self.records: list[dict[str, Any]] = []
+        self.offline = False
+        self._held: list[Any] = []  # venue events not delivered while offline
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def _send(self, intents: list[Intent], now: int) -> None:
+    def send(self, intents: list[Intent], now: int) -> None:
         for i in intents:
             self.venue.submit(i, now)
             self.core.on_sent(i.client_id, now)
@@ -103,16 +106,23 @@ class FundingBacktest:
         for sym, bal in self.venue.spot_bal.items():
             self.core.strategy.inventory[sym] = float(bal)
 
+    def _deliver(self, events: list[Any], t: int) -> None:
+        for ev in events:
+            if isinstance(ev, FundingSettlement):
+                self.send(self.core.on_market(ev, t), t)
+            elif isinstance(ev, (OrderAck, OrderFill, OrderDone, OrderReject)):
+                self.send(self.core.on_order_event(ev, t), t)
+
     def _fire(self, t: int) -> None:
         self.now = max(self.now, t)
-        for ev in self.venue.due(t):
-            if isinstance(ev, FundingSettlement):
-                self._send(self.core.on_market(ev, t), t)
-            elif isinstance(ev, (OrderAck, OrderFill, OrderDone, OrderReject)):
-                self._send(self.core.on_order_event(ev, t), t)
+        events = self.venue.due(t)
+        if self.offline:
+            self._held += events
+        else:
+            self._deliver(events, t)
         w = self.core.next_wakeup_ms()
         if w is not None and w <= t:
-            self._send(self.core.on_tick(t), t)
+            self.send(self.core.on_tick(t), t)
         self._collect()
 
     def _wakeup(self) -> int | None:
@@ -145,7 +155,41 @@ class FundingBacktest:
             self.venue.on_quote(ev)
         else:
             self.venue.on_book(ev, tick.levels)
-        self._send(self.core.on_market(ev, tick.ts), tick.ts)
+        if not self.offline:  # the engine's market sockets are down too
+            self.send(self.core.on_market(ev, tick.ts), tick.ts)
+        self._collect()
+
+    # -- drills: connection loss and restart ------------------------------------------------------
+
+    def disconnect(self, t: int) -> None:
+        """The venue is unreachable from ``t``: its events wait, the core sends nothing."""
+        self.advance(t, inclusive=True)
+        self.core.disconnect(t)
+        self.offline = True
+        self._collect()
+
+    def reconnect(self, t: int) -> None:
+        """Back at ``t``: the core re-sends, then the events that waited arrive."""
+        self.advance(t, inclusive=True)
+        self.offline = False
+        self.send(self.core.reconnect(t), t)
+        held, self._held = self._held, []
+        self._deliver(held, t)
+        self._collect()
+
+    def restart(self, t: int) -> None:
+        """The process restarts at ``t`` from the core's journal record (a JSON round trip);
+        the paper venue (the exchange) keeps its state."""
+        self.advance(t, inclusive=True)
+        rec = json.loads(json.dumps(self.core.to_record()))
+        self._collect()
+        self.core = FundingCore.from_record(rec, self.cfg, self.spot, self.perp, now_ms=t)
+        for sym, bal in self.venue.spot_bal.items():
+            self.core.strategy.inventory[sym] = float(bal)
+        if not self.offline:
+            self.send(self.core.reconnect(t), t)
+            held, self._held = self._held, []
+            self._deliver(held, t)
         self._collect()
 
     def run(self, ticks: Iterable[Tick], end_ms: int | None = None) -> list[dict[str, Any]]:
@@ -153,8 +197,8 @@ class FundingBacktest:
             if end_ms is not None and tick.ts > end_ms:
                 break
             self.feed(tick)
-        if end_ms is not None:
-            self.advance(end_ms, inclusive=True)
+        # what is due at the last input's time (or up to end_ms) fires too
+        self.advance(end_ms if end_ms is not None else self.now, inclusive=True)
         self._collect()
         return self.records
 
@@ -194,7 +238,7 @@ def ticks_from_frames(lines: Iterable[str]) -> Iterator[Tick]:
                 log.warning("frames line %d: %s", n, ev)
             elif isinstance(ev, FundingQuote):
                 yield Tick(ts, ev)
-                top = _perp_top(dec, ev, ts)
+                top = ticker_book_top(dec, ev, ts)
                 if top is not None:
                     yield Tick(ts, top)
             elif isinstance(ev, BookTop):
@@ -212,7 +256,11 @@ def _book_of(dec: BybitDecoder, top: BookTop) -> Any:
     return None
 
 
-def _perp_top(dec: BybitDecoder, q: FundingQuote, ts: int) -> BookTop | None:
+def ticker_book_top(dec: BybitDecoder, q: FundingQuote, ts: int) -> BookTop | None:
+    """The perp's top of book with sizes from the decoder's merged linear ticker
+    (``bid1Price/bid1Size/ask1Price/ask1Size``; a :class:`FundingQuote` carries no sizes): what
+    a paper venue matches perp orders against when no perp ``orderbook`` is subscribed. None
+    while the ticker lacks a side."""
     m = dec.tickers.merged(q.symbol) or {}
     try:
         bid, ask = float(m["bid1Price"]), float(m["ask1Price"])
@@ -253,8 +301,13 @@ def read_funding_csv(path: Path) -> list[FundingRow]:
 
 def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], *,
                        price: float | None = None, spread_bps: float = 2.0,
-                       depth_qty: float = 10.0, step_ms: int = 60_000) -> Iterator[Tick]:
-    """Funding rows → quotes and synthetic books (see the module): data known at each time."""
+                       depth_qty: float = 10.0, step_ms: int = 60_000,
+                       end_ms: int | None = None) -> Iterator[Tick]:
+    """Funding rows → quotes and synthetic books (see the module): data known at each time.
+
+    After each row the last known state is re-stamped every ``step_ms`` until the next row
+    (after the last one: until ``end_ms``, default its own time), so cutting the rows at ``T``
+    and passing ``end_ms=T`` gives exactly the ticks of the whole file up to ``T``."""
     if step_ms <= 0:
         raise BacktestError("step_ms must be > 0")
     last: dict[str, tuple[float, int, float]] = {}  # sym -> (rate, next ms, price)
@@ -271,30 +324,26 @@ def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], 
         return Tick(ts, FundingQuote("bybit", sym, rate, next_ms, interval, px, px, px - half,
                                      px + half, ts))
 
-    i = 0
-    t = rows[0].ts_ms if rows else 0
-    while i < len(rows):
-        r = rows[i]
-        if r.ts_ms <= t:
-            i += 1
-            px = r.price if r.price is not None else price
-            if px is None:
-                raise BacktestError(f"row for {r.symbol} at {r.ts_ms} has no price and no "
-                                    "fixed price was given (--price)")
-            inst = perp.get(r.symbol)
-            interval = inst.funding_interval_ms if inst is not None else 0
-            if interval <= 0:
-                raise BacktestError(f"{r.symbol}: no funding interval for the instrument")
-            yield quote(r.symbol, r.rate, r.ts_ms, px, r.ts_ms)  # what settles now
-            yield from books(r.symbol, px, r.ts_ms)
-            last[r.symbol] = (r.rate, r.ts_ms + interval, px)
-            yield quote(r.symbol, r.rate, r.ts_ms + interval, px, r.ts_ms)  # the forecast
-            t = max(t, r.ts_ms)
-            continue
-        t += step_ms
-        if t >= r.ts_ms:
-            t = r.ts_ms
-            continue
-        for sym, (rate, next_ms, lpx) in sorted(last.items()):
-            yield from books(sym, lpx, t)
-            yield quote(sym, rate, next_ms, lpx, t)
+    for i, r in enumerate(rows):
+        px = r.price if r.price is not None else price
+        if px is None:
+            raise BacktestError(f"row for {r.symbol} at {r.ts_ms} has no price and no "
+                                "fixed price was given (--price)")
+        inst = perp.get(r.symbol)
+        interval = inst.funding_interval_ms if inst is not None else 0
+        if interval <= 0:
+            raise BacktestError(f"{r.symbol}: no funding interval for the instrument")
+        yield quote(r.symbol, r.rate, r.ts_ms, px, r.ts_ms)  # what settles now
+        yield from books(r.symbol, px, r.ts_ms)
+        last[r.symbol] = (r.rate, r.ts_ms + interval, px)
+        yield quote(r.symbol, r.rate, r.ts_ms + interval, px, r.ts_ms)  # the forecast
+        if i + 1 < len(rows):
+            stop = rows[i + 1].ts_ms  # exclusive
+        else:
+            stop = (end_ms if end_ms is not None else r.ts_ms) + 1
+        t = r.ts_ms + step_ms
+        while t < stop:
+            for sym, (rate, next_ms, lpx) in sorted(last.items()):
+                yield from books(sym, lpx, t)
+                yield quote(sym, rate, next_ms, lpx, t)
+            t += step_ms

@@ -15,7 +15,8 @@ Rules (every threshold from :class:`~engine.config.FundingConfig`):
   without permission or inventory → skip; |basis| > ``max_basis_bps`` → skip; no notional left
   under ``max_total_notional_usd`` or size below either instrument's minimum → skip; expected
   funding over the expected hold ≤ both legs' round-trip fees + slippage + ``margin_bps`` →
-  skip; else OPEN. The expected hold is the settlements in ``expected_hold_hours`` when
+  skip; else OPEN. A leg's fee is the larger of ``spot_fee_bps``/``perp_fee_bps`` and the
+  instrument's own taker rate. The expected hold is the settlements in ``expected_hold_hours`` when
   ``hold_across_events``, else exactly the next settlement.
 - Held symbol, in order: kill → CLOSE; sign flip against the held direction → CLOSE; stale
   quote → HOLD (never trade on stale data); APR < ``exit_apr`` → CLOSE; not
@@ -102,9 +103,16 @@ def settlements_within(now_ms: int, next_funding_ms: int, interval_ms: int,
     return 1 + int((end - next_funding_ms) // interval_ms)
 
 
-def round_trip_cost_bps(cfg: FundingConfig) -> float:
-    """Open and close both legs: two fees per leg plus slippage on each of the four fills."""
-    return 2 * (cfg.spot_fee_bps + cfg.perp_fee_bps) + 4 * cfg.slippage_bps
+def round_trip_cost_bps(cfg: FundingConfig, spot: Instrument | None = None,
+                        perp: Instrument | None = None) -> float:
+    """Open and close both legs: two fees per leg plus slippage on each of the four fills.
+
+    Each leg's fee is the larger of the configured one and the instrument's own taker rate (the
+    venue's, what the fills will actually be charged): a config written for a cheaper fee tier
+    never makes an entry look better than it is."""
+    spot_fee = max(cfg.spot_fee_bps, spot.taker_fee * 1e4 if spot is not None else 0.0)
+    perp_fee = max(cfg.perp_fee_bps, perp.taker_fee * 1e4 if perp is not None else 0.0)
+    return 2 * (spot_fee + perp_fee) + 4 * cfg.slippage_bps
 
 
 def basis_bps(spot_mid: float, perp_mid: float) -> float:
@@ -195,7 +203,8 @@ def decide_entry(symbol: str, view: MarketView, now_ms: int, cfg: FundingConfig,
     hold_ms = cfg.expected_hold_hours * 3_600_000 if cfg.hold_across_events else to_event
     n = settlements_within(now_ms, q.next_funding_ms, interval, hold_ms)
     gain = abs(q.rate) * notional * n
-    cost = notional * (round_trip_cost_bps(cfg) + cfg.margin_bps) / 1e4
+    cost = notional * (round_trip_cost_bps(cfg, view.spot_instrument, view.perp_instrument)
+                       + cfg.margin_bps) / 1e4
     if gain <= cost:
         return Decision(symbol, Action.SKIP, "expected funding does not beat costs",
                         apr=apr, expected_gain=gain, expected_cost=cost)

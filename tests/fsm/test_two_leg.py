@@ -183,24 +183,35 @@ class Venue:
                 and o["cancel_at"] is None]
 
 
-def make_intent(n: int) -> TwoLegIntent:
+def make_intent(n: int, min_b: Decimal = Decimal(0), min_notional_b: Decimal = Decimal(0)
+                ) -> TwoLegIntent:
     a = LegSpec("v", "X", InstrumentKind.LINEAR_PERP, Side.SELL, LOT_A)
-    b = LegSpec("v", "X", InstrumentKind.SPOT, Side.BUY, LOT_B)
+    b = LegSpec("v", "X", InstrumentKind.SPOT, Side.BUY, LOT_B, min_b, min_notional_b)
     return TwoLegIntent(f"i{n}", a, b, QTY, CFG, PRICE)
 
 
 class TwoLegRun(RuleBasedStateMachine):
+    MIN_B = Decimal(0)  # leg B's instrument minimums (the subclass below sets them)
+    MIN_NOTIONAL_B = Decimal(0)
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 1_000_000
         self.venue = Venue()
         self.n = 0
-        self.intent = make_intent(self.n)
+        self.intent = self.make_intent(self.n)
         self.delivered_fills: dict[str, Decimal] = {LEG_A: Decimal(0), LEG_B: Decimal(0)}
         self.max_unhedged_s = 0.0
         self.seen_fills: list[OrderFill] = []
 
     # -- plumbing --
+
+    def make_intent(self, n: int) -> TwoLegIntent:
+        return make_intent(n, self.MIN_B, self.MIN_NOTIONAL_B)
+
+    def dust(self, leg: str) -> Decimal:
+        """What a leg may keep untraded (0 without minimums: exactly flat)."""
+        return self.intent._dust(leg)
 
     def send(self, intents: list[object]) -> None:
         if self.venue.connected:
@@ -253,7 +264,7 @@ class TwoLegRun(RuleBasedStateMachine):
     def open(self) -> None:
         if self.intent.fills or self.intent.orders:
             self.n += 1
-            self.intent = make_intent(self.n)
+            self.intent = self.make_intent(self.n)
         self.send(self.intent.open(self.now))
 
     @precondition(lambda self: bool(self.venue.live_open_work()))
@@ -340,7 +351,7 @@ class TwoLegRun(RuleBasedStateMachine):
     def hedged_means_neutral(self) -> None:
         it = self.intent
         if it.state == fsm.HEDGED:
-            assert abs(it.net) < LOT_B and not it.in_flight()
+            assert abs(it.net) < max(LOT_B, self.dust(LEG_B)) and not it.in_flight()
 
     @invariant()
     def positions_are_the_sum_of_fills(self) -> None:
@@ -362,13 +373,36 @@ class TwoLegRun(RuleBasedStateMachine):
     @invariant()
     def idle_is_flat(self) -> None:
         if self.intent.state == fsm.IDLE and self.venue.connected and not self.venue.events:
-            assert self.venue.pos == {LEG_A: 0, LEG_B: 0}
+            for leg, p in self.venue.pos.items():
+                assert p == 0 or abs(p) < self.dust(leg), (leg, p)
             assert not self.intent.anomalies
+
+    @invariant()
+    def never_an_order_the_leg_cannot_trade(self) -> None:
+        if not (self.MIN_B or self.MIN_NOTIONAL_B):
+            return
+        floor = self.intent.min_trade(LEG_B)
+        for o in self.venue.orders.values():
+            if o["leg"] == LEG_B:
+                assert o["qty"] >= floor, o
 
 
 TwoLegRun.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow])
 test_two_leg_stateful = TwoLegRun.TestCase
+
+
+class TwoLegRunWithMinimums(TwoLegRun):
+    """The same run with leg B's instrument minimums (min qty 3 lots, min notional 5 = 5 lots at
+    the reference price): a hedge or close below them is never sent, HEDGED and flat tolerate
+    the residual, and every other invariant holds."""
+
+    MIN_B = Decimal("0.03")
+    MIN_NOTIONAL_B = Decimal("5")
+
+
+TwoLegRunWithMinimums.TestCase.settings = TwoLegRun.TestCase.settings
+test_two_leg_stateful_with_minimums = TwoLegRunWithMinimums.TestCase
 
 
 @pytest.mark.slow

@@ -127,7 +127,9 @@ def test_entry_properties(cfg: FundingConfig, rate: float, interval: int, to_eve
         n, t = n + 1, t + interval
     assert n >= 1
     gain = abs(rate) * notional * n
-    cost = notional * (2 * (cfg.spot_fee_bps + cfg.perp_fee_bps) + 4 * cfg.slippage_bps
+    spot_fee = max(cfg.spot_fee_bps, SPOT.taker_fee * 1e4)  # the venue's rate when higher
+    perp_fee = max(cfg.perp_fee_bps, PERP.taker_fee * 1e4)
+    cost = notional * (2 * (spot_fee + perp_fee) + 4 * cfg.slippage_bps
                        + cfg.margin_bps) / 1e4
     assert d.expected_gain == pytest.approx(gain) and d.expected_cost == pytest.approx(cost)
     assert gain > cost
@@ -137,7 +139,9 @@ def test_hold_across_events_off_counts_one_settlement_and_closes_after_it() -> N
     cfg = FundingConfig(hold_across_events=False, pre_event_open_minutes=0,
                         min_expected_apr=0.01, exit_apr=0.0, spot_fee_bps=0.0, perp_fee_bps=0.0,
                         slippage_bps=0.0, margin_bps=0.0)
-    d = decide_entry("BTCUSDT", view(quote(0.0001, H, 8 * H)), NOW, cfg, 0.0)
+    free = MarketView(quote(0.0001, H, 8 * H), book(), None, attrs.evolve(SPOT, taker_fee=0.0),
+                      attrs.evolve(PERP, taker_fee=0.0))  # no fees at all: one event pays
+    d = decide_entry("BTCUSDT", free, NOW, cfg, 0.0)
     assert d.action is Action.OPEN
     assert d.expected_gain == pytest.approx(0.0001 * float(d.qty) * 60_000.0)  # one event
     h = Holding("BTCUSDT", 1, float(d.qty), -float(d.qty), NOW, NOW + H)
@@ -202,6 +206,21 @@ def test_held_properties(rate: float, direction: int, spot: float, drift: float,
         assert d.action in (Action.HOLD, Action.REBALANCE)
         if d.action is Action.HOLD and net_delta_bps(h) > cfg.rebalance_band_bps:
             assert abs(h.spot_qty + h.perp_qty) < float(PERP.lot_size)  # below one lot
+
+
+def test_the_instruments_own_fee_counts_when_above_the_configured_one() -> None:
+    """A config written for a cheaper fee tier must not let through an entry the venue's fees
+    make unprofitable: 30 bps of funding over one settlement vs 0.1 % taker on each spot fill."""
+    cfg = FundingConfig(pre_event_open_minutes=0, hold_across_events=False, spot_fee_bps=0.0,
+                        perp_fee_bps=0.0, slippage_bps=0.0, margin_bps=0.0,
+                        min_expected_apr=0.01, exit_apr=0.0)
+    cheap = decide_entry("BTCUSDT", view(quote(0.003, H)), NOW, cfg, 0.0)
+    assert cheap.action is Action.OPEN  # the instruments' default taker 5.5 bps: 22 < 30 bps
+    dear = MarketView(quote(0.003, H), book(), None, attrs.evolve(SPOT, taker_fee=0.001),
+                      attrs.evolve(PERP, taker_fee=0.0006))
+    d = decide_entry("BTCUSDT", dear, NOW, cfg, 0.0)
+    assert d.action is Action.SKIP and d.reason == "expected funding does not beat costs"
+    assert d.expected_cost == pytest.approx(float(cheap.qty) * 60_000 * 2 * (10 + 6) / 1e4)
 
 
 def test_settlements_within() -> None:

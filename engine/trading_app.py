@@ -53,7 +53,7 @@ from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError, load_agent_key
-from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
+from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
 from engine.venues.hyperliquid.l2book import L2BookStore
@@ -68,6 +68,7 @@ from engine.venues.hyperliquid.network import (
 )
 from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
 from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
+from engine.venues.hyperliquid.posts import PostFailure
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue

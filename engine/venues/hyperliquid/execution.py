@@ -53,16 +53,16 @@ from typing import Any, Final
 import attrs
 
 from engine.core.orders import Order
-from engine.venues.hyperliquid.client import (
+from engine.venues.hyperliquid.client import HyperliquidFeed
+from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
+from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.posts import (
     EncodedRequest,
-    HyperliquidFeed,
     PostError,
     PostFailure,
     PostNotSent,
     PostTicket,
 )
-from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
-from engine.venues.hyperliquid.nonce import NonceAllocator
 from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.signing import (
     Action,
@@ -251,7 +251,7 @@ class OrderExecutor:
         self._feed.request_send()
 
     def materialize(self) -> None:
-        """:class:`~engine.venues.hyperliquid.client.SendSource`: queued orders → signed posts,
+        """:class:`~engine.venues.hyperliquid.handlers.SendSource`: queued orders → signed posts,
         up to ``max_orders_per_action`` per action (called by the feed right before a write)."""
         queue = self._queue
         if not queue:
@@ -298,7 +298,7 @@ class OrderExecutor:
                     + payload + "}}").encode())
 
     def discard(self, reason: str) -> None:
-        """:class:`~engine.venues.hyperliquid.client.SendSource`: the connection ended (or
+        """:class:`~engine.venues.hyperliquid.handlers.SendSource`: the connection ended (or
         none exists) before the queued orders were written: report them not sent."""
         queue = self._queue
         if not queue:

@@ -30,7 +30,7 @@ from engine.app import (
     log_gate_events,
 )
 from engine.clock import trio_deadline
-from engine.config import EngineConfig, VenueConfig
+from engine.config import EngineConfig
 from engine.core.core import ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.intents import (
@@ -53,10 +53,9 @@ from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError, load_agent_key
-from engine.venues.hyperliquid.client import HyperliquidFeed
+from engine.venues.base import BatchContext, ExecutionBackend, TradingVenueFactory
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
-from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.network import (
     Network,
     NetworkError,
@@ -72,6 +71,7 @@ from engine.venues.hyperliquid.posts import PostFailure
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
+from engine.venues.registry import trading_factory
 
 log = logging.getLogger("engine.trading")
 alert_log = logging.getLogger("engine.alert")
@@ -100,19 +100,19 @@ class TradingHandler(CoreHandler):
     """
 
     def __init__(self, app: TradingApp, trading: TradingCore, clock: Callable[[], float],
-                 stats: RunStats) -> None:
+                 stats: RunStats, batch: BatchContext | None = None) -> None:
         self.app = app
         self.trading = trading
         self.core = trading.obs
         self.clock = clock
         self.stats = stats
         self.index = {m.coin: m.index for m in trading.obs.markets}
-        self._now: float | None = None
+        self.batch = batch if batch is not None else BatchContext()
 
     @property
     def in_batch(self) -> bool:
         """The feed is dispatching a socket read (its ``on_batch_end`` is still to come)."""
-        return self._now is not None
+        return self.batch.now is not None
 
     def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None) -> None:
@@ -154,7 +154,7 @@ class TradingHandler(CoreHandler):
             self.app.request_reconcile()
 
     def on_disconnected(self, reason: str) -> None:
-        self._now = None  # a read cut short by the disconnect has no batch end
+        self.batch.now = None  # a read cut short by the disconnect has no batch end
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
@@ -162,14 +162,14 @@ class TradingHandler(CoreHandler):
 
     def on_batch_end(self) -> None:
         now = self._batch_now()
-        self._now = None
+        self.batch.now = None
         if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
             self.app.execute(now, send_only=True)
         backend = self.app.backend
-        if isinstance(backend, LiveBackend) and backend.executor.queued:
+        assert backend is not None
+        if backend.defer_bookkeeping():
             # the feed writes this read's last orders right after this call: the
             # bookkeeping runs after that write (LiveBackend.after_write)
-            backend.bookkeeping_due = True
             return
         self.bookkeeping(now)
 
@@ -183,16 +183,30 @@ class TradingHandler(CoreHandler):
 
 
 class LiveBackend:
-    """Trade mode: orders signed and sent over the venue WebSocket; answers fed to the core."""
+    """Trade mode: orders signed and sent over the venue WebSocket; answers fed to the core.
 
-    def __init__(self, app: TradingApp, trading: TradingCore, user: str) -> None:
+    ``batch`` is the feed handler's batch context (is a read being dispatched?) and
+    ``bookkeeping`` its end-of-read bookkeeping, run here when it was deferred to the write."""
+
+    def __init__(self, app: TradingApp, trading: TradingCore, user: str, batch: BatchContext,
+                 bookkeeping: Callable[[float], None]) -> None:
         self.app = app
         self.trading = trading
         self.executor: OrderExecutor
         self.user = user
+        self.batch = batch
+        self._bookkeeping = bookkeeping
         self._querying: set[str] = set()
         # the feed handler deferred a read's bookkeeping until its orders are written
         self.bookkeeping_due = False
+
+    def defer_bookkeeping(self) -> bool:
+        """At a read's end: orders of the read still queued for the write (the feed writes
+        them right after the batch end), so the bookkeeping waits for that write."""
+        if self.executor.queued:
+            self.bookkeeping_due = True
+            return True
+        return False
 
     def dispatch(self, intents: Iterable[Intent], now_ms: float) -> list[Intent]:
         rest: list[Intent] = []
@@ -263,14 +277,13 @@ class LiveBackend:
         """After a write (or an answer, or a failed send): while the feed is still dispatching
         a read, only new orders go out (its batch end does the rest); otherwise the intents
         run, plus the read's bookkeeping when the handler deferred it to this point."""
-        handler = self.app._handler
-        if handler.in_batch:
+        if self.batch.now is not None:  # the feed is still dispatching a read
             if self.trading.new_orders:
                 self.app.execute(now, send_only=True)
             return
         if self.bookkeeping_due:
             self.bookkeeping_due = False
-            handler.bookkeeping(now)
+            self._bookkeeping(now)
         else:
             self.app.execute(now)
 
@@ -325,15 +338,17 @@ def is_real_mainnet(cfg: EngineConfig) -> bool:
 class TradingApp(ObserveApp):
     """Paper (and, with a live backend, trade) mode on top of the observe shell."""
 
-    _handler: TradingHandler  # set in _build, before any use
+    handler: TradingHandler  # set in _build, before any use
+    venue: TradingVenueFactory  # the registry's factory for venue_name (paper/trade parts)
 
     def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(cfg, duration_s=duration_s, clock=clock)
+        self.venue = trading_factory(self.venue_name)
         self.trading: TradingCore | None = None
         self.paper: PaperVenue | None = None
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
-        self.backend: PaperVenue | LiveBackend | None = None
+        self.backend: ExecutionBackend | None = None
         self.signer: Signer | None = None
         self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
         self._nursery: trio.Nursery | None = None
@@ -429,13 +444,14 @@ class TradingApp(ObserveApp):
         report = restore(trading, journal, now)
         if report is not None and any(p.has_exposure for p in trading.book.positions):
             log.warning("journal: restored %s", report)
-        handler = TradingHandler(self, trading, self.clock, self.stats)
+        handler = TradingHandler(self, trading, self.clock, self.stats, self.batch)
         self.timer = None
-        self._handler = handler
+        self.handler = handler
         coins = [m.coin for m in markets]
+        venue = self.venue
         if cfg.mode == "paper":
             # [paper] walk_l2book: the feed keeps l2Book levels; paper IOCs walk them
-            l2book = L2BookStore(clock=self.clock) if cfg.paper.walk_l2book else None
+            l2book = venue.book_store(self.clock) if cfg.paper.walk_l2book else None
             self.paper = PaperVenue(trading, cfg.paper.latency_ms, cfg.paper.taker_fee_bps,
                                     tid_prefix=f"paper-{core.boot_id}",
                                     levels=l2book.levels if l2book is not None else None)
@@ -444,27 +460,28 @@ class TradingApp(ObserveApp):
             self.paper.seed_positions({p.coin: p.effective for p in trading.book.positions})
             trading.set_ready("user_channels", True)
             trading.on_reconcile(self.paper.positions(), self.paper.open_orders(), now)
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler,
-                                        l2book=l2book is not None, l2book_store=l2book)
+            self.feed = venue.market_data(cfg, coins, handler,
+                                          self._feed_options(book_store=l2book))
         else:
             assert self.signer is not None
             user = cfg.account.address.lower()
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user,
-                                        send_first_at_once=cfg.venue.send_first_at_once)
-            live = LiveBackend(self, trading, user)
+            feed = self.feed = venue.market_data(
+                cfg, coins, handler,
+                self._feed_options(account=user,
+                                   send_first_at_once=cfg.venue.send_first_at_once))
+            live = LiveBackend(self, trading, user, self.batch, handler.bookkeeping)
             self.nonces = self._nonce_allocator(now)
-            executor = OrderExecutor(self.feed, self.signer, self.nonces,
-                                     is_mainnet=self._network().signs_mainnet,
-                                     post_timeout_s=cfg.venue.post_timeout_s,
-                                     clock=self.clock, on_sent=live.on_sent,
-                                     on_result=live.on_result, on_not_sent=live.on_not_sent,
-                                     entry_guard=trading.entries_blocked)
+            executor: OrderExecutor = venue.execution(
+                feed, self.signer, self.nonces, is_mainnet=self._network().signs_mainnet,
+                post_timeout_s=cfg.venue.post_timeout_s, clock=self.clock,
+                on_sent=live.on_sent, on_result=live.on_result, on_not_sent=live.on_not_sent,
+                entry_guard=trading.entries_blocked)
             live.executor = executor
             if cfg.trading.dead_man_s > 0:
-                feed = self.feed
-                self.deadman = DeadManSwitch(executor, cfg.trading.dead_man_s,
-                                             orders=trading.orders.active,
-                                             connected=lambda: feed.connected, clock=self.clock)
+                self.deadman = venue.dead_man(executor, cfg.trading.dead_man_s,
+                                              orders=trading.orders.active,
+                                              connected=lambda: feed.connected,
+                                              clock=self.clock)
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic
                 # entry (same code, its own state) and a dummy order signed and dropped
@@ -517,9 +534,6 @@ class TradingApp(ObserveApp):
             raise StartupError(unresolved_message(self.cfg.venue.ws_url,
                                                   self.cfg.venue.info_url), EXIT_CONFIG)
         return net
-
-    def _venue_cfg(self) -> VenueConfig:
-        return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
 
     def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
         assert self.scheduler and self.feed
@@ -588,7 +602,7 @@ class TradingApp(ObserveApp):
         """The core decided on a signal (hot path: one clock read for the frame → decision
         latency, observed in :meth:`flush_signals` after the orders left)."""
         self._pending_signals.append(sig)
-        t0 = self._handler._now
+        t0 = self.batch.now
         if t0 is not None:
             self._decision_latencies.append(max(0.0, self.clock() - t0) / 1000.0)
 
@@ -838,7 +852,8 @@ class TradingApp(ObserveApp):
             return None
         return f"{t.hard_stop.reason}: {t.hard_stop.detail}"
 
-    def _unrealized(self) -> float:
+    def unrealized_pnl(self) -> float:
+        """Unrealised P&L (USD) of the positions confirmed by fills, at the mark."""
         t = self.trading
         if t is None:
             return 0.0
@@ -860,7 +875,7 @@ class TradingApp(ObserveApp):
             "positions": {p.coin: p.effective for p in t.book.positions if p.has_exposure},
             "entries": t.entries_sent, "flattens": t.flattens_sent, "trades": len(t.trades),
             "realized_pnl": round(sum(p.realized_pnl - p.fees for p in t.book.positions), 6),
-            "unrealized_pnl": round(self._unrealized(), 6),
+            "unrealized_pnl": round(self.unrealized_pnl(), 6),
             "orders_active": sum(1 for _ in t.orders.active()),
             "orders_unknown": len(t.orders.unknown()),
             "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
@@ -914,7 +929,7 @@ class TradingApp(ObserveApp):
             m.set_position(p.coin, p.effective, p.effective * mark)
         m.realized_pnl.set(sum(p.realized_pnl - p.fees for p in t.book.positions))
         m.fees.set(sum(p.fees for p in t.book.positions))
-        m.unrealized_pnl.set(self._unrealized())
+        m.unrealized_pnl.set(self.unrealized_pnl())
         m.fills.value = len(t.book.seen_tids)
         m.set_flags(hard_stop=t.hard_stop.latched)
         breakers = getattr(t, "breakers", None)

@@ -390,7 +390,7 @@ class Dashboard:
         for p in getattr(getattr(trading, "book", None), "positions", ()):
             realised += (_num(getattr(p, "realized_pnl", 0.0)) or 0.0) - \
                 (_num(getattr(p, "fees", 0.0)) or 0.0)
-        unrealised_fn = getattr(self.app, "_unrealized", None)
+        unrealised_fn = getattr(self.app, "unrealized_pnl", None)
         unrealised = _num(unrealised_fn()) if callable(unrealised_fn) else None
         return realised, unrealised
 

@@ -567,7 +567,8 @@ async def test_submit_burst_first_order_alone_then_one_coalesced_action() -> Non
                 for c in coins
             ]
         )
-        await poll_until(lambda: len(conn.posts()) == 2)
+        # the second write's on_sent runs after its checkpoint: wait for it, not only the bytes
+        await poll_until(lambda: len(conn.posts()) == 2 and len(hooks.of("sent")) == 2)
         assert conn.writes - writes0 == 2
         # frame 2 was dispatched after the first order had been written
         assert seen == [("xyz:C0", 0)] + [(c, 1) for c in coins[1:]]

@@ -43,6 +43,13 @@ from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
 from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
+from engine.startup import (  # noqa: F401 - re-exported: the shell's callers import them here
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    check_records_dir,
+)
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.info import DiscoveryError, InfoError, discover
 
@@ -53,19 +60,6 @@ log = logging.getLogger("engine.app")
 signal_log = logging.getLogger("engine.signal")
 gate_log = logging.getLogger("engine.gates")
 summary_log = logging.getLogger("engine.summary")
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
-
-
-class StartupError(Exception):
-    """The engine cannot start (bad markets, unwritable data dir, venue unreachable)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 @attrs.define
 class RunStats:
@@ -202,19 +196,6 @@ def log_gate_events(events: list[GateTransition]) -> None:
         else:
             gate_log.info("gate block ended: market=%s gate=%s after %.0f ms", ev.coin,
                           ev.previous, ev.blocked_for_ms)
-
-
-def check_records_dir(path: Path) -> None:
-    """Create the data directory and prove it is writable before anything connects."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok\n")
-        probe.unlink()
-    except OSError as exc:
-        raise StartupError(
-            f"records dir {path} is not writable: {exc.strerror} (errno {exc.errno}); "
-            "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
 def probe_tcp_port(host: str, port: int) -> OSError | None:

@@ -52,18 +52,19 @@ from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
-from engine.secrets import SecretsError, load_agent_key
+from engine.secrets import SecretsError
 from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
+from engine.venues.hyperliquid.keys import load_signer
 from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.network import (
     Network,
     NetworkError,
     check_discovered,
     needs_discovery_check,
+    network_of,
     probe_simulator,
-    resolve_network,
     unresolved_message,
 )
 from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
@@ -306,14 +307,6 @@ def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
                           "signal_id": rec.get("entry_signal_id")})
 
 
-def network_of(cfg: EngineConfig) -> Network | None:
-    """The network ``[venue] network`` (with ``[sim]`` and the URLs) resolves to, or None when
-    unset and not implied (trade mode then refuses to start). Config loading already refused
-    a mismatch; the rules are in :mod:`engine.venues.hyperliquid.network`."""
-    v = cfg.venue
-    return resolve_network(v.network, v.ws_url, v.info_url, cfg.sim.enabled)
-
-
 def is_real_mainnet(cfg: EngineConfig) -> bool:
     """The real Hyperliquid mainnet: the network that needs ``[trading] allow_live`` (an
     unresolved network counts too: trade mode refuses it anyway)."""
@@ -367,7 +360,7 @@ class TradingApp(ObserveApp):
         log.info("trade mode on network %s (signing chain %s)", net.name,
                  "mainnet" if net.signs_mainnet else "testnet")
         try:
-            self.signer = load_agent_key()
+            self.signer = load_signer()
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
         if self.signer.address.lower() == cfg.account.address.lower():

@@ -3,7 +3,7 @@ files to Parquet, partitioned by kind and day (Hive style), for DuckDB/polars (d
 
 Layout: ``OUT/kind=<kind>/day=<YYYY-MM-DD>/part-0.parquet`` for every ``<kind>_<day>.jsonl``
 (or its ``.jsonl.gz`` after retention; the two forms are merged exactly as the daily report
-reads them, :func:`engine.ops.retention.day_sources`), and ``kind=frames`` for the frame
+reads them, :func:`engine.io.dayfiles.day_sources`), and ``kind=frames`` for the frame
 recordings (one row per record: ``rec_kind``, ``batch``, ``wall_ns``, ``mono_ns``,
 ``payload`` as text). Files are written through a temp name and renamed, so a reader never sees
 half a file; a day already exported is rewritten only when its source is newer. One day file
@@ -58,7 +58,7 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _day_groups(records_dir: Path) -> dict[tuple[str, str], list[Path]]:
-    from engine.ops.retention import day_sources
+    from engine.io.dayfiles import day_sources
 
     keys: set[tuple[str, str]] = set()
     for p in records_dir.iterdir():

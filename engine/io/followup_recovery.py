@@ -62,7 +62,7 @@ def _num(v: Any) -> float | None:
 
 def _read_day(d: Path, kind: str, day: str) -> list[dict[str, Any]]:
     """``{kind}_{day}.jsonl`` or, once retention compressed the day, its ``.jsonl.gz``."""
-    from engine.ops.retention import day_sources
+    from engine.io.dayfiles import day_sources
 
     paths, _note = day_sources(d, kind, _dt.date.fromisoformat(day))
     out: list[dict[str, Any]] = []

@@ -287,7 +287,7 @@ def _read_day(d: Path, kind: str, day: str, st: JournalStats,
               warnings: list[str]) -> list[dict[str, Any]]:
     """``{kind}_{day}.jsonl``, or its ``.jsonl.gz`` once retention compressed it (both forms
     after an interrupted compression are resolved without counting a line twice)."""
-    from engine.ops.retention import day_sources
+    from engine.io.dayfiles import day_sources
 
     paths, note = day_sources(d, kind, _dt.date.fromisoformat(day))
     if note:

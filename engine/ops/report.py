@@ -1,7 +1,7 @@
 """The daily report: every figure of one UTC day's records, as data and as Markdown (+ PNGs).
 
 Owns reading a day's record files (``{kind}_YYYY-MM-DD.jsonl`` or its ``.jsonl.gz``, the same
-choice as retention when both exist: :func:`engine.ops.retention.day_sources`), the figures
+choice as retention when both exist: :func:`engine.io.dayfiles.day_sources`), the figures
 (:func:`build_report` → :class:`DayReport`), their Markdown (:func:`render_markdown`) and the
 atomic report files (:func:`write_report`: ``report_YYYY-MM-DD.md`` and, when matplotlib
 imports, PNG plots next to it, their time axes fitted to the data: :func:`time_axis`). A day
@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 import msgspec
 
-from engine.ops.retention import day_sources
+from engine.io.dayfiles import day_sources
 
 log = logging.getLogger(__name__)
 

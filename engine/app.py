@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from engine.backoff import exponential_delay
 from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
+from engine.deadline import DeadlineSleeper
 from engine.followups import FollowupScheduler
 from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
@@ -140,7 +142,7 @@ class DetectorTimer:
         self.core = core
         self.clock = clock
         self.on_signal = on_signal
-        self._scope: trio.CancelScope | None = None
+        self._sleeper = DeadlineSleeper()
         self.wakeups = 0
 
     def _deadline(self, due_ms: float) -> float:
@@ -148,25 +150,19 @@ class DetectorTimer:
 
     def poke(self) -> None:
         """Pull the wake-up earlier if the core now has an earlier timer (cheap, no await)."""
-        scope = self._scope
-        if scope is None:
+        sleeper = self._sleeper
+        if not sleeper.sleeping:
             return
         due = self.core.next_timer_ms()
         if due is None:
             return
-        deadline = self._deadline(due)
-        if deadline < scope.deadline:
-            scope.deadline = deadline
+        sleeper.pull_in(self._deadline(due))
 
     async def run(self) -> None:
-        core = self.core
+        core, sleeper = self.core, self._sleeper
         while True:
             due = core.next_timer_ms()
-            with trio.CancelScope() as scope:
-                scope.deadline = self._deadline(due) if due is not None else math.inf
-                self._scope = scope
-                await trio.sleep_forever()
-            self._scope = None
+            await sleeper.sleep_until(self._deadline(due) if due is not None else math.inf)
             self.fire(self.clock())
 
     def fire(self, now_ms: float) -> None:
@@ -256,8 +252,8 @@ async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
                            ) -> list[MarketSpec]:
     """Discover the dex's markets; retry transport failures, fail fast on config mismatches.
     ``record(request, answer)``: the info answers used (frame recording)."""
-    delay = 1.0
     for attempt in range(1, attempts + 1):
+        delay = exponential_delay(attempt - 1, 1.0, 30.0)
         try:
             disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
                                   cfg.venue.info_timeout_s, record=record)
@@ -277,7 +273,6 @@ async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
             log.warning("info request failed (%s); retrying in %.0f s (%d/%d)", exc, delay,
                         attempt, attempts)
             await trio.sleep(delay)
-            delay = min(delay * 2, 30.0)
             continue
         log.info("discovered %d markets on dex %r (dex index %d, asset ids %d..%d)",
                  len(disc.markets), disc.dex, disc.dex_index,

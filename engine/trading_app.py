@@ -46,6 +46,7 @@ from engine.core.orders import CloidFactory
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.core.warm import CoreWarmer
+from engine.deadline import DeadlineSleeper
 from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
@@ -331,7 +332,7 @@ class TradingApp(ObserveApp):
         self._nursery: trio.Nursery | None = None
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
-        self._reconcile_wakeup = trio.Event()
+        self._reconcile_sleeper = DeadlineSleeper()
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
@@ -395,7 +396,7 @@ class TradingApp(ObserveApp):
             self._nursery.start_soon(fn, *args)
 
     def request_reconcile(self) -> None:
-        self._reconcile_wakeup.set()
+        self._reconcile_sleeper.wake()
 
     # ------------------------------------------------------------ build
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
@@ -647,9 +648,7 @@ class TradingApp(ObserveApp):
         while True:
             # while the clock is off the venue's, measure again soon: entries wait for it
             wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
-            with trio.move_on_after(wait):
-                await self._reconcile_wakeup.wait()
-            self._reconcile_wakeup = trio.Event()
+            await self._reconcile_sleeper.sleep_until(trio.current_time() + wait)
             if self.feed is None or not self.feed.connected:
                 continue
             epoch = trading.link_epoch
@@ -659,7 +658,7 @@ class TradingApp(ObserveApp):
             except (ReconcileError, PostFailure) as exc:
                 log.warning("reconciliation failed: %s; retrying", exc)
                 await trio.sleep(1.0)
-                self._reconcile_wakeup.set()
+                self._reconcile_sleeper.wake()
                 continue
             if trading.link_epoch != epoch:
                 # the connection dropped meanwhile: READY waits for a snapshot taken after

@@ -62,6 +62,11 @@ class DeadlineSleeper:
         woken, self._woken = self._woken, False
         return woken
 
+    async def sleep_for(self, seconds: float) -> bool:
+        """:meth:`sleep_until` ``seconds`` from now (a period, not a clock read for a decision:
+        ``trio.move_on_after`` semantics)."""
+        return await self.sleep_until(trio.current_time() + seconds)
+
     def pull_in(self, deadline: float) -> None:
         """End the sleep in progress by ``deadline`` if that is earlier than its own."""
         scope = self._scope

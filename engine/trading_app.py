@@ -648,7 +648,7 @@ class TradingApp(ObserveApp):
         while True:
             # while the clock is off the venue's, measure again soon: entries wait for it
             wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
-            await self._reconcile_sleeper.sleep_until(trio.current_time() + wait)
+            await self._reconcile_sleeper.sleep_for(wait)
             if self.feed is None or not self.feed.connected:
                 continue
             epoch = trading.link_epoch

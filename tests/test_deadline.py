@@ -25,6 +25,14 @@ async def test_sleeps_until_the_deadline(autojump_clock: trio.testing.MockClock)
     assert not s.sleeping and s.deadline is None
 
 
+async def test_sleep_for_is_relative_to_now(autojump_clock: trio.testing.MockClock) -> None:
+    s = DeadlineSleeper()
+    await trio.sleep(1.25)
+    t0 = trio.current_time()
+    assert await s.sleep_for(2.0) is False
+    assert trio.current_time() == t0 + 2.0
+
+
 async def test_a_past_deadline_returns_at_once(autojump_clock: trio.testing.MockClock) -> None:
     s = DeadlineSleeper()
     t0 = trio.current_time()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?:\.gz)?$")
+from engine.io.dayfiles import DAY_FILE, day_sources
+from engine.io.jsonl import read_records
 
 
 class ExportError(Exception):
@@ -43,23 +42,11 @@ def _pa() -> tuple[Any, Any]:
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    dec = msgspec.json.Decoder()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break  # a torn last line: not a record
-            try:
-                rec = dec.decode(line)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+    """The records of one day file (:func:`engine.io.jsonl.read_records`; read errors raise)."""
+    return read_records(path, strict=True)
 
 
 def _day_groups(records_dir: Path) -> dict[tuple[str, str], list[Path]]:
-    from engine.io.dayfiles import day_sources
-
     keys: set[tuple[str, str]] = set()
     for p in records_dir.iterdir():
         m = DAY_FILE.match(p.name)

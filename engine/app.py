@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from engine.backoff import exponential_delay
 from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
+from engine.deadline import DeadlineSleeper
 from engine.followups import FollowupScheduler
 from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
@@ -43,6 +45,13 @@ from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
 from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
+from engine.startup import (  # noqa: F401 - re-exported: the shell's callers import them here
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    check_records_dir,
+)
 from engine.venues.base import (
     BatchContext,
     FeedOptions,
@@ -62,19 +71,6 @@ log = logging.getLogger("engine.app")
 signal_log = logging.getLogger("engine.signal")
 gate_log = logging.getLogger("engine.gates")
 summary_log = logging.getLogger("engine.summary")
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
-
-
-class StartupError(Exception):
-    """The engine cannot start (bad markets, unwritable data dir, venue unreachable)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 @attrs.define
 class RunStats:
@@ -159,7 +155,7 @@ class DetectorTimer:
         self.core = core
         self.clock = clock
         self.on_signal = on_signal
-        self._scope: trio.CancelScope | None = None
+        self._sleeper = DeadlineSleeper()
         self.wakeups = 0
 
     def _deadline(self, due_ms: float) -> float:
@@ -167,25 +163,19 @@ class DetectorTimer:
 
     def poke(self) -> None:
         """Pull the wake-up earlier if the core now has an earlier timer (cheap, no await)."""
-        scope = self._scope
-        if scope is None:
+        sleeper = self._sleeper
+        if not sleeper.sleeping:
             return
         due = self.core.next_timer_ms()
         if due is None:
             return
-        deadline = self._deadline(due)
-        if deadline < scope.deadline:
-            scope.deadline = deadline
+        sleeper.pull_in(self._deadline(due))
 
     async def run(self) -> None:
-        core = self.core
+        core, sleeper = self.core, self._sleeper
         while True:
             due = core.next_timer_ms()
-            with trio.CancelScope() as scope:
-                scope.deadline = self._deadline(due) if due is not None else math.inf
-                self._scope = scope
-                await trio.sleep_forever()
-            self._scope = None
+            await sleeper.sleep_until(self._deadline(due) if due is not None else math.inf)
             self.fire(self.clock())
 
     def fire(self, now_ms: float) -> None:
@@ -215,19 +205,6 @@ def log_gate_events(events: list[GateTransition]) -> None:
         else:
             gate_log.info("gate block ended: market=%s gate=%s after %.0f ms", ev.coin,
                           ev.previous, ev.blocked_for_ms)
-
-
-def check_records_dir(path: Path) -> None:
-    """Create the data directory and prove it is writable before anything connects."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok\n")
-        probe.unlink()
-    except OSError as exc:
-        raise StartupError(
-            f"records dir {path} is not writable: {exc.strerror} (errno {exc.errno}); "
-            "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
 def probe_tcp_port(host: str, port: int) -> OSError | None:
@@ -287,8 +264,8 @@ async def discover_markets(cfg: EngineConfig, instruments: InstrumentProvider[Ma
                            info_url: str, attempts: int = 5) -> list[MarketSpec]:
     """The venue's instruments (:class:`~engine.venues.base.InstrumentProvider`); retry
     transport failures, fail fast on config mismatches (``info_url``: for the message)."""
-    delay = 1.0
     for attempt in range(1, attempts + 1):
+        delay = exponential_delay(attempt - 1, 1.0, 30.0)
         try:
             return list(await instruments.discover())
         except InstrumentsRefused as exc:
@@ -304,7 +281,6 @@ async def discover_markets(cfg: EngineConfig, instruments: InstrumentProvider[Ma
             log.warning("info request failed (%s); retrying in %.0f s (%d/%d)", exc, delay,
                         attempt, attempts)
             await trio.sleep(delay)
-            delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
 
 

@@ -46,23 +46,25 @@ from engine.core.orders import CloidFactory
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.core.warm import CoreWarmer
+from engine.deadline import DeadlineSleeper
 from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
-from engine.secrets import SecretsError, load_agent_key
+from engine.secrets import SecretsError
 from engine.venues.base import BatchContext, ExecutionBackend, TradingVenueFactory
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
+from engine.venues.hyperliquid.keys import load_signer
 from engine.venues.hyperliquid.network import (
     Network,
     NetworkError,
     check_discovered,
     needs_discovery_check,
+    network_of,
     probe_simulator,
-    resolve_network,
     unresolved_message,
 )
 from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
@@ -320,14 +322,6 @@ def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
                           "signal_id": rec.get("entry_signal_id")})
 
 
-def network_of(cfg: EngineConfig) -> Network | None:
-    """The network ``[venue] network`` (with ``[sim]`` and the URLs) resolves to, or None when
-    unset and not implied (trade mode then refuses to start). Config loading already refused
-    a mismatch; the rules are in :mod:`engine.venues.hyperliquid.network`."""
-    v = cfg.venue
-    return resolve_network(v.network, v.ws_url, v.info_url, cfg.sim.enabled)
-
-
 def is_real_mainnet(cfg: EngineConfig) -> bool:
     """The real Hyperliquid mainnet: the network that needs ``[trading] allow_live`` (an
     unresolved network counts too: trade mode refuses it anyway)."""
@@ -354,7 +348,7 @@ class TradingApp(ObserveApp):
         self._nursery: trio.Nursery | None = None
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
-        self._reconcile_wakeup = trio.Event()
+        self._reconcile_sleeper = DeadlineSleeper()
         self._timer_scope: trio.CancelScope | None = None
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
@@ -383,7 +377,7 @@ class TradingApp(ObserveApp):
         log.info("trade mode on network %s (signing chain %s)", net.name,
                  "mainnet" if net.signs_mainnet else "testnet")
         try:
-            self.signer = load_agent_key()
+            self.signer = load_signer()
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
         if self.signer.address.lower() == cfg.account.address.lower():
@@ -418,7 +412,7 @@ class TradingApp(ObserveApp):
             self._nursery.start_soon(fn, *args)
 
     def request_reconcile(self) -> None:
-        self._reconcile_wakeup.set()
+        self._reconcile_sleeper.wake()
 
     # ------------------------------------------------------------ build
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
@@ -669,9 +663,7 @@ class TradingApp(ObserveApp):
         while True:
             # while the clock is off the venue's, measure again soon: entries wait for it
             wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
-            with trio.move_on_after(wait):
-                await self._reconcile_wakeup.wait()
-            self._reconcile_wakeup = trio.Event()
+            await self._reconcile_sleeper.sleep_for(wait)
             if self.feed is None or not self.feed.connected:
                 continue
             epoch = trading.link_epoch
@@ -681,7 +673,7 @@ class TradingApp(ObserveApp):
             except (ReconcileError, PostFailure) as exc:
                 log.warning("reconciliation failed: %s; retrying", exc)
                 await trio.sleep(1.0)
-                self._reconcile_wakeup.set()
+                self._reconcile_sleeper.wake()
                 continue
             if trading.link_epoch != epoch:
                 # the connection dropped meanwhile: READY waits for a snapshot taken after

@@ -18,7 +18,7 @@ from hyperliquid.utils import signing as sdk
 
 from engine.config import VenueConfig
 from engine.core.orders import ENTRY, FLATTEN, Order
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.execution import (
     NotSent,

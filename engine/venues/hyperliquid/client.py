@@ -68,7 +68,8 @@ from typing import Any, Final
 import trio
 
 from engine.config import VenueConfig
-from engine.venues.hyperliquid import ws
+from engine.net import ws
+from engine.net.ratelog import RateLimitedLog
 from engine.venues.hyperliquid.feed_stats import BusyPollStats, FeedStats
 from engine.venues.hyperliquid.handlers import (
     FeedHandler,
@@ -88,7 +89,6 @@ from engine.venues.hyperliquid.posts import (
     PostTicket,
     PostTimeout,
 )
-from engine.venues.hyperliquid.ratelog import RateLimitedLog
 from engine.venues.hyperliquid.routing import FrameRouter
 from engine.venues.hyperliquid.session import Connector, Session, reconnect_delay
 from engine.venues.hyperliquid.signing import check_address

@@ -53,6 +53,7 @@ from typing import Any, Final
 import attrs
 
 from engine.core.orders import Order
+from engine.net.ws import text_frame
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
 from engine.venues.hyperliquid.nonce import NonceAllocator
@@ -76,7 +77,6 @@ from engine.venues.hyperliquid.signing import (
     ioc_order_wire,
     schedule_cancel_action,
 )
-from engine.venues.hyperliquid.ws import text_frame
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import attrs
 
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 from engine.venues.hyperliquid.wire import WireStats
 
 

@@ -4,6 +4,8 @@ queued post with one socket write per round (group commit, :meth:`PostBook.flush
 answers to their ticket by id (:meth:`PostBook.on_answer`), fails them at their deadline
 (:meth:`PostBook.post_timer`) or when the connection ends (:meth:`PostBook.fail_pending`),
 and materializes/discards the registered :class:`~.handlers.SendSource` objects around writes.
+Its two tasks sleep on :class:`engine.deadline.DeadlineSleeper`: the post timer until the
+earliest deadline (a shorter post pulls it in), the writer until a send is requested.
 
 The feed (:mod:`.client`) owns the connection: it sets :attr:`PostBook.session` when one
 opens and clears it when it ends; it starts :meth:`PostBook.writer` and
@@ -23,7 +25,9 @@ from typing import Any, Final
 
 import trio
 
-from engine.venues.hyperliquid import ws
+from engine.deadline import DeadlineSleeper
+from engine.net import ws
+from engine.net.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.feed_stats import FeedStats
 from engine.venues.hyperliquid.handlers import FrameSink, SendSource
 from engine.venues.hyperliquid.posts import (
@@ -39,7 +43,6 @@ from engine.venues.hyperliquid.posts import (
     PostTicket,
     PostTimeout,
 )
-from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.session import Session
 from engine.venues.hyperliquid.wire import PostEvent, encode_post
 
@@ -69,9 +72,9 @@ class PostBook:
         self.dispatching = False  # the feed's reader is dispatching a read (it flushes)
         self.flushing = False
         self._flush_idle = trio.Event()
-        self._writer_wake = trio.Event()
+        self._writer_sleep = DeadlineSleeper()  # woken when a send is requested
         self._deadlines: list[tuple[float, int, PostTicket]] = []
-        self._timer_wake = trio.Event()
+        self._timer_sleep = DeadlineSleeper()  # until the earliest post deadline
         self._timer_due = math.inf
 
     def session_started(self, s: Session) -> None:
@@ -129,7 +132,7 @@ class PostBook:
         elsewhere the session's writer task does."""
         self.send_requested = True
         if not self.dispatching and not self.flushing:
-            self._writer_wake.set()
+            self._writer_sleep.wake()
 
     def post_nowait(
         self,
@@ -267,7 +270,8 @@ class PostBook:
         self.outbox.append(t)
         heapq.heappush(self._deadlines, (deadline, post_id, t))
         if deadline < self._timer_due:
-            self._timer_wake.set()
+            self._timer_due = deadline
+            self._timer_sleep.pull_in(deadline)
         return t
 
     async def flush(self, *, yield_after: bool = True) -> None:
@@ -309,7 +313,7 @@ class PostBook:
             self._flush_idle = trio.Event()
             idle.set()
             if self.outbox or self.send_requested:
-                self._writer_wake.set()  # e.g. this flusher was cancelled between rounds
+                self._writer_sleep.wake()  # e.g. this flusher was cancelled between rounds
 
     async def _write(self, s: Session, batch: list[PostTicket], yield_after: bool = True) -> None:
         st = self.stats
@@ -428,29 +432,23 @@ class PostBook:
     async def writer(self) -> None:
         """Flushes sends requested outside the reader's dispatch."""
         while True:
-            await self._writer_wake.wait()
-            self._writer_wake = trio.Event()
+            await self._writer_sleep.sleep_until(math.inf)  # until woken
             if self.send_requested or self.outbox:
                 await self.flush()
 
     async def post_timer(self) -> None:
-        """Fails each post at its deadline (:class:`PostTimeout` once written)."""
+        """Fails each post at its deadline (:class:`PostTimeout` once written); a post with an
+        earlier deadline registered meanwhile pulls the sleep in (:meth:`register`)."""
         heap = self._deadlines
         while True:
             while heap and heap[0][2].state == DONE:
                 heapq.heappop(heap)
-            if not heap:
-                self._timer_due = math.inf
-                await self._timer_wake.wait()
-                self._timer_wake = trio.Event()
-                continue
-            deadline, _, t = heap[0]
-            if trio.current_time() >= deadline:
-                heapq.heappop(heap)
-                self.resolve(t, None, PostTimeout(f"post {t.id}: no answer in time"))
-                continue
+            deadline = math.inf
+            if heap:
+                deadline, _, t = heap[0]
+                if trio.current_time() >= deadline:
+                    heapq.heappop(heap)
+                    self.resolve(t, None, PostTimeout(f"post {t.id}: no answer in time"))
+                    continue
             self._timer_due = deadline
-            with trio.move_on_at(deadline):
-                await self._timer_wake.wait()
-            if self._timer_wake.is_set():
-                self._timer_wake = trio.Event()
+            await self._timer_sleep.sleep_until(deadline)

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import trio
 
-from engine.venues.hyperliquid.ratelog import excerpt
+from engine.net.ratelog import excerpt
 from engine.venues.hyperliquid.wire import PostEvent
 
 

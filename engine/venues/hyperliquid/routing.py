@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from engine.net.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.feed_stats import FeedStats
 from engine.venues.hyperliquid.handlers import FeedHandler
 from engine.venues.hyperliquid.l2book import L2BookStore
 from engine.venues.hyperliquid.outbox import PostBook
-from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.session import Session
 from engine.venues.hyperliquid.subscriptions import Subscriptions
 from engine.venues.hyperliquid.wire import (

@@ -16,7 +16,7 @@ import trio
 
 from engine.backoff import backoff_delay
 from engine.config import VenueConfig
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 Connector = Callable[[str, float], Awaitable[ws.WsConnection]]
 

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from engine.net.ratelog import RateLimitedLog
 from engine.venues.hyperliquid.feed_stats import FeedStats
 from engine.venues.hyperliquid.handlers import FeedHandler
-from engine.venues.hyperliquid.ratelog import RateLimitedLog
 from engine.venues.hyperliquid.session import Session
 from engine.venues.hyperliquid.wire import (
     CH_BBO,

@@ -17,7 +17,7 @@ from typing import Final
 import trio
 
 from engine.config import VenueConfig
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 from engine.venues.hyperliquid.feed_stats import FeedStats
 from engine.venues.hyperliquid.session import Session
 from engine.venues.hyperliquid.subscriptions import Subscriptions

@@ -349,7 +349,7 @@ class TradingApp(ObserveApp):
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
         self._reconcile_sleeper = DeadlineSleeper()
-        self._timer_scope: trio.CancelScope | None = None
+        self._timer_sleeper = DeadlineSleeper()
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
         self.network: Network | None = None  # trade mode: set by preflight
@@ -632,12 +632,10 @@ class TradingApp(ObserveApp):
 
     # ------------------------------------------------------------ timers
     def timer_poke(self) -> None:
-        scope = self._timer_scope
-        if scope is None:
+        sleeper = self._timer_sleeper
+        if not sleeper.sleeping:
             return
-        deadline = self._deadline(self._next_due())
-        if deadline < scope.deadline:
-            scope.deadline = deadline
+        sleeper.pull_in(self._deadline(self._next_due()))
 
     def _next_due(self) -> float:
         assert self.trading is not None and self.backend is not None
@@ -701,12 +699,9 @@ class TradingApp(ObserveApp):
 
     async def _timer_task(self) -> None:
         assert self.trading is not None and self.backend is not None
+        sleeper = self._timer_sleeper
         while True:
-            with trio.CancelScope() as scope:
-                scope.deadline = self._deadline(self._next_due())
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
+            await sleeper.sleep_until(self._deadline(self._next_due()))
             self.timer_fire(self.clock())
 
     def timer_fire(self, now: float) -> None:

@@ -88,7 +88,7 @@ def main() -> None:
     t_all = perf()
     for vms, text in stream:
         now[0] = base_ms + vms
-        handler._now = None  # one receive time per frame here (a batch of one)
+        handler.batch.now = None  # one receive time per frame here (a batch of one)
         t0 = perf()
         step(text)
         for sig in core.on_timer(now[0]):

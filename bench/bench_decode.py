@@ -203,7 +203,7 @@ async def _bench_feed(n: int, fast_path: bool) -> tuple[float, float]:
     import trio
 
     from engine.config import VenueConfig
-    from engine.venues.hyperliquid import ws
+    from engine.net import ws
     from engine.venues.hyperliquid.client import HyperliquidFeed
 
     p, port = start_sender(n)

@@ -580,7 +580,7 @@ def _install_probes(app: Any, probes: dict[str, list[tuple[int, ...]]]) -> None:
     """
     perf = time.perf_counter_ns
     feed = app.feed
-    handler = app._handler
+    handler = app.handler
     trading = app.trading
     executor = app.executor
     mark: dict[str, int] = {"rx": 0, "h0": 0, "c1": 0, "h1": 0}

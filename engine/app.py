@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from engine.backoff import exponential_delay
 from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
 from engine.core.core import GateTransition, ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
+from engine.deadline import DeadlineSleeper
 from engine.followups import FollowupScheduler
 from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
@@ -43,8 +45,24 @@ from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.health import HealthInputs
 from engine.ops.paths import kill_env_set, kill_file_path, resolve_state_dir
-from engine.venues.hyperliquid.client import HyperliquidFeed
-from engine.venues.hyperliquid.info import DiscoveryError, InfoError, discover
+from engine.startup import (  # noqa: F401 - re-exported: the shell's callers import them here
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    check_records_dir,
+)
+from engine.venues.base import (
+    BatchContext,
+    FeedOptions,
+    InfoRecorder,
+    InstrumentProvider,
+    InstrumentsRefused,
+    InstrumentsUnreachable,
+    MarketDataFeed,
+    VenueFactory,
+)
+from engine.venues.registry import shell_factory
 
 if TYPE_CHECKING:
     from engine.ops.service import OpsService
@@ -53,19 +71,6 @@ log = logging.getLogger("engine.app")
 signal_log = logging.getLogger("engine.signal")
 gate_log = logging.getLogger("engine.gates")
 summary_log = logging.getLogger("engine.summary")
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_CONFIG = 2
-
-
-class StartupError(Exception):
-    """The engine cannot start (bad markets, unwritable data dir, venue unreachable)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_RUNTIME) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 @attrs.define
 class RunStats:
@@ -78,24 +83,28 @@ class RunStats:
 
 
 class CoreHandler:
-    """Feed handler: routes decoded frames into the core with one receive time per batch."""
+    """Feed handler: routes decoded frames into the core with one receive time per batch.
+
+    ``batch`` is the explicit context of the read being dispatched (its receive time, set at
+    the batch's first use and cleared at its end); the app reads it, never the handler."""
 
     def __init__(self, core: ObserveCore, clock: Callable[[], float],
                  on_signal: Callable[[Signal], None], timer: DetectorTimer,
-                 stats: RunStats) -> None:
+                 stats: RunStats, batch: BatchContext | None = None) -> None:
         self.core = core
         self.clock = clock
         self.on_signal = on_signal
         self.timer = timer
         self.stats = stats
         self.index = {m.coin: m.index for m in core.markets}
-        self._now: float | None = None
+        self.batch = batch if batch is not None else BatchContext()
         self.app: Any = None  # the owning app (ops hooks); TradingHandler narrows it
 
     def _batch_now(self) -> float:
-        now = self._now
+        b = self.batch
+        now = b.now
         if now is None:
-            now = self._now = self.clock()
+            now = b.now = self.clock()
         return now
 
     def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
@@ -132,7 +141,7 @@ class CoreHandler:
         return None
 
     def on_batch_end(self) -> None:
-        self._now = None
+        self.batch.now = None
         if self.core.events:
             log_gate_events(self.core.drain_events())
         self.timer.poke()
@@ -146,7 +155,7 @@ class DetectorTimer:
         self.core = core
         self.clock = clock
         self.on_signal = on_signal
-        self._scope: trio.CancelScope | None = None
+        self._sleeper = DeadlineSleeper()
         self.wakeups = 0
 
     def _deadline(self, due_ms: float) -> float:
@@ -154,25 +163,19 @@ class DetectorTimer:
 
     def poke(self) -> None:
         """Pull the wake-up earlier if the core now has an earlier timer (cheap, no await)."""
-        scope = self._scope
-        if scope is None:
+        sleeper = self._sleeper
+        if not sleeper.sleeping:
             return
         due = self.core.next_timer_ms()
         if due is None:
             return
-        deadline = self._deadline(due)
-        if deadline < scope.deadline:
-            scope.deadline = deadline
+        sleeper.pull_in(self._deadline(due))
 
     async def run(self) -> None:
-        core = self.core
+        core, sleeper = self.core, self._sleeper
         while True:
             due = core.next_timer_ms()
-            with trio.CancelScope() as scope:
-                scope.deadline = self._deadline(due) if due is not None else math.inf
-                self._scope = scope
-                await trio.sleep_forever()
-            self._scope = None
+            await sleeper.sleep_until(self._deadline(due) if due is not None else math.inf)
             self.fire(self.clock())
 
     def fire(self, now_ms: float) -> None:
@@ -202,19 +205,6 @@ def log_gate_events(events: list[GateTransition]) -> None:
         else:
             gate_log.info("gate block ended: market=%s gate=%s after %.0f ms", ev.coin,
                           ev.previous, ev.blocked_for_ms)
-
-
-def check_records_dir(path: Path) -> None:
-    """Create the data directory and prove it is writable before anything connects."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok\n")
-        probe.unlink()
-    except OSError as exc:
-        raise StartupError(
-            f"records dir {path} is not writable: {exc.strerror} (errno {exc.errno}); "
-            "fix its ownership/permissions or set [records] dir", EXIT_CONFIG) from None
 
 
 def probe_tcp_port(host: str, port: int) -> OSError | None:
@@ -270,23 +260,18 @@ def sole_startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError
     return found
 
 
-async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
-                           record: Callable[[dict[str, Any], Any], None] | None = None,
-                           ) -> list[MarketSpec]:
-    """Discover the dex's markets; retry transport failures, fail fast on config mismatches.
-    ``record(request, answer)``: the info answers used (frame recording)."""
-    delay = 1.0
+async def discover_markets(cfg: EngineConfig, instruments: InstrumentProvider[MarketSpec],
+                           info_url: str, attempts: int = 5) -> list[MarketSpec]:
+    """The venue's instruments (:class:`~engine.venues.base.InstrumentProvider`); retry
+    transport failures, fail fast on config mismatches (``info_url``: for the message)."""
     for attempt in range(1, attempts + 1):
+        delay = exponential_delay(attempt - 1, 1.0, 30.0)
         try:
-            disc = await discover(info_url, cfg.venue.dex, cfg.venue.markets,
-                                  cfg.venue.info_timeout_s, record=record)
-        except DiscoveryError as exc:
-            key = ("[venue] markets (ENGINE__VENUE__MARKETS)"
-                   if cfg.venue.markets and "market" in str(exc)
-                   else "[venue] dex (ENGINE__VENUE__DEX)")
-            raise StartupError(f"market discovery failed: {exc}; check {key}",
+            return list(await instruments.discover())
+        except InstrumentsRefused as exc:
+            raise StartupError(f"market discovery failed: {exc}; check {exc.config_key}",
                                EXIT_CONFIG) from None
-        except InfoError as exc:
+        except InstrumentsUnreachable as exc:
             if attempt == attempts:
                 where = ("the embedded simulator" if cfg.sim.enabled
                          else "[venue] info_url (ENGINE__VENUE__INFO_URL) and the network")
@@ -296,17 +281,16 @@ async def discover_markets(cfg: EngineConfig, info_url: str, attempts: int = 5,
             log.warning("info request failed (%s); retrying in %.0f s (%d/%d)", exc, delay,
                         attempt, attempts)
             await trio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        log.info("discovered %d markets on dex %r (dex index %d, asset ids %d..%d)",
-                 len(disc.markets), disc.dex, disc.dex_index,
-                 min(m.asset_id for m in disc.markets), max(m.asset_id for m in disc.markets))
-        return disc.markets
     raise AssertionError("unreachable")
 
 
 class ObserveApp:
-    """Owns every component of one observe run (built in :meth:`run`)."""
+    """Owns every component of one observe run (built in :meth:`run`).
+
+    The venue's pieces come from its factory in :mod:`engine.venues.registry`
+    (``venue_name``): the instruments at start, the market-data feed in :meth:`_build`."""
+
+    venue_name = "hyperliquid"
 
     def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
                  clock: Callable[[], float] | None = None) -> None:
@@ -318,7 +302,8 @@ class ObserveApp:
         self.core: ObserveCore | None = None
         self.writer: RecordWriter | None = None
         self.scheduler: FollowupScheduler | None = None
-        self.feed: HyperliquidFeed | None = None
+        self.venue: VenueFactory = shell_factory(self.venue_name)
+        self.feed: MarketDataFeed | None = None
         self.timer: DetectorTimer | None = None
         self.sim: Any = None
         self.ws_url = cfg.venue.ws_url
@@ -332,7 +317,8 @@ class ObserveApp:
         self.stop_reason: str | None = None
         self.exit_code = EXIT_OK
         self.ops: OpsService | None = None
-        self._handler: CoreHandler | None = None
+        self.batch = BatchContext()  # the frame batch being dispatched (the handler's)
+        self.handler: CoreHandler | None = None
         self._lasting_blocks: set[tuple[str, float]] = set()
         self.recorder: FrameRecorder | None = None  # [recording]
         # replay: fixed run identity (signal ids, cloids) so outputs are byte-identical
@@ -345,8 +331,7 @@ class ObserveApp:
         f = sig.fields
         self.stats.signals += 1
         if self.ops is not None:
-            h = self._handler
-            t0 = h._now if h is not None else None
+            t0 = self.batch.now
             self.ops.on_signal(f["market_key"], f["side"],
                                None if t0 is None else (self.clock() - t0) / 1000.0)
         self.writer.write("signals", f["timestamp_ms"], f)
@@ -465,8 +450,9 @@ class ObserveApp:
                         await self._start_sim(nursery)
                     await self.verify_venue()
                     markets = await discover_markets(
-                        cfg, self.info_url,
-                        record=self.recorder.info if self.recorder is not None else None)
+                        cfg, self.venue.instruments(cfg, info_url=self.info_url,
+                                                    record=self._info_recorder()),
+                        self.info_url)
                     self._build(markets, writer)
                     built = True
                     if self.recorder is not None:
@@ -529,12 +515,19 @@ class ObserveApp:
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
 
+    def _info_recorder(self) -> InfoRecorder | None:
+        return self.recorder.info if self.recorder is not None else None
+
+    def _feed_options(self, **options: Any) -> FeedOptions:
+        """The shell's endpoints (the embedded simulator's when it runs) plus ``options``."""
+        return FeedOptions(ws_url=self.ws_url, info_url=self.info_url, **options)
+
     def _make_recorder(self) -> FrameRecorder | None:
         """``[recording] enabled``: the frame recorder (``<records dir>/frames/``)."""
         rc = self.cfg.recording
         if not rc.enabled:
             return None
-        offset_ms = getattr(self.clock, "_offset_ms", None)
+        offset_ms = getattr(self.clock, "offset_ms", None)  # a WallClock's anchor
         anchor = None if offset_ms is None else int(round(offset_ms * 1e6))
         cfg = self.cfg
         return FrameRecorder(frames_dir(self.records_dir), flush_interval_ms=rc.flush_interval_ms,
@@ -604,11 +597,12 @@ class ObserveApp:
                         "(restart); %d signal(s) rescheduled", len(missed), len(reschedule))
         self.scheduler.restore(missed, reschedule)
         self.timer = DetectorTimer(core, self.clock, self.handle_signal)
-        handler = CoreHandler(core, self.clock, self.handle_signal, self.timer, self.stats)
+        handler = CoreHandler(core, self.clock, self.handle_signal, self.timer, self.stats,
+                              self.batch)
         handler.app = self
-        self._handler = handler
-        venue = attrs.evolve(cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
-        self.feed = HyperliquidFeed(venue, [m.coin for m in markets], handler)
+        self.handler = handler
+        self.feed = self.venue.market_data(cfg, [m.coin for m in markets], handler,
+                                           self._feed_options())
 
     async def _start_sim(self, nursery: trio.Nursery) -> None:
         from engine.sim.server import SimExchange

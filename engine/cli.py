@@ -27,6 +27,7 @@ import trio
 from engine.app import EXIT_CONFIG, EXIT_RUNTIME, StartupError, run_observe
 from engine.config import ConfigError, EngineConfig, load_config
 from engine.logs import setup_logging
+from engine.venues import registry
 
 log = logging.getLogger("engine.cli")
 
@@ -411,14 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":  # issue 11: `sim --venue bybit|hyperliquid` (default HL)
         venue, rest = _sim_venue(argv[1:])
-        if venue == "bybit":
-            from engine.sim.bybit.cli import main as bybit_sim_main
-
-            return bybit_sim_main(rest)
-        if venue != "hyperliquid":
-            print(f"engine sim: --venue must be hyperliquid or bybit, got {venue!r}",
-                  file=sys.stderr)
+        known = registry.names()
+        if venue not in known:
+            choices = " or ".join([", ".join(known[:-1]), known[-1]] if len(known) > 1 else known)
+            print(f"engine sim: --venue must be {choices}, got {venue!r}", file=sys.stderr)
             return 2
+        if venue != registry.DEFAULT_VENUE:  # the default's simulator also records (below)
+            return registry.simulator_main(venue)(rest)
         argv = ["sim", *rest]
     # issue 10: frame recordings (sim record) and replay, each with its own parser
     if argv[:2] == ["sim", "record"]:

@@ -22,6 +22,11 @@ class WallClock:
     def __call__(self) -> float:
         return time.monotonic() * 1000.0 + self._offset_ms
 
+    @property
+    def offset_ms(self) -> float:
+        """Epoch ms minus monotonic ms, fixed at construction (the frame recorder's anchor)."""
+        return self._offset_ms
+
 
 def trio_deadline(clock: Callable[[], float], due_ms: float) -> float:
     """The Trio deadline at which the engine clock ``clock`` reaches ``due_ms``.

@@ -590,7 +590,7 @@ class EngineConfig:
                                attrs.evolve(self.records, dir=default_records_dir(self)))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        from engine.venues.hyperliquid.network import resolve_network
+        from engine.networks import resolve_network
 
         v = self.venue
         resolve_network(v.network, v.ws_url, v.info_url, self.sim.enabled)  # mismatch: raises

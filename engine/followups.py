@@ -1,8 +1,8 @@
 """The followup scheduler: the ONE Trio task that turns due followups into written records.
 
 Owns the timing side of followups: it sleeps until :meth:`FollowupBook.next_due_ms` (a
-``trio.CancelScope`` deadline, moved earlier by :meth:`FollowupScheduler.schedule` when a new
-signal is due sooner, so there is no polling and no task per signal), captures everything due
+:class:`engine.deadline.DeadlineSleeper`, pulled in by :meth:`FollowupScheduler.schedule` when a
+new signal is due sooner, so there is no polling and no task per signal), captures everything due
 in bounded chunks (a checkpoint between chunks keeps the hot path responsive), writes the
 records to the ``"followups"`` kind at their ``captured_at_ms`` (one ``writer.write_many`` per
 chunk when the writer has it, else ``writer.write`` per record), and on shutdown or
@@ -24,6 +24,7 @@ import trio
 from engine.clock import trio_deadline
 from engine.core.followups import CAPTURED, FollowupBook, FollowupRecord, ViewFn, missed_record
 from engine.core.types import Side
+from engine.deadline import DeadlineSleeper
 from engine.io.followup_recovery import Reschedule
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class FollowupScheduler:
         self.clock = clock
         self.batch_limit = batch_limit
         self._stats = FollowupStats()
-        self._sleep_scope: trio.CancelScope | None = None
+        self._sleeper = DeadlineSleeper()
         self._shut_down = False
         self._refused_logged = 0
         # RecordWriter.write_many: one os.write per captured batch instead of one per record
@@ -171,14 +172,12 @@ class FollowupScheduler:
             now = self.clock()
             self._write(book.miss_all(now, "shutdown"), now)
             return True
-        scope = self._sleep_scope
-        if scope is not None:
+        sleeper = self._sleeper
+        if sleeper.sleeping:
             first_due = signal_ts_ms + offsets_ms[0]
             earliest = book.next_due_ms()
             if earliest is not None and first_due <= earliest:
-                deadline = trio_deadline(self.clock, first_due)
-                if deadline < scope.deadline:
-                    scope.deadline = deadline
+                sleeper.pull_in(trio_deadline(self.clock, first_due))
         return True
 
     def restore(self, missed: Iterable[FollowupRecord], reschedule: Iterable[Reschedule]) -> None:
@@ -237,15 +236,12 @@ class FollowupScheduler:
         clock = self.clock
         limit = self.batch_limit
         st = self._stats
+        sleeper = self._sleeper
         try:
             while True:
                 due = book.next_due_ms()
-                with trio.CancelScope() as scope:
-                    if due is not None:
-                        scope.deadline = trio_deadline(clock, due)
-                    self._sleep_scope = scope
-                    await trio.sleep_forever()
-                self._sleep_scope = None
+                await sleeper.sleep_until(trio_deadline(clock, due) if due is not None
+                                          else math.inf)
                 st.wakeups += 1
                 while True:
                     now = clock()
@@ -253,7 +249,6 @@ class FollowupScheduler:
                         break
                     await trio.lowlevel.checkpoint()
         finally:
-            self._sleep_scope = None
             self.shutdown()
 
     def capture_once(self, now_ms: float) -> int:

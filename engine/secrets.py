@@ -8,8 +8,10 @@ Sources, in order:
 2. else the environment variable ``ENGINE_AGENT_KEY``.
 
 The value is 64 hex digits, optionally ``0x``-prefixed; surrounding whitespace is ignored. Errors
-name the source that was tried, never the value. The key goes straight into a
-:class:`~engine.venues.hyperliquid.signing.Signer`, whose repr shows only the agent address.
+name the source that was tried, never the value. :func:`load_agent_key` returns the key
+material as an :class:`AgentKey` (whose repr shows only its source); this module knows no
+signer: the venue builds its signer from the material
+(:func:`engine.venues.hyperliquid.keys.load_signer`).
 
 The predecessor committed private keys in its TOML configs; :func:`refuse_secrets_in_config`
 rejects any config text holding a 64-hex-digit run (with or without ``0x``), comments included.
@@ -22,9 +24,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
-
-from engine.venues.hyperliquid.signing import Signer
+from typing import Any, Final
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,49 @@ class SecretsError(RuntimeError):
     """The agent key could not be loaded, or a config holds something that looks like a key."""
 
 
-def _parse_key(raw: str, source: str) -> Signer:
+class AgentKey:
+    """The agent private key material (32 bytes) and where it came from. Never shows the key:
+    the repr names the source only; pickling and copying are refused."""
+
+    __slots__ = ("_secret", "_source")
+
+    _secret: bytes
+    _source: str
+
+    def __init__(self, secret: bytes, source: str) -> None:
+        if not isinstance(secret, bytes) or len(secret) != 32:
+            raise ValueError("agent key material is exactly 32 bytes")
+        object.__setattr__(self, "_secret", secret)
+        object.__setattr__(self, "_source", source)
+
+    @property
+    def source(self) -> str:
+        """Where the key came from (``$CREDENTIALS_DIRECTORY/agent_key (...)`` or the env var)."""
+        return self._source
+
+    def secret_bytes(self) -> bytes:
+        """The 32 key bytes: for the venue's signer only, never to be logged or written."""
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"AgentKey(source={self._source!r})"
+
+    __str__ = __repr__
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("AgentKey is immutable")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("AgentKey holds a private key and cannot be pickled or copied")
+
+    def __copy__(self) -> AgentKey:
+        raise TypeError("AgentKey holds a private key and cannot be copied")
+
+    def __deepcopy__(self, memo: object) -> AgentKey:
+        raise TypeError("AgentKey holds a private key and cannot be copied")
+
+
+def _parse_key(raw: str, source: str) -> AgentKey:
     text = raw.strip()
     if not text:
         raise SecretsError(f"agent key from {source} is empty; {HOW_TO_PROVIDE}")
@@ -54,18 +96,14 @@ def _parse_key(raw: str, source: str) -> Signer:
             f"agent key from {source} is not 64 hex digits (optionally 0x-prefixed); "
             f"got {len(text)} characters"
         )
-    signer: Signer | None
-    try:
-        signer = Signer.from_hex(text)
-    except ValueError:
-        signer = None
-    if signer is None:  # raised outside the except block: no exception context kept
-        raise SecretsError(f"agent key from {source} is not a valid secp256k1 key")
-    return signer
+    return AgentKey(bytes.fromhex(text[2:] if text[:2] in ("0x", "0X") else text), source)
 
 
-def load_agent_key(env: Mapping[str, str] = os.environ) -> Signer:
-    """The agent :class:`Signer` from systemd credentials or ``ENGINE_AGENT_KEY`` (see module)."""
+def load_agent_key(env: Mapping[str, str] = os.environ) -> AgentKey:
+    """The agent key material from systemd credentials or ``ENGINE_AGENT_KEY`` (see module).
+
+    Checks the form (64 hex digits); whether it is a valid key for the venue's curve is the
+    venue's signer's check (:func:`engine.venues.hyperliquid.keys.load_signer`)."""
     tried: list[str] = []
     cred_dir = env.get(CREDENTIALS_DIRECTORY_ENV)
     if cred_dir:
@@ -80,18 +118,13 @@ def load_agent_key(env: Mapping[str, str] = os.environ) -> Signer:
                 raw, failure = None, type(exc).__name__
             if raw is None:
                 raise SecretsError(f"cannot read agent key from {source}: {failure}")
-            signer = _parse_key(raw, source)
-            log.info("agent key loaded from %s; agent address %s", source, signer.address)
-            return signer
+            return _parse_key(raw, source)
         tried.append(f"{source}: no such file")
     else:
         tried.append(f"${CREDENTIALS_DIRECTORY_ENV}: not set")
     raw_env = env.get(AGENT_KEY_ENV)
     if raw_env is not None:
-        source = f"environment variable {AGENT_KEY_ENV}"
-        signer = _parse_key(raw_env, source)
-        log.info("agent key loaded from %s; agent address %s", source, signer.address)
-        return signer
+        return _parse_key(raw_env, f"environment variable {AGENT_KEY_ENV}")
     tried.append(f"${AGENT_KEY_ENV}: not set")
     raise SecretsError(f"no agent key found (tried {'; '.join(tried)}); {HOW_TO_PROVIDE}")
 

@@ -30,7 +30,7 @@ from engine.app import (
     log_gate_events,
 )
 from engine.clock import trio_deadline
-from engine.config import EngineConfig, VenueConfig
+from engine.config import EngineConfig
 from engine.core.core import ObserveCore, Signal
 from engine.core.followups import FollowupBook
 from engine.core.intents import (
@@ -46,31 +46,34 @@ from engine.core.orders import CloidFactory
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.core.warm import CoreWarmer
+from engine.deadline import DeadlineSleeper
 from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
-from engine.secrets import SecretsError, load_agent_key
-from engine.venues.hyperliquid.client import HyperliquidFeed, PostFailure
+from engine.secrets import SecretsError
+from engine.venues.base import BatchContext, ExecutionBackend, TradingVenueFactory
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
-from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.keys import load_signer
 from engine.venues.hyperliquid.network import (
     Network,
     NetworkError,
     check_discovered,
     needs_discovery_check,
+    network_of,
     probe_simulator,
-    resolve_network,
     unresolved_message,
 )
 from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
 from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
+from engine.venues.hyperliquid.posts import PostFailure
 from engine.venues.hyperliquid.signing import Signer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
+from engine.venues.registry import trading_factory
 
 log = logging.getLogger("engine.trading")
 alert_log = logging.getLogger("engine.alert")
@@ -99,19 +102,19 @@ class TradingHandler(CoreHandler):
     """
 
     def __init__(self, app: TradingApp, trading: TradingCore, clock: Callable[[], float],
-                 stats: RunStats) -> None:
+                 stats: RunStats, batch: BatchContext | None = None) -> None:
         self.app = app
         self.trading = trading
         self.core = trading.obs
         self.clock = clock
         self.stats = stats
         self.index = {m.coin: m.index for m in trading.obs.markets}
-        self._now: float | None = None
+        self.batch = batch if batch is not None else BatchContext()
 
     @property
     def in_batch(self) -> bool:
         """The feed is dispatching a socket read (its ``on_batch_end`` is still to come)."""
-        return self._now is not None
+        return self.batch.now is not None
 
     def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None) -> None:
@@ -153,7 +156,7 @@ class TradingHandler(CoreHandler):
             self.app.request_reconcile()
 
     def on_disconnected(self, reason: str) -> None:
-        self._now = None  # a read cut short by the disconnect has no batch end
+        self.batch.now = None  # a read cut short by the disconnect has no batch end
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
@@ -161,14 +164,14 @@ class TradingHandler(CoreHandler):
 
     def on_batch_end(self) -> None:
         now = self._batch_now()
-        self._now = None
+        self.batch.now = None
         if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
             self.app.execute(now, send_only=True)
         backend = self.app.backend
-        if isinstance(backend, LiveBackend) and backend.executor.queued:
+        assert backend is not None
+        if backend.defer_bookkeeping():
             # the feed writes this read's last orders right after this call: the
             # bookkeeping runs after that write (LiveBackend.after_write)
-            backend.bookkeeping_due = True
             return
         self.bookkeeping(now)
 
@@ -182,16 +185,30 @@ class TradingHandler(CoreHandler):
 
 
 class LiveBackend:
-    """Trade mode: orders signed and sent over the venue WebSocket; answers fed to the core."""
+    """Trade mode: orders signed and sent over the venue WebSocket; answers fed to the core.
 
-    def __init__(self, app: TradingApp, trading: TradingCore, user: str) -> None:
+    ``batch`` is the feed handler's batch context (is a read being dispatched?) and
+    ``bookkeeping`` its end-of-read bookkeeping, run here when it was deferred to the write."""
+
+    def __init__(self, app: TradingApp, trading: TradingCore, user: str, batch: BatchContext,
+                 bookkeeping: Callable[[float], None]) -> None:
         self.app = app
         self.trading = trading
         self.executor: OrderExecutor
         self.user = user
+        self.batch = batch
+        self._bookkeeping = bookkeeping
         self._querying: set[str] = set()
         # the feed handler deferred a read's bookkeeping until its orders are written
         self.bookkeeping_due = False
+
+    def defer_bookkeeping(self) -> bool:
+        """At a read's end: orders of the read still queued for the write (the feed writes
+        them right after the batch end), so the bookkeeping waits for that write."""
+        if self.executor.queued:
+            self.bookkeeping_due = True
+            return True
+        return False
 
     def dispatch(self, intents: Iterable[Intent], now_ms: float) -> list[Intent]:
         rest: list[Intent] = []
@@ -262,14 +279,13 @@ class LiveBackend:
         """After a write (or an answer, or a failed send): while the feed is still dispatching
         a read, only new orders go out (its batch end does the rest); otherwise the intents
         run, plus the read's bookkeeping when the handler deferred it to this point."""
-        handler = self.app._handler
-        if handler.in_batch:
+        if self.batch.now is not None:  # the feed is still dispatching a read
             if self.trading.new_orders:
                 self.app.execute(now, send_only=True)
             return
         if self.bookkeeping_due:
             self.bookkeeping_due = False
-            handler.bookkeeping(now)
+            self._bookkeeping(now)
         else:
             self.app.execute(now)
 
@@ -306,14 +322,6 @@ def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
                           "signal_id": rec.get("entry_signal_id")})
 
 
-def network_of(cfg: EngineConfig) -> Network | None:
-    """The network ``[venue] network`` (with ``[sim]`` and the URLs) resolves to, or None when
-    unset and not implied (trade mode then refuses to start). Config loading already refused
-    a mismatch; the rules are in :mod:`engine.venues.hyperliquid.network`."""
-    v = cfg.venue
-    return resolve_network(v.network, v.ws_url, v.info_url, cfg.sim.enabled)
-
-
 def is_real_mainnet(cfg: EngineConfig) -> bool:
     """The real Hyperliquid mainnet: the network that needs ``[trading] allow_live`` (an
     unresolved network counts too: trade mode refuses it anyway)."""
@@ -324,22 +332,24 @@ def is_real_mainnet(cfg: EngineConfig) -> bool:
 class TradingApp(ObserveApp):
     """Paper (and, with a live backend, trade) mode on top of the observe shell."""
 
-    _handler: TradingHandler  # set in _build, before any use
+    handler: TradingHandler  # set in _build, before any use
+    venue: TradingVenueFactory  # the registry's factory for venue_name (paper/trade parts)
 
     def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(cfg, duration_s=duration_s, clock=clock)
+        self.venue = trading_factory(self.venue_name)
         self.trading: TradingCore | None = None
         self.paper: PaperVenue | None = None
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
-        self.backend: PaperVenue | LiveBackend | None = None
+        self.backend: ExecutionBackend | None = None
         self.signer: Signer | None = None
         self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
         self._nursery: trio.Nursery | None = None
         self._pending_signals: list[Signal] = []
         self._decision_latencies: list[float] = []
-        self._reconcile_wakeup = trio.Event()
-        self._timer_scope: trio.CancelScope | None = None
+        self._reconcile_sleeper = DeadlineSleeper()
+        self._timer_sleeper = DeadlineSleeper()
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
         self.network: Network | None = None  # trade mode: set by preflight
@@ -367,7 +377,7 @@ class TradingApp(ObserveApp):
         log.info("trade mode on network %s (signing chain %s)", net.name,
                  "mainnet" if net.signs_mainnet else "testnet")
         try:
-            self.signer = load_agent_key()
+            self.signer = load_signer()
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
         if self.signer.address.lower() == cfg.account.address.lower():
@@ -402,7 +412,7 @@ class TradingApp(ObserveApp):
             self._nursery.start_soon(fn, *args)
 
     def request_reconcile(self) -> None:
-        self._reconcile_wakeup.set()
+        self._reconcile_sleeper.wake()
 
     # ------------------------------------------------------------ build
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
@@ -428,13 +438,14 @@ class TradingApp(ObserveApp):
         report = restore(trading, journal, now)
         if report is not None and any(p.has_exposure for p in trading.book.positions):
             log.warning("journal: restored %s", report)
-        handler = TradingHandler(self, trading, self.clock, self.stats)
+        handler = TradingHandler(self, trading, self.clock, self.stats, self.batch)
         self.timer = None
-        self._handler = handler
+        self.handler = handler
         coins = [m.coin for m in markets]
+        venue = self.venue
         if cfg.mode == "paper":
             # [paper] walk_l2book: the feed keeps l2Book levels; paper IOCs walk them
-            l2book = L2BookStore(clock=self.clock) if cfg.paper.walk_l2book else None
+            l2book = venue.book_store(self.clock) if cfg.paper.walk_l2book else None
             self.paper = PaperVenue(trading, cfg.paper.latency_ms, cfg.paper.taker_fee_bps,
                                     tid_prefix=f"paper-{core.boot_id}",
                                     levels=l2book.levels if l2book is not None else None)
@@ -443,27 +454,28 @@ class TradingApp(ObserveApp):
             self.paper.seed_positions({p.coin: p.effective for p in trading.book.positions})
             trading.set_ready("user_channels", True)
             trading.on_reconcile(self.paper.positions(), self.paper.open_orders(), now)
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler,
-                                        l2book=l2book is not None, l2book_store=l2book)
+            self.feed = venue.market_data(cfg, coins, handler,
+                                          self._feed_options(book_store=l2book))
         else:
             assert self.signer is not None
             user = cfg.account.address.lower()
-            self.feed = HyperliquidFeed(self._venue_cfg(), coins, handler, user=user,
-                                        send_first_at_once=cfg.venue.send_first_at_once)
-            live = LiveBackend(self, trading, user)
+            feed = self.feed = venue.market_data(
+                cfg, coins, handler,
+                self._feed_options(account=user,
+                                   send_first_at_once=cfg.venue.send_first_at_once))
+            live = LiveBackend(self, trading, user, self.batch, handler.bookkeeping)
             self.nonces = self._nonce_allocator(now)
-            executor = OrderExecutor(self.feed, self.signer, self.nonces,
-                                     is_mainnet=self._network().signs_mainnet,
-                                     post_timeout_s=cfg.venue.post_timeout_s,
-                                     clock=self.clock, on_sent=live.on_sent,
-                                     on_result=live.on_result, on_not_sent=live.on_not_sent,
-                                     entry_guard=trading.entries_blocked)
+            executor: OrderExecutor = venue.execution(
+                feed, self.signer, self.nonces, is_mainnet=self._network().signs_mainnet,
+                post_timeout_s=cfg.venue.post_timeout_s, clock=self.clock,
+                on_sent=live.on_sent, on_result=live.on_result, on_not_sent=live.on_not_sent,
+                entry_guard=trading.entries_blocked)
             live.executor = executor
             if cfg.trading.dead_man_s > 0:
-                feed = self.feed
-                self.deadman = DeadManSwitch(executor, cfg.trading.dead_man_s,
-                                             orders=trading.orders.active,
-                                             connected=lambda: feed.connected, clock=self.clock)
+                self.deadman = venue.dead_man(executor, cfg.trading.dead_man_s,
+                                              orders=trading.orders.active,
+                                              connected=lambda: feed.connected,
+                                              clock=self.clock)
             if cfg.venue.busy_poll_us > 0:
                 # while the reader spins, keep the entry path cached: a shadow core's synthetic
                 # entry (same code, its own state) and a dummy order signed and dropped
@@ -516,9 +528,6 @@ class TradingApp(ObserveApp):
             raise StartupError(unresolved_message(self.cfg.venue.ws_url,
                                                   self.cfg.venue.info_url), EXIT_CONFIG)
         return net
-
-    def _venue_cfg(self) -> VenueConfig:
-        return attrs.evolve(self.cfg.venue, ws_url=self.ws_url, info_url=self.info_url)
 
     def _start_tasks(self, nursery: trio.Nursery, writer: RecordWriter) -> None:
         assert self.scheduler and self.feed
@@ -587,7 +596,7 @@ class TradingApp(ObserveApp):
         """The core decided on a signal (hot path: one clock read for the frame → decision
         latency, observed in :meth:`flush_signals` after the orders left)."""
         self._pending_signals.append(sig)
-        t0 = self._handler._now
+        t0 = self.batch.now
         if t0 is not None:
             self._decision_latencies.append(max(0.0, self.clock() - t0) / 1000.0)
 
@@ -623,12 +632,10 @@ class TradingApp(ObserveApp):
 
     # ------------------------------------------------------------ timers
     def timer_poke(self) -> None:
-        scope = self._timer_scope
-        if scope is None:
+        sleeper = self._timer_sleeper
+        if not sleeper.sleeping:
             return
-        deadline = self._deadline(self._next_due())
-        if deadline < scope.deadline:
-            scope.deadline = deadline
+        sleeper.pull_in(self._deadline(self._next_due()))
 
     def _next_due(self) -> float:
         assert self.trading is not None and self.backend is not None
@@ -654,9 +661,7 @@ class TradingApp(ObserveApp):
         while True:
             # while the clock is off the venue's, measure again soon: entries wait for it
             wait = min(interval, CLOCK_RECHECK_S) if trading.clock_skewed else interval
-            with trio.move_on_after(wait):
-                await self._reconcile_wakeup.wait()
-            self._reconcile_wakeup = trio.Event()
+            await self._reconcile_sleeper.sleep_for(wait)
             if self.feed is None or not self.feed.connected:
                 continue
             epoch = trading.link_epoch
@@ -666,7 +671,7 @@ class TradingApp(ObserveApp):
             except (ReconcileError, PostFailure) as exc:
                 log.warning("reconciliation failed: %s; retrying", exc)
                 await trio.sleep(1.0)
-                self._reconcile_wakeup.set()
+                self._reconcile_sleeper.wake()
                 continue
             if trading.link_epoch != epoch:
                 # the connection dropped meanwhile: READY waits for a snapshot taken after
@@ -694,12 +699,9 @@ class TradingApp(ObserveApp):
 
     async def _timer_task(self) -> None:
         assert self.trading is not None and self.backend is not None
+        sleeper = self._timer_sleeper
         while True:
-            with trio.CancelScope() as scope:
-                scope.deadline = self._deadline(self._next_due())
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
+            await sleeper.sleep_until(self._deadline(self._next_due()))
             self.timer_fire(self.clock())
 
     def timer_fire(self, now: float) -> None:
@@ -837,7 +839,8 @@ class TradingApp(ObserveApp):
             return None
         return f"{t.hard_stop.reason}: {t.hard_stop.detail}"
 
-    def _unrealized(self) -> float:
+    def unrealized_pnl(self) -> float:
+        """Unrealised P&L (USD) of the positions confirmed by fills, at the mark."""
         t = self.trading
         if t is None:
             return 0.0
@@ -859,7 +862,7 @@ class TradingApp(ObserveApp):
             "positions": {p.coin: p.effective for p in t.book.positions if p.has_exposure},
             "entries": t.entries_sent, "flattens": t.flattens_sent, "trades": len(t.trades),
             "realized_pnl": round(sum(p.realized_pnl - p.fees for p in t.book.positions), 6),
-            "unrealized_pnl": round(self._unrealized(), 6),
+            "unrealized_pnl": round(self.unrealized_pnl(), 6),
             "orders_active": sum(1 for _ in t.orders.active()),
             "orders_unknown": len(t.orders.unknown()),
             "ready_flags": dict(t.ready), "skips": {k: v for k, v in t.skips.items() if v},
@@ -913,7 +916,7 @@ class TradingApp(ObserveApp):
             m.set_position(p.coin, p.effective, p.effective * mark)
         m.realized_pnl.set(sum(p.realized_pnl - p.fees for p in t.book.positions))
         m.fees.set(sum(p.fees for p in t.book.positions))
-        m.unrealized_pnl.set(self._unrealized())
+        m.unrealized_pnl.set(self.unrealized_pnl())
         m.fills.value = len(t.book.seen_tids)
         m.set_flags(hard_stop=t.hard_stop.latched)
         breakers = getattr(t, "breakers", None)

@@ -1,11 +1,15 @@
 """Agent key loading (systemd credentials / env) and the no-secrets-in-config guard.
 
-The key must never show up in an exception message, a repr, or a log record.
+The key must never show up in an exception message, a repr, or a log record. ``engine.secrets``
+returns key material (:class:`AgentKey`); the Hyperliquid venue builds the signer from it
+(``load_signer``), so most cases below go through ``load_signer`` and check both halves.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -14,10 +18,12 @@ import pytest
 from engine.secrets import (
     AGENT_KEY_ENV,
     CREDENTIALS_DIRECTORY_ENV,
+    AgentKey,
     SecretsError,
     load_agent_key,
     refuse_secrets_in_config,
 )
+from engine.venues.hyperliquid.keys import load_signer, signer_from_key
 from engine.venues.hyperliquid.signing import Signer
 
 KEY = "0123456789012345678901234567890123456789012345678901234567890123"
@@ -59,7 +65,7 @@ def creds(tmp_path: Path, content: str) -> dict[str, str]:
 def test_loads_from_systemd_credentials(
     tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    signer = load_agent_key(creds(tmp_path, content))
+    signer = load_signer(creds(tmp_path, content))
     assert isinstance(signer, Signer) and signer.address == ADDRESS
     assert_no_secret(repr(signer) + str(signer) + caplog.text, KEY)
     assert "agent_key" in caplog.text and ADDRESS in caplog.text
@@ -67,7 +73,7 @@ def test_loads_from_systemd_credentials(
 
 @pytest.mark.parametrize("content", [KEY, "0x" + KEY, " " + KEY + " \n"])
 def test_loads_from_env(content: str, caplog: pytest.LogCaptureFixture) -> None:
-    signer = load_agent_key({AGENT_KEY_ENV: content})
+    signer = load_signer({AGENT_KEY_ENV: content})
     assert signer.address == ADDRESS
     assert_no_secret(repr(signer) + caplog.text, KEY)
     assert AGENT_KEY_ENV in caplog.text
@@ -75,22 +81,22 @@ def test_loads_from_env(content: str, caplog: pytest.LogCaptureFixture) -> None:
 
 def test_credentials_win_over_env(tmp_path: Path) -> None:
     env = creds(tmp_path, OTHER_KEY) | {AGENT_KEY_ENV: KEY}
-    assert load_agent_key(env).address == OTHER_ADDRESS
+    assert load_signer(env).address == OTHER_ADDRESS
 
 
 def test_env_is_used_when_the_credential_file_is_absent(tmp_path: Path) -> None:
     env = {CREDENTIALS_DIRECTORY_ENV: str(tmp_path), AGENT_KEY_ENV: KEY}
-    assert load_agent_key(env).address == ADDRESS
+    assert load_signer(env).address == ADDRESS
 
 
 def test_nothing_configured_names_every_source_tried(tmp_path: Path) -> None:
     with pytest.raises(SecretsError) as ei:
-        load_agent_key({CREDENTIALS_DIRECTORY_ENV: str(tmp_path)})
+        load_signer({CREDENTIALS_DIRECTORY_ENV: str(tmp_path)})
     msg = str(ei.value)
     assert "agent_key" in msg and "no such file" in msg and AGENT_KEY_ENV in msg
     assert "LoadCredential" in msg
     with pytest.raises(SecretsError, match=f"{CREDENTIALS_DIRECTORY_ENV}: not set"):
-        load_agent_key({})
+        load_signer({})
 
 
 BAD_VALUES = [
@@ -110,7 +116,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize("value", BAD_VALUES)
 def test_bad_env_value_errors_never_echo_it(value: str, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(SecretsError) as ei:
-        load_agent_key({AGENT_KEY_ENV: value})
+        load_signer({AGENT_KEY_ENV: value})
     text = exc_texts(ei.value)
     assert AGENT_KEY_ENV in str(ei.value)
     if value.strip():
@@ -123,7 +129,7 @@ def test_bad_credential_file_errors_never_echo_it(
     tmp_path: Path, value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pytest.raises(SecretsError) as ei:
-        load_agent_key(creds(tmp_path, value))
+        load_signer(creds(tmp_path, value))
     assert "agent_key" in str(ei.value)
     if value.strip():
         assert_no_secret(exc_texts(ei.value) + caplog.text, value)
@@ -132,14 +138,43 @@ def test_bad_credential_file_errors_never_echo_it(
 def test_unreadable_credential_file(tmp_path: Path) -> None:
     (tmp_path / "agent_key").write_bytes(b"\xff\xfe" + KEY.encode())
     with pytest.raises(SecretsError, match="cannot read") as ei:
-        load_agent_key({CREDENTIALS_DIRECTORY_ENV: str(tmp_path)})
+        load_signer({CREDENTIALS_DIRECTORY_ENV: str(tmp_path)})
     assert_no_secret(exc_texts(ei.value), KEY)
 
 
 def test_default_env_is_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CREDENTIALS_DIRECTORY_ENV, raising=False)
     monkeypatch.setenv(AGENT_KEY_ENV, "0x" + KEY)
-    assert load_agent_key().address == ADDRESS
+    assert load_signer().address == ADDRESS
+
+
+def test_load_agent_key_returns_key_material_not_a_signer(caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    key = load_agent_key({AGENT_KEY_ENV: "0x" + KEY})
+    assert isinstance(key, AgentKey) and not isinstance(key, Signer)
+    assert key.secret_bytes() == bytes.fromhex(KEY)
+    assert AGENT_KEY_ENV in key.source
+    assert_no_secret(repr(key) + str(key) + caplog.text, KEY)
+    assert signer_from_key(key).address == ADDRESS
+
+
+def test_agent_key_cannot_be_pickled_copied_or_changed() -> None:
+    key = load_agent_key({AGENT_KEY_ENV: KEY})
+    for attempt in (lambda: pickle.dumps(key), lambda: copy.copy(key),
+                    lambda: copy.deepcopy(key)):
+        with pytest.raises(TypeError):
+            attempt()
+    with pytest.raises(AttributeError):
+        key._secret = b"\0" * 32  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["0" * 64, "f" * 64])
+def test_out_of_range_material_is_refused_by_the_venue_signer(value: str) -> None:
+    """The form is the secrets module's check, the curve the venue's: both name the source."""
+    key = load_agent_key({AGENT_KEY_ENV: value})
+    with pytest.raises(SecretsError, match=AGENT_KEY_ENV) as ei:
+        signer_from_key(key)
+    assert ei.value.__cause__ is None and ei.value.__context__ is None
 
 
 # --- refuse_secrets_in_config -------------------------------------------------------------------

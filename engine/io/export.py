@@ -3,7 +3,7 @@ files to Parquet, partitioned by kind and day (Hive style), for DuckDB/polars (d
 
 Layout: ``OUT/kind=<kind>/day=<YYYY-MM-DD>/part-0.parquet`` for every ``<kind>_<day>.jsonl``
 (or its ``.jsonl.gz`` after retention; the two forms are merged exactly as the daily report
-reads them, :func:`engine.ops.retention.day_sources`), and ``kind=frames`` for the frame
+reads them, :func:`engine.io.dayfiles.day_sources`), and ``kind=frames`` for the frame
 recordings (one row per record: ``rec_kind``, ``batch``, ``wall_ns``, ``mono_ns``,
 ``payload`` as text). Files are written through a temp name and renamed, so a reader never sees
 half a file; a day already exported is rewritten only when its source is newer. One day file
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
 import os
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?:\.gz)?$")
+from engine.io.dayfiles import DAY_FILE, day_sources
+from engine.io.jsonl import read_records
 
 
 class ExportError(Exception):
@@ -43,23 +42,11 @@ def _pa() -> tuple[Any, Any]:
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    dec = msgspec.json.Decoder()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break  # a torn last line: not a record
-            try:
-                rec = dec.decode(line)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
+    """The records of one day file (:func:`engine.io.jsonl.read_records`; read errors raise)."""
+    return read_records(path, strict=True)
 
 
 def _day_groups(records_dir: Path) -> dict[tuple[str, str], list[Path]]:
-    from engine.ops.retention import day_sources
-
     keys: set[tuple[str, str]] = set()
     for p in records_dir.iterdir():
         m = DAY_FILE.match(p.name)

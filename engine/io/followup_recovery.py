@@ -10,16 +10,14 @@ docs/reference/design.md §4 invariant 7 across restarts: each signal gets one r
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
-import json
 import logging
 import time
-import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from engine.core.followups import FollowupRecord, missed_record
-from engine.io.jsonl import StrPath, read_jsonl
+from engine.io.dayfiles import day_sources
+from engine.io.jsonl import ReadStats, StrPath, read_records
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +59,19 @@ def _num(v: Any) -> float | None:
 
 
 def _read_day(d: Path, kind: str, day: str) -> list[dict[str, Any]]:
-    """``{kind}_{day}.jsonl`` or, once retention compressed the day, its ``.jsonl.gz``."""
-    from engine.ops.retention import day_sources
-
+    """``{kind}_{day}.jsonl`` or, once retention compressed the day, its ``.jsonl.gz``; a
+    file that cannot be read to its end is skipped (logged)."""
     paths, _note = day_sources(d, kind, _dt.date.fromisoformat(day))
     out: list[dict[str, Any]] = []
     for path in paths:
-        if path.suffix != ".gz":
-            out.extend(read_jsonl(path))
+        rs = ReadStats()
+        recs = list(read_records(path, rs))
+        if rs.error is not None and not isinstance(rs.error, FileNotFoundError):
+            log.warning("followup recovery: cannot read %s (%s)", path, rs.error)
             continue
-        try:
-            data = gzip.decompress(path.read_bytes())
-        except (OSError, EOFError, zlib.error) as exc:
-            log.warning("followup recovery: cannot read %s (%s)", path, exc)
-            continue
-        for line in data.split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
+        if rs.malformed:
+            log.warning("%s: skipped %d undecodable line(s)", path, rs.malformed)
+        out.extend(recs)
     return out
 
 

@@ -55,16 +55,12 @@ positions is the backstop). The entry edge is only known from the ``signals`` fi
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import logging
-import re
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import attrs
-import msgspec
 
 from engine.core.breakers import CircuitBreakers
 from engine.core.exits import open_exit_state
@@ -73,7 +69,8 @@ from engine.core.orders import ENTRY, FLATTEN, Order
 from engine.core.positions import EPS, Fill, Position
 from engine.core.risk import is_benign_reject
 from engine.core.trading import TradingCore
-from engine.io.jsonl import StrPath
+from engine.io.dayfiles import DAY_FILE, day_sources
+from engine.io.jsonl import ReadStats, StrPath, read_records
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -81,8 +78,6 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 KINDS = ("orders", "fills", "positions", "trades")
-_DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?:\.gz)?$")
-_decoder = msgspec.json.Decoder()
 
 
 # ---------------------------------------------------------------------------------- the state
@@ -245,50 +240,33 @@ def _wire(v: Any) -> str | None:
 
 
 def _read(path: Path, st: JournalStats, warnings: list[str]) -> list[dict[str, Any]]:
-    """The JSON object lines of ``path`` (missing file: ``[]``); damage is counted."""
-    try:
-        data = path.read_bytes()
-        if path.suffix == ".gz":  # a closed day compressed by retention
-            data = gzip.decompress(data)
-    except FileNotFoundError:
+    """The JSON object lines of ``path`` (missing file: ``[]``); damage is counted. A file
+    that cannot be read to its end (a truncated ``.gz``) gives no records at all."""
+    rs = ReadStats()
+    recs = list(read_records(path, rs))
+    if isinstance(rs.error, FileNotFoundError):
         return []
-    except (OSError, EOFError, zlib.error) as exc:
+    if rs.error is not None:
         st.unreadable_files += 1
-        warnings.append(f"{path}: unreadable ({exc})")
+        warnings.append(f"{path}: unreadable ({rs.error})")
         return []
     st.files += 1
-    lines = data.split(b"\n")
-    tail = lines.pop()  # "" after the final newline, or a torn fragment
-    if tail.strip():
+    tail = rs.torn_tail
+    if tail is not None and tail.strip():
         st.torn_lines += 1
         warnings.append(f"{path}: torn last line ({len(tail)} bytes) ignored")
-    out: list[dict[str, Any]] = []
-    bad = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        st.lines += 1
-        try:
-            obj = _decoder.decode(line)
-        except msgspec.DecodeError:
-            bad += 1
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        else:
-            bad += 1
+    st.lines += rs.lines
+    bad = rs.malformed
     if bad:
         st.malformed_lines += bad
         warnings.append(f"{path}: {bad} undecodable line(s) skipped")
-    return out
+    return recs
 
 
 def _read_day(d: Path, kind: str, day: str, st: JournalStats,
               warnings: list[str]) -> list[dict[str, Any]]:
     """``{kind}_{day}.jsonl``, or its ``.jsonl.gz`` once retention compressed it (both forms
     after an interrupted compression are resolved without counting a line twice)."""
-    from engine.ops.retention import day_sources
-
     paths, note = day_sources(d, kind, _dt.date.fromisoformat(day))
     if note:
         warnings.append(f"{kind}_{day}: {note}")
@@ -377,7 +355,7 @@ def _older_files(d: Path, kind: str, first_day: str) -> list[Path]:
         return []
     seen: set[str] = set()
     for p in entries:
-        m = _DAY_FILE.match(p.name)
+        m = DAY_FILE.match(p.name)
         if m and m["kind"] == kind and m["day"] < first_day and m["day"] not in seen:
             seen.add(m["day"])  # one entry per day: _read_day picks the right form(s)
             out.append((m["day"], p))
@@ -443,7 +421,7 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
     if latch is None:  # a latch is never forgotten by age: look further back
         for path in _older_files(d, "positions", days[0]):
             st.older_position_files += 1
-            m = _DAY_FILE.match(path.name)
+            m = DAY_FILE.match(path.name)
             assert m is not None
             for rec in _read_day(d, "positions", m["day"], st, warns):
                 hs = _hard_stop_event(rec)

@@ -1,4 +1,4 @@
-"""Crash-safe JSON Lines files: the single-writer appender and the tolerant reader.
+"""Crash-safe JSON Lines files: the single-writer appender and the one tolerant reader.
 
 Owns the on-disk line discipline of every record file (docs/reference/design.md §4 invariant 6, §5):
 
@@ -16,11 +16,15 @@ Lines are ``msgspec.json.encode(record) + b"\\n"`` (:func:`encode_line`).
 from __future__ import annotations
 
 import errno
+import gzip
 import logging
 import os
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import msgspec
 
 log = logging.getLogger(__name__)
@@ -199,34 +203,67 @@ class JsonlAppender:
         self.close()
 
 
+@attrs.define
+class ReadStats:
+    """What :func:`read_records` saw in one file (each caller decides what to report)."""
+
+    lines: int = 0  # complete, non-blank lines
+    records: int = 0  # of them, JSON objects (the records yielded)
+    malformed: int = 0  # of them, not a JSON object (undecodable, or another JSON value)
+    torn_tail: bytes | None = None  # a last line without its newline: not a record
+    error: BaseException | None = None  # the read stopped here; the records before it came
+
+
+def read_records(path: StrPath, stats: ReadStats | None = None, *,
+                 strict: bool = False) -> Iterator[dict[str, Any]]:
+    """The one JSON Lines reader: every complete JSON-object line of ``path`` in order, read as
+    a stream (a ``.gz`` name is decompressed on the fly).
+
+    Blank lines are skipped; a torn last line (no trailing newline) and complete lines that
+    are not a JSON object are skipped and counted in ``stats``. A file that cannot be opened
+    or read, or a ``.gz`` that is truncated or corrupt, ends the read: with ``strict`` the
+    error is raised, else it is kept in ``stats.error`` (the records before it were yielded).
+    """
+    st = stats if stats is not None else ReadStats()
+    opener: Any = gzip.open if os.fspath(path).endswith(".gz") else open
+    decode = _decoder.decode
+    try:
+        with opener(path, "rb") as f:
+            for line in f:
+                if line[-1:] != _NL:
+                    st.torn_tail = line
+                    break
+                if not line.strip():
+                    continue
+                st.lines += 1
+                try:
+                    obj = decode(line)
+                except msgspec.DecodeError:
+                    st.malformed += 1
+                    continue
+                if isinstance(obj, dict):
+                    st.records += 1
+                    yield obj
+                else:
+                    st.malformed += 1
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        if strict:
+            raise
+        st.error = exc
+
+
 def read_jsonl(path: StrPath) -> list[dict[str, Any]]:
-    """Every complete JSON object line of ``path``, in order.
+    """Every complete JSON object line of ``path``, in order (:func:`read_records`).
 
     A torn last line (no trailing newline) is ignored. A complete line that is not a JSON
     object is skipped and logged (it cannot come from :class:`JsonlAppender`). A missing file
-    reads as ``[]``.
+    reads as ``[]``; any other read error is raised.
     """
+    st = ReadStats()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        out = list(read_records(path, st, strict=True))
     except FileNotFoundError:
         return []
-    lines = data.split(_NL)
-    lines.pop()  # "" after the final newline, or the torn fragment
-    out: list[dict[str, Any]] = []
-    bad = 0
-    for line in lines:
-        if not line:
-            continue
-        try:
-            obj = _decoder.decode(line)
-        except msgspec.DecodeError:
-            bad += 1
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        else:
-            bad += 1
-    if bad:
-        log.warning("%s: skipped %d undecodable line(s)", path, bad)
+    if st.malformed:
+        log.warning("%s: skipped %d undecodable line(s)", path, st.malformed)
     return out

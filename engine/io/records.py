@@ -33,6 +33,9 @@ import attrs
 import msgspec
 import trio
 
+from engine.backoff import exponential_delay
+from engine.clock import trio_deadline
+from engine.deadline import DeadlineSleeper
 from engine.io.jsonl import JsonlAppender, StrPath
 
 log = logging.getLogger(__name__)
@@ -141,7 +144,7 @@ class RecordWriter:
         self._days: dict[int, str] = {}
         self._drops_unlogged = 0
         self._drop_logged_ms = -math.inf
-        self._wakeup = trio.Event()
+        self._sleeper = DeadlineSleeper()
         # read-only observer of every record written (the ops dashboard's live events); it
         # must be cheap and must not raise (it runs on the write path)
         self.tap: Callable[[str, float, Any], None] | None = None
@@ -279,13 +282,11 @@ class RecordWriter:
         self.stats.write_errors += 1
         f.errors += 1
         f.failing = True
-        f.backoff_ms = (
-            self.retry_base_ms if f.backoff_ms <= 0 else min(f.backoff_ms * 2, self.retry_max_ms)
-        )
+        f.backoff_ms = exponential_delay(f.errors - 1, self.retry_base_ms, self.retry_max_ms)
         f.retry_at_ms = now + f.backoff_ms
         if f.app is not None:  # reopen on retry (re-runs the torn-line repair)
             self._close_appender(f, fsync=False)
-        self._wakeup.set()  # the run task re-plans its sleep for the retry
+        self._sleeper.wake()  # the run task re-plans its sleep for the retry
         log.error(
             "cannot write %d record(s) to %s (errno %s, %s): %s; %d record(s) kept for retry "
             "in %.0f ms",
@@ -333,7 +334,7 @@ class RecordWriter:
             self._fsync_quietly(app)
         elif fsync and dirty and self.fsync_interval_ms > 0:
             self._retiring.append(app)
-            self._wakeup.set()
+            self._sleeper.wake()
             return
         app.close()
         self.stats.files_closed += 1
@@ -443,8 +444,7 @@ class RecordWriter:
         next_idle = now + 1000.0
         try:
             while True:
-                # a fresh event before the work: a set() during the work is not lost
-                self._wakeup = trio.Event()
+                # a wake() during the work is not lost: the sleep below then returns at once
                 now = self._clock()
                 if not self._buffered or now >= next_flush:
                     for f in list(self._files.values()):
@@ -468,9 +468,7 @@ class RecordWriter:
                 for f in self._files.values():
                     if f.queue and f.failing:
                         wake = min(wake, f.retry_at_ms)
-                delay = max(0.0, wake - self._clock()) / 1000.0
-                with trio.move_on_after(delay):
-                    await self._wakeup.wait()
+                await self._sleeper.sleep_until(trio_deadline(self._clock, wake))
         finally:
             self.close()
 

@@ -62,7 +62,6 @@ import httpx
 import trio
 
 import engine
-from engine.app import StartupError, check_records_dir
 from engine.config import ConfigError, EngineConfig, load_config
 from engine.io.journal import load_journal
 from engine.ops.paths import (
@@ -77,15 +76,17 @@ from engine.secrets import (
     CREDENTIAL_NAME,
     CREDENTIALS_DIRECTORY_ENV,
     SecretsError,
-    load_agent_key,
     load_credential,
 )
+from engine.startup import StartupError, check_records_dir
 from engine.venues.hyperliquid.execution import ReconcileError, parse_account_value, parse_positions
 from engine.venues.hyperliquid.info import DiscoveryError, InfoClient, InfoError, discover
+from engine.venues.hyperliquid.keys import load_signer
 from engine.venues.hyperliquid.network import (
     NetworkError,
     check_discovered,
     needs_discovery_check,
+    network_of,
     probe_simulator,
     unresolved_message,
 )
@@ -284,8 +285,6 @@ def _load(config_path: str | None, mode: str | None, env: Mapping[str, str]) -> 
 
 
 def _check_config(report: _Report, cfg: EngineConfig, config_path: str | None) -> None:
-    from engine.trading_app import network_of
-
     source = config_path if config_path is not None else "embedded default config"
     where = ("embedded simulator" if cfg.sim.enabled else cfg.venue.info_url)
     what = f"mode {cfg.mode}, dex {cfg.venue.dex}, venue {where}"
@@ -311,7 +310,7 @@ def _check_credentials(report: _Report, cfg: EngineConfig,
         report.emit(PASS, "credentials", f"agent key not needed in {cfg.mode} mode")
         return None
     try:
-        signer = load_agent_key(env)
+        signer = load_signer(env)
     except SecretsError as exc:
         report.emit(FAIL, "credentials", str(exc))
         return None
@@ -539,8 +538,6 @@ async def _check_venue(report: _Report, cfg: EngineConfig, signer: Signer | None
 async def _check_network(report: _Report, cfg: EngineConfig, info_url: str) -> None:
     """Trade mode: the venue discovered must be the configured network (the engine's start
     refuses the same mismatch)."""
-    from engine.trading_app import network_of
-
     v = cfg.venue
     net = network_of(cfg)
     if net is None or not needs_discovery_check(v.ws_url, v.info_url, cfg.sim.enabled):

@@ -35,6 +35,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
+from engine.deadline import DeadlineSleeper
 from engine.ops.sse import SseHub, sse_frame
 
 log = logging.getLogger("engine.ops.dashboard")
@@ -300,7 +301,7 @@ class Dashboard:
         self._latency_history: deque[tuple[float, Buckets]] = deque(
             maxlen=max(2, int(latency_window_s / latency_interval_s) + 1))
         self._last_snapshot: bytes | None = None
-        self._wake = trio.Event()
+        self._sleeper = DeadlineSleeper()
 
     # -------------------------------------------------------------- hooks (hot-ish path)
     def on_record(self, kind: str, ts_ms: float, record: Any) -> None:
@@ -314,7 +315,7 @@ class Dashboard:
                 self._pending.popleft()
                 self.pending_dropped += 1
             self._pending.append((kind, record))
-            self._wake.set()
+            self._sleeper.wake()
 
     def on_alert(self, level: str, code: str, message: str, ts_ms: float) -> None:
         self.on_record("alerts", ts_ms, {"level": level, "code": code, "message": message,
@@ -324,9 +325,7 @@ class Dashboard:
     async def run(self) -> None:
         next_snapshot = next_latency = next_equity = trio.current_time()
         while True:
-            with trio.move_on_at(min(next_snapshot, next_equity)):
-                await self._wake.wait()
-            self._wake = trio.Event()
+            await self._sleeper.sleep_until(min(next_snapshot, next_equity))
             now = trio.current_time()
             if now >= next_equity:
                 next_equity = now + self.equity_interval_s
@@ -390,7 +389,7 @@ class Dashboard:
         for p in getattr(getattr(trading, "book", None), "positions", ()):
             realised += (_num(getattr(p, "realized_pnl", 0.0)) or 0.0) - \
                 (_num(getattr(p, "fees", 0.0)) or 0.0)
-        unrealised_fn = getattr(self.app, "_unrealized", None)
+        unrealised_fn = getattr(self.app, "unrealized_pnl", None)
         unrealised = _num(unrealised_fn()) if callable(unrealised_fn) else None
         return realised, unrealised
 

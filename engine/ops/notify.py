@@ -42,6 +42,7 @@ import attrs
 import httpx
 import trio
 
+from engine.backoff import backoff_equal_jitter
 from engine.config import NotifyConfig
 from engine.secrets import SecretsError, load_credential
 
@@ -484,8 +485,8 @@ class Notifier:
     def backoff_s(self, attempt: int) -> float:
         """Delay after failed attempt ``attempt`` (1-based): ``min(max, base·2^(n−1))`` with
         equal jitter (uniform in its upper half)."""
-        delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2.0 ** (attempt - 1))
-        return delay / 2.0 + self._rng.uniform(0.0, delay / 2.0)
+        return backoff_equal_jitter(attempt - 1, self.cfg.backoff_base_s,
+                                    self.cfg.backoff_max_s, self._rng.random)
 
     async def _deliver(self, transport: httpx.AsyncHTTPTransport, item: Notification) -> None:
         body = json.dumps(build_payload(item, self.cfg.username), ensure_ascii=False,

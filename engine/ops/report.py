@@ -1,7 +1,7 @@
 """The daily report: every figure of one UTC day's records, as data and as Markdown (+ PNGs).
 
 Owns reading a day's record files (``{kind}_YYYY-MM-DD.jsonl`` or its ``.jsonl.gz``, the same
-choice as retention when both exist: :func:`engine.ops.retention.day_sources`), the figures
+choice as retention when both exist: :func:`engine.io.dayfiles.day_sources`), the figures
 (:func:`build_report` → :class:`DayReport`), their Markdown (:func:`render_markdown`) and the
 atomic report files (:func:`write_report`: ``report_YYYY-MM-DD.md`` and, when matplotlib
 imports, PNG plots next to it, their time axes fitted to the data: :func:`time_axis`). A day
@@ -25,14 +25,14 @@ import os
 import statistics
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-import msgspec
 
-from engine.ops.retention import day_sources
+from engine.io.dayfiles import day_sources
+from engine.io.jsonl import ReadStats, read_records
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ SIDES = ("buy", "sell")
 # order journal events that are the venue's answer to a sent order (docs/state-machines.md)
 VENUE_ANSWERS = frozenset({"ack_resting", "fill_partial", "fill_complete", "cancel_confirmed",
                            "reject", "expire", "venue_filled"})
-_decoder = msgspec.json.Decoder()
 
 
 # ---------------------------------------------------------------------------------- the data
@@ -376,23 +375,6 @@ class _Acc:
                         self.note)
 
 
-def _lines(path: Path, acc: _Acc) -> Iterator[bytes]:
-    opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    acc.torn += 1
-                    continue
-                yield line
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        acc.errors.append(f"{path.name}: incomplete or corrupt gzip ({exc}); read up to there")
-        log.warning("report: %s is an incomplete or corrupt gzip file: %s", path, exc)
-    except OSError as exc:
-        acc.errors.append(f"{path.name}: cannot read ({exc.strerror or exc})")
-        log.warning("report: cannot read %s: %s", path, exc)
-
-
 def _read(records_dir: Path, kind: str, day: dt.date) -> tuple[list[dict[str, Any]], _Acc]:
     acc = _Acc(kind)
     paths, note = day_sources(records_dir, kind, day)
@@ -407,18 +389,18 @@ def _read(records_dir: Path, kind: str, day: dt.date) -> tuple[list[dict[str, An
     out: list[dict[str, Any]] = []
     for p in paths:
         acc.files.append(p.name)
-        for line in _lines(p, acc):
-            if not line.strip():
-                continue
-            try:
-                obj = _decoder.decode(line)
-            except msgspec.DecodeError:
-                acc.malformed += 1
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-            else:
-                acc.malformed += 1
+        rs = ReadStats()
+        out.extend(read_records(p, rs))
+        acc.malformed += rs.malformed
+        if rs.torn_tail is not None:
+            acc.torn += 1
+        err = rs.error
+        if isinstance(err, EOFError | gzip.BadGzipFile | zlib.error):
+            acc.errors.append(f"{p.name}: incomplete or corrupt gzip ({err}); read up to there")
+            log.warning("report: %s is an incomplete or corrupt gzip file: %s", p, err)
+        elif isinstance(err, OSError):
+            acc.errors.append(f"{p.name}: cannot read ({err.strerror or err})")
+            log.warning("report: cannot read %s: %s", p, err)
     return out, acc
 
 

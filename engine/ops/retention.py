@@ -19,7 +19,8 @@ a day that was already compressed), :func:`compare_pair` decides from the conten
 the ``.jsonl`` is removed; the ``.gz`` truncated or corrupt → it is redone from the ``.jsonl``;
 the ``.jsonl`` extends the ``.gz`` → redone from the ``.jsonl``; otherwise the ``.gz`` content
 followed by the ``.jsonl`` lines. :func:`day_sources` gives readers (the daily report) the same
-answer, so a day is never counted twice.
+answer, so a day is never counted twice. Both, and the day-file naming, live in
+:mod:`engine.io.dayfiles` (below ``engine.ops``, so ``engine.io`` never imports ops).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,11 +43,20 @@ import attrs
 import msgspec
 
 from engine.config import RetentionConfig
+from engine.io.dayfiles import (  # noqa: F401 - DAY_FILE, PairState, day_sources re-exported
+    DAY_FILE,
+    IncompleteGzipError,
+    PairState,
+    compare_pair,
+    day_sources,
+    iter_gz,
+)
+from engine.io.dayfiles import digest as _digest
+from engine.io.dayfiles import iter_plain as _iter_plain
 from engine.io.jsonl import repair_torn_tail
 
 log = logging.getLogger(__name__)
 
-DAY_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl(?P<gz>\.gz)?$")
 TORN_FILE = re.compile(r"^[a-z_]+_\d{4}-\d{2}-\d{2}\.jsonl\.torn$")
 TMP_FILE = re.compile(r"^(?P<kind>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.jsonl\.gz\.tmp$")
 KNOWN_KINDS = ("signals", "followups", "orders", "fills", "positions", "trades", "frames")
@@ -58,10 +68,8 @@ FRAMES_FILE = re.compile(r"^frames_(?P<day>\d{4}-\d{2}-\d{2})\.zst$")
 RESTORE_LOOKBACK_DAYS = 2
 RESTORE_KINDS = ("signals", "followups", "orders", "fills", "positions", "trades")
 DEFAULT_GRACE_S = 600.0
-CHUNK = 1 << 20
 
 ActionName = Literal["compress", "finish_compress", "delete", "remove_temp"]
-PairStateName = Literal["same", "jsonl_extends", "gz_invalid", "merge"]
 
 
 class RetentionError(Exception):
@@ -156,14 +164,6 @@ class RetentionResult:
         return "\n".join(lines)
 
 
-@attrs.frozen
-class PairState:
-    """How a ``.jsonl.gz`` relates to the ``.jsonl`` of the same day (see :func:`compare_pair`)."""
-
-    state: PairStateName
-    detail: str
-
-
 # ------------------------------------------------------------------------------ file helpers
 
 
@@ -175,92 +175,13 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def _iter_plain(path: Path, limit: int | None = None) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        left = limit
-        while left is None or left > 0:
-            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
-            if not chunk:
-                return
-            if left is not None:
-                left -= len(chunk)
-            yield chunk
-
-
 def _iter_gz(path: Path) -> Iterator[bytes]:
     """The decompressed content of ``path`` in chunks; raises :class:`RetentionError` when the
-    file is truncated or corrupt (gzip checks its CRC and length at the end)."""
+    file is truncated or corrupt."""
     try:
-        with gzip.open(path, "rb") as f:
-            while True:
-                chunk = f.read(CHUNK)
-                if not chunk:
-                    return
-                yield chunk
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise RetentionError(f"{path.name} is not a complete gzip file: {exc}") from exc
-
-
-def _digest(chunks: Iterable[bytes], prefix_len: int | None = None) -> tuple[str, int, str]:
-    """(sha256 of everything, total length, sha256 of the first ``prefix_len`` bytes)."""
-    h = hashlib.sha256()
-    hp = hashlib.sha256()
-    n = 0
-    for chunk in chunks:
-        h.update(chunk)
-        if prefix_len is not None and n < prefix_len:
-            hp.update(chunk[: prefix_len - n])
-        n += len(chunk)
-    return h.hexdigest(), n, hp.hexdigest()
-
-
-def compare_pair(gz: Path, jsonl: Path) -> PairState:
-    """Compare ``gz`` (decompressed) with ``jsonl`` without loading either into memory.
-
-    * ``same``: the ``.gz`` holds everything the ``.jsonl`` holds (equal, or the ``.jsonl`` is
-      a prefix of it): the ``.jsonl`` can go;
-    * ``jsonl_extends``: the ``.jsonl`` starts with the ``.gz`` content and has more lines;
-    * ``gz_invalid``: the ``.gz`` is truncated or corrupt;
-    * ``merge``: neither contains the other (lines appended to a re-created ``.jsonl`` after
-      the day was compressed): the day is the ``.gz`` content followed by the ``.jsonl``.
-
-    Raises ``OSError`` when a file cannot be read.
-    """
-    lj = jsonl.stat().st_size
-    try:
-        hg, lg, hg_prefix = _digest(_iter_gz(gz), lj)
-    except RetentionError as exc:
-        return PairState("gz_invalid", str(exc))
-    hj, lj2, hj_prefix = _digest(_iter_plain(jsonl), lg)
-    if lj2 == lg and hj == hg:
-        return PairState("same", "identical content")
-    if lj2 < lg and hg_prefix == hj:
-        return PairState("same", "the .jsonl is a prefix of the .gz")
-    if lj2 > lg and hj_prefix == hg:
-        return PairState("jsonl_extends", f"the .jsonl has {lj2 - lg} bytes more")
-    return PairState("merge", "different content: .gz lines, then .jsonl lines")
-
-
-def day_sources(records_dir: Path, kind: str, day: dt.date) -> tuple[list[Path], str | None]:
-    """The files holding ``kind`` records of ``day``, in reading order, and a note when both
-    forms exist (the same rule as retention's ``finish_compress``; never counts a line twice).
-    """
-    base = records_dir / f"{kind}_{day.isoformat()}.jsonl"
-    gz = base.with_name(base.name + ".gz")
-    has_j, has_g = base.is_file(), gz.is_file()
-    if not has_g:
-        return ([base] if has_j else []), None
-    if not has_j:
-        return [gz], None
-    try:
-        st = compare_pair(gz, base)
-    except OSError as exc:
-        return [base], f"both {base.name} and {gz.name} exist; {exc}: read the .jsonl only"
-    if st.state == "same":
-        return [gz], f"both forms exist ({st.detail}): read the .gz"
-    if st.state == "merge":
-        return [gz, base], f"both forms exist ({st.detail})"
-    return [base], f"both forms exist ({st.detail}): read the .jsonl"
+        yield from iter_gz(path)
+    except IncompleteGzipError as exc:
+        raise RetentionError(str(exc)) from exc
 
 
 # ------------------------------------------------------------------------------ planning

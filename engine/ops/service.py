@@ -33,6 +33,7 @@ from engine import __version__
 from engine.logs import register_secret
 from engine.ops.dashboard import Dashboard, load_pages
 from engine.ops.health import HealthReport, evaluate_health
+from engine.ops.host import OpsHost
 from engine.ops.http import OpsHandlers, OpsServer
 from engine.ops.metrics import EngineMetrics, run_loop_lag_monitor
 from engine.ops.notify import (
@@ -49,7 +50,6 @@ from engine.ops.sdnotify import SdNotifier, run_watchdog, send_ready, watchdog_i
 from engine.secrets import SecretsError, load_credential
 
 if TYPE_CHECKING:
-    from engine.app import ObserveApp
     from engine.core.intents import Alert
     from engine.ops.report import DayReport
 
@@ -66,7 +66,7 @@ class OpsService:
     """See the module docstring. Built by the app before any connection (config errors in
     the ops credentials exit 2 like any config error)."""
 
-    def __init__(self, app: ObserveApp, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, app: OpsHost, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self.app = app
         self.cfg = app.cfg

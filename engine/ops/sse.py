@@ -23,6 +23,8 @@ import attrs
 import msgspec
 import trio
 
+from engine.deadline import DeadlineSleeper
+
 CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
 RETRY_MS: Final = 2000
 KEEPALIVE: Final = b": keep-alive\n\n"
@@ -60,7 +62,7 @@ class SseClient:
         self._dropped_told = 0
         self.coalesced = 0
         self.sent_frames = 0
-        self._wakeup = trio.Event()
+        self._sleeper = DeadlineSleeper()
 
     @property
     def pending(self) -> int:
@@ -72,14 +74,14 @@ class SseClient:
             self.dropped += 1
             self._hub.stats.dropped += 1
         self.events.append(frame)
-        self._wakeup.set()
+        self._sleeper.wake()
 
     def offer_snapshot(self, frame: bytes) -> None:
         if self.snapshot is not None:
             self.coalesced += 1
             self._hub.stats.coalesced += 1
         self.snapshot = frame
-        self._wakeup.set()
+        self._sleeper.wake()
 
     def take(self) -> bytes:
         """Everything pending as one chunk (events in order, then the snapshot), or b""."""
@@ -97,10 +99,10 @@ class SseClient:
 
     async def next_chunk(self, keepalive_s: float) -> bytes:
         """Wait for pending frames (at most ``keepalive_s``; then a keep-alive comment)."""
-        with trio.move_on_after(keepalive_s):
-            while not self.pending and self.dropped == self._dropped_told:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
+        deadline = trio.current_time() + keepalive_s
+        while not self.pending and self.dropped == self._dropped_told:
+            if not await self._sleeper.sleep_until(deadline):
+                break  # the keep-alive is due
         chunk = self.take()
         return chunk or KEEPALIVE
 

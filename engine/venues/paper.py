@@ -317,6 +317,11 @@ class PaperVenue:
         """When the next submitted order executes (None: nothing in flight)."""
         return self._heap[0][0] if self._heap else None
 
+    def defer_bookkeeping(self) -> bool:
+        """:class:`~engine.venues.base.ExecutionBackend`: paper orders need no socket write,
+        so a read's bookkeeping never waits for one."""
+        return False
+
     def in_flight(self) -> list[Order]:
         """Orders submitted and not executed yet, in execution order."""
         return [p.order for _, _, p in sorted(self._heap, key=lambda e: (e[0], e[1]))]

@@ -316,13 +316,13 @@ def test_filled_before_userfills_makes_no_phantom_loss() -> None:
     assert core._equity_parts()[1] == 0.0  # noqa: SLF001
     assert core.breakers.unrealised == 0.0 and not core.hard_stop.latched
     shell = SimpleNamespace(trading=core)
-    assert TradingApp._unrealized(shell) == 0.0  # type: ignore[arg-type]  # /status, metrics
+    assert TradingApp.unrealized_pnl(shell) == 0.0  # type: ignore[arg-type]  # /status, metrics
     # the fills arrive: now it counts, at their price
     core.on_fill("t1", o.cloid, o.coin, False, 99.99, o.sz, 0.0, T0 + 1300, T0 + 1300)
     core.on_housekeeping(T0 + 1500)
     want = (99.7 - 99.99) * -o.sz
     assert core._equity_parts()[1] == pytest.approx(want)  # noqa: SLF001
-    assert TradingApp._unrealized(shell) == pytest.approx(want)  # type: ignore[arg-type]
+    assert TradingApp.unrealized_pnl(shell) == pytest.approx(want)  # type: ignore[arg-type]
     assert not core.hard_stop.latched
 
 

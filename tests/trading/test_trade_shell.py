@@ -170,7 +170,7 @@ async def test_a_read_without_orders_does_its_bookkeeping_at_once(app: TradingAp
                                                                   tmp_path: Path) -> None:
     """No order waiting for a write: the batch end writes records and signals itself."""
     assert app.trading is not None and app.backend is not None
-    h = app._handler
+    h = app.handler
     for c in COINS:
         h.on_bbo(c, 1, 99.99, 100.0, 100.01, 100.0)
         h.on_ctx(c, 100.0, 100.0)

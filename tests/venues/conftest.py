@@ -29,7 +29,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from wsproto.connection import Connection, ConnectionType
 
 from engine.config import VenueConfig
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 from engine.venues.hyperliquid.client import HyperliquidFeed
 
 GREETING = "Websocket connection established."

@@ -18,8 +18,8 @@ from hyperliquid.utils import signing as sdk
 
 from engine.config import VenueConfig
 from engine.core.orders import ENTRY, FLATTEN, Order
-from engine.venues.hyperliquid import ws
-from engine.venues.hyperliquid.client import HyperliquidFeed, PostLost
+from engine.net import ws
+from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.execution import (
     NotSent,
     OrderExecutor,
@@ -28,6 +28,7 @@ from engine.venues.hyperliquid.execution import (
     parse_positions,
 )
 from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.posts import PostLost
 from engine.venues.hyperliquid.signing import Signer
 from fsm import order as ofsm
 
@@ -481,7 +482,7 @@ async def test_queued_submit_discarded_on_disconnect_is_not_sent() -> None:
         await feed.wait_connected()
         conn = scripted.conns[0]
         # queued without a flush (no checkpoint in between), then the connection ends
-        feed._send_requested = False
+        feed.posts.send_requested = False
         ex._queue.append(mk_order(1))  # what submit() does, minus the flush request
         conn.eof()
         await poll_until(lambda: bool(hooks.of("not_sent")))
@@ -566,7 +567,8 @@ async def test_submit_burst_first_order_alone_then_one_coalesced_action() -> Non
                 for c in coins
             ]
         )
-        await poll_until(lambda: len(conn.posts()) == 2)
+        # the second write's on_sent runs after its checkpoint: wait for it, not only the bytes
+        await poll_until(lambda: len(conn.posts()) == 2 and len(hooks.of("sent")) == 2)
         assert conn.writes - writes0 == 2
         # frame 2 was dispatched after the first order had been written
         assert seen == [("xyz:C0", 0)] + [(c, 1) for c in coins[1:]]
@@ -959,7 +961,7 @@ async def test_reader_does_not_wait_for_another_tasks_write() -> None:
 
         conn.send_hook = slow
         n.start_soon(ex.place, [mk_order(1)])
-        await poll_until(lambda: feed._flushing)
+        await poll_until(lambda: feed.posts.flushing)
         conn.push(bbo("xyz:A"))
         conn.push(bbo("xyz:B"))
         await poll_until(lambda: seen == ["xyz:A", "xyz:B"])  # the reader was not blocked

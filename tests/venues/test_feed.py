@@ -12,8 +12,9 @@ import pytest
 import trio
 import trio_websocket
 
-from engine.venues.hyperliquid.client import HyperliquidFeed, PostError, PostLost, PostTimeout
+from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.posts import PostError, PostLost, PostTimeout
 from engine.venues.hyperliquid.wire import L2BookEvent, WireDecoder
 
 from .conftest import Recorder

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.venues.hyperliquid import signing as S
-from engine.venues.hyperliquid.client import EncodedRequest
+from engine.venues.hyperliquid.posts import EncodedRequest
 from engine.venues.hyperliquid.wire import encode_post
 
 KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"

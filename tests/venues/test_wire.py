@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
+from engine.net.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.wire import (
     PONG,
     BboEvent,

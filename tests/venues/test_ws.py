@@ -14,8 +14,8 @@ from trio_websocket import WebSocketRequest, serve_websocket
 from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request, TextMessage
 
-from engine.venues.hyperliquid import ws
-from engine.venues.hyperliquid.ws import ConnectError, ConnectionClosed
+from engine.net import ws
+from engine.net.ws import ConnectError, ConnectionClosed
 
 Script = Callable[[trio.SocketStream, wsproto.WSConnection, bytes], Awaitable[None]]
 

@@ -17,7 +17,7 @@ from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, Message, Request
 
 from engine.config import ConfigError, load_config
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 from .conftest import server_frame, ws_pair
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong
 
-from engine.venues.hyperliquid.ws import ConnectionClosed, WsConnection
+from engine.net.ws import ConnectionClosed, WsConnection
 
 
 class ChunkStream(trio.abc.Stream):

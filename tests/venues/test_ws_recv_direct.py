@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 from .conftest import server_frame, ws_pair
 

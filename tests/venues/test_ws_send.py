@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 
 def server_messages(data: bytes) -> list[str]:

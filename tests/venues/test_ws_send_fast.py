@@ -10,7 +10,7 @@ import pytest
 import trio
 from wsproto.connection import Connection, ConnectionType
 
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 from .test_ws_send import pair, read_all, server_messages
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 from wsproto.connection import Connection, ConnectionType
 
-from engine.venues.hyperliquid import ws
+from engine.net import ws
 
 from .conftest import server_frame
 

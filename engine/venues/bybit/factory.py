@@ -3,19 +3,23 @@ URLs (testnet or mainnet, each overridable), the credentials (only from systemd 
 the environment), the REST client, the execution backend and the three streams.
 
 This is the per-venue factory a venue-neutral shell calls; mainnet is refused unless
-``allow_live`` (also enforced when the config is loaded).
+``allow_live`` (also enforced when the config is loaded). ``FACTORY`` registers it as
+``"bybit"`` in :mod:`engine.venues.registry`: it provides the instruments (instruments-info of
+the ``[funding]`` symbols, spot and linear) and :func:`build_venue`; it has no single
+market-data feed for the engine's one-feed shell yet (three streams, see :class:`BybitVenue`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from engine.config import BybitConfig
-from engine.core.neutral import InstrumentKind
+from engine.config import BybitConfig, EngineConfig
+from engine.core.neutral import Instrument, InstrumentKind
 from engine.venues.bybit import urls as bybit_urls
 from engine.venues.bybit.codec import BybitDecoder
 from engine.venues.bybit.execution import BybitExecution
@@ -76,3 +80,45 @@ def build_venue(cfg: BybitConfig, clock: Callable[[], float], need_keys: bool = 
     rest = BybitRest(HttpClient(u.rest, timeout_s=cfg.http_timeout_s), clock, creds,
                      recv_window_ms=cfg.recv_window_ms)
     return BybitVenue(cfg, u, clock, creds, rest, BybitExecution(rest, clock))
+
+
+@attrs.define
+class BybitInstruments:
+    """:class:`~engine.venues.base.InstrumentProvider`: spot and linear-perp instruments of
+    ``symbols`` from instruments-info (each with its own funding interval)."""
+
+    rest: BybitRest
+    symbols: list[str]
+
+    async def discover(self) -> list[Instrument]:
+        out: list[Instrument] = []
+        for category in ("spot", "linear"):
+            for symbol in self.symbols:
+                out.extend(await self.rest.instruments_info(category, symbol))
+        return out
+
+
+class BybitFactory:
+    """The Bybit venue in the registry (name ``"bybit"``)."""
+
+    name = "bybit"
+    simulator = "engine.sim.bybit.cli:main"  # python -m engine sim --venue bybit
+
+    def build(self, cfg: BybitConfig, clock: Callable[[], float], need_keys: bool = True,
+              env: Mapping[str, str] = os.environ) -> BybitVenue:
+        return build_venue(cfg, clock, need_keys, env)
+
+    def instruments(self, cfg: EngineConfig, *, info_url: str | None = None,
+                    record: Any = None) -> BybitInstruments:
+        """Public instruments of ``[funding] symbols`` (no keys needed); ``info_url``
+        overrides the REST base URL."""
+        bcfg = cfg.bybit or BybitConfig()
+        u = resolve_urls(bcfg)
+        rest = BybitRest(HttpClient(info_url or u.rest, timeout_s=bcfg.http_timeout_s),
+                         lambda: time.time() * 1000.0, None,
+                         recv_window_ms=bcfg.recv_window_ms)
+        symbols = list(cfg.funding.symbols) if cfg.funding is not None else []
+        return BybitInstruments(rest, symbols)
+
+
+FACTORY = BybitFactory()

@@ -53,16 +53,17 @@ from typing import Any, Final
 import attrs
 
 from engine.core.orders import Order
-from engine.venues.hyperliquid.client import (
+from engine.net.ws import text_frame
+from engine.venues.hyperliquid.client import HyperliquidFeed
+from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
+from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.posts import (
     EncodedRequest,
-    HyperliquidFeed,
     PostError,
     PostFailure,
     PostNotSent,
     PostTicket,
 )
-from engine.venues.hyperliquid.info import DiscoveryError, normalise_coin
-from engine.venues.hyperliquid.nonce import NonceAllocator
 from engine.venues.hyperliquid.ratelog import RateLimitedLog, excerpt
 from engine.venues.hyperliquid.signing import (
     Action,
@@ -76,7 +77,6 @@ from engine.venues.hyperliquid.signing import (
     ioc_order_wire,
     schedule_cancel_action,
 )
-from engine.venues.hyperliquid.ws import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,9 @@ class OrderExecutor:
         # clearinghouseState, whose ``time`` is the venue's clock; None: it sent none
         self.last_clock_sample: tuple[float, float, float] | None = None
         self._feed = feed
+        # orders go to the feed's post book directly: the order path never calls back into
+        # the feed (docs/architecture.md, "The frame → order path")
+        self._posts = feed.posts
         self._signer = signer
         self._nonces = nonces
         self._is_mainnet = is_mainnet
@@ -185,7 +188,7 @@ class OrderExecutor:
     @property
     def connected(self) -> bool:
         """The feed has a live connection (an order submitted now can be written)."""
-        return self._feed.connected
+        return self._posts.session is not None
 
     @property
     def queued(self) -> int:
@@ -220,7 +223,7 @@ class OrderExecutor:
                 self._on_sent(cloids)
 
         try:
-            t = await self._feed.send(build, timeout=self._timeout, on_sent=sent)
+            t = await self._posts.send(build, timeout=self._timeout, on_sent=sent)
         except PostNotSent as exc:
             self._count_not_sent(len(batch), str(exc))
             raise NotSent(cloids, str(exc)) from None
@@ -242,16 +245,16 @@ class OrderExecutor:
             raise RuntimeError("submit() needs the on_result and on_not_sent hooks")
         if not orders:
             return
-        if not self._feed.connected:
+        if self._posts.session is None:
             cloids = [o.cloid for o in orders]
             self._count_not_sent(len(cloids), "not connected")
             raise NotSent(cloids, "not connected")
         self._queue.extend(orders)
         self._queue_groups += 1
-        self._feed.request_send()
+        self._posts.request_send()
 
     def materialize(self) -> None:
-        """:class:`~engine.venues.hyperliquid.client.SendSource`: queued orders → signed posts,
+        """:class:`~engine.venues.hyperliquid.handlers.SendSource`: queued orders → signed posts,
         up to ``max_orders_per_action`` per action (called by the feed right before a write)."""
         queue = self._queue
         if not queue:
@@ -298,7 +301,7 @@ class OrderExecutor:
                     + payload + "}}").encode())
 
     def discard(self, reason: str) -> None:
-        """:class:`~engine.venues.hyperliquid.client.SendSource`: the connection ended (or
+        """:class:`~engine.venues.hyperliquid.handlers.SendSource`: the connection ended (or
         none exists) before the queued orders were written: report them not sent."""
         queue = self._queue
         if not queue:
@@ -333,7 +336,7 @@ class OrderExecutor:
         try:
             expires = _expires_after(good)
             request = self._signed({"type": "order", "orders": wires, "grouping": "na"}, expires)
-            self._feed.post_nowait(
+            self._posts.post_nowait(
                 request,
                 timeout=self._timeout,
                 on_sent=self._chunk_sent,
@@ -354,7 +357,7 @@ class OrderExecutor:
             payload = self._signer.payload_json(
                 ioc_action_fragments(frags), nonce, self._vault, expires, self._is_mainnet
             )
-            self._feed.post_nowait(
+            self._posts.post_nowait(
                 EncodedRequest('{"type":"action","payload":' + payload + "}"),
                 timeout=self._timeout,
                 on_sent=self._chunk_sent,
@@ -405,7 +408,7 @@ class OrderExecutor:
         )
         ref = [cloid if cloid is not None else f"oid:{oid}"]
         try:
-            t = await self._feed.send(lambda: self._signed(action, None), timeout=self._timeout)
+            t = await self._posts.send(lambda: self._signed(action, None), timeout=self._timeout)
         except PostNotSent as exc:
             raise NotSent(ref, str(exc)) from None
         except (ValueError, TypeError) as exc:
@@ -422,7 +425,7 @@ class OrderExecutor:
         answer). Raises :class:`NotSent` when nothing was written."""
         action = schedule_cancel_action(time_ms)
         try:
-            t = await self._feed.send(lambda: self._signed(action, None), timeout=self._timeout)
+            t = await self._posts.send(lambda: self._signed(action, None), timeout=self._timeout)
         except PostNotSent as exc:
             raise NotSent([], str(exc)) from None
         except (ValueError, TypeError) as exc:
@@ -449,7 +452,7 @@ class OrderExecutor:
         check_cloid(cloid)
         self.stats.queries += 1
         try:
-            return await self._feed.info(
+            return await self._posts.info(
                 {"type": "orderStatus", "user": user, "oid": cloid}, self._timeout
             )
         except PostFailure as exc:
@@ -470,11 +473,11 @@ class OrderExecutor:
         self.stats.queries += 2
         try:
             sent = self._clock()
-            state = await self._feed.info(
+            state = await self._posts.info(
                 {"type": "clearinghouseState", "user": user, "dex": dex}, self._timeout
             )
             self.last_clock_sample = _clock_sample(sent, self._clock(), state)
-            open_orders = await self._feed.info(
+            open_orders = await self._posts.info(
                 {"type": "openOrders", "user": user, "dex": dex}, self._timeout
             )
         except PostFailure as exc:
@@ -492,7 +495,7 @@ class OrderExecutor:
         fail the reconciliation: positions and orders are the dex's."""
         self.stats.queries += 1
         try:
-            state = await self._feed.info({"type": "clearinghouseState", "user": user},
+            state = await self._posts.info({"type": "clearinghouseState", "user": user},
                                           self._timeout)
         except PostFailure as exc:
             self.stats.query_failures += 1

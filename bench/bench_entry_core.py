@@ -48,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.config import structure_config  # noqa: E402
 from engine.core.core import ObserveCore, Signal  # noqa: E402
 from engine.core.orders import CloidFactory  # noqa: E402
-from engine.core.trading import TradingCore  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
 from engine.core.warm import CoreWarmer  # noqa: E402
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore  # noqa: E402
 from engine.venues.hyperliquid.signing import (  # noqa: E402
     Signer,
     ioc_action_fragments,

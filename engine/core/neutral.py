@@ -143,6 +143,8 @@ class RejectReason(enum.Enum):
     TIMESTAMP = "timestamp"
     PARAMETER = "parameter"
     NO_LIQUIDITY = "no_liquidity"
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+    ZERO_SIZE = "zero_size"
     VENUE_ERROR = "venue_error"
     UNKNOWN = "unknown"
 
@@ -200,6 +202,32 @@ class OrderReject:
     reason: RejectReason
     detail: str
     ts_ms: int
+
+
+@attrs.frozen(slots=True)
+class OrderReport:
+    """What a venue said about one of our orders, in the order machine's words.
+
+    An adapter builds one per venue message about an order (post answer, order update, status
+    query); the core applies it (:meth:`engine.core.trading.TradingCore.on_order_report`).
+    ``event`` is a venue event of :mod:`fsm.order` (``ack_resting``, ``fill_partial``,
+    ``fill_complete``, ``cancel_confirmed``, ``reject``, ``expire``, ``lose_contact``,
+    ``resolve_not_found``), or ``None`` when the message says nothing about the order's state
+    (an unreadable status answer: still unknown, ask again). ``filled_qty`` is the venue's
+    cumulative filled size (merged with ``max``, never added), ``reason`` the neutral reason of
+    a refusal with ``message`` the venue's own text (kept verbatim for the operator and the
+    journal); ``why`` names the message for the journal; ``unrecognized`` marks a status the
+    adapter does not know (mapped fail-safe, worth a warning).
+    """
+
+    event: str | None
+    why: str
+    venue_order_id: int | None = None
+    filled_qty: float | None = None
+    avg_px: float | None = None
+    reason: RejectReason | None = None
+    message: str | None = None
+    unrecognized: bool = False
 
 
 @attrs.frozen

@@ -54,7 +54,7 @@ Number = Decimal | str | int | float
 class Reject(enum.Enum):
     """Why :func:`prepare_ioc` produced no order (all are "don't send", none is an error)."""
 
-    ZERO_SIZE = "zero_size"  # size floors to 0 lots ("Order has zero size", P12)
+    ZERO_SIZE = "zero_size"  # size floors to 0 lots (the venue refuses a zero size, P12)
     NO_VALID_PRICE = "no_valid_price"  # a sell below the smallest valid price
     BELOW_MIN_NOTIONAL = "below_min_notional"  # px × sz < $10 at the sent price (P13)
 

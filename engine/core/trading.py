@@ -46,9 +46,10 @@ from engine.core.intents import (
     Record,
     RequestReconcile,
 )
+from engine.core.neutral import OrderReport, RejectReason
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
 from engine.core.positions import EPS, Fill, Position, PositionBook
-from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign_reject
+from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -498,7 +499,7 @@ class TradingCore:
         tc = self.tcfg
         for o in list(self.orders.active()):
             # Our orders are IOC: anything still live this long after sending (no answer,
-            # or "waitingForFill" with no outcome since: P19) is resolved by cloid.
+            # or an acceptance with no outcome since: P19) is resolved by cloid.
             if o.state in (ofsm.SENT, ofsm.RESTING, ofsm.PARTIAL) and o.sent_ms is not None \
                     and now_ms - o.sent_ms > tc.pending_timeout_ms:
                 self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "pending timeout")
@@ -735,65 +736,48 @@ class TradingCore:
         else:
             self._order_event(o, ofsm.LOSE_CONTACT, now_ms, why)
 
-    def on_post_result(self, cloid: str, status: object, now_ms: float) -> None:
-        """One order's post-response status (or None for timeout/lost)."""
+    def find_order(self, cloid: str | None, venue_order_id: int | None = None) -> Order | None:
+        """Our order with ``cloid``, else the one the venue knows as ``venue_order_id``."""
         o = self.orders.get(cloid)
-        if o is None:
-            return
-        event, detail = ofsm.classify_post_status(status, ioc=True, orig_sz=o.sz_wire)
-        if detail.oid is not None:
-            self.orders.set_oid(o, detail.oid)
-        if detail.total_sz is not None:
-            self._venue_filled(o, _f(detail.total_sz), _f(detail.avg_px), now_ms)
-        if detail.message is not None:
-            o.message = detail.message
-        self._order_event(o, event, now_ms, detail.kind)
+        if o is None and venue_order_id is not None:
+            o = self.orders.by_oid.get(venue_order_id)
+        return o
 
-    def on_order_update(self, cloid: str | None, oid: int | None, status: str, sz: str | None,
-                        orig_sz: str | None, now_ms: float) -> None:
-        o = self.orders.get(cloid)
-        if o is None and oid is not None:
-            o = self.orders.by_oid.get(oid)
-        if o is None:
-            return
-        self.orders.set_oid(o, oid)
-        if not ofsm.is_known_order_status(status):
-            self._alert("warning", "unknown_status", f"order {o.cloid}: unknown status {status!r}")
-        event = ofsm.classify_order_update(status, sz, orig_sz)
-        rem, orig = _f(sz), _f(orig_sz)
-        if rem is not None and orig is not None and orig >= rem:
-            self._venue_filled(o, orig - rem, None, now_ms)
-        self._order_event(o, event, now_ms, status)
+    def on_order_report(self, o: Order, r: OrderReport, now_ms: float) -> None:
+        """What the venue said about ``o``, in neutral words (a venue adapter builds ``r``:
+        e.g. ``engine/venues/hyperliquid/order_events.py``).
 
-    def on_order_status(self, cloid: str, reply: object, now_ms: float) -> None:
-        o = self.orders.get(cloid)
-        if o is None:
+        Applied in this order: the venue's order id, a warning for a status the adapter did
+        not recognise, the venue's cumulative filled size (merged with ``max``), the refusal's
+        text and reason, then the order event. ``event`` None says nothing about the state
+        (still unknown: the next query asks again). ``resolve_not_found`` in trade mode before
+        :meth:`unknown_oid_deadline` keeps the order UNKNOWN (the venue may not know it
+        *yet*); after it, the order never reached the venue (a flatten is retried without
+        counting as failed)."""
+        if r.venue_order_id is not None:
+            self.orders.set_oid(o, r.venue_order_id)
+        if r.unrecognized:
+            self._alert("warning", "unknown_status", f"order {o.cloid}: unknown status {r.why!r}")
+        if r.filled_qty is not None:
+            self._venue_filled(o, r.filled_qty, r.avg_px, now_ms)
+        if r.message is not None:
+            o.message = r.message
+            o.reject_reason = r.reason
+        event = r.event
+        if event is None:
             return
-        event = ofsm.classify_order_status_reply(reply)
-        if isinstance(reply, dict) and isinstance(reply.get("order"), dict):
-            inner = reply["order"].get("order")
-            if isinstance(inner, dict):
-                rem, orig = _f(inner.get("sz")), _f(inner.get("origSz"))
-                if rem is not None and orig is not None and orig >= rem:
-                    self._venue_filled(o, orig - rem, None, now_ms)
-                oid = inner.get("oid")
-                if isinstance(oid, int):
-                    self.orders.set_oid(o, oid)
-        if event == ofsm.LOSE_CONTACT:
-            return  # still unknown: the next query will ask again
         if event == ofsm.RESOLVE_NOT_FOUND:
             if self.mode == "trade" and now_ms < self.unknown_oid_deadline(o):
-                # the venue does not know it *yet*: before its expiresAfter (plus a grace for
+                # the venue does not know it *yet*: before its expiry (plus a grace for
                 # clocks and queues) it may still execute; it stays UNKNOWN (entries wait).
                 # (The paper venue's answer is final: it never answers for orders in flight.)
                 return
-            # never reached the venue: a flatten is retried without counting as failed
-            self._order_event(o, event, now_ms, "orderStatus", reached_venue=False)
+            self._order_event(o, event, now_ms, r.why, reached_venue=False)
             return
-        self._order_event(o, event, now_ms, "orderStatus")
+        self._order_event(o, event, now_ms, r.why)
 
     def unknown_oid_deadline(self, o: Order) -> float:
-        """From when an ``unknownOid`` answer proves ``o`` dead: its ``expiresAfter`` (or,
+        """From when a "not found" answer proves ``o`` dead: its expiry (or,
         without one, when it was sent) plus ``[trading] unknown_oid_grace_ms``."""
         if o.expires_after_ms is not None:
             base = float(o.expires_after_ms)
@@ -825,7 +809,7 @@ class TradingCore:
             return
         p = self.book.positions[o.idx]
         failures_before = p.flatten_failures
-        if o.state == ofsm.REJECTED and o.message and not is_benign_reject(o.message):
+        if o.state == ofsm.REJECTED and o.message and not is_benign(o.reject_reason):
             if self.rejects.record(now_ms):
                 self._latch("reject_burst", now_ms,
                             f"more than {self.tcfg.reject_burst_limit} rejects within "
@@ -842,7 +826,8 @@ class TradingCore:
             p.state = pfsm.next_position_state(p.state, pfsm.FLATTEN_DONE, p.has_exposure)
             if p.flatten_cloid == o.cloid:
                 p.flatten_cloid = None
-            if (p.has_exposure and o.message and "minimum value" in o.message
+            if (p.has_exposure and o.message
+                    and o.reject_reason is RejectReason.BELOW_MIN_NOTIONAL
                     and abs(p.effective) * self._flatten_ref_px(p, o.px) < MIN_NOTIONAL):
                 # Dust: the venue's $10 minimum refuses a reduce-only order this small.
                 p.dust_size = p.effective

@@ -52,6 +52,7 @@ import attrs
 
 from engine.config import EngineConfig
 from engine.core.core import ObserveCore
+from engine.core.neutral import OrderReport, RejectReason
 from engine.core.orders import ENTRY, CloidFactory
 from engine.core.rounding import PERP_MAX_DECIMALS
 from engine.core.trading import TradingCore
@@ -64,8 +65,9 @@ log = logging.getLogger("engine.warm")
 SHADOW_T0_MS: Final = 1_800_000_000_000.0  # the shadow clock's start (epoch ms, arbitrary)
 SHADOW_BOOT: Final = b"shad0wWU"  # the shadow's cloid prefix (8 bytes; never sent anywhere)
 SHADOW_BOOT_ID: Final = "shadow"
-# the post result of an IOC that found nothing to match: EXPIRED, benign (no reject burst)
-NO_MATCH_STATUS: Final = {"error": ofsm.IOC_NO_MATCH_PREFIX + " against any resting orders."}
+# the answer to an IOC that found nothing to match: EXPIRED, benign (no reject burst)
+NO_MATCH_REPORT: Final = OrderReport(ofsm.EXPIRE, "error", reason=RejectReason.NO_LIQUIDITY,
+                                     message="no match")
 FRAME_GAP_MS: Final = 0.05  # synthetic time between two frames of one cycle
 DEDUP_STEP: Final = 2  # price units between consecutive triggers of one side (dedup)
 MAX_SZ_DECIMALS: Final = 5  # markets with more are not used (their grid has no room)
@@ -405,7 +407,7 @@ class CoreWarmer:
             now += FRAME_GAP_MS
             core.on_sent(o.cloid, now)
             now += FRAME_GAP_MS
-            core.on_post_result(o.cloid, NO_MATCH_STATUS, now)
+            core.on_order_report(o, NO_MATCH_REPORT, now)
             ok = ok and o.idx == idx and o.purpose == ENTRY and o.state == ofsm.EXPIRED
         if obs.next_timer_ms() is not None:
             obs.on_timer(now)  # the quote-lag timers of this cycle (dedup: no signal)

@@ -71,9 +71,9 @@ from engine.core.exits import open_exit_state
 from engine.core.intents import Alert, Record
 from engine.core.orders import ENTRY, FLATTEN, Order
 from engine.core.positions import EPS, Fill, Position
-from engine.core.risk import is_benign_reject
 from engine.core.trading import TradingCore
 from engine.io.jsonl import StrPath
+from engine.venues.hyperliquid.order_events import is_benign_reject
 from fsm import order as ofsm
 from fsm import position as pfsm
 

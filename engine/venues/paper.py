@@ -74,7 +74,7 @@ from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryOrder
 from engine.core.market import MarketState
 from engine.core.orders import Order
 from engine.core.rounding import decimal_to_wire, to_decimal
-from engine.core.trading import TradingCore
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 
 log = logging.getLogger(__name__)
 

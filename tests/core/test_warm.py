@@ -29,9 +29,9 @@ from engine.core import trading as trading_mod
 from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.orders import CloidFactory
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.core.warm import CoreWarmer
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 from fsm import position as pfsm
 

@@ -44,7 +44,6 @@ from engine.core.intents import (
 )
 from engine.core.orders import CloidFactory
 from engine.core.types import MarketSpec
-from engine.core.warm import CoreWarmer
 from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
 from engine.io.followup_recovery import recover_incomplete
@@ -69,6 +68,7 @@ from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
 from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.signing import Signer
+from engine.venues.hyperliquid.warm import CoreWarmer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
 

@@ -22,18 +22,18 @@ Executor gates, in this documented order (the first that fails names the skip re
 8. ``already_positioned``   this market has exposure (one position per market, no pyramiding)
 9. ``pending_order``        an entry of this market is pending
 10. ``action_budget``       more than ``action_budget`` new orders in ``action_budget_interval_ms``
-11. ``rounding``            no valid price/size at ≥ $10 notional at the price it is sent at
+11. ``rounding``            no valid price/size at the instrument's minimum notional at the
+                            price it is sent at (its :class:`~engine.core.neutral.OrderRounding`)
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
-from engine.core import rounding
 from engine.core.breakers import CircuitBreakers, Trip
 from engine.core.core import ObserveCore, Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
@@ -46,7 +46,7 @@ from engine.core.intents import (
     Record,
     RequestReconcile,
 )
-from engine.core.neutral import OrderReport, RejectReason
+from engine.core.neutral import OrderReport, OrderRounding, RejectReason
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
 from engine.core.positions import EPS, Fill, Position, PositionBook
 from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign
@@ -60,7 +60,6 @@ GATES = ("hard_stop", "killed", "not_ready", "clock_skew", "no_mark", "notional_
          "action_budget", "rounding", "equity_unknown")
 
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
-MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
 RECHECK_MS = 1000.0  # an unexplained market is re-checked this often (a match clears it)
@@ -100,8 +99,12 @@ class TradingCore:
     """
 
     def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
-                 cloids: CloidFactory | None = None) -> None:
+                 rules: Sequence[OrderRounding], cloids: CloidFactory | None = None) -> None:
+        if len(rules) != len(observe.markets):
+            raise ValueError(f"{len(rules)} rounding rules for {len(observe.markets)} markets")
         self.obs = observe
+        # each market's instrument rule: every price and size is rounded through it
+        self.rules: tuple[OrderRounding, ...] = tuple(rules)
         self.cfg = cfg
         self.tcfg = cfg.trading
         self.xcfg = cfg.exits
@@ -555,8 +558,8 @@ class TradingCore:
         if self.equity_source == "unknown":
             return "equity_unknown"  # trade mode: no basis for the loss breakers yet
         is_buy = sig.side == "buy"
-        szd = m.spec.sz_decimals
-        px_wire = rounding.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4, szd)
+        rule = self.rules[p.idx]
+        px_wire = rule.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4)
         if px_wire is None:
             return "rounding"
         px = float(px_wire)
@@ -568,14 +571,14 @@ class TradingCore:
         room = tc.max_notional_per_market - used_market
         if size * px > room:
             size = room / px
-        if size * px < MIN_NOTIONAL:
+        if size * px < rule.min_notional:
             return "notional_market"
         total = self._total_notional()
         if total is None:
             return "no_mark"
         if total + size * px > tc.max_total_notional:
             size = (tc.max_total_notional - total) / px
-            if size * px < MIN_NOTIONAL:
+            if size * px < rule.min_notional:
                 return "notional_total"
         if len(self._active) >= tc.max_concurrent_positions:
             return "max_positions"
@@ -588,7 +591,7 @@ class TradingCore:
             return "pending_order"
         if not self.budget.available(now_ms):
             return "action_budget"
-        prepared = rounding.ioc_wire(is_buy, px_wire, size, szd)
+        prepared = rule.ioc_wire(is_buy, px_wire, size)
         if type(prepared) is not tuple:
             return "rounding"
         self.budget.consume(now_ms)
@@ -677,8 +680,9 @@ class TradingCore:
             return
         self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: a price to flatten at")
         slip = self.xcfg.flatten_slippage_bps / 1e4
-        px_wire = rounding.ioc_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
-        sz_wire = rounding.lot_size_wire(size, m.spec.sz_decimals)
+        rule = self.rules[p.idx]
+        px_wire = rule.ioc_limit_price(ref, is_buy, slip)
+        sz_wire = rule.lot_size_wire(size)
         if px_wire is None or sz_wire is None:
             self._alert_state("error", "flatten_rounding", p.coin,
                               f"{p.coin}: cannot round flatten of {size} at {ref}")
@@ -686,7 +690,7 @@ class TradingCore:
         if not is_buy:
             # the $10 minimum is judged at the reference price, not at the slipped limit: a
             # position worth ≥ $10 at the bid gets a limit (≤ bid) that keeps it ≥ $10
-            px_wire = rounding.min_notional_sell_px(px_wire, sz_wire, ref, m.spec.sz_decimals)
+            px_wire = rule.min_notional_sell_px(px_wire, sz_wire, ref)
         self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flatten rounds again")
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
@@ -828,7 +832,8 @@ class TradingCore:
                 p.flatten_cloid = None
             if (p.has_exposure and o.message
                     and o.reject_reason is RejectReason.BELOW_MIN_NOTIONAL
-                    and abs(p.effective) * self._flatten_ref_px(p, o.px) < MIN_NOTIONAL):
+                    and abs(p.effective) * self._flatten_ref_px(p, o.px)
+                    < self.rules[p.idx].min_notional):
                 # Dust: the venue's $10 minimum refuses a reduce-only order this small.
                 p.dust_size = p.effective
                 self._alert("error", "dust_position",

@@ -4,8 +4,8 @@ Hyperliquid's status words, reject texts and ``orderStatus`` shapes live in its 
 (``engine/venues/hyperliquid/order_events.py``); the core consumes neutral
 :class:`~engine.core.neutral.OrderReport` objects. The scan below fails if one of the venue's
 words comes back into ``engine/core`` or ``fsm``; the other tests drive the plain
-:class:`~engine.core.trading.TradingCore` (no adapter anywhere) with reports another venue
-could send, and check the behaviour the Hyperliquid words used to drive: benign rejects do not
+:class:`~engine.core.trading.TradingCore` (no adapter anywhere, a tick/lot rounding rule)
+with reports another venue could send, and check the behaviour the Hyperliquid words used to drive: benign rejects do not
 count toward a burst, a refusal for the minimum value is dust, "not found" resolves UNKNOWN.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from engine.config import structure_config
 from engine.core.core import ObserveCore
 from engine.core.intents import Alert, PlaceOrder
-from engine.core.neutral import OrderReport, RejectReason
+from engine.core.neutral import OrderReport, RejectReason, TickLotRounding
 from engine.core.orders import CloidFactory, Order
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
@@ -45,7 +46,8 @@ HYPERLIQUID_WORDS = (
     "origSz",
     "could not immediately match",
     "Insufficient margin",
-    "minimum value",
+    "must have minimum value",
+    '"minimum value"',
     "Reduce only order would",
     "Order has zero size",
 )
@@ -95,7 +97,9 @@ def _core() -> TradingCore:
     specs = [MarketSpec(0, "xyz:GOLD", 110000, 2)]
     obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
                       mode=cfg.mode, boot_id="t")
-    core = TradingCore(obs, cfg, cloids=CloidFactory(b"\x03" * 8))
+    core = TradingCore(obs, cfg, rules=[TickLotRounding(Decimal("0.01"), Decimal("0.01"),
+                                                        min_notional_d=Decimal(10))],
+                       cloids=CloidFactory(b"\x03" * 8))
     core.on_bbo(0, 1, 99.99, 100.0, 100.01, 100.0, T0)
     core.on_ctx(0, 100.0, 100.0, T0)
     core.set_ready("user_channels", True)

@@ -18,12 +18,17 @@ report to the neutral core. The core and ``fsm`` know none of these words
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
 
-from engine.core.neutral import OrderReport, RejectReason
+from engine.config import EngineConfig
+from engine.core.core import ObserveCore
+from engine.core.neutral import OrderReport, OrderRounding, RejectReason
+from engine.core.orders import CloidFactory
 from engine.core.risk import is_benign
 from engine.core.trading import TradingCore
+from engine.venues.hyperliquid.rounding import HyperliquidRounding
 from fsm.order import (
     ACK_RESTING,
     CANCEL_CONFIRMED,
@@ -389,7 +394,16 @@ def status_report(reply: object) -> OrderReport:
 
 class HyperliquidTradingCore(TradingCore):
     """The trading core fed in Hyperliquid's words: each entry point translates one venue
-    message into an :class:`~engine.core.neutral.OrderReport` and applies it."""
+    message into an :class:`~engine.core.neutral.OrderReport` and applies it. Each market's
+    orders are rounded by Hyperliquid's rule for its ``szDecimals`` unless ``rules`` says
+    otherwise."""
+
+    def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
+                 rules: Sequence[OrderRounding] | None = None,
+                 cloids: CloidFactory | None = None) -> None:
+        if rules is None:
+            rules = [HyperliquidRounding(m.spec.sz_decimals) for m in observe.markets]
+        super().__init__(observe, cfg, rules=rules, cloids=cloids)
 
     def on_post_result(self, cloid: str, status: object, now_ms: float) -> None:
         """One order's post-response status (or None for timeout/lost)."""

@@ -36,8 +36,8 @@ blocked gates), after which :meth:`CoreWarmer.warm` is a no-op. It never raises.
 
 What the shadow does share with the live engine is what the warm-up is for: the code objects,
 the classes, the frozen configuration, and the interpreter's caches — including
-``engine.core.rounding``'s memo of valid prices (a pure function's cache; the shadow adds a few
-dozen keys to it).
+``engine.venues.hyperliquid.rounding``'s memo of valid prices (a pure function's cache; the
+shadow adds a few dozen keys to it).
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ import attrs
 
 from engine.config import EngineConfig
 from engine.core.core import ObserveCore
-from engine.core.neutral import OrderReport, RejectReason
 from engine.core.orders import ENTRY, CloidFactory
-from engine.core.rounding import PERP_MAX_DECIMALS
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.venues.hyperliquid.order_events import IOC_NO_MATCH_PREFIX
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
+from engine.venues.hyperliquid.rounding import PERP_MAX_DECIMALS
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -65,9 +65,8 @@ log = logging.getLogger("engine.warm")
 SHADOW_T0_MS: Final = 1_800_000_000_000.0  # the shadow clock's start (epoch ms, arbitrary)
 SHADOW_BOOT: Final = b"shad0wWU"  # the shadow's cloid prefix (8 bytes; never sent anywhere)
 SHADOW_BOOT_ID: Final = "shadow"
-# the answer to an IOC that found nothing to match: EXPIRED, benign (no reject burst)
-NO_MATCH_REPORT: Final = OrderReport(ofsm.EXPIRE, "error", reason=RejectReason.NO_LIQUIDITY,
-                                     message="no match")
+# the post result of an IOC that found nothing to match: EXPIRED, benign (no reject burst)
+NO_MATCH_STATUS: Final = {"error": IOC_NO_MATCH_PREFIX + " against any resting orders."}
 FRAME_GAP_MS: Final = 0.05  # synthetic time between two frames of one cycle
 DEDUP_STEP: Final = 2  # price units between consecutive triggers of one side (dedup)
 MAX_SZ_DECIMALS: Final = 5  # markets with more are not used (their grid has no room)
@@ -407,7 +406,7 @@ class CoreWarmer:
             now += FRAME_GAP_MS
             core.on_sent(o.cloid, now)
             now += FRAME_GAP_MS
-            core.on_order_report(o, NO_MATCH_REPORT, now)
+            core.on_post_result(o.cloid, NO_MATCH_STATUS, now)
             ok = ok and o.idx == idx and o.purpose == ENTRY and o.state == ofsm.EXPIRED
         if obs.next_timer_ms() is not None:
             obs.on_timer(now)  # the quote-lag timers of this cycle (dedup: no signal)

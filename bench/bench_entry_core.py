@@ -96,6 +96,7 @@ class Rig:
             self.core.on_ctx(i, 100.0, 100.0, self._tick(0.01))
         self.core.set_ready("user_channels", True)
         self.core.on_reconcile({}, [], self.t)
+        self.core.on_account_values(1_000_000.0, 0.0, self.t)  # trade mode: equity known
         self.core.drain()
 
     def _tick(self, ms: float) -> float:

@@ -23,7 +23,8 @@ thrashes the TLB and doubles them). 40 markets, the trade-path bench's detector 
 cycle also fills and flattens the position so the books stay small.
 
 A third case, **cold after shadow warm**: the caches evicted as in the cold case, then one
-``CoreWarmer.warm()`` (``engine/core/warm.py``: a synthetic entry cycle on a shadow core built
+``CoreWarmer.warm()`` (``engine/venues/hyperliquid/warm.py``: a synthetic entry cycle on a
+shadow core built
 from the same configuration and markets), then the real core on the real frame — the
 spin-then-frame pattern of ``[venue] busy_poll_us`` (in the engine the eviction comes from idle
 time, and the last warm-up ran 0–1 ms before the frame; here right before it). Its signing and
@@ -48,14 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.config import structure_config  # noqa: E402
 from engine.core.core import ObserveCore, Signal  # noqa: E402
 from engine.core.orders import CloidFactory  # noqa: E402
-from engine.core.trading import TradingCore  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
-from engine.core.warm import CoreWarmer  # noqa: E402
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore  # noqa: E402
 from engine.venues.hyperliquid.signing import (  # noqa: E402
     Signer,
     ioc_action_fragments,
     ioc_order_fragment,
 )
+from engine.venues.hyperliquid.warm import CoreWarmer  # noqa: E402
 
 KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"  # SDK test key
 N_MARKETS = 40
@@ -95,6 +96,7 @@ class Rig:
             self.core.on_ctx(i, 100.0, 100.0, self._tick(0.01))
         self.core.set_ready("user_channels", True)
         self.core.on_reconcile({}, [], self.t)
+        self.core.on_account_values(1_000_000.0, 0.0, self.t)  # trade mode: equity known
         self.core.drain()
 
     def _tick(self, ms: float) -> float:

@@ -14,7 +14,7 @@ answered at once (an IOC ``filled`` status per order) so nothing stays in flight
 
 The **client** is this process: the real :class:`HyperliquidFeed` (wsproto client, fast path)
 and a feed handler that, on each bbo frame, builds an ``engine.core.orders.Order`` (slippage
-limit price from the frame's ask via ``engine.core.rounding``, realistic size, cloid, expiry)
+limit price from the frame's ask via ``engine.venues.hyperliquid.rounding``, realistic size, cloid, expiry)
 and calls :meth:`OrderExecutor.submit`, the synchronous send path the trading shell uses from
 inside a frame callback. The executor takes a nonce, signs (SDK test key) and the feed writes
 the post frame.
@@ -300,8 +300,8 @@ def client_main(args: argparse.Namespace) -> int:
 
     from engine.clock import WallClock
     from engine.config import VenueConfig
-    from engine.core import rounding
     from engine.core.orders import ENTRY, Order
+    from engine.venues.hyperliquid import rounding
     from engine.venues.hyperliquid.client import HyperliquidFeed
     from engine.venues.hyperliquid.execution import OrderExecutor
     from engine.venues.hyperliquid.nonce import NonceAllocator

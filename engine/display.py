@@ -2,7 +2,7 @@
 
 Only for what people read (log lines, ``python -m engine status``); records keep full values.
 A Hyperliquid perp price has at most ``6 - szDecimals`` decimals and a size ``szDecimals``
-(the tick rules are in :mod:`engine.core.rounding`), so a float such as
+(the tick rules are in :mod:`engine.venues.hyperliquid.rounding`), so a float such as
 ``227.98999999999998`` (a volume-weighted average) is shown as ``227.99``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.core.rounding import price_decimals
+from engine.venues.hyperliquid.rounding import price_decimals
 
 USD = "USD"
 

@@ -340,7 +340,7 @@ class FundingApp:
 
         cfg = self.cfg
         try:
-            self.ops = OpsService(self)  # type: ignore[arg-type]  # the ops host interface
+            self.ops = OpsService(self)  # the ops host interface
         except SecretsError as exc:
             raise StartupError(f"ops credentials: {exc}", EXIT_CONFIG) from None
         self.fmetrics = FundingMetrics(self.ops.metrics)

@@ -43,9 +43,7 @@ from engine.core.intents import (
     RequestReconcile,
 )
 from engine.core.orders import CloidFactory
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
-from engine.core.warm import CoreWarmer
 from engine.deadline import DeadlineSleeper
 from engine.display import fmt_px, fmt_sz, fmt_usd
 from engine.followups import FollowupScheduler
@@ -69,8 +67,10 @@ from engine.venues.hyperliquid.network import (
 )
 from engine.venues.hyperliquid.nonce import LEASE_MS as NONCE_LEASE_MS
 from engine.venues.hyperliquid.nonce import NonceAllocator, NonceStore, NonceStoreError
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.posts import PostFailure
 from engine.venues.hyperliquid.signing import Signer
+from engine.venues.hyperliquid.warm import CoreWarmer
 from engine.venues.hyperliquid.wire import OrderUpdate, UserFill
 from engine.venues.paper import PaperVenue
 from engine.venues.registry import trading_factory

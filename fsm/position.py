@@ -49,9 +49,9 @@ Events: ``submit_entry`` / ``submit_flatten`` (we created the order; it is pendi
 on), ``entry_done`` / ``flatten_done`` (that order reached a terminal state: emitted once, on the
 order's transition into FILLED, CANCELED, REJECTED or EXPIRED, never on an ignored duplicate),
 ``fill`` (a new fill for the market, deduplicated by trade id) and ``sync`` (the venue's
-position, from ``clearinghouseState``). ``has_position`` says the signed position is non-zero
+position, from its account state). ``has_position`` says the signed position is non-zero
 *after* the event, counting every fill the venue has reported, including an order's cumulative
-filled size (post ``filled.totalSz``, orderUpdates ``origSz - sz``) whose userFills have not
+filled size (from the order's answer or an order update) whose fill messages have not
 arrived yet. It is ignored by the two ``submit_*`` events and by ``entry_done`` while a flatten
 is live.
 

@@ -10,7 +10,8 @@ requests. Nothing here knows a venue's dialect: status words and reject strings 
 from __future__ import annotations
 
 import enum
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from typing import Protocol
 
 import attrs
 
@@ -64,6 +65,10 @@ class Instrument:
         mode = ROUND_HALF_EVEN if side is None else (ROUND_DOWN if side is Side.BUY else ROUND_UP)
         return (p / self.tick_size).to_integral_value(rounding=mode) * self.tick_size
 
+    def rounding(self) -> TickLotRounding:
+        """This instrument's :class:`OrderRounding` (tick, lot, minimum quantity and value)."""
+        return TickLotRounding(self.tick_size, self.lot_size, self.min_qty, self.min_notional)
+
     def tradable(self, qty: Decimal, px: float) -> bool:
         """Whether ``qty`` at ``px`` meets the minimum quantity and notional."""
         if qty < self.min_qty or qty <= 0:
@@ -71,6 +76,105 @@ class Instrument:
         if self.max_qty is not None and qty > self.max_qty:
             return False
         return float(qty) * px >= float(self.min_notional)
+
+
+class OrderRounding(Protocol):
+    """An instrument's price and size rule for marketable (IOC) orders, as wire strings.
+
+    The trading core rounds every order through its instrument's rule and knows no venue's
+    grid: Hyperliquid's (5 significant figures and ``szDecimals``) is
+    ``engine.venues.hyperliquid.rounding.HyperliquidRounding``; a plain tick/lot venue's is
+    :class:`TickLotRounding`. ``min_notional`` is the venue's minimum order value (quote)."""
+
+    min_notional: float
+
+    def ioc_limit_price(self, best_px: float, is_buy: bool, slippage: float) -> str | None:
+        """A limit ``slippage`` beyond ``best_px`` on the grid (buy up, sell down: stays
+        marketable), or ``None`` when there is none."""
+        ...
+
+    def ioc_wire(self, is_buy: bool, px_wire: str, sz: float) -> tuple[str, str] | enum.Enum:
+        """``(price, size)`` wire strings for an order at the valid ``px_wire`` of ``sz``
+        floored to the lot, or the reason (an enum member) it must not be sent (zero size,
+        below the minimum value at the price sent)."""
+        ...
+
+    def lot_size_wire(self, sz: float) -> str | None:
+        """``sz`` floored to the lot as a wire string (``None``: zero)."""
+        ...
+
+    def min_notional_sell_px(self, px_wire: str, sz_wire: str, cap_px: float) -> str:
+        """A sell limit raised (not above ``cap_px``) until ``px × sz`` meets the minimum,
+        else ``px_wire`` unchanged."""
+        ...
+
+
+class TickRefusal(enum.Enum):
+    """Why :meth:`TickLotRounding.ioc_wire` produced no order."""
+
+    ZERO_SIZE = "zero_size"
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+
+
+def _wire(d: Decimal) -> str:
+    s = format(d, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+@attrs.frozen(slots=True)
+class TickLotRounding:
+    """:class:`OrderRounding` for a venue whose prices are multiples of a tick and sizes of a
+    lot (Bybit and most venues): exact Decimal arithmetic on the float's shortest repr."""
+
+    tick_size: Decimal
+    lot_size: Decimal
+    min_qty: Decimal = Decimal(0)
+    min_notional_d: Decimal = Decimal(0)
+
+    @property
+    def min_notional(self) -> float:
+        return float(self.min_notional_d)
+
+    def _px(self, px: Decimal, up: bool) -> Decimal:
+        mode = ROUND_CEILING if up else ROUND_FLOOR
+        return (px / self.tick_size).to_integral_value(rounding=mode) * self.tick_size
+
+    def _lots(self, sz: float) -> Decimal:
+        q = Decimal(repr(abs(sz)))
+        return (q / self.lot_size).to_integral_value(rounding=ROUND_DOWN) * self.lot_size
+
+    def ioc_limit_price(self, best_px: float, is_buy: bool, slippage: float) -> str | None:
+        best, slip = Decimal(repr(best_px)), Decimal(repr(slippage))
+        if best <= 0:
+            return None
+        target = best * (1 + slip) if is_buy else best * (1 - slip)
+        r = self._px(target, up=is_buy)
+        if r <= 0:
+            r = self.tick_size
+        if (is_buy and r < best) or (not is_buy and r > best):
+            return None
+        return _wire(r)
+
+    def ioc_wire(self, is_buy: bool, px_wire: str, sz: float) -> tuple[str, str] | enum.Enum:
+        qty = self._lots(sz)
+        if qty <= 0 or qty < self.min_qty:
+            return TickRefusal.ZERO_SIZE
+        if Decimal(px_wire) * qty < self.min_notional_d:
+            return TickRefusal.BELOW_MIN_NOTIONAL
+        return _wire(Decimal(px_wire)), _wire(qty)
+
+    def lot_size_wire(self, sz: float) -> str | None:
+        qty = self._lots(sz)
+        return _wire(qty) if qty > 0 else None
+
+    def min_notional_sell_px(self, px_wire: str, sz_wire: str, cap_px: float) -> str:
+        px, sz = Decimal(px_wire), Decimal(sz_wire)
+        if sz <= 0 or px * sz >= self.min_notional_d:
+            return px_wire
+        need = self._px(self.min_notional_d / sz, up=True)
+        return px_wire if need > Decimal(repr(cap_px)) else _wire(need)
 
 
 # -- market events -------------------------------------------------------------------------------
@@ -102,6 +206,17 @@ class FundingRate:
     venue: str
     symbol: str
     rate: float
+    ts_ms: int
+
+
+@attrs.frozen(slots=True)
+class OracleUpdate:
+    """A perpetual's oracle (index) and mark price as the venue published them."""
+
+    venue: str
+    symbol: str
+    oracle_px: float
+    mark_px: float | None
     ts_ms: int
 
 
@@ -143,6 +258,8 @@ class RejectReason(enum.Enum):
     TIMESTAMP = "timestamp"
     PARAMETER = "parameter"
     NO_LIQUIDITY = "no_liquidity"
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+    ZERO_SIZE = "zero_size"
     VENUE_ERROR = "venue_error"
     UNKNOWN = "unknown"
 
@@ -200,6 +317,32 @@ class OrderReject:
     reason: RejectReason
     detail: str
     ts_ms: int
+
+
+@attrs.frozen(slots=True)
+class OrderReport:
+    """What a venue said about one of our orders, in the order machine's words.
+
+    An adapter builds one per venue message about an order (post answer, order update, status
+    query); the core applies it (:meth:`engine.core.trading.TradingCore.on_order_report`).
+    ``event`` is a venue event of :mod:`fsm.order` (``ack_resting``, ``fill_partial``,
+    ``fill_complete``, ``cancel_confirmed``, ``reject``, ``expire``, ``lose_contact``,
+    ``resolve_not_found``), or ``None`` when the message says nothing about the order's state
+    (an unreadable status answer: still unknown, ask again). ``filled_qty`` is the venue's
+    cumulative filled size (merged with ``max``, never added), ``reason`` the neutral reason of
+    a refusal with ``message`` the venue's own text (kept verbatim for the operator and the
+    journal); ``why`` names the message for the journal; ``unrecognized`` marks a status the
+    adapter does not know (mapped fail-safe, worth a warning).
+    """
+
+    event: str | None
+    why: str
+    venue_order_id: int | None = None
+    filled_qty: float | None = None
+    avg_px: float | None = None
+    reason: RejectReason | None = None
+    message: str | None = None
+    unrecognized: bool = False
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from engine.core.neutral import RejectReason
 from fsm.order import (
     ACTIVE_STATES,
     IGNORE,
@@ -49,7 +50,7 @@ class Order:
         "cloid", "coin", "idx", "asset_id", "is_buy", "px", "px_wire", "sz", "sz_wire",
         "reduce_only", "purpose", "state", "oid", "venue_filled", "avg_px", "created_ms",
         "sent_ms", "changed_ms", "unknown_since_ms", "next_query_ms", "signal_id", "reason",
-        "message", "decision_px", "expires_after_ms", "pending",
+        "message", "reject_reason", "decision_px", "expires_after_ms", "pending",
     )
 
     def __init__(self, cloid: str, coin: str, idx: int, asset_id: int, is_buy: bool,
@@ -78,7 +79,8 @@ class Order:
         self.next_query_ms: float | None = None
         self.signal_id = signal_id
         self.reason = reason
-        self.message: str | None = None
+        self.message: str | None = None  # the venue's own text of a refusal (journaled)
+        self.reject_reason: RejectReason | None = None  # its neutral reason (from the adapter)
         self.decision_px = decision_px
         self.expires_after_ms = expires_after_ms
         self.pending = 0.0  # its share of OrderBook.pending_total (kept by the book)

@@ -13,21 +13,23 @@ from collections import deque
 
 import attrs
 
-# Rejections that are part of normal taker life and must not count towards a burst
-# (docs/reference/predecessor-semantics.md §2.3; BOT commits e5d1d43, 83658cb).
-BENIGN_REJECT_MARKERS = (
-    "iocCancelRejected",
-    "reduceOnlyRejected",
-    "minTradeNtlRejected",
-    "Order could not immediately match",
-    "Reduce only order would increase position",
-    "Order has zero size",
-    "Order must have minimum value",
-)
+from engine.core.neutral import RejectReason
+
+BENIGN_REJECTS: frozenset[RejectReason] = frozenset({
+    RejectReason.NO_LIQUIDITY,
+    RejectReason.REDUCE_ONLY,
+    RejectReason.BELOW_MIN_NOTIONAL,
+    RejectReason.ZERO_SIZE,
+})
+"""Rejections that are part of normal taker life and must not count towards a burst
+(docs/reference/predecessor-semantics.md §2.3; BOT commits e5d1d43, 83658cb): an IOC that found
+nothing, a reduce-only order with nothing to reduce, the venue's minimum order value, a zero
+size. Venue adapters map their reject texts and codes to :class:`RejectReason`."""
 
 
-def is_benign_reject(reason: str) -> bool:
-    return any(marker in reason for marker in BENIGN_REJECT_MARKERS)
+def is_benign(reason: RejectReason | None) -> bool:
+    """Whether a reject with ``reason`` is benign (``None``, no reason known: not benign)."""
+    return reason in BENIGN_REJECTS
 
 
 @attrs.frozen

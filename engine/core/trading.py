@@ -22,18 +22,18 @@ Executor gates, in this documented order (the first that fails names the skip re
 8. ``already_positioned``   this market has exposure (one position per market, no pyramiding)
 9. ``pending_order``        an entry of this market is pending
 10. ``action_budget``       more than ``action_budget`` new orders in ``action_budget_interval_ms``
-11. ``rounding``            no valid price/size at ≥ $10 notional at the price it is sent at
+11. ``rounding``            no valid price/size at the instrument's minimum notional at the
+                            price it is sent at (its :class:`~engine.core.neutral.OrderRounding`)
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
-from engine.core import rounding
 from engine.core.breakers import CircuitBreakers, Trip
 from engine.core.core import ObserveCore, Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
@@ -46,9 +46,10 @@ from engine.core.intents import (
     Record,
     RequestReconcile,
 )
+from engine.core.neutral import OrderReport, OrderRounding, RejectReason
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
 from engine.core.positions import EPS, Fill, Position, PositionBook
-from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign_reject
+from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -59,7 +60,6 @@ GATES = ("hard_stop", "killed", "not_ready", "clock_skew", "no_mark", "notional_
          "action_budget", "rounding", "equity_unknown")
 
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
-MIN_NOTIONAL = float(rounding.EXCHANGE_MIN_NOTIONAL)
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
 ZERO_USD = 0.005  # an account value below half a cent is "zero" (the venue's empty state, P23)
@@ -101,8 +101,12 @@ class TradingCore:
     """
 
     def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
-                 cloids: CloidFactory | None = None) -> None:
+                 rules: Sequence[OrderRounding], cloids: CloidFactory | None = None) -> None:
+        if len(rules) != len(observe.markets):
+            raise ValueError(f"{len(rules)} rounding rules for {len(observe.markets)} markets")
         self.obs = observe
+        # each market's instrument rule: every price and size is rounded through it
+        self.rules: tuple[OrderRounding, ...] = tuple(rules)
         self.cfg = cfg
         self.tcfg = cfg.trading
         self.xcfg = cfg.exits
@@ -592,7 +596,7 @@ class TradingCore:
         tc = self.tcfg
         for o in list(self.orders.active()):
             # Our orders are IOC: anything still live this long after sending (no answer,
-            # or "waitingForFill" with no outcome since: P19) is resolved by cloid.
+            # or an acceptance with no outcome since: P19) is resolved by cloid.
             if o.state in (ofsm.SENT, ofsm.RESTING, ofsm.PARTIAL) and o.sent_ms is not None \
                     and now_ms - o.sent_ms > tc.pending_timeout_ms:
                 self._order_event(o, ofsm.LOSE_CONTACT, now_ms, "pending timeout")
@@ -648,8 +652,8 @@ class TradingCore:
         if self.equity_source == "unknown":
             return "equity_unknown"  # trade mode: no basis for the loss breakers yet
         is_buy = sig.side == "buy"
-        szd = m.spec.sz_decimals
-        px_wire = rounding.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4, szd)
+        rule = self.rules[p.idx]
+        px_wire = rule.ioc_limit_price(sig.best_px, is_buy, tc.entry_slippage_bps / 1e4)
         if px_wire is None:
             return "rounding"
         px = float(px_wire)
@@ -661,14 +665,14 @@ class TradingCore:
         room = tc.max_notional_per_market - used_market
         if size * px > room:
             size = room / px
-        if size * px < MIN_NOTIONAL:
+        if size * px < rule.min_notional:
             return "notional_market"
         total = self._total_notional()
         if total is None:
             return "no_mark"
         if total + size * px > tc.max_total_notional:
             size = (tc.max_total_notional - total) / px
-            if size * px < MIN_NOTIONAL:
+            if size * px < rule.min_notional:
                 return "notional_total"
         if len(self._active) >= tc.max_concurrent_positions:
             return "max_positions"
@@ -681,7 +685,7 @@ class TradingCore:
             return "pending_order"
         if not self.budget.available(now_ms):
             return "action_budget"
-        prepared = rounding.ioc_wire(is_buy, px_wire, size, szd)
+        prepared = rule.ioc_wire(is_buy, px_wire, size)
         if type(prepared) is not tuple:
             return "rounding"
         self.budget.consume(now_ms)
@@ -770,8 +774,9 @@ class TradingCore:
             return
         self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: a price to flatten at")
         slip = self.xcfg.flatten_slippage_bps / 1e4
-        px_wire = rounding.ioc_limit_price(ref, is_buy, slip, m.spec.sz_decimals)
-        sz_wire = rounding.lot_size_wire(size, m.spec.sz_decimals)
+        rule = self.rules[p.idx]
+        px_wire = rule.ioc_limit_price(ref, is_buy, slip)
+        sz_wire = rule.lot_size_wire(size)
         if px_wire is None or sz_wire is None:
             self._alert_state("error", "flatten_rounding", p.coin,
                               f"{p.coin}: cannot round flatten of {size} at {ref}")
@@ -779,7 +784,7 @@ class TradingCore:
         if not is_buy:
             # the $10 minimum is judged at the reference price, not at the slipped limit: a
             # position worth ≥ $10 at the bid gets a limit (≤ bid) that keeps it ≥ $10
-            px_wire = rounding.min_notional_sell_px(px_wire, sz_wire, ref, m.spec.sz_decimals)
+            px_wire = rule.min_notional_sell_px(px_wire, sz_wire, ref)
         self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flatten rounds again")
         order = Order(self.cloids.next(), p.coin, p.idx, m.spec.asset_id, is_buy, px_wire,
                       sz_wire, True, FLATTEN, now_ms, reason=reason,
@@ -829,65 +834,48 @@ class TradingCore:
         else:
             self._order_event(o, ofsm.LOSE_CONTACT, now_ms, why)
 
-    def on_post_result(self, cloid: str, status: object, now_ms: float) -> None:
-        """One order's post-response status (or None for timeout/lost)."""
+    def find_order(self, cloid: str | None, venue_order_id: int | None = None) -> Order | None:
+        """Our order with ``cloid``, else the one the venue knows as ``venue_order_id``."""
         o = self.orders.get(cloid)
-        if o is None:
-            return
-        event, detail = ofsm.classify_post_status(status, ioc=True, orig_sz=o.sz_wire)
-        if detail.oid is not None:
-            self.orders.set_oid(o, detail.oid)
-        if detail.total_sz is not None:
-            self._venue_filled(o, _f(detail.total_sz), _f(detail.avg_px), now_ms)
-        if detail.message is not None:
-            o.message = detail.message
-        self._order_event(o, event, now_ms, detail.kind)
+        if o is None and venue_order_id is not None:
+            o = self.orders.by_oid.get(venue_order_id)
+        return o
 
-    def on_order_update(self, cloid: str | None, oid: int | None, status: str, sz: str | None,
-                        orig_sz: str | None, now_ms: float) -> None:
-        o = self.orders.get(cloid)
-        if o is None and oid is not None:
-            o = self.orders.by_oid.get(oid)
-        if o is None:
-            return
-        self.orders.set_oid(o, oid)
-        if not ofsm.is_known_order_status(status):
-            self._alert("warning", "unknown_status", f"order {o.cloid}: unknown status {status!r}")
-        event = ofsm.classify_order_update(status, sz, orig_sz)
-        rem, orig = _f(sz), _f(orig_sz)
-        if rem is not None and orig is not None and orig >= rem:
-            self._venue_filled(o, orig - rem, None, now_ms)
-        self._order_event(o, event, now_ms, status)
+    def on_order_report(self, o: Order, r: OrderReport, now_ms: float) -> None:
+        """What the venue said about ``o``, in neutral words (a venue adapter builds ``r``:
+        e.g. ``engine/venues/hyperliquid/order_events.py``).
 
-    def on_order_status(self, cloid: str, reply: object, now_ms: float) -> None:
-        o = self.orders.get(cloid)
-        if o is None:
+        Applied in this order: the venue's order id, a warning for a status the adapter did
+        not recognise, the venue's cumulative filled size (merged with ``max``), the refusal's
+        text and reason, then the order event. ``event`` None says nothing about the state
+        (still unknown: the next query asks again). ``resolve_not_found`` in trade mode before
+        :meth:`unknown_oid_deadline` keeps the order UNKNOWN (the venue may not know it
+        *yet*); after it, the order never reached the venue (a flatten is retried without
+        counting as failed)."""
+        if r.venue_order_id is not None:
+            self.orders.set_oid(o, r.venue_order_id)
+        if r.unrecognized:
+            self._alert("warning", "unknown_status", f"order {o.cloid}: unknown status {r.why!r}")
+        if r.filled_qty is not None:
+            self._venue_filled(o, r.filled_qty, r.avg_px, now_ms)
+        if r.message is not None:
+            o.message = r.message
+            o.reject_reason = r.reason
+        event = r.event
+        if event is None:
             return
-        event = ofsm.classify_order_status_reply(reply)
-        if isinstance(reply, dict) and isinstance(reply.get("order"), dict):
-            inner = reply["order"].get("order")
-            if isinstance(inner, dict):
-                rem, orig = _f(inner.get("sz")), _f(inner.get("origSz"))
-                if rem is not None and orig is not None and orig >= rem:
-                    self._venue_filled(o, orig - rem, None, now_ms)
-                oid = inner.get("oid")
-                if isinstance(oid, int):
-                    self.orders.set_oid(o, oid)
-        if event == ofsm.LOSE_CONTACT:
-            return  # still unknown: the next query will ask again
         if event == ofsm.RESOLVE_NOT_FOUND:
             if self.mode == "trade" and now_ms < self.unknown_oid_deadline(o):
-                # the venue does not know it *yet*: before its expiresAfter (plus a grace for
+                # the venue does not know it *yet*: before its expiry (plus a grace for
                 # clocks and queues) it may still execute; it stays UNKNOWN (entries wait).
                 # (The paper venue's answer is final: it never answers for orders in flight.)
                 return
-            # never reached the venue: a flatten is retried without counting as failed
-            self._order_event(o, event, now_ms, "orderStatus", reached_venue=False)
+            self._order_event(o, event, now_ms, r.why, reached_venue=False)
             return
-        self._order_event(o, event, now_ms, "orderStatus")
+        self._order_event(o, event, now_ms, r.why)
 
     def unknown_oid_deadline(self, o: Order) -> float:
-        """From when an ``unknownOid`` answer proves ``o`` dead: its ``expiresAfter`` (or,
+        """From when a "not found" answer proves ``o`` dead: its expiry (or,
         without one, when it was sent) plus ``[trading] unknown_oid_grace_ms``."""
         if o.expires_after_ms is not None:
             base = float(o.expires_after_ms)
@@ -919,7 +907,7 @@ class TradingCore:
             return
         p = self.book.positions[o.idx]
         failures_before = p.flatten_failures
-        if o.state == ofsm.REJECTED and o.message and not is_benign_reject(o.message):
+        if o.state == ofsm.REJECTED and o.message and not is_benign(o.reject_reason):
             if self.rejects.record(now_ms):
                 self._latch("reject_burst", now_ms,
                             f"more than {self.tcfg.reject_burst_limit} rejects within "
@@ -936,8 +924,10 @@ class TradingCore:
             p.state = pfsm.next_position_state(p.state, pfsm.FLATTEN_DONE, p.has_exposure)
             if p.flatten_cloid == o.cloid:
                 p.flatten_cloid = None
-            if (p.has_exposure and o.message and "minimum value" in o.message
-                    and abs(p.effective) * self._flatten_ref_px(p, o.px) < MIN_NOTIONAL):
+            if (p.has_exposure and o.message
+                    and o.reject_reason is RejectReason.BELOW_MIN_NOTIONAL
+                    and abs(p.effective) * self._flatten_ref_px(p, o.px)
+                    < self.rules[p.idx].min_notional):
                 # Dust: the venue's $10 minimum refuses a reduce-only order this small.
                 p.dust_size = p.effective
                 self._alert("error", "dust_position",

@@ -67,10 +67,10 @@ from engine.core.exits import open_exit_state
 from engine.core.intents import Alert, Record
 from engine.core.orders import ENTRY, FLATTEN, Order
 from engine.core.positions import EPS, Fill, Position
-from engine.core.risk import is_benign_reject
 from engine.core.trading import TradingCore
 from engine.io.dayfiles import DAY_FILE, day_sources
 from engine.io.jsonl import ReadStats, StrPath, read_records
+from engine.venues.hyperliquid.order_events import is_benign_reject
 from fsm import order as ofsm
 from fsm import position as pfsm
 

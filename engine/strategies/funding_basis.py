@@ -246,12 +246,19 @@ def decide_held(h: Holding, view: MarketView, now_ms: int, cfg: FundingConfig,
 class FundingBasisStrategy:
     """The strategy's state over events: latest quote and books per symbol, holdings, kill.
 
-    The shell feeds events (:meth:`on_quote`, :meth:`on_book`) and position changes, then calls
-    :meth:`evaluate` with the injected ``now_ms``; it returns one decision per symbol."""
+    As a :class:`~engine.strategies.base.Strategy`: :meth:`on_event` takes a
+    :class:`FundingQuote` or :class:`BookTop` and returns the decision for that symbol;
+    :meth:`on_timer` returns one decision per symbol (:meth:`evaluate`), and
+    :meth:`next_timer_ms` is the next moment a decision can change with no event (a pre-event
+    window opening, a settlement). The shell keeps holdings, inventory and the kill flag
+    current (:attr:`holdings`, :attr:`inventory`, :attr:`killed`)."""
+
+    name = "funding_basis"
 
     def __init__(self, cfg: FundingConfig, spot: dict[str, Instrument],
                  perp: dict[str, Instrument]) -> None:
         self.cfg = cfg
+        self._now_ms = 0.0  # the latest time seen (for next_timer_ms)
         self.spot_instruments = spot
         self.perp_instruments = perp
         self.quotes: dict[str, FundingQuote] = {}
@@ -297,3 +304,40 @@ class FundingBasisStrategy:
                     used += float(d.qty) * (self.view(sym).spot.mid or 0.0)  # type: ignore[union-attr]
                 out.append(d)
         return out
+
+    # -- the Strategy interface ------------------------------------------------------------------
+
+    def decide(self, symbol: str, now_ms: int) -> Decision:
+        """The decision for one symbol now (the notional of every holding counts as used)."""
+        if symbol not in self.spot_instruments or symbol not in self.perp_instruments:
+            return Decision(symbol, Action.SKIP, "instrument unknown")
+        h = self.holdings.get(symbol)
+        if h is not None:
+            return decide_held(h, self.view(symbol), now_ms, self.cfg, self.killed)
+        return decide_entry(symbol, self.view(symbol), now_ms, self.cfg, self.used_notional(),
+                            self.killed)
+
+    def on_event(self, event: object, now_ms: float) -> list[Decision]:
+        """Apply a quote or book top; the decision for its symbol (other events: none)."""
+        if type(event) is FundingQuote:
+            self.on_quote(event)
+        elif type(event) is BookTop:
+            self.on_book(event)
+        else:
+            return []
+        self._now_ms = max(self._now_ms, now_ms)
+        if event.symbol not in self.cfg.symbols:
+            return []
+        return [self.decide(event.symbol, int(now_ms))]
+
+    def on_timer(self, now_ms: float) -> list[Decision]:
+        self._now_ms = max(self._now_ms, now_ms)
+        return self.evaluate(int(now_ms))
+
+    def next_timer_ms(self) -> float | None:
+        """The earliest pre-event window opening or settlement after the latest time seen."""
+        pre_ms = self.cfg.pre_event_open_minutes * 60_000.0
+        due = [t for q in self.quotes.values() if q.symbol in self.cfg.symbols
+               for t in (q.next_funding_ms - pre_ms, float(q.next_funding_ms))
+               if t > self._now_ms]
+        return min(due) if due else None

@@ -73,8 +73,8 @@ import attrs
 from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryOrder
 from engine.core.market import MarketState
 from engine.core.orders import Order
-from engine.core.rounding import decimal_to_wire, to_decimal
-from engine.core.trading import TradingCore
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
+from engine.venues.hyperliquid.rounding import decimal_to_wire, to_decimal
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from engine.core import rounding as R
-from engine.core.rounding import IocOrderPx, Reject
+from engine.venues.hyperliquid import rounding as R
+from engine.venues.hyperliquid.rounding import IocOrderPx, Reject
 
 # --- the doc's examples ---------------------------------------------------------------------
 

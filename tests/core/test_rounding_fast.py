@@ -1,4 +1,5 @@
-"""The float fast path of IOC rounding equals the Decimal oracle (engine/core/rounding.py).
+"""The float fast path of IOC rounding equals the Decimal oracle
+(engine/venues/hyperliquid/rounding.py).
 
 ``ioc_limit_price`` / ``ioc_wire`` / ``lot_size_wire`` must give exactly what
 ``slippage_limit_price`` / ``prepare_ioc`` / ``size_wire`` give (same string, same Reject, same
@@ -17,8 +18,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.core import rounding as R
-from engine.core.rounding import Reject
+from engine.venues.hyperliquid import rounding as R
+from engine.venues.hyperliquid.rounding import Reject
 
 SZD = st.integers(0, 6)
 SLIPS_BPS = st.one_of(
@@ -60,6 +61,7 @@ PRICES = st.one_of(
 @example(best=99.95, is_buy=True, slip_bps=5.0, szd=2)  # lands next to 100
 @example(best=0.3, is_buy=False, slip_bps=0.0, szd=1)
 @example(best=1e-6, is_buy=False, slip_bps=50.0, szd=0)  # below the smallest valid price
+@example(best=10001.0, is_buy=True, slip_bps=3.568215991905609e-20, szd=0)  # digits ≥ 10^40
 def test_ioc_limit_price_equals_decimal(best: float, is_buy: bool, slip_bps: float,
                                         szd: int) -> None:
     slip = slip_bps / 1e4

@@ -1,4 +1,4 @@
-"""The shadow-core warm-up (engine/core/warm.py).
+"""The shadow-core warm-up (engine/venues/hyperliquid/warm.py).
 
 * every warm() runs one synthetic entry cycle on the shadow: exactly one order, resolved, the
   market FLAT again, nothing left behind (orders, timers, intents, gate events), memory flat;
@@ -29,9 +29,10 @@ from engine.core import trading as trading_mod
 from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.orders import CloidFactory
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
-from engine.core.warm import CoreWarmer
+from engine.venues.hyperliquid import rounding as hl_rounding
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
+from engine.venues.hyperliquid.warm import CoreWarmer
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -386,14 +387,14 @@ def test_an_exception_inside_disables_it_with_one_warning(
         w.warm()
     c1 = w.stats().cycles
     calls = 0
-    real = trading_mod.rounding.ioc_wire
+    real = hl_rounding.ioc_wire
 
     def boom(*a: Any) -> Any:
         nonlocal calls
         calls += 1
         raise RuntimeError("rounding exploded")
 
-    monkeypatch.setattr(trading_mod.rounding, "ioc_wire", boom)
+    monkeypatch.setattr(hl_rounding, "ioc_wire", boom)
     w.warm()  # must not raise
     assert calls == 1
     assert not w.enabled and w.shadow_core is None
@@ -408,7 +409,7 @@ def test_an_exception_inside_disables_it_with_one_warning(
     for _ in range(100):
         w.warm()  # a no-op now
     assert calls == 1 and len(caplog.records) == 1 and w.stats() == s
-    monkeypatch.setattr(trading_mod.rounding, "ioc_wire", real)
+    monkeypatch.setattr(hl_rounding, "ioc_wire", real)
     w.warm()
     assert w.stats() == s  # stays disabled
 
@@ -465,7 +466,7 @@ def test_a_rebuilt_shadow_that_still_makes_no_order_disables_it(
     w = CoreWarmer(config(DEFAULT), specs_of(4))
     caplog.set_level(logging.DEBUG)
     # from now on every entry is refused by the executor's rounding gate
-    monkeypatch.setattr(trading_mod.rounding, "ioc_wire", lambda *a: None)
+    monkeypatch.setattr(hl_rounding, "ioc_wire", lambda *a: None)
     w.warm()
     assert not w.enabled and w.stats().rebuilds == 1
     assert len(caplog.records) == 1

@@ -13,7 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statemachine.exceptions import TransitionNotAllowed
 
+import engine.venues.hyperliquid.order_events as hlo
 import fsm.order as fo
+from engine.venues.hyperliquid.order_events import (
+    PostDetail,
+    classify_cancel_status,
+    classify_order_status_reply,
+    classify_order_update,
+    classify_order_update_status,
+    classify_post_response,
+    classify_post_status,
+    is_known_order_status,
+)
 from fsm.order import (
     ABANDON,
     ACK_RESTING,
@@ -44,14 +55,6 @@ from fsm.order import (
     VENUE_EVENTS,
     InvalidOrderTransition,
     OrderMachine,
-    PostDetail,
-    classify_cancel_status,
-    classify_order_status_reply,
-    classify_order_update,
-    classify_order_update_status,
-    classify_post_response,
-    classify_post_status,
-    is_known_order_status,
     next_order_state,
 )
 
@@ -307,7 +310,7 @@ def test_order_update_vocabulary(status: str, event: str) -> None:
 
 
 def test_vocabulary_is_complete() -> None:
-    assert {s for s, _ in _STATUS_CASES} == fo.KNOWN_ORDER_STATUSES
+    assert {s for s, _ in _STATUS_CASES} == hlo.KNOWN_ORDER_STATUSES
 
 
 @pytest.mark.parametrize(

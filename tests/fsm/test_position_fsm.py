@@ -15,6 +15,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from statemachine.exceptions import TransitionNotAllowed
 
 import fsm.position as fp
+from engine.venues.hyperliquid.order_events import (
+    classify_cancel_status,
+    classify_order_status_reply,
+    classify_order_update,
+    classify_post_response,
+    classify_post_status,
+)
 from fsm.order import (
     ABANDON,
     ACK_RESTING,
@@ -32,11 +39,6 @@ from fsm.order import (
     TERMINAL_STATES,
     TRANSMIT,
     InvalidOrderTransition,
-    classify_cancel_status,
-    classify_order_status_reply,
-    classify_order_update,
-    classify_post_response,
-    classify_post_status,
     next_order_state,
 )
 from fsm.position import (

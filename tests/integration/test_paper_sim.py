@@ -13,12 +13,12 @@ from engine.clock import WallClock
 from engine.config import VenueConfig, structure_config
 from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, CloidFactory, Order
-from engine.core.trading import TradingCore
 from engine.sim.server import SimExchange
 from engine.trading_app import TradingApp
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.info import discover
 from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.paper import PaperVenue
 
 from .harness import records, running, wait_for

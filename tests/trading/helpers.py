@@ -8,8 +8,8 @@ from engine.config import EngineConfig, structure_config
 from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.orders import CloidFactory
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 
 T0 = 1_800_000_000_000.0
 

@@ -14,10 +14,10 @@ import pytest
 
 from engine.config import ConfigError, structure_config
 from engine.core.intents import Alert, Record
-from engine.core.trading import TradingCore
 from engine.io.journal import load_journal, restore
 from engine.io.jsonl import encode_line
 from engine.trading_app import TradingApp
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 
 from .helpers import T0, make_ready, make_trading

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine.core import rounding
 from engine.core.intents import Alert, PlaceOrder
 from engine.core.orders import FLATTEN, Order
+from engine.venues.hyperliquid import rounding
 
 from .helpers import T0, make_ready, make_trading
 

@@ -13,10 +13,10 @@ import pytest
 
 from engine.core.intents import Alert, QueryOrder, Record
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory
-from engine.core.trading import TradingCore
 from engine.io.journal import JournalState, load_journal, restore
 from engine.io.jsonl import encode_line
 from engine.io.records import RecordWriter
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.paper import PaperVenue
 from fsm import order as ofsm
 from fsm import position as pfsm

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.intents import PlaceOrder, Record
-from engine.core.trading import TradingCore
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 
 from .helpers import T0, make_ready, make_trading

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from engine.core.intents import Alert, Intent, QueryOrder, Record, RequestReconcile
 from engine.core.orders import ENTRY, FLATTEN, Order
-from engine.core.trading import TradingCore
 from engine.io.jsonl import encode_line
 from engine.venues.hyperliquid.l2book import L2BookStore
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.paper import (
     NO_MATCH_MSG,
     REDUCE_ONLY_MSG,

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.core.intents import CancelOrder, PlaceOrder, RequestReconcile
 from engine.core.orders import Order
-from engine.core.trading import TradingCore
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 from fsm import position as pfsm
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.core.intents import Intent, Record
-from engine.core.trading import TradingCore
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 
 from .helpers import T0, make_trading

@@ -19,6 +19,7 @@ from hyperliquid.utils import signing as sdk
 from engine.config import VenueConfig
 from engine.core.orders import ENTRY, FLATTEN, Order
 from engine.net import ws
+from engine.venues.hyperliquid import order_events as hlo
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.execution import (
     NotSent,
@@ -277,7 +278,7 @@ async def test_every_answer_variant(fake_hl, make_feed, name, answer, expected, 
     ex = make_executor(feed, hooks)
     out = await ex.place([mk_order(1)])
     assert out == expected
-    assert ofsm.classify_post_status(out[0], orig_sz="0.89")[0] == event
+    assert hlo.classify_post_status(out[0], orig_sz="0.89")[0] == event
     assert hooks.of("sent") == [("sent", (cloid(1),))]
 
 
@@ -320,7 +321,7 @@ async def test_too_many_pending_error_channel_is_a_transport_error(fake_hl, make
         msg = f"too many pending post requests id={conn.posts[0]['id']}"
         await conn.send({"channel": "error", "data": msg})
     assert out == [{"type": "error", "payload": msg}]
-    assert ofsm.classify_post_status(out[0])[0] == ofsm.LOSE_CONTACT
+    assert hlo.classify_post_status(out[0])[0] == ofsm.LOSE_CONTACT
 
 
 # ---------------------------------------------------------------- sent before the answer
@@ -742,7 +743,7 @@ async def test_cancel_by_oid_and_by_cloid(fake_hl, make_feed) -> None:
     assert await ex.cancel(110026, oid=302228651101) == "success"
     err = await ex.cancel(110026, cloid=cloid(7))
     assert isinstance(err, dict) and err["error"].startswith("Order was never placed")
-    assert ofsm.classify_cancel_status(err) is None
+    assert hlo.classify_cancel_status(err) is None
     assert await ex.cancel(110026, oid=5) == {"status": "err", "response": "bad"}
     a1 = conn.posts[0]["request"]["payload"]
     a2 = conn.posts[1]["request"]["payload"]
@@ -774,7 +775,7 @@ async def test_order_status_by_cloid(fake_hl, make_feed) -> None:
     feed, conn = await ready(fake_hl, make_feed)
     ex = make_executor(feed)
     got = await ex.order_status(MASTER.upper().replace("0X", "0x"), cloid(3))
-    assert got == reply and ofsm.classify_order_status_reply(got) == ofsm.FILL_COMPLETE
+    assert got == reply and hlo.classify_order_status_reply(got) == ofsm.FILL_COMPLETE
     assert conn.posts[0]["request"] == {
         "type": "info",
         "payload": {"type": "orderStatus", "user": MASTER, "oid": cloid(3)},
@@ -788,7 +789,7 @@ async def test_order_status_failure_is_none_and_counted(fake_hl, make_feed) -> N
     ex = make_executor(feed, timeout=0.05)
     assert await ex.order_status(MASTER, cloid(3)) is None
     assert ex.stats.query_failures == 1
-    assert ofsm.classify_order_status_reply(None) == ofsm.LOSE_CONTACT
+    assert hlo.classify_order_status_reply(None) == ofsm.LOSE_CONTACT
 
 
 CH_STATE = {

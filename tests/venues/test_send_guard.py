@@ -17,11 +17,11 @@ import trio
 from engine.config import VenueConfig, structure_config
 from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.execution import OrderExecutor
 from engine.venues.hyperliquid.nonce import NonceAllocator
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.signing import Signer
 from fsm import order as ofsm
 

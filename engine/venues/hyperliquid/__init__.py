@@ -14,5 +14,8 @@ reconciliation queries), ``deadman`` (``scheduleCancel`` keeper), ``signing`` (L
 signing), ``nonce`` (per-signer nonces, clock drift), ``info`` (REST info calls and HIP-3
 market discovery), ``l2book`` (depth levels for paper fills), ``network`` (which network a
 URL is, the allow_live gate), ``keys`` (the agent key → signer), ``ratelog`` (alias of
-:mod:`engine.net.ratelog`).
+:mod:`engine.net.ratelog`),
+``order_events`` (the venue's order answers and reject texts → the core's neutral order reports;
+``HyperliquidTradingCore``), ``rounding`` (the price/size grid: ``HyperliquidRounding``, the
+instruments' rule), ``warm`` (the shadow-core warm-up).
 """

@@ -3,8 +3,8 @@
 info queries the trading shell needs (``orderStatus``, ``clearinghouseState``, ``openOrders``).
 
 :class:`OrderExecutor` never decides anything: the trading core does (``engine/core``), and the
-shell feeds the values returned here to ``fsm.order.classify_post_status`` (via the core's
-``on_post_result``). Per order a post answer is exactly one of
+shell feeds the values returned here to :func:`.order_events.classify_post_status` (via the
+core's ``on_post_result``). Per order a post answer is exactly one of
 
 * the raw status object ``statuses[i]`` (``{"resting":…}``, ``{"filled":…}``, ``{"error":…}``,
   ``"waitingForFill"``, ``"success"``, …) when ``statuses`` has one entry per order;
@@ -15,8 +15,8 @@ shell feeds the values returned here to ``fsm.order.classify_post_status`` (via 
 * ``None``: timeout, connection lost after the write, an unreadable answer, or a ``statuses``
   list of the wrong length (never a shifted zip: ``classify_post_response``'s rule).
 
-Every shape maps to ``lose_contact`` or a definite event in ``fsm.order``; ``None`` and the
-transport error both mean "resolve by cloid".
+Every shape maps to ``lose_contact`` or a definite event of ``fsm.order``
+(:mod:`.order_events`); ``None`` and the transport error both mean "resolve by cloid".
 
 "Not sent" is distinct from "sent, no answer": when no byte of the post reached the socket
 (not connected, no free post slot, invalid order, signing failure, connection failed first)
@@ -446,7 +446,7 @@ class OrderExecutor:
     async def order_status(self, user: str, cloid: str) -> object:
         """``orderStatus`` by cloid for the master account ``user`` (WS post info); the reply
         (``{"status":"order",…}`` / ``{"status":"unknownOid"}``) for
-        ``fsm.order.classify_order_status_reply``, or ``None`` when there was no usable answer
+        ``order_events.classify_order_status_reply``, or ``None`` when there was no usable answer
         (counted and logged: ask again later)."""
         user = self._check_user(user)
         check_cloid(cloid)

@@ -44,7 +44,7 @@ try:  # coincurve's cffi binding of libsecp256k1: Signer.sign_digest calls it di
 except ImportError:  # pragma: no cover - depends on the coincurve build
     _ffi = _lib = None
 
-from engine.core.rounding import decimal_to_wire
+from engine.venues.hyperliquid.rounding import decimal_to_wire
 
 try:  # C keccak: ~1 µs per hash
     import sha3 as _sha3  # safe-pysha3

@@ -1,4 +1,7 @@
-"""Venue price/size rules and IOC rounding (docs/reference/hyperliquid-protocol.md §7): owns the canonical wire strings.
+"""Hyperliquid price/size rules and IOC rounding (hyperliquid-protocol.md §7), wire strings.
+
+The venue's rule behind the neutral :class:`~engine.core.neutral.OrderRounding` interface is
+:class:`HyperliquidRounding` (one per asset); the trading core rounds only through it.
 
 Rules (perps; ``max_decimals`` is 6, 8 for spot):
 
@@ -54,7 +57,7 @@ Number = Decimal | str | int | float
 class Reject(enum.Enum):
     """Why :func:`prepare_ioc` produced no order (all are "don't send", none is an error)."""
 
-    ZERO_SIZE = "zero_size"  # size floors to 0 lots ("Order has zero size", P12)
+    ZERO_SIZE = "zero_size"  # size floors to 0 lots (the venue refuses a zero size, P12)
     NO_VALID_PRICE = "no_valid_price"  # a sell below the smallest valid price
     BELOW_MIN_NOTIONAL = "below_min_notional"  # px × sz < $10 at the sent price (P13)
 
@@ -382,9 +385,7 @@ def _scaled_floor(m: int, e: int, k: int) -> tuple[int, bool]:
     x = e + k
     if x >= 0:
         return m * _POW10_I[x] if x < 40 else m * 10**x, True
-    if -x >= 40:
-        return 0, m == 0
-    q, r = divmod(m, _POW10_I[-x])
+    q, r = divmod(m, _POW10_I[-x] if -x < 40 else 10**-x)
     return q, r == 0
 
 
@@ -544,3 +545,32 @@ def lot_size_wire(sz: float, sz_decimals: int) -> str | None:
     if lots is None:
         return size_wire(sz, sz_decimals)
     return _grid_wire(lots, sz_decimals) if lots > 0 else None
+
+
+class HyperliquidRounding:
+    """Hyperliquid's rule for one perp (``szDecimals``) as the instrument's
+    :class:`~engine.core.neutral.OrderRounding`: the functions above, bound to the asset.
+
+    The trading core rounds through this object (``TradingCore.rules``) and so knows no
+    significant figures or ``szDecimals``; the answers are the module functions' own."""
+
+    __slots__ = ("sz_decimals", "min_notional")
+
+    def __init__(self, sz_decimals: int) -> None:
+        self.sz_decimals = sz_decimals
+        self.min_notional = float(EXCHANGE_MIN_NOTIONAL)
+
+    def ioc_limit_price(self, best_px: float, is_buy: bool, slippage: float) -> str | None:
+        return ioc_limit_price(best_px, is_buy, slippage, self.sz_decimals)
+
+    def ioc_wire(self, is_buy: bool, px_wire: str, sz: float) -> tuple[str, str] | Reject:
+        return ioc_wire(is_buy, px_wire, sz, self.sz_decimals)
+
+    def lot_size_wire(self, sz: float) -> str | None:
+        return lot_size_wire(sz, self.sz_decimals)
+
+    def min_notional_sell_px(self, px_wire: str, sz_wire: str, cap_px: float) -> str:
+        return min_notional_sell_px(px_wire, sz_wire, cap_px, self.sz_decimals)
+
+    def __repr__(self) -> str:
+        return f"HyperliquidRounding(sz_decimals={self.sz_decimals})"

@@ -36,8 +36,8 @@ blocked gates), after which :meth:`CoreWarmer.warm` is a no-op. It never raises.
 
 What the shadow does share with the live engine is what the warm-up is for: the code objects,
 the classes, the frozen configuration, and the interpreter's caches — including
-``engine.core.rounding``'s memo of valid prices (a pure function's cache; the shadow adds a few
-dozen keys to it).
+``engine.venues.hyperliquid.rounding``'s memo of valid prices (a pure function's cache; the
+shadow adds a few dozen keys to it).
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ import attrs
 from engine.config import EngineConfig
 from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, CloidFactory
-from engine.core.rounding import PERP_MAX_DECIMALS
-from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.venues.hyperliquid.order_events import IOC_NO_MATCH_PREFIX
+from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
+from engine.venues.hyperliquid.rounding import PERP_MAX_DECIMALS
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -65,7 +66,7 @@ SHADOW_T0_MS: Final = 1_800_000_000_000.0  # the shadow clock's start (epoch ms,
 SHADOW_BOOT: Final = b"shad0wWU"  # the shadow's cloid prefix (8 bytes; never sent anywhere)
 SHADOW_BOOT_ID: Final = "shadow"
 # the post result of an IOC that found nothing to match: EXPIRED, benign (no reject burst)
-NO_MATCH_STATUS: Final = {"error": ofsm.IOC_NO_MATCH_PREFIX + " against any resting orders."}
+NO_MATCH_STATUS: Final = {"error": IOC_NO_MATCH_PREFIX + " against any resting orders."}
 FRAME_GAP_MS: Final = 0.05  # synthetic time between two frames of one cycle
 DEDUP_STEP: Final = 2  # price units between consecutive triggers of one side (dedup)
 MAX_SZ_DECIMALS: Final = 5  # markets with more are not used (their grid has no room)

@@ -176,9 +176,13 @@ class TradingHandler(CoreHandler):
         """Everything of a socket read that is not an order (see the class docstring)."""
         if self.core.events:
             log_gate_events(self.core.drain_events())
-        self.app.execute(now)
-        self.app.flush_signals()
-        self.app.timer_poke()
+        app = self.app
+        if self.trading.out or app._pending_signals or app._decision_latencies \
+                or app._flat is not None:
+            app.execute(now)
+            app.flush_signals()
+        # else (most reads: no intent, no signal): both would find nothing to do
+        app.timer_poke()
 
 
 class LiveBackend:

@@ -107,6 +107,10 @@ class TradingHandler(CoreHandler):
         self.stats = stats
         self.index = {m.coin: m.index for m in trading.obs.markets}
         self._now: float | None = None
+        # a deadline of the trading timer may have moved since the last poke (a quote-lag
+        # window opened by a ctx frame; any execute(): an order sent to the paper venue, from
+        # a read or not): the next read's bookkeeping pokes
+        self._poke = True
 
     @property
     def in_batch(self) -> bool:
@@ -120,9 +124,12 @@ class TradingHandler(CoreHandler):
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        now = self._batch_now()
-        self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
-        if self.trading.new_orders:  # an order right now: send it before the next frame
+        now = self._now
+        if now is None:
+            now = self._now = self.clock()
+        trading = self.trading
+        trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
+        if trading.new_orders:  # an order right now: send it before the next frame
             self.app.execute(now, send_only=True)
 
     def on_ctx(self, coin: str, oracle_px: float, mark_px: float | None) -> None:
@@ -132,17 +139,20 @@ class TradingHandler(CoreHandler):
             return
         self.stats.frames_applied += 1
         now = self._batch_now()
+        self._poke = True
         self.trading.on_ctx(idx, oracle_px, mark_px, now)
         if self.trading.new_orders:
             self.app.execute(now, send_only=True)
 
     def on_order_updates(self, updates: list[OrderUpdate]) -> None:
         now = self._batch_now()
+        self._poke = True
         for u in updates:
             self.trading.on_order_update(u.cloid, u.oid, u.status, u.sz, u.orig_sz, now)
 
     def on_user_fills(self, fills: list[UserFill], is_snapshot: bool) -> None:
         now = self._batch_now()
+        self._poke = True
         for f in fills:
             self.trading.on_fill(str(f.tid), f.cloid, f.coin, f.side == "B", float(f.px),
                                  float(f.sz), float(f.fee), f.time, now, snapshot=is_snapshot)
@@ -154,6 +164,7 @@ class TradingHandler(CoreHandler):
 
     def on_disconnected(self, reason: str) -> None:
         self._now = None  # a read cut short by the disconnect has no batch end
+        self._poke = True
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
@@ -182,7 +193,11 @@ class TradingHandler(CoreHandler):
             app.execute(now)
             app.flush_signals()
         # else (most reads: no intent, no signal): both would find nothing to do
-        app.timer_poke()
+        if self._poke:
+            # (else no deadline moved since the last poke or wake: the poke, which only
+            # pulls the wake-up earlier, would leave it where it is)
+            self._poke = False
+            app.timer_poke()
 
 
 class LiveBackend:
@@ -286,6 +301,8 @@ def _log_order(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
     """One line per order state change (journald fields CLOID, MARKET, SIDE, REASON); price and
     size at the market's precision. An IOC the venue could not match is a normal outcome: it
     is said so, not shown as the venue's error text."""
+    if not order_log.isEnabledFor(logging.INFO):
+        return  # (the arguments alone cost more than the record write)
     reason = rec.get("reason") or rec.get("why") or rec.get("purpose")
     message = rec.get("message")
     if message and rec.get("event") == "expire" and any(m in str(message)
@@ -300,6 +317,8 @@ def _log_order(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
 
 
 def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
+    if not order_log.isEnabledFor(logging.INFO):
+        return
     order_log.info("trade closed %s %s size %s entry %s exit %s net %s (%s)",
                    rec.get("market_key"), rec.get("direction"),
                    fmt_sz(rec.get("size"), sz_decimals),
@@ -548,6 +567,7 @@ class TradingApp(ObserveApp):
         """
         trading, backend, writer = self.trading, self.backend, self.writer
         assert trading is not None and backend is not None and writer is not None
+        self._handler._poke = True
         if send_only:
             orders = trading.take_orders()
             if orders:

@@ -6,7 +6,8 @@ market-move prices of the housekeeping tick given to the breakers as changes; no
 signal flush for a read that left nothing to do) is compared with a replay of the same
 recording through the previous code, kept verbatim below as the oracle (each method as it was,
 installed on subclasses): every record file must be byte-identical. Configurations: the
-default, and market-move breakers tight enough to halt markets one after another.
+default, market-move breakers tight enough to halt markets one after another, and a paper
+latency below the housekeeping period (the fills then depend on the timer poke).
 """
 
 from __future__ import annotations
@@ -138,7 +139,10 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.mark.parametrize("env", [{}, TIGHT], ids=["default", "market_move"])
+FAST = {"ENGINE__PAPER__LATENCY_MS": "40"}  # fills due before the next housekeeping wake
+
+
+@pytest.mark.parametrize("env", [{}, TIGHT, FAST], ids=["default", "market_move", "latency"])
 def test_paper_replay_bytes_equal_the_old_paths(recording: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 env: dict[str, str]) -> None:
@@ -157,7 +161,7 @@ def test_paper_replay_bytes_equal_the_old_paths(recording: Path, tmp_path: Path,
     got, want = out_bytes(tmp_path / "new"), out_bytes(tmp_path / "old")
     assert got.keys() == want.keys()
     assert any(name.startswith("trades_") and data for name, data in want.items())
-    if env:
+    if env is TIGHT:
         assert b'"why":"tick"' in want[next(n for n in want if n.startswith("positions_"))]
     for name in want:
         assert got[name] == want[name], name

@@ -171,7 +171,9 @@ class TradingHandler(CoreHandler):
         self.app.flush_signals()
 
     def on_batch_end(self) -> None:
-        now = self._batch_now()
+        now = self._now
+        if now is None:
+            now = self.clock()
         self._now = None
         if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
             self.app.execute(now, send_only=True)

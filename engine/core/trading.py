@@ -479,7 +479,8 @@ class TradingCore:
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
         sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
-        self._after_market(idx, sig, now_ms)
+        if sig is not None or idx in self._watch or not self.ready["market_data"]:
+            self._after_market(idx, sig, now_ms)  # (else it has nothing to do)
 
     def on_ctx(self, idx: int, oracle_px: float, mark_px: float | None, now_ms: float) -> None:
         m = self.obs.markets[idx]

@@ -1,7 +1,8 @@
 """The paper path's fast paths change no output byte.
 
 A paper replay with the shortcuts the trading core and its feed handler take (the watched
-markets ``_watch`` instead of a scan of every position, per frame and at housekeeping; the
+markets ``_watch`` instead of a scan of every position, per frame and at housekeeping, and no
+after-frame step for a frame of an unwatched market without a signal; the
 market-move prices of the housekeeping tick given to the breakers as changes; no intent loop or
 signal flush for a read that left nothing to do) is compared with a replay of the same
 recording through the previous code, kept verbatim below as the oracle (each method as it was,
@@ -55,6 +56,11 @@ class OldTradingCore(TradingCore):
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
         self._price_ticks = _WholeList(self)  # type: ignore[assignment]
+
+    def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
+               ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
+        sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
+        self._after_market(idx, sig, now_ms)
 
     def _after_market(self, idx: int, sig: Signal | None, now_ms: float) -> None:
         p = self.book.positions[idx]
@@ -122,9 +128,10 @@ class CheckedTradingCore(TradingCore):
                                if p.has_exposure or p.state != pfsm.FLAT}
         CheckedTradingCore.checks += 1
 
-    def _after_market(self, idx: int, sig: Signal | None, now_ms: float) -> None:
+    def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
+               ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
         self._check_watch()
-        super()._after_market(idx, sig, now_ms)
+        super().on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
 
     def on_housekeeping(self, now_ms: float) -> None:
         self._check_watch()

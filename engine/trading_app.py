@@ -110,6 +110,10 @@ class TradingHandler(CoreHandler):
         self.stats = stats
         self.index = {m.coin: m.index for m in trading.obs.markets}
         self.batch = batch if batch is not None else BatchContext()
+        # a deadline of the trading timer may have moved since the last poke (a quote-lag
+        # window opened by a ctx frame; any execute(): an order sent to the paper venue, from
+        # a read or not): the next read's bookkeeping pokes
+        self.poke = True
 
     @property
     def in_batch(self) -> bool:
@@ -123,9 +127,13 @@ class TradingHandler(CoreHandler):
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        now = self._batch_now()
-        self.trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
-        if self.trading.new_orders:  # an order right now: send it before the next frame
+        batch = self.batch
+        now = batch.now
+        if now is None:
+            now = batch.now = self.clock()
+        trading = self.trading
+        trading.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
+        if trading.new_orders:  # an order right now: send it before the next frame
             self.app.execute(now, send_only=True)
 
     def on_ctx(self, coin: str, oracle_px: float, mark_px: float | None) -> None:
@@ -135,17 +143,20 @@ class TradingHandler(CoreHandler):
             return
         self.stats.frames_applied += 1
         now = self._batch_now()
+        self.poke = True
         self.trading.on_ctx(idx, oracle_px, mark_px, now)
         if self.trading.new_orders:
             self.app.execute(now, send_only=True)
 
     def on_order_updates(self, updates: list[OrderUpdate]) -> None:
         now = self._batch_now()
+        self.poke = True
         for u in updates:
             self.trading.on_order_update(u.cloid, u.oid, u.status, u.sz, u.orig_sz, now)
 
     def on_user_fills(self, fills: list[UserFill], is_snapshot: bool) -> None:
         now = self._batch_now()
+        self.poke = True
         for f in fills:
             self.trading.on_fill(str(f.tid), f.cloid, f.coin, f.side == "B", float(f.px),
                                  float(f.sz), float(f.fee), f.time, now, snapshot=is_snapshot)
@@ -157,6 +168,7 @@ class TradingHandler(CoreHandler):
 
     def on_disconnected(self, reason: str) -> None:
         self.batch.now = None  # a read cut short by the disconnect has no batch end
+        self.poke = True
         self.trading.on_disconnect(self.clock())
         log_gate_events(self.core.drain_events())
         self.app.execute(self.clock())
@@ -179,9 +191,16 @@ class TradingHandler(CoreHandler):
         """Everything of a socket read that is not an order (see the class docstring)."""
         if self.core.events:
             log_gate_events(self.core.drain_events())
-        self.app.execute(now)
-        self.app.flush_signals()
-        self.app.timer_poke()
+        app = self.app
+        if self.trading.out or app.has_queued_work():
+            app.execute(now)
+            app.flush_signals()
+        # else (most reads: no intent, no signal): both would find nothing to do
+        if self.poke:
+            # (else no deadline moved since the last poke or wake: the poke, which only
+            # pulls the wake-up earlier, would leave it where it is)
+            self.poke = False
+            app.timer_poke()
 
 
 class LiveBackend:
@@ -298,6 +317,8 @@ def _log_order(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
     """One line per order state change (journald fields CLOID, MARKET, SIDE, REASON); price and
     size at the market's precision. An IOC the venue could not match is a normal outcome: it
     is said so, not shown as the venue's error text."""
+    if not order_log.isEnabledFor(logging.INFO):
+        return  # (the arguments alone cost more than the record write)
     reason = rec.get("reason") or rec.get("why") or rec.get("purpose")
     message = rec.get("message")
     if message and rec.get("event") == "expire" and any(m in str(message)
@@ -312,6 +333,8 @@ def _log_order(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
 
 
 def _log_trade(rec: dict[str, Any], sz_decimals: int | None = None) -> None:
+    if not order_log.isEnabledFor(logging.INFO):
+        return
     order_log.info("trade closed %s %s size %s entry %s exit %s net %s (%s)",
                    rec.get("market_key"), rec.get("direction"),
                    fmt_sz(rec.get("size"), sz_decimals),
@@ -342,6 +365,7 @@ class TradingApp(ObserveApp):
         self.trading: TradingCore | None = None
         self.paper: PaperVenue | None = None
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
+        self.trading_handler: TradingHandler | None = None  # set in _build
         self.backend: ExecutionBackend | None = None
         self.signer: Signer | None = None
         self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
@@ -441,6 +465,7 @@ class TradingApp(ObserveApp):
         handler = TradingHandler(self, trading, self.clock, self.stats, self.batch)
         self.timer = None
         self.handler = handler
+        self.trading_handler = handler
         coins = [m.coin for m in markets]
         venue = self.venue
         if cfg.mode == "paper":
@@ -553,6 +578,9 @@ class TradingApp(ObserveApp):
         """
         trading, backend, writer = self.trading, self.backend, self.writer
         assert trading is not None and backend is not None and writer is not None
+        th = self.trading_handler
+        if th is not None:
+            th.poke = True
         if send_only:
             orders = trading.take_orders()
             if orders:
@@ -576,6 +604,10 @@ class TradingApp(ObserveApp):
             if self.trading is not None and self.backend is not None:
                 self.execute(self.clock())  # records still queued in the core reach the disk
             self.flush_signals()
+
+    def has_queued_work(self) -> bool:
+        """Signals, decision latencies or a flatten wait for the next :meth:`execute`."""
+        return bool(self._pending_signals or self._decision_latencies or self._flat is not None)
 
     def flush_signals(self) -> None:
         """Signal records, followup scheduling and log lines, once the batch's orders left."""

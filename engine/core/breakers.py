@@ -66,6 +66,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,6 +212,13 @@ class CircuitBreakers:
         self.windows: dict[str, _Window] = {}
         self.bad_inputs: dict[str, int] = {}
         self._bad_logged: dict[tuple[str, str], float] = {}
+        # on_prices_changed: markets whose window is re-stamped at every tick without being
+        # touched (a deferred _Window.repeat at _quiet_ms; see _materialize)
+        self._quiet: set[str] = set()
+        self._quiet_ms = -math.inf
+        # bumped whenever a window changes outside on_prices_changed in a way its caller must
+        # hear about (it then passes every market again: PriceTicks)
+        self.sparse_epoch = 0
 
     # ------------------------------------------------------------------ inputs
     def on_equity(self, equity_usd: float, now_ms: float,
@@ -268,6 +276,8 @@ class CircuitBreakers:
         threshold = self.cfg.market_move_pct
         if threshold <= 0:
             return []
+        if self._quiet:
+            self._end_sparse()
         if not math.isfinite(now_ms):
             trips: list[Trip] = []
             for market, px in prices:
@@ -291,8 +301,83 @@ class CircuitBreakers:
                 trips += t
         return trips
 
+    def on_prices_changed(self, changed: list[tuple[str, float | None]],
+                          now_ms: float) -> tuple[list[Trip], list[str]]:
+        """The housekeeping tick's :meth:`on_prices`, told only what changed (O(changes)).
+
+        The caller keeps the tick's list ``P`` of ``(market, price)`` (in market order) and
+        passes, in that order, each market whose entry changed since its previous call of this
+        method (its price now, or ``None``: no longer in ``P``), plus the markets the previous
+        call returned as *loud*. Trips and every later observable state are those of
+        ``on_prices(P, now_ms)``: there, a market whose price is unchanged takes the repeat fast
+        path, which only re-stamps its window's newest entry and expires; here such a market is
+        *quiet*: that re-stamp is deferred to when the window is next read or changed (one
+        re-stamp at the latest tick's time equals one per tick, see :meth:`_Window.repeat`).
+        Returns the trips and the loud markets: those ``on_prices`` would check again even at
+        an unchanged price (e.g. a bad price, counted at every tick). ``now_ms`` must be finite
+        and not before the previous call's (the caller uses :meth:`on_prices` otherwise).
+        """
+        threshold = self.cfg.market_move_pct
+        if threshold <= 0:
+            return [], []
+        quiet = self._quiet
+        if changed and quiet:
+            for market, _ in changed:
+                if market in quiet:
+                    self._materialize(market)
+                    quiet.discard(market)
+        self._quiet_ms = now_ms  # every quiet window is now re-stamped at this tick
+        trips: list[Trip] = []
+        loud: list[str] = []
+        halted = self.halted
+        windows = self.windows
+        for market, px in changed:
+            if px is None or market in halted:
+                continue
+            w = windows.get(market)
+            if w is not None and px == w.last_px and now_ms >= w.last_ms \
+                    and threshold == w.last_threshold and market:
+                w.last_ms = now_ms
+                w.repeat(now_ms, self.window_ms)
+            else:
+                t = self.on_price(market, px, now_ms)
+                if t:
+                    trips += t
+                w = windows.get(market)
+            if w is not None and px == w.last_px and w.last_ms == now_ms \
+                    and threshold == w.last_threshold and market and market not in halted:
+                quiet.add(market)  # on_prices would fast-path it at the next tick
+            elif market not in halted:
+                loud.append(market)
+        return trips, loud
+
+    def _materialize(self, market: str) -> None:
+        """Apply the deferred re-stamp of a quiet market's window (at ``_quiet_ms``); the
+        market stays quiet (a later re-stamp at a later tick composes with this one)."""
+        w = self.windows.get(market)
+        if w is not None and w.last_ms < self._quiet_ms:
+            w.last_ms = self._quiet_ms
+            w.repeat(self._quiet_ms, self.window_ms)
+
+    def materialize(self) -> None:
+        """Apply every deferred re-stamp (:meth:`on_prices_changed`): the windows are then
+        exactly those of the per-tick :meth:`on_prices` (for inspection; changes nothing
+        observable)."""
+        for market in self._quiet:
+            self._materialize(market)
+
+    def _end_sparse(self, market: str | None = None) -> None:
+        """A window of a quiet market (``None``: of every one) is about to change outside
+        :meth:`on_prices_changed`: re-stamp, forget it as quiet, tell the caller."""
+        for m in [market] if market is not None else list(self._quiet):
+            self._materialize(m)
+            self._quiet.discard(m)
+        self.sparse_epoch += 1
+
     def on_price(self, market: str, px: float, now_ms: float) -> list[Trip]:
         """A mark/oracle price of ``market``; may halt that market (``market_move``)."""
+        if market in self._quiet:
+            self._end_sparse(market)
         threshold = self.cfg.market_move_pct
         if threshold <= 0 or market in self.halted:
             return []
@@ -379,6 +464,8 @@ class CircuitBreakers:
             elif t.breaker == MARKET_MOVE and t.market is not None:
                 self.halted.discard(t.market)
                 self.windows.pop(t.market, None)
+                self._quiet.discard(t.market)
+                self.sparse_epoch += 1  # a market the breakers skipped is back
         return cleared
 
     # ------------------------------------------------------------ introspection
@@ -557,6 +644,64 @@ class CircuitBreakers:
         self._bad_logged[(kind, field)] = t
         log.warning("circuit breakers: ignored bad %s input: %s=%r (%d bad %s inputs so far)",
                     kind, field, value, n, kind)
+
+
+class PriceTicks:
+    """The caller's side of :meth:`CircuitBreakers.on_prices_changed` for markets ``0..n-1``.
+
+    ``entry(i)`` gives market ``i``'s name and its price in the tick's list, or ``None`` when
+    it is not in the list. The owner calls :meth:`changed` whenever that answer may have
+    changed (or :meth:`all_changed`); :meth:`tick` then gives exactly what ``on_prices`` of
+    the whole list would, passing only the changed markets and those the breakers keep
+    checking. New breakers, a change the breakers report (``sparse_epoch``), a clock that is
+    not finite or goes back: every market is passed again (the whole list, for the clock).
+    """
+
+    def __init__(self, n: int, entry: Callable[[int], tuple[str, float | None]]) -> None:
+        self.n = n
+        self.entry = entry
+        self.dirty: set[int] = set(range(n))
+        self._index: dict[str, int] = {}
+        self._cb: CircuitBreakers | None = None
+        self._epoch = -1
+        self._last_ms = -math.inf
+
+    def changed(self, i: int) -> None:
+        self.dirty.add(i)
+
+    def all_changed(self) -> None:
+        self.dirty.update(range(self.n))
+
+    def tick(self, cb: CircuitBreakers, now_ms: float) -> list[Trip]:
+        if cb is not self._cb or cb.sparse_epoch != self._epoch:
+            self._cb = cb
+            self.all_changed()
+        entry = self.entry
+        dirty = self.dirty
+        if not math.isfinite(now_ms) or now_ms < self._last_ms:
+            self.all_changed()
+            prices: list[tuple[str, float]] = []
+            for i in range(self.n):
+                market, px = entry(i)
+                if px is not None:
+                    prices.append((market, px))
+            trips = cb.on_prices(prices, now_ms)
+            self._epoch = cb.sparse_epoch
+            return trips
+        self._last_ms = now_ms
+        changed: list[tuple[str, float | None]] = []
+        if dirty:
+            index = self._index
+            for i in sorted(dirty):
+                e = entry(i)
+                index[e[0]] = i
+                changed.append(e)
+            dirty.clear()
+        trips, loud = cb.on_prices_changed(changed, now_ms)
+        self._epoch = cb.sparse_epoch
+        for market in loud:
+            dirty.add(self._index[market])
+        return trips
 
 
 def _day_iso(day: int) -> str:

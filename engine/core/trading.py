@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
-from engine.core.breakers import CircuitBreakers, Trip
+from engine.core.breakers import CircuitBreakers, PriceTicks, Trip
 from engine.core.core import ObserveCore, Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
 from engine.core.intents import (
@@ -126,6 +126,9 @@ class TradingCore:
         self._taken: set[int] = set()  # ids of PlaceOrders in ``out`` already taken
         self._exposed: set[int] = set()
         self._active: set[int] = set()
+        # markets with exposure or a position state other than FLAT: the ones the exit checks
+        # (per frame and at housekeeping) look at; kept by _touch like the two above
+        self._watch: set[int] = set()
         self.skips: dict[str, int] = dict.fromkeys(GATES, 0)
         self.signals_seen = 0
         self.entries_sent = 0
@@ -155,6 +158,15 @@ class TradingCore:
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
         self._next_breaker_tick = 0.0
+        # the tick's market-move prices (every market with a mark, not halted), given to the
+        # breakers as changes: on_ctx, _halt_changed and resync tell it what may have changed
+        markets = observe.markets
+
+        def tick_entry(i: int) -> tuple[str, float | None]:
+            m = markets[i]
+            return m.coin, (m.mark_px if m.halted is None else None)
+
+        self._price_ticks = PriceTicks(len(markets), tick_entry)
         # local minus venue clock (trade mode, from reconciliation): entries stop while off by
         # more than [trading] max_clock_skew_ms
         self.clock_skewed = False
@@ -210,18 +222,26 @@ class TradingCore:
         if p.has_exposure:
             self._exposed.add(i)
             self._active.add(i)
+            self._watch.add(i)
         else:
             self._exposed.discard(i)
             if pfsm.entry_live(p.state):
                 self._active.add(i)
             else:
                 self._active.discard(i)
+            if p.state != pfsm.FLAT:
+                self._watch.add(i)
+            else:
+                self._watch.discard(i)
 
     def resync(self) -> None:
         """Rebuild ``_exposed`` / ``_active`` from the positions (after direct changes, e.g. a
         journal restore; the order book keeps its own index through ``OrderBook.add``)."""
         self._exposed.clear()
         self._active.clear()
+        self._watch.clear()
+        # (a restore may have halted markets): the next tick looks at every market
+        self._price_ticks.all_changed()
         for p in self.book.positions:
             self._touch(p)
 
@@ -265,6 +285,7 @@ class TradingCore:
             self._alert("critical", "circuit_breaker", f"circuit breaker {t.breaker}: {t.detail}")
             if t.market is not None and t.market in self.obs.by_coin:
                 self.obs.halt(t.market, "circuit_breaker", now_ms)
+                self._halt_changed(t.market)
         self._breaker_record(now_ms, why)
         for t in trips:
             if t.latches_hard_stop:
@@ -300,9 +321,7 @@ class TradingCore:
         """Housekeeping (every ~100 ms): marks for the market-move breaker, unrealised P&L and
         (paper) equity. Off the per-frame path: a 1-minute breaker needs no per-frame work."""
         cb = self.breakers
-        trips: list[Trip] = cb.on_prices(
-            [(m.coin, m.mark_px) for m in self.obs.markets
-             if m.mark_px is not None and m.halted is None], now_ms)
+        trips: list[Trip] = self._price_ticks.tick(cb, now_ms)
         realised, unrealised = self._equity_parts()
         trips += cb.on_unrealized(unrealised, now_ms)
         if self.mode != "trade":
@@ -310,6 +329,12 @@ class TradingCore:
         elif self.equity_source == "config":
             trips += cb.on_equity(self.cfg.breakers.equity_usd + realised + unrealised, now_ms)
         self._trips(trips, now_ms, "tick")
+
+    def _halt_changed(self, coin: str) -> None:
+        """A market was halted or resumed: the next tick gives the breakers its price again."""
+        m = self.obs.by_coin.get(coin)
+        if m is not None:
+            self._price_ticks.changed(m.index)
 
     def on_account_values(self, main_usd: float | None, dex_usd: float | None,
                           now_ms: float) -> None:
@@ -552,16 +577,20 @@ class TradingCore:
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
         sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
-        self._after_market(idx, sig, now_ms)
+        if sig is not None or idx in self._watch or not self.ready["market_data"]:
+            self._after_market(idx, sig, now_ms)  # (else it has nothing to do)
 
     def on_ctx(self, idx: int, oracle_px: float, mark_px: float | None, now_ms: float) -> None:
+        m = self.obs.markets[idx]
+        before = m.mark_px
         sig = self.obs.on_ctx(idx, oracle_px, mark_px, now_ms)
+        if m.mark_px != before:
+            self._price_ticks.changed(idx)
         self._after_market(idx, sig, now_ms)
 
     def _after_market(self, idx: int, sig: Signal | None, now_ms: float) -> None:
-        p = self.book.positions[idx]
-        if p.state != pfsm.FLAT or p.has_exposure:
-            self._check_exit(p, now_ms)
+        if idx in self._watch:  # exposure or not FLAT (see _touch)
+            self._check_exit(self.book.positions[idx], now_ms)
         if sig is not None:
             self.on_signal(sig, now_ms)
         if not self.ready["market_data"] and self.obs.markets_live() == len(self.obs.markets):
@@ -576,9 +605,14 @@ class TradingCore:
         """Backup exit checks, UNKNOWN queries and bounds, pending timeouts, flatten retries."""
         if len(self.orders.by_cloid) - len(self.orders.live) > 2 * KEEP_TERMINAL_ORDERS:
             self.orders.prune(KEEP_TERMINAL_ORDERS)
-        for p in self.book.positions:
-            if p.has_exposure or p.state != pfsm.FLAT:
-                self._check_exit(p, now_ms)
+        if self._watch:
+            # in market order, as a scan of every position would visit them; an exit check
+            # only changes the position it checks, so the snapshot misses none
+            positions = self.book.positions
+            for i in sorted(self._watch):
+                p = positions[i]
+                if p.has_exposure or p.state != pfsm.FLAT:
+                    self._check_exit(p, now_ms)
         if self.flatten_deferred and not self.link_down():
             for idx, reason in list(self.flatten_deferred.items()):
                 del self.flatten_deferred[idx]
@@ -1153,6 +1187,7 @@ class TradingCore:
                 if m.halted == "circuit_breaker":
                     self.obs.resume(t.market, now_ms)
         if cleared:
+            self._price_ticks.all_changed()  # halts were lifted
             self._alert("warning", "breakers_reset",
                         "circuit breakers reset: " + ", ".join(
                             t.breaker + (f" ({t.market})" if t.market else "") for t in cleared))

@@ -54,6 +54,7 @@ from engine.io.frames import (
 )
 from engine.io.records import RecordWriter
 from engine.replay.clock import SimClock, Timers
+from engine.trading_app import TradingApp  # with the module: a replay's time is the replay's
 from engine.venues.hyperliquid.info import DiscoveryError, discovery_from_answers
 
 log = logging.getLogger("engine.replay")
@@ -163,8 +164,6 @@ class Replay:
         self.clock.set(t0_ms)
         app: ObserveApp
         if self.mode == "paper":
-            from engine.trading_app import TradingApp
-
             app = TradingApp(cfg, clock=self.clock)
         else:
             app = ObserveApp(cfg, clock=self.clock)

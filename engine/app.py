@@ -105,7 +105,10 @@ class CoreHandler:
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        sig = self.core.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, self._batch_now())
+        now = self._now  # self._batch_now(), inline
+        if now is None:
+            now = self._now = self.clock()
+        sig = self.core.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
         if sig is not None:
             self.on_signal(sig)
 
@@ -115,7 +118,10 @@ class CoreHandler:
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        sig = self.core.on_ctx(idx, oracle_px, mark_px, self._batch_now())
+        now = self._now  # self._batch_now(), inline
+        if now is None:
+            now = self._now = self.clock()
+        sig = self.core.on_ctx(idx, oracle_px, mark_px, now)
         if sig is not None:
             self.on_signal(sig)
 

@@ -114,7 +114,11 @@ class CoreHandler:
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        sig = self.core.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, self._batch_now())
+        batch = self.batch  # self._batch_now(), inline
+        now = batch.now
+        if now is None:
+            now = batch.now = self.clock()
+        sig = self.core.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
         if sig is not None:
             self.on_signal(sig)
 
@@ -124,7 +128,11 @@ class CoreHandler:
             self.stats.unknown_coin_frames += 1
             return
         self.stats.frames_applied += 1
-        sig = self.core.on_ctx(idx, oracle_px, mark_px, self._batch_now())
+        batch = self.batch  # self._batch_now(), inline
+        now = batch.now
+        if now is None:
+            now = batch.now = self.clock()
+        sig = self.core.on_ctx(idx, oracle_px, mark_px, now)
         if sig is not None:
             self.on_signal(sig)
 

@@ -210,7 +210,10 @@ class ObserveCore:
                 self._transition(m, gate, now_ms)
             if gate is not None:
                 return None
-        d = self.detector.evaluate(m, now_ms, self.sessions.lookup(now_ms))
+        sessions = self.sessions  # sessions.cached(now_ms), inline
+        d = self.detector.evaluate(m, now_ms, sessions._cached
+                                   if sessions.lo_ms <= now_ms < sessions.hi_ms
+                                   else sessions.lookup(now_ms))
         if d is None:
             return None
         self.signals_total += 1

@@ -20,6 +20,8 @@ across markets, L2) is updated only when gates 1–9 pass, after the shock compa
 
 from __future__ import annotations
 
+from math import exp
+
 from engine.config import GatesConfig
 from engine.core.market import MarketState
 
@@ -65,7 +67,15 @@ def check_gates(m: MarketState, now_ms: float, cfg: GatesConfig) -> str | None:
     spread_bps = (ask - bid) / mid * 1e4
     ewma = m.spread_ewma
     prev = ewma.value
-    ewma.update(spread_bps, now_ms)
+    # ewma.update(spread_bps, now_ms), inline (the same operations: one call less per frame)
+    if prev is None:
+        ewma.value = spread_bps
+    else:
+        dt = now_ms - ewma.last_ms
+        if dt > 0:
+            ewma.value = prev + (1.0 - exp(-dt / ewma.tau_ms)) * (spread_bps - prev)
+    ewma.last_ms = now_ms
+    ewma.samples += 1
     if cfg.spread_shock_multiple and prev is not None and prev > 0:
         if spread_bps > cfg.spread_shock_multiple * prev:
             return SPREAD_SHOCK

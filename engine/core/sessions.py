@@ -8,6 +8,7 @@ integer compare.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ def _minutes(hhmm: str) -> int:
 class SessionClock:
     """Maps an epoch-ms instant to (session name, threshold multiplier, size multiplier)."""
 
-    __slots__ = ("enabled", "tz", "windows", "_minute", "_cached")
+    __slots__ = ("enabled", "tz", "windows", "_minute", "_cached", "lo_ms", "hi_ms")
 
     def __init__(self, windows: list[SessionWindow], tz_name: str, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -35,6 +36,10 @@ class SessionClock:
         ]
         self._minute = -1
         self._cached = NO_SESSION
+        # the hot path's cache check (see :meth:`cached`): ``lo_ms <= now_ms < hi_ms`` lies
+        # inside the cached minute, 1 ms clear of its edges (no rounding question at all)
+        self.lo_ms = -math.inf if not enabled else math.inf
+        self.hi_ms = math.inf
 
     def lookup(self, now_ms: float) -> tuple[str, float, float]:
         """Session in force at ``now_ms``; weekends (local Saturday/Sunday) have none."""
@@ -54,7 +59,16 @@ class SessionClock:
                     break
         self._minute = minute
         self._cached = result
+        self.lo_ms = minute * 60_000.0 + 1.0
+        self.hi_ms = minute * 60_000.0 + 59_999.0
         return result
+
+    def cached(self, now_ms: float) -> tuple[str, float, float]:
+        """:meth:`lookup`, for the hot path to inline: when ``lo_ms <= now_ms < hi_ms`` the
+        answer is ``_cached`` (the same minute as the last lookup, or disabled)."""
+        if self.lo_ms <= now_ms < self.hi_ms:
+            return self._cached
+        return self.lookup(now_ms)
 
 
 def utc_ms(year: int, month: int, day: int, hour: int, minute: int, tz: str = "UTC") -> float:

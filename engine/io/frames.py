@@ -30,6 +30,8 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
+from itertools import compress, repeat
+from operator import and_, eq, not_
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -210,6 +212,9 @@ def parse_chunk(content: bytes, from_ns: int | None = None,
     ``from_ns <= wall_ns <= to_ns``: the same records as :func:`parse_records` +
     :func:`_filtered`, and on a bad record the ones before it plus the error (the caller
     raises it after using them, as the generator would have)."""
+    fast = _split_chunk(content, from_ns, to_ns)
+    if fast is not None:
+        return fast, None
     out: list[RawRecord] = []
     append = out.append
     kinds = _KIND_STR
@@ -236,6 +241,153 @@ def parse_chunk(content: bytes, from_ns: int | None = None,
     except ValueError as exc:  # no header line, or a header that is not 5 fields / numbers
         return out, _Unparsable(exc)
     return out, None
+
+
+#: a zstd frame's records as columns (kinds, batches, wall_ns, mono_ns fields as bytes,
+#: payloads), in record order, before the time filter: see :func:`_columns`
+_Columns = tuple[list[str], list[int], list[bytes], list[bytes], list[bytes]]
+
+
+def _columns(content: bytes) -> _Columns | None:
+    """The records of one zstd frame as columns, split in C (``split``, ``map``) instead of
+    one record at a time; None when the content is not the common case this handles (a
+    payload holding a newline, a bad or unknown header, ...): the caller then parses it
+    record by record (:func:`parse_chunk`), which also finds the error.
+
+    Why these are exactly the per-record parser's records: splitting at every newline yields
+    header, payload, header, payload, ... only if no payload holds a newline; that is
+    verified, not assumed: every header has exactly five fields and is shorter than
+    ``_HEADER_MAX`` (so the per-record parser finds the same header line), every payload
+    piece is exactly as long as its header says (so the per-record parser's payload ends at
+    that same newline and its next record starts at the same offset), and the content ends
+    with the last payload's newline. By induction from offset 0 both read the same records;
+    the fields are converted by the same ``int`` and the same kind table."""
+    lines = content.split(b"\n")
+    if lines.pop() != b"" or len(lines) & 1:
+        return None
+    heads = lines[0::2]
+    pays = lines[1::2]
+    n = len(heads)
+    if n == 0:
+        return [], [], [], [], []
+    if list(map(bytes.count, heads, repeat(b" "))) != [4] * n:
+        return None
+    if max(map(len, heads)) >= _HEADER_MAX:
+        return None
+    toks = b" ".join(heads).split(b" ")
+    kinds = list(map(_KIND_STR.get, toks[0::5]))
+    if None in kinds:  # a kind this version does not know: the per-record path keeps it
+        return None
+    walls = toks[2::5]
+    monos = toks[3::5]
+    try:
+        if list(map(int, toks[4::5])) != list(map(len, pays)):
+            return None
+        batches = list(map(int, toks[1::5]))
+    except ValueError:
+        return None
+    # the per-record parser converts every field with int(): digits-only fields convert,
+    # anything else (an error there, or a sign) is left to it
+    if not (all(map(bytes.isdigit, walls)) and all(map(bytes.isdigit, monos))):
+        return None
+    return kinds, batches, walls, monos, pays  # type: ignore[return-value]  # no None kind
+
+
+def _split_chunk(content: bytes, from_ns: int | None,
+                 to_ns: int | None) -> list[RawRecord] | None:
+    """:func:`parse_chunk`'s records from :func:`_columns` (None: parse record by record)."""
+    cols = _columns(content)
+    if cols is None:
+        return None
+    kinds, batches, walls_b, monos_b, pays = cols
+    walls = list(map(int, walls_b))
+    recs = list(zip(kinds, batches, walls, map(int, monos_b), pays, strict=True))
+    if from_ns is None and to_ns is None:
+        return recs
+    lo = from_ns if from_ns is not None else -1
+    hi = to_ns if to_ns is not None else 1 << 63
+    return [r for r in recs if lo <= r[2] <= hi]
+
+
+#: replay's unit (:func:`parse_batches`): ``(K_IN, batch, wall_ns, texts)`` for the records
+#: of one socket read, else the record itself (a :data:`RawRecord`)
+BatchItem = tuple[Any, ...]
+
+
+def _texts(pays: list[bytes], ascii_only: bool) -> list[Any]:
+    """The texts the wire decoder reads for these payloads: an ASCII payload as it is (msgspec
+    reads bytes exactly as the str they spell), any other decoded as replay always did
+    (UTF-8, ``replace``)."""
+    if ascii_only:
+        return pays
+    return [p if p.isascii() else p.decode("utf-8", "replace") for p in pays]
+
+
+def group_records(recs: list[RawRecord], ascii_only: bool = False) -> list[BatchItem]:
+    """Records as :data:`BatchItem`: consecutive K_IN records of one batch number become one
+    item (their payloads as :func:`_texts`), every other record stays an item of its own."""
+    out: list[BatchItem] = []
+    cur: list[bytes] | None = None
+    cur_batch = -1
+    for r in recs:
+        if r[0] == K_IN:
+            if cur is not None and r[1] == cur_batch:
+                cur.append(r[4])
+                continue
+            cur = [r[4]]
+            cur_batch = r[1]
+            out.append((K_IN, r[1], r[2], cur))
+        else:
+            cur = None
+            out.append(r)
+    if not ascii_only:
+        out = [(K_IN, it[1], it[2], _texts(it[3], False)) if it[0] == K_IN else it
+               for it in out]
+    return out
+
+
+def parse_batches(content: bytes, from_ns: int | None = None, to_ns: int | None = None
+                  ) -> tuple[list[BatchItem], int, FramesError | None]:
+    """The records of one zstd frame, as :func:`parse_chunk` gives them, grouped by
+    :func:`group_records` (replay's reader): (items, how many records, the error after
+    them). Split in C where it can (:func:`_columns`): no tuple and no int per K_IN record,
+    one Python step per socket read."""
+    cols = _columns(content)
+    if cols is None:
+        recs, err = parse_chunk(content, from_ns, to_ns)
+        return group_records(recs, content.isascii()), len(recs), err
+    kinds, batches, walls_b, monos_b, pays = cols
+    if from_ns is not None or to_ns is not None:
+        lo = from_ns if from_ns is not None else -1
+        hi = to_ns if to_ns is not None else 1 << 63
+        keep = [lo <= w <= hi for w in map(int, walls_b)]
+        kinds = list(compress(kinds, keep))
+        batches = list(compress(batches, keep))
+        walls_b = list(compress(walls_b, keep))
+        monos_b = list(compress(monos_b, keep))
+        pays = list(compress(pays, keep))
+    n = len(kinds)
+    if n == 0:
+        return [], 0, None
+    is_in = list(map(K_IN.__eq__, kinds))
+    # record i continues record i-1's read: both K_IN, the same batch number
+    cont = map(and_, map(eq, batches[1:], batches[:-1]), map(and_, is_in[1:], is_in[:-1]))
+    starts = [0, *compress(range(1, n), map(not_, cont))]
+    ascii_only = content.isascii()
+    if ascii_only and False not in is_in:  # only socket reads (the common case): all in C
+        ends = [*starts[1:], n]
+        return list(zip(repeat(K_IN), map(batches.__getitem__, starts),
+                        map(int, map(walls_b.__getitem__, starts)),
+                        map(pays.__getitem__, map(slice, starts, ends)))), n, None
+    out: list[BatchItem] = []
+    append = out.append
+    for a, b in zip(starts, [*starts[1:], n], strict=True):
+        if is_in[a]:
+            append((K_IN, batches[a], int(walls_b[a]),
+                    pays[a:b] if ascii_only else _texts(pays[a:b], False)))
+        else:  # never continued nor continues: one record
+            append((kinds[a], batches[a], int(walls_b[a]), int(monos_b[a]), pays[a]))
+    return out, n, None
 
 
 class _Unparsable(FramesError):
@@ -300,6 +452,19 @@ def iter_chunks(directory: Path, *, from_ns: int | None = None, to_ns: int | Non
             recs, err = parse_chunk(content, from_ns, to_ns)
             if recs:
                 yield recs
+            if err is not None:
+                raise err.exc if isinstance(err, _Unparsable) else err
+
+
+def iter_batches(directory: Path, *, from_ns: int | None = None, to_ns: int | None = None,
+                 progress: list[int] | None = None) -> Iterator[tuple[list[BatchItem], int]]:
+    """:func:`iter_chunks`, grouped by :func:`parse_batches`: (items, records) per zstd frame.
+    A socket read split over two zstd frames comes as two items (the reader joins them)."""
+    for path in _day_files_in_range(directory, from_ns, to_ns):
+        for content in _file_contents(path, progress):
+            items, n, err = parse_batches(content, from_ns, to_ns)
+            if items:
+                yield items, n
             if err is not None:
                 raise err.exc if isinstance(err, _Unparsable) else err
 

@@ -44,12 +44,12 @@ from engine.io.frames import (
     K_IN,
     K_INFO,
     K_RUN,
+    BatchItem,
     FrameRecord,
     FramesError,
-    RawRecord,
     day_files,
     decode_json,
-    iter_chunks,
+    iter_batches,
     iter_records,
 )
 from engine.io.records import RecordWriter
@@ -213,9 +213,9 @@ class Replay:
         timers.add("trading", lambda: state["due"], fire)
 
     # ------------------------------------------------------------ run
-    def _records(self) -> Iterator[list[RawRecord]]:
-        return iter_chunks(self.data_dir, from_ns=self.from_ns, to_ns=self.to_ns,
-                           progress=self._read)
+    def _batches(self) -> Iterator[tuple[list[BatchItem], int]]:
+        return iter_batches(self.data_dir, from_ns=self.from_ns, to_ns=self.to_ns,
+                            progress=self._read)
 
     def run(self) -> ReplayStats:
         """Replay everything; raises :class:`ReplayError` (one line for the operator)."""
@@ -227,53 +227,73 @@ class Replay:
     def _run(self) -> ReplayStats:
         t_start = time.perf_counter()
         self._check_out()
-        chunks = self._records()
+        chunks = self._batches()
         found = self._first_event(chunks)
         if found is None:
             raise ReplayError(f"no frames in {self.data_dir} within the requested time range")
-        first, rest = found
+        first, rest, n_rest = found
         st = self.stats
-        st.first_ms = first.wall_ns / 1e6
+        st.first_ms = first[2] / 1e6
         app, timers = self._build(st.first_ms)
         feed = app.feed
         assert feed is not None and app.writer is not None
         clock = self.clock
         advance = timers.advance
+        replay_batch = feed.replay_batch
         total = self._size()
         next_progress = 0
-        batch_no = -1
-        texts: list[str] = []
-        batch_t = 0.0
-        do_batch = self._batch
         control = self._control
         progress = self.progress
-        chunk: list[RawRecord] | None = rest
-        # One list of records per zstd frame; the records of one socket read (K_IN of one
-        # batch number) are collected and dispatched as one read, exactly as before.
-        while chunk is not None:
-            for rec in chunk:
-                kind, batch, wall_ns, _mono, payload = rec
-                if kind == K_IN:
-                    if batch != batch_no:
-                        if texts:
-                            do_batch(feed, advance, texts, batch_t)
-                        texts = []
-                        batch_no = batch
-                        batch_t = wall_ns / 1e6
-                    texts.append(payload.decode("utf-8", "replace"))
+        read = self._read
+        texts: list[Any] | None = None  # the socket read not yet dispatched
+        batch_no = -1
+        batch_t = 0.0
+        n_batches = n_frames = 0
+        last_ms = st.last_ms
+        items: list[BatchItem] | None = rest
+        n = n_rest
+        # One list of items per zstd frame: a socket read (K_IN records of one batch number)
+        # is dispatched once the next item shows it is complete (a read can continue in the
+        # next zstd frame), then the item after it; every other record on its own, in order.
+        while items is not None:
+            for it in items:
+                if it[0] == K_IN:
+                    if texts is not None:
+                        if it[1] == batch_no:  # the same read, continued
+                            texts.extend(it[3])
+                            continue
+                        advance(batch_t)
+                        n_batches += 1
+                        n_frames += len(texts)
+                        last_ms = batch_t
+                        replay_batch(texts, batch_t / 1000.0)
+                    batch_no = it[1]
+                    batch_t = it[2] / 1e6
+                    texts = it[3]
                 else:
-                    if texts:
-                        do_batch(feed, advance, texts, batch_t)
-                        texts = []
-                        batch_no = -1
-                    control(feed, advance, FrameRecord._make(rec))
-            st.records += len(chunk)
+                    if texts is not None:
+                        advance(batch_t)
+                        n_batches += 1
+                        n_frames += len(texts)
+                        last_ms = batch_t
+                        replay_batch(texts, batch_t / 1000.0)
+                        texts = None
+                    st.last_ms = last_ms
+                    control(feed, advance, FrameRecord._make(it))
+                    last_ms = st.last_ms
+            st.records += n
             if progress is not None and st.records >= next_progress:
                 next_progress = st.records + 20_000
-                progress(st, self._read[0] / total if total else 0.0)
-            chunk = next(chunks, None)
-        if texts:
-            do_batch(feed, advance, texts, batch_t)
+                st.batches, st.frames, st.last_ms = n_batches, n_frames, last_ms
+                progress(st, read[0] / total if total else 0.0)
+            items, n = next(chunks, (None, 0))
+        if texts is not None:
+            advance(batch_t)
+            n_batches += 1
+            n_frames += len(texts)
+            last_ms = batch_t
+            replay_batch(texts, batch_t / 1000.0)
+        st.batches, st.frames, st.last_ms = n_batches, n_frames, last_ms
         end_ms = st.last_ms if st.last_ms is not None else st.first_ms
         if self.to_ns is not None:
             end_ms = max(end_ms, self.to_ns / 1e6)
@@ -285,29 +305,19 @@ class Replay:
             progress(st, 1.0)
         return st
 
-    def _first_event(self, chunks: Iterator[list[RawRecord]]
-                     ) -> tuple[FrameRecord, list[RawRecord]] | None:
-        """The first record that drives the clock (info and run headers only configure), and
-        the rest of its chunk from it on."""
-        for chunk in chunks:
-            for i, raw in enumerate(chunk):
-                rec = FrameRecord._make(raw)
-                if rec.kind in (K_IN, K_CONN):
-                    return rec, chunk[i:]
-                if rec.kind == K_RUN:
+    def _first_event(self, chunks: Iterator[tuple[list[BatchItem], int]]
+                     ) -> tuple[BatchItem, list[BatchItem], int] | None:
+        """The first item that drives the clock (info and run headers only configure), the
+        rest of its chunk from it on, and how many records that rest holds."""
+        for items, n in chunks:
+            for i, it in enumerate(items):
+                if it[0] in (K_IN, K_CONN):
+                    return it, items[i:], n - i  # the items before it are single records
+                if it[0] == K_RUN:
                     self.stats.runs += 1
                     if not self._identity:
-                        self._identity = rec.payload
+                        self._identity = it[4]
         return None
-
-    def _batch(self, feed: Any, advance: Callable[[float], None], texts: list[str],
-               t_ms: float) -> None:
-        st = self.stats
-        advance(t_ms)
-        st.batches += 1
-        st.frames += len(texts)
-        st.last_ms = t_ms
-        feed.replay_batch(texts, t_ms / 1000.0)
 
     def _control(self, feed: Any, advance: Callable[[float], None], rec: FrameRecord) -> None:
         st = self.stats

@@ -45,3 +45,29 @@ def test_cache_per_minute_is_consistent() -> None:
     t = utc_ms(2026, 11, 23, 15, 59)  # 10:59 EST
     assert c.lookup(t + 59_000)[0] == "us_open"
     assert c.lookup(t + 60_000)[0] == "us_active"  # 11:00 EST
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_T0 = utc_ms(2026, 11, 23, 0, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.floats(_T0, _T0 + 7 * 86_400_000.0),  # any instant of a week
+    st.integers(0, 7 * 1440).map(lambda m: _T0 + m * 60_000.0),  # exactly on a minute
+    st.tuples(st.integers(0, 7 * 1440), st.sampled_from([-1e-3, -1.0, 1e-3, 1.0, 59_999.5]))
+    .map(lambda p: _T0 + p[0] * 60_000.0 + p[1])), min_size=1, max_size=30),
+    st.booleans())
+def test_cached_is_lookup(times: list[float], enabled: bool) -> None:
+    """The hot path's inlined cache check (``lo_ms <= now < hi_ms`` → ``_cached``) answers
+    what ``lookup`` answers, in any order of instants, near minute edges too."""
+    cfg = DetectorConfig()
+    fast = SessionClock(cfg.sessions, cfg.session_timezone, enabled)
+    ref = SessionClock(cfg.sessions, cfg.session_timezone, enabled)
+    for t in times:
+        assert fast.cached(t) == ref.lookup(t)
+        hit = fast.lo_ms <= t < fast.hi_ms
+        if hit:
+            assert fast._cached == ref.lookup(t)

@@ -139,3 +139,111 @@ def test_advance_fires_like_the_next_due_loop(dues: list[list[float]],
         assert new_log == old_log
         assert new.clock.now_ms == old.clock.now_ms
     assert new.fired == old.fired
+
+
+# --- replay's reader: whole zstd frames split in C, records grouped into socket reads
+
+plain = st.binary(max_size=30).filter(lambda b: b"\n" not in b)
+plain_records = st.lists(st.tuples(st.sampled_from(frames.KINDS), st.integers(0, 50),
+                                   st.integers(0, 10_000_000), plain), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_records, bounds, bounds)
+def test_split_chunk_takes_the_common_case_and_equals_the_per_record_parser(
+        recs: list[tuple[str, int, int, bytes]], lo: int | None, hi: int | None) -> None:
+    content = _content(recs)
+    lo_ns = None if lo is None else T0 + lo
+    hi_ns = None if hi is None else T0 + hi
+    got = frames._split_chunk(content, lo_ns, hi_ns)
+    assert got is not None  # no payload holds a newline: the fast path is taken
+    assert got == list(frames._filtered(frames.parse_records(content), lo_ns, hi_ns))
+
+
+@pytest.mark.parametrize("content", [
+    b"in 1 2 3 5\nab\ncd\n",  # a payload holding a newline
+    b"in 1 2 3 2\nab\nin 1 2 3 3\nab\n",  # a length that does not match
+    b"in 1 2 3 2 9\nab\n",  # six header fields
+    b"zz 1 2 3 2\nab\n",  # a kind this version does not know
+    b"in 1 -2 3 2\nab\n",  # a field only int() can judge
+    b"in 1 2 3 2\nab",  # no final newline
+])
+def test_split_chunk_leaves_what_it_cannot_prove_to_the_per_record_parser(
+        content: bytes) -> None:
+    assert frames._split_chunk(content, None, None) is None
+    want: list[frames.FrameRecord] = []
+    want_err = None
+    try:
+        for r in frames.parse_records(content):
+            want.append(r)
+    except (frames.FramesError, ValueError) as exc:
+        want_err = type(exc)
+    got, err = frames.parse_chunk(content)
+    assert got == want
+    assert (err is None) == (want_err is None)
+
+
+def _reads_oracle(recs: list[frames.RawRecord]) -> list[tuple[str, int, int, list[bytes]]]:
+    """Consecutive K_IN records of one batch number are one read; anything else alone."""
+    out: list[tuple[str, int, int, list[bytes]]] = []
+    for r in recs:
+        if r[0] == frames.K_IN and out and out[-1][0] == frames.K_IN and out[-1][1] == r[1] \
+                and out[-1][4:] == ("open",):
+            out[-1][3].append(r[4])
+            continue
+        out.append((r[0], r[1], r[2], [r[4]], "open") if r[0] == frames.K_IN  # type: ignore
+                   else (r[0], r[1], r[2], [r[4]], "closed"))
+    return [o[:4] for o in out]
+
+
+def _expand(items: list[frames.BatchItem]) -> list[tuple[str, int, int, list[bytes]]]:
+    out = []
+    for it in items:
+        if it[0] == frames.K_IN:
+            texts = [t if isinstance(t, bytes) else t.encode() for t in it[3]]
+            out.append((it[0], it[1], it[2], texts))
+        else:
+            out.append((it[0], it[1], it[2], [it[4]]))
+    return out
+
+
+any_text = st.one_of(plain, st.binary(max_size=30), st.text(max_size=10).map(str.encode))
+group_records = st.lists(st.tuples(st.sampled_from((frames.K_IN,) * 4 + frames.KINDS),
+                                   st.integers(0, 4), st.integers(0, 10_000_000), any_text),
+                         max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(group_records, bounds, bounds)
+def test_parse_batches_groups_the_records_of_each_socket_read(
+        recs: list[tuple[str, int, int, bytes]], lo: int | None, hi: int | None) -> None:
+    content = _content(recs)
+    lo_ns = None if lo is None else T0 + lo
+    hi_ns = None if hi is None else T0 + hi
+    want_recs = list(frames._filtered(frames.parse_records(content), lo_ns, hi_ns))
+    items, n, err = frames.parse_batches(content, lo_ns, hi_ns)
+    assert err is None
+    assert n == len(want_recs)
+    want = _reads_oracle([tuple(r) for r in want_recs])  # type: ignore[misc]
+    # texts: an ASCII payload as its bytes, any other as the str replay always decoded
+    for it in items:
+        if it[0] == frames.K_IN:
+            for t in it[3]:
+                assert (isinstance(t, bytes) and t.isascii()) or isinstance(t, str)
+    got = _expand(items)
+    want_texts = [(k, b, w, [p if p.isascii() else p.decode("utf-8", "replace").encode()
+                             for p in ps]) if k == frames.K_IN else (k, b, w, ps)
+                  for k, b, w, ps in want]
+    assert got == want_texts
+
+
+def test_iter_batches_reads_what_iter_chunks_reads(tmp_path: Path) -> None:
+    parts = [[("in", i // 2, j * 1000 + i, b"x%d" % j) for j in range(5)] for i in range(4)]
+    cctx = zstandard.ZstdCompressor()
+    frames.day_path(tmp_path, frames.day_of(T0)).write_bytes(
+        b"".join(cctx.compress(_content(p)) for p in parts))
+    got = list(frames.iter_batches(tmp_path))
+    assert [n for _, n in got] == [5, 5, 5, 5]
+    # a read split over two zstd frames comes as two items (the driver joins them)
+    assert [(it[1], len(it[3])) for items, _ in got for it in items] == [
+        (0, 5), (0, 5), (1, 5), (1, 5)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import attrs
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -308,3 +309,33 @@ def test_excerpt() -> None:
     assert excerpt("abc") == "'abc'"
     assert excerpt("x" * 300).endswith("...(+100 chars)")
     assert excerpt(b"\xff" * 3) == repr("\ufffd" * 3)
+
+
+# --- replay hands over the recorded ASCII payloads as bytes: the same events, counts, logs
+
+_BYTES_FRAMES = [
+    '{"channel":"bbo","data":{"coin":"xyz:A","time":5,"bbo":[{"px":"1.5","sz":"2","n":1},'
+    '{"px":"1.6","sz":"3","n":1}]}}',
+    '{"channel":"bbo","data":{"coin":"xyz:A","time":5,"bbo":[null,{"px":"0","sz":"3","n":1}]}}',
+    '{"channel":"bbo","data":{"coin":"xyz:A","time":5,"bbo":[{"px":"nan","sz":"2","n":1},null]}}',
+    '{"channel":"activeAssetCtx","data":{"coin":"xyz:A","ctx":{"oraclePx":"2.5","markPx":"2.4"}}}',
+    '{"channel":"activeAssetCtx","data":{"coin":"xyz:A","ctx":{"oraclePx":"-1"}}}',
+    '{"channel":"pong"}', '{"channel":"nope","data":1}', '{"channel":"bbo","data":{', '[1,2]',
+    'Websocket connection established.', '\x1c{"channel":"pong"}\x1c', ' hello ',
+    '{"channel":"error","data":"' + "x" * 500 + '"}',
+    '{"channel":"bbo","data":{"coin":"xyz:A","time":5,"bbo":[{"px":"' + "9" * 400 + '"}]}}',
+]
+
+
+@pytest.mark.parametrize("text", _BYTES_FRAMES)
+def test_ascii_bytes_decode_exactly_as_their_str(text: str, caplog) -> None:
+    caplog.set_level("DEBUG")
+    a, b = WireDecoder(), WireDecoder()
+    ev_s = a.decode(text)
+    logs_s = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    ev_b = b.decode(text.encode())
+    logs_b = [r.getMessage() for r in caplog.records]
+    assert ev_b == ev_s
+    assert attrs.asdict(b.stats) == attrs.asdict(a.stats)
+    assert logs_b == logs_s

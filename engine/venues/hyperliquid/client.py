@@ -197,7 +197,7 @@ class HyperliquidFeed:
         self._recorder: FrameSink | None = None
         # epoch seconds for display (the apps inject their clock; replay its simulated one)
         self.wall_clock: Callable[[], float] = time.time
-        self._replay_dispatch: tuple[Session, Callable[[str, float], None]] | None = None
+        self._replay_dispatch: tuple[Session, Callable[[list[Any], float], None]] | None = None
         self._coalesce_s = send_coalesce_s
         self.send_first_at_once = send_first_at_once
 
@@ -389,27 +389,41 @@ class HyperliquidFeed:
         s.reason = reason
         self._close_session(s)
 
-    def replay_batch(self, texts: list[str], now: float) -> None:
+    def replay_batch(self, texts: list[Any], now: float) -> None:
         """Replay: one recorded socket read, dispatched exactly as the live reader does
-        (decode → handler → core per frame, then ``on_batch_end``)."""
+        (decode → handler → core per frame, then ``on_batch_end``). A text is a str or the
+        recorded bytes (the wire decoder reads ASCII bytes exactly as their str)."""
         s = self._session
         if s is None:  # frames before any recorded connection: a connection is implied
             self._open_session(None, "replay", now)
             self._handler.on_connected()
             s = self._session
             assert s is not None
-        s.last_rx = now
-        self.stats.batches += 1
         cached = self._replay_dispatch
         if cached is None or cached[0] is not s:
-            cached = self._replay_dispatch = (s, self.router.dispatcher(s))
-        dispatch = cached[1]
-        for text in texts:
-            dispatch(text, now)
-        self._handler.on_batch_end()
-        self.posts.replay_drop_sends()
+            cached = self._replay_dispatch = (s, self._replay_reader(s))
+        cached[1](texts, now)
 
-    # ------------------------------------------------------------------ reader (hot path)
+    def _replay_reader(self, s: Session) -> Callable[[list[Any], float], None]:
+        """Replay's whole socket read for session ``s``: what :meth:`_reader` does with one
+        read (the live reader's per-frame dispatch for each text, then ``on_batch_end``),
+        without the sends (replay sends nothing). A closure over the lookups, like the
+        dispatch: one call per read."""
+        dispatch = self.router.dispatcher(s)
+        on_batch_end = self._handler.on_batch_end
+        st = self.stats
+        drop_sends = self.posts.replay_drop_sends
+
+        def read(texts: list[Any], now: float) -> None:
+            s.last_rx = now
+            st.batches += 1
+            for text in texts:
+                dispatch(text, now)
+            on_batch_end()
+            drop_sends()
+
+        return read
+
     # ------------------------------------------------------------------ reader (hot path)
 
     async def _reader(self, s: Session) -> None:

@@ -531,7 +531,7 @@ class WireDecoder:
             "l2Book frame rejected (%s): %s; frame %s",
             kind,
             why,
-            excerpt(text),
+            excerpt(_as_text(text)),
         )
 
     # -- user channels: one element at a time, a bad one is counted and skipped
@@ -609,6 +609,7 @@ class WireDecoder:
     # -- slow path: classification of frames the typed decode rejected
 
     def _classify_failure(self, text: str | bytes, exc: msgspec.DecodeError) -> None:
+        text = _as_text(text)
         try:
             generic = self._generic(text)
         except msgspec.DecodeError as jexc:
@@ -647,8 +648,18 @@ class WireDecoder:
     def _malformed(self, text: str | bytes, why: str) -> None:
         self.stats.malformed += 1
         self._rlog.log(
-            "malformed", logging.WARNING, "malformed frame skipped (%s): %s", why, excerpt(text)
+            "malformed",
+            logging.WARNING,
+            "malformed frame skipped (%s): %s",
+            why,
+            excerpt(_as_text(text)),
         )
+
+
+def _as_text(text: str | bytes) -> str:
+    """A frame given as bytes (replay hands over the recorded ASCII payloads as they are) as
+    the str the live reader had: every skip is then counted and logged exactly as for it."""
+    return text if isinstance(text, str) else text.decode("utf-8", "replace")
 
 
 def _positive_dec(s: str) -> bool:

@@ -665,7 +665,7 @@ def test_repository_conftest_marks_hypothesis_tests_property() -> None:
     root = Path(__file__).resolve().parents[2]
 
     def collected(path: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+        r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p",
                             "no:cacheprovider", "-m", "property", path], cwd=root,
                            capture_output=True, text=True, timeout=120)
         return r.stdout

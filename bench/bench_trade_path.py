@@ -538,7 +538,7 @@ def server_main(args: argparse.Namespace) -> int:
             p.get("vaultAddress"),
             p["nonce"],
             p.get("expiresAfter"),
-            True,
+            False,  # is_mainnet: the bench names [venue] network = "testnet"
         )
     result = {
         "entry_us": entry,
@@ -679,6 +679,7 @@ def client_main(args: argparse.Namespace) -> int:
         "venue": {
             "ws_url": f"ws://127.0.0.1:{ws_port}/ws",
             "info_url": f"http://127.0.0.1:{info_port}/info",
+            "network": "testnet",  # the bench venue is loopback: name the signing network (issue 9)
             "dex": DEX,
             "ctx_stale_ms": 0.0,
             "reconnect_base_s": 5.0,

@@ -4,28 +4,8 @@ venue actually discovered there. The pure rules are in :mod:`engine.networks` (b
 ``engine.config``, which applies them at load) and re-exported here; this module adds the probe
 of the discovered venue and :func:`network_of`.
 
-Networks: ``mainnet`` (real money: trade mode needs ``allow_live``; signs with the phantom-agent
-source ``"a"``), ``testnet`` (source ``"b"``), ``sim`` (the engine's exchange simulator, which
-verifies source ``"a"`` like the real venue; never needs ``allow_live``).
-
-URL hosts fall in four classes: the official mainnet host (``hyperliquid.xyz`` and its
-subdomains), the official testnet host (``hyperliquid-testnet.xyz`` and subdomains), loopback
-(``localhost``, ``127.0.0.0/8``, ``::1``) and any other host. Rules (:func:`resolve_network`):
-
-* ``[sim] enabled`` (the embedded simulator; the URLs are ignored): the network is ``sim``;
-  any other explicit value is an error.
-* ``sim``: both URLs must be loopback (the simulator runs on this host).
-* ``mainnet``: neither URL may be the testnet host; ``testnet``: neither may be the mainnet host.
-  Any other host (a node of your own, a tunnel on loopback) is allowed for both: the setting,
-  not the host name, decides.
-* unset (``""``): ``mainnet`` / ``testnet`` when both URLs are on that official host, else
-  unresolved — trade mode then refuses to start and asks for the key (observe and paper never
-  sign, so they need no network).
-
-The discovered venue (:func:`check_discovered`): a venue that answers the simulator's
-``GET /sim/stats`` is the simulator. Trade mode requires it for ``sim`` and refuses it for
-``mainnet`` / ``testnet`` (checked at start, before any connection that could sign), so a
-``sim`` setting pointed at a real node through a tunnel can never sign real orders.
+The networks, the host classes and the resolution rules are documented once, in
+:mod:`engine.networks`.
 """
 
 from __future__ import annotations

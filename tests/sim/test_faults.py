@@ -232,10 +232,25 @@ async def test_firehose_rate_and_no_false_dislocations(start_sim: Any, connect: 
 async def test_slow_client_is_dropped_once(start_sim: Any, connect: Any) -> None:
     sim = await start_sim(seed=9, rate=60_000.0, max_outbox_bytes=256 * 1024)
     async with connect(sim) as c:
-        for coin in sim.model.coins:
-            await c.send({"method": "subscribe", "subscription": {"type": "bbo", "coin": coin}})
-        await trio.sleep(1.0)  # not reading: kernel buffers fill, then the outbox overflows
+        closed_while_subscribing = False
+        try:
+            for coin in sim.model.coins:
+                await c.send(
+                    {"method": "subscribe", "subscription": {"type": "bbo", "coin": coin}}
+                )
+        except ConnectionClosed:
+            # At 60k frames/s the first subscriptions can fill the outbox before the last one
+            # is sent (seen on a loaded CI machine): the drop came early, which is still a drop.
+            closed_while_subscribing = True
+        # Not reading: kernel buffers fill, then the outbox overflows. Wait for the drop with a
+        # generous bound (a loaded machine is slower to fill them), then hold still a little
+        # to prove it is counted once, not once per frame.
+        with trio.fail_after(10):
+            while sim.counters["slow_client_drops"] < 1:
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)
         assert sim.counters["slow_client_drops"] == 1  # dropped once, not once per frame
-        with trio.fail_after(3), pytest.raises(ConnectionClosed):
-            while True:
-                await c.ws.get_message()
+        if not closed_while_subscribing:
+            with trio.fail_after(3), pytest.raises(ConnectionClosed):
+                while True:
+                    await c.ws.get_message()

@@ -42,6 +42,7 @@ from engine.core.intents import (
     CancelOrder,
     Intent,
     PlaceOrder,
+    QueryFills,
     QueryOrder,
     Record,
     RequestReconcile,
@@ -175,9 +176,13 @@ class TradingCore:
         # Reconciliation (docs/state-machines.md "Reconciliation"): markets whose venue
         # position or open orders the book cannot explain (coin -> why); no entry goes out
         # while any is listed. A mismatch is adopted only once seen mismatch_confirmations
-        # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms)).
+        # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms,
+        # our size then)); an answer that our fill-backed position closed, with no closing
+        # fill seen, needs the longer unfilled_close_* window (idx -> when userFills was
+        # last asked for that market: the second source).
         self.unexplained: dict[str, str] = {}
-        self._mismatch_seen: dict[int, tuple[float, float]] = {}
+        self._mismatch_seen: dict[int, tuple[float, float, float]] = {}
+        self._fills_asked: dict[int, float] = {}
         self._reconcile_due_ms: float | None = None
         # Disconnects seen: a reconciliation snapshot taken across one is stale (the shell
         # compares this before and after its query).
@@ -1022,6 +1027,44 @@ class TradingCore:
                         f"fill {tid} on {coin} for an order this engine did not place")
             self._latch("foreign_fill", now_ms, f"fill {tid} on {coin} cloid {cloid}")
 
+    def on_fills_answer(self, fills: Sequence[Fill], now_ms: float) -> None:
+        """The venue's ``userFills`` answer to a :class:`QueryFills` (any order).
+
+        Fills of orders this run knows are applied as from the stream (deduplicated by
+        ``tid``: one the stream lost is recovered). A fill of an order this run did not
+        place is applied (a foreign fill: the hard stop latches) only on a market whose
+        reconciliation says our position closed, and only when it is not older than that
+        position's opening fill; older history never rebuilds positions (P17). A market asked
+        about whose answer shows no new fill keeps its position: the unfilled-close window
+        of :meth:`on_reconcile` decides."""
+        asked = {self.book.positions[i].coin for i in self._fills_asked}
+        changed: set[str] = set()
+        for f in fills:
+            p = self.book.by_coin.get(f.coin)
+            if p is None or f.tid in self.book.seen_tids:
+                continue
+            foreign = f.cloid is None or f.cloid not in self.orders.by_cloid
+            fresh = (p.coin in asked and p.trade_open_ms is not None and bool(p.size)
+                     and f.time_ms >= p.trade_open_ms)
+            before = p.effective
+            self.on_fill(f.tid, f.cloid, f.coin, f.is_buy, f.px, f.sz, f.fee, f.time_ms,
+                         now_ms, snapshot=foreign and not fresh)
+            if p.effective != before:
+                changed.add(p.coin)
+        for coin in sorted(asked - changed):
+            self._alert_state("warning", "no_closing_fill", coin,
+                              f"{coin}: the venue's fills show nothing closing the position "
+                              f"reconciliation says is gone; it stays in the book and managed")
+        if changed and (self._reconcile_due_ms is None or now_ms < self._reconcile_due_ms):
+            self._reconcile_due_ms = now_ms  # judge the market again with the fills applied
+
+    def _forget_mismatch(self, p: Position) -> None:
+        p.mismatches = 0
+        self._mismatch_seen.pop(p.idx, None)
+        if self._fills_asked.pop(p.idx, None) is not None:
+            self._alert_clear("no_closing_fill", p.coin,
+                              f"{p.coin}: the venue's positions and the book agree again")
+
     def _exposure_changed(self, p: Position, now_ms: float, px: float, o: Order | None) -> None:
         has = p.has_exposure
         prev_state = p.state
@@ -1059,6 +1102,14 @@ class TradingCore:
         then the book is unchanged, so the position stays managed (exits, time stop, kill
         flatten), and a confirming reconciliation is requested for when the wait is over.
 
+        An answer that a position backed by our own fills is *smaller or gone* (the shape of
+        the venue's empty answers) is a claim that fills closed it. Fills are the venue's
+        own record: a fill the stream delivers, or that a ``userFills`` query
+        (:class:`QueryFills`, answered through :meth:`on_fills_answer`) shows, changes the
+        book as fills always do. Without one, the answer is adopted only after
+        ``unfilled_close_confirmations`` answers over ``unfilled_close_wait_s`` (each the
+        longer of it and the general rule's).
+
         A market with an unconfirmed or just adopted mismatch, or with an open order this run
         did not place, is listed in :attr:`unexplained` (no entry goes out while any market
         is) until a reconciliation finds it in agreement.
@@ -1067,12 +1118,12 @@ class TradingCore:
         wait_ms = tc.mismatch_confirm_wait_s * 1000.0
         unexplained: dict[str, str] = {}
         due: float | None = None
+        ask_fills: list[str] = []
         for p in self.book.positions:
             if any(o.state in ofsm.LIVE_STATES or o.state == ofsm.NEW
                    for o in self.orders.active_for(p.idx)):
                 # in flight: nothing can be judged now (an earlier verdict stands)
-                p.mismatches = 0
-                self._mismatch_seen.pop(p.idx, None)
+                self._forget_mismatch(p)
                 if p.coin in self.unexplained:
                     unexplained[p.coin] = self.unexplained[p.coin]
                     at = now_ms + RECHECK_MS
@@ -1081,29 +1132,46 @@ class TradingCore:
             venue = venue_positions.get(p.coin, 0.0)
             ours = p.effective
             if _same_size(venue, ours):
-                p.mismatches = 0
-                self._mismatch_seen.pop(p.idx, None)
+                self._forget_mismatch(p)
                 continue
+            close = _claims_close(p.size, ours, venue)
+            need_n, need_ms = tc.mismatch_confirmations, wait_ms
+            if close:
+                need_n = max(need_n, tc.unfilled_close_confirmations)
+                need_ms = max(need_ms, tc.unfilled_close_wait_s * 1000.0)
             seen = self._mismatch_seen.get(p.idx)
-            if seen is None or not _same_size(seen[0], venue):
-                seen = (venue, now_ms)
+            if seen is None or not _same_size(seen[0], venue) or not _same_size(seen[2], ours):
+                seen = (venue, now_ms, ours)
                 self._mismatch_seen[p.idx] = seen
                 p.mismatches = 1
-                self._alert("warning", "reconcile_mismatch",
-                            f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; confirming over "
-                            f"{tc.mismatch_confirm_wait_s:g} s before adopting (the position "
-                            f"stays managed; no entries meanwhile)")
+                if close:
+                    self._alert("warning", "reconcile_mismatch",
+                                f"{p.coin}: venue {venue:+g} vs ours {ours:+g}, but no fill "
+                                f"closing it has been seen: asking the venue's fills; "
+                                f"without one it is adopted only after {need_n} answers over "
+                                f"{need_ms / 1000.0:g} s (the position stays managed; no "
+                                f"entries meanwhile)")
+                else:
+                    self._alert("warning", "reconcile_mismatch",
+                                f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; confirming over "
+                                f"{need_ms / 1000.0:g} s before adopting (the position "
+                                f"stays managed; no entries meanwhile)")
             else:
                 p.mismatches += 1
-            if p.mismatches < tc.mismatch_confirmations or now_ms - seen[1] < wait_ms:
-                unexplained[p.coin] = f"venue {venue:+g} vs ours {ours:+g} (unconfirmed)"
+            if close:
+                asked = self._fills_asked.get(p.idx)
+                if asked is None or now_ms - asked >= max(wait_ms, RECHECK_MS):
+                    self._fills_asked[p.idx] = now_ms
+                    ask_fills.append(p.coin)
+            if p.mismatches < need_n or now_ms - seen[1] < need_ms:
+                unexplained[p.coin] = (f"venue {venue:+g} vs ours {ours:+g} (unconfirmed"
+                                       + ("; no closing fill seen)" if close else ")"))
                 # re-checked soon (a snapshot older than our last fill clears at once); only
                 # an answer after the wait can confirm
-                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + wait_ms))
+                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + need_ms))
                 due = at if due is None else min(due, at)
                 continue
-            p.mismatches = 0
-            self._mismatch_seen.pop(p.idx, None)
+            self._forget_mismatch(p)
             delta = venue - ours
             m = self.obs.markets[p.idx]
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
@@ -1121,7 +1189,12 @@ class TradingCore:
             unexplained[p.coin] = f"adopted the venue's {venue:+g} (was {ours:+g})"
             due = now_ms
             self._latch("reconciliation_mismatch", now_ms,
-                        f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")
+                        f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's"
+                        + (f" (no closing fill seen in {need_ms / 1000.0:g} s)" if close
+                           else ""))
+        if ask_fills:
+            self.out.append(QueryFills(tuple(ask_fills), "reconciliation says closed: "
+                                       + ", ".join(ask_fills)))
         known = {o.oid for o in self.orders.by_cloid.values() if o.oid is not None}
         known_cloids = set(self.orders.by_cloid)
         for vo in venue_open:
@@ -1206,6 +1279,14 @@ class TradingCore:
 
     def flat(self) -> bool:
         return all(not p.has_exposure for p in self.book.positions)
+
+
+def _claims_close(size: float, ours: float, venue: float) -> bool:
+    """The venue's figure says fills closed (part of) a position our own fills back: it is
+    smaller than ours, zero, or of the other sign."""
+    if abs(size) <= EPS or abs(ours) <= EPS:
+        return False
+    return venue * ours <= 0.0 or abs(venue) < abs(ours)
 
 
 def _same_size(a: float, b: float) -> bool:

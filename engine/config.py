@@ -366,6 +366,9 @@ class BreakersConfig:
     # ... and over at least this many answers, all while the account holds nothing (never
     # while a position or an order is open: collateral cannot vanish under a held position)
     equity_confirm_reads: int = attrs.field(default=3, validator=_positive)
+    # ... and, when the fills do not explain the drop (they say the account is not in
+    # drawdown; the venue's answer says it is), over at least this long (a second source)
+    equity_unexplained_confirm_s: float = attrs.field(default=60.0, validator=_non_negative)
 
 
 @attrs.frozen

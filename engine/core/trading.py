@@ -155,6 +155,9 @@ class TradingCore:
         self._suspect_flat_since: float | None = None  # ... since the account holds nothing
         self._suspect_flat_n = 0
         self._suspect_logged_ms: float | None = None
+        self._suspect_unexplained = False  # the flat part of the episode: fills disagree
+        # (venue equity, realised net P&L then) at the last plausible account answer
+        self._equity_ref: tuple[float, float] | None = None
         # repeating alert conditions raised once per state change: (code, key) -> repeats
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
@@ -354,7 +357,10 @@ class TradingCore:
         told a real value. A suspect answer is used only once it is confirmed — see
         :meth:`_suspect_confirmed`: such answers, and no other, persisted ``[breakers]
         equity_confirm_s`` over at least ``equity_confirm_reads`` answers *while the account
-        holds nothing* (no position, no order in flight, no unexplained market). While
+        holds nothing* (no position, no order in flight, no unexplained market) — and over at
+        least ``equity_unexplained_confirm_s`` when the fills do not explain the drop (the last
+        plausible venue equity plus the realised P&L of the fills since is not in drawdown:
+        the fills are the second source; the venue's empty state can outlast 10 s). While
         something is held it is never used: collateral cannot vanish while the position holds
         margin, and a real loss of the position shows in its fills and the reconciliation
         (which adopts a liquidation and latches). So a stuck main-dex 0 next to an open
@@ -379,6 +385,7 @@ class TradingCore:
                    or (dex_usd <= ZERO_USD and any(p.size for p in self.book.positions)))
         if not suspect:
             self._suspect_end(now_ms)
+            self._equity_ref = (total, self._equity_parts()[0])
         elif not self._suspect_confirmed(main_usd, dex_usd, now_ms):
             return
         self._last_main_value = main_usd
@@ -449,9 +456,32 @@ class TradingCore:
             return False
         if self._suspect_flat_since is None:
             self._suspect_flat_since = now_ms
+            explained = self._fill_explained_equity()
+            if explained is not None and main_usd + dex_usd < explained * (
+                    1.0 - bc.drawdown_pct / 100.0):
+                self._suspect_unexplained = True
+                log.warning("account value main %.2f + dex %.2f USD while the account holds "
+                            "nothing: the fills since the last plausible answer explain "
+                            "%.2f USD (no drawdown); believed only if such answers persist "
+                            "%.0f s over %d answers (a transfer, or the venue's empty state)",
+                            main_usd, dex_usd, explained,
+                            max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0) / 1000.0,
+                            need)
+            else:
+                self._suspect_unexplained = False
         self._suspect_flat_n += 1
+        if self._suspect_unexplained:
+            confirm_ms = max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0)
         return (now_ms - self._suspect_flat_since >= confirm_ms
                 and self._suspect_flat_n >= need)
+
+    def _fill_explained_equity(self) -> float | None:
+        """The last plausible venue equity plus the realised net P&L of the fills since
+        (flat: no unrealised part), or None before the venue told one."""
+        ref = self._equity_ref
+        if ref is None:
+            return None
+        return ref[0] + (self._equity_parts()[0] - ref[1])
 
     def _suspect_end(self, now_ms: float) -> None:
         """A plausible answer: the suspect episode (if any) is over."""

@@ -560,20 +560,47 @@ class TradingMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until
                   and self.truth_seen and self._held_idle())
-    @rule(window_ms=st.integers(12_000, 50_000), gap_ms=st.integers(10_001, 11_000))
-    def long_empty_positions(self, window_ms: int, gap_ms: int) -> None:
-        """clearinghouseState answers all-zero positions (account values truthful) for longer
-        than ``mismatch_confirm_wait_s`` but less than ``unfilled_close_wait_s``: two answers
-        ``gap_ms`` apart (more than the general wait) say "flat" while no fill closed
-        anything. Our fill-backed positions must stay in the book and managed (no false
-        latch: invariant 10); further answers may follow within the window."""
+    @rule(window_ms=st.integers(12_000, 50_000), gap_ms=st.integers(10_001, 11_000),
+          accounts_too=st.booleans())
+    def long_empty_positions(self, window_ms: int, gap_ms: int, accounts_too: bool) -> None:
+        """clearinghouseState answers all-zero positions (and, with ``accounts_too``, account
+        values: the whole P23 state) for longer than ``mismatch_confirm_wait_s`` and
+        ``[breakers] equity_confirm_s`` but less than ``unfilled_close_wait_s`` and
+        ``equity_unexplained_confirm_s``: two answers ``gap_ms`` apart (more than the general
+        wait) say "flat" while no fill closed anything. Our fill-backed positions must stay
+        in the book and managed (no false latch: invariant 10), and no loss breaker may take
+        the zeros for a drawdown (invariant 7); further answers may follow in the window,
+        after the position was closed too."""
         event("all-zero positions over a fill-backed position, answers > 10 s apart")
         self.transient_until = self.now + window_ms
         self.transient_main_only = False
-        self.transient_positions_only = True
+        self.transient_positions_only = not accounts_too
         self.truth_seen = False
         self.reconcile(1)
         self.reconcile(gap_ms)  # (timers may run between: the ``timer`` rule)
+
+    def _flat_idle(self) -> bool:
+        c = self.core
+        return (c.flat() and not any(True for _ in c.orders.active())
+                and all(abs(self._venue_pos(i)) < 1e-12 for i in range(len(COINS))))
+
+    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until
+                  and self.truth_seen and self._flat_idle())
+    @rule(window_ms=st.integers(12_000, 50_000), every_ms=st.integers(1000, 3000))
+    def long_empty_state_while_flat(self, window_ms: int, every_ms: int) -> None:
+        """The whole P23 state (no positions, account values 0) for longer than ``[breakers]
+        equity_confirm_s`` (over ``equity_confirm_reads`` answers) while the account holds
+        nothing, answered every ``every_ms``: seen on the simulator to latch "drawdown:
+        equity 0.00 USD is 100 % below the peak" on a profitable run. The fills say the
+        account is not in drawdown: no loss breaker may trip (invariant 7)."""
+        event("all-zero account state while flat for longer than equity_confirm_s")
+        self.transient_until = self.now + window_ms
+        self.transient_main_only = False
+        self.transient_positions_only = False
+        self.truth_seen = False
+        end = self.now + min(window_ms - 1, 16_000)
+        while self.now + every_ms <= end:
+            self.reconcile(every_ms)
 
     @precondition(lambda self: self.link_up and self.fills_asked > 0)
     @rule()

@@ -156,6 +156,7 @@ class TradingCore:
         self._suspect_flat_n = 0
         self._suspect_logged_ms: float | None = None
         self._suspect_unexplained = False  # the flat part of the episode: fills disagree
+        self._suspect_unexplained_logged = False
         # (venue equity, realised net P&L then) at the last plausible account answer
         self._equity_ref: tuple[float, float] | None = None
         # repeating alert conditions raised once per state change: (code, key) -> repeats
@@ -428,6 +429,7 @@ class TradingCore:
             self._suspect_n = 0
             self._suspect_flat_since = None
             self._suspect_flat_n = 0
+            self._suspect_unexplained_logged = False
             self._suspect_reads += 1
             if (self._suspect_logged_ms is None
                     or now_ms - self._suspect_logged_ms >= SUSPECT_LOG_INTERVAL_MS):
@@ -460,13 +462,15 @@ class TradingCore:
             if explained is not None and main_usd + dex_usd < explained * (
                     1.0 - bc.drawdown_pct / 100.0):
                 self._suspect_unexplained = True
-                log.warning("account value main %.2f + dex %.2f USD while the account holds "
-                            "nothing: the fills since the last plausible answer explain "
-                            "%.2f USD (no drawdown); believed only if such answers persist "
-                            "%.0f s over %d answers (a transfer, or the venue's empty state)",
-                            main_usd, dex_usd, explained,
-                            max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0) / 1000.0,
-                            need)
+                if not self._suspect_unexplained_logged:  # once per episode
+                    self._suspect_unexplained_logged = True
+                    log.warning("account value main %.2f + dex %.2f USD while the account holds "
+                                "nothing: the fills since the last plausible answer explain "
+                                "%.2f USD (no drawdown); believed only if such answers "
+                                "persist %.0f s over %d answers (a transfer, or the venue's "
+                                "empty state)", main_usd, dex_usd, explained,
+                                max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0)
+                                / 1000.0, need)
             else:
                 self._suspect_unexplained = False
         self._suspect_flat_n += 1

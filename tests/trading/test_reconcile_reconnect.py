@@ -2,7 +2,10 @@
 
 * a transient all-zero ``clearinghouseState`` never wipes a position: a mismatch is adopted
   only once seen ``mismatch_confirmations`` times over ``mismatch_confirm_wait_s``, and the
-  position stays managed (exits, time stop, kill flatten) until then;
+  position stays managed (exits, time stop, kill flatten) until then; an answer that a
+  position our own fills opened is gone needs a closing fill (``userFills``: ``QueryFills`` /
+  ``on_fills_answer``) or ``unfilled_close_confirmations`` answers over
+  ``unfilled_close_wait_s``;
 * a flatten that could not leave the process because the connection was down, or that the
   venue never saw (``unknownOid``), is retried once the connection is back and never counts
   toward the flatten-failure latch; venue-rejected and unfilled flattens still do;

@@ -274,9 +274,10 @@ class TradingConfig:
     # a mismatch must also persist this long (first sighting to the confirming answer): the
     # venue's transient all-zero clearinghouseState lasts a few seconds (P23)
     mismatch_confirm_wait_s: float = attrs.field(default=10.0, validator=_non_negative)
-    # an answer that a position backed by our own fills is smaller or gone, while neither the
-    # fills stream nor a userFills query shows a fill closing it, is adopted only after this
-    # many answers over this long (the longer of these and the two above; state-machines.md)
+    # an answer that a position of ours (its fills, or the venue saying our order filled) is
+    # smaller or gone, while neither the fills stream nor a userFills query shows a fill
+    # closing it, is adopted only after this many answers over this long (the longer of
+    # these and the two above; state-machines.md)
     unfilled_close_confirmations: int = attrs.field(default=4, validator=_positive)
     unfilled_close_wait_s: float = attrs.field(default=60.0, validator=_non_negative)
     # an orderStatus "unknownOid" is believed only this long after the order's expiresAfter

@@ -181,7 +181,7 @@ class TradingCore:
         # position or open orders the book cannot explain (coin -> why); no entry goes out
         # while any is listed. A mismatch is adopted only once seen mismatch_confirmations
         # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms,
-        # our size then)); an answer that our fill-backed position closed, with no closing
+        # our size then)); an answer that a position of ours closed, with no closing
         # fill seen, needs the longer unfilled_close_* window (idx -> when userFills was
         # last asked for that market: the second source).
         self.unexplained: dict[str, str] = {}
@@ -1136,7 +1136,8 @@ class TradingCore:
         then the book is unchanged, so the position stays managed (exits, time stop, kill
         flatten), and a confirming reconciliation is requested for when the wait is over.
 
-        An answer that a position backed by our own fills is *smaller or gone* (the shape of
+        An answer that a position of ours (backed by our fills, or by the venue's report that
+        our order filled while its fills are on their way) is *smaller or gone* (the shape of
         the venue's empty answers) is a claim that fills closed it. Fills are the venue's
         own record: a fill the stream delivers, or that a ``userFills`` query
         (:class:`QueryFills`, answered through :meth:`on_fills_answer`) shows, changes the
@@ -1168,7 +1169,7 @@ class TradingCore:
             if _same_size(venue, ours):
                 self._forget_mismatch(p)
                 continue
-            close = _claims_close(p.size, ours, venue)
+            close = _claims_close(ours, venue)
             need_n, need_ms = tc.mismatch_confirmations, wait_ms
             if close:
                 need_n = max(need_n, tc.unfilled_close_confirmations)
@@ -1315,10 +1316,11 @@ class TradingCore:
         return all(not p.has_exposure for p in self.book.positions)
 
 
-def _claims_close(size: float, ours: float, venue: float) -> bool:
-    """The venue's figure says fills closed (part of) a position our own fills back: it is
-    smaller than ours, zero, or of the other sign."""
-    if abs(size) <= EPS or abs(ours) <= EPS:
+def _claims_close(ours: float, venue: float) -> bool:
+    """The venue's figure says fills closed (part of) a position of ours — every exposure in
+    the book is the venue's own word: its fills, its report that our order filled (fills on
+    their way), or a figure adopted from it: smaller than ours, zero, or of the other sign."""
+    if abs(ours) <= EPS:
         return False
     return venue * ours <= 0.0 or abs(venue) < abs(ours)
 

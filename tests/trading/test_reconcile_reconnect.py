@@ -210,6 +210,27 @@ def test_two_empty_answers_10_s_apart_do_not_declare_our_filled_position_gone() 
     assert core.unexplained == {} and not core.hard_stop.latched and core.flat()
 
 
+def test_a_fill_the_venue_reported_but_whose_userfills_are_late_is_not_declared_gone() -> None:
+    # found by the long stateful run: the post response said "filled", the fills had not
+    # arrived, and a long all-zero state adopted "0" after the general wait (a false latch)
+    core = trade_core()
+    o = enter(core, GOLD, T0 + 10)
+    core.on_sent(o.cloid, T0 + 10)
+    core.on_post_result(o.cloid, {"filled": {"totalSz": o.sz_wire, "avgPx": o.px_wire,
+                                             "oid": 7}}, T0 + 11)
+    p = core.book.positions[GOLD]
+    assert p.size == 0 and p.effective == o.sz  # the venue's word, fills on their way
+    core.drain()
+    core.on_reconcile({}, [], T0 + 1000)
+    [_] = fills_queries(core)
+    core.on_reconcile({}, [], T0 + 11_500)
+    assert p.effective == o.sz and not core.hard_stop.latched
+    # the userFills answer brings the fill the stream has not delivered yet
+    core.on_fills_answer([Fill("T-late", o.cloid, o.coin, o.is_buy, o.px, o.sz, 0.0,
+                               T0 + 12)], T0 + 11_600)
+    assert p.size == o.sz and not p.unconfirmed and not core.hard_stop.latched
+
+
 def test_a_closing_fill_in_userfills_changes_the_book() -> None:
     core = trade_core()
     size = open_position(core, GOLD, T0 + 10)

@@ -30,7 +30,7 @@ Invariants checked after every step (docs/reference/design.md §4):
 Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
 account values, or only the main dex's value at 0, for less than the confirmation waits, each
 transient after a truthful answer; all-zero positions with truthful account values for 10-50 s,
-longer than ``mismatch_confirm_wait_s``: a fill-backed position is not declared gone without a
+longer than ``mismatch_confirm_wait_s``: a position of ours is not declared gone without a
 closing fill); ``userFills`` answers to the core's ``QueryFills`` (every fill the venue made,
 delivered or not, plus older foreign history); the main dex's value stuck at 0 for 10-120 s
 while a position is held (never a drawdown);

@@ -29,10 +29,12 @@ Invariants checked after every step (docs/reference/design.md §4):
 
 Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
 account values, or only the main dex's value at 0, for less than the confirmation waits, each
-transient after a truthful answer; all-zero positions with truthful account values for 10-50 s,
-longer than ``mismatch_confirm_wait_s``: a position of ours is not declared gone without a
+transient after a truthful answer; all-zero positions (account values truthful, or zero too)
+for 12-50 s, over a position of ours, two answers more than ``mismatch_confirm_wait_s`` apart: a position of ours is not declared gone without a
 closing fill); ``userFills`` answers to the core's ``QueryFills`` (every fill the venue made,
-delivered or not, plus older foreign history); the main dex's value stuck at 0 for 10-120 s
+delivered or not, plus older foreign history); the whole all-zero state for 12-50 s while the
+account holds nothing, answered every 1-3 s (no drawdown: the fills explain no loss); the main
+dex's value stuck at 0 for 10-120 s
 while a position is held (never a drawdown);
 the venue's account values (main dex and dex; the breakers must measure their sum); the link
 dropping at any step of an exit and staying down across steps (trade mode); post responses

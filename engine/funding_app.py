@@ -74,7 +74,7 @@ from engine.core.neutral import (
     RejectReason,
 )
 from engine.core.paper_two_leg import PaperTwoLegVenue
-from engine.io.frames import FrameRecorder, frames_dir
+from engine.io.frames import K_CONN, FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.health import HealthInputs
@@ -87,9 +87,11 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
+from engine.venues import registry
+from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
 from engine.venues.bybit.execution import BybitExecution
-from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
+from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
 from engine.venues.bybit.http import HttpClient, HttpError
 from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
@@ -98,6 +100,7 @@ log = logging.getLogger("engine.funding")
 summary_log = logging.getLogger("engine.summary")
 
 RECORD_KIND = "funding"
+VENUE = "bybit"  # the registry name of the venue this shell runs on
 TICK_S = 0.25
 SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
 LATENCY_SAMPLES = 2000
@@ -209,17 +212,18 @@ class ShellDecoder(BybitDecoder):
     latency's start for a fill), counts it and hands it to the frame recorder."""
 
     def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
-                 on_frame: Callable[[], None]) -> None:
+                 on_frame: Callable[[], None], socket: str = "linear") -> None:
         super().__init__(kind)
         self.recorder = recorder
         self.on_frame = on_frame
+        self.socket = socket
         self.rx_ns = 0
 
     def decode(self, raw: str | bytes) -> list[Any]:
         self.rx_ns = time.perf_counter_ns()
-        if self.recorder is not None:
-            self.recorder.inbound([raw if isinstance(raw, str)
-                                   else raw.decode("utf-8", "replace")])
+        if self.recorder is not None:  # tagged with its socket: replay decodes it like this
+            self.recorder.inbound_on(self.socket, [raw if isinstance(raw, str)
+                                                   else raw.decode("utf-8", "replace")])
         self.on_frame()
         return super().decode(raw)
 
@@ -350,9 +354,11 @@ class FundingApp:
                                    fsync_interval_ms=rec.fsync_interval_ms,
                                    max_pending_records=rec.max_pending_records, clock=self.clock)
         if cfg.recording.enabled:
+            offset_ms = getattr(self.clock, "offset_ms", None)  # a WallClock's anchor
             self.recorder = FrameRecorder(
                 frames_dir(self.records_dir), flush_interval_ms=cfg.recording.flush_interval_ms,
                 level=cfg.recording.level, max_pending=cfg.recording.max_pending,
+                anchor_ns=None if offset_ms is None else int(round(offset_ms * 1e6)),
                 header={"mode": cfg.mode, "venue": "bybit", "strategy": "funding",
                         "symbols": self.fcfg.symbols, "sim": cfg.sim.enabled})
         built = False
@@ -439,8 +445,9 @@ class FundingApp:
 
     async def _build(self) -> None:
         trade = self.cfg.mode == "trade"
+        factory = registry.factory(VENUE)
         try:
-            venue = build_venue(self.bcfg, self.clock, need_keys=trade, env=self.env)
+            venue = factory.build(self.bcfg, self.clock, need_keys=trade, env=self.env)
         except LiveNotAllowed as exc:
             raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
         except SecretsError as exc:
@@ -448,26 +455,30 @@ class FundingApp:
         venue.rest.http = TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
                                           self._on_request_written)
         self.venue = venue
+        provider = factory.instruments(
+            attrs.evolve(self.cfg, bybit=self.bcfg), info_url=venue.urls.rest,
+            record=self.recorder.info if self.recorder is not None else None)
         for attempt in range(5):
             try:
                 if trade:
                     await venue.rest.sync_time()
-                perp = {i.symbol: i for i in await venue.rest.instruments_info("linear")}
-                spot = {i.symbol: i for i in await venue.rest.instruments_info("spot")}
+                found = await provider.discover()
                 break
-            except (HttpError, BybitApiError) as exc:
+            except InstrumentsRefused as exc:
+                raise StartupError(str(exc), EXIT_CONFIG) from None
+            except (InstrumentsUnreachable, HttpError, BybitApiError) as exc:
                 if attempt == 4:
                     raise StartupError(f"Bybit at {venue.urls.rest} unreachable: {exc} (check "
                                        "[bybit] environment/rest_url and the network)") from None
                 log.warning("Bybit instruments: %s; retrying", exc)
                 await trio.sleep(0.5 * 2 ** attempt)
-        missing = [s for s in self.fcfg.symbols if s not in perp or s not in spot]
-        if missing:
-            raise StartupError(f"[funding] symbols: {', '.join(missing)} not listed on Bybit "
-                               "spot and linear (check the symbol names)", EXIT_CONFIG)
+        perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
+        spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
         self.perp = {s: perp[s] for s in self.fcfg.symbols}
         self.spot = {s: spot[s] for s in self.fcfg.symbols}
         now = int(self.clock())
+        if self.recorder is not None:  # what replay needs to build the same core (ids)
+            self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
         self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
@@ -479,7 +490,7 @@ class FundingApp:
             self.stats.frames += 1
             self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
 
-        return ShellDecoder(kind, self.recorder, counted)
+        return ShellDecoder(kind, self.recorder, counted, channel)
 
     async def _start_streams(self, nursery: trio.Nursery) -> None:
         venue = self.venue
@@ -722,6 +733,8 @@ class FundingApp:
             return
         first = not self.down
         self.down.add(name)
+        if self.recorder is not None:
+            self.recorder.event(K_CONN, {"event": "disconnected", "socket": name})
         self.stats.disconnects += 1
         log.warning("bybit %s stream disconnected; orders wait for the reconnect", name)
         if self.ops is not None:
@@ -734,6 +747,8 @@ class FundingApp:
     def _up(self, name: str) -> None:
         core = self.funding
         self.down.discard(name)
+        if self.recorder is not None and core is not None:
+            self.recorder.event(K_CONN, {"event": "connected", "socket": name})
         if core is None or self.down or not self.was_down or self._resyncing:
             return
         if self.paper is None and self._root is not None:

@@ -20,10 +20,11 @@ import attrs
 
 from engine.config import BybitConfig, EngineConfig
 from engine.core.neutral import Instrument, InstrumentKind
+from engine.venues.base import InfoRecorder, InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit import urls as bybit_urls
-from engine.venues.bybit.codec import BybitDecoder
+from engine.venues.bybit.codec import BybitApiError, BybitDecoder, parse_instruments
 from engine.venues.bybit.execution import BybitExecution
-from engine.venues.bybit.http import HttpClient
+from engine.venues.bybit.http import HttpClient, HttpError
 from engine.venues.bybit.keys import load_bybit_credentials
 from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.signing import BybitCredentials
@@ -82,20 +83,63 @@ def build_venue(cfg: BybitConfig, clock: Callable[[], float], need_keys: bool = 
     return BybitVenue(cfg, u, clock, creds, rest, BybitExecution(rest, clock))
 
 
+INSTRUMENTS_PATH = "/v5/market/instruments-info"
+
+
 @attrs.define
 class BybitInstruments:
     """:class:`~engine.venues.base.InstrumentProvider`: spot and linear-perp instruments of
-    ``symbols`` from instruments-info (each with its own funding interval)."""
+    ``symbols`` from instruments-info (each with its own funding interval).
+
+    ``record(request, answer)`` gets every raw answer (the frame recording's ``info``
+    records, from which replay builds the same instruments). A symbol the venue does not list
+    is :class:`~engine.venues.base.InstrumentsRefused` (``[funding] symbols``); a transport
+    failure or an error answer is :class:`~engine.venues.base.InstrumentsUnreachable`."""
 
     rest: BybitRest
     symbols: list[str]
+    record: InfoRecorder | None = None
 
     async def discover(self) -> list[Instrument]:
         out: list[Instrument] = []
+        missing: list[str] = []
         for category in ("spot", "linear"):
             for symbol in self.symbols:
-                out.extend(await self.rest.instruments_info(category, symbol))
+                params: dict[str, Any] = {"category": category, "symbol": symbol}
+                try:
+                    result = await self.rest.get(INSTRUMENTS_PATH, params)
+                except (HttpError, BybitApiError) as exc:
+                    http = self.rest.http
+                    raise InstrumentsUnreachable(
+                        f"Bybit at {http.scheme}://{http.host_header} unreachable: {exc}"
+                    ) from exc
+                if self.record is not None:
+                    self.record({"path": INSTRUMENTS_PATH, **params}, result)
+                got = [i for i in parse_instruments(result) if i.symbol == symbol]
+                if not got and symbol not in missing:
+                    missing.append(symbol)
+                out.extend(got)
+        if missing:
+            raise InstrumentsRefused(f"[funding] symbols: {', '.join(missing)} not listed on "
+                                     "Bybit spot and linear (check the symbol names)",
+                                     "funding.symbols")
         return out
+
+
+def instruments_from_info(answers: Iterable[tuple[Any, Any]]
+                          ) -> tuple[dict[str, Instrument], dict[str, Instrument]]:
+    """(spot, perp) by symbol from recorded ``(request, answer)`` pairs of
+    :class:`BybitInstruments` (others are ignored): the instruments the recorded run used."""
+    spot: dict[str, Instrument] = {}
+    perp: dict[str, Instrument] = {}
+    for request, answer in answers:
+        if not isinstance(request, dict) or request.get("path") != INSTRUMENTS_PATH:
+            continue
+        if not isinstance(answer, dict):
+            continue
+        for i in parse_instruments(answer):
+            (spot if i.kind is InstrumentKind.SPOT else perp)[i.symbol] = i
+    return spot, perp
 
 
 class BybitFactory:
@@ -109,7 +153,7 @@ class BybitFactory:
         return build_venue(cfg, clock, need_keys, env)
 
     def instruments(self, cfg: EngineConfig, *, info_url: str | None = None,
-                    record: Any = None) -> BybitInstruments:
+                    record: InfoRecorder | None = None) -> BybitInstruments:
         """Public instruments of ``[funding] symbols`` (no keys needed); ``info_url``
         overrides the REST base URL."""
         bcfg = cfg.bybit or BybitConfig()
@@ -118,7 +162,7 @@ class BybitFactory:
                          lambda: time.time() * 1000.0, None,
                          recv_window_ms=bcfg.recv_window_ms)
         symbols = list(cfg.funding.symbols) if cfg.funding is not None else []
-        return BybitInstruments(rest, symbols)
+        return BybitInstruments(rest, symbols, record)
 
 
 FACTORY = BybitFactory()

@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import signal
 import statistics
 import time
 from collections import deque
@@ -43,15 +42,6 @@ from typing import Any
 import attrs
 import trio
 
-from engine.app import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_RUNTIME,
-    StartupError,
-    check_records_dir,
-    lock_records_dir,
-    sole_startup_error,
-)
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
 from engine.core.funding_core import FundingCore
@@ -87,6 +77,7 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
+from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
 from engine.venues import registry
 from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
@@ -314,6 +305,8 @@ class FundingApp:
         self.day_start_net: tuple[int, float] | None = None
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
+        self._built = False  # the start got past the build (a failed start records nothing)
+        self._kill_at_start_why: str | None = None
         self._wake = trio.Event()
         # order lanes, each with its own sender task and REST connection, per (urgent, symbol):
         # urgent = reactions to order events (the hedge after a leg-1 fill, closes), else
@@ -332,14 +325,11 @@ class FundingApp:
         if cfg.mode not in ("paper", "trade"):
             raise StartupError(f"mode = {cfg.mode!r}: the funding strategy runs in paper or "
                                "trade mode (set mode or --mode)", EXIT_CONFIG)
-        check_records_dir(self.records_dir)
-        lock = lock_records_dir(self.records_dir)
-        try:
-            return await self._run_locked()
-        finally:
-            lock.release()
+        return await run_locked(self)
 
-    async def _run_locked(self) -> int:
+    # -- the steps of engine.startup.run_locked (records dir locked, signals watched)
+    def open_run(self) -> None:
+        """The ops host (its credentials), the record writer and the frame recorder."""
         from engine.ops.service import OpsService
 
         cfg = self.cfg
@@ -359,55 +349,53 @@ class FundingApp:
                 frames_dir(self.records_dir), flush_interval_ms=cfg.recording.flush_interval_ms,
                 level=cfg.recording.level, max_pending=cfg.recording.max_pending,
                 anchor_ns=None if offset_ms is None else int(round(offset_ms * 1e6)),
-                header={"mode": cfg.mode, "venue": "bybit", "strategy": "funding",
+                header={"mode": cfg.mode, "venue": VENUE, "strategy": "funding",
                         "symbols": self.fcfg.symbols, "sim": cfg.sim.enabled})
-        built = False
-        kill_at_start = self._kill_at_start()
-        try:
-            with trio.CancelScope() as cancel:
-                self._cancel = cancel
-                async with trio.open_nursery() as nursery:
-                    self._root = nursery
-                    nursery.start_soon(self._signal_task, name="signals")
-                    await self.ops.start(nursery)
-                    nursery.start_soon(self.writer.run, name="writer")
-                    if cfg.sim.enabled:
-                        await self._start_sim(nursery)
-                    await self._build()
-                    built = True
-                    if self.recorder is not None:
-                        nursery.start_soon(self.recorder.run, name="frames-recorder")
-                    if self.paper is None:
-                        for sym in self.perp:  # each lane connects before the first order
-                            for urgent in (False, True):
-                                self._lane((urgent, sym))
-                    await self._start_streams(nursery)
-                    nursery.start_soon(self._timer, name="timer")
-                    nursery.start_soon(self._summary_task, name="summary")
-                    nursery.start_soon(self._control_task, name="control-files")
-                    if self.duration_s is not None:
-                        nursery.start_soon(self._stop_after, self.duration_s, name="duration")
-                    self.ready.set()
-                    log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
-                             "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
-                             ", ".join(sorted(self.perp)), self.records_dir.resolve())
-                    if kill_at_start is not None:
-                        self.request_stop(f"kill switch on at start ({kill_at_start})")
-        except BaseExceptionGroup as group:
-            err = sole_startup_error(group) or _startup_error(group)
-            if err is None:
-                raise
-            raise err from None
-        finally:
-            self._flush_records()
+        self._built = False
+        self._kill_at_start_why = self._kill_at_start()
+
+    def bind_root(self, nursery: trio.Nursery, cancel: trio.CancelScope) -> None:
+        self._root, self._cancel = nursery, cancel
+
+    async def start_run(self, nursery: trio.Nursery) -> None:
+        """Inside the root nursery, the ops port bound: the writer, the simulator, the venue
+        and its instruments, the order lanes, the streams and the tasks; READY."""
+        cfg, writer = self.cfg, self.writer
+        assert writer is not None
+        nursery.start_soon(writer.run, name="writer")
+        if cfg.sim.enabled:
+            await self._start_sim(nursery)
+        await self._build()
+        self._built = True
+        if self.recorder is not None:
+            nursery.start_soon(self.recorder.run, name="frames-recorder")
+        if self.paper is None:
+            for sym in self.perp:  # each lane connects before the first order
+                for urgent in (False, True):
+                    self._lane((urgent, sym))
+        await self._start_streams(nursery)
+        nursery.start_soon(self._timer, name="timer")
+        nursery.start_soon(self._summary_task, name="summary")
+        nursery.start_soon(self._control_task, name="control-files")
+        if self.duration_s is not None:
+            nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+        self.ready.set()
+        log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
+                 "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
+                 ", ".join(sorted(self.perp)), self.records_dir.resolve())
+        if self._kill_at_start_why is not None:
+            self.request_stop(f"kill switch on at start ({self._kill_at_start_why})")
+
+    def close_run(self) -> None:
+        """Records flushed and closed (a failed start records no frames), the final line."""
+        self._flush_records()
+        if self.writer is not None:
             self.writer.close()
-            if self.recorder is not None:
-                if not built:
-                    self.recorder.discard()
-                self.recorder.close()
-            self._log_final()
-            await self.ops.close()
-        return self.exit_code
+        if self.recorder is not None:
+            if not self._built:
+                self.recorder.discard()
+            self.recorder.close()
+        self._log_final()
 
     def _kill_at_start(self) -> str | None:
         if self.kill_path.exists():
@@ -905,15 +893,6 @@ class FundingApp:
         return ", ".join(f"{s} spot {p['spot_qty']} perp {p['perp_qty']}"
                          for s, p in rows.items() if p["spot_qty"] or p["perp_qty"]) or "none"
 
-    async def _signal_task(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self.request_stop(f"received {name}"):
-                    log.warning("received %s again: stopping now without waiting", name)
-                    self.stop()
-                    return
-
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
         self.request_stop(f"run duration of {seconds:g} s reached")
@@ -1130,22 +1109,6 @@ def symbol_rows(snap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                     "hedged": state.lower() == "hedged"})
         out[str(sym)] = row
     return out
-
-
-def _startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
-    """A group holding only StartupErrors (e.g. nested by ``nursery.start``): the first one."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    found = [e for e in leaves if isinstance(e, StartupError)]
-    return found[0] if found and len(found) == len(leaves) else None
 
 
 async def run_funding(cfg: EngineConfig, *, duration_s: float | None = None) -> int:

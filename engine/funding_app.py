@@ -83,8 +83,8 @@ from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
 from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
-from engine.venues.bybit.http import HttpClient, HttpError
-from engine.venues.bybit.rest import BybitRest
+from engine.venues.bybit.feed import BybitFeed
+from engine.venues.bybit.http import HttpError
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
 
 log = logging.getLogger("engine.funding")
@@ -102,63 +102,6 @@ _ORDER = (OrderAck, OrderFill, OrderDone, OrderReject)
 
 
 # -- leg latency: leg-1 fill received -> leg-2 order written to the socket -----------------------
-
-
-class _StampedStream(trio.abc.Stream):
-    """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.
-
-    ``issued_ns`` is read just before the inner ``send_all``: Trio tries the kernel write at
-    once (no schedule point before it unless cancelled; it waits only on a full socket
-    buffer, which a small request on an idle connection never meets), so this is when the
-    bytes are written. ``returned_ns`` adds Trio's schedule point after the write, i.e. the
-    other tasks that ran meanwhile."""
-
-    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int, int], None]) -> None:
-        self.inner = inner
-        self.on_write = on_write
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        issued = time.perf_counter_ns()
-        await self.inner.send_all(data)
-        self.on_write(issued, time.perf_counter_ns())
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class TimedHttpClient(HttpClient):
-    """:class:`HttpClient` that reports when each request's bytes were written (for the leg
-    latency): ``on_sent(body, issued_ns, returned_ns)`` after the socket write, off the
-    measured path (see :class:`_StampedStream`)."""
-
-    def __init__(self, base_url: str, timeout_s: float,
-                 on_sent: Callable[[bytes, int, int], None]) -> None:
-        super().__init__(base_url, timeout_s=timeout_s)
-        self.on_sent = on_sent
-        self._body = b""
-
-    async def warm(self) -> None:
-        """Open the connection now (TCP and TLS), so the first order does not pay for it."""
-        async with self._lock:
-            if self._stream is None:
-                await self._connect()
-
-    async def _connect(self) -> None:
-        await super()._connect()
-        assert self._stream is not None
-        self._stream = _StampedStream(self._stream,
-                                      lambda t0, t1: self.on_sent(self._body, t0, t1))
-
-    async def _request(self, method: str, target: str, headers: dict[str, str],
-                       body: bytes) -> Any:
-        self._body = body  # under the client's lock: one request at a time
-        return await super()._request(method, target, headers, body)
 
 
 @attrs.define
@@ -196,27 +139,6 @@ class LegLatency:
         p99 = v[min(len(v) - 1, max(0, math.ceil(0.99 * len(v)) - 1))]
         return {"median_ms": round(statistics.median(v), 3), "p99_ms": round(p99, 3),
                 "n": self.count}
-
-
-class ShellDecoder(BybitDecoder):
-    """The stream's decoder, which first stamps the frame's arrival (``rx_ns``: the leg
-    latency's start for a fill), counts it and hands it to the frame recorder."""
-
-    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
-                 on_frame: Callable[[], None], socket: str = "linear") -> None:
-        super().__init__(kind)
-        self.recorder = recorder
-        self.on_frame = on_frame
-        self.socket = socket
-        self.rx_ns = 0
-
-    def decode(self, raw: str | bytes) -> list[Any]:
-        self.rx_ns = time.perf_counter_ns()
-        if self.recorder is not None:  # tagged with its socket: replay decodes it like this
-            self.recorder.inbound_on(self.socket, [raw if isinstance(raw, str)
-                                                   else raw.decode("utf-8", "replace")])
-        self.on_frame()
-        return super().decode(raw)
 
 
 @attrs.define
@@ -293,6 +215,7 @@ class FundingApp:
         self.spot: dict[str, Instrument] = {}
         self.perp: dict[str, Instrument] = {}
         self.streams: dict[str, BybitStream] = {}
+        self.market_feed: BybitFeed | None = None
         self.down: set[str] = set()
         self.was_down = False
         self._resyncing = False
@@ -433,15 +356,14 @@ class FundingApp:
 
     async def _build(self) -> None:
         trade = self.cfg.mode == "trade"
-        factory = registry.factory(VENUE)
+        factory = registry.account_factory(VENUE)
         try:
             venue = factory.build(self.bcfg, self.clock, need_keys=trade, env=self.env)
         except LiveNotAllowed as exc:
             raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
-        venue.rest.http = TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                          self._on_request_written)
+        venue.time_requests(self._on_request_written)
         self.venue = venue
         provider = factory.instruments(
             attrs.evolve(self.cfg, bybit=self.bcfg), info_url=venue.urls.rest,
@@ -473,42 +395,34 @@ class FundingApp:
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
 
-    def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
-        def counted() -> None:
+    async def _start_streams(self, nursery: trio.Nursery) -> None:
+        """The venue's sockets as one feed (the private one in trade mode), each connected in
+        turn before the shell goes on; a watch task per socket turns its connection state
+        into ``core.disconnect``/``reconnect``."""
+        venue = self.venue
+        assert venue is not None
+
+        def counted(channel: str) -> None:
             self.stats.frames += 1
             self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
 
-        return ShellDecoder(kind, self.recorder, counted, channel)
-
-    async def _start_streams(self, nursery: trio.Nursery) -> None:
-        venue = self.venue
-        assert venue is not None
-        syms = list(self.perp)
-        # the private socket first (its fills must not be published before we listen), the
-        # quotes last (they are what opens positions)
-        plan = [("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT),
-                ("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
-                 InstrumentKind.LINEAR_PERP)]
-        if self.paper is None:
-            plan.insert(0, ("private", ["order", "execution", "position", "wallet"],
-                            InstrumentKind.LINEAR_PERP))
-        for channel, topics, kind in plan:
-            st = venue.stream(channel, topics, self.on_event)
-            st.decoder = self._decoder(channel, kind)
-            if channel == "linear":
-                for s, inst in self.perp.items():
-                    st.decoder.tickers.set_funding_interval(s, inst.funding_interval_ms)
-            self.streams[channel] = st
-            with trio.fail_after(max(self.bcfg.http_timeout_s, 5.0) * 3):
-                await nursery.start(self._run_stream, channel, st)
+        feed = venue.market_data(
+            list(self.perp), self.on_event, private=self.paper is None,
+            funding_interval_ms={s: i.funding_interval_ms for s, i in self.perp.items()})
+        feed.recorder = self.recorder
+        feed.on_frame = counted
+        self.market_feed = feed
+        self.streams = feed.streams
+        await nursery.start(self._run_feed, feed)
+        for channel, st in feed.streams.items():
             nursery.start_soon(self._watch, channel, st, name=f"watch-{channel}")
 
-    async def _run_stream(self, channel: str, st: BybitStream,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_feed(self, feed: Any,
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await st.run(task_status=task_status)
-        except BybitAuthError as exc:
-            raise StartupError(str(exc), EXIT_CONFIG) from None
+            await feed.run(task_status=task_status)
+        except* BybitAuthError as group:
+            raise StartupError(str(group.exceptions[0]), EXIT_CONFIG) from None
 
     # ------------------------------------------------------------------ events (hot path)
     def on_event(self, ev: Any) -> None:
@@ -535,10 +449,9 @@ class FundingApp:
         elif isinstance(ev, _ORDER):
             t0 = 0
             if isinstance(ev, OrderFill):
-                priv = self.streams.get("private")
-                dec = priv.decoder if priv is not None else None
-                t0 = dec.rx_ns if isinstance(dec, ShellDecoder) and dec.rx_ns else (
-                    time.perf_counter_ns())
+                feed = self.market_feed
+                rx = feed.rx_ns("private") if feed is not None else 0
+                t0 = rx or time.perf_counter_ns()
             if self._order_event(ev, now, t0) and self.paper is None:
                 # a hedge or close is on its lane: records, logs and the timer's wake-up
                 # come after its write (the sender does them), not before
@@ -608,12 +521,7 @@ class FundingApp:
             assert venue is not None and root is not None
             tx, rx = trio.open_memory_channel[Intent](math.inf)
             self._lanes[key] = tx
-            rest = BybitRest(TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                             self._on_request_written),
-                             self.clock, venue.credentials,
-                             recv_window_ms=self.bcfg.recv_window_ms)
-            rest.time_offset_ms = venue.rest.time_offset_ms
-            ex = BybitExecution(rest, self.clock)
+            ex = venue.order_lane(self._on_request_written)
             root.start_soon(self._sender, rx, ex,
                             name=f"sender-{key[1]}{'-urgent' if key[0] else ''}")
         return tx
@@ -638,12 +546,11 @@ class FundingApp:
         """Trade mode: one lane's intents in order through the REST API (answers to the
         core); the records and logs of the events that made them are written after the
         send, off the fill-to-hedge path."""
-        http = ex.rest.http
-        if isinstance(http, TimedHttpClient):
-            try:
-                await http.warm()
-            except HttpError as exc:
-                log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
+        assert self.venue is not None
+        try:
+            await self.venue.warm(ex)
+        except HttpError as exc:
+            log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
         async for i in rx:
             try:
                 ans: Any
@@ -1116,4 +1023,4 @@ async def run_funding(cfg: EngineConfig, *, duration_s: float | None = None) -> 
     return await FundingApp(cfg, duration_s=duration_s).run()
 
 
-__all__ = ["FundingApp", "LegLatency", "TimedHttpClient", "run_funding", "symbol_rows"]
+__all__ = ["FundingApp", "LegLatency", "run_funding", "symbol_rows"]

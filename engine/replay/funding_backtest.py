@@ -94,8 +94,9 @@ class FundingBacktest:
                  core_start_ms: int | None = None, tick_ms: int | None = None) -> None:
         """``core_start_ms``: when the core was built (its client-id prefix; default
         ``start_ms``). ``tick_ms``: run the live shell's timer (:data:`LIVE_TICK_MS`) —
-        ``on_tick`` after every input and at least every ``tick_ms`` — instead of only at
-        the core's own wakeups."""
+        venue events due and ``on_tick`` after the inputs of each millisecond (the live
+        timer wakes once the stream tasks have handed over what arrived), and at least every
+        ``tick_ms`` — instead of only at the core's own wakeups."""
         self.core = FundingCore(cfg, spot, perp,
                                 now_ms=start_ms if core_start_ms is None else core_start_ms)
         self.venue = PaperTwoLegVenue(spot, perp, latency_ms=latency_ms,
@@ -103,6 +104,7 @@ class FundingBacktest:
                                       spot_balances=spot_balances)
         self.tick_ms = tick_ms
         self._last_tick = start_ms
+        self._tick_due: int | None = None  # the live timer's wake after the latest event
         self.down: set[str] = set()  # sockets down (recorded connection events)
         self.was_down = False
         for sym, qty in (spot_balances or {}).items():
@@ -147,6 +149,8 @@ class FundingBacktest:
         if self.tick_ms is not None or (w is not None and w <= t):
             self.send(self.core.on_tick(t), t)
             self._last_tick = t
+            if self._tick_due is not None and self._tick_due <= t:
+                self._tick_due = None
         self._collect()
 
     def _wakeup(self) -> int | None:
@@ -154,6 +158,8 @@ class FundingBacktest:
               if w is not None]
         if self.tick_ms is not None:
             ws.append(self._last_tick + self.tick_ms)
+            if self._tick_due is not None:
+                ws.append(self._tick_due)
         return min(ws) if ws else None
 
     def advance(self, t: int, *, inclusive: bool = False) -> None:
@@ -184,8 +190,8 @@ class FundingBacktest:
         if not self.offline:  # the engine's market sockets are down too
             self.send(self.core.on_market(ev, tick.ts), tick.ts)
         self._collect()
-        if self.tick_ms is not None:  # the live timer wakes after every event
-            self._fire(tick.ts)
+        if self.tick_ms is not None:  # the live timer wakes after the events (of this ms)
+            self._tick_due = tick.ts
 
     # -- recorded connection events: what the live shell does on each (FundingApp._down/_up)
 
@@ -216,7 +222,7 @@ class FundingBacktest:
         self.send(self.core.reconnect(t), t)
         self._collect()
         if self.tick_ms is not None:
-            self._fire(t)
+            self._tick_due = t
 
     # -- drills: connection loss and restart ------------------------------------------------------
 
@@ -536,21 +542,24 @@ def replay_recording(cfg: FundingConfig, rec: FundingRecording, *, latency_ms: f
                             f"(it has {', '.join(sorted(rec.perp))})")
     inputs = rec.inputs()
     first = next(inputs, None)
-    if first is None:
-        raise BacktestError(f"{rec.directory}: no market data in the selected window")
     # the clock starts with the live core (before its first frame), or at the window's start
-    start = first.ts if rec.start_ms is None or rec.from_ms is not None else min(
-        rec.start_ms, first.ts)
+    if rec.start_ms is not None and rec.from_ms is None:
+        start = rec.start_ms if first is None else min(rec.start_ms, first.ts)
+    elif first is not None:
+        start = first.ts
+    else:
+        raise BacktestError(f"{rec.directory}: no market data in the selected window")
     bt = FundingBacktest(cfg, rec.spot, rec.perp, start_ms=start, latency_ms=latency_ms,
                          spot_balances=spot_balances, core_start_ms=rec.start_ms,
                          tid_prefix=f"paper{rec.start_ms if rec.start_ms is not None else start}",
                          tick_ms=LIVE_TICK_MS)
 
     def all_inputs() -> Iterator[Tick | SocketEvent]:
-        yield first
+        if first is not None:
+            yield first
         yield from inputs
 
-    last = first.ts
+    last = start
     for item in all_inputs():
         last = item.ts
         if isinstance(item, SocketEvent):

@@ -485,6 +485,23 @@ class FundingRecording:
                     yield SocketEvent(ts, obj["socket"], obj.get("event") == "connected")
 
 
+def recording_venue(directory: Path) -> str | None:
+    """The venue named by the first run header of the recording in ``directory`` (a records
+    dir or its ``frames/``): ``"bybit"`` for the funding engine's, ``"hyperliquid"`` for a
+    header without one; None when there is no readable recording."""
+    from engine.io.frames import K_RUN, FramesError, decode_json, iter_records
+
+    try:
+        for rec in iter_records(directory):
+            if rec.kind == K_RUN:
+                obj = decode_json(rec.payload)
+                venue = obj.get("venue") if isinstance(obj, dict) else None
+                return str(venue) if venue else "hyperliquid"
+    except (FramesError, ValueError, OSError):
+        return None
+    return None
+
+
 def open_recording(directory: Path, *, from_ms: int | None = None,
                    to_ms: int | None = None) -> FundingRecording:
     """The recording in ``directory`` (a records dir or its ``frames/``): its first run's

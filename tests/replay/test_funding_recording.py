@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -155,36 +156,59 @@ def _b36(n: int) -> str:
     return b36(n)
 
 
+def _what(r: dict[str, Any]) -> tuple[Any, ...]:
+    """What was decided or done, without the prices it was valued at: the decision (action,
+    reason, direction, size), the order (id, side, size), the fill (order, leg, size), the
+    state."""
+    return tuple(r.get(k) for k in ("type", "action", "reason", "direction", "qty",
+                                    "client_id", "side", "leg", "role", "state", "previous",
+                                    "perp_qty", "spot_qty", "connected", "intent_id"))
+
+
 def test_replay_of_a_recorded_run_makes_the_same_decisions(run: Any) -> None:
     """Record for record per symbol up to the stop's kill (not in the recording): the same
     decisions, orders, fills, positions and settlements, each at the same time or later live
-    (a live timer wakes after its due time). A live timer that fired late, or ran between
-    two frames of one millisecond, may have met other data than the replayed one: a record
-    that differs is accepted only then (a frame of its symbol received between the replayed
-    and the live time, both included), and that symbol's later records are not compared
-    (the differences are listed in the failure message of the coverage check)."""
+    (a live timer wakes after its due time).
+
+    The live shell's tasks (one per socket, and the timer) are scheduled in an order the
+    recording cannot show when events fall in the same millisecond (the simulator sends all
+    its frames of a tick at once, and a paper fill can be due in that very millisecond): a
+    live timer that ran before, between or after such frames met other book or quote data
+    than the replayed one. So a record may differ in the prices it was valued at (a fill's
+    price, a hold's APR), never in what was decided or done (:func:`_what`), and only where a
+    frame of its symbol lies between the replayed and the live time (both included), or in
+    the round trip's P&L after such a fill; at most a fifth of the records."""
     records, cfg, live = run
+    assert_same_decisions(live, full_replay(records, cfg), _market_times(records))
+
+
+def assert_same_decisions(live: Sequence[dict[str, Any]], replayed: list[dict[str, Any]],
+                          frames: dict[str, list[int]]) -> None:
     kill = next(r["ts"] for r in live if r["type"] == "kill")
-    replayed = full_replay(records, cfg)
-    frames = _market_times(records)
     explained: list[str] = []
-    compared = 0
+    total = 0
     for sym in ("BTCUSDT", "ETHUSDT"):
         want = [r for r in live if r.get("symbol") == sym and r["ts"] < kill]
         got = [r for r in replayed if r.get("symbol") == sym]
         assert len(got) >= len(want), sym
+        assert [_what(r) for r in got[:len(want)]] == [_what(r) for r in want], sym
         for a, b in zip(want, got, strict=False):
+            total += 1
+            assert _times_agree(a, b), (sym, a, b)
             if _content(a) == _content(b):
-                assert _times_agree(a, b), (sym, a, b)
-                compared += 1
                 continue
             seen = [t for t in frames[sym] if b["ts"] <= t <= a["ts"]]
-            assert a["ts"] >= b["ts"] and seen, f"unexplained difference:\n{a}\n{b}"
-            explained.append(f"{sym}: live {a['type']} at {a['ts']}, replayed at {b['ts']}, "
-                             f"around a frame at {seen[0]}")
-            break
-        else:  # the replay's extra records come after the live kill's moment
-            assert all(r["ts"] >= kill - TOLERANCE_MS for r in got[len(want):]), sym
+            # a round trip's P&L sums the fills: one valued differently (above) changes it
+            carried = a["type"] == "closed" and any(e.startswith(f"{sym} fill") for e in
+                                                    explained)
+            assert seen or carried, f"unexplained difference:\n{a}\n{b}"
+            explained.append(f"{sym} {a['type']} live at {a['ts']}, replayed at {b['ts']}, "
+                             + (f"frame at {seen[0]}: " if seen else "after that fill: ")
+                             + ", ".join(f"{k} {a[k]} / {b[k]}" for k in a
+                                         if a[k] != b.get(k)))
+        # the replay's extra records come after the live kill's moment
+        assert all(r["ts"] >= kill - TOLERANCE_MS for r in got[len(want):]), sym
+    assert len(explained) <= total // 5, explained
     # the core saw the disconnect and the reconnect at the recorded times
     conn = [r for r in live if r["type"] == "connection" and r["ts"] < kill]
     got_conn = [r for r in replayed if r["type"] == "connection"][:len(conn)]
@@ -192,10 +216,31 @@ def test_replay_of_a_recorded_run_makes_the_same_decisions(run: Any) -> None:
     assert [_content(r) for r in got_conn] == [_content(r) for r in conn]
     assert all(_times_agree(a, b) for a, b in zip(conn, got_conn, strict=True))
     decisions = [r for r in live if r["type"] == "decision" and r["ts"] < kill]
-    assert {r["action"] for r in decisions} >= {"open", "close"}
+    assert {r["action"] for r in decisions} >= {"open", "hold", "close"}
     assert any(r["type"] == "funding" for r in live if r["ts"] < kill)
-    assert compared >= 0.9 * sum(1 for r in live if r.get("symbol") and r["ts"] < kill), \
-        explained
+
+
+def test_the_comparison_catches_a_replay_that_is_not_the_live_run(run: Any) -> None:
+    """Not vacuous: the same recording replayed with another paper latency (fills later
+    than live) or without its connection events is told apart."""
+    records, cfg, live = run
+    assert cfg.funding is not None
+    frames = _market_times(records)
+    slower = replay_recording(cfg.funding, open_recording(records),
+                              latency_ms=cfg.paper.latency_ms + 100)[1]
+    with pytest.raises(AssertionError):
+        assert_same_decisions(live, slower, frames)
+
+    class NoConn(FundingRecording):
+        def inputs(self) -> Any:
+            return (i for i in super().inputs() if not isinstance(i, SocketEvent))
+
+    base = open_recording(records)
+    blind = replay_recording(cfg.funding, NoConn(base.directory, base.header, base.spot,
+                                                 base.perp, base.start_ms),
+                             latency_ms=cfg.paper.latency_ms)[1]
+    with pytest.raises(AssertionError):
+        assert_same_decisions(live, blind, frames)
 
 
 def test_the_replay_is_deterministic(run: Any) -> None:
@@ -317,3 +362,16 @@ def test_socket_tagged_frames_round_trip(tmp_path: Path) -> None:
     got = [split_socket(r.payload) for r in iter_records(tmp_path) if r.kind == K_IN_ON]
     assert got == [("spot", b'{"topic":"orderbook.1.BTCUSDT"}'), ("spot", b"second frame")]
     assert rec.stats.frames_in == 2
+
+
+def test_the_hyperliquid_replay_points_a_bybit_recording_to_venue_bybit(
+        run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.replay.cli import main
+    from engine.replay.funding_backtest import recording_venue
+
+    records, _cfg, _live = run
+    assert recording_venue(records) == "bybit"
+    rc = main(["--data", str(records), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--venue bybit" in err and len(err.strip().splitlines()) == 1
+    assert recording_venue(tmp_path) is None

@@ -1,12 +1,17 @@
 """The Trio shell of the funding/basis strategy on Bybit (``[funding]`` + ``[bybit]``).
 
+The venue comes from the registry (``registry.account_factory("bybit")``): its instruments
+(each answer recorded for replay), its sockets as one feed
+(:class:`~engine.venues.bybit.feed.BybitFeed`) and its timed order lanes; start-up and close
+are :func:`engine.startup.run_locked`, shared with the Hyperliquid shell.
+
 Tasks, each owned by the root nursery:
 
 * ``bybit-sim``   the embedded Bybit simulator when ``[sim] enabled`` (ephemeral loopback port);
 * ``linear``/``spot``/``private`` one :class:`~engine.venues.bybit.ws.BybitStream` each (public
   ``tickers.{symbol}`` + ``orderbook.1.{symbol}`` on linear, ``orderbook.1.{symbol}`` on spot;
-  the private ``order``/``execution``/``position``/``wallet`` in trade mode). Frames are
-  decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
+  the private ``order``/``execution``/``position``/``wallet`` in trade mode), run by the feed.
+  Frames are recorded with their socket, decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
   synchronously in the stream's task;
 * ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
 * ``sender``      (trade) sends the core's intents in order through

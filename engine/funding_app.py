@@ -1,12 +1,17 @@
 """The Trio shell of the funding/basis strategy on Bybit (``[funding]`` + ``[bybit]``).
 
+The venue comes from the registry (``registry.account_factory("bybit")``): its instruments
+(each answer recorded for replay), its sockets as one feed
+(:class:`~engine.venues.bybit.feed.BybitFeed`) and its timed order lanes; start-up and close
+are :func:`engine.startup.run_locked`, shared with the Hyperliquid shell.
+
 Tasks, each owned by the root nursery:
 
 * ``bybit-sim``   the embedded Bybit simulator when ``[sim] enabled`` (ephemeral loopback port);
 * ``linear``/``spot``/``private`` one :class:`~engine.venues.bybit.ws.BybitStream` each (public
   ``tickers.{symbol}`` + ``orderbook.1.{symbol}`` on linear, ``orderbook.1.{symbol}`` on spot;
-  the private ``order``/``execution``/``position``/``wallet`` in trade mode). Frames are
-  decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
+  the private ``order``/``execution``/``position``/``wallet`` in trade mode), run by the feed.
+  Frames are recorded with their socket, decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
   synchronously in the stream's task;
 * ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
 * ``sender``      (trade) sends the core's intents in order through
@@ -32,7 +37,6 @@ import json
 import logging
 import math
 import os
-import signal
 import statistics
 import time
 from collections import deque
@@ -43,15 +47,6 @@ from typing import Any
 import attrs
 import trio
 
-from engine.app import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_RUNTIME,
-    StartupError,
-    check_records_dir,
-    lock_records_dir,
-    sole_startup_error,
-)
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
 from engine.core.funding_core import FundingCore
@@ -74,7 +69,7 @@ from engine.core.neutral import (
     RejectReason,
 )
 from engine.core.paper_two_leg import PaperTwoLegVenue
-from engine.io.frames import FrameRecorder, frames_dir
+from engine.io.frames import K_CONN, FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
 from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.health import HealthInputs
@@ -87,17 +82,21 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
+from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
+from engine.venues import registry
+from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
 from engine.venues.bybit.execution import BybitExecution
-from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
-from engine.venues.bybit.http import HttpClient, HttpError
-from engine.venues.bybit.rest import BybitRest
+from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
+from engine.venues.bybit.feed import BybitFeed
+from engine.venues.bybit.http import HttpError
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
 
 log = logging.getLogger("engine.funding")
 summary_log = logging.getLogger("engine.summary")
 
 RECORD_KIND = "funding"
+VENUE = "bybit"  # the registry name of the venue this shell runs on
 TICK_S = 0.25
 SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
 LATENCY_SAMPLES = 2000
@@ -108,63 +107,6 @@ _ORDER = (OrderAck, OrderFill, OrderDone, OrderReject)
 
 
 # -- leg latency: leg-1 fill received -> leg-2 order written to the socket -----------------------
-
-
-class _StampedStream(trio.abc.Stream):
-    """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.
-
-    ``issued_ns`` is read just before the inner ``send_all``: Trio tries the kernel write at
-    once (no schedule point before it unless cancelled; it waits only on a full socket
-    buffer, which a small request on an idle connection never meets), so this is when the
-    bytes are written. ``returned_ns`` adds Trio's schedule point after the write, i.e. the
-    other tasks that ran meanwhile."""
-
-    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int, int], None]) -> None:
-        self.inner = inner
-        self.on_write = on_write
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        issued = time.perf_counter_ns()
-        await self.inner.send_all(data)
-        self.on_write(issued, time.perf_counter_ns())
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class TimedHttpClient(HttpClient):
-    """:class:`HttpClient` that reports when each request's bytes were written (for the leg
-    latency): ``on_sent(body, issued_ns, returned_ns)`` after the socket write, off the
-    measured path (see :class:`_StampedStream`)."""
-
-    def __init__(self, base_url: str, timeout_s: float,
-                 on_sent: Callable[[bytes, int, int], None]) -> None:
-        super().__init__(base_url, timeout_s=timeout_s)
-        self.on_sent = on_sent
-        self._body = b""
-
-    async def warm(self) -> None:
-        """Open the connection now (TCP and TLS), so the first order does not pay for it."""
-        async with self._lock:
-            if self._stream is None:
-                await self._connect()
-
-    async def _connect(self) -> None:
-        await super()._connect()
-        assert self._stream is not None
-        self._stream = _StampedStream(self._stream,
-                                      lambda t0, t1: self.on_sent(self._body, t0, t1))
-
-    async def _request(self, method: str, target: str, headers: dict[str, str],
-                       body: bytes) -> Any:
-        self._body = body  # under the client's lock: one request at a time
-        return await super()._request(method, target, headers, body)
 
 
 @attrs.define
@@ -202,26 +144,6 @@ class LegLatency:
         p99 = v[min(len(v) - 1, max(0, math.ceil(0.99 * len(v)) - 1))]
         return {"median_ms": round(statistics.median(v), 3), "p99_ms": round(p99, 3),
                 "n": self.count}
-
-
-class ShellDecoder(BybitDecoder):
-    """The stream's decoder, which first stamps the frame's arrival (``rx_ns``: the leg
-    latency's start for a fill), counts it and hands it to the frame recorder."""
-
-    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
-                 on_frame: Callable[[], None]) -> None:
-        super().__init__(kind)
-        self.recorder = recorder
-        self.on_frame = on_frame
-        self.rx_ns = 0
-
-    def decode(self, raw: str | bytes) -> list[Any]:
-        self.rx_ns = time.perf_counter_ns()
-        if self.recorder is not None:
-            self.recorder.inbound([raw if isinstance(raw, str)
-                                   else raw.decode("utf-8", "replace")])
-        self.on_frame()
-        return super().decode(raw)
 
 
 @attrs.define
@@ -298,6 +220,7 @@ class FundingApp:
         self.spot: dict[str, Instrument] = {}
         self.perp: dict[str, Instrument] = {}
         self.streams: dict[str, BybitStream] = {}
+        self.market_feed: BybitFeed | None = None
         self.down: set[str] = set()
         self.was_down = False
         self._resyncing = False
@@ -310,6 +233,8 @@ class FundingApp:
         self.day_start_net: tuple[int, float] | None = None
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
+        self._built = False  # the start got past the build (a failed start records nothing)
+        self._kill_at_start_why: str | None = None
         self._wake = trio.Event()
         # order lanes, each with its own sender task and REST connection, per (urgent, symbol):
         # urgent = reactions to order events (the hedge after a leg-1 fill, closes), else
@@ -328,14 +253,11 @@ class FundingApp:
         if cfg.mode not in ("paper", "trade"):
             raise StartupError(f"mode = {cfg.mode!r}: the funding strategy runs in paper or "
                                "trade mode (set mode or --mode)", EXIT_CONFIG)
-        check_records_dir(self.records_dir)
-        lock = lock_records_dir(self.records_dir)
-        try:
-            return await self._run_locked()
-        finally:
-            lock.release()
+        return await run_locked(self)
 
-    async def _run_locked(self) -> int:
+    # -- the steps of engine.startup.run_locked (records dir locked, signals watched)
+    def open_run(self) -> None:
+        """The ops host (its credentials), the record writer and the frame recorder."""
         from engine.ops.service import OpsService
 
         cfg = self.cfg
@@ -350,58 +272,58 @@ class FundingApp:
                                    fsync_interval_ms=rec.fsync_interval_ms,
                                    max_pending_records=rec.max_pending_records, clock=self.clock)
         if cfg.recording.enabled:
+            offset_ms = getattr(self.clock, "offset_ms", None)  # a WallClock's anchor
             self.recorder = FrameRecorder(
                 frames_dir(self.records_dir), flush_interval_ms=cfg.recording.flush_interval_ms,
                 level=cfg.recording.level, max_pending=cfg.recording.max_pending,
-                header={"mode": cfg.mode, "venue": "bybit", "strategy": "funding",
+                anchor_ns=None if offset_ms is None else int(round(offset_ms * 1e6)),
+                header={"mode": cfg.mode, "venue": VENUE, "strategy": "funding",
                         "symbols": self.fcfg.symbols, "sim": cfg.sim.enabled})
-        built = False
-        kill_at_start = self._kill_at_start()
-        try:
-            with trio.CancelScope() as cancel:
-                self._cancel = cancel
-                async with trio.open_nursery() as nursery:
-                    self._root = nursery
-                    nursery.start_soon(self._signal_task, name="signals")
-                    await self.ops.start(nursery)
-                    nursery.start_soon(self.writer.run, name="writer")
-                    if cfg.sim.enabled:
-                        await self._start_sim(nursery)
-                    await self._build()
-                    built = True
-                    if self.recorder is not None:
-                        nursery.start_soon(self.recorder.run, name="frames-recorder")
-                    if self.paper is None:
-                        for sym in self.perp:  # each lane connects before the first order
-                            for urgent in (False, True):
-                                self._lane((urgent, sym))
-                    await self._start_streams(nursery)
-                    nursery.start_soon(self._timer, name="timer")
-                    nursery.start_soon(self._summary_task, name="summary")
-                    nursery.start_soon(self._control_task, name="control-files")
-                    if self.duration_s is not None:
-                        nursery.start_soon(self._stop_after, self.duration_s, name="duration")
-                    self.ready.set()
-                    log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
-                             "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
-                             ", ".join(sorted(self.perp)), self.records_dir.resolve())
-                    if kill_at_start is not None:
-                        self.request_stop(f"kill switch on at start ({kill_at_start})")
-        except BaseExceptionGroup as group:
-            err = sole_startup_error(group) or _startup_error(group)
-            if err is None:
-                raise
-            raise err from None
-        finally:
-            self._flush_records()
+        self._built = False
+        self._kill_at_start_why = self._kill_at_start()
+
+    def bind_root(self, nursery: trio.Nursery, cancel: trio.CancelScope) -> None:
+        self._root, self._cancel = nursery, cancel
+
+    async def start_run(self, nursery: trio.Nursery) -> None:
+        """Inside the root nursery, the ops port bound: the writer, the simulator, the venue
+        and its instruments, the order lanes, the streams and the tasks; READY."""
+        cfg, writer = self.cfg, self.writer
+        assert writer is not None
+        nursery.start_soon(writer.run, name="writer")
+        if cfg.sim.enabled:
+            await self._start_sim(nursery)
+        await self._build()
+        self._built = True
+        if self.recorder is not None:
+            nursery.start_soon(self.recorder.run, name="frames-recorder")
+        if self.paper is None:
+            for sym in self.perp:  # each lane connects before the first order
+                for urgent in (False, True):
+                    self._lane((urgent, sym))
+        await self._start_streams(nursery)
+        nursery.start_soon(self._timer, name="timer")
+        nursery.start_soon(self._summary_task, name="summary")
+        nursery.start_soon(self._control_task, name="control-files")
+        if self.duration_s is not None:
+            nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+        self.ready.set()
+        log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
+                 "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
+                 ", ".join(sorted(self.perp)), self.records_dir.resolve())
+        if self._kill_at_start_why is not None:
+            self.request_stop(f"kill switch on at start ({self._kill_at_start_why})")
+
+    def close_run(self) -> None:
+        """Records flushed and closed (a failed start records no frames), the final line."""
+        self._flush_records()
+        if self.writer is not None:
             self.writer.close()
-            if self.recorder is not None:
-                if not built:
-                    self.recorder.discard()
-                self.recorder.close()
-            self._log_final()
-            await self.ops.close()
-        return self.exit_code
+        if self.recorder is not None:
+            if not self._built:
+                self.recorder.discard()
+            self.recorder.close()
+        self._log_final()
 
     def _kill_at_start(self) -> str | None:
         if self.kill_path.exists():
@@ -439,77 +361,73 @@ class FundingApp:
 
     async def _build(self) -> None:
         trade = self.cfg.mode == "trade"
+        factory = registry.account_factory(VENUE)
         try:
-            venue = build_venue(self.bcfg, self.clock, need_keys=trade, env=self.env)
+            venue = factory.build(self.bcfg, self.clock, need_keys=trade, env=self.env)
         except LiveNotAllowed as exc:
             raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
-        venue.rest.http = TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                          self._on_request_written)
+        venue.time_requests(self._on_request_written)
         self.venue = venue
+        provider = factory.instruments(
+            attrs.evolve(self.cfg, bybit=self.bcfg), info_url=venue.urls.rest,
+            record=self.recorder.info if self.recorder is not None else None)
         for attempt in range(5):
             try:
                 if trade:
                     await venue.rest.sync_time()
-                perp = {i.symbol: i for i in await venue.rest.instruments_info("linear")}
-                spot = {i.symbol: i for i in await venue.rest.instruments_info("spot")}
+                found = await provider.discover()
                 break
-            except (HttpError, BybitApiError) as exc:
+            except InstrumentsRefused as exc:
+                raise StartupError(str(exc), EXIT_CONFIG) from None
+            except (InstrumentsUnreachable, HttpError, BybitApiError) as exc:
                 if attempt == 4:
                     raise StartupError(f"Bybit at {venue.urls.rest} unreachable: {exc} (check "
                                        "[bybit] environment/rest_url and the network)") from None
                 log.warning("Bybit instruments: %s; retrying", exc)
                 await trio.sleep(0.5 * 2 ** attempt)
-        missing = [s for s in self.fcfg.symbols if s not in perp or s not in spot]
-        if missing:
-            raise StartupError(f"[funding] symbols: {', '.join(missing)} not listed on Bybit "
-                               "spot and linear (check the symbol names)", EXIT_CONFIG)
+        perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
+        spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
         self.perp = {s: perp[s] for s in self.fcfg.symbols}
         self.spot = {s: spot[s] for s in self.fcfg.symbols}
         now = int(self.clock())
+        if self.recorder is not None:  # what replay needs to build the same core (ids)
+            self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
         self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
 
-    def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
-        def counted() -> None:
+    async def _start_streams(self, nursery: trio.Nursery) -> None:
+        """The venue's sockets as one feed (the private one in trade mode), each connected in
+        turn before the shell goes on; a watch task per socket turns its connection state
+        into ``core.disconnect``/``reconnect``."""
+        venue = self.venue
+        assert venue is not None
+
+        def counted(channel: str) -> None:
             self.stats.frames += 1
             self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
 
-        return ShellDecoder(kind, self.recorder, counted)
-
-    async def _start_streams(self, nursery: trio.Nursery) -> None:
-        venue = self.venue
-        assert venue is not None
-        syms = list(self.perp)
-        # the private socket first (its fills must not be published before we listen), the
-        # quotes last (they are what opens positions)
-        plan = [("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT),
-                ("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
-                 InstrumentKind.LINEAR_PERP)]
-        if self.paper is None:
-            plan.insert(0, ("private", ["order", "execution", "position", "wallet"],
-                            InstrumentKind.LINEAR_PERP))
-        for channel, topics, kind in plan:
-            st = venue.stream(channel, topics, self.on_event)
-            st.decoder = self._decoder(channel, kind)
-            if channel == "linear":
-                for s, inst in self.perp.items():
-                    st.decoder.tickers.set_funding_interval(s, inst.funding_interval_ms)
-            self.streams[channel] = st
-            with trio.fail_after(max(self.bcfg.http_timeout_s, 5.0) * 3):
-                await nursery.start(self._run_stream, channel, st)
+        feed = venue.market_data(
+            list(self.perp), self.on_event, private=self.paper is None,
+            funding_interval_ms={s: i.funding_interval_ms for s, i in self.perp.items()})
+        feed.recorder = self.recorder
+        feed.on_frame = counted
+        self.market_feed = feed
+        self.streams = feed.streams
+        await nursery.start(self._run_feed, feed)
+        for channel, st in feed.streams.items():
             nursery.start_soon(self._watch, channel, st, name=f"watch-{channel}")
 
-    async def _run_stream(self, channel: str, st: BybitStream,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_feed(self, feed: Any,
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await st.run(task_status=task_status)
-        except BybitAuthError as exc:
-            raise StartupError(str(exc), EXIT_CONFIG) from None
+            await feed.run(task_status=task_status)
+        except* BybitAuthError as group:
+            raise StartupError(str(group.exceptions[0]), EXIT_CONFIG) from None
 
     # ------------------------------------------------------------------ events (hot path)
     def on_event(self, ev: Any) -> None:
@@ -536,10 +454,9 @@ class FundingApp:
         elif isinstance(ev, _ORDER):
             t0 = 0
             if isinstance(ev, OrderFill):
-                priv = self.streams.get("private")
-                dec = priv.decoder if priv is not None else None
-                t0 = dec.rx_ns if isinstance(dec, ShellDecoder) and dec.rx_ns else (
-                    time.perf_counter_ns())
+                feed = self.market_feed
+                rx = feed.rx_ns("private") if feed is not None else 0
+                t0 = rx or time.perf_counter_ns()
             if self._order_event(ev, now, t0) and self.paper is None:
                 # a hedge or close is on its lane: records, logs and the timer's wake-up
                 # come after its write (the sender does them), not before
@@ -609,12 +526,7 @@ class FundingApp:
             assert venue is not None and root is not None
             tx, rx = trio.open_memory_channel[Intent](math.inf)
             self._lanes[key] = tx
-            rest = BybitRest(TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                             self._on_request_written),
-                             self.clock, venue.credentials,
-                             recv_window_ms=self.bcfg.recv_window_ms)
-            rest.time_offset_ms = venue.rest.time_offset_ms
-            ex = BybitExecution(rest, self.clock)
+            ex = venue.order_lane(self._on_request_written)
             root.start_soon(self._sender, rx, ex,
                             name=f"sender-{key[1]}{'-urgent' if key[0] else ''}")
         return tx
@@ -639,12 +551,11 @@ class FundingApp:
         """Trade mode: one lane's intents in order through the REST API (answers to the
         core); the records and logs of the events that made them are written after the
         send, off the fill-to-hedge path."""
-        http = ex.rest.http
-        if isinstance(http, TimedHttpClient):
-            try:
-                await http.warm()
-            except HttpError as exc:
-                log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
+        assert self.venue is not None
+        try:
+            await self.venue.warm(ex)
+        except HttpError as exc:
+            log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
         async for i in rx:
             try:
                 ans: Any
@@ -722,6 +633,8 @@ class FundingApp:
             return
         first = not self.down
         self.down.add(name)
+        if self.recorder is not None:
+            self.recorder.event(K_CONN, {"event": "disconnected", "socket": name})
         self.stats.disconnects += 1
         log.warning("bybit %s stream disconnected; orders wait for the reconnect", name)
         if self.ops is not None:
@@ -734,6 +647,8 @@ class FundingApp:
     def _up(self, name: str) -> None:
         core = self.funding
         self.down.discard(name)
+        if self.recorder is not None and core is not None:
+            self.recorder.event(K_CONN, {"event": "connected", "socket": name})
         if core is None or self.down or not self.was_down or self._resyncing:
             return
         if self.paper is None and self._root is not None:
@@ -889,15 +804,6 @@ class FundingApp:
         rows = self.position_rows()
         return ", ".join(f"{s} spot {p['spot_qty']} perp {p['perp_qty']}"
                          for s, p in rows.items() if p["spot_qty"] or p["perp_qty"]) or "none"
-
-    async def _signal_task(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self.request_stop(f"received {name}"):
-                    log.warning("received %s again: stopping now without waiting", name)
-                    self.stop()
-                    return
 
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
@@ -1117,25 +1023,9 @@ def symbol_rows(snap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
-    """A group holding only StartupErrors (e.g. nested by ``nursery.start``): the first one."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    found = [e for e in leaves if isinstance(e, StartupError)]
-    return found[0] if found and len(found) == len(leaves) else None
-
-
 async def run_funding(cfg: EngineConfig, *, duration_s: float | None = None) -> int:
     """Run the funding strategy until a stop; return an exit code."""
     return await FundingApp(cfg, duration_s=duration_s).run()
 
 
-__all__ = ["FundingApp", "LegLatency", "TimedHttpClient", "run_funding", "symbol_rows"]
+__all__ = ["FundingApp", "LegLatency", "run_funding", "symbol_rows"]

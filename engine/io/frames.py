@@ -47,7 +47,8 @@ K_IN: Final = "in"  # one inbound WebSocket text frame
 K_OUT: Final = "out"  # one outbound WebSocket text (post signatures removed)
 K_INFO: Final = "info"  # one info answer the engine used (payload: {"request","response"})
 K_CONN: Final = "conn"  # connection event (payload: {"event": "connected"|"disconnected", ...})
-KINDS: Final = (K_RUN, K_IN, K_OUT, K_INFO, K_CONN)
+K_IN_ON: Final = "ins"  # one inbound frame of a named socket (payload: b"<socket> <frame>")
+KINDS: Final = (K_RUN, K_IN, K_OUT, K_INFO, K_CONN, K_IN_ON)
 FRAMES_SUBDIR: Final = "frames"
 DAY_FILE: Final = re.compile(r"^frames_(?P<day>\d{4}-\d{2}-\d{2})\.zst$")
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
@@ -546,6 +547,14 @@ def decode_json(payload: bytes) -> Any:
     return _json_dec.decode(payload)
 
 
+def split_socket(payload: bytes) -> tuple[str, bytes]:
+    """A :data:`K_IN_ON` payload → (socket name, the frame's bytes)."""
+    socket, sep, frame = payload.partition(b" ")
+    if not sep:
+        raise FramesError(f"{K_IN_ON} record without a socket name: {payload[:40]!r}")
+    return socket.decode("ascii", "replace"), frame
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -660,6 +669,17 @@ class FrameRecorder:
     def info(self, request: Any, response: Any) -> None:
         self.event(K_INFO, {"request": request, "response": response})
 
+    def inbound_on(self, socket: str, texts: list[str]) -> None:
+        """The texts of one read of socket ``socket`` (a venue with several sockets, e.g.
+        Bybit's linear, spot and private ones): :data:`K_IN_ON` records whose payload is the
+        socket name, a space and the frame, so replay hands each frame to its socket's
+        decoder. ``socket`` must hold no space."""
+        items = self._items
+        if len(items) < self.max_pending:
+            items.append((K_IN_ON, time.monotonic_ns(), (socket, texts)))
+        else:
+            self.stats.dropped += len(texts)
+
     # -- the writer side
     def _encode(self, items: list[tuple[str, int, Any]]) -> dict[str, bytearray]:
         by_day: dict[str, bytearray] = {}
@@ -682,6 +702,14 @@ class FrameRecorder:
                 for text in obj:
                     raw = text.encode() if isinstance(text, str) else bytes(text)
                     buf += encode_record(K_IN, b, wall, mono, raw)
+            elif kind == K_IN_ON:
+                st.batches += 1
+                socket, texts = obj
+                st.frames_in += len(texts)
+                prefix = socket.encode() + b" "
+                for text in texts:
+                    raw = text.encode() if isinstance(text, str) else bytes(text)
+                    buf += encode_record(K_IN_ON, b, wall, mono, prefix + raw)
             elif kind == K_OUT:
                 st.frames_out += len(obj)
                 for text in obj:

@@ -78,6 +78,8 @@ OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
 RECONCILE_GRACE_MS = 2_000
 """A position update this soon after a pair's last fill may predate it: not reconciled."""
 BAD_INPUT_LOG_MS = 60_000
+SETTLEMENT_IDS_KEPT = 4096
+"""Funding payments remembered by id (journaled), so one seen twice is booked once."""
 FINISHED_ORDERS_KEPT = 4096
 """Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
@@ -177,6 +179,7 @@ class FundingCore:
         self._recent_closed: dict[str, tuple[str, int, int]] = {}  # sym -> (id, opened, closed)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
+        self._settlement_ids: dict[str, None] = {}  # funding payments booked, by id (FIFO)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -522,7 +525,8 @@ class FundingCore:
         leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side, p.lot_size,
                         p.min_qty, p.min_notional)
         leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(), sp.lot_size,
-                        sp.min_qty, sp.min_notional)
+                        sp.min_qty, sp.min_notional,
+                        buy_fee_base_rate=Decimal(repr(sp.taker_fee)))  # spot buy: fee in base
         ref = self._mid(sym, InstrumentKind.SPOT) or 0.0
         it = TwoLegIntent(iid, leg_a, leg_b, d.qty, self.risk_cfg, ref)
         self.intents[sym] = it
@@ -618,6 +622,10 @@ class FundingCore:
             inst.maker_fee if f.is_maker else inst.taker_fee)
         signed = f.qty * f.side.sign
         led.cash -= signed * f.price
+        # a fee kept in the coin bought is in the fees (valued at the fill price), not in the
+        # basis: the legs hold ``qty − fee_base`` and are valued at the mids, so the cash flow
+        # is credited what the fee coin cost
+        led.cash += f.fee_base * f.price
         led.fees += fee
         led.fills += 1
         led.last_fill_ms = max(led.last_fill_ms or 0, f.ts_ms)
@@ -638,9 +646,21 @@ class FundingCore:
         self._record("fill", now_ms, symbol=sym, intent_id=it.intent_id, client_id=f.client_id,
                      trade_id=f.trade_id, leg="perp" if slot.leg == LEG_A else "spot",
                      role=slot.role, side=f.side.value, qty=f.qty, price=f.price, fee=fee,
-                     is_maker=f.is_maker, venue_ts=f.ts_ms, slippage_bps=slip)
+                     fee_base=f.fee_base, is_maker=f.is_maker, venue_ts=f.ts_ms,
+                     slippage_bps=slip)
 
     def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
+        if ev.settlement_id:
+            if ev.settlement_id in self._settlement_ids:
+                # the same payment again (the stream, then the catch-up after an outage)
+                self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
+                             position_size=ev.position_size, amount=ev.amount, applied=False,
+                             duplicate=True, settlement_id=ev.settlement_id,
+                             settled_ms=ev.ts_ms)
+                return
+            self._settlement_ids[ev.settlement_id] = None
+            while len(self._settlement_ids) > SETTLEMENT_IDS_KEPT:
+                self._settlement_ids.pop(next(iter(self._settlement_ids)))
         led = self.ledgers.get(ev.symbol)
         if led is not None and ev.ts_ms < led.opened_ms:
             led = None  # settled before this round trip opened: an earlier one's
@@ -653,7 +673,8 @@ class FundingCore:
                 self.totals["net"] += ev.amount
                 self._record("funding", now_ms, symbol=ev.symbol, intent_id=late[0],
                              rate=ev.rate, position_size=ev.position_size, amount=ev.amount,
-                             applied=True, late=True, settled_ms=ev.ts_ms)
+                             applied=True, late=True, settled_ms=ev.ts_ms,
+                             settlement_id=ev.settlement_id or None)
                 return
             self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
                          position_size=ev.position_size, amount=ev.amount, applied=False,
@@ -663,7 +684,8 @@ class FundingCore:
         led.settlements += 1
         self._record("funding", now_ms, symbol=ev.symbol, intent_id=led.intent_id, rate=ev.rate,
                      position_size=ev.position_size, amount=ev.amount, applied=True,
-                     settled_ms=ev.ts_ms, funding_total=led.funding)
+                     settled_ms=ev.ts_ms, funding_total=led.funding,
+                     settlement_id=ev.settlement_id or None)
 
     # -- journal ---------------------------------------------------------------------------------
 
@@ -677,6 +699,7 @@ class FundingCore:
             "last_apr": dict(self.last_apr),
             "cooldown_until": dict(self.cooldown_until),
             "recent_closed": {s: list(v) for s, v in self._recent_closed.items()},
+            "settlement_ids": list(self._settlement_ids),
         }
 
     @classmethod
@@ -699,6 +722,7 @@ class FundingCore:
         self.cooldown_until = {s: int(v) for s, v in r.get("cooldown_until", {}).items()}
         self._recent_closed = {s: (str(v[0]), int(v[1]), int(v[2]))
                                for s, v in r.get("recent_closed", {}).items()}
+        self._settlement_ids = dict.fromkeys(str(i) for i in r.get("settlement_ids", []))
         for sym, it in self.intents.items():
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
             if sym not in cfg.symbols or sym not in spot or sym not in perp:
@@ -743,4 +767,6 @@ def bad_input(ev: Any) -> str | None:
     elif isinstance(ev, OrderFill):
         if not (_finite_pos(ev.qty) and _finite_pos(ev.price) and math.isfinite(ev.fee)):
             return f"fill qty {ev.qty!r} / price {ev.price!r} / fee {ev.fee!r} not usable"
+        if not (math.isfinite(ev.fee_base) and 0 <= ev.fee_base < ev.qty):
+            return f"base-coin fee {ev.fee_base!r} of a fill of {ev.qty!r} not usable"
     return None

@@ -11,6 +11,11 @@ Tasks, each owned by the root nursery:
 * ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
 * ``sender``      (trade) sends the core's intents in order through
   :class:`~engine.venues.bybit.execution.BybitExecution`; answers go back to the core;
+* ``reconcile``   (trade) every ``[funding] reconcile_interval_s``, and after every reconnect,
+  reads the base coins' wallet balances and the linear positions and hands them to
+  :meth:`FundingCore.reconcile` (confirm before believing; an unexplained balance keeps the
+  app not READY and the symbol out of new entries). The reconnect's resync also fetches the
+  funding paid while the private socket was down (the transaction log) and books it once;
 * ``timer``       wakes the core (and the paper venue) by their ``next_wakeup_ms``, and at least
   every :data:`TICK_S` for the strategy's evaluation;
 * ``writer`` / ``frames-recorder`` the JSON Lines day files (``funding_YYYY-MM-DD.jsonl``, one
@@ -37,6 +42,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +93,7 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
-from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder, CodecError
 from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
 from engine.venues.bybit.http import HttpClient, HttpError
@@ -300,7 +306,10 @@ class FundingApp:
         self.streams: dict[str, BybitStream] = {}
         self.down: set[str] = set()
         self.was_down = False
+        self.down_since_ms: int | None = None  # when the first stream of an outage dropped
         self._resyncing = False
+        self.reconciles = 0  # venue readings of both legs taken (trade mode)
+        self.missed_settlements = 0  # funding payments found by the catch-up, booked once
         self.sim_server: Any = None
         self.sim_exchange: Any = None
         self.positions: dict[str, PositionUpdate] = {}
@@ -376,7 +385,11 @@ class FundingApp:
                             for urgent in (False, True):
                                 self._lane((urgent, sym))
                     await self._start_streams(nursery)
+                    if self.paper is None:  # entries wait for the venue's own figures
+                        await self.reconcile_once()
                     nursery.start_soon(self._timer, name="timer")
+                    if self.paper is None:
+                        nursery.start_soon(self._reconcile_task, name="reconcile")
                     nursery.start_soon(self._summary_task, name="summary")
                     nursery.start_soon(self._control_task, name="control-files")
                     if self.duration_s is not None:
@@ -465,10 +478,16 @@ class FundingApp:
         if missing:
             raise StartupError(f"[funding] symbols: {', '.join(missing)} not listed on Bybit "
                                "spot and linear (check the symbol names)", EXIT_CONFIG)
-        self.perp = {s: perp[s] for s in self.fcfg.symbols}
-        self.spot = {s: spot[s] for s in self.fcfg.symbols}
+        # instruments-info carries no fee rates: each leg's are the account's configured taker
+        # fee (``spot_fee_bps`` / ``perp_fee_bps``), so the hedge is sized for the base-coin fee
+        # a spot buy really pays and the paper venue charges what the account would
+        sf, pf = self.fcfg.spot_fee_bps / 1e4, self.fcfg.perp_fee_bps / 1e4
+        self.perp = {s: attrs.evolve(perp[s], taker_fee=pf) for s in self.fcfg.symbols}
+        self.spot = {s: attrs.evolve(spot[s], taker_fee=sf, maker_fee=min(spot[s].maker_fee, sf))
+                     for s in self.fcfg.symbols}
         now = int(self.clock())
         self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
+        self.funding.require_reconciled = trade
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
@@ -729,6 +748,8 @@ class FundingApp:
         if first:
             core.disconnect(int(self.clock()))
             self.was_down = True
+            if self.down_since_ms is None:
+                self.down_since_ms = int(self.clock())
             self._flush_records()
 
     def _up(self, name: str) -> None:
@@ -755,15 +776,21 @@ class FundingApp:
 
     async def _resync(self) -> None:
         """Trade mode, after a reconnect: what the private socket missed meanwhile (the trades
-        and final states of every in-flight order, from REST) goes to the core first; then the
-        core resumes (and re-sends what is still in flight under the same ``orderLinkId``)."""
+        and final states of every in-flight order, from REST) goes to the core first, then the
+        funding paid during the outage (the transaction log's settlements since the drop,
+        booked once by id: a payment the stream did deliver is not counted again); then the
+        core resumes (and re-sends what is still in flight under the same ``orderLinkId``) and
+        both legs are reconciled against the venue."""
+        since = self.down_since_ms
+        settled: list[FundingSettlement] = []
         try:
             with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
                 missed = await self._missed_events()
+                settled = await self._missed_settlements(since)
             if scope.cancelled_caught:
                 log.warning("resync after the reconnect timed out; resuming without it")
                 missed = []
-        except (HttpError, BybitApiError) as exc:
+        except (HttpError, BybitApiError, CodecError) as exc:
             log.warning("resync after the reconnect failed (%s); resuming without it", exc)
             missed = []
         finally:
@@ -773,10 +800,70 @@ class FundingApp:
             self._order_event(ev, now)
         if missed:
             log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        core = self.funding
+        assert core is not None
+        for st in settled:
+            new = not core.settlement_seen(st.settlement_id)
+            self._dispatch(core.on_market(st, now), now)
+            if new:
+                self.missed_settlements += 1
+                self.stats.settlements += 1
+                log.info("resync: funding settlement %s at %d missed while disconnected: "
+                         "%+.4f USDT booked", st.symbol, st.ts_ms, st.amount)
         self._flush_records()
         if self.down:
             return  # dropped again meanwhile: the next reconnect resyncs
+        self.down_since_ms = None
         self._resume()
+        if self._root is not None:
+            self._root.start_soon(self.reconcile_once, name="reconcile-after-reconnect")
+
+    async def _missed_settlements(self, since_ms: int | None) -> list[FundingSettlement]:
+        """The funding payments of the configured symbols since ``since_ms`` (a minute of
+        margin: a payment the stream delivered just before the drop is booked once anyway)."""
+        venue = self.venue
+        if since_ms is None or venue is None:
+            return []
+        now = int(self.clock())
+        rows = await venue.rest.settlements(since_ms - 60_000, now)
+        return [r for r in rows if r.symbol in self.perp]
+
+    # ------------------------------------------------------------------ reconciliation
+    async def _reconcile_task(self) -> None:
+        """Trade mode: both legs against the venue every ``reconcile_interval_s``."""
+        while True:
+            await trio.sleep(self.fcfg.reconcile_interval_s)
+            if not self.down:
+                await self.reconcile_once()
+
+    async def reconcile_once(self) -> None:
+        """One reading of every symbol's spot leg (the base coin's ``walletBalance``) and perp
+        leg (``/v5/position/list``), handed to :meth:`FundingCore.reconcile`, which believes a
+        difference only once confirmed. A failed read is not a reading (logged, skipped)."""
+        core, venue = self.funding, self.venue
+        if core is None or venue is None or self.paper is not None:
+            return
+        bases = {s: base_coin(s) for s in self.perp}
+        asked = int(self.clock())
+        try:
+            with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                coins = await venue.rest.wallet_coins(sorted({b for b in bases.values() if b}))
+                positions = {p.symbol: p.size for p in await venue.rest.linear_positions()}
+        except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+            log.warning("reconciliation: reading the Bybit wallet/positions failed (%s); "
+                        "skipped", exc or "timed out")
+            return
+        self.reconciles += 1
+        now = int(self.clock())
+        for sym, base in bases.items():
+            out: list[Any] = []
+            if base:
+                out += core.reconcile(sym, "spot", coins.get(base, Decimal(0)), asked, now)
+            out += core.reconcile(sym, "perp", Decimal(repr(positions.get(sym, 0.0))), asked,
+                                  now)
+            self._dispatch(out, now)
+        self._flush_records()
+        self._wake.set()
 
     async def _missed_events(self) -> list[Any]:
         core, venue = self.funding, self.venue
@@ -1017,7 +1104,11 @@ class FundingApp:
 
     # ------------------------------------------------------------------ ops host interface
     def is_ready(self) -> bool:
-        return self.ready.is_set() and self.connected() and self.symbols_live() == len(self.perp)
+        """Started, connected, every symbol quoted and every balance explained."""
+        core = self.funding
+        return (self.ready.is_set() and self.connected()
+                and self.symbols_live() == len(self.perp)
+                and not (core is not None and core.unreconciled))
 
     def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
         now = self.clock()
@@ -1052,7 +1143,11 @@ class FundingApp:
             "funding": {"symbols": rows, "totals": t, "settlements": self.stats.settlements,
                         "leg_latency": self.latency.quantiles(),
                         "hedged": sum(1 for r in held.values() if r["hedged"]),
-                        "unhedged": sum(1 for r in held.values() if not r["hedged"])},
+                        "unhedged": sum(1 for r in held.values() if not r["hedged"]),
+                        "unreconciled": dict(self.funding.unreconciled)
+                        if self.funding is not None else {},
+                        "reconciles": self.reconciles,
+                        "missed_settlements": self.missed_settlements},
             "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
                                    if self.breaker_trip else []),
                          "daily_loss_pct": self._daily_loss_pct(),
@@ -1082,6 +1177,11 @@ class FundingApp:
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
             m.breaker_tripped.labels("daily_loss").set(1)
+
+
+def base_coin(symbol: str) -> str | None:
+    """The base coin of a USDT spot pair (``BTCUSDT`` → ``BTC``); None for another quote."""
+    return symbol[:-4] if symbol.endswith("USDT") and len(symbol) > 4 else None
 
 
 def _log_order(i: PlaceOrder) -> None:

@@ -310,6 +310,7 @@ class FundingApp:
         self._resyncing = False
         self.reconciles = 0  # venue readings of both legs taken (trade mode)
         self.missed_settlements = 0  # funding payments found by the catch-up, booked once
+        self.catchup_from_ms: int | None = None  # a failed catch-up's window start (retried)
         self.sim_server: Any = None
         self.sim_exchange: Any = None
         self.positions: dict[str, PositionUpdate] = {}
@@ -786,10 +787,21 @@ class FundingApp:
         try:
             with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
                 missed = await self._missed_events()
-                settled = await self._missed_settlements(since)
             if scope.cancelled_caught:
                 log.warning("resync after the reconnect timed out; resuming without it")
                 missed = []
+            # apart: a failed funding catch-up must not lose the orders' resync
+            with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
+                try:
+                    settled = await self._missed_settlements(since)
+                except (HttpError, BybitApiError, CodecError) as exc:
+                    self.catchup_from_ms = since  # retried by the reconciliation task
+                    log.warning("funding paid while disconnected could not be read (%s); "
+                                "retried at the next reconciliation", exc)
+            if scope.cancelled_caught:
+                self.catchup_from_ms = since
+                log.warning("reading the funding paid while disconnected timed out; retried "
+                            "at the next reconciliation")
         except (HttpError, BybitApiError, CodecError) as exc:
             log.warning("resync after the reconnect failed (%s); resuming without it", exc)
             missed = []
@@ -800,6 +812,17 @@ class FundingApp:
             self._order_event(ev, now)
         if missed:
             log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        self._book_missed(settled, now)
+        self._flush_records()
+        if self.down:
+            return  # dropped again meanwhile: the next reconnect resyncs
+        self.down_since_ms = None
+        self._resume()
+        if self._root is not None:
+            self._root.start_soon(self.reconcile_once, name="reconcile-after-reconnect")
+
+    def _book_missed(self, settled: list[FundingSettlement], now: int) -> None:
+        """Hand the catch-up's payments to the core (each booked once, by id)."""
         core = self.funding
         assert core is not None
         for st in settled:
@@ -808,15 +831,8 @@ class FundingApp:
             if new:
                 self.missed_settlements += 1
                 self.stats.settlements += 1
-                log.info("resync: funding settlement %s at %d missed while disconnected: "
-                         "%+.4f USDT booked", st.symbol, st.ts_ms, st.amount)
-        self._flush_records()
-        if self.down:
-            return  # dropped again meanwhile: the next reconnect resyncs
-        self.down_since_ms = None
-        self._resume()
-        if self._root is not None:
-            self._root.start_soon(self.reconcile_once, name="reconcile-after-reconnect")
+                log.info("funding settlement %s at %d missed while disconnected: %+.4f USDT "
+                         "booked", st.symbol, st.ts_ms, st.amount)
 
     async def _missed_settlements(self, since_ms: int | None) -> list[FundingSettlement]:
         """The funding payments of the configured symbols since ``since_ms`` (a minute of
@@ -843,6 +859,17 @@ class FundingApp:
         core, venue = self.funding, self.venue
         if core is None or venue is None or self.paper is not None:
             return
+        if self.catchup_from_ms is not None:  # a funding catch-up that failed at the reconnect
+            since, self.catchup_from_ms = self.catchup_from_ms, None
+            try:
+                with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                    settled = await self._missed_settlements(since)
+            except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+                self.catchup_from_ms = since
+                log.warning("funding paid while disconnected still unreadable (%s)",
+                            exc or "timed out")
+            else:
+                self._book_missed(settled, int(self.clock()))
         bases = {s: base_coin(s) for s in self.perp}
         asked = int(self.clock())
         try:

@@ -157,3 +157,21 @@ async def test_a_perp_position_nobody_explains_stops_entries_until_it_is_gone(
         await until(lambda: SYM not in core.unreconciled, limit_s=10)
         await until(lambda: row(app)["hedged"], limit_s=10)
         assert app.is_ready()
+
+
+async def test_a_failed_funding_catch_up_is_retried_by_the_reconciliation(
+        tmp_path: Path) -> None:
+    async with running(tmp_path, reconcile_interval_s=0.3) as (ex, server, app):
+        await until(lambda: row(app)["hedged"])
+        for st in app.streams.values():
+            st.reconnect_base_s = st.reconnect_max_s = 1.5
+        await server.drop_connections()
+        await until(lambda: app.stats.disconnects >= 1)
+        ex.set_funding(SYM, 0.001, next_funding_ms=now_ms() + 100)
+        await until(lambda: len(paid_to_us(ex)) == 1, limit_s=3)
+        ex.faults.fail_path_next = {"/v5/account/transaction-log": 1}  # the resync's read
+        await until(lambda: app.stats.reconnects >= 1 and app.connected(), limit_s=8)
+        assert ex.faults.fail_path_next["/v5/account/transaction-log"] == 0
+        await until(lambda: app.missed_settlements == 1, limit_s=5)  # the next reconciliation
+        assert float(row(app)["funding"]) == pytest.approx(sum(paid_to_us(ex)), abs=1e-9)
+        assert app.catchup_from_ms is None

@@ -19,7 +19,8 @@
   next N of a category), a lagging category (its orders match only after ``lag_ms``),
   rate-limit answers, lost answers (executed, never answered), a wallet answer that differs
   from the account (``wallet_skew``, for the next N answers or all), position answers that read
-  flat (``flat_positions_next``); disconnects are the server's.
+  flat (``flat_positions_next``), a path's next answers failing with ``10016`` (``fail_path_next``);
+  disconnects are the server's.
 
 Private messages are queued per API key in :attr:`Exchange.outbox` for the server to publish.
 """
@@ -57,6 +58,7 @@ class Faults:
     wallet_skew: dict[str, float] = field(default_factory=dict)
     wallet_skew_answers: int | None = None
     flat_positions_next: int = 0  # next N GET /v5/position/list answers report every size 0
+    fail_path_next: dict[str, int] = field(default_factory=dict)  # path -> next N answer 10016
 
 
 @dataclass

@@ -264,6 +264,10 @@ class BybitSimServer:
                 return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not JSON"), {}
             if not isinstance(params, dict):
                 return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not an object"), {}
+        failing = ex.faults.fail_path_next.get(path, 0)
+        if failing > 0:
+            ex.faults.fail_path_next[path] = failing - 1
+            return 200, wire.envelope(now, code=wire.SERVER_ERROR, msg="Server error"), {}
         public = path.startswith("/v5/market/")
         key = None
         if not public:
@@ -387,6 +391,8 @@ class BybitSimServer:
                      "wallet_skew_answers", "flat_positions_next"):
             if name in c:
                 setattr(f, name, c[name])
+        if "fail_path_next" in c:
+            f.fail_path_next = {str(k): int(v) for k, v in c["fail_path_next"].items()}
         if "wallet_skew" in c:
             f.wallet_skew = {str(k): float(v) for k, v in c["wallet_skew"].items()}
         if c.get("disconnect"):

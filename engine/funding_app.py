@@ -13,7 +13,8 @@ Tasks, each owned by the root nursery:
   :class:`~engine.venues.bybit.execution.BybitExecution`; answers go back to the core;
 * ``reconcile``   (trade) every ``[funding] reconcile_interval_s``, and after every reconnect,
   reads the base coins' wallet balances and the linear positions and hands them to
-  :meth:`FundingCore.reconcile` (confirm before believing; an unexplained balance keeps the
+  :meth:`FundingCore.reconcile` (so do the private ``position`` and ``wallet`` messages;
+  confirm before believing; an unexplained balance keeps the
   app not READY and the symbol out of new entries). The reconnect's resync also fetches the
   funding paid while the private socket was down (the transaction log) and books it once;
 * ``timer``       wakes the core (and the paper venue) by their ``next_wakeup_ms``, and at least
@@ -567,9 +568,18 @@ class FundingApp:
                 return
         elif isinstance(ev, PositionUpdate):
             self.positions[ev.symbol] = ev
+            if self.paper is None:  # a reading like the REST one (confirmed the same way)
+                self._dispatch(core.reconcile(ev.symbol, "perp", Decimal(repr(ev.size)),
+                                              min(ev.ts_ms, now), now), now)
         elif isinstance(ev, BalanceUpdate):
             if ev.coin == "USDT":
                 self.balance = ev
+            elif self.paper is None:
+                for sym in self.perp:
+                    if base_coin(sym) == ev.coin:
+                        self._dispatch(core.reconcile(sym, "spot",
+                                                      Decimal(repr(ev.wallet_balance)),
+                                                      min(ev.ts_ms, now), now), now)
         self._flush_records()
         self._wake.set()
 

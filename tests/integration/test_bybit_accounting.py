@@ -175,3 +175,26 @@ async def test_a_failed_funding_catch_up_is_retried_by_the_reconciliation(
         await until(lambda: app.missed_settlements == 1, limit_s=5)  # the next reconciliation
         assert float(row(app)["funding"]) == pytest.approx(sum(paid_to_us(ex)), abs=1e-9)
         assert app.catchup_from_ms is None
+
+
+async def test_a_perp_position_changed_at_the_venue_is_adopted_once_confirmed(
+        tmp_path: Path) -> None:
+    """An ADL takes 0.004 of the short perp: the private stream's position message and the
+    next position list agree, so the pair takes the venue's size and sells the spot it no
+    longer hedges."""
+    async with running(tmp_path, reconcile_interval_s=0.3,
+                       mismatch_confirm_wait_s=0.5) as (ex, _server, app):
+        core = app.funding
+        assert core is not None
+        await until(lambda: row(app)["hedged"])
+        await until(lambda: now_ms() > core._last_fill_rx[SYM] + 2_500, limit_s=10)
+        acct = ex.accounts[KEY]
+        acct.positions[SYM][0] = round(acct.positions[SYM][0] + 0.004, 12)  # the venue's ADL
+        ex._position(acct, SYM, now_ms())  # published on the private stream
+        await until(lambda: row(app)["perp_qty"] == pytest.approx(venue_perp(ex)), limit_s=10)
+        await until(lambda: row(app)["hedged"] and venue_btc(ex) == pytest.approx(
+            -venue_perp(ex), abs=1e-5), limit_s=10)
+        recs = records(app)
+        assert any(r["type"] == "reconcile" and r.get("diff") == "0.004" for r in recs)
+        assert [r for r in recs if r["type"] == "reconcile_suspect" and r["leg"] == "perp"]
+        assert not core.unreconciled and app.is_ready()

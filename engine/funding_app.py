@@ -16,6 +16,12 @@ Tasks, each owned by the root nursery:
 * ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
 * ``sender``      (trade) sends the core's intents in order through
   :class:`~engine.venues.bybit.execution.BybitExecution`; answers go back to the core;
+* ``reconcile``   (trade) every ``[funding] reconcile_interval_s``, and after every reconnect,
+  reads the base coins' wallet balances and the linear positions and hands them to
+  :meth:`FundingCore.reconcile` (so do the private ``position`` and ``wallet`` messages;
+  confirm before believing; an unexplained balance keeps the
+  app not READY and the symbol out of new entries). The reconnect's resync also fetches the
+  funding paid while the private socket was down (the transaction log) and books it once;
 * ``timer``       wakes the core (and the paper venue) by their ``next_wakeup_ms``, and at least
   every :data:`TICK_S` for the strategy's evaluation;
 * ``writer`` / ``frames-recorder`` the JSON Lines day files (``funding_YYYY-MM-DD.jsonl``, one
@@ -41,6 +47,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +56,7 @@ import trio
 
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
-from engine.core.funding_core import FundingCore
+from engine.core.funding_core import FundingCore, with_account_fees
 from engine.core.neutral import (
     AmendOrder,
     BalanceUpdate,
@@ -85,7 +92,7 @@ from engine.secrets import SecretsError
 from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
 from engine.venues import registry
 from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
-from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder, CodecError
 from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
 from engine.venues.bybit.feed import BybitFeed
@@ -223,7 +230,11 @@ class FundingApp:
         self.market_feed: BybitFeed | None = None
         self.down: set[str] = set()
         self.was_down = False
+        self.down_since_ms: int | None = None  # when the first stream of an outage dropped
         self._resyncing = False
+        self.reconciles = 0  # venue readings of both legs taken (trade mode)
+        self.missed_settlements = 0  # funding payments found by the catch-up, booked once
+        self.catchup_from_ms: int | None = None  # a failed catch-up's window start (retried)
         self.sim_server: Any = None
         self.sim_exchange: Any = None
         self.positions: dict[str, PositionUpdate] = {}
@@ -302,7 +313,11 @@ class FundingApp:
                 for urgent in (False, True):
                     self._lane((urgent, sym))
         await self._start_streams(nursery)
+        if self.paper is None:  # entries wait for the venue's own figures
+            await self.reconcile_once()
         nursery.start_soon(self._timer, name="timer")
+        if self.paper is None:
+            nursery.start_soon(self._reconcile_task, name="reconcile")
         nursery.start_soon(self._summary_task, name="summary")
         nursery.start_soon(self._control_task, name="control-files")
         if self.duration_s is not None:
@@ -389,12 +404,12 @@ class FundingApp:
                 await trio.sleep(0.5 * 2 ** attempt)
         perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
         spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
-        self.perp = {s: perp[s] for s in self.fcfg.symbols}
-        self.spot = {s: spot[s] for s in self.fcfg.symbols}
+        self.spot, self.perp = with_account_fees(self.fcfg, spot, perp)
         now = int(self.clock())
         if self.recorder is not None:  # what replay needs to build the same core (ids)
             self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
         self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
+        self.funding.require_reconciled = trade
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
@@ -464,9 +479,18 @@ class FundingApp:
                 return
         elif isinstance(ev, PositionUpdate):
             self.positions[ev.symbol] = ev
+            if self.paper is None:  # a reading like the REST one (confirmed the same way)
+                self._dispatch(core.reconcile(ev.symbol, "perp", Decimal(repr(ev.size)),
+                                              min(ev.ts_ms, now), now), now)
         elif isinstance(ev, BalanceUpdate):
             if ev.coin == "USDT":
                 self.balance = ev
+            elif self.paper is None:
+                for sym in self.perp:
+                    if base_coin(sym) == ev.coin:
+                        self._dispatch(core.reconcile(sym, "spot",
+                                                      Decimal(repr(ev.wallet_balance)),
+                                                      min(ev.ts_ms, now), now), now)
         self._flush_records()
         self._wake.set()
 
@@ -642,6 +666,8 @@ class FundingApp:
         if first:
             core.disconnect(int(self.clock()))
             self.was_down = True
+            if self.down_since_ms is None:
+                self.down_since_ms = int(self.clock())
             self._flush_records()
 
     def _up(self, name: str) -> None:
@@ -670,15 +696,32 @@ class FundingApp:
 
     async def _resync(self) -> None:
         """Trade mode, after a reconnect: what the private socket missed meanwhile (the trades
-        and final states of every in-flight order, from REST) goes to the core first; then the
-        core resumes (and re-sends what is still in flight under the same ``orderLinkId``)."""
+        and final states of every in-flight order, from REST) goes to the core first, then the
+        funding paid during the outage (the transaction log's settlements since the drop,
+        booked once by id: a payment the stream did deliver is not counted again); then the
+        core resumes (and re-sends what is still in flight under the same ``orderLinkId``) and
+        both legs are reconciled against the venue."""
+        since = self.down_since_ms
+        settled: list[FundingSettlement] = []
         try:
             with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
                 missed = await self._missed_events()
             if scope.cancelled_caught:
                 log.warning("resync after the reconnect timed out; resuming without it")
                 missed = []
-        except (HttpError, BybitApiError) as exc:
+            # apart: a failed funding catch-up must not lose the orders' resync
+            with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
+                try:
+                    settled = await self._missed_settlements(since)
+                except (HttpError, BybitApiError, CodecError) as exc:
+                    self.catchup_from_ms = since  # retried by the reconciliation task
+                    log.warning("funding paid while disconnected could not be read (%s); "
+                                "retried at the next reconciliation", exc)
+            if scope.cancelled_caught:
+                self.catchup_from_ms = since
+                log.warning("reading the funding paid while disconnected timed out; retried "
+                            "at the next reconciliation")
+        except (HttpError, BybitApiError, CodecError) as exc:
             log.warning("resync after the reconnect failed (%s); resuming without it", exc)
             missed = []
         finally:
@@ -688,10 +731,85 @@ class FundingApp:
             self._order_event(ev, now)
         if missed:
             log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        self._book_missed(settled, now)
         self._flush_records()
         if self.down:
             return  # dropped again meanwhile: the next reconnect resyncs
+        self.down_since_ms = None
         self._resume()
+        if self._root is not None:
+            self._root.start_soon(self.reconcile_once, name="reconcile-after-reconnect")
+
+    def _book_missed(self, settled: list[FundingSettlement], now: int) -> None:
+        """Hand the catch-up's payments to the core (each booked once, by id)."""
+        core = self.funding
+        assert core is not None
+        for st in settled:
+            new = not core.settlement_seen(st.settlement_id)
+            self._dispatch(core.on_market(st, now), now)
+            if new:
+                self.missed_settlements += 1
+                self.stats.settlements += 1
+                log.info("funding settlement %s at %d missed while disconnected: %+.4f USDT "
+                         "booked", st.symbol, st.ts_ms, st.amount)
+
+    async def _missed_settlements(self, since_ms: int | None) -> list[FundingSettlement]:
+        """The funding payments of the configured symbols since ``since_ms`` (a minute of
+        margin: a payment the stream delivered just before the drop is booked once anyway)."""
+        venue = self.venue
+        if since_ms is None or venue is None:
+            return []
+        now = int(self.clock())
+        rows = await venue.rest.settlements(since_ms - 60_000, now)
+        return [r for r in rows if r.symbol in self.perp]
+
+    # ------------------------------------------------------------------ reconciliation
+    async def _reconcile_task(self) -> None:
+        """Trade mode: both legs against the venue every ``reconcile_interval_s``."""
+        while True:
+            await trio.sleep(self.fcfg.reconcile_interval_s)
+            if not self.down:
+                await self.reconcile_once()
+
+    async def reconcile_once(self) -> None:
+        """One reading of every symbol's spot leg (the base coin's ``walletBalance``) and perp
+        leg (``/v5/position/list``), handed to :meth:`FundingCore.reconcile`, which believes a
+        difference only once confirmed. A failed read is not a reading (logged, skipped)."""
+        core, venue = self.funding, self.venue
+        if core is None or venue is None or self.paper is not None:
+            return
+        if self.catchup_from_ms is not None:  # a funding catch-up that failed at the reconnect
+            since, self.catchup_from_ms = self.catchup_from_ms, None
+            try:
+                with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                    settled = await self._missed_settlements(since)
+            except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+                self.catchup_from_ms = since
+                log.warning("funding paid while disconnected still unreadable (%s)",
+                            exc or "timed out")
+            else:
+                self._book_missed(settled, int(self.clock()))
+        bases = {s: base_coin(s) for s in self.perp}
+        asked = int(self.clock())
+        try:
+            with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                coins = await venue.rest.wallet_coins(sorted({b for b in bases.values() if b}))
+                positions = {p.symbol: p.size for p in await venue.rest.linear_positions()}
+        except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+            log.warning("reconciliation: reading the Bybit wallet/positions failed (%s); "
+                        "skipped", exc or "timed out")
+            return
+        self.reconciles += 1
+        now = int(self.clock())
+        for sym, base in bases.items():
+            out: list[Any] = []
+            if base:
+                out += core.reconcile(sym, "spot", coins.get(base, Decimal(0)), asked, now)
+            out += core.reconcile(sym, "perp", Decimal(repr(positions.get(sym, 0.0))), asked,
+                                  now)
+            self._dispatch(out, now)
+        self._flush_records()
+        self._wake.set()
 
     async def _missed_events(self) -> list[Any]:
         core, venue = self.funding, self.venue
@@ -923,7 +1041,11 @@ class FundingApp:
 
     # ------------------------------------------------------------------ ops host interface
     def is_ready(self) -> bool:
-        return self.ready.is_set() and self.connected() and self.symbols_live() == len(self.perp)
+        """Started, connected, every symbol quoted and every balance explained."""
+        core = self.funding
+        return (self.ready.is_set() and self.connected()
+                and self.symbols_live() == len(self.perp)
+                and not (core is not None and core.unreconciled))
 
     def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
         now = self.clock()
@@ -958,7 +1080,11 @@ class FundingApp:
             "funding": {"symbols": rows, "totals": t, "settlements": self.stats.settlements,
                         "leg_latency": self.latency.quantiles(),
                         "hedged": sum(1 for r in held.values() if r["hedged"]),
-                        "unhedged": sum(1 for r in held.values() if not r["hedged"])},
+                        "unhedged": sum(1 for r in held.values() if not r["hedged"]),
+                        "unreconciled": dict(self.funding.unreconciled)
+                        if self.funding is not None else {},
+                        "reconciles": self.reconciles,
+                        "missed_settlements": self.missed_settlements},
             "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
                                    if self.breaker_trip else []),
                          "daily_loss_pct": self._daily_loss_pct(),
@@ -988,6 +1114,11 @@ class FundingApp:
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
             m.breaker_tripped.labels("daily_loss").set(1)
+
+
+def base_coin(symbol: str) -> str | None:
+    """The base coin of a USDT spot pair (``BTCUSDT`` → ``BTC``); None for another quote."""
+    return symbol[:-4] if symbol.endswith("USDT") and len(symbol) > 4 else None
 
 
 def _log_order(i: PlaceOrder) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 import attrs
 
 from engine.config import FundingConfig
-from engine.core.funding_core import FundingCore, Intent
+from engine.core.funding_core import FundingCore, Intent, with_account_fees
 from engine.core.neutral import (
     BookTop,
     FundingQuote,
@@ -566,7 +566,8 @@ def replay_recording(cfg: FundingConfig, rec: FundingRecording, *, latency_ms: f
         start = first.ts
     else:
         raise BacktestError(f"{rec.directory}: no market data in the selected window")
-    bt = FundingBacktest(cfg, rec.spot, rec.perp, start_ms=start, latency_ms=latency_ms,
+    spot, perp = with_account_fees(cfg, rec.spot, rec.perp)  # as the live shell built them
+    bt = FundingBacktest(cfg, spot, perp, start_ms=start, latency_ms=latency_ms,
                          spot_balances=spot_balances, core_start_ms=rec.start_ms,
                          tid_prefix=f"paper{rec.start_ms if rec.start_ms is not None else start}",
                          tick_ms=LIVE_TICK_MS)

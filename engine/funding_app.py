@@ -87,7 +87,13 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
-from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.venues.bybit.codec import (
+    KIND_CATEGORY,
+    BybitApiError,
+    BybitDecoder,
+    CodecError,
+    parse_wallet_balance,
+)
 from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
 from engine.venues.bybit.http import HttpClient, HttpError
@@ -473,6 +479,24 @@ class FundingApp:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
+        else:
+            await self._read_wallet(now)
+
+    async def _read_wallet(self, now: int) -> None:
+        """Trade: the USDT wallet once by REST, so the daily-loss breaker measures against the
+        account's equity from the start (the ``wallet`` topic only sends changes)."""
+        assert self.venue is not None
+        try:
+            result = await self.venue.rest.get("/v5/account/wallet-balance",
+                                               {"accountType": "UNIFIED"}, signed=True)
+            usdt = [b for b in parse_wallet_balance(result, now) if b.coin == "USDT"]
+        except (HttpError, BybitApiError, CodecError) as exc:
+            log.warning("wallet-balance at start: %s; the daily-loss breaker measures against "
+                        "[breakers] paper_equity = %g until the first wallet update", exc,
+                        self.cfg.breakers.paper_equity)
+            return
+        if usdt:
+            self.balance = usdt[0]
 
     def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
         def counted() -> None:
@@ -1018,6 +1042,12 @@ class FundingApp:
     # ------------------------------------------------------------------ ops host interface
     def is_ready(self) -> bool:
         return self.ready.is_set() and self.connected() and self.symbols_live() == len(self.perp)
+
+    def ready_detail(self) -> str:
+        """The READY line's subject: the spot/perp pairs traded, e.g. ``2 pairs (BTCUSDT,
+        ETHUSDT)``."""
+        n = len(self.perp)
+        return f"{n} pair{'' if n == 1 else 's'} ({', '.join(self.perp)})"
 
     def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
         now = self.clock()

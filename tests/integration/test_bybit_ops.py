@@ -1,0 +1,259 @@
+"""Operating the funding app (:class:`engine.funding_app.FundingApp`) like an operator would,
+against the Bybit simulator over loopback: the READY line and systemd's ``STATUS=`` name the
+funding pairs; ``python -m engine kill`` (the real command, in its own process) flattens both
+legs, the perp reduce-only, and the engine exits 0; the daily-loss breaker trips on the day's
+net P&L, flattens both legs, stops entries and shows in /status, metrics and the records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from engine.config import load_config, structure_config
+from engine.funding_app import FundingApp
+from engine.ops.service import ready_status
+from engine.sim.bybit.exchange import Exchange
+from engine.sim.bybit.server import BybitSimServer
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY, SECRET = "ops-it-key", "ops-it-secret"  # simulator-only keys
+SYM = "BTCUSDT"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ENGINE_", "BYBIT_")) and k not in (
+               "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env.update(extra)
+    return env
+
+
+def config(tmp_path: Path, base: str, *, daily_loss_pct: float = 0.0) -> dict[str, Any]:
+    ws = "ws" + base[4:]
+    return {
+        "mode": "trade",
+        "bybit": {"environment": "testnet", "rest_url": base,
+                  "ws_public_linear_url": f"{ws}/v5/public/linear",
+                  "ws_public_spot_url": f"{ws}/v5/public/spot",
+                  "ws_private_url": f"{ws}/v5/private",
+                  "reconnect_base_s": 0.05, "reconnect_max_s": 0.3, "http_timeout_s": 3.0},
+        "funding": {"symbols": [SYM], "pre_event_open_minutes": 0, "min_expected_apr": 0.05,
+                    "exit_apr": 0.01, "notional_usd": 600, "max_total_notional_usd": 5000,
+                    "leg_risk_budget_usd_s": 1500.0, "leg_deadline_s": 2.0,
+                    "leg_unwind_reserve_s": 0.5, "max_basis_bps": 100,
+                    "negative_funding": "off", "reentry_cooldown_s": 0},
+        "records": {"dir": str(tmp_path / "records"), "flush_interval_ms": 0},
+        "ops": {"http_port": 0, "kill_flat_timeout_s": 8.0},
+        "summary": {"interval_s": 0},
+        "breakers": {"daily_loss_pct": daily_loss_pct},
+    }
+
+
+def to_toml(doc: dict[str, Any]) -> str:
+    """The few shapes :func:`config` uses (scalars, lists of strings, one level of tables)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str | list):
+            return json.dumps(v)
+        return repr(v)
+
+    top = [f"{k} = {value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    tables = [f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+              for k, v in doc.items() if isinstance(v, dict)]
+    return "\n".join(top) + "\n" + "\n\n".join(tables) + "\n"
+
+
+def exchange() -> Exchange:
+    ex = Exchange(seed=3, now_ms=now_ms(), funding_drift=0.0)
+    ex.add_account(KEY, SECRET, usdt=100_000.0, coins={"BTC": 0.0})
+    ex.set_funding(SYM, 0.001, interval_ms=3_600_000)  # 1 h, 876 % APR: a clear entry
+    return ex
+
+
+async def until(cond: Callable[[], Any], limit_s: float = 10.0) -> None:
+    with trio.fail_after(limit_s):
+        while not cond():  # noqa: ASYNC110 - polling state other tasks change
+            await trio.sleep(0.02)
+
+
+def hedged(app: FundingApp) -> bool:
+    return app.funding is not None and bool(app.position_rows()[SYM]["hedged"])
+
+
+def venue_perp(ex: Exchange) -> float:
+    return ex.accounts[KEY].positions.get(SYM, [0.0, 0.0])[0]
+
+
+def venue_btc(ex: Exchange) -> float:
+    return ex.accounts[KEY].coins.get("BTC", 0.0)
+
+
+def records(app: FundingApp) -> list[dict[str, Any]]:
+    return [json.loads(x) for p in sorted(app.records_dir.glob("funding_*.jsonl"))
+            for x in p.read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ READY
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """systemd's end of NOTIFY_SOCKET (a short path: AF_UNIX paths are limited to 107 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="rdy", dir="/tmp"))
+    path = str(d / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    try:
+        yield sock, path
+    finally:
+        sock.close()
+        os.unlink(path)
+        d.rmdir()
+
+
+async def test_ready_line_and_systemd_status_name_the_funding_pairs(
+        tmp_path: Path, notify_socket: tuple[socket.socket, str],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    sock, path = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    env = clean_env(ENGINE__OPS__HTTP_PORT="0", ENGINE__RECORDS__DIR=str(tmp_path / "rec"))
+    cfg = load_config(ROOT / "config" / "bybit-sim.toml", env=env)
+    app = FundingApp(cfg, env={})
+    caplog.set_level(logging.INFO, logger="engine.ops")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app.run)
+        with trio.fail_after(20):
+            await trio.lowlevel.wait_readable(sock)
+        got = sock.recv(65536).decode()
+        app.request_stop("test over")
+    assert got == "READY=1\nSTATUS=READY: paper mode, 2 pairs (BTCUSDT, ETHUSDT)"
+    assert any(r.getMessage().startswith("READY: paper mode, 2 pairs (BTCUSDT, ETHUSDT) (")
+               for r in caplog.records)
+
+
+def test_ready_status_text() -> None:
+    assert ready_status("trade", "1 pair (BTCUSDT)") == "READY: trade mode, 1 pair (BTCUSDT)"
+    assert ready_status("paper", "40 markets") == "READY: paper mode, 40 markets"
+
+
+# ------------------------------------------------------------------ kill
+
+
+async def test_the_kill_command_flattens_both_legs_reduce_only_and_the_engine_exits_0(
+        tmp_path: Path) -> None:
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        doc = config(tmp_path, base)
+        toml = tmp_path / "funding.toml"
+        toml.write_text(to_toml(doc))
+        cfg = load_config(toml, env=clean_env())
+        app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        codes: list[int] = []
+
+        async def run() -> None:
+            codes.append(await app.run())
+
+        nursery.start_soon(run)
+        await until(lambda: hedged(app))
+        assert venue_perp(ex) < 0 < venue_btc(ex)
+        r = await trio.run_process(
+            [sys.executable, "-m", "engine", "kill", "--config", str(toml), "--reason",
+             "it: operator kill"], capture_stdout=True, capture_stderr=True, env=clean_env(),
+            cwd=str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert app.kill_path.exists() and "kill file written" in r.stdout.decode()
+        await until(lambda: bool(codes), limit_s=15)
+        nursery.cancel_scope.cancel()
+    assert codes == [0]
+    assert venue_perp(ex) == 0 and venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+    closes = [o for o in ex.accounts[KEY].orders.values() if o.category == "linear"
+              and o.side == "Buy"]
+    assert len(closes) == 1 and closes[0].reduce_only and closes[0].status == "Filled"
+    sells = [o for o in ex.accounts[KEY].orders.values() if o.category == "spot"
+             and o.side == "Sell"]
+    assert sells and all(o.status == "Filled" for o in sells)
+    assert "kill file" in (app.stop_reason or "")
+
+
+# ------------------------------------------------------------------ breakers
+
+
+async def test_daily_loss_breaker_flattens_both_legs_and_stops_entries(tmp_path: Path) -> None:
+    """A limit of 0.0005 % of the 100,000 USD account (0.50 USD): the entry's fees on both legs
+    (about 0.9 USD on 600 USD) are the day's loss, so the breaker trips once hedged."""
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        cfg = structure_config(config(tmp_path, base, daily_loss_pct=0.0005), "test")
+        app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        codes: list[int] = []
+
+        async def run() -> None:
+            codes.append(await app.run())
+
+        nursery.start_soon(run)
+        await until(lambda: app.breaker_trip is not None)
+        assert app.breaker_trip is not None and "daily loss" in app.breaker_trip
+        # measured against the account's USDT equity (read at start), not paper_equity (10,000)
+        equity = float(app.breaker_trip.rsplit("equity ", 1)[1])
+        assert 90_000 < equity <= 100_000
+        await until(app.flat)
+        assert venue_perp(ex) == 0 and venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+        assert all(o.reduce_only for o in ex.accounts[KEY].orders.values()
+                   if o.category == "linear" and o.side == "Buy")
+        n = len(ex.accounts[KEY].orders)
+        await trio.sleep(0.6)  # the rate still pays 876 % APR: no new entry while tripped
+        assert len(ex.accounts[KEY].orders) == n
+        assert app.ops is not None
+        doc = app.ops.status()
+        assert doc["hard_stop"] == app.breaker_trip
+        assert doc["breakers"]["trips"][0]["breaker"] == "daily_loss"
+        text = app.ops.metrics.registry.render().decode()
+        assert 'engine_breaker_tripped{breaker="daily_loss"} 1' in text
+        assert "engine_hard_stop 1" in text
+        health = app.ops.health()  # a tripped breaker is a note, not a reason to restart
+        assert any(n.startswith("hard stop latched: daily loss") for n in health.notes)
+        trips = [x for x in records(app) if x["type"] == "breaker"]
+        assert len(trips) == 1 and trips[0]["breaker"] == "daily_loss"
+        app.request_stop("test over")
+        await until(lambda: bool(codes), limit_s=15)
+        nursery.cancel_scope.cancel()
+    assert codes == [0]
+
+
+async def test_without_a_daily_loss_limit_the_same_entry_stays_on(tmp_path: Path) -> None:
+    """The control for the test above: the same fees with the breaker off (0) trip nothing."""
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        cfg = structure_config(config(tmp_path, base, daily_loss_pct=0.0), "test")
+        app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        nursery.start_soon(app.run)
+        await until(lambda: hedged(app))
+        await trio.sleep(0.5)
+        assert app.breaker_trip is None and hedged(app) and venue_perp(ex) < 0
+        app.request_stop("test over")
+        await until(app.flat, limit_s=15)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()

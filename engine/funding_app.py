@@ -314,6 +314,9 @@ class FundingApp:
         self.killed_reason: str | None = None
         self.breaker_trip: str | None = None
         self.day_start_net: tuple[int, float] | None = None
+        self.breaker_name = ""  # the tripped breaker: daily_loss or drawdown
+        self.start_equity: float | None = None  # equity less the net P&L at the first check
+        self.peak_equity: float | None = None  # the run's peak of start_equity + net P&L
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
         self._wake = trio.Event()
@@ -958,24 +961,44 @@ class FundingApp:
         return self.cfg.breakers.paper_equity
 
     def _check_breakers(self, now: int) -> None:
-        pct = self.cfg.breakers.daily_loss_pct
-        if pct <= 0 or self.breaker_trip is not None:
+        """Daily loss (the day's change of the net P&L, marked, against the equity) and
+        drawdown (the run's equity, start equity + net P&L, below its peak); either trips the
+        kill switch once: both legs flattened, no new entries."""
+        b = self.cfg.breakers
+        if self.breaker_trip is not None or (b.daily_loss_pct <= 0 and b.drawdown_pct <= 0):
             return
         net = self.totals()["net_pnl"]
         day = now // 86_400_000
         if self.day_start_net is None or self.day_start_net[0] != day:
             self.day_start_net = (day, net)
+        if self.start_equity is None:
+            self.start_equity = self.equity() - net
+        run_equity = self.start_equity + net
+        self.peak_equity = max(self.peak_equity or run_equity, run_equity)
         loss = self.day_start_net[1] - net
-        limit = self.equity() * pct / 100.0
-        if loss > limit:
-            self.breaker_trip = (f"daily loss {loss:.2f} USD > {pct:g} % of equity "
-                                 f"{self.equity():.2f}")
-            log.critical("circuit breaker: %s; flattening, no new entries", self.breaker_trip)
-            if self.writer is not None:
-                self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
-                                                     "breaker": "daily_loss",
-                                                     "detail": self.breaker_trip})
-            self.kill(f"circuit breaker: {self.breaker_trip}")
+        limit = self.equity() * b.daily_loss_pct / 100.0
+        drawdown = self._drawdown_pct()
+        if b.daily_loss_pct > 0 and loss > limit:
+            self._trip(now, "daily_loss", f"daily loss {loss:.2f} USD > {b.daily_loss_pct:g} % "
+                                          f"of equity {self.equity():.2f}")
+        elif b.drawdown_pct > 0 and drawdown >= b.drawdown_pct:
+            self._trip(now, "drawdown", f"drawdown {drawdown:.4f} % >= {b.drawdown_pct:g} %: "
+                                        f"equity {run_equity:.2f} USD below its peak "
+                                        f"{self.peak_equity:.2f}")
+
+    def _drawdown_pct(self) -> float:
+        if self.start_equity is None or not self.peak_equity or self.peak_equity <= 0:
+            return 0.0
+        run_equity = self.start_equity + self.totals()["net_pnl"]
+        return max(0.0, (self.peak_equity - run_equity) / self.peak_equity * 100.0)
+
+    def _trip(self, now: int, breaker: str, detail: str) -> None:
+        self.breaker_trip, self.breaker_name = detail, breaker
+        log.critical("circuit breaker: %s; flattening, no new entries", detail)
+        if self.writer is not None:
+            self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
+                                                 "breaker": breaker, "detail": detail})
+        self.kill(f"circuit breaker: {detail}")
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> dict[str, Any]:
@@ -1083,10 +1106,12 @@ class FundingApp:
                         "leg_latency": self.latency.quantiles(),
                         "hedged": sum(1 for r in held.values() if r["hedged"]),
                         "unhedged": sum(1 for r in held.values() if not r["hedged"])},
-            "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
+            "breakers": {"trips": ([{"breaker": self.breaker_name, "detail": self.breaker_trip}]
                                    if self.breaker_trip else []),
                          "daily_loss_pct": self._daily_loss_pct(),
-                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct},
+                         "drawdown_pct": self._drawdown_pct(),
+                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct,
+                                        "drawdown": self.cfg.breakers.drawdown_pct},
                          "equity": self.equity()},
             "feed": {"connected": self.connected(), "reconnects": self.stats.reconnects,
                      "disconnects": self.stats.disconnects, "frames": self.stats.frames,
@@ -1111,7 +1136,7 @@ class FundingApp:
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
-            m.breaker_tripped.labels("daily_loss").set(1)
+            m.breaker_tripped.labels(self.breaker_name).set(1)
 
 
 def _log_order(i: PlaceOrder) -> None:

@@ -43,7 +43,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def config(tmp_path: Path, base: str, *, daily_loss_pct: float = 0.0) -> dict[str, Any]:
+def config(tmp_path: Path, base: str, *, daily_loss_pct: float = 0.0,
+           drawdown_pct: float = 0.0) -> dict[str, Any]:
     ws = "ws" + base[4:]
     return {
         "mode": "trade",
@@ -60,7 +61,7 @@ def config(tmp_path: Path, base: str, *, daily_loss_pct: float = 0.0) -> dict[st
         "records": {"dir": str(tmp_path / "records"), "flush_interval_ms": 0},
         "ops": {"http_port": 0, "kill_flat_timeout_s": 8.0},
         "summary": {"interval_s": 0},
-        "breakers": {"daily_loss_pct": daily_loss_pct},
+        "breakers": {"daily_loss_pct": daily_loss_pct, "drawdown_pct": drawdown_pct},
     }
 
 
@@ -241,8 +242,42 @@ async def test_daily_loss_breaker_flattens_both_legs_and_stops_entries(tmp_path:
     assert codes == [0]
 
 
-async def test_without_a_daily_loss_limit_the_same_entry_stays_on(tmp_path: Path) -> None:
-    """The control for the test above: the same fees with the breaker off (0) trip nothing."""
+async def test_drawdown_breaker_trips_on_its_own_and_flattens_both_legs(tmp_path: Path) -> None:
+    """The daily-loss breaker off, drawdown at 0.0005 %: the run's equity (start equity + net
+    P&L) falls below its peak by the entry's fees; the drawdown breaker trips by itself."""
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        cfg = structure_config(config(tmp_path, base, drawdown_pct=0.0005), "test")
+        app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        codes: list[int] = []
+
+        async def run() -> None:
+            codes.append(await app.run())
+
+        nursery.start_soon(run)
+        await until(lambda: app.breaker_trip is not None)
+        assert app.breaker_trip is not None and app.breaker_trip.startswith("drawdown ")
+        assert app.peak_equity is not None and 90_000 < app.peak_equity <= 100_000
+        await until(app.flat)
+        assert venue_perp(ex) == 0 and venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+        assert app.ops is not None
+        doc = app.ops.status()
+        assert doc["breakers"]["trips"][0]["breaker"] == "drawdown"
+        assert doc["breakers"]["drawdown_pct"] >= 0.0005
+        text = app.ops.metrics.registry.render().decode()
+        assert 'engine_breaker_tripped{breaker="drawdown"} 1' in text
+        assert [x["breaker"] for x in records(app) if x["type"] == "breaker"] == ["drawdown"]
+        app.request_stop("test over")
+        await until(lambda: bool(codes), limit_s=15)
+        nursery.cancel_scope.cancel()
+    assert codes == [0]
+
+
+async def test_without_breaker_limits_the_same_entry_stays_on(tmp_path: Path) -> None:
+    """The control for the tests above: the same fees with both breakers off (0) trip
+    nothing."""
     ex = exchange()
     server = BybitSimServer(ex, tick_s=0.03)
     async with trio.open_nursery() as nursery:

@@ -55,6 +55,7 @@ from engine.app import (
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
 from engine.core.funding_core import FundingCore
+from engine.core.intents import Alert
 from engine.core.neutral import (
     AmendOrder,
     BalanceUpdate,
@@ -995,6 +996,10 @@ class FundingApp:
     def _trip(self, now: int, breaker: str, detail: str) -> None:
         self.breaker_trip, self.breaker_name = detail, breaker
         log.critical("circuit breaker: %s; flattening, no new entries", detail)
+        if self.ops is not None:  # the webhook and the dashboard's alerts
+            self.ops.on_alert(Alert("critical", "circuit_breaker", f"{breaker}: {detail}; both "
+                                                                   "legs flattened, no new "
+                                                                   "entries"))
         if self.writer is not None:
             self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
                                                  "breaker": breaker, "detail": detail})

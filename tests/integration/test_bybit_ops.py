@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 import trio
 
@@ -198,12 +199,52 @@ async def test_the_kill_command_flattens_both_legs_reduce_only_and_the_engine_ex
 # ------------------------------------------------------------------ breakers
 
 
-async def test_daily_loss_breaker_flattens_both_legs_and_stops_entries(tmp_path: Path) -> None:
+class Webhook:
+    """A loopback HTTP server recording every POSTed JSON body (the notifier's webhook)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def serve(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._conn, listeners)
+
+    async def _conn(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        body = b""
+        with trio.move_on_after(10):
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                elif isinstance(ev, h11.Data):
+                    body += ev.data
+                elif isinstance(ev, h11.EndOfMessage):
+                    self.bodies.append(json.loads(body))
+                    await stream.send_all(conn.send(h11.Response(
+                        status_code=204, headers=[("content-length", "0")])) or b"")
+                    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+                    conn.start_next_cycle()
+                    body = b""
+                elif isinstance(ev, h11.ConnectionClosed):
+                    return
+
+
+async def test_daily_loss_breaker_flattens_both_legs_and_stops_entries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A limit of 0.0005 % of the 100,000 USD account (0.50 USD): the entry's fees on both legs
-    (about 0.9 USD on 600 USD) are the day's loss, so the breaker trips once hedged."""
+    (about 0.9 USD on 600 USD) are the day's loss, so the breaker trips once hedged; the
+    webhook hears it."""
     ex = exchange()
     server = BybitSimServer(ex, tick_s=0.03)
+    hook = Webhook()
     async with trio.open_nursery() as nursery:
+        port = await nursery.start(hook.serve)
+        monkeypatch.setenv("ENGINE_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
         base = await nursery.start(server.serve)
         cfg = structure_config(config(tmp_path, base, daily_loss_pct=0.0005), "test")
         app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
@@ -236,6 +277,8 @@ async def test_daily_loss_breaker_flattens_both_legs_and_stops_entries(tmp_path:
         assert any(n.startswith("hard stop latched: daily loss") for n in health.notes)
         trips = [x for x in records(app) if x["type"] == "breaker"]
         assert len(trips) == 1 and trips[0]["breaker"] == "daily_loss"
+        await until(lambda: any("daily_loss: daily loss" in json.dumps(b)
+                                for b in hook.bodies))
         app.request_stop("test over")
         await until(lambda: bool(codes), limit_s=15)
         nursery.cancel_scope.cancel()

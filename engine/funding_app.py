@@ -860,6 +860,16 @@ class FundingApp:
                      "hedge ratio %s, leg latency %s ms", r.get("symbol"), _num(r.get("funding")),
                      _num(r.get("basis_pnl")), _num(r.get("fees")), _num(r.get("net")),
                      r.get("hedge_ratio"), r.get("leg_latency_ms"))
+        if kind == "closed" and r.get("fail_reason"):
+            text = (f"{r.get('symbol')}: {r.get('fail_reason')}; the pair was unwound (no new "
+                    f"entry in it for [funding] reentry_cooldown_s = "
+                    f"{self.fcfg.reentry_cooldown_s:g} s)")
+            log.warning("second leg failed: %s", text)
+            self._alert("error", "leg_unwound", text)
+        elif kind == "anomaly":
+            text = f"{r.get('symbol')}: {r.get('detail')}"
+            log.error("funding anomaly: %s", text)
+            self._alert("error", "funding_anomaly", text)
         elif kind == "position":
             log.info("position %s: %s", r.get("symbol"),
                      " ".join(f"{k}={v}" for k, v in r.items() if k not in ("type", "ts",
@@ -987,6 +997,11 @@ class FundingApp:
                                         f"equity {run_equity:.2f} USD below its peak "
                                         f"{self.peak_equity:.2f}")
 
+    def _alert(self, level: str, code: str, message: str) -> None:
+        """To the dashboard's alerts and (error, critical) the webhook."""
+        if self.ops is not None:
+            self.ops.on_alert(Alert(level, code, message))
+
     def _drawdown_pct(self) -> float:
         if self.start_equity is None or not self.peak_equity or self.peak_equity <= 0:
             return 0.0
@@ -996,10 +1011,8 @@ class FundingApp:
     def _trip(self, now: int, breaker: str, detail: str) -> None:
         self.breaker_trip, self.breaker_name = detail, breaker
         log.critical("circuit breaker: %s; flattening, no new entries", detail)
-        if self.ops is not None:  # the webhook and the dashboard's alerts
-            self.ops.on_alert(Alert("critical", "circuit_breaker", f"{breaker}: {detail}; both "
-                                                                   "legs flattened, no new "
-                                                                   "entries"))
+        self._alert("critical", "circuit_breaker", f"{breaker}: {detail}; both legs "
+                                                   "flattened, no new entries")
         if self.writer is not None:
             self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
                                                  "breaker": breaker, "detail": detail})

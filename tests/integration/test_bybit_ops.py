@@ -335,3 +335,42 @@ async def test_without_breaker_limits_the_same_entry_stays_on(tmp_path: Path) ->
         await until(app.flat, limit_s=15)
         await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_second_leg_is_unwound_and_alerted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Bybit refuses the spot hedge three times: the perp leg is unwound (reduce-only), one
+    WARNING line and one ``leg_unwound`` alert on the webhook name the symbol and the
+    reason."""
+    ex = exchange()
+    ex.faults.reject_next, ex.faults.reject_category = 3, "spot"
+    server = BybitSimServer(ex, tick_s=0.03)
+    hook = Webhook()
+    caplog.set_level(logging.WARNING, logger="engine.funding")
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(hook.serve)
+        monkeypatch.setenv("ENGINE_WEBHOOK_URL", f"http://127.0.0.1:{port}/hook")
+        base = await nursery.start(server.serve)
+        doc = config(tmp_path, base)
+        doc["funding"]["reentry_cooldown_s"] = 600  # one attempt: the cooldown holds the rest
+        cfg = structure_config(doc, "test")
+        app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        codes: list[int] = []
+
+        async def run() -> None:
+            codes.append(await app.run())
+
+        nursery.start_soon(run)
+        await until(lambda: any("leg_unwound" in json.dumps(b) or "leg unwound" in json.dumps(b)
+                                for b in hook.bodies))
+        body = json.dumps(hook.bodies)
+        assert "BTCUSDT: second leg rejected 3 times" in body
+        await until(lambda: venue_perp(ex) == 0)
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                  and r.getMessage().startswith("second leg failed: BTCUSDT")]
+        assert len(warned) == 1 and "reentry_cooldown_s = 600 s" in warned[0]
+        app.request_stop("test over")
+        await until(lambda: bool(codes), limit_s=15)
+        nursery.cancel_scope.cancel()
+    assert codes == [0]

@@ -36,7 +36,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit
 
 import trio
 
@@ -79,8 +78,6 @@ KEY_HINTS: Final[Mapping[int, str]] = {
     10010: "the key is bound to other IP addresses: add this host's address to its whitelist",
     33004: "the API key has expired: create a new one",
 }
-_MAINNET_DOMAINS: Final = ("bybit.com", "bytick.com")
-_NOT_LIVE_WORDS: Final = ("testnet", "demo")
 
 
 class Reporter(Protocol):
@@ -92,22 +89,6 @@ class Reporter(Protocol):
 
 
 # ------------------------------------------------------------------------ pure assessments
-
-
-def mainnet_host(url: str) -> bool:
-    """A Bybit mainnet host (``api.bybit.com``, ``stream.bybit.com``, ``api.bytick.com``…), not testnet/demo."""
-    host = (urlsplit(url).hostname or "").lower()
-    on_bybit = any(host == d or host.endswith("." + d) for d in _MAINNET_DOMAINS)
-    return on_bybit and not any(w in host for w in _NOT_LIVE_WORDS)
-
-
-def live_url_overrides(b: BybitConfig) -> list[str]:
-    """The ``[bybit] *_url`` keys that point at a mainnet host while the environment is not."""
-    if b.environment == "mainnet":
-        return []
-    urls = {"rest_url": b.rest_url, "ws_public_linear_url": b.ws_public_linear_url,
-            "ws_public_spot_url": b.ws_public_spot_url, "ws_private_url": b.ws_private_url}
-    return [k for k, v in urls.items() if v and mainnet_host(v)]
 
 
 def assess_clock_offset(offset_ms: float, rtt_ms: float, recv_window_ms: int
@@ -196,16 +177,9 @@ def check_config(report: Reporter, cfg: EngineConfig, source: str) -> bool:
         return False
     if not cfg.sim.enabled:
         try:
-            resolve_urls(b)
+            resolve_urls(b)  # mainnet, or a mainnet URL override, without allow_live
         except LiveNotAllowed as exc:
             report.emit(FAIL, "config", f"{source} ({what}): {exc}")
-            return False
-        live = live_url_overrides(b) if not b.allow_live else []
-        if live:
-            report.emit(FAIL, "config", f"{source} ({what}): [bybit] {', '.join(live)} points at "
-                                        "a Bybit mainnet host while environment = "
-                                        f"{b.environment!r}: use the {b.environment} URL, or set "
-                                        "environment = \"mainnet\" and allow_live = true")
             return False
         if b.environment == "mainnet":
             what += "; LIVE trading on Bybit mainnet ([bybit] allow_live = true)"

@@ -21,11 +21,12 @@ import h11
 import pytest
 import trio
 
-from engine.config import load_config, structure_config
+from engine.config import BybitConfig, load_config, structure_config
 from engine.funding_app import FundingApp
 from engine.ops.service import ready_status
 from engine.sim.bybit.exchange import Exchange
 from engine.sim.bybit.server import BybitSimServer
+from engine.venues.bybit.factory import LiveNotAllowed, build_venue
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY, SECRET = "ops-it-key", "ops-it-secret"  # simulator-only keys
@@ -374,3 +375,18 @@ async def test_a_refused_second_leg_is_unwound_and_alerted(
         await until(lambda: bool(codes), limit_s=15)
         nursery.cancel_scope.cancel()
     assert codes == [0]
+
+
+
+@pytest.mark.parametrize("key", ["rest_url", "ws_public_linear_url", "ws_private_url"])
+def test_a_mainnet_url_under_testnet_is_refused_before_any_connection(key: str) -> None:
+    """``environment = "testnet"`` with one URL on a mainnet host would trade (or read) real
+    money: the venue is never built, so nothing connects (checked without any network: the
+    factory raises before a client exists); the shell turns it into exit 2."""
+    url = "https://api.bybit.com" if key == "rest_url" else "wss://stream.bybit.com/v5/private"
+    cfg = BybitConfig(environment="testnet", **{key: url})
+    with pytest.raises(LiveNotAllowed, match=f"{key} points at a Bybit mainnet host"):
+        build_venue(cfg, lambda: 0.0, need_keys=False)
+    ok = BybitConfig(environment="testnet", rest_url="http://127.0.0.1:9",
+                     ws_private_url="wss://stream-testnet.bybit.com/v5/private")
+    assert build_venue(ok, lambda: 0.0, need_keys=False).urls.rest == "http://127.0.0.1:9"

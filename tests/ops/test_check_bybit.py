@@ -20,20 +20,17 @@ from typing import Any
 import pytest
 import trio
 
-from engine.config import BybitConfig
+from engine.config import BybitConfig, structure_config
 from engine.ops.check import EXIT_CONDITIONAL, EXIT_NO_GO, FAIL, PASS, WARN, run_check_async
-from engine.ops.check_bybit import (
-    assess_clock_offset,
-    describe_instruments,
-    live_url_overrides,
-    mainnet_host,
-)
+from engine.ops.check_bybit import assess_clock_offset, check_config, describe_instruments
 from engine.sim.bybit.exchange import Exchange
 from engine.sim.bybit.server import BybitSimServer
 from engine.venues.bybit.codec import BybitApiError
+from engine.venues.bybit.factory import live_url_overrides
 from engine.venues.bybit.http import HttpClient
 from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.signing import BybitCredentials
+from engine.venues.bybit.urls import mainnet_host
 
 REPO = Path(__file__).resolve().parents[2]
 KEY, SECRET = "chk-key-7Hq2", "chk-secret-Vb91xQ"  # simulator-only keys
@@ -263,12 +260,26 @@ async def test_mainnet_without_allow_live_is_no_go_before_connecting(tmp_path: P
     assert lines[0].startswith("[FAIL] config:") and "allow_live" in lines[0]
 
 
-async def test_a_mainnet_url_under_a_testnet_environment_is_no_go(tmp_path: Path) -> None:
-    text = ('mode = "trade"\n[bybit]\nenvironment = "testnet"\n'
-            'rest_url = "https://api.bybit.com"\n[funding]\nsymbols = ["BTCUSDT"]\n')
-    rc, lines = await check(tmp_path, text, env=keyed(tmp_path))
-    assert rc == EXIT_NO_GO and names(lines) == ["config"]
-    assert "rest_url points at a Bybit mainnet host" in lines[0] and "allow_live" in lines[0]
+def test_a_mainnet_url_under_a_testnet_environment_is_no_go() -> None:
+    """The config step alone (no run_check: a regression must not reach for a public host)."""
+    class Lines:
+        def __init__(self) -> None:
+            self.lines: list[tuple[str, str, str]] = []
+
+        def emit(self, status: str, name: str, detail: str) -> None:
+            self.lines.append((status, name, detail))
+
+        def add_secret(self, value: str | None) -> None:
+            pass
+
+    cfg = structure_config({"mode": "trade", "funding": {"symbols": ["BTCUSDT"]},
+                            "bybit": {"environment": "testnet",
+                                      "rest_url": "https://api.bybit.com"}}, "test")
+    out = Lines()
+    assert check_config(out, cfg, "t.toml") is False
+    ((status, name, detail),) = out.lines
+    assert (status, name) == (FAIL, "config")
+    assert "rest_url points at a Bybit mainnet host" in detail and "allow_live" in detail
 
 
 async def test_observe_mode_is_no_go_for_the_funding_strategy(tmp_path: Path) -> None:

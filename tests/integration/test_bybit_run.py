@@ -196,7 +196,11 @@ async def test_refused_second_leg_is_unwound(tmp_path: Path) -> None:
     async with running(tmp_path, setup, max_hedge_attempts=3) as (ex, _server, app):
         core = app.funding
         assert core is not None
-        await until(lambda: SYM in core.intents)
+        # three synchronous rejects on loopback: the intent may live for a few milliseconds
+        # only, so look at every checkpoint rather than every 20 ms (and never miss it)
+        with trio.fail_after(10):
+            while SYM not in core.intents:  # noqa: ASYNC110 - polling state other tasks change
+                await trio.lowlevel.checkpoint()
         it = core.intents[SYM]
         await until(lambda: row(app).get("intent_id") != it.intent_id)
         assert "rejected 3 times" in it.fail_reason

@@ -25,7 +25,8 @@ tests) are :mod:`engine.ops.check`'s. Checks, in order:
 * ``account`` (trade mode): the time is synced as the engine does at start, then one signed
   read-only ``GET /v5/account/wallet-balance``: proof the key pair and its permissions work.
   Bybit's ``retCode`` is named with what to change (unknown key, bad secret, timestamp, missing
-  permission, IP whitelist).
+  permission, IP whitelist). WARN when the account's equity is 0 or below ``[funding]
+  max_total_notional_usd``.
 
 The hard-stop latch of :mod:`engine.ops.check` is not checked: the funding app's daily-loss
 breaker trips in memory (it flattens both legs and stops entries) and is not journaled.
@@ -145,8 +146,10 @@ def describe_instruments(symbols: list[str], spot: Mapping[str, Mapping[str, Any
     return PASS, ", ".join(parts)
 
 
-def describe_wallet(result: Mapping[str, Any]) -> tuple[str, str]:
-    """(status, text) for a ``wallet-balance`` result: WARN when the account holds nothing."""
+def describe_wallet(result: Mapping[str, Any], need_usd: float = 0.0) -> tuple[str, str]:
+    """(status, text) for a ``wallet-balance`` result: WARN when the account holds nothing, or
+    less than ``need_usd`` (``[funding] max_total_notional_usd``: the spot legs are bought with
+    it, so an entry beyond it is refused and its pair unwound)."""
     rows = result.get("list")
     row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], Mapping) else {}
     kind = row.get("accountType", "?")
@@ -158,6 +161,10 @@ def describe_wallet(result: Mapping[str, Any]) -> tuple[str, str]:
     if equity <= 0:
         return WARN, (f"{text}: the account holds nothing; fund it before trading (the "
                       "daily-loss breaker measures against this equity)")
+    if equity < need_usd:
+        return WARN, (f"{text} < [funding] max_total_notional_usd = {need_usd:,.0f}: entries "
+                      "past the balance will be refused (insufficient_balance) and unwound; "
+                      "fund the account or lower the limit")
     return PASS, text
 
 
@@ -243,7 +250,8 @@ async def check_venue(report: Reporter, cfg: EngineConfig,
             if await _check_time(report, cfg, rest, where):
                 await _check_instruments(report, cfg, rest)
                 if creds is not None:
-                    await _check_account(report, rest)
+                    need = cfg.funding.max_total_notional_usd if cfg.funding else 0.0
+                    await _check_account(report, rest, need)
         finally:
             await http.aclose()
             nursery.cancel_scope.cancel()
@@ -325,7 +333,7 @@ async def _check_instruments(report: Reporter, cfg: EngineConfig, rest: BybitRes
     report.emit(status, "instruments", text)
 
 
-async def _check_account(report: Reporter, rest: BybitRest) -> None:
+async def _check_account(report: Reporter, rest: BybitRest, need_usd: float) -> None:
     try:
         await rest.sync_time()
         result = await rest.get("/v5/account/wallet-balance", {"accountType": "UNIFIED"},
@@ -338,5 +346,5 @@ async def _check_account(report: Reporter, rest: BybitRest) -> None:
     except (HttpError, CodecError) as exc:
         report.emit(FAIL, "account", f"signed GET /v5/account/wallet-balance failed: {exc}")
         return
-    status, text = describe_wallet(result)
+    status, text = describe_wallet(result, need_usd)
     report.emit(status, "account", text)

@@ -22,7 +22,12 @@ import trio
 
 from engine.config import BybitConfig, structure_config
 from engine.ops.check import EXIT_CONDITIONAL, EXIT_NO_GO, FAIL, PASS, WARN, run_check_async
-from engine.ops.check_bybit import assess_clock_offset, check_config, describe_instruments
+from engine.ops.check_bybit import (
+    assess_clock_offset,
+    check_config,
+    describe_instruments,
+    describe_wallet,
+)
 from engine.sim.bybit.exchange import Exchange
 from engine.sim.bybit.server import BybitSimServer
 from engine.venues.bybit.codec import BybitApiError
@@ -46,14 +51,14 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def loopback_config(base: str, *, mode: str = "trade", symbols: tuple[str, ...] = ("BTCUSDT",),
-                    extra: str = "") -> str:
+                    extra: str = "", funding: str = "") -> str:
     ws = "ws" + base[4:]
     syms = ", ".join(json.dumps(s) for s in symbols)
     return (f'mode = "{mode}"\n[bybit]\nenvironment = "testnet"\nrest_url = "{base}"\n'
             f'ws_public_linear_url = "{ws}/v5/public/linear"\n'
             f'ws_public_spot_url = "{ws}/v5/public/spot"\n'
             f'ws_private_url = "{ws}/v5/private"\nhttp_timeout_s = 3\n{extra}'
-            f'[funding]\nsymbols = [{syms}]\n[ops]\nhttp_port = 0\n')
+            f'[funding]\nsymbols = [{syms}]\n{funding}[ops]\nhttp_port = 0\n')
 
 
 async def check(tmp_path: Path, text: str | None = None, *, config: str | None = None,
@@ -358,3 +363,24 @@ def test_cli_check_of_the_bybit_sim_config(tmp_path: Path) -> None:
     assert "embedded Bybit simulator" in line(lines, "venue")
     assert "BTCUSDT (spot and linear Trading, funding every 1 min)" in line(lines, "instruments")
     assert "perpDexs" not in r.stdout and r.stderr == ""
+
+
+def test_wallet_equity_against_the_configured_notional() -> None:
+    def wallet(equity: str) -> dict[str, Any]:
+        return {"list": [{"accountType": "UNIFIED", "totalEquity": equity}]}
+
+    assert describe_wallet(wallet("25000"), 5000)[0] == PASS
+    status, text = describe_wallet(wallet("800"), 1000)
+    assert status == WARN and "max_total_notional_usd = 1,000" in text
+    assert describe_wallet(wallet("0"), 0)[0] == WARN
+    assert describe_wallet({"list": []}, 0)[0] == WARN  # nothing readable: never a PASS
+
+
+async def test_an_account_poorer_than_the_configured_notional_warns(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    _ex, _server, base = await start_sim(nursery)  # 25,000 USDT
+    text = loopback_config(base, funding="max_total_notional_usd = 50000\n")
+    rc, lines = await check(tmp_path, text, env=keyed(tmp_path))
+    acct = line(lines, "account")
+    assert acct.startswith("[WARN]") and "insufficient_balance" in acct
+    assert rc == EXIT_CONDITIONAL and lines[-1] == "CONDITIONAL: account, property tests"

@@ -41,6 +41,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from engine.config import BybitConfig, EngineConfig
+from engine.ops.check import FAIL, PASS, WARN, assess_local_time
 from engine.secrets import SecretsError, load_credential
 from engine.venues.bybit.codec import (
     BybitApiError,
@@ -59,10 +60,6 @@ from engine.venues.bybit.keys import (
 )
 from engine.venues.bybit.rest import BybitRest
 from engine.venues.bybit.signing import BybitCredentials
-
-FAIL: Final = "FAIL"
-PASS: Final = "PASS"
-WARN: Final = "WARN"
 
 #: Bybit accepts a signed request whose timestamp is below the server's time + this
 AHEAD_LIMIT_MS: Final = 1000.0
@@ -279,8 +276,6 @@ async def _start_sim(report: Reporter, cfg: EngineConfig, nursery: trio.Nursery)
 
 
 async def _check_time(report: Reporter, cfg: EngineConfig, rest: BybitRest, where: str) -> bool:
-    from engine.ops.check import assess_local_time
-
     b = cfg.bybit or BybitConfig()
     limit = 2 * b.http_timeout_s + 5.0
     server_ms: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -390,3 +391,50 @@ def test_a_mainnet_url_under_testnet_is_refused_before_any_connection(key: str) 
     ok = BybitConfig(environment="testnet", rest_url="http://127.0.0.1:9",
                      ws_private_url="wss://stream-testnet.bybit.com/v5/private")
     assert build_venue(ok, lambda: 0.0, need_keys=False).urls.rest == "http://127.0.0.1:9"
+
+
+async def test_the_status_command_shows_the_pairs_legs_and_funding_totals(
+        tmp_path: Path) -> None:
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        toml = tmp_path / "funding.toml"
+        toml.write_text(to_toml(config(tmp_path, base)))
+        app = FundingApp(load_config(toml, env=clean_env()),
+                         env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+        nursery.start_soon(app.run)
+        await until(lambda: hedged(app) and app.ops is not None and app.ops.health().healthy)
+        assert app.ops is not None
+        r = await trio.run_process(
+            [sys.executable, "-m", "engine", "status", "--config", str(toml)],
+            capture_stdout=True, capture_stderr=True, check=False, cwd=str(tmp_path),
+            env=clean_env(ENGINE__OPS__HTTP_PORT=str(app.ops.http_port)))
+        out = r.stdout.decode()
+        assert r.returncode == 0, out + r.stderr.decode()
+        assert "engine trade — HEALTHY (ready)" in out
+        assert "pairs: 1 (hedged 1, unhedged 0), live 1" in out
+        pair = next(ln for ln in out.splitlines() if ln.startswith("  BTCUSDT: HEDGED spot +"))
+        assert " perp -" in pair and "net +0 " in pair and "| APR 876.0 % |" in pair
+        assert re.search(r"\| leg risk \d+\.\d USD·s$", pair), pair  # what the hedge's wait cost
+        assert "P&L: funding +0.0000 USD" in out and "leg latency median" in out
+        assert "venue positions (perp): BTCUSDT -" in out
+        assert "breakers: none tripped (daily loss" in out and "consecutive" not in out
+        assert "entry ?" not in out  # not the Hyperliquid position layout
+        app.request_stop("test over")
+        await until(app.flat, limit_s=15)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+
+
+def test_funding_status_lines_survive_missing_and_malformed_fields() -> None:
+    from engine.cli import format_status
+
+    lines = format_status({"strategy": "funding", "mode": "paper", "funding": {
+        "symbols": {"BTCUSDT": {"state": "leg1", "spot_qty": None, "apr": "x"},
+                    "ETHUSDT": "garbage"}, "totals": None}, "breakers": {}})
+    text = "\n".join(lines)
+    assert "  BTCUSDT: LEG1 spot ? perp ? net ? | APR ? % |" in text
+    assert "  ETHUSDT: ? spot ?" in text
+    assert "P&L: funding ? USD, basis ? USD, fees ? USD, net ? USD" in text
+    assert format_status({"strategy": "funding"})[2].startswith("pairs: 0 (hedged ?")

@@ -28,6 +28,7 @@ keeps running.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -77,6 +78,7 @@ from engine.core.neutral import (
 from engine.core.paper_two_leg import PaperTwoLegVenue
 from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
+from engine.ops.funding_latch import latched_breaker
 from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.health import HealthInputs
 from engine.ops.paths import (
@@ -379,6 +381,7 @@ class FundingApp:
                         await self._start_sim(nursery)
                     await self._build()
                     built = True
+                    self._restore_breaker()
                     if self.recorder is not None:
                         nursery.start_soon(self.recorder.run, name="frames-recorder")
                     if self.paper is None:
@@ -961,11 +964,38 @@ class FundingApp:
         if self.breaker_trip is None:
             return {"reset": False, "detail": "no breaker tripped"}
         log.warning("breaker reset by the operator (%s): %s", source, self.breaker_trip)
+        self._write_reset(source)
         self.breaker_trip = None
         return {"reset": True, "detail": "breaker reset; entries stay off until a restart "
                                          "(the kill flattened them)"}
 
     # ------------------------------------------------------------------ breakers
+    def _restore_breaker(self) -> None:
+        """A trip of an earlier run still holds (engine.ops.funding_latch): no new entries this
+        run, like the Hyperliquid hard stop; a reset request waiting in the state dir releases
+        it now instead."""
+        now = int(self.clock())
+        latch = latched_breaker(self.records_dir, dt.datetime.fromtimestamp(now / 1000,
+                                                                          dt.UTC).date())
+        if latch is None:
+            return
+        detail = str(latch.get("detail") or latch.get("breaker"))
+        if consume_request(self.state_dir / RESET_FILE):
+            log.warning("breaker latched by an earlier run (%s) released at start by the "
+                        "operator's reset request", detail)
+            self._write_reset("reset file at start")
+            return
+        self.breaker_trip, self.breaker_name = detail, str(latch.get("breaker") or "")
+        log.critical("circuit breaker latched by an earlier run: %s; no new entries (python -m "
+                     "engine reset-hard-stop, then restart)", detail)
+        self.kill(f"circuit breaker latched by an earlier run: {detail}")
+
+    def _write_reset(self, source: str) -> None:
+        if self.writer is not None:
+            now = int(self.clock())
+            self.writer.write(RECORD_KIND, now, {"type": "breaker_reset", "ts": now,
+                                                 "source": source})
+
     def equity(self) -> float:
         if self.balance is not None and self.cfg.mode == "trade":
             return self.balance.equity

@@ -438,3 +438,64 @@ def test_funding_status_lines_survive_missing_and_malformed_fields() -> None:
     assert "  ETHUSDT: ? spot ?" in text
     assert "P&L: funding ? USD, basis ? USD, fees ? USD, net ? USD" in text
     assert format_status({"strategy": "funding"})[2].startswith("pairs: 0 (hedged ?")
+
+
+# ------------------------------------------------------------------ the latch across restarts
+
+
+async def _phase(tmp_path: Path, ex: Exchange, base: str, *, daily_loss_pct: float,
+                 until_cond: Callable[[FundingApp], Any], settle_s: float = 0.0) -> FundingApp:
+    """One run of the funding app on ``tmp_path``'s records until ``until_cond``, then a stop."""
+    cfg = structure_config(config(tmp_path, base, daily_loss_pct=daily_loss_pct), "test")
+    app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+    codes: list[int] = []
+    async with trio.open_nursery() as nursery:
+        async def run() -> None:
+            codes.append(await app.run())
+
+        nursery.start_soon(run)
+        await until(lambda: until_cond(app))
+        await trio.sleep(settle_s)
+        app.request_stop("phase over")
+        await until(lambda: bool(codes), limit_s=15)
+    assert codes == [0]
+    return app
+
+
+async def test_a_tripped_breaker_holds_across_a_restart_until_the_operator_resets_it(
+        tmp_path: Path) -> None:
+    ex = exchange()
+    server = BybitSimServer(ex, tick_s=0.03)
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(server.serve)
+        first = await _phase(tmp_path, ex, base, daily_loss_pct=0.0005,
+                             until_cond=lambda a: a.breaker_trip is not None and a.flat())
+        assert venue_perp(ex) == 0
+        # restart with the limit off: the latch comes from the records, not the config
+        n = len(ex.accounts[KEY].orders)
+        second = await _phase(tmp_path, ex, base, daily_loss_pct=0.0,
+                              until_cond=lambda a: a.is_ready(), settle_s=0.8)
+        assert second.breaker_trip == first.breaker_trip and second.breaker_name == "daily_loss"
+        assert len(ex.accounts[KEY].orders) == n  # 876 % APR on offer: no entry while latched
+        # the operator's reset, as the command writes it, while the engine is stopped
+        r = await trio.run_process(
+            [sys.executable, "-m", "engine", "reset-hard-stop", "--config",
+             str(_toml(tmp_path, base))], env=clean_env(), capture_stdout=True,
+            capture_stderr=True, check=False, cwd=str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        third = await _phase(tmp_path, ex, base, daily_loss_pct=0.0,
+                             until_cond=lambda a: hedged(a))
+        assert third.breaker_trip is None and len(ex.accounts[KEY].orders) > n
+        resets = [x for x in records(third) if x["type"] == "breaker_reset"]
+        assert len(resets) == 1 and resets[0]["source"] == "reset file at start"
+        # and the next start stays released
+        fourth = await _phase(tmp_path, ex, base, daily_loss_pct=0.0,
+                              until_cond=lambda a: a.is_ready())
+        assert fourth.breaker_trip is None
+        nursery.cancel_scope.cancel()
+
+
+def _toml(tmp_path: Path, base: str) -> Path:
+    p = tmp_path / "funding.toml"
+    p.write_text(to_toml(config(tmp_path, base)))
+    return p

@@ -36,7 +36,8 @@ the verdict, so a clean set-up can say GO. Checks, in order:
 * A config with ``[funding]`` (the funding/basis strategy on Bybit) gets the Bybit checks of
   :mod:`engine.ops.check_bybit` instead of ``config``, ``credentials``, ``venue``, ``clock`` and
   ``hard stop`` above (same report, verdict and exit codes; ``instruments`` and ``account`` are
-  its own lines); ops token, webhook, data dir, records lock, kill file and tests are shared.
+  its own lines, ``hard stop`` reads the funding records' breaker latch); ops token, webhook,
+  data dir, records lock, kill file and tests are shared.
 * ``property tests`` (``--tests property``, the default): ``python -m pytest <tests> -q -x -p
   no:cacheprovider -m "property and not slow"`` — the Hypothesis tests only (tests/conftest.py
   marks them ``property``), well under a minute; ``all tests`` (``--tests all``): the whole
@@ -728,6 +729,7 @@ async def _run_bybit_checks(report: _Report, cfg: EngineConfig, config_path: str
     _check_ops_secrets(report, cfg, env)
     _check_data_dir(report, cfg)
     await check_bybit.check_venue(report, cfg, creds)
+    check_bybit.check_latch(report, cfg, env)
     _check_kill_file(report, cfg, env)
     return True
 

@@ -28,14 +28,17 @@ tests) are :mod:`engine.ops.check`'s. Checks, in order:
   permission, IP whitelist). WARN when the account's equity is 0 or below ``[funding]
   max_total_notional_usd``.
 
-The hard-stop latch of :mod:`engine.ops.check` is not checked: the funding app's daily-loss
-breaker trips in memory (it flattens both legs and stops entries) and is not journaled.
+* ``hard stop``: a breaker trip of an earlier run that still holds (the funding records, see
+  :mod:`engine.ops.funding_latch`): WARN, no new entries at the next start; PASS when a
+  ``reset-hard-stop`` request waits in the state dir (released at the next start).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import trio
@@ -343,3 +346,25 @@ async def _check_account(report: Reporter, rest: BybitRest, need_usd: float) -> 
         return
     status, text = describe_wallet(result, need_usd)
     report.emit(status, "account", text)
+
+
+def check_latch(report: Reporter, cfg: EngineConfig, env: Mapping[str, str]) -> None:
+    from engine.ops.funding_latch import latched_breaker
+    from engine.ops.paths import RESET_FILE, resolve_state_dir
+
+    d = Path(cfg.records.dir)
+    latch = latched_breaker(d, dt.datetime.now(dt.UTC).date())
+    if latch is None:
+        report.emit(PASS, "hard stop", f"no breaker trip holds (funding records in {d})")
+        return
+    ts = latch.get("ts")
+    since = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts / 1000.0))
+             if isinstance(ts, int | float) else "?")
+    what = f"{latch.get('breaker')} tripped {since} ({latch.get('detail')})"
+    reset = resolve_state_dir(cfg, env) / RESET_FILE
+    if reset.exists():
+        report.emit(PASS, "hard stop", f"{what}; a reset is pending ({reset}): released at the "
+                                       "next start")
+        return
+    report.emit(WARN, "hard stop", f"{what}: no new entries until `python -m engine "
+                                   "reset-hard-stop`")

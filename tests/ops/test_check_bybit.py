@@ -116,7 +116,7 @@ async def test_trade_mode_on_loopback_passes_every_bybit_check(tmp_path: Path,
                               env=keyed(tmp_path))
     assert names(lines) == ["config", "credentials", "ops token", "webhook", "data dir",
                             "records lock", "venue", "clock", "instruments", "account",
-                            "kill file", "property tests"]
+                            "hard stop", "kill file", "property tests"]
     for name in ("config", "credentials", "venue", "clock", "instruments", "account"):
         assert status_of(lines, name) == PASS, lines
     assert "Bybit testnet" in line(lines, "config") and "BTCUSDT, ETHUSDT" in line(lines, "config")
@@ -384,3 +384,22 @@ async def test_an_account_poorer_than_the_configured_notional_warns(
     acct = line(lines, "account")
     assert acct.startswith("[WARN]") and "insufficient_balance" in acct
     assert rc == EXIT_CONDITIONAL and lines[-1] == "CONDITIONAL: account, property tests"
+
+
+async def test_a_breaker_trip_that_still_holds_warns_and_a_pending_reset_passes(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    _ex, _server, base = await start_sim(nursery)
+    records = tmp_path / "data"
+    records.mkdir()
+    now = int(time.time() * 1000)
+    day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+    (records / f"funding_{day}.jsonl").write_text(json.dumps(
+        {"type": "breaker", "ts": now, "breaker": "drawdown", "detail": "drawdown 6 %"}) + "\n")
+    rc, lines = await check(tmp_path, loopback_config(base), env=keyed(tmp_path))
+    latch = line(lines, "hard stop")
+    assert latch.startswith("[WARN]") and "drawdown tripped" in latch and "reset-hard-stop" in latch
+    assert rc == EXIT_CONDITIONAL
+    (records / "RESET_HARD_STOP").write_text("reset\n")
+    rc, lines = await check(tmp_path, loopback_config(base), env=keyed(tmp_path))
+    assert line(lines, "hard stop").startswith("[PASS]") and "a reset is pending" in line(
+        lines, "hard stop")

@@ -563,6 +563,10 @@ class ObserveApp:
             return False
         return all(m.fresh_bbo and m.fresh_ctx for m in core.markets if m.halted is None)
 
+    def ready_detail(self) -> str:
+        """The READY line's subject: the number of markets traded (observed)."""
+        return f"{len(self.core.markets) if self.core is not None else 0} markets"
+
     def _data_age_s(self, now_ms: float) -> float | None:
         """The oldest of the per-market freshest-frame ages (markets not halted)."""
         core = self.core

@@ -39,6 +39,7 @@ keeps running.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ import trio
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
 from engine.core.funding_core import FundingCore, with_account_fees
+from engine.core.intents import Alert
 from engine.core.neutral import (
     AmendOrder,
     BalanceUpdate,
@@ -78,6 +80,7 @@ from engine.core.neutral import (
 from engine.core.paper_two_leg import PaperTwoLegVenue
 from engine.io.frames import K_CONN, FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
+from engine.ops.funding_latch import latched_breaker
 from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.health import HealthInputs
 from engine.ops.paths import (
@@ -92,7 +95,13 @@ from engine.secrets import SecretsError
 from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
 from engine.venues import registry
 from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
-from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder, CodecError
+from engine.venues.bybit.codec import (
+    KIND_CATEGORY,
+    BybitApiError,
+    BybitDecoder,
+    CodecError,
+    parse_wallet_balance,
+)
 from engine.venues.bybit.execution import BybitExecution
 from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
 from engine.venues.bybit.feed import BybitFeed
@@ -242,6 +251,9 @@ class FundingApp:
         self.killed_reason: str | None = None
         self.breaker_trip: str | None = None
         self.day_start_net: tuple[int, float] | None = None
+        self.breaker_name = ""  # the tripped breaker: daily_loss or drawdown
+        self.start_equity: float | None = None  # equity less the net P&L at the first check
+        self.peak_equity: float | None = None  # the run's peak of start_equity + net P&L
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
         self._built = False  # the start got past the build (a failed start records nothing)
@@ -306,6 +318,7 @@ class FundingApp:
             await self._start_sim(nursery)
         await self._build()
         self._built = True
+        self._restore_breaker()
         if self.recorder is not None:
             nursery.start_soon(self.recorder.run, name="frames-recorder")
         if self.paper is None:
@@ -414,6 +427,24 @@ class FundingApp:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
+        else:
+            await self._read_wallet(now)
+
+    async def _read_wallet(self, now: int) -> None:
+        """Trade: the USDT wallet once by REST, so the daily-loss breaker measures against the
+        account's equity from the start (the ``wallet`` topic only sends changes)."""
+        assert self.venue is not None
+        try:
+            result = await self.venue.rest.get("/v5/account/wallet-balance",
+                                               {"accountType": "UNIFIED"}, signed=True)
+            usdt = [b for b in parse_wallet_balance(result, now) if b.coin == "USDT"]
+        except (HttpError, BybitApiError, CodecError) as exc:
+            log.warning("wallet-balance at start: %s; the daily-loss breaker measures against "
+                        "[breakers] paper_equity = %g until the first wallet update", exc,
+                        self.cfg.breakers.paper_equity)
+            return
+        if usdt:
+            self.balance = usdt[0]
 
     async def _start_streams(self, nursery: trio.Nursery) -> None:
         """The venue's sockets as one feed (the private one in trade mode), each connected in
@@ -865,6 +896,16 @@ class FundingApp:
                      "hedge ratio %s, leg latency %s ms", r.get("symbol"), _num(r.get("funding")),
                      _num(r.get("basis_pnl")), _num(r.get("fees")), _num(r.get("net")),
                      r.get("hedge_ratio"), r.get("leg_latency_ms"))
+        if kind == "closed" and r.get("fail_reason"):
+            text = (f"{r.get('symbol')}: {r.get('fail_reason')}; the pair was unwound (no new "
+                    f"entry in it for [funding] reentry_cooldown_s = "
+                    f"{self.fcfg.reentry_cooldown_s:g} s)")
+            log.warning("second leg failed: %s", text)
+            self._alert("error", "leg_unwound", text)
+        elif kind == "anomaly":
+            text = f"{r.get('symbol')}: {r.get('detail')}"
+            log.error("funding anomaly: %s", text)
+            self._alert("error", "funding_anomaly", text)
         elif kind == "position":
             log.info("position %s: %s", r.get("symbol"),
                      " ".join(f"{k}={v}" for k, v in r.items() if k not in ("type", "ts",
@@ -947,35 +988,89 @@ class FundingApp:
         if self.breaker_trip is None:
             return {"reset": False, "detail": "no breaker tripped"}
         log.warning("breaker reset by the operator (%s): %s", source, self.breaker_trip)
+        self._write_reset(source)
         self.breaker_trip = None
         return {"reset": True, "detail": "breaker reset; entries stay off until a restart "
                                          "(the kill flattened them)"}
 
     # ------------------------------------------------------------------ breakers
+    def _restore_breaker(self) -> None:
+        """A trip of an earlier run still holds (engine.ops.funding_latch): no new entries this
+        run, like the Hyperliquid hard stop; a reset request waiting in the state dir releases
+        it now instead."""
+        now = int(self.clock())
+        latch = latched_breaker(self.records_dir, dt.datetime.fromtimestamp(now / 1000,
+                                                                          dt.UTC).date())
+        if latch is None:
+            return
+        detail = str(latch.get("detail") or latch.get("breaker"))
+        if consume_request(self.state_dir / RESET_FILE):
+            log.warning("breaker latched by an earlier run (%s) released at start by the "
+                        "operator's reset request", detail)
+            self._write_reset("reset file at start")
+            return
+        self.breaker_trip, self.breaker_name = detail, str(latch.get("breaker") or "")
+        log.critical("circuit breaker latched by an earlier run: %s; no new entries (python -m "
+                     "engine reset-hard-stop, then restart)", detail)
+        self.kill(f"circuit breaker latched by an earlier run: {detail}")
+
+    def _write_reset(self, source: str) -> None:
+        if self.writer is not None:
+            now = int(self.clock())
+            self.writer.write(RECORD_KIND, now, {"type": "breaker_reset", "ts": now,
+                                                 "source": source})
+
     def equity(self) -> float:
         if self.balance is not None and self.cfg.mode == "trade":
             return self.balance.equity
         return self.cfg.breakers.paper_equity
 
     def _check_breakers(self, now: int) -> None:
-        pct = self.cfg.breakers.daily_loss_pct
-        if pct <= 0 or self.breaker_trip is not None:
+        """Daily loss (the day's change of the net P&L, marked, against the equity) and
+        drawdown (the run's equity, start equity + net P&L, below its peak); either trips the
+        kill switch once: both legs flattened, no new entries."""
+        b = self.cfg.breakers
+        if self.breaker_trip is not None or (b.daily_loss_pct <= 0 and b.drawdown_pct <= 0):
             return
         net = self.totals()["net_pnl"]
         day = now // 86_400_000
         if self.day_start_net is None or self.day_start_net[0] != day:
             self.day_start_net = (day, net)
+        if self.start_equity is None:
+            self.start_equity = self.equity() - net
+        run_equity = self.start_equity + net
+        self.peak_equity = max(self.peak_equity or run_equity, run_equity)
         loss = self.day_start_net[1] - net
-        limit = self.equity() * pct / 100.0
-        if loss > limit:
-            self.breaker_trip = (f"daily loss {loss:.2f} USD > {pct:g} % of equity "
-                                 f"{self.equity():.2f}")
-            log.critical("circuit breaker: %s; flattening, no new entries", self.breaker_trip)
-            if self.writer is not None:
-                self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
-                                                     "breaker": "daily_loss",
-                                                     "detail": self.breaker_trip})
-            self.kill(f"circuit breaker: {self.breaker_trip}")
+        limit = self.equity() * b.daily_loss_pct / 100.0
+        drawdown = self._drawdown_pct()
+        if b.daily_loss_pct > 0 and loss > limit:
+            self._trip(now, "daily_loss", f"daily loss {loss:.2f} USD > {b.daily_loss_pct:g} % "
+                                          f"of equity {self.equity():.2f}")
+        elif b.drawdown_pct > 0 and drawdown >= b.drawdown_pct:
+            self._trip(now, "drawdown", f"drawdown {drawdown:.4f} % >= {b.drawdown_pct:g} %: "
+                                        f"equity {run_equity:.2f} USD below its peak "
+                                        f"{self.peak_equity:.2f}")
+
+    def _alert(self, level: str, code: str, message: str) -> None:
+        """To the dashboard's alerts and (error, critical) the webhook."""
+        if self.ops is not None:
+            self.ops.on_alert(Alert(level, code, message))
+
+    def _drawdown_pct(self) -> float:
+        if self.start_equity is None or not self.peak_equity or self.peak_equity <= 0:
+            return 0.0
+        run_equity = self.start_equity + self.totals()["net_pnl"]
+        return max(0.0, (self.peak_equity - run_equity) / self.peak_equity * 100.0)
+
+    def _trip(self, now: int, breaker: str, detail: str) -> None:
+        self.breaker_trip, self.breaker_name = detail, breaker
+        log.critical("circuit breaker: %s; flattening, no new entries", detail)
+        self._alert("critical", "circuit_breaker", f"{breaker}: {detail}; both legs "
+                                                   "flattened, no new entries")
+        if self.writer is not None:
+            self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
+                                                 "breaker": breaker, "detail": detail})
+        self.kill(f"circuit breaker: {detail}")
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> dict[str, Any]:
@@ -1047,6 +1142,12 @@ class FundingApp:
                 and self.symbols_live() == len(self.perp)
                 and not (core is not None and core.unreconciled))
 
+    def ready_detail(self) -> str:
+        """The READY line's subject: the spot/perp pairs traded, e.g. ``2 pairs (BTCUSDT,
+        ETHUSDT)``."""
+        n = len(self.perp)
+        return f"{n} pair{'' if n == 1 else 's'} ({', '.join(self.perp)})"
+
     def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
         now = self.clock()
         ages = [max(0.0, (now - t) / 1000.0) for t in self.stats.last_market_ms.values()]
@@ -1085,10 +1186,12 @@ class FundingApp:
                         if self.funding is not None else {},
                         "reconciles": self.reconciles,
                         "missed_settlements": self.missed_settlements},
-            "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
+            "breakers": {"trips": ([{"breaker": self.breaker_name, "detail": self.breaker_trip}]
                                    if self.breaker_trip else []),
                          "daily_loss_pct": self._daily_loss_pct(),
-                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct},
+                         "drawdown_pct": self._drawdown_pct(),
+                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct,
+                                        "drawdown": self.cfg.breakers.drawdown_pct},
                          "equity": self.equity()},
             "feed": {"connected": self.connected(), "reconnects": self.stats.reconnects,
                      "disconnects": self.stats.disconnects, "frames": self.stats.frames,
@@ -1113,7 +1216,7 @@ class FundingApp:
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
-            m.breaker_tripped.labels("daily_loss").set(1)
+            m.breaker_tripped.labels(self.breaker_name).set(1)
 
 
 def base_coin(symbol: str) -> str | None:

@@ -768,7 +768,8 @@ class FundingCore:
                      funding=led.funding, settlements=led.settlements, basis_pnl=basis,
                      fees=led.fees, fees_spot=led.fees_spot, fees_perp=led.fees_perp, net=net,
                      net_apr=apr, hedge_ratio=led.hedge_ratio(),
-                     leg_latency_ms=led.leg_latency_ms(), fail_reason=it.fail_reason or None,
+                     leg_latency_ms=led.leg_latency_ms(), leg_risk_usd_s=it.risk_usd_s,
+                     fail_reason=it.fail_reason or None,
                      residual_spot=led.spot_qty, residual_perp=led.perp_qty)
 
     def _account_fill(self, sym: str, it: TwoLegIntent, f: OrderFill, now_ms: int) -> None:

@@ -207,6 +207,7 @@ async def test_refused_second_leg_is_unwound(tmp_path: Path) -> None:
         (c,) = closed()
         assert "rejected 3 times" in c["fail_reason"]
         assert SYM not in core.intents and core.cooldown_until[SYM] > now_ms()
+        assert c["leg_risk_usd_s"] <= app.fcfg.leg_risk_budget_usd_s
         closes = [o for o in ex.accounts[KEY].orders.values()
                   if o.category == "linear" and o.reduce_only]
         assert closes and all(o.status == "Filled" for o in closes)

@@ -9,7 +9,9 @@ each channel's shape. ``GET /v5/execution/list`` answers an account's recent tra
 client missed while its private socket was down), ``GET /v5/account/transaction-log`` its
 funding payments (``SETTLEMENT`` rows), ``GET /v5/account/wallet-balance`` and
 ``GET /v5/position/list`` what it holds. ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
-there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault).
+there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault);
+``{"clock_offset_ms": N}`` moves the venue's clock N ms away from the host's (a skewed venue
+clock: ``/v5/market/time``, every timestamp check and the exchange's own time follow it).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ class BybitSimServer:
         self._streams: set[trio.SocketStream] = set()
         self.drop_requested = False  # POST /sim/control {"disconnect": true}
         self.drops = 0
+        self.clock_offset_ms = 0.0  # POST /sim/control {"clock_offset_ms": N}: a skewed venue
 
     def now(self) -> int:
-        return int(self.clock())
+        return int(self.clock() + self.clock_offset_ms)
 
     @property
     def base_url(self) -> str:
@@ -397,13 +400,19 @@ class BybitSimServer:
             f.wallet_skew = {str(k): float(v) for k, v in c["wallet_skew"].items()}
         if c.get("disconnect"):
             self.drop_requested = True
+        if "clock_offset_ms" in c:
+            offset = c["clock_offset_ms"]
+            if isinstance(offset, bool) or not isinstance(offset, int | float):
+                raise ValueError("clock_offset_ms must be a number of milliseconds")
+            self.clock_offset_ms = float(offset)
         if "lag_ms" in c:
             f.lag_ms = {str(k): float(v) for k, v in c["lag_ms"].items()}
         if "funding" in c:
             for sym, spec in c["funding"].items():
                 self.exchange.set_funding(sym, float(spec["rate"]), spec.get("next_funding_ms"),
                                           spec.get("interval_ms"))
-        return wire.envelope(now, {"faults": vars(f)})
+        return wire.envelope(self.now(), {"faults": vars(f),
+                                          "clock_offset_ms": self.clock_offset_ms})
 
     # -- websocket --------------------------------------------------------------------------------
 

@@ -644,3 +644,16 @@ def parse_position_list(result: dict[str, Any], ts_ms: int) -> list[PositionUpda
         return [_position_event(d, {"creationTime": ts_ms}) for d in result.get("list", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"position list: {type(exc).__name__} {exc}") from None
+
+
+def parse_wallet_balance(result: dict[str, Any], ts_ms: int) -> list[BalanceUpdate]:
+    """One :class:`BalanceUpdate` per coin of a ``/v5/account/wallet-balance`` result (the
+    same figures as the private ``wallet`` topic, read once by REST); raises
+    :class:`CodecError` for a malformed answer."""
+    rows = result.get("list")
+    if not isinstance(rows, list):
+        raise CodecError("wallet-balance result has no list")
+    try:
+        return [ev for row in rows for ev in _wallet_events(row, {"creationTime": ts_ms})]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodecError(f"malformed wallet-balance result: {exc}") from None

@@ -43,10 +43,25 @@ class LiveNotAllowed(Exception):
     """Mainnet without ``allow_live = true``."""
 
 
+def live_url_overrides(cfg: BybitConfig) -> list[str]:
+    """The ``[bybit] *_url`` keys that point at a mainnet host while the environment is not
+    mainnet (a testnet config that would trade live)."""
+    if cfg.environment == "mainnet":
+        return []
+    urls = {"rest_url": cfg.rest_url, "ws_public_linear_url": cfg.ws_public_linear_url,
+            "ws_public_spot_url": cfg.ws_public_spot_url, "ws_private_url": cfg.ws_private_url}
+    return [k for k, v in urls.items() if v and bybit_urls.mainnet_host(v)]
+
+
 def resolve_urls(cfg: BybitConfig) -> bybit_urls.BybitUrls:
     base = bybit_urls.for_environment(cfg.environment)
     if base.is_mainnet and not cfg.allow_live:
         raise LiveNotAllowed("[bybit] environment = \"mainnet\" needs allow_live = true")
+    live = live_url_overrides(cfg) if not cfg.allow_live else []
+    if live:
+        raise LiveNotAllowed(f"[bybit] {', '.join(live)} points at a Bybit mainnet host while "
+                             f"environment = {cfg.environment!r}: use the {cfg.environment} "
+                             "URL, or set environment = \"mainnet\" and allow_live = true")
     return bybit_urls.BybitUrls(
         rest=cfg.rest_url or base.rest,
         ws_public_linear=cfg.ws_public_linear_url or base.ws_public_linear,

@@ -123,8 +123,8 @@ def trade_path_verdict(off: list[float], on: list[float]) -> str:
     runs = lambda v: "/".join(f"{x:.0f}" for x in v)  # noqa: E731
     return (f"{verdict}: bench_trade_path entry median unchanged within noise with recording "
             f"on (off {m_off:.1f} µs [{runs(off)}], on {m_on:.1f} µs [{runs(on)}], "
-            f"on - off {diff:+.1f} µs, bound {bound:.1f} µs = max(same-setting spread "
-            f"{spread:.1f}, 10 % of off))")
+            f"on - off {diff:+.1f} µs, bound {bound:.1f} µs: the larger of the same-setting "
+            f"spread {spread:.1f} and 10 % of off)")
 
 
 def main() -> int:

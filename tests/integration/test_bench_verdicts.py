@@ -48,8 +48,8 @@ INFO: recorded size per day, 40 markets at the simulator's rate: live recorder 3
 record 339 MB (10 min measured x 144)
 bench_trade_path recording off: entry (oracle ctx → IOC entry):  100 cycles  median   225.8 µs
 PASS: bench_trade_path entry median unchanged within noise with recording on (off 225.8 µs \
-[226], on 238.3 µs [238], on - off +12.5 µs, bound 22.6 µs = max(same-setting spread 0.0, 10 % \
-of off))
+[226], on 238.3 µs [238], on - off +12.5 µs, bound 22.6 µs: the larger of the same-setting \
+spread 0.0 and 10 % of off)
 """
 
 
@@ -59,11 +59,11 @@ def test_recording_rows() -> None:
         ("recording hot path <= 1 µs per frame median, 1-frame reads", "PASS"),
         ("recording hot path <= 1 µs per frame median, 40-frame reads", "MISS"),
         ("(no target) recorded size per day", "INFO"),
-        ("bench_trade_path entry median unchanged within noise with recording on (off 225.8 µs "
-         "[226], on 238.3 µs [238], on - off +12.5 µs, bound 22.6 µs = max(same-setting spread "
-         "0.0, 10 % of off))", "PASS"),
+        ("bench_trade_path entry median unchanged within noise with recording on", "PASS"),
     ]
     assert rows[0][2] == "188.2 ns per inbound call, 188.2 ns per frame"
+    assert rows[3][2] == ("off 225.8 µs [226], on 238.3 µs [238], on - off +12.5 µs, bound "
+                          "22.6 µs: the larger of the same-setting spread 0.0 and 10 % of off")
     assert rows[2][2] == ("40 markets at the simulator's rate: live recorder 382 MB, sim record "
                           "339 MB (10 min measured x 144)")
 

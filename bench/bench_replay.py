@@ -5,7 +5,9 @@ default) and replays each in observe and in paper mode, each run in a fresh chil
 (``python -m engine replay`` in-process there), printing frames/s of the whole replay (reading,
 decompressing, decoding, the cores, timers and the record writer) and the child's peak RSS.
 Targets (issue 10): observe >= 400,000 frames/s, paper >= 250,000 frames/s on one core, replay
-memory <= 200 MB for a day.
+memory <= 200 MB for a day. Each line also gives frames per CPU second of the child (its
+``time.process_time()`` over the replay): on a shared machine the wall-clock rate follows the
+load of the moment, the CPU rate much less (compare branches by it, alternating runs).
 
 ``.venv/bin/python bench/bench_replay.py [--minutes 10] [--scale 10]``; label figures from a
 loaded machine as such.
@@ -19,6 +21,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -28,9 +31,12 @@ def child(data: str, mode: str, out: str) -> int:
     from engine.replay.driver import Replay
 
     cfg = load_config(None, env={}, defaults=embedded_default_config())
+    cpu0 = time.process_time()
     st = Replay(cfg, Path(data), Path(out), mode=mode).run()
+    cpu_s = time.process_time() - cpu0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"frames": st.frames, "wall_s": st.wall_s, "rss_mb": rss_mb}))
+    print(json.dumps({"frames": st.frames, "wall_s": st.wall_s, "cpu_s": cpu_s,
+                      "rss_mb": rss_mb}))
     return 0
 
 
@@ -65,7 +71,8 @@ def main() -> int:
                 print(f"{verdict}: replay {mode} {minutes:g} min of 40 markets "
                       f"({r['frames']:,} frames, {size / 1e6:.1f} MB): {rate:,.0f} frames/s "
                       f"(target >= {targets[mode]:,}), {r['wall_s']:.2f} s, peak RSS "
-                      f"{r['rss_mb']:.0f} MB")
+                      f"{r['rss_mb']:.0f} MB; per CPU second {r['frames'] / r['cpu_s']:,.0f} "
+                      "frames/s")
     return 0
 
 

@@ -91,7 +91,9 @@ class MarketDataFeed(Protocol):
 
     Replay (:mod:`engine.replay`) drives the same feed without a socket: ``replay_connected``
     / ``replay_disconnected`` / ``replay_batch`` take the steps a live connection and a live
-    socket read take (times in seconds of the feed's clock)."""
+    socket read take (times in seconds of the feed's clock); ``replay_reads`` takes a run of
+    recorded reads ``(kind, batch, wall_ns, texts)``, calling ``before(t_ms)`` ahead of each
+    (one call per run; the frames dispatched are returned)."""
 
     @property
     def stats(self) -> FeedStatsView: ...
@@ -113,6 +115,9 @@ class MarketDataFeed(Protocol):
     def replay_disconnected(self, reason: str, now: float) -> None: ...
 
     def replay_batch(self, texts: list[str], now: float) -> None: ...
+
+    def replay_reads(self, items: list[Any], start: int, end: int,
+                     before: Callable[[float], None]) -> int: ...
 
 
 @attrs.frozen

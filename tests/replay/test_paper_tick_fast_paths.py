@@ -1,4 +1,4 @@
-"""The housekeeping tick's equity shortcuts change no output byte.
+"""The trading timer's shortcuts change no output byte.
 
 ``TradingCore._breakers_tick`` gives the breakers the unrealised P&L and the paper equity
 through :meth:`CircuitBreakers.on_marks` (no checks when neither changed) and takes them from
@@ -8,6 +8,12 @@ Oracle: the previous code, kept verbatim below on a subclass (the scan of every 
 byte-identical record files; the new run also checks at every tick that the cached parts equal
 the scan. Configurations: the default, and an equity small enough that a breaker trips at a
 tick (the trip path of the tick).
+
+A wake of the trading timer runs the intent loop and the signal flush only when the core left
+intents or the app queued work, and leaves no poke for the next read (its caller computes the
+next deadline right after it). Oracle: the previous ``TradingApp.timer_fire`` (both every
+time, the poke left set). Configurations: the default and a paper latency below the
+housekeeping period (fills then due between wakes: the deadline the poke would pull in).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+import engine.replay.driver as driver
 import engine.trading_app as trading_app
 from engine.core.breakers import Trip
 from engine.replay.driver import Replay
 from engine.sim.record import record
+from engine.trading_app import TradingApp
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore
 from tests.replay.helpers import default_cfg, out_bytes
 
@@ -103,5 +111,55 @@ def test_paper_tick_bytes_equal_the_old_tick(recording: Path, tmp_path: Path,
     if env is TIGHT:
         positions = want[next(n for n in want if n.startswith("positions_"))]
         assert b'"why":"tick"' in positions and b'"hard_stop","reason":"drawdown"' in positions
+    for name in want:
+        assert got[name] == want[name], name
+
+
+class OldTimerApp(TradingApp):
+    """The wake as it was: the intent loop and the flush every time, the poke left as is."""
+
+    def timer_fire(self, now: float) -> None:
+        trading, backend = self.trading, self.backend
+        assert trading is not None and backend is not None
+        backend.on_timer(now)
+        trading.on_timer(now)
+        if trading.obs.events:
+            trading_app.log_gate_events(trading.obs.drain_events())
+        self.execute(now)
+        self.flush_signals()
+
+
+class CountingApp(TradingApp):
+    executes = 0
+
+    def execute(self, now_ms: float, *, send_only: bool = False) -> None:
+        if not send_only:
+            CountingApp.executes += 1
+        super().execute(now_ms, send_only=send_only)
+
+
+FAST = {"ENGINE__PAPER__LATENCY_MS": "40"}
+
+
+@pytest.mark.parametrize("env", [{}, FAST], ids=["default", "latency"])
+def test_paper_wake_bytes_equal_the_old_wake(recording: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             env: dict[str, str]) -> None:
+    cfg = default_cfg(**env)
+    runs = {}
+    for name, cls in (("new", CountingApp), ("old", OldTimerApp)):
+        CountingApp.executes = 0
+        with monkeypatch.context() as mp:
+            mp.setattr(driver, "TradingApp", cls)
+            r = Replay(cfg, recording, tmp_path / name, mode="paper")
+            st = r.run()
+            assert type(r.app) is cls
+        runs[name] = (st, CountingApp.executes)
+    # the shortcut was taken: most wakes found nothing to run
+    assert runs["new"][1] < runs["new"][0].timers["trading"] / 2
+    assert runs["new"][0].timers == runs["old"][0].timers
+    got, want = out_bytes(tmp_path / "new"), out_bytes(tmp_path / "old")
+    assert got.keys() == want.keys()
+    assert any(name.startswith("fills_") and data for name, data in want.items())
     for name in want:
         assert got[name] == want[name], name

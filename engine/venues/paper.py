@@ -104,6 +104,9 @@ FALLBACK_LOG_INTERVAL_MS = 60_000.0
 """At most one top-of-book fallback log line per coin in this interval (venue time, ms)."""
 
 _ZERO = Decimal(0)
+TAKEN_PRUNE_AT = 4096
+"""Past this many remembered (quote, price) entries, a market's entries for quotes older than
+its current one are dropped when it trades (they can no longer match)."""
 
 
 def reject_status_for(message: str) -> str:
@@ -241,7 +244,10 @@ class PaperVenue:
         self._in_flight: dict[str, _Pending] = {}
         self._done: dict[str, _Done] = {}
         self._positions: dict[str, Decimal] = {}
-        self._taken: dict[tuple[str, bool, int, float], Decimal] = {}
+        # liquidity taken per displayed quote: coin -> {(is_buy, bbo_time_ms, px): size}, and
+        # the number of entries over every coin (the pruning bound, see _book)
+        self._taken: dict[str, dict[tuple[bool, int, float], Decimal]] = {}
+        self._taken_n = 0
         self._seq = 0
         self._tid_n = 0
         self._next_oid = oid_start
@@ -441,9 +447,17 @@ class PaperVenue:
             total = sum((sz for _, sz in full), _ZERO)
             want = _floor(total * to_decimal(self._partial_ratio), dec)
             taken = _walk(book, o.is_buy, o.px, want, dec) if want > 0 else []
-        for px, sz in taken:
-            key = (o.coin, o.is_buy, m.bbo_time_ms, px)
-            self._taken[key] = self._taken.get(key, _ZERO) + sz
+        if taken:
+            mine = self._taken.get(o.coin)
+            if mine is None:
+                mine = self._taken[o.coin] = {}
+            for px, sz in taken:
+                key = (o.is_buy, m.bbo_time_ms, px)
+                prev = mine.get(key)
+                if prev is None:
+                    self._taken_n += 1
+                    prev = _ZERO
+                mine[key] = prev + sz
         return taken, book.source
 
     def _book(self, o: Order, m: MarketState, now_ms: float) -> _Book | None:
@@ -464,13 +478,18 @@ class PaperVenue:
                     shown.extend(lv for lv in got[1] if lv[0] > px)
                 else:
                     shown.extend(lv for lv in got[0] if lv[0] < px)
-        if len(self._taken) > 4096:  # this market's older quotes no longer matter
-            self._taken = {k: v for k, v in self._taken.items()
-                           if k[0] != o.coin or k[2] >= m.bbo_time_ms}
+        mine = self._taken.get(o.coin)
+        if mine and self._taken_n > TAKEN_PRUNE_AT:
+            # this market's older quotes no longer matter (the other markets' entries are
+            # pruned when they trade: O(this market's entries), never a scan of all)
+            kept = {k: v for k, v in mine.items() if k[1] >= m.bbo_time_ms}
+            self._taken_n -= len(mine) - len(kept)
+            mine = self._taken[o.coin] = kept
         levels: list[Level] = []
         for lpx, lsz in shown:
-            avail = to_decimal(lsz) - self._taken.get((o.coin, o.is_buy, m.bbo_time_ms, lpx),
-                                                      _ZERO)
+            avail = to_decimal(lsz)
+            if mine:
+                avail -= mine.get((o.is_buy, m.bbo_time_ms, lpx), _ZERO)
             if avail > 0:
                 levels.append((lpx, float(avail)))
         return _Book(levels, source)

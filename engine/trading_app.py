@@ -175,8 +175,11 @@ class TradingHandler(CoreHandler):
         self.app.flush_signals()
 
     def on_batch_end(self) -> None:
-        now = self._batch_now()
-        self.batch.now = None
+        batch = self.batch  # self._batch_now(), inline (once per read)
+        now = batch.now
+        if now is None:
+            now = self.clock()
+        batch.now = None
         if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
             self.app.execute(now, send_only=True)
         backend = self.app.backend

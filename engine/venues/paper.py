@@ -105,8 +105,9 @@ FALLBACK_LOG_INTERVAL_MS = 60_000.0
 
 _ZERO = Decimal(0)
 TAKEN_PRUNE_AT = 4096
-"""Past this many remembered (quote, price) entries, a market's entries for quotes older than
-its current one are dropped when it trades (they can no longer match)."""
+"""Past this many remembered (quote, price) entries over all markets, a market's entries for
+quotes older than its current one are dropped when it trades (an older quote time comes back
+only after a reconnect)."""
 
 
 def reject_status_for(message: str) -> str:

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 class ProgressBar:
     """One status line on stderr (redrawn in place on a terminal, else every 10 s)."""
 
-    def __init__(self, out: TextIO = sys.stderr, min_interval_s: float = 0.5) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, min_interval_s: float = 0.5) -> None:
+        # (sys.stderr as it is now: a default bound at import would keep the stream of then)
+        self.out = out = out if out is not None else sys.stderr
         self.tty = out.isatty()
         self.t0 = time.perf_counter()
         self.last = 0.0

@@ -161,3 +161,13 @@ async def test_bybit_shell_feed_over_loopback_records_tagged_frames_and_replays_
     assert offline.connected
     offline.replay_batch(payloads, 0.0)
     assert again[:n] == live[:n] and len(again) >= n
+    # replay_reads (the driver's runs of reads): the same events, before() once per read with
+    # its receive time, and the frame count returned
+    runs: list[object] = []
+    by_reads = registry.shell_factory("bybit").market_data(cfg, ["BTCUSDT"], runs.append,
+                                                            FeedOptions())
+    by_reads.replay_connected("replay", 0.0)
+    items = [("i", None, (k + 1) * 1_000_000, [p]) for k, p in enumerate(payloads)]
+    befores: list[float] = []
+    assert by_reads.replay_reads(items, 0, len(items), befores.append) == len(payloads)
+    assert runs == again and befores == [float(k + 1) for k in range(len(items))]

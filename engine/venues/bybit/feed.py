@@ -179,6 +179,20 @@ class BybitFeed:
                 elif not isinstance(ev, OpReply):
                     self.handler(ev)
 
+    def replay_reads(self, items: list[Any], start: int, end: int,
+                     before: Callable[[float], None]) -> int:
+        """Replay: the recorded reads ``items[start:end]`` (``(kind, batch, wall_ns, texts)``)
+        in order, each as :meth:`replay_batch` after ``before(t_ms)`` (replay's timers up to
+        the read's receive time); the frames given are returned."""
+        n = 0
+        for k in range(start, end):
+            it = items[k]
+            t_ms = it[2] / 1e6
+            before(t_ms)
+            self.replay_batch(it[3], t_ms / 1000.0)
+            n += len(it[3])
+        return n
+
 
 class _StampedStream(trio.abc.Stream):
     """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.

@@ -108,7 +108,7 @@ def full_replay(records: Path, cfg: EngineConfig) -> list[dict[str, Any]]:
 
 
 TIMES = ("ts", "venue_ts", "opened_ms", "closed_ms")  # when: live at or after the replay
-FROM_TIMES = ("hold_ms", "net_apr", "leg_latency_ms")  # computed from those times
+FROM_TIMES = ("hold_ms", "net_apr", "leg_latency_ms", "leg_risk_usd_s")  # from those times
 
 
 def _content(r: dict[str, Any]) -> dict[str, Any]:

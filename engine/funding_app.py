@@ -893,9 +893,9 @@ class FundingApp:
                          r.get("reason"), f"{apr:.1%}" if isinstance(apr, int | float) else "?")
         elif kind == "closed" and r.get("filled"):
             log.info("position closed %s: funding %+.4f, basis %+.4f, fees %.4f, net %+.4f USD, "
-                     "hedge ratio %s, leg latency %s ms", r.get("symbol"), _num(r.get("funding")),
-                     _num(r.get("basis_pnl")), _num(r.get("fees")), _num(r.get("net")),
-                     r.get("hedge_ratio"), r.get("leg_latency_ms"))
+                     "hedge ratio %.4f, leg latency %s ms", r.get("symbol"),
+                     _num(r.get("funding")), _num(r.get("basis_pnl")), _num(r.get("fees")),
+                     _num(r.get("net")), _num(r.get("hedge_ratio")), r.get("leg_latency_ms"))
         if kind == "closed" and r.get("fail_reason"):
             text = (f"{r.get('symbol')}: {r.get('fail_reason')}; the pair was unwound (no new "
                     f"entry in it for [funding] reentry_cooldown_s = "

@@ -6,6 +6,13 @@
    separate process speaking WebSocket server framing via wsproto, loopback only):
    a. ``WsConnection.receive_batch`` + ``WireDecoder.decode`` (transport + decode);
    b. the full ``HyperliquidFeed`` dispatching to a no-op handler (transport + decode + dispatch).
+
+   Each row gives the wall-clock frames/s, the CPU µs per frame (``process_time``), the frames
+   per CPU-second (1 / CPU per frame: the ceiling of one core) and the share of the window this
+   process was on a CPU. On a shared machine the wall-clock figure falls whenever the process
+   (or the sender) is descheduled while the CPU per frame stays put: an on-CPU share well
+   under 100 % means the wall-clock figure measured the machine's load, not the code. Compare
+   two trees by the CPU per frame (bench/README.md, "bench_decode").
 """
 
 from __future__ import annotations
@@ -128,7 +135,7 @@ def bench_decode() -> None:
             print(f"  {name:15s} {label:22s} median {med:7.0f} ns/frame")
 
 
-async def _bench_raw(n: int, fast_path: bool) -> tuple[float, float, int]:
+async def _bench_raw(n: int, fast_path: bool) -> tuple[float, float, int, float]:
     from engine.venues.hyperliquid import wire, ws
 
     p, port = start_sender(n)
@@ -152,7 +159,8 @@ async def _bench_raw(n: int, fast_path: bool) -> tuple[float, float, int]:
         t1, c1 = time.perf_counter(), time.process_time()
         await conn.aclose()
         assert dec.stats.malformed == 0
-        return (got - len(first)) / (t1 - t0), (c1 - c0) / (got - len(first)) * 1e6, batches
+        frames = got - len(first)
+        return frames / (t1 - t0), (c1 - c0) / frames * 1e6, batches, (c1 - c0) / (t1 - t0)
     finally:
         p.wait(10)
 
@@ -199,7 +207,7 @@ class _CountingHandler:
             self.done.set()
 
 
-async def _bench_feed(n: int, fast_path: bool) -> tuple[float, float]:
+async def _bench_feed(n: int, fast_path: bool) -> tuple[float, float, float]:
     import trio
 
     from engine.config import VenueConfig
@@ -219,7 +227,8 @@ async def _bench_feed(n: int, fast_path: bool) -> tuple[float, float]:
         assert feed.stats.malformed == 0 and feed.stats.unexpected_coin == 0
         assert h.t0 is not None
         frames = h.count - h.first
-        return frames / (h.t1 - h.t0), (h.c1 - h.c0) / frames * 1e6
+        wall = h.t1 - h.t0
+        return frames / wall, (h.c1 - h.c0) / frames * 1e6, (h.c1 - h.c0) / wall
     finally:
         p.wait(10)
 
@@ -241,16 +250,18 @@ def main() -> None:
     for fast in (True, False):
         mode = "fast path   " if fast else "wsproto only"
         for _ in range(args.rounds):
-            fps, cpu_us, batches = trio.run(_bench_raw, args.frames, fast)
+            fps, cpu_us, batches, on_cpu = trio.run(_bench_raw, args.frames, fast)
             print(
                 f"  [{mode}] ws.receive_batch + decode      : {fps:8.0f} frames/s, "
-                f"{cpu_us:5.2f} us CPU/frame, {args.frames / max(batches, 1):.0f} frames/batch"
+                f"{cpu_us:5.2f} us CPU/frame, {1e6 / cpu_us:8.0f} frames/CPU-s, "
+                f"on CPU {on_cpu:4.0%}, {args.frames / max(batches, 1):.0f} frames/batch"
             )
         for _ in range(args.rounds):
-            fps, cpu_us = trio.run(_bench_feed, args.frames, fast)
+            fps, cpu_us, on_cpu = trio.run(_bench_feed, args.frames, fast)
             print(
                 f"  [{mode}] HyperliquidFeed, no-op handler : {fps:8.0f} frames/s, "
-                f"{cpu_us:5.2f} us CPU/frame"
+                f"{cpu_us:5.2f} us CPU/frame, {1e6 / cpu_us:8.0f} frames/CPU-s, "
+                f"on CPU {on_cpu:4.0%}"
             )
 
 

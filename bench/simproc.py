@@ -27,6 +27,8 @@ offsets_ms = [1000, 3000, 5000]
 interval_s = {summary_s}
 [log]
 level = "{log_level}"
+[ops]
+http_port = 0  # an ephemeral port: the default 9321 may be held by another engine on the host
 """
 
 

@@ -22,7 +22,6 @@ import gc
 import logging
 import math
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,6 @@ from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
 from engine.deadline import DeadlineSleeper
 from engine.followups import FollowupScheduler
-from engine.io.dirlock import DirLock, DirLockedError
 from engine.io.followup_recovery import recover_incomplete
 from engine.io.frames import FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
@@ -51,6 +49,10 @@ from engine.startup import (  # noqa: F401 - re-exported: the shell's callers im
     EXIT_RUNTIME,
     StartupError,
     check_records_dir,
+    lock_records_dir,
+    probe_tcp_port,
+    run_locked,
+    sole_startup_error,
 )
 from engine.venues.base import (
     BatchContext,
@@ -215,59 +217,6 @@ def log_gate_events(events: list[GateTransition]) -> None:
                           ev.previous, ev.blocked_for_ms)
 
 
-def probe_tcp_port(host: str, port: int) -> OSError | None:
-    """Whether ``host:port`` can be bound for listening (with ``SO_REUSEADDR``, as the ops
-    server binds it): None when free, else the bind error (e.g. address in use)."""
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        return exc
-    for family, kind, proto, _canon, addr in infos:
-        with socket.socket(family, kind, proto) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                s.bind(addr)
-                s.listen(1)
-            except OSError as exc:
-                return exc
-    return None
-
-
-def lock_records_dir(path: Path) -> DirLock:
-    """Take the records dir's lock for this run (one engine per directory)."""
-    lock = DirLock(path)
-    try:
-        lock.acquire()
-    except DirLockedError as exc:
-        raise StartupError(f"{exc}: stop that engine first, or give this run its own [records] "
-                           "dir (ENGINE__RECORDS__DIR)", EXIT_CONFIG) from None
-    except OSError as exc:
-        raise StartupError(f"cannot create the lock file {lock.path}: {exc.strerror}; fix the "
-                           "permissions of [records] dir", EXIT_CONFIG) from None
-    return lock
-
-
-def sole_startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
-    """The :class:`StartupError` a nursery wrapped, when that (and cancellations it caused)
-    is all the group holds; else None (a real crash keeps its traceback)."""
-    found: StartupError | None = None
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            inner = sole_startup_error(exc)
-            if inner is None:
-                return None
-            found = found or inner
-        elif isinstance(exc, StartupError):
-            found = found or exc
-        elif not isinstance(exc, trio.Cancelled):
-            return None
-    return found
-
-
 async def discover_markets(cfg: EngineConfig, instruments: InstrumentProvider[MarketSpec],
                            info_url: str, attempts: int = 5) -> list[MarketSpec]:
     """The venue's instruments (:class:`~engine.venues.base.InstrumentProvider`); retry
@@ -319,6 +268,7 @@ class ObserveApp:
         self.ready = trio.Event()
         self._cancel: trio.CancelScope | None = None
         self._root: trio.Nursery | None = None
+        self._built = False  # the start got past the build (a failed start records nothing)
         self.state_dir = resolve_state_dir(cfg)
         self.kill_path = kill_file_path(cfg)
         self.kill_at_start: str | None = None
@@ -423,102 +373,74 @@ class ObserveApp:
         self._warn_split_state()
         self._check_kill_at_start()
         self.preflight()
-        check_records_dir(self.records_dir)
-        lock = lock_records_dir(self.records_dir)
-        try:
-            return await self._run_locked()
-        finally:
-            lock.release()
+        return await run_locked(self)
 
-    async def _run_locked(self) -> int:
-        cfg = self.cfg
+    # -- the steps of engine.startup.run_locked (records dir locked, signals watched)
+    def open_run(self) -> None:
+        """The ops host (its credentials), the record writer and the frame recorder."""
         from engine.ops.service import OpsService, SecretsError
 
+        cfg = self.cfg
         try:
             self.ops = OpsService(self)
         except SecretsError as exc:
             raise StartupError(f"ops credentials: {exc}", EXIT_CONFIG) from None
         rec = cfg.records
-        writer = RecordWriter(self.records_dir, flush_interval_ms=rec.flush_interval_ms,
-                              fsync_interval_ms=rec.fsync_interval_ms,
-                              max_pending_records=rec.max_pending_records, clock=self.clock)
-        self.writer = writer
+        self.writer = RecordWriter(self.records_dir, flush_interval_ms=rec.flush_interval_ms,
+                                   fsync_interval_ms=rec.fsync_interval_ms,
+                                   max_pending_records=rec.max_pending_records,
+                                   clock=self.clock)
         self.recorder = self._make_recorder()
-        built = False
-        try:
-            with trio.CancelScope() as cancel:
-                self._cancel = cancel
-                async with trio.open_nursery() as nursery:
-                    self._root = nursery
-                    nursery.start_soon(self._signal_task, name="signals")
-                    # The ops port is bound before anything reads or writes the records: a
-                    # port in use fails the start with nothing written (journal untouched).
-                    await self._start_ops(nursery)
-                    if cfg.sim.enabled:
-                        await self._start_sim(nursery)
-                    await self.verify_venue()
-                    markets = await discover_markets(
-                        cfg, self.venue.instruments(cfg, info_url=self.info_url,
-                                                    record=self._info_recorder()),
-                        self.info_url)
-                    self._build(markets, writer)
-                    built = True
-                    if self.recorder is not None:
-                        # started once the start has succeeded: a failed start (unknown market,
-                        # unreachable venue) writes no frames file either
-                        nursery.start_soon(self.recorder.run, name="frames-recorder")
-                    if self.feed is not None:
-                        self.feed.recorder = self.recorder
-                        self.feed.wall_clock = lambda: self.clock() / 1000.0
-                    # Long-lived startup objects leave the GC's generations: fewer, shorter
-                    # full collections on the hot path.
-                    gc.collect()
-                    gc.freeze()
-                    self._start_tasks(nursery, writer)
-                    if self.duration_s is not None:
-                        nursery.start_soon(self._stop_after, self.duration_s, name="duration")
-                    nursery.start_soon(self._control_task, name="control-files")
-                    self.ready.set()
-                    if self.kill_at_start is not None:
-                        self.request_stop(f"kill switch on at start ({self.kill_at_start})")
-        except BaseExceptionGroup as group:
-            err = sole_startup_error(group)
-            if err is None:
-                raise
-            raise err from None
-        finally:
-            self._before_close()
-            if self.scheduler is not None:
-                self.scheduler.shutdown(self.clock())
-            writer.close()
-            if self.recorder is not None:
-                if not built:
-                    self.recorder.discard()
-                self.recorder.close()
-            self._log_final()
-            if self.ops is not None:
-                await self.ops.close()
-        return self.exit_code
+        self._built = False
 
-    async def _start_ops(self, nursery: trio.Nursery) -> None:
-        assert self.ops is not None
-        o = self.cfg.ops
+    def bind_root(self, nursery: trio.Nursery, cancel: trio.CancelScope) -> None:
+        self._root, self._cancel = nursery, cancel
 
-        def refused(exc: OSError) -> StartupError:
-            return StartupError(
-                f"ops endpoint cannot listen on {o.http_host}:{o.http_port}: "
-                f"{exc.strerror or exc} (another engine or process holds it?); set [ops] "
-                "http_port (ENGINE__OPS__HTTP_PORT) to a free port, 0 for any free port, or "
-                "[ops] http_enabled = false", EXIT_CONFIG)
+    async def start_run(self, nursery: trio.Nursery) -> None:
+        """Inside the root nursery, the ops port bound: simulator, discovery, the build,
+        the tasks; READY."""
+        cfg, writer = self.cfg, self.writer
+        assert writer is not None
+        if cfg.sim.enabled:
+            await self._start_sim(nursery)
+        await self.verify_venue()
+        markets = await discover_markets(
+            cfg, self.venue.instruments(cfg, info_url=self.info_url,
+                                        record=self._info_recorder()),
+            self.info_url)
+        self._build(markets, writer)
+        self._built = True
+        if self.recorder is not None:
+            # started once the start has succeeded: a failed start (unknown market,
+            # unreachable venue) writes no frames file either
+            nursery.start_soon(self.recorder.run, name="frames-recorder")
+        if self.feed is not None:
+            self.feed.recorder = self.recorder
+            self.feed.wall_clock = lambda: self.clock() / 1000.0
+        # Long-lived startup objects leave the GC's generations: fewer, shorter
+        # full collections on the hot path.
+        gc.collect()
+        gc.freeze()
+        self._start_tasks(nursery, writer)
+        if self.duration_s is not None:
+            nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+        nursery.start_soon(self._control_task, name="control-files")
+        self.ready.set()
+        if self.kill_at_start is not None:
+            self.request_stop(f"kill switch on at start ({self.kill_at_start})")
 
-        if o.http_enabled and o.http_port:
-            busy = probe_tcp_port(o.http_host, o.http_port)
-            if busy is not None:  # the common case, reported as one line
-                raise refused(busy)
-        try:
-            await self.ops.start(nursery)
-        except OSError as exc:  # taken between the probe and the bind
-            raise refused(exc) from None
+    def close_run(self) -> None:
+        """Followups MISSED ``shutdown``, records flushed and closed, the final line."""
+        self._before_close()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(self.clock())
+        if self.writer is not None:
+            self.writer.close()
+        if self.recorder is not None:
+            if not self._built:
+                self.recorder.discard()
+            self.recorder.close()
+        self._log_final()
 
     def _before_close(self) -> None:
         """Last synchronous work before followups are closed and files flushed."""
@@ -629,15 +551,6 @@ class ObserveApp:
         """Extra simulator arguments (trade mode funds the account and approves the agent)."""
         return {}
 
-    async def _signal_task(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self.request_stop(f"received {name}"):
-                    log.warning("received %s again: stopping now without waiting", name)
-                    self.stop()
-                    return
-
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
         self.request_stop(f"run duration of {seconds:.0f} s reached")
@@ -649,6 +562,10 @@ class ObserveApp:
         if core is None or feed is None or not feed.stats.connected:
             return False
         return all(m.fresh_bbo and m.fresh_ctx for m in core.markets if m.halted is None)
+
+    def ready_detail(self) -> str:
+        """The READY line's subject: the number of markets traded (observed)."""
+        return f"{len(self.core.markets) if self.core is not None else 0} markets"
 
     def _data_age_s(self, now_ms: float) -> float | None:
         """The oldest of the per-market freshest-frame ages (markets not halted)."""

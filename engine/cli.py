@@ -280,6 +280,11 @@ def format_status(data: dict[str, Any]) -> list[str]:
              f"stopping: {data.get('stopping') or 'no'}"]
     for p in data.get("problems") or []:
         lines.append(f"  problem: {p}")
+    if data.get("strategy") == "funding":  # issue 11: pairs of two legs, not positions
+        lines.extend(_funding_status_lines(data))
+        if "breakers" in data:
+            lines.append(f"breakers: {describe_breakers(data['breakers'])}")
+        return lines
     unit = data.get("pnl_unit") or "USD"
     positions = data.get("positions") or {}
     details = data.get("position_details") or {}
@@ -306,6 +311,42 @@ def format_status(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _funding_status_lines(data: dict[str, Any]) -> list[str]:
+    """The funding app's pairs: state, both legs, APR, P&L parts, leg risk; then the totals."""
+    from engine.display import fmt_usd
+
+    def num(x: Any, fmt: str) -> str:
+        return format(x, fmt) if isinstance(x, int | float) else "?"
+
+    def table(x: Any) -> dict[str, Any]:
+        return x if isinstance(x, dict) else {}
+
+    f = table(data.get("funding"))
+    rows = table(f.get("symbols"))
+    lines = [f"pairs: {len(rows)} (hedged {f.get('hedged', '?')}, unhedged "
+             f"{f.get('unhedged', '?')}), live {data.get('markets_live', '?')}"]
+    for sym in sorted(rows):
+        r = table(rows[sym])
+        apr = r.get("apr")
+        lines.append(f"  {sym}: {str(r.get('state', '?')).upper()} spot "
+                     f"{num(r.get('spot_qty'), '+g')} perp {num(r.get('perp_qty'), '+g')} net "
+                     f"{num(r.get('net_qty'), '+g')} | APR "
+                     f"{num(apr * 100 if isinstance(apr, int | float) else None, '.1f')} % | "
+                     f"funding {fmt_usd(r.get('funding'))} basis {fmt_usd(r.get('basis_pnl'))} "
+                     f"fees {fmt_usd(r.get('fees'), signed=False)} | leg risk "
+                     f"{num(r.get('leg_risk_usd_s'), '.1f')} USD·s")
+    t, lat = table(f.get("totals")), table(f.get("leg_latency"))
+    lines.append(f"P&L: funding {fmt_usd(t.get('funding'))}, basis {fmt_usd(t.get('basis_pnl'))}, "
+                 f"fees {fmt_usd(t.get('fees'), signed=False)}, net {fmt_usd(t.get('net_pnl'))} "
+                 f"| settlements {f.get('settlements', '?')} | leg latency median "
+                 f"{num(lat.get('median_ms'), '.2f')} ms")
+    venue = data.get("venue_positions")
+    if isinstance(venue, dict) and venue:
+        lines.append("venue positions (perp): " + ", ".join(f"{k} {v:+g}" if isinstance(
+            v, int | float) else f"{k} {v}" for k, v in sorted(venue.items())))
+    return lines
+
+
 def describe_breakers(b: Any) -> str:
     """The circuit breakers in words: which are tripped and why, else how close they are."""
     if not isinstance(b, dict):
@@ -328,9 +369,10 @@ def describe_breakers(b: Any) -> str:
     else:
         head = "none tripped"
     near = (f"daily loss {pct(b.get('daily_loss_pct'))} of {pct(th.get('daily_loss'))}, "
-            f"drawdown {pct(b.get('drawdown_pct'))} of {pct(th.get('drawdown'))}, "
-            f"consecutive losses {b.get('consecutive_losses', '?')} of "
-            f"{th.get('consecutive_losses', '?')}")
+            f"drawdown {pct(b.get('drawdown_pct'))} of {pct(th.get('drawdown'))}")
+    if "consecutive_losses" in b or "consecutive_losses" in th:  # not the funding app's
+        near += (f", consecutive losses {b.get('consecutive_losses', '?')} of "
+                 f"{th.get('consecutive_losses', '?')}")
     halted = b.get("halted_markets") or []
     tail = f"; markets halted: {', '.join(map(str, halted))}" if halted else ""
     equity = b.get("equity")

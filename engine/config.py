@@ -493,6 +493,12 @@ class FundingConfig:
     leg_unwind_reserve_s: float = attrs.field(default=1.0, validator=_non_negative)
     max_hedge_attempts: int = attrs.field(default=3, validator=_positive)
     reentry_cooldown_s: float = attrs.field(default=300.0, validator=_non_negative)
+    # trade mode: the spot leg against /v5/account/wallet-balance and the perp leg against
+    # /v5/position/list, this often and after every reconnect; a mismatch is believed only when
+    # seen mismatch_confirmations times over at least mismatch_confirm_wait_s
+    reconcile_interval_s: float = attrs.field(default=30.0, validator=_positive)
+    mismatch_confirmations: int = attrs.field(default=2, validator=_positive)
+    mismatch_confirm_wait_s: float = attrs.field(default=5.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.exit_apr > self.min_expected_apr:

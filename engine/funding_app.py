@@ -1,16 +1,27 @@
 """The Trio shell of the funding/basis strategy on Bybit (``[funding]`` + ``[bybit]``).
 
+The venue comes from the registry (``registry.account_factory("bybit")``): its instruments
+(each answer recorded for replay), its sockets as one feed
+(:class:`~engine.venues.bybit.feed.BybitFeed`) and its timed order lanes; start-up and close
+are :func:`engine.startup.run_locked`, shared with the Hyperliquid shell.
+
 Tasks, each owned by the root nursery:
 
 * ``bybit-sim``   the embedded Bybit simulator when ``[sim] enabled`` (ephemeral loopback port);
 * ``linear``/``spot``/``private`` one :class:`~engine.venues.bybit.ws.BybitStream` each (public
   ``tickers.{symbol}`` + ``orderbook.1.{symbol}`` on linear, ``orderbook.1.{symbol}`` on spot;
-  the private ``order``/``execution``/``position``/``wallet`` in trade mode). Frames are
-  decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
+  the private ``order``/``execution``/``position``/``wallet`` in trade mode), run by the feed.
+  Frames are recorded with their socket, decoded to neutral events and handed to the pure :class:`~engine.core.funding_core.FundingCore`
   synchronously in the stream's task;
 * ``watch-*``     turns each stream's connection state into ``core.disconnect``/``reconnect``;
 * ``sender``      (trade) sends the core's intents in order through
   :class:`~engine.venues.bybit.execution.BybitExecution`; answers go back to the core;
+* ``reconcile``   (trade) every ``[funding] reconcile_interval_s``, and after every reconnect,
+  reads the base coins' wallet balances and the linear positions and hands them to
+  :meth:`FundingCore.reconcile` (so do the private ``position`` and ``wallet`` messages;
+  confirm before believing; an unexplained balance keeps the
+  app not READY and the symbol out of new entries). The reconnect's resync also fetches the
+  funding paid while the private socket was down (the transaction log) and books it once;
 * ``timer``       wakes the core (and the paper venue) by their ``next_wakeup_ms``, and at least
   every :data:`TICK_S` for the strategy's evaluation;
 * ``writer`` / ``frames-recorder`` the JSON Lines day files (``funding_YYYY-MM-DD.jsonl``, one
@@ -28,33 +39,26 @@ keeps running.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
 import os
-import signal
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from engine.app import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_RUNTIME,
-    StartupError,
-    check_records_dir,
-    lock_records_dir,
-    sole_startup_error,
-)
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
-from engine.core.funding_core import FundingCore
+from engine.core.funding_core import FundingCore, with_account_fees
+from engine.core.intents import Alert
 from engine.core.neutral import (
     AmendOrder,
     BalanceUpdate,
@@ -74,8 +78,9 @@ from engine.core.neutral import (
     RejectReason,
 )
 from engine.core.paper_two_leg import PaperTwoLegVenue
-from engine.io.frames import FrameRecorder, frames_dir
+from engine.io.frames import K_CONN, FrameRecorder, frames_dir
 from engine.io.records import RecordWriter
+from engine.ops.funding_latch import latched_breaker
 from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.health import HealthInputs
 from engine.ops.paths import (
@@ -87,17 +92,27 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
-from engine.venues.bybit.codec import KIND_CATEGORY, BybitApiError, BybitDecoder
+from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
+from engine.venues import registry
+from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
+from engine.venues.bybit.codec import (
+    KIND_CATEGORY,
+    BybitApiError,
+    BybitDecoder,
+    CodecError,
+    parse_wallet_balance,
+)
 from engine.venues.bybit.execution import BybitExecution
-from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed, build_venue
-from engine.venues.bybit.http import HttpClient, HttpError
-from engine.venues.bybit.rest import BybitRest
+from engine.venues.bybit.factory import BybitVenue, LiveNotAllowed
+from engine.venues.bybit.feed import BybitFeed
+from engine.venues.bybit.http import HttpError
 from engine.venues.bybit.ws import BybitAuthError, BybitStream
 
 log = logging.getLogger("engine.funding")
 summary_log = logging.getLogger("engine.summary")
 
 RECORD_KIND = "funding"
+VENUE = "bybit"  # the registry name of the venue this shell runs on
 TICK_S = 0.25
 SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
 LATENCY_SAMPLES = 2000
@@ -108,63 +123,6 @@ _ORDER = (OrderAck, OrderFill, OrderDone, OrderReject)
 
 
 # -- leg latency: leg-1 fill received -> leg-2 order written to the socket -----------------------
-
-
-class _StampedStream(trio.abc.Stream):
-    """A stream that reports each ``send_all``: ``on_write(issued_ns, returned_ns)``.
-
-    ``issued_ns`` is read just before the inner ``send_all``: Trio tries the kernel write at
-    once (no schedule point before it unless cancelled; it waits only on a full socket
-    buffer, which a small request on an idle connection never meets), so this is when the
-    bytes are written. ``returned_ns`` adds Trio's schedule point after the write, i.e. the
-    other tasks that ran meanwhile."""
-
-    def __init__(self, inner: trio.abc.Stream, on_write: Callable[[int, int], None]) -> None:
-        self.inner = inner
-        self.on_write = on_write
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        issued = time.perf_counter_ns()
-        await self.inner.send_all(data)
-        self.on_write(issued, time.perf_counter_ns())
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class TimedHttpClient(HttpClient):
-    """:class:`HttpClient` that reports when each request's bytes were written (for the leg
-    latency): ``on_sent(body, issued_ns, returned_ns)`` after the socket write, off the
-    measured path (see :class:`_StampedStream`)."""
-
-    def __init__(self, base_url: str, timeout_s: float,
-                 on_sent: Callable[[bytes, int, int], None]) -> None:
-        super().__init__(base_url, timeout_s=timeout_s)
-        self.on_sent = on_sent
-        self._body = b""
-
-    async def warm(self) -> None:
-        """Open the connection now (TCP and TLS), so the first order does not pay for it."""
-        async with self._lock:
-            if self._stream is None:
-                await self._connect()
-
-    async def _connect(self) -> None:
-        await super()._connect()
-        assert self._stream is not None
-        self._stream = _StampedStream(self._stream,
-                                      lambda t0, t1: self.on_sent(self._body, t0, t1))
-
-    async def _request(self, method: str, target: str, headers: dict[str, str],
-                       body: bytes) -> Any:
-        self._body = body  # under the client's lock: one request at a time
-        return await super()._request(method, target, headers, body)
 
 
 @attrs.define
@@ -202,26 +160,6 @@ class LegLatency:
         p99 = v[min(len(v) - 1, max(0, math.ceil(0.99 * len(v)) - 1))]
         return {"median_ms": round(statistics.median(v), 3), "p99_ms": round(p99, 3),
                 "n": self.count}
-
-
-class ShellDecoder(BybitDecoder):
-    """The stream's decoder, which first stamps the frame's arrival (``rx_ns``: the leg
-    latency's start for a fill), counts it and hands it to the frame recorder."""
-
-    def __init__(self, kind: InstrumentKind, recorder: FrameRecorder | None,
-                 on_frame: Callable[[], None]) -> None:
-        super().__init__(kind)
-        self.recorder = recorder
-        self.on_frame = on_frame
-        self.rx_ns = 0
-
-    def decode(self, raw: str | bytes) -> list[Any]:
-        self.rx_ns = time.perf_counter_ns()
-        if self.recorder is not None:
-            self.recorder.inbound([raw if isinstance(raw, str)
-                                   else raw.decode("utf-8", "replace")])
-        self.on_frame()
-        return super().decode(raw)
 
 
 @attrs.define
@@ -298,9 +236,14 @@ class FundingApp:
         self.spot: dict[str, Instrument] = {}
         self.perp: dict[str, Instrument] = {}
         self.streams: dict[str, BybitStream] = {}
+        self.market_feed: BybitFeed | None = None
         self.down: set[str] = set()
         self.was_down = False
+        self.down_since_ms: int | None = None  # when the first stream of an outage dropped
         self._resyncing = False
+        self.reconciles = 0  # venue readings of both legs taken (trade mode)
+        self.missed_settlements = 0  # funding payments found by the catch-up, booked once
+        self.catchup_from_ms: int | None = None  # a failed catch-up's window start (retried)
         self.sim_server: Any = None
         self.sim_exchange: Any = None
         self.positions: dict[str, PositionUpdate] = {}
@@ -308,8 +251,13 @@ class FundingApp:
         self.killed_reason: str | None = None
         self.breaker_trip: str | None = None
         self.day_start_net: tuple[int, float] | None = None
+        self.breaker_name = ""  # the tripped breaker: daily_loss or drawdown
+        self.start_equity: float | None = None  # equity less the net P&L at the first check
+        self.peak_equity: float | None = None  # the run's peak of start_equity + net P&L
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
+        self._built = False  # the start got past the build (a failed start records nothing)
+        self._kill_at_start_why: str | None = None
         self._wake = trio.Event()
         # order lanes, each with its own sender task and REST connection, per (urgent, symbol):
         # urgent = reactions to order events (the hedge after a leg-1 fill, closes), else
@@ -328,14 +276,11 @@ class FundingApp:
         if cfg.mode not in ("paper", "trade"):
             raise StartupError(f"mode = {cfg.mode!r}: the funding strategy runs in paper or "
                                "trade mode (set mode or --mode)", EXIT_CONFIG)
-        check_records_dir(self.records_dir)
-        lock = lock_records_dir(self.records_dir)
-        try:
-            return await self._run_locked()
-        finally:
-            lock.release()
+        return await run_locked(self)
 
-    async def _run_locked(self) -> int:
+    # -- the steps of engine.startup.run_locked (records dir locked, signals watched)
+    def open_run(self) -> None:
+        """The ops host (its credentials), the record writer and the frame recorder."""
         from engine.ops.service import OpsService
 
         cfg = self.cfg
@@ -350,58 +295,63 @@ class FundingApp:
                                    fsync_interval_ms=rec.fsync_interval_ms,
                                    max_pending_records=rec.max_pending_records, clock=self.clock)
         if cfg.recording.enabled:
+            offset_ms = getattr(self.clock, "offset_ms", None)  # a WallClock's anchor
             self.recorder = FrameRecorder(
                 frames_dir(self.records_dir), flush_interval_ms=cfg.recording.flush_interval_ms,
                 level=cfg.recording.level, max_pending=cfg.recording.max_pending,
-                header={"mode": cfg.mode, "venue": "bybit", "strategy": "funding",
+                anchor_ns=None if offset_ms is None else int(round(offset_ms * 1e6)),
+                header={"mode": cfg.mode, "venue": VENUE, "strategy": "funding",
                         "symbols": self.fcfg.symbols, "sim": cfg.sim.enabled})
-        built = False
-        kill_at_start = self._kill_at_start()
-        try:
-            with trio.CancelScope() as cancel:
-                self._cancel = cancel
-                async with trio.open_nursery() as nursery:
-                    self._root = nursery
-                    nursery.start_soon(self._signal_task, name="signals")
-                    await self.ops.start(nursery)
-                    nursery.start_soon(self.writer.run, name="writer")
-                    if cfg.sim.enabled:
-                        await self._start_sim(nursery)
-                    await self._build()
-                    built = True
-                    if self.recorder is not None:
-                        nursery.start_soon(self.recorder.run, name="frames-recorder")
-                    if self.paper is None:
-                        for sym in self.perp:  # each lane connects before the first order
-                            for urgent in (False, True):
-                                self._lane((urgent, sym))
-                    await self._start_streams(nursery)
-                    nursery.start_soon(self._timer, name="timer")
-                    nursery.start_soon(self._summary_task, name="summary")
-                    nursery.start_soon(self._control_task, name="control-files")
-                    if self.duration_s is not None:
-                        nursery.start_soon(self._stop_after, self.duration_s, name="duration")
-                    self.ready.set()
-                    log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
-                             "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
-                             ", ".join(sorted(self.perp)), self.records_dir.resolve())
-                    if kill_at_start is not None:
-                        self.request_stop(f"kill switch on at start ({kill_at_start})")
-        except BaseExceptionGroup as group:
-            err = sole_startup_error(group) or _startup_error(group)
-            if err is None:
-                raise
-            raise err from None
-        finally:
-            self._flush_records()
+        self._built = False
+        self._kill_at_start_why = self._kill_at_start()
+
+    def bind_root(self, nursery: trio.Nursery, cancel: trio.CancelScope) -> None:
+        self._root, self._cancel = nursery, cancel
+
+    async def start_run(self, nursery: trio.Nursery) -> None:
+        """Inside the root nursery, the ops port bound: the writer, the simulator, the venue
+        and its instruments, the order lanes, the streams and the tasks; READY."""
+        cfg, writer = self.cfg, self.writer
+        assert writer is not None
+        nursery.start_soon(writer.run, name="writer")
+        if cfg.sim.enabled:
+            await self._start_sim(nursery)
+        await self._build()
+        self._built = True
+        self._restore_breaker()
+        if self.recorder is not None:
+            nursery.start_soon(self.recorder.run, name="frames-recorder")
+        if self.paper is None:
+            for sym in self.perp:  # each lane connects before the first order
+                for urgent in (False, True):
+                    self._lane((urgent, sym))
+        await self._start_streams(nursery)
+        if self.paper is None:  # entries wait for the venue's own figures
+            await self.reconcile_once()
+        nursery.start_soon(self._timer, name="timer")
+        if self.paper is None:
+            nursery.start_soon(self._reconcile_task, name="reconcile")
+        nursery.start_soon(self._summary_task, name="summary")
+        nursery.start_soon(self._control_task, name="control-files")
+        if self.duration_s is not None:
+            nursery.start_soon(self._stop_after, self.duration_s, name="duration")
+        self.ready.set()
+        log.info("funding %s mode on Bybit (%s): %s; records in %s", cfg.mode,
+                 "embedded simulator" if cfg.sim.enabled else self.bcfg.environment,
+                 ", ".join(sorted(self.perp)), self.records_dir.resolve())
+        if self._kill_at_start_why is not None:
+            self.request_stop(f"kill switch on at start ({self._kill_at_start_why})")
+
+    def close_run(self) -> None:
+        """Records flushed and closed (a failed start records no frames), the final line."""
+        self._flush_records()
+        if self.writer is not None:
             self.writer.close()
-            if self.recorder is not None:
-                if not built:
-                    self.recorder.discard()
-                self.recorder.close()
-            self._log_final()
-            await self.ops.close()
-        return self.exit_code
+        if self.recorder is not None:
+            if not self._built:
+                self.recorder.discard()
+            self.recorder.close()
+        self._log_final()
 
     def _kill_at_start(self) -> str | None:
         if self.kill_path.exists():
@@ -439,77 +389,91 @@ class FundingApp:
 
     async def _build(self) -> None:
         trade = self.cfg.mode == "trade"
+        factory = registry.account_factory(VENUE)
         try:
-            venue = build_venue(self.bcfg, self.clock, need_keys=trade, env=self.env)
+            venue = factory.build(self.bcfg, self.clock, need_keys=trade, env=self.env)
         except LiveNotAllowed as exc:
             raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
         except SecretsError as exc:
             raise StartupError(str(exc), EXIT_CONFIG) from None
-        venue.rest.http = TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                          self._on_request_written)
+        venue.time_requests(self._on_request_written)
         self.venue = venue
+        provider = factory.instruments(
+            attrs.evolve(self.cfg, bybit=self.bcfg), info_url=venue.urls.rest,
+            record=self.recorder.info if self.recorder is not None else None)
         for attempt in range(5):
             try:
                 if trade:
                     await venue.rest.sync_time()
-                perp = {i.symbol: i for i in await venue.rest.instruments_info("linear")}
-                spot = {i.symbol: i for i in await venue.rest.instruments_info("spot")}
+                found = await provider.discover()
                 break
-            except (HttpError, BybitApiError) as exc:
+            except InstrumentsRefused as exc:
+                raise StartupError(str(exc), EXIT_CONFIG) from None
+            except (InstrumentsUnreachable, HttpError, BybitApiError) as exc:
                 if attempt == 4:
                     raise StartupError(f"Bybit at {venue.urls.rest} unreachable: {exc} (check "
                                        "[bybit] environment/rest_url and the network)") from None
                 log.warning("Bybit instruments: %s; retrying", exc)
                 await trio.sleep(0.5 * 2 ** attempt)
-        missing = [s for s in self.fcfg.symbols if s not in perp or s not in spot]
-        if missing:
-            raise StartupError(f"[funding] symbols: {', '.join(missing)} not listed on Bybit "
-                               "spot and linear (check the symbol names)", EXIT_CONFIG)
-        self.perp = {s: perp[s] for s in self.fcfg.symbols}
-        self.spot = {s: spot[s] for s in self.fcfg.symbols}
+        perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
+        spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
+        self.spot, self.perp = with_account_fees(self.fcfg, spot, perp)
         now = int(self.clock())
+        if self.recorder is not None:  # what replay needs to build the same core (ids)
+            self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
         self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
+        self.funding.require_reconciled = trade
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
+        else:
+            await self._read_wallet(now)
 
-    def _decoder(self, channel: str, kind: InstrumentKind) -> ShellDecoder:
-        def counted() -> None:
+    async def _read_wallet(self, now: int) -> None:
+        """Trade: the USDT wallet once by REST, so the daily-loss breaker measures against the
+        account's equity from the start (the ``wallet`` topic only sends changes)."""
+        assert self.venue is not None
+        try:
+            result = await self.venue.rest.get("/v5/account/wallet-balance",
+                                               {"accountType": "UNIFIED"}, signed=True)
+            usdt = [b for b in parse_wallet_balance(result, now) if b.coin == "USDT"]
+        except (HttpError, BybitApiError, CodecError) as exc:
+            log.warning("wallet-balance at start: %s; the daily-loss breaker measures against "
+                        "[breakers] paper_equity = %g until the first wallet update", exc,
+                        self.cfg.breakers.paper_equity)
+            return
+        if usdt:
+            self.balance = usdt[0]
+
+    async def _start_streams(self, nursery: trio.Nursery) -> None:
+        """The venue's sockets as one feed (the private one in trade mode), each connected in
+        turn before the shell goes on; a watch task per socket turns its connection state
+        into ``core.disconnect``/``reconnect``."""
+        venue = self.venue
+        assert venue is not None
+
+        def counted(channel: str) -> None:
             self.stats.frames += 1
             self.frames_by_channel[channel] = self.frames_by_channel.get(channel, 0) + 1
 
-        return ShellDecoder(kind, self.recorder, counted)
-
-    async def _start_streams(self, nursery: trio.Nursery) -> None:
-        venue = self.venue
-        assert venue is not None
-        syms = list(self.perp)
-        # the private socket first (its fills must not be published before we listen), the
-        # quotes last (they are what opens positions)
-        plan = [("spot", [f"orderbook.1.{s}" for s in syms], InstrumentKind.SPOT),
-                ("linear", [f"tickers.{s}" for s in syms] + [f"orderbook.1.{s}" for s in syms],
-                 InstrumentKind.LINEAR_PERP)]
-        if self.paper is None:
-            plan.insert(0, ("private", ["order", "execution", "position", "wallet"],
-                            InstrumentKind.LINEAR_PERP))
-        for channel, topics, kind in plan:
-            st = venue.stream(channel, topics, self.on_event)
-            st.decoder = self._decoder(channel, kind)
-            if channel == "linear":
-                for s, inst in self.perp.items():
-                    st.decoder.tickers.set_funding_interval(s, inst.funding_interval_ms)
-            self.streams[channel] = st
-            with trio.fail_after(max(self.bcfg.http_timeout_s, 5.0) * 3):
-                await nursery.start(self._run_stream, channel, st)
+        feed = venue.market_data(
+            list(self.perp), self.on_event, private=self.paper is None,
+            funding_interval_ms={s: i.funding_interval_ms for s, i in self.perp.items()})
+        feed.recorder = self.recorder
+        feed.on_frame = counted
+        self.market_feed = feed
+        self.streams = feed.streams
+        await nursery.start(self._run_feed, feed)
+        for channel, st in feed.streams.items():
             nursery.start_soon(self._watch, channel, st, name=f"watch-{channel}")
 
-    async def _run_stream(self, channel: str, st: BybitStream,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_feed(self, feed: Any,
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            await st.run(task_status=task_status)
-        except BybitAuthError as exc:
-            raise StartupError(str(exc), EXIT_CONFIG) from None
+            await feed.run(task_status=task_status)
+        except* BybitAuthError as group:
+            raise StartupError(str(group.exceptions[0]), EXIT_CONFIG) from None
 
     # ------------------------------------------------------------------ events (hot path)
     def on_event(self, ev: Any) -> None:
@@ -536,10 +500,9 @@ class FundingApp:
         elif isinstance(ev, _ORDER):
             t0 = 0
             if isinstance(ev, OrderFill):
-                priv = self.streams.get("private")
-                dec = priv.decoder if priv is not None else None
-                t0 = dec.rx_ns if isinstance(dec, ShellDecoder) and dec.rx_ns else (
-                    time.perf_counter_ns())
+                feed = self.market_feed
+                rx = feed.rx_ns("private") if feed is not None else 0
+                t0 = rx or time.perf_counter_ns()
             if self._order_event(ev, now, t0) and self.paper is None:
                 # a hedge or close is on its lane: records, logs and the timer's wake-up
                 # come after its write (the sender does them), not before
@@ -547,9 +510,18 @@ class FundingApp:
                 return
         elif isinstance(ev, PositionUpdate):
             self.positions[ev.symbol] = ev
+            if self.paper is None:  # a reading like the REST one (confirmed the same way)
+                self._dispatch(core.reconcile(ev.symbol, "perp", Decimal(repr(ev.size)),
+                                              min(ev.ts_ms, now), now), now)
         elif isinstance(ev, BalanceUpdate):
             if ev.coin == "USDT":
                 self.balance = ev
+            elif self.paper is None:
+                for sym in self.perp:
+                    if base_coin(sym) == ev.coin:
+                        self._dispatch(core.reconcile(sym, "spot",
+                                                      Decimal(repr(ev.wallet_balance)),
+                                                      min(ev.ts_ms, now), now), now)
         self._flush_records()
         self._wake.set()
 
@@ -609,12 +581,7 @@ class FundingApp:
             assert venue is not None and root is not None
             tx, rx = trio.open_memory_channel[Intent](math.inf)
             self._lanes[key] = tx
-            rest = BybitRest(TimedHttpClient(venue.urls.rest, self.bcfg.http_timeout_s,
-                                             self._on_request_written),
-                             self.clock, venue.credentials,
-                             recv_window_ms=self.bcfg.recv_window_ms)
-            rest.time_offset_ms = venue.rest.time_offset_ms
-            ex = BybitExecution(rest, self.clock)
+            ex = venue.order_lane(self._on_request_written)
             root.start_soon(self._sender, rx, ex,
                             name=f"sender-{key[1]}{'-urgent' if key[0] else ''}")
         return tx
@@ -639,12 +606,11 @@ class FundingApp:
         """Trade mode: one lane's intents in order through the REST API (answers to the
         core); the records and logs of the events that made them are written after the
         send, off the fill-to-hedge path."""
-        http = ex.rest.http
-        if isinstance(http, TimedHttpClient):
-            try:
-                await http.warm()
-            except HttpError as exc:
-                log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
+        assert self.venue is not None
+        try:
+            await self.venue.warm(ex)
+        except HttpError as exc:
+            log.warning("bybit REST connection for orders: %s (retried on first use)", exc)
         async for i in rx:
             try:
                 ans: Any
@@ -722,6 +688,8 @@ class FundingApp:
             return
         first = not self.down
         self.down.add(name)
+        if self.recorder is not None:
+            self.recorder.event(K_CONN, {"event": "disconnected", "socket": name})
         self.stats.disconnects += 1
         log.warning("bybit %s stream disconnected; orders wait for the reconnect", name)
         if self.ops is not None:
@@ -729,11 +697,15 @@ class FundingApp:
         if first:
             core.disconnect(int(self.clock()))
             self.was_down = True
+            if self.down_since_ms is None:
+                self.down_since_ms = int(self.clock())
             self._flush_records()
 
     def _up(self, name: str) -> None:
         core = self.funding
         self.down.discard(name)
+        if self.recorder is not None and core is not None:
+            self.recorder.event(K_CONN, {"event": "connected", "socket": name})
         if core is None or self.down or not self.was_down or self._resyncing:
             return
         if self.paper is None and self._root is not None:
@@ -755,15 +727,32 @@ class FundingApp:
 
     async def _resync(self) -> None:
         """Trade mode, after a reconnect: what the private socket missed meanwhile (the trades
-        and final states of every in-flight order, from REST) goes to the core first; then the
-        core resumes (and re-sends what is still in flight under the same ``orderLinkId``)."""
+        and final states of every in-flight order, from REST) goes to the core first, then the
+        funding paid during the outage (the transaction log's settlements since the drop,
+        booked once by id: a payment the stream did deliver is not counted again); then the
+        core resumes (and re-sends what is still in flight under the same ``orderLinkId``) and
+        both legs are reconciled against the venue."""
+        since = self.down_since_ms
+        settled: list[FundingSettlement] = []
         try:
             with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
                 missed = await self._missed_events()
             if scope.cancelled_caught:
                 log.warning("resync after the reconnect timed out; resuming without it")
                 missed = []
-        except (HttpError, BybitApiError) as exc:
+            # apart: a failed funding catch-up must not lose the orders' resync
+            with trio.move_on_after(self.bcfg.http_timeout_s * 2) as scope:
+                try:
+                    settled = await self._missed_settlements(since)
+                except (HttpError, BybitApiError, CodecError) as exc:
+                    self.catchup_from_ms = since  # retried by the reconciliation task
+                    log.warning("funding paid while disconnected could not be read (%s); "
+                                "retried at the next reconciliation", exc)
+            if scope.cancelled_caught:
+                self.catchup_from_ms = since
+                log.warning("reading the funding paid while disconnected timed out; retried "
+                            "at the next reconciliation")
+        except (HttpError, BybitApiError, CodecError) as exc:
             log.warning("resync after the reconnect failed (%s); resuming without it", exc)
             missed = []
         finally:
@@ -773,10 +762,85 @@ class FundingApp:
             self._order_event(ev, now)
         if missed:
             log.info("resync: %d order event(s) missed while disconnected applied", len(missed))
+        self._book_missed(settled, now)
         self._flush_records()
         if self.down:
             return  # dropped again meanwhile: the next reconnect resyncs
+        self.down_since_ms = None
         self._resume()
+        if self._root is not None:
+            self._root.start_soon(self.reconcile_once, name="reconcile-after-reconnect")
+
+    def _book_missed(self, settled: list[FundingSettlement], now: int) -> None:
+        """Hand the catch-up's payments to the core (each booked once, by id)."""
+        core = self.funding
+        assert core is not None
+        for st in settled:
+            new = not core.settlement_seen(st.settlement_id)
+            self._dispatch(core.on_market(st, now), now)
+            if new:
+                self.missed_settlements += 1
+                self.stats.settlements += 1
+                log.info("funding settlement %s at %d missed while disconnected: %+.4f USDT "
+                         "booked", st.symbol, st.ts_ms, st.amount)
+
+    async def _missed_settlements(self, since_ms: int | None) -> list[FundingSettlement]:
+        """The funding payments of the configured symbols since ``since_ms`` (a minute of
+        margin: a payment the stream delivered just before the drop is booked once anyway)."""
+        venue = self.venue
+        if since_ms is None or venue is None:
+            return []
+        now = int(self.clock())
+        rows = await venue.rest.settlements(since_ms - 60_000, now)
+        return [r for r in rows if r.symbol in self.perp]
+
+    # ------------------------------------------------------------------ reconciliation
+    async def _reconcile_task(self) -> None:
+        """Trade mode: both legs against the venue every ``reconcile_interval_s``."""
+        while True:
+            await trio.sleep(self.fcfg.reconcile_interval_s)
+            if not self.down:
+                await self.reconcile_once()
+
+    async def reconcile_once(self) -> None:
+        """One reading of every symbol's spot leg (the base coin's ``walletBalance``) and perp
+        leg (``/v5/position/list``), handed to :meth:`FundingCore.reconcile`, which believes a
+        difference only once confirmed. A failed read is not a reading (logged, skipped)."""
+        core, venue = self.funding, self.venue
+        if core is None or venue is None or self.paper is not None:
+            return
+        if self.catchup_from_ms is not None:  # a funding catch-up that failed at the reconnect
+            since, self.catchup_from_ms = self.catchup_from_ms, None
+            try:
+                with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                    settled = await self._missed_settlements(since)
+            except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+                self.catchup_from_ms = since
+                log.warning("funding paid while disconnected still unreadable (%s)",
+                            exc or "timed out")
+            else:
+                self._book_missed(settled, int(self.clock()))
+        bases = {s: base_coin(s) for s in self.perp}
+        asked = int(self.clock())
+        try:
+            with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                coins = await venue.rest.wallet_coins(sorted({b for b in bases.values() if b}))
+                positions = {p.symbol: p.size for p in await venue.rest.linear_positions()}
+        except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+            log.warning("reconciliation: reading the Bybit wallet/positions failed (%s); "
+                        "skipped", exc or "timed out")
+            return
+        self.reconciles += 1
+        now = int(self.clock())
+        for sym, base in bases.items():
+            out: list[Any] = []
+            if base:
+                out += core.reconcile(sym, "spot", coins.get(base, Decimal(0)), asked, now)
+            out += core.reconcile(sym, "perp", Decimal(repr(positions.get(sym, 0.0))), asked,
+                                  now)
+            self._dispatch(out, now)
+        self._flush_records()
+        self._wake.set()
 
     async def _missed_events(self) -> list[Any]:
         core, venue = self.funding, self.venue
@@ -829,9 +893,19 @@ class FundingApp:
                          r.get("reason"), f"{apr:.1%}" if isinstance(apr, int | float) else "?")
         elif kind == "closed" and r.get("filled"):
             log.info("position closed %s: funding %+.4f, basis %+.4f, fees %.4f, net %+.4f USD, "
-                     "hedge ratio %s, leg latency %s ms", r.get("symbol"), _num(r.get("funding")),
-                     _num(r.get("basis_pnl")), _num(r.get("fees")), _num(r.get("net")),
-                     r.get("hedge_ratio"), r.get("leg_latency_ms"))
+                     "hedge ratio %.4f, leg latency %s ms", r.get("symbol"),
+                     _num(r.get("funding")), _num(r.get("basis_pnl")), _num(r.get("fees")),
+                     _num(r.get("net")), _num(r.get("hedge_ratio")), r.get("leg_latency_ms"))
+        if kind == "closed" and r.get("fail_reason"):
+            text = (f"{r.get('symbol')}: {r.get('fail_reason')}; the pair was unwound (no new "
+                    f"entry in it for [funding] reentry_cooldown_s = "
+                    f"{self.fcfg.reentry_cooldown_s:g} s)")
+            log.warning("second leg failed: %s", text)
+            self._alert("error", "leg_unwound", text)
+        elif kind == "anomaly":
+            text = f"{r.get('symbol')}: {r.get('detail')}"
+            log.error("funding anomaly: %s", text)
+            self._alert("error", "funding_anomaly", text)
         elif kind == "position":
             log.info("position %s: %s", r.get("symbol"),
                      " ".join(f"{k}={v}" for k, v in r.items() if k not in ("type", "ts",
@@ -890,15 +964,6 @@ class FundingApp:
         return ", ".join(f"{s} spot {p['spot_qty']} perp {p['perp_qty']}"
                          for s, p in rows.items() if p["spot_qty"] or p["perp_qty"]) or "none"
 
-    async def _signal_task(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not self.request_stop(f"received {name}"):
-                    log.warning("received %s again: stopping now without waiting", name)
-                    self.stop()
-                    return
-
     async def _stop_after(self, seconds: float) -> None:
         await trio.sleep(seconds)
         self.request_stop(f"run duration of {seconds:g} s reached")
@@ -923,35 +988,89 @@ class FundingApp:
         if self.breaker_trip is None:
             return {"reset": False, "detail": "no breaker tripped"}
         log.warning("breaker reset by the operator (%s): %s", source, self.breaker_trip)
+        self._write_reset(source)
         self.breaker_trip = None
         return {"reset": True, "detail": "breaker reset; entries stay off until a restart "
                                          "(the kill flattened them)"}
 
     # ------------------------------------------------------------------ breakers
+    def _restore_breaker(self) -> None:
+        """A trip of an earlier run still holds (engine.ops.funding_latch): no new entries this
+        run, like the Hyperliquid hard stop; a reset request waiting in the state dir releases
+        it now instead."""
+        now = int(self.clock())
+        latch = latched_breaker(self.records_dir, dt.datetime.fromtimestamp(now / 1000,
+                                                                          dt.UTC).date())
+        if latch is None:
+            return
+        detail = str(latch.get("detail") or latch.get("breaker"))
+        if consume_request(self.state_dir / RESET_FILE):
+            log.warning("breaker latched by an earlier run (%s) released at start by the "
+                        "operator's reset request", detail)
+            self._write_reset("reset file at start")
+            return
+        self.breaker_trip, self.breaker_name = detail, str(latch.get("breaker") or "")
+        log.critical("circuit breaker latched by an earlier run: %s; no new entries (python -m "
+                     "engine reset-hard-stop, then restart)", detail)
+        self.kill(f"circuit breaker latched by an earlier run: {detail}")
+
+    def _write_reset(self, source: str) -> None:
+        if self.writer is not None:
+            now = int(self.clock())
+            self.writer.write(RECORD_KIND, now, {"type": "breaker_reset", "ts": now,
+                                                 "source": source})
+
     def equity(self) -> float:
         if self.balance is not None and self.cfg.mode == "trade":
             return self.balance.equity
         return self.cfg.breakers.paper_equity
 
     def _check_breakers(self, now: int) -> None:
-        pct = self.cfg.breakers.daily_loss_pct
-        if pct <= 0 or self.breaker_trip is not None:
+        """Daily loss (the day's change of the net P&L, marked, against the equity) and
+        drawdown (the run's equity, start equity + net P&L, below its peak); either trips the
+        kill switch once: both legs flattened, no new entries."""
+        b = self.cfg.breakers
+        if self.breaker_trip is not None or (b.daily_loss_pct <= 0 and b.drawdown_pct <= 0):
             return
         net = self.totals()["net_pnl"]
         day = now // 86_400_000
         if self.day_start_net is None or self.day_start_net[0] != day:
             self.day_start_net = (day, net)
+        if self.start_equity is None:
+            self.start_equity = self.equity() - net
+        run_equity = self.start_equity + net
+        self.peak_equity = max(self.peak_equity or run_equity, run_equity)
         loss = self.day_start_net[1] - net
-        limit = self.equity() * pct / 100.0
-        if loss > limit:
-            self.breaker_trip = (f"daily loss {loss:.2f} USD > {pct:g} % of equity "
-                                 f"{self.equity():.2f}")
-            log.critical("circuit breaker: %s; flattening, no new entries", self.breaker_trip)
-            if self.writer is not None:
-                self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
-                                                     "breaker": "daily_loss",
-                                                     "detail": self.breaker_trip})
-            self.kill(f"circuit breaker: {self.breaker_trip}")
+        limit = self.equity() * b.daily_loss_pct / 100.0
+        drawdown = self._drawdown_pct()
+        if b.daily_loss_pct > 0 and loss > limit:
+            self._trip(now, "daily_loss", f"daily loss {loss:.2f} USD > {b.daily_loss_pct:g} % "
+                                          f"of equity {self.equity():.2f}")
+        elif b.drawdown_pct > 0 and drawdown >= b.drawdown_pct:
+            self._trip(now, "drawdown", f"drawdown {drawdown:.4f} % >= {b.drawdown_pct:g} %: "
+                                        f"equity {run_equity:.2f} USD below its peak "
+                                        f"{self.peak_equity:.2f}")
+
+    def _alert(self, level: str, code: str, message: str) -> None:
+        """To the dashboard's alerts and (error, critical) the webhook."""
+        if self.ops is not None:
+            self.ops.on_alert(Alert(level, code, message))
+
+    def _drawdown_pct(self) -> float:
+        if self.start_equity is None or not self.peak_equity or self.peak_equity <= 0:
+            return 0.0
+        run_equity = self.start_equity + self.totals()["net_pnl"]
+        return max(0.0, (self.peak_equity - run_equity) / self.peak_equity * 100.0)
+
+    def _trip(self, now: int, breaker: str, detail: str) -> None:
+        self.breaker_trip, self.breaker_name = detail, breaker
+        log.critical("circuit breaker: %s; flattening, no new entries", detail)
+        self._alert("critical", "circuit_breaker", f"{breaker}: {detail}; both legs "
+                                                   "flattened, no new entries")
+        if self.writer is not None:
+            self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
+                                                 "breaker": breaker, "detail": detail})
+        self.kill(f"circuit breaker: {detail}")
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> dict[str, Any]:
@@ -1017,7 +1136,17 @@ class FundingApp:
 
     # ------------------------------------------------------------------ ops host interface
     def is_ready(self) -> bool:
-        return self.ready.is_set() and self.connected() and self.symbols_live() == len(self.perp)
+        """Started, connected, every symbol quoted and every balance explained."""
+        core = self.funding
+        return (self.ready.is_set() and self.connected()
+                and self.symbols_live() == len(self.perp)
+                and not (core is not None and core.unreconciled))
+
+    def ready_detail(self) -> str:
+        """The READY line's subject: the spot/perp pairs traded, e.g. ``2 pairs (BTCUSDT,
+        ETHUSDT)``."""
+        n = len(self.perp)
+        return f"{n} pair{'' if n == 1 else 's'} ({', '.join(self.perp)})"
 
     def health_inputs(self, loop_lag_ms: float | None, writer_errors: int) -> HealthInputs:
         now = self.clock()
@@ -1052,11 +1181,17 @@ class FundingApp:
             "funding": {"symbols": rows, "totals": t, "settlements": self.stats.settlements,
                         "leg_latency": self.latency.quantiles(),
                         "hedged": sum(1 for r in held.values() if r["hedged"]),
-                        "unhedged": sum(1 for r in held.values() if not r["hedged"])},
-            "breakers": {"trips": ([{"breaker": "daily_loss", "detail": self.breaker_trip}]
+                        "unhedged": sum(1 for r in held.values() if not r["hedged"]),
+                        "unreconciled": dict(self.funding.unreconciled)
+                        if self.funding is not None else {},
+                        "reconciles": self.reconciles,
+                        "missed_settlements": self.missed_settlements},
+            "breakers": {"trips": ([{"breaker": self.breaker_name, "detail": self.breaker_trip}]
                                    if self.breaker_trip else []),
                          "daily_loss_pct": self._daily_loss_pct(),
-                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct},
+                         "drawdown_pct": self._drawdown_pct(),
+                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct,
+                                        "drawdown": self.cfg.breakers.drawdown_pct},
                          "equity": self.equity()},
             "feed": {"connected": self.connected(), "reconnects": self.stats.reconnects,
                      "disconnects": self.stats.disconnects, "frames": self.stats.frames,
@@ -1081,7 +1216,12 @@ class FundingApp:
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
         if self.breaker_trip is not None:
-            m.breaker_tripped.labels("daily_loss").set(1)
+            m.breaker_tripped.labels(self.breaker_name).set(1)
+
+
+def base_coin(symbol: str) -> str | None:
+    """The base coin of a USDT spot pair (``BTCUSDT`` → ``BTC``); None for another quote."""
+    return symbol[:-4] if symbol.endswith("USDT") and len(symbol) > 4 else None
 
 
 def _log_order(i: PlaceOrder) -> None:
@@ -1117,25 +1257,9 @@ def symbol_rows(snap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _startup_error(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
-    """A group holding only StartupErrors (e.g. nested by ``nursery.start``): the first one."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    found = [e for e in leaves if isinstance(e, StartupError)]
-    return found[0] if found and len(found) == len(leaves) else None
-
-
 async def run_funding(cfg: EngineConfig, *, duration_s: float | None = None) -> int:
     """Run the funding strategy until a stop; return an exit code."""
     return await FundingApp(cfg, duration_s=duration_s).run()
 
 
-__all__ = ["FundingApp", "LegLatency", "TimedHttpClient", "run_funding", "symbol_rows"]
+__all__ = ["FundingApp", "LegLatency", "run_funding", "symbol_rows"]

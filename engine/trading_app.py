@@ -177,8 +177,11 @@ class TradingHandler(CoreHandler):
         self.app.flush_signals()
 
     def on_batch_end(self) -> None:
-        now = self._batch_now()
-        self.batch.now = None
+        batch = self.batch  # self._batch_now(), inline (once per read)
+        now = batch.now
+        if now is None:
+            now = self.clock()
+        batch.now = None
         if self.trading.new_orders:  # e.g. a flatten after a post answer of this read
             self.app.execute(now, send_only=True)
         backend = self.app.backend
@@ -761,15 +764,22 @@ class TradingApp(ObserveApp):
             self.timer_fire(self.clock())
 
     def timer_fire(self, now: float) -> None:
-        """One wake-up of the trading timer (live task and replay)."""
+        """One wake-up of the trading timer (live task and replay). Its caller computes the
+        next deadline right after (``_next_due``), so no read needs to poke for what this
+        wake changed."""
         trading, backend = self.trading, self.backend
         assert trading is not None and backend is not None
         backend.on_timer(now)
         trading.on_timer(now)
         if trading.obs.events:
             log_gate_events(trading.obs.drain_events())
-        self.execute(now)
-        self.flush_signals()
+        if trading.out or self.has_queued_work():
+            self.execute(now)
+            self.flush_signals()
+        # (else, most wakes: both would find nothing to do)
+        th = self.trading_handler
+        if th is not None:
+            th.poke = False
 
     def poll_control_files(self) -> None:
         super().poll_control_files()

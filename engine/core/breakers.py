@@ -219,6 +219,10 @@ class CircuitBreakers:
         # bumped whenever a window changes outside on_prices_changed in a way its caller must
         # hear about (it then passes every market again: PriceTicks)
         self.sparse_epoch = 0
+        # on_marks: its inputs and the state it left the last time it tripped nothing (see
+        # _quiet_marks); None: the next call checks
+        self._marks_key: tuple[Any, ...] | None = None
+        self._trip_changes = 0  # trips added or cleared so far
 
     # ------------------------------------------------------------------ inputs
     def on_equity(self, equity_usd: float, now_ms: float,
@@ -263,6 +267,50 @@ class CircuitBreakers:
         self._roll(now_ms)
         self.unrealised = usd
         return self._check(now_ms)
+
+    def on_marks(self, unrealised: float, equity: float | None, now_ms: float) -> list[Trip]:
+        """The housekeeping tick: :meth:`on_unrealized` of ``unrealised``, then (``equity``
+        not None) :meth:`on_equity` of ``equity``, at ``now_ms`` — the same trips and the same
+        state afterwards.
+
+        When nothing the checks read changed since the previous call that tripped nothing —
+        the same two inputs, no other input or reset in between (the equity, peak, day-start
+        equity, today's realised P&L, the unrealised P&L, the loss run, the trips and the
+        config are all as that call left them) and the same UTC day — the checks would give
+        what they gave then (nothing), so only the clock moves on (``last_ms``) and both
+        values are stored again (a tick of an account with nothing open is O(1))."""
+        if self._marks_key is not None and self._quiet_marks(unrealised, equity, now_ms):
+            return []
+        trips = self.on_unrealized(unrealised, now_ms)
+        if equity is not None:
+            trips += self.on_equity(equity, now_ms)
+        finite = (math.isfinite(now_ms) and math.isfinite(unrealised)
+                  and (equity is None or math.isfinite(equity)))
+        # (a bad input is ignored, so nothing was checked, and counted at every call: never
+        # a shortcut for it)
+        self._marks_key = self._marks_state(unrealised, equity) if finite and not trips \
+            else None
+        return trips
+
+    def _marks_state(self, unrealised: float, equity: float | None) -> tuple[Any, ...]:
+        return (unrealised, equity, self.equity, self.peak, self.day_start_equity,
+                self.realised_today, self.unrealised, self.consecutive_losses, self.day,
+                self._trip_changes, len(self.trips), self.cfg)
+
+    def _quiet_marks(self, unrealised: float, equity: float | None, now_ms: float) -> bool:
+        """:meth:`on_marks` without the checks, when that is exact (see there)."""
+        if not math.isfinite(now_ms):
+            return False
+        last = now_ms if now_ms > self.last_ms else self.last_ms
+        if utc_day(last) != self.day or self._marks_key != self._marks_state(unrealised, equity):
+            return False
+        # what on_unrealized and on_equity would change without a trip: the clock and the
+        # two values (equal to the stored ones, but e.g. -0.0 and 0.0 are equal and differ)
+        self.last_ms = last
+        self.unrealised = unrealised
+        if equity is not None:
+            self.equity = equity
+        return True
 
     def _fresh_unrealised(self, usd: float | None) -> None:
         """Take the caller's current unrealised P&L before a check (ignored: None, or bad)."""
@@ -454,6 +502,7 @@ class CircuitBreakers:
                    and (market is None or key[1] == market)]
         for t in cleared:
             del self.trips[(t.breaker, t.market)]
+            self._trip_changes += 1
             if t.breaker == DAILY_LOSS:
                 self.realised_today = 0.0
                 self.day_start_equity = self.equity
@@ -620,6 +669,7 @@ class CircuitBreakers:
             return []
         t = Trip(breaker, market, value, threshold, detail, now_ms)
         self.trips[key] = t
+        self._trip_changes += 1
         return [t]
 
     def _good_time(self, now_ms: float, kind: str) -> bool:

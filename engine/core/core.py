@@ -128,6 +128,13 @@ class ObserveCore:
         """When the shell should call :meth:`on_timer` next (None: nothing scheduled)."""
         return self._timers[0][0] if self._timers else None
 
+    @property
+    def timer_heap(self) -> list[tuple[float, int]]:
+        """The quote-lag windows as a ``heapq`` list of (due, market index), for replay's
+        timer check to read without a call: :meth:`next_timer_ms` is ``timer_heap[0][0]``
+        (None when empty). Mutated in place only, never rebound; do not modify it."""
+        return self._timers
+
     def on_timer(self, now_ms: float) -> list[Signal]:
         """Evaluate every market whose quote-lag window opened at or before ``now_ms``."""
         out: list[Signal] = []

@@ -237,6 +237,13 @@ class FollowupBook:
         """When the earliest pending offset is due (None when nothing is pending)."""
         return self._heap[0][0] if self._heap else None
 
+    @property
+    def heap(self) -> list[Any]:
+        """The pending offsets as a ``heapq`` list (due first in each entry), for replay's
+        timer check to read without a call: :meth:`next_due_ms` is ``heap[0][0]`` (None when
+        empty). It is mutated in place only, never rebound; do not modify it."""
+        return self._heap
+
     # ------------------------------------------------------------------ resolution
 
     def _check_view(self, v: MarketView | None, now_ms: float) -> str | None:
@@ -372,7 +379,7 @@ class FollowupBook:
         if reason not in MISS_REASONS:
             raise ValueError(f"unknown miss reason {reason!r}")
         items = sorted(self._heap, key=lambda t: (t[0], t[1]))
-        self._heap = []
+        self._heap.clear()  # in place: the list stays the one :attr:`heap` gave out
         table = FOLLOWUP_TABLE
         out: list[FollowupRecord] = []
         for _due, _seq, idx, state, had_miss, sig in items:

@@ -73,13 +73,31 @@ from fsm import two_leg as fsm
 log = logging.getLogger(__name__)
 
 Intent = PlaceOrder | CancelOrder
+SPOT_LEG = "spot"
+PERP_LEG = "perp"
 MarketEvent = FundingQuote | BookTop | FundingSettlement
 OrderEvent = OrderAck | OrderFill | OrderDone | OrderReject
 RECONCILE_GRACE_MS = 2_000
 """A position update this soon after a pair's last fill may predate it: not reconciled."""
 BAD_INPUT_LOG_MS = 60_000
+SETTLEMENT_IDS_KEPT = 4096
+"""Funding payments remembered by id (journaled), so one seen twice is booked once."""
 FINISHED_ORDERS_KEPT = 4096
 """Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
+
+
+def with_account_fees(cfg: FundingConfig, spot: dict[str, Any], perp: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each configured symbol's (spot, perp) instruments with the account's fee rates.
+
+    instruments-info carries no fee rates: each leg's are the account's configured taker fee
+    (``spot_fee_bps`` / ``perp_fee_bps``), so a hedge is sized for the base-coin fee a spot buy
+    really pays and the paper venue charges what the account would. Live and replay build the
+    core from this one rule, so a replay sizes exactly as the live run did."""
+    sf, pf = cfg.spot_fee_bps / 1e4, cfg.perp_fee_bps / 1e4
+    return ({s: attrs.evolve(spot[s], taker_fee=sf, maker_fee=min(spot[s].maker_fee, sf))
+             for s in cfg.symbols},
+            {s: attrs.evolve(perp[s], taker_fee=pf) for s in cfg.symbols})
 
 
 def _b36(n: int) -> str:
@@ -177,6 +195,21 @@ class FundingCore:
         self._recent_closed: dict[str, tuple[str, int, int]] = {}  # sym -> (id, opened, closed)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
+        self._settlement_ids: dict[str, None] = {}  # funding payments booked, by id (FIFO)
+        # reconciliation against the venue's wallet (spot) and position list (perp):
+        # what this run's fills moved per symbol and leg (net of base-coin fees, every round
+        # trip), what the venue held besides (the first reading), a mismatch seen but not yet
+        # believed ((sym, leg) -> (venue figure, first seen ms, times)), and the symbols whose
+        # balance is unexplained (no new entries there; the app is not READY)
+        self.inventory: dict[tuple[str, str], Decimal] = {}
+        self.baseline: dict[tuple[str, str], Decimal] = {}
+        self._mismatch: dict[tuple[str, str], tuple[Decimal, int, int]] = {}
+        self._unexplained: dict[tuple[str, str], tuple[str, Decimal]] = {}  # -> (why, venue)
+        # trade mode (the shell sets it): a symbol enters only once both legs were read at the
+        # venue and agreed, with no difference pending confirmation
+        self.require_reconciled = False
+        self._agreed: set[tuple[str, str]] = set()
+        self._last_fill_rx: dict[str, int] = {}
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -238,6 +271,7 @@ class FundingCore:
                 "basis_bps": (pmid - smid) / smid * 1e4 if smid and pmid else None,
                 "leg_risk_usd_s": it.risk_usd_s if it is not None else 0.0,
                 "cooldown_until_ms": self.cooldown_until.get(sym),
+                "unreconciled": self.unreconciled.get(sym),
             }
             if led is not None:
                 basis = led.basis_pnl(smid, pmid)
@@ -285,6 +319,18 @@ class FundingCore:
             px = self._mid(sym, InstrumentKind.SPOT) or it.ref_price
             total += max(float(it.qty), abs(float(it.pos[LEG_A])), abs(float(it.pos[LEG_B]))) * px
         return total
+
+    @property
+    def unreconciled(self) -> dict[str, str]:
+        """Symbols whose venue balance is unexplained (no new entries there), with why."""
+        out: dict[str, str] = {}
+        for (sym, _leg), (why, _q) in sorted(self._unexplained.items()):
+            out[sym] = f"{out[sym]}; {why}" if sym in out else why
+        return out
+
+    def settlement_seen(self, settlement_id: str) -> bool:
+        """True when the funding payment ``settlement_id`` was already booked (or refused)."""
+        return bool(settlement_id) and settlement_id in self._settlement_ids
 
     def drain_records(self) -> list[dict[str, Any]]:
         out, self._records = self._records, []
@@ -354,6 +400,10 @@ class FundingCore:
             new = ev.trade_id not in it.fills
             out = it.on_fill(ev, now_ms)
             if new and ev.trade_id in it.fills:
+                leg, signed = it.fills[ev.trade_id]
+                key = (sym, SPOT_LEG if leg == LEG_B else PERP_LEG)
+                self.inventory[key] = self.inventory.get(key, Decimal(0)) + Decimal(signed)
+                self._last_fill_rx[sym] = now_ms
                 self._account_fill(sym, it, ev, now_ms)
         elif isinstance(ev, OrderDone):
             out = it.on_done(ev, now_ms)
@@ -385,19 +435,127 @@ class FundingCore:
             return []
         if led.last_fill_ms is not None and ev.ts_ms < led.last_fill_ms + RECONCILE_GRACE_MS:
             return []
+        self._adopt_perp(it, led, size, ev.entry_price, now_ms)
+        return self._evaluate([ev.symbol], now_ms)
+
+    def _adopt_perp(self, it: TwoLegIntent, led: Ledger, size: Decimal, entry_price: float,
+                    now_ms: int) -> None:
+        """Take the venue's perp position of a HEDGED pair as the truth (see on_position)."""
+        sym = it.legs[LEG_A].symbol
         before = it.pos[LEG_A]
         diff = it.adjust(LEG_A, size, now_ms)
-        mid = self._mid(ev.symbol, InstrumentKind.LINEAR_PERP) or ev.entry_price
+        key = (sym, PERP_LEG)
+        self.inventory[key] = self.inventory.get(key, Decimal(0)) + diff
+        mid = self._mid(sym, InstrumentKind.LINEAR_PERP) or entry_price
         led.cash -= float(diff) * mid
         led.perp_qty = float(it.pos[LEG_A])
         led.peak_perp = max(led.peak_perp, abs(led.perp_qty))
-        self._record("reconcile", now_ms, symbol=ev.symbol, intent_id=it.intent_id,
+        self._record("reconcile", now_ms, symbol=sym, intent_id=it.intent_id,
                      leg="perp", fills_qty=str(before), venue_qty=str(size), diff=str(diff),
                      valued_at=mid)
-        self.strategy.holdings[ev.symbol] = Holding(ev.symbol, led.direction,
-                                                    float(it.pos[LEG_B]), float(it.pos[LEG_A]),
-                                                    led.opened_ms, led.target_event_ms)
-        return self._evaluate([ev.symbol], now_ms)
+        self.strategy.holdings[sym] = Holding(sym, led.direction, float(it.pos[LEG_B]),
+                                              float(it.pos[LEG_A]), led.opened_ms,
+                                              led.target_event_ms)
+
+    def _entry_blocked(self, sym: str) -> str | None:
+        """Why reconciliation forbids a new entry in ``sym`` now (None: it does not)."""
+        if any(s == sym for s, _leg in self._unexplained):
+            return "venue balance unexplained (reconciliation)"
+        if self.require_reconciled and not all(
+                (sym, leg) in self._agreed and (sym, leg) not in self._mismatch
+                for leg in (SPOT_LEG, PERP_LEG)):
+            return "venue balances not reconciled yet"
+        return None
+
+    def reconcile(self, sym: str, leg: str, venue_qty: Decimal, asked_ms: int,
+                  now_ms: int) -> list[Intent]:
+        """One venue reading of a leg (``leg`` ``"spot"``: the base coin's wallet balance;
+        ``"perp"``: the signed linear position), asked at ``asked_ms``: compared with what the
+        venue held before this run's first reading plus this run's fills (net of base-coin
+        fees). The first reading sets that baseline (for the perp: a position there with no
+        pair is unexplained at once, once confirmed).
+
+        Confirm before believing, as the Hyperliquid reconciliation: a reading is skipped while
+        the pair has an order in flight or was asked within ``RECONCILE_GRACE_MS`` of a fill
+        received (it may predate the fill); a difference of a lot or more is believed only when
+        the *same* figure is read ``mismatch_confirmations`` times over at least
+        ``mismatch_confirm_wait_s`` — a transient answer (an all-flat position list, a stale
+        wallet) never wipes a leg. A believed difference:
+
+        - perp of a HEDGED pair: taken as the truth (an ADL), valued at the mid, rebalanced;
+        - perp with no pair, or spot of an open pair: unexplained — the symbol takes no new
+          entry and the app is not READY until a reading matches again;
+        - spot with no pair open: the coin moved outside the strategy (a transfer): the baseline
+          follows, recorded.
+        """
+        self._clock(now_ms)
+        if sym not in self.spot or sym not in self.perp or leg not in (SPOT_LEG, PERP_LEG):
+            return []
+        key = (sym, leg)
+        it = self.intents.get(sym)
+        if it is not None and it.in_flight():
+            return []
+        if asked_ms < self._last_fill_rx.get(sym, -RECONCILE_GRACE_MS) + RECONCILE_GRACE_MS:
+            return []
+        inst = self.spot[sym] if leg == SPOT_LEG else self.perp[sym]
+        mine = self.inventory.get(key, Decimal(0))
+        if key not in self.baseline:
+            self.baseline[key] = venue_qty - mine if leg == SPOT_LEG else Decimal(0)
+            self._record("reconcile", now_ms, symbol=sym, leg=leg, baseline=str(
+                self.baseline[key]), venue_qty=str(venue_qty), fills_qty=str(mine))
+        expected = self.baseline[key] + mine
+        diff = venue_qty - expected
+        if abs(diff) < inst.lot_size:  # finer than the lot: rounding, never tradable
+            self._mismatch.pop(key, None)
+            self._agreed.add(key)
+            if leg == SPOT_LEG and it is None:  # the coin the strategy may sell (direction −1)
+                self.strategy.inventory[sym] = float(venue_qty)
+            gone = self._unexplained.pop(key, None)
+            if gone is not None:
+                self._record("reconcile", now_ms, symbol=sym, leg=leg, resolved=gone[0],
+                             venue_qty=str(venue_qty), expected=str(expected))
+                log.warning("funding core: %s %s reconciled again (%s)", sym, leg, venue_qty)
+            return []
+        known = self._unexplained.get(key)
+        if known is not None and known[1] == venue_qty:
+            return []  # the same unexplained figure again: already said
+        seen = self._mismatch.get(key)
+        if seen is None or seen[0] != venue_qty:
+            seen = (venue_qty, now_ms, 1)
+            self._record("reconcile_suspect", now_ms, symbol=sym, leg=leg,
+                         venue_qty=str(venue_qty), expected=str(expected), diff=str(diff),
+                         detail="not believed until confirmed")
+        else:
+            seen = (venue_qty, seen[1], seen[2] + 1)
+        self._mismatch[key] = seen
+        cfg = self.cfg
+        if seen[2] < cfg.mismatch_confirmations or (
+                now_ms - seen[1] < cfg.mismatch_confirm_wait_s * 1000.0):
+            return []
+        self._mismatch.pop(key, None)
+        led = self.ledgers.get(sym)
+        if leg == PERP_LEG and it is not None and it.state == fsm.HEDGED and led is not None:
+            self._adopt_perp(it, led, venue_qty, 0.0, now_ms)
+            return self._evaluate([sym], now_ms)
+        if leg == SPOT_LEG and it is None:
+            self.baseline[key] += diff
+            self._record("reconcile", now_ms, symbol=sym, leg=leg, baseline=str(
+                self.baseline[key]), venue_qty=str(venue_qty), diff=str(diff),
+                detail="coin moved outside the strategy while no pair was open")
+            self._agreed.add(key)
+            gone = self._unexplained.pop(key, None)
+            if gone is not None:
+                self._record("reconcile", now_ms, symbol=sym, leg=leg, resolved=gone[0],
+                             venue_qty=str(venue_qty), expected=str(self.baseline[key] + mine))
+            return []
+        what = ("perp position" if leg == PERP_LEG else f"spot {sym} balance")
+        reason = (f"{what} at the venue {venue_qty} differs from the books {expected} by "
+                  f"{diff}: unexplained, no new entries in {sym} (reconcile by hand)")
+        self._unexplained[key] = (reason, venue_qty)
+        self._record("anomaly", now_ms, symbol=sym, leg=leg, detail=reason,
+                     venue_qty=str(venue_qty), expected=str(expected))
+        log.error("funding core: %s", reason)
+        return []
 
     def on_sent(self, client_id: str, now_ms: int) -> None:
         """Optional: the shell wrote the order at ``now_ms`` (refines the leg latency)."""
@@ -490,6 +648,10 @@ class FundingCore:
                 if not self.connected:
                     self._note_decision(Decision(sym, Action.SKIP, "venue disconnected"), now_ms)
                     continue
+                blocked = self._entry_blocked(sym)
+                if blocked is not None:
+                    self._note_decision(Decision(sym, Action.SKIP, blocked), now_ms)
+                    continue
                 d = decide_entry(sym, s.view(sym), now_ms, self.cfg, used, self.killed)
             self._note_decision(d, now_ms)
             if d.action is Action.OPEN:
@@ -522,7 +684,8 @@ class FundingCore:
         leg_a = LegSpec(self.venue, sym, InstrumentKind.LINEAR_PERP, perp_side, p.lot_size,
                         p.min_qty, p.min_notional)
         leg_b = LegSpec(self.venue, sym, InstrumentKind.SPOT, perp_side.opposite(), sp.lot_size,
-                        sp.min_qty, sp.min_notional)
+                        sp.min_qty, sp.min_notional,
+                        buy_fee_base_rate=Decimal(repr(sp.taker_fee)))  # spot buy: fee in base
         ref = self._mid(sym, InstrumentKind.SPOT) or 0.0
         it = TwoLegIntent(iid, leg_a, leg_b, d.qty, self.risk_cfg, ref)
         self.intents[sym] = it
@@ -605,7 +768,8 @@ class FundingCore:
                      funding=led.funding, settlements=led.settlements, basis_pnl=basis,
                      fees=led.fees, fees_spot=led.fees_spot, fees_perp=led.fees_perp, net=net,
                      net_apr=apr, hedge_ratio=led.hedge_ratio(),
-                     leg_latency_ms=led.leg_latency_ms(), fail_reason=it.fail_reason or None,
+                     leg_latency_ms=led.leg_latency_ms(), leg_risk_usd_s=it.risk_usd_s,
+                     fail_reason=it.fail_reason or None,
                      residual_spot=led.spot_qty, residual_perp=led.perp_qty)
 
     def _account_fill(self, sym: str, it: TwoLegIntent, f: OrderFill, now_ms: int) -> None:
@@ -618,6 +782,10 @@ class FundingCore:
             inst.maker_fee if f.is_maker else inst.taker_fee)
         signed = f.qty * f.side.sign
         led.cash -= signed * f.price
+        # a fee kept in the coin bought is in the fees (valued at the fill price), not in the
+        # basis: the legs hold ``qty − fee_base`` and are valued at the mids, so the cash flow
+        # is credited what the fee coin cost
+        led.cash += f.fee_base * f.price
         led.fees += fee
         led.fills += 1
         led.last_fill_ms = max(led.last_fill_ms or 0, f.ts_ms)
@@ -638,9 +806,21 @@ class FundingCore:
         self._record("fill", now_ms, symbol=sym, intent_id=it.intent_id, client_id=f.client_id,
                      trade_id=f.trade_id, leg="perp" if slot.leg == LEG_A else "spot",
                      role=slot.role, side=f.side.value, qty=f.qty, price=f.price, fee=fee,
-                     is_maker=f.is_maker, venue_ts=f.ts_ms, slippage_bps=slip)
+                     fee_base=f.fee_base, is_maker=f.is_maker, venue_ts=f.ts_ms,
+                     slippage_bps=slip)
 
     def _settle(self, ev: FundingSettlement, now_ms: int) -> None:
+        if ev.settlement_id:
+            if ev.settlement_id in self._settlement_ids:
+                # the same payment again (the stream, then the catch-up after an outage)
+                self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
+                             position_size=ev.position_size, amount=ev.amount, applied=False,
+                             duplicate=True, settlement_id=ev.settlement_id,
+                             settled_ms=ev.ts_ms)
+                return
+            self._settlement_ids[ev.settlement_id] = None
+            while len(self._settlement_ids) > SETTLEMENT_IDS_KEPT:
+                self._settlement_ids.pop(next(iter(self._settlement_ids)))
         led = self.ledgers.get(ev.symbol)
         if led is not None and ev.ts_ms < led.opened_ms:
             led = None  # settled before this round trip opened: an earlier one's
@@ -653,7 +833,8 @@ class FundingCore:
                 self.totals["net"] += ev.amount
                 self._record("funding", now_ms, symbol=ev.symbol, intent_id=late[0],
                              rate=ev.rate, position_size=ev.position_size, amount=ev.amount,
-                             applied=True, late=True, settled_ms=ev.ts_ms)
+                             applied=True, late=True, settled_ms=ev.ts_ms,
+                             settlement_id=ev.settlement_id or None)
                 return
             self._record("funding", now_ms, symbol=ev.symbol, rate=ev.rate,
                          position_size=ev.position_size, amount=ev.amount, applied=False,
@@ -663,7 +844,8 @@ class FundingCore:
         led.settlements += 1
         self._record("funding", now_ms, symbol=ev.symbol, intent_id=led.intent_id, rate=ev.rate,
                      position_size=ev.position_size, amount=ev.amount, applied=True,
-                     settled_ms=ev.ts_ms, funding_total=led.funding)
+                     settled_ms=ev.ts_ms, funding_total=led.funding,
+                     settlement_id=ev.settlement_id or None)
 
     # -- journal ---------------------------------------------------------------------------------
 
@@ -677,6 +859,7 @@ class FundingCore:
             "last_apr": dict(self.last_apr),
             "cooldown_until": dict(self.cooldown_until),
             "recent_closed": {s: list(v) for s, v in self._recent_closed.items()},
+            "settlement_ids": list(self._settlement_ids),
         }
 
     @classmethod
@@ -699,7 +882,10 @@ class FundingCore:
         self.cooldown_until = {s: int(v) for s, v in r.get("cooldown_until", {}).items()}
         self._recent_closed = {s: (str(v[0]), int(v[1]), int(v[2]))
                                for s, v in r.get("recent_closed", {}).items()}
+        self._settlement_ids = dict.fromkeys(str(i) for i in r.get("settlement_ids", []))
         for sym, it in self.intents.items():
+            self.inventory[(sym, PERP_LEG)] = it.pos[LEG_A]
+            self.inventory[(sym, SPOT_LEG)] = it.pos[LEG_B]
             self._anomalies_seen[it.intent_id] = len(it.anomalies)
             if sym not in cfg.symbols or sym not in spot or sym not in perp:
                 self._record("anomaly", self.now_ms, symbol=sym, intent_id=it.intent_id,
@@ -743,4 +929,6 @@ def bad_input(ev: Any) -> str | None:
     elif isinstance(ev, OrderFill):
         if not (_finite_pos(ev.qty) and _finite_pos(ev.price) and math.isfinite(ev.fee)):
             return f"fill qty {ev.qty!r} / price {ev.price!r} / fee {ev.fee!r} not usable"
+        if not (math.isfinite(ev.fee_base) and 0 <= ev.fee_base < ev.qty):
+            return f"base-coin fee {ev.fee_base!r} of a fill of {ev.qty!r} not usable"
     return None

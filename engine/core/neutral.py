@@ -277,7 +277,12 @@ class OrderAck:
 
 @attrs.frozen
 class OrderFill:
-    """One execution. ``trade_id`` is unique per fill: count each once."""
+    """One execution. ``trade_id`` is unique per fill: count each once.
+
+    ``fee`` is the fee's value in the quote coin (USDT) at the fill price, whatever coin it was
+    charged in. ``fee_base`` is the part charged in the *base* coin (Bybit takes a spot buy's
+    fee from the coin bought: ``qty × (1 − rate)`` arrives): the position grows by
+    ``qty − fee_base``, never by ``qty``. 0 when the fee is charged in the quote coin."""
 
     venue: str
     symbol: str
@@ -291,6 +296,7 @@ class OrderFill:
     fee: float
     is_maker: bool
     ts_ms: int
+    fee_base: float = 0.0
 
 
 @attrs.frozen
@@ -358,7 +364,12 @@ class PositionUpdate:
 
 @attrs.frozen
 class FundingSettlement:
-    """A funding payment on a perpetual position (``amount`` > 0 received, < 0 paid)."""
+    """A funding payment on a perpetual position (``amount`` > 0 received, < 0 paid).
+
+    ``settlement_id`` is the venue's id of this payment (Bybit: the ``execId`` of the
+    ``execType=Funding`` execution, the ``tradeId`` of the transaction log's ``SETTLEMENT``
+    row): the same payment seen twice (the stream, then a catch-up after an outage) is booked
+    once. Empty when the source has none."""
 
     venue: str
     symbol: str
@@ -366,6 +377,7 @@ class FundingSettlement:
     position_size: float
     amount: float
     ts_ms: int
+    settlement_id: str = ""
 
 
 @attrs.frozen

@@ -23,9 +23,11 @@ Honesty rules:
   price; a limit GTC rests what did not match and fills as maker, at its own price, when a later
   book crosses it; ``post_only`` that would take is rejected (``POST_ONLY_WOULD_TAKE``);
 * an order that matches nothing is rejected ``NO_LIQUIDITY`` (the venue's "could not match");
-* fees per fill from the instrument: ``qty × price × taker_fee`` (``maker_fee`` for a resting
-  fill), in the quote coin (Bybit charges a spot buy's fee in the base coin; this ledger keeps
-  every fee in USDT);
+* fees per fill from the instrument's ``taker_fee`` (``maker_fee`` for a resting fill), in the
+  coin Bybit charges them in: a perp fill and a spot *sell* pay ``qty × price × rate`` in USDT;
+  a spot *buy* pays ``qty × rate`` in the base coin, so the base balance grows by
+  ``qty × (1 − rate)`` and the fill says so (``OrderFill.fee_base``; ``fee`` is its USDT value
+  at the fill price). Closing can only sell what the balance holds;
 * rejects: unknown instrument (``PARAMETER``), quantity off the lot or below ``min_qty``, or
   notional below ``min_notional`` (``INVALID_QTY``), price off the tick (``INVALID_PRICE``),
   reduce-only that would open or grow a perp position (``REDUCE_ONLY``; a size above the
@@ -135,6 +137,7 @@ class PaperTwoLegVenue:
         self._seq = 0
         self._oid = 0
         self._tid = 0
+        self._fid = 0
         self._reject: dict[InstrumentKind, list[RejectReason]] = {}
 
     # -- knobs -----------------------------------------------------------------------------------
@@ -242,7 +245,9 @@ class PaperTwoLegVenue:
         if pos == 0:
             return None
         amount = -float(pos) * mark * rate
-        ev = FundingSettlement(self.venue, sym, rate, float(pos), amount, t)
+        self._fid += 1
+        ev = FundingSettlement(self.venue, sym, rate, float(pos), amount, t,
+                               settlement_id=f"{self.tid_prefix}-f{self._fid}")
         self.settlements.append(ev)
         return ev
 
@@ -359,16 +364,23 @@ class PaperTwoLegVenue:
     def _fill(self, o: PlaceOrder, live: _Live, qty: Decimal, px: float, inst: Instrument,
               ts: int, maker: bool) -> OrderFill:
         self._tid += 1
-        fee = float(qty) * px * (inst.maker_fee if maker else inst.taker_fee)
-        self.fees_paid += fee
+        rate = inst.maker_fee if maker else inst.taker_fee
+        fee_base = Decimal(0)
         signed = qty if o.side is Side.BUY else -qty
         if o.kind is InstrumentKind.LINEAR_PERP:
+            fee = float(qty) * px * rate
             self.perp_pos[o.symbol] = self.perp_pos.get(o.symbol, Decimal(0)) + signed
-        else:
-            self.spot_bal[o.symbol] = self.spot_bal.get(o.symbol, Decimal(0)) + signed
+        elif o.side is Side.BUY:  # the fee is taken from the coin bought
+            fee_base = qty * _d(rate)
+            fee = float(fee_base) * px
+            self.spot_bal[o.symbol] = self.spot_bal.get(o.symbol, Decimal(0)) + qty - fee_base
+        else:  # a spot sell pays its fee from the quote coin received
+            fee = float(qty) * px * rate
+            self.spot_bal[o.symbol] = self.spot_bal.get(o.symbol, Decimal(0)) - qty
+        self.fees_paid += fee
         return OrderFill(self.venue, o.symbol, o.kind, o.client_id, live.venue_order_id,
                          f"{self.tid_prefix}-t{self._tid}", o.side, float(qty), px, fee, maker,
-                         ts)
+                         ts, fee_base=float(fee_base))
 
     def _match_resting(self, now_ms: int) -> list[VenueEvent]:
         events: list[VenueEvent] = []

@@ -117,6 +117,9 @@ class PositionBook:
         self.seen_tids: set[str] = set()
         self.fills_by_cloid: dict[str, float] = {}  # cloid -> |size| confirmed by fills
         self.fills: list[Fill] = []
+        # fills applied so far: a position's size, average price, realised P&L and fees
+        # change only in apply_fill (a caller's cache of them is current while this is)
+        self.changes = 0
 
     def set_venue_filled(self, p: Position, cloid: str, is_buy: bool, venue_filled: float) -> None:
         """An order's cumulative filled size per the venue (merged with max by the caller)."""
@@ -132,6 +135,7 @@ class PositionBook:
             return False, None
         self.seen_tids.add(f.tid)
         self.fills.append(f)
+        self.changes += 1
         if f.cloid is not None:
             done = self.fills_by_cloid.get(f.cloid, 0.0) + f.sz
             self.fills_by_cloid[f.cloid] = done

@@ -163,6 +163,11 @@ class TradingCore:
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
         self._next_breaker_tick = 0.0
+        # _equity_parts: the realised sum and the positions with size as of the book's
+        # ``changes`` count (recomputed after a fill)
+        self._equity_changes = -1
+        self._equity_realised = 0.0
+        self._equity_sized: list[Position] = []
         # the tick's market-move prices (every market with a mark, not halted), given to the
         # breakers as changes: on_ctx, _halt_changed and resync tell it what may have changed
         markets = observe.markets
@@ -316,15 +321,26 @@ class TradingCore:
         """(realised net P&L of the run, unrealised P&L at the marks). Unrealised counts only
         exposure confirmed by fills, at its fills' average price: a venue-reported fill whose
         ``userFills`` have not arrived has no entry price yet (issue 9 item 4)."""
-        realised = 0.0
+        book = self.book
+        if book.changes != self._equity_changes:
+            # a fill was applied since the last call (positions change only then: the
+            # book's counter): the realised sum and the positions with size, in market order
+            realised = 0.0
+            sized: list[Position] = []
+            for p in book.positions:
+                realised += p.realized_pnl - p.fees
+                if p.size:
+                    sized.append(p)
+            self._equity_realised = realised
+            self._equity_sized = sized
+            self._equity_changes = book.changes
         unrealised = 0.0
-        for p in self.book.positions:
-            realised += p.realized_pnl - p.fees
-            if p.size:
-                mark = self.obs.markets[p.idx].mark_px
-                if mark is not None:
-                    unrealised += p.unrealized(mark)
-        return realised, unrealised
+        markets = self.obs.markets
+        for p in self._equity_sized:  # (the terms of the scan of every position, in order)
+            mark = markets[p.idx].mark_px
+            if mark is not None:
+                unrealised += p.unrealized(mark)
+        return self._equity_realised, unrealised
 
     def _breakers_tick(self, now_ms: float) -> None:
         """Housekeeping (every ~100 ms): marks for the market-move breaker, unrealised P&L and
@@ -332,12 +348,17 @@ class TradingCore:
         cb = self.breakers
         trips: list[Trip] = self._price_ticks.tick(cb, now_ms)
         realised, unrealised = self._equity_parts()
-        trips += cb.on_unrealized(unrealised, now_ms)
+        # on_unrealized, then on_equity (paper; trade on the configured fallback): O(1) when
+        # neither changed since the last tick (CircuitBreakers.on_marks)
         if self.mode != "trade":
-            trips += cb.on_equity(self.cfg.breakers.paper_equity + realised + unrealised, now_ms)
+            equity: float | None = self.cfg.breakers.paper_equity + realised + unrealised
         elif self.equity_source == "config":
-            trips += cb.on_equity(self.cfg.breakers.equity_usd + realised + unrealised, now_ms)
-        self._trips(trips, now_ms, "tick")
+            equity = self.cfg.breakers.equity_usd + realised + unrealised
+        else:
+            equity = None
+        trips += cb.on_marks(unrealised, equity, now_ms)
+        if trips:
+            self._trips(trips, now_ms, "tick")
 
     def _halt_changed(self, coin: str) -> None:
         """A market was halted or resumed: the next tick gives the breakers its price again."""
@@ -667,7 +688,7 @@ class TradingCore:
             self._next_breaker_tick = now_ms + BREAKER_TICK_MS
             self._breakers_tick(now_ms)
         tc = self.tcfg
-        for o in list(self.orders.active()):
+        for o in self.orders.active() if self.orders.live else ():  # (a snapshot of them)
             # Our orders are IOC: anything still live this long after sending (no answer,
             # or an acceptance with no outcome since: P19) is resolved by cloid.
             if o.state in (ofsm.SENT, ofsm.RESTING, ofsm.PARTIAL) and o.sent_ms is not None \

@@ -18,7 +18,10 @@ Exposure accrued while the venue is unreachable (:meth:`disconnect` … :meth:`r
 counted apart in :attr:`risk_disconnected_usd_s`: nothing can be sent then; intents made
 meanwhile are sent on reconnect, together with every in-flight order re-sent under its *same*
 ``client_id`` (idempotent at the venue). Positions are Σ fills per leg, each fill counted once
-by trade id. :meth:`to_record` / :meth:`from_record` journal and restore the whole state; a
+by trade id, *net of fees charged in the coin traded* (a Bybit spot buy of ``q`` adds
+``q − fee_base``): the leg is what the venue holds. A leg-B buy is therefore sized
+``need / (1 − LegSpec.buy_fee_base_rate)`` (down to the lot), so the coin that arrives matches
+leg A, and a close sells what is held down to the lot (the sub-lot rest a fee leaves is dust). :meth:`to_record` / :meth:`from_record` journal and restore the whole state; a
 restored intent is offline until :meth:`reconnect`.
 
 HEDGED means nothing in flight and ``|net|`` below leg B's lot (finer cannot be hedged) or,
@@ -68,6 +71,21 @@ class LegSpec:
     lot: Decimal
     min_qty: Decimal = Decimal(0)  # the instrument's minimums (0 = none known)
     min_notional: Decimal = Decimal(0)
+    # the share of a *buy* the venue keeps as its fee in the coin bought (Bybit spot: the
+    # taker rate); 0 when fees are charged in the quote coin (perps, spot sells)
+    buy_fee_base_rate: Decimal = Decimal(0)
+
+    def received(self, side: Side, qty: Decimal) -> Decimal:
+        """What ``qty`` traded on ``side`` adds to (or takes from) the position, signed."""
+        if side is Side.BUY:
+            return qty * (1 - self.buy_fee_base_rate)
+        return -qty
+
+    def to_receive(self, side: Side, want: Decimal) -> Decimal:
+        """The order quantity (down to the lot) whose fill moves the position by ``want``
+        (unsigned): a buy is grossed up by its base-coin fee."""
+        q = want / (1 - self.buy_fee_base_rate) if side is Side.BUY else want
+        return (q / self.lot).to_integral_value(rounding="ROUND_DOWN") * self.lot
 
 
 @attrs.frozen
@@ -159,6 +177,16 @@ class TwoLegIntent:
         if spec.min_qty <= 0 and spec.min_notional <= 0:
             return Decimal(0)
         return self.min_trade(leg)
+
+    def _closable(self, leg: str) -> Decimal:
+        """What a close of ``leg`` can send: its position down to the lot (a base-coin fee
+        leaves a remainder finer than the lot; a buy-back is grossed up by its fee), 0 when that is below what the leg can trade
+        (dust: counts as flat, stays visible in ``pos``)."""
+        spec = self.legs[leg]
+        p = self.pos[leg]
+        # buying a short leg back is grossed up by the buy's base-coin fee, like a hedge
+        q = spec.to_receive(Side.SELL if p > 0 else Side.BUY, abs(p))
+        return q if q > 0 and q >= self._dust(leg) else Decimal(0)
 
     def max_exposure_usd(self) -> float:
         """The largest exposure this intent can have (its whole size at the reference price):
@@ -311,7 +339,8 @@ class TwoLegIntent:
         if f.trade_id in self.fills:
             return out  # the same fill again (another channel, a replay): counted once
         qty = _d(f.qty)
-        signed = qty if f.side is Side.BUY else -qty
+        # the position is what the venue holds: a fee charged in the coin bought never arrived
+        signed = qty - _d(f.fee_base) if f.side is Side.BUY else -qty
         self.fills[f.trade_id] = (slot.leg, str(signed))
         self.pos[slot.leg] += signed
         slot.filled += qty
@@ -379,31 +408,36 @@ class TwoLegIntent:
                 self._fire(fsm.LEG1_EMPTY)
             return
         if self.state == fsm.HEDGING:
-            lot = self.legs[LEG_B].lot
-            pending = sum((o.qty - o.filled) * o.side.sign
+            spec_b = self.legs[LEG_B]
+            lot = spec_b.lot
+            # in position terms: a buy in flight will add its quantity net of its base fee
+            pending = sum(spec_b.received(o.side, o.qty - o.filled)
                           for o in self.in_flight(LEG_B, HEDGE_ROLE))
             need = -self.net - pending
-            qty = (abs(need) / lot).to_integral_value(rounding="ROUND_DOWN") * lot
+            side = Side.BUY if need > 0 else Side.SELL
+            qty = spec_b.to_receive(side, abs(need))
             floor = max(lot, self._dust(LEG_B))  # a smaller hedge would only be refused
             if qty >= floor and self.hedge_rejects < self.cfg.max_hedge_attempts:
-                self._place(out, LEG_B, HEDGE_ROLE, Side.BUY if need > 0 else Side.SELL, qty)
+                self._place(out, LEG_B, HEDGE_ROLE, side, qty)
             if not self.in_flight() and abs(self.net) < floor:
                 self._fire(fsm.HEDGE_COMPLETE)
+                # what is left cannot be traded (finer than the lot: a base-coin fee's rest):
+                # not an exposure whose deadline runs on into the next rebalance
+                self.unhedged_since_ms = None
             return
         if self.state in fsm.FLATTENING:
             for leg, spec in self.legs.items():
                 p = self.pos[leg]
-                if p != 0 and abs(p) >= self._dust(leg) and not self.in_flight(
-                        leg, CLOSE_ROLE) and (
+                qty = self._closable(leg)
+                if qty > 0 and not self.in_flight(leg, CLOSE_ROLE) and (
                     self.close_rejects.get(leg, 0) < MAX_CLOSE_REJECTS
                 ):
                     open_work = self.in_flight(leg)
                     if open_work:
                         continue  # wait for the cancel to end it: its fills change p
-                    self._place(out, leg, CLOSE_ROLE, Side.SELL if p > 0 else Side.BUY, abs(p),
+                    self._place(out, leg, CLOSE_ROLE, Side.SELL if p > 0 else Side.BUY, qty,
                                 reduce_only=spec.kind is InstrumentKind.LINEAR_PERP)
-            if all(p == 0 or abs(p) < self._dust(leg) for leg, p in self.pos.items()) \
-                    and not self.in_flight():
+            if all(self._closable(leg) == 0 for leg in self.pos) and not self.in_flight():
                 self._fire(fsm.FLAT)
                 self.unhedged_since_ms = None
 
@@ -415,7 +449,9 @@ class TwoLegIntent:
             "intent_id": self.intent_id, "qty": str(self.qty), "ref_price": self.ref_price,
             "legs": {k: {"venue": v.venue, "symbol": v.symbol, "kind": v.kind.value,
                          "side": v.side.value, "lot": str(v.lot), "min_qty": str(v.min_qty),
-                         "min_notional": str(v.min_notional)} for k, v in self.legs.items()},
+                         "min_notional": str(v.min_notional),
+                         "buy_fee_base_rate": str(v.buy_fee_base_rate)}
+                     for k, v in self.legs.items()},
             "cfg": attrs.asdict(self.cfg), "state": self.state,
             "pos": {k: str(v) for k, v in self.pos.items()},
             "fills": {k: list(v) for k, v in self.fills.items()},
@@ -436,7 +472,9 @@ class TwoLegIntent:
         """Rebuild from :meth:`to_record`; offline until :meth:`reconnect`."""
         legs = {k: LegSpec(v["venue"], v["symbol"], InstrumentKind(v["kind"]), Side(v["side"]),
                            Decimal(v["lot"]), Decimal(v.get("min_qty", "0")),
-                           Decimal(v.get("min_notional", "0"))) for k, v in r["legs"].items()}
+                           Decimal(v.get("min_notional", "0")),
+                           Decimal(v.get("buy_fee_base_rate", "0")))
+                for k, v in r["legs"].items()}
         self = cls(r["intent_id"], legs[LEG_A], legs[LEG_B], Decimal(r["qty"]),
                    LegRiskConfig(**r["cfg"]), float(r["ref_price"]))
         self.state = r["state"]

@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from itertools import compress, repeat
-from operator import and_, eq, not_
+from operator import and_, eq, ne, not_
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -47,7 +47,8 @@ K_IN: Final = "in"  # one inbound WebSocket text frame
 K_OUT: Final = "out"  # one outbound WebSocket text (post signatures removed)
 K_INFO: Final = "info"  # one info answer the engine used (payload: {"request","response"})
 K_CONN: Final = "conn"  # connection event (payload: {"event": "connected"|"disconnected", ...})
-KINDS: Final = (K_RUN, K_IN, K_OUT, K_INFO, K_CONN)
+K_IN_ON: Final = "ins"  # one inbound frame of a named socket (payload: b"<socket> <frame>")
+KINDS: Final = (K_RUN, K_IN, K_OUT, K_INFO, K_CONN, K_IN_ON)
 FRAMES_SUBDIR: Final = "frames"
 DAY_FILE: Final = re.compile(r"^frames_(?P<day>\d{4}-\d{2}-\d{2})\.zst$")
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
@@ -346,12 +347,65 @@ def group_records(recs: list[RawRecord], ascii_only: bool = False) -> list[Batch
     return out
 
 
+#: the record headers of a zstd frame of socket reads only, each followed by a newline: kind
+#: ``in``, numbers of digits only without a leading zero (so equal digit strings are equal
+#: numbers and back), bounded so that a header stays shorter than ``_HEADER_MAX``
+_IN_HEADS: Final = re.compile(
+    rb"(?:in (?:0|[1-9][0-9]{0,19}) (?:0|[1-9][0-9]{0,19}) [0-9]{1,20} (?:0|[1-9][0-9]{0,9})\n)*")
+assert 2 + 3 * 21 + 11 < _HEADER_MAX
+
+
+def _in_only_batches(content: bytes) -> tuple[list[BatchItem], int] | None:
+    """:func:`parse_batches` for the common zstd frame — socket reads only (every record
+    ``K_IN``), ASCII, no payload holding a newline — in fewer C passes than
+    :func:`_columns` + grouping: (items, records), or None for anything else (the caller
+    takes the general path).
+
+    Why these are exactly :func:`parse_batches`' items: as in :func:`_columns`, splitting at
+    every newline yields header, payload, ... only if each payload is exactly as long as its
+    header says, which is checked for every record; ``_IN_HEADS`` checks every header (five
+    fields, kind ``in``, digits that ``int`` converts, shorter than ``_HEADER_MAX``); without
+    leading zeros, consecutive batch fields are the same number exactly when they are the
+    same bytes, so the reads start where the bytes differ."""
+    if not content.isascii():
+        return None
+    lines = content.split(b"\n")
+    if lines.pop() != b"" or len(lines) & 1:
+        return None
+    heads = lines[0::2]
+    n = len(heads)
+    if n == 0:
+        return [], 0
+    heads.append(b"")
+    joined = b"\n".join(heads)  # every header followed by a newline
+    if _IN_HEADS.fullmatch(joined) is None:
+        return None
+    pays = lines[1::2]
+    toks = joined.replace(b"\n", b" ").split(b" ")  # 5 per header, then one empty
+    if list(map(int, toks[4::5])) != list(map(len, pays)):
+        return None
+    batches = toks[1::5]
+    walls = toks[2::5]
+    starts = [0, *compress(range(1, n), map(ne, batches[1:], batches[:-1]))]
+    if len(starts) == n:  # one record per read (the common case): no slicing
+        return list(zip(repeat(K_IN), map(int, batches), map(int, walls),
+                        map(list, zip(pays)))), n
+    ends = [*starts[1:], n]
+    return list(zip(repeat(K_IN), map(int, map(batches.__getitem__, starts)),
+                    map(int, map(walls.__getitem__, starts)),
+                    map(pays.__getitem__, map(slice, starts, ends)))), n
+
+
 def parse_batches(content: bytes, from_ns: int | None = None, to_ns: int | None = None
                   ) -> tuple[list[BatchItem], int, FramesError | None]:
     """The records of one zstd frame, as :func:`parse_chunk` gives them, grouped by
     :func:`group_records` (replay's reader): (items, how many records, the error after
-    them). Split in C where it can (:func:`_columns`): no tuple and no int per K_IN record,
-    one Python step per socket read."""
+    them). Split in C where it can (:func:`_in_only_batches`, :func:`_columns`): no tuple
+    and no int per K_IN record, one Python step per socket read."""
+    if from_ns is None and to_ns is None:
+        fast = _in_only_batches(content)
+        if fast is not None:
+            return fast[0], fast[1], None
     cols = _columns(content)
     if cols is None:
         recs, err = parse_chunk(content, from_ns, to_ns)
@@ -546,6 +600,14 @@ def decode_json(payload: bytes) -> Any:
     return _json_dec.decode(payload)
 
 
+def split_socket(payload: bytes) -> tuple[str, bytes]:
+    """A :data:`K_IN_ON` payload → (socket name, the frame's bytes)."""
+    socket, sep, frame = payload.partition(b" ")
+    if not sep:
+        raise FramesError(f"{K_IN_ON} record without a socket name: {payload[:40]!r}")
+    return socket.decode("ascii", "replace"), frame
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -660,6 +722,17 @@ class FrameRecorder:
     def info(self, request: Any, response: Any) -> None:
         self.event(K_INFO, {"request": request, "response": response})
 
+    def inbound_on(self, socket: str, texts: list[str]) -> None:
+        """The texts of one read of socket ``socket`` (a venue with several sockets, e.g.
+        Bybit's linear, spot and private ones): :data:`K_IN_ON` records whose payload is the
+        socket name, a space and the frame, so replay hands each frame to its socket's
+        decoder. ``socket`` must hold no space."""
+        items = self._items
+        if len(items) < self.max_pending:
+            items.append((K_IN_ON, time.monotonic_ns(), (socket, texts)))
+        else:
+            self.stats.dropped += len(texts)
+
     # -- the writer side
     def _encode(self, items: list[tuple[str, int, Any]]) -> dict[str, bytearray]:
         by_day: dict[str, bytearray] = {}
@@ -682,6 +755,14 @@ class FrameRecorder:
                 for text in obj:
                     raw = text.encode() if isinstance(text, str) else bytes(text)
                     buf += encode_record(K_IN, b, wall, mono, raw)
+            elif kind == K_IN_ON:
+                st.batches += 1
+                socket, texts = obj
+                st.frames_in += len(texts)
+                prefix = socket.encode() + b" "
+                for text in texts:
+                    raw = text.encode() if isinstance(text, str) else bytes(text)
+                    buf += encode_record(K_IN_ON, b, wall, mono, prefix + raw)
             elif kind == K_OUT:
                 st.frames_out += len(obj)
                 for text in obj:

@@ -33,6 +33,11 @@ the verdict, so a clean set-up can say GO. Checks, in order:
 * ``hard stop``: a latch in the journal not reset: WARN (PASS when a ``RESET_HARD_STOP``
   request waits in the state dir). ``kill file`` present, ``kill env`` (``ENGINE_KILL``) set:
   WARN; the engine stops at start while either is on.
+* A config with ``[funding]`` (the funding/basis strategy on Bybit) gets the Bybit checks of
+  :mod:`engine.ops.check_bybit` instead of ``config``, ``credentials``, ``venue``, ``clock`` and
+  ``hard stop`` above (same report, verdict and exit codes; ``instruments`` and ``account`` are
+  its own lines, ``hard stop`` reads the funding records' breaker latch); ops token, webhook,
+  data dir, records lock, kill file and tests are shared.
 * ``property tests`` (``--tests property``, the default): ``python -m pytest <tests> -q -x -p
   no:cacheprovider -m "property and not slow"`` — the Hypothesis tests only (tests/conftest.py
   marks them ``property``), well under a minute; ``all tests`` (``--tests all``): the whole
@@ -79,6 +84,10 @@ from engine.secrets import (
     load_credential,
 )
 from engine.startup import StartupError, check_records_dir
+from engine.venues.bybit.keys import KEY_CREDENTIAL as BYBIT_KEY_CREDENTIAL
+from engine.venues.bybit.keys import KEY_ENV as BYBIT_KEY_ENV
+from engine.venues.bybit.keys import SECRET_CREDENTIAL as BYBIT_SECRET_CREDENTIAL
+from engine.venues.bybit.keys import SECRET_ENV as BYBIT_SECRET_ENV
 from engine.venues.hyperliquid.execution import ReconcileError, parse_account_value, parse_positions
 from engine.venues.hyperliquid.info import DiscoveryError, InfoClient, InfoError, discover
 from engine.venues.hyperliquid.keys import load_signer
@@ -117,8 +126,10 @@ TEST_SCOPES: Final = ("property", "all")
 #: pytest's exit code when the selection is empty
 _PYTEST_NO_TESTS: Final = 5
 _MIN_SECRET_LEN: Final = 6
-_SECRET_ENV_VARS: Final = (AGENT_KEY_ENV, OPS_TOKEN_ENV, WEBHOOK_ENV)
-_SECRET_CREDENTIALS: Final = (CREDENTIAL_NAME, OPS_TOKEN_CREDENTIAL, WEBHOOK_CREDENTIAL)
+_SECRET_ENV_VARS: Final = (AGENT_KEY_ENV, OPS_TOKEN_ENV, WEBHOOK_ENV, BYBIT_KEY_ENV,
+                           BYBIT_SECRET_ENV)
+_SECRET_CREDENTIALS: Final = (CREDENTIAL_NAME, OPS_TOKEN_CREDENTIAL, WEBHOOK_CREDENTIAL,
+                              BYBIT_KEY_CREDENTIAL, BYBIT_SECRET_CREDENTIAL)
 _SUMMARY_RE: Final = re.compile(r"(?:\d+ [a-z]+(?:, \d+ [a-z]+)*|no tests ran) in \d")
 _FAILED_RE: Final = re.compile(r"(?:FAILED|ERROR) [^\s:]+\.py(?:::[^\s]+)?")
 
@@ -686,6 +697,10 @@ async def run_check_async(config_path: str | None, *, mode: str | None, run_test
     except ConfigError as exc:
         report.emit(FAIL, "config", str(exc))
         return report.finish()
+    if cfg.funding is not None:  # the funding/basis strategy on Bybit (engine.ops.check_bybit)
+        if await _run_bybit_checks(report, cfg, config_path, env):
+            await _check_tests(report, run_tests, tests_path, env, tests_timeout_s, tests)
+        return report.finish()
     _check_config(report, cfg, config_path)
     if report.results[-1].status == FAIL:
         return report.finish()
@@ -699,6 +714,24 @@ async def run_check_async(config_path: str | None, *, mode: str | None, run_test
     _check_kill_file(report, cfg, env)
     await _check_tests(report, run_tests, tests_path, env, tests_timeout_s, tests)
     return report.finish()
+
+
+async def _run_bybit_checks(report: _Report, cfg: EngineConfig, config_path: str | None,
+                            env: Mapping[str, str]) -> bool:
+    """The checks of a ``[funding]`` config (Bybit): see :mod:`engine.ops.check_bybit`. False
+    when the config failed (then nothing else ran)."""
+    from engine.ops import check_bybit
+
+    source = config_path if config_path is not None else "embedded default config"
+    if not check_bybit.check_config(report, cfg, source):
+        return False
+    creds = check_bybit.check_credentials(report, cfg, env)
+    _check_ops_secrets(report, cfg, env)
+    _check_data_dir(report, cfg)
+    await check_bybit.check_venue(report, cfg, creds)
+    check_bybit.check_latch(report, cfg, env)
+    _check_kill_file(report, cfg, env)
+    return True
 
 
 def run_check(config_path: str | None, *, mode: str | None, run_tests: bool,

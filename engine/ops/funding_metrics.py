@@ -35,6 +35,21 @@ class FundingMetrics:
         self.pnl = r.gauge_family(
             "engine_funding_pnl_usd", "Run P&L by part (funding, basis_pnl, fees, net_pnl).",
             ["part"])
+        self.exposure = r.gauge_family(
+            "engine_funding_exposure_usd",
+            "Unhedged notional per symbol: |spot + perp| base quantity at the spot mid (USD).",
+            ["symbol"])
+        self.gross = r.gauge_family(
+            "engine_funding_gross_usd",
+            "Notional held per symbol: the larger leg at the spot mid (USD).", ["symbol"])
+        self.leg_risk = r.gauge_family(
+            "engine_funding_leg_risk_usd_seconds",
+            "Leg risk used by the symbol's open intent: unhedged USD x seconds (its budget is "
+            "[funding] leg_risk_budget_usd_s).", ["symbol"])
+        self.hedge_ratio = r.gauge_family(
+            "engine_funding_hedge_ratio",
+            "|spot| / |perp| of the legs held now (1 = matched; absent while flat).",
+            ["symbol"])
         self.settlements = r.gauge(
             "engine_funding_settlements", "Funding settlements received this run.")
         self.symbols_live = r.gauge(
@@ -53,6 +68,15 @@ class FundingMetrics:
             apr = r.get("apr")
             if isinstance(apr, int | float):
                 self.apr.labels(sym).set(apr)
+            self.exposure.labels(sym).set(_num(r.get("exposure_usd")))
+            self.gross.labels(sym).set(_num(r.get("gross_usd")))
+            self.leg_risk.labels(sym).set(_num(r.get("leg_risk_usd_s")))
+            if perp:
+                self.hedge_ratio.labels(sym).set(abs(spot) / abs(perp))
+            elif spot:
+                self.hedge_ratio.labels(sym).set(0.0)  # a spot leg and no hedge at all
+            else:
+                self.hedge_ratio.remove(sym)
             self.engine.position_size.labels(f"{sym}:perp").set(perp)
             self.engine.position_size.labels(f"{sym}:spot").set(spot)
         for part in ("funding", "basis_pnl", "fees", "net_pnl"):
@@ -62,3 +86,10 @@ class FundingMetrics:
         self.settlements.set(settlements)
         self.symbols_live.set(symbols_live)
         self.connected.set(1 if connected else 0)
+
+
+def _num(v: Any) -> float:
+    """A row's number; 0 for a missing or non-numeric value (the row is the core's snapshot)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return 0.0
+    return float(v)

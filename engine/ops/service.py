@@ -128,8 +128,7 @@ class OpsService:
         while not self.app.is_ready():  # noqa: ASYNC110 - READY is a conjunction of states
             await trio.sleep(0.1)
         self.ready_at = time.time()
-        n = len(self.app.core.markets) if self.app.core is not None else 0
-        status = f"READY: {self.cfg.mode} mode, {n} markets"
+        status = ready_status(self.cfg.mode, self.app.ready_detail())
         log.info("%s (%.1f s after start)", status, self.ready_at - self.started_wall)
         await send_ready(self.sd, status)
         interval = watchdog_interval_s(self.env)
@@ -333,6 +332,11 @@ class OpsService:
         m.set_flags(ready=app.is_ready(), killed=app.stop_reason is not None)
         if self.last_health is not None:
             m.healthy.set(1 if self.last_health.healthy else 0)
+
+
+def ready_status(mode: str, detail: str) -> str:
+    """The READY line (logged and sent as systemd's ``STATUS=``)."""
+    return f"READY: {mode} mode, {detail}"
 
 
 def _report_summary(rep: DayReport) -> str:

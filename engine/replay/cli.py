@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 class ProgressBar:
     """One status line on stderr (redrawn in place on a terminal, else every 10 s)."""
 
-    def __init__(self, out: TextIO = sys.stderr, min_interval_s: float = 0.5) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, min_interval_s: float = 0.5) -> None:
+        # sys.stderr now, not when the module was imported (it may have been replaced since)
+        self.out = out = out if out is not None else sys.stderr
         self.tty = out.isatty()
         self.t0 = time.perf_counter()
         self.last = 0.0
@@ -106,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         t_to = parse_iso_ms(args.t_to) if args.t_to else None
     except (ConfigError, ValueError) as exc:
         print(f"engine replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from engine.replay.funding_backtest import recording_venue
+
+    if recording_venue(Path(args.data)) == "bybit":
+        print(f"engine replay: {args.data} is a recording of the Bybit funding engine: replay "
+              "it with --venue bybit (python -m engine replay --venue bybit --data ...)",
+              file=sys.stderr)
         return EXIT_USAGE
     mode = args.mode or (cfg.mode if cfg.mode in ("observe", "paper") else "paper")
     out = Path(args.out) if args.out else Path(

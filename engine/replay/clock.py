@@ -14,6 +14,7 @@ fired is a bug (the live task would spin): it raises instead of looping forever.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 MAX_FIRES_AT_ONE_TIME = 10_000
 
@@ -46,13 +47,53 @@ class Timers:
         self.clock = clock
         self._sources: list[tuple[str, Callable[[], float | None], Callable[[float], None]]] = []
         self._dues: tuple[Callable[[], float | None], ...] = ()
+        self._heaps: list[list[Any] | None] = []
         self.fired: dict[str, int] = {}
 
     def add(self, name: str, due: Callable[[], float | None],
-            fire: Callable[[float], None]) -> None:
+            fire: Callable[[float], None], *, heap: list[Any] | None = None) -> None:
+        """A source. ``heap``: the ``heapq`` list ``due()`` reads (``heap[0][0]``, None when
+        empty) — mutated in place only, never rebound — so :meth:`advancer` can read it
+        without a call."""
         self._sources.append((name, due, fire))
         self._dues = tuple(src[1] for src in self._sources)
+        self._heaps.append(heap)
         self.fired[name] = 0
+
+    def advancer(self) -> Callable[[float], None]:
+        """:meth:`advance` as one closure for the hot loop (one call per socket read): the
+        sources given as heaps are read directly (``heap and heap[0][0] <= t``: exactly the
+        ``due()`` test), the others through ``due()``; when something is due it is
+        :meth:`advance` itself. Build it after the last :meth:`add`."""
+        heaps = tuple(h for h in self._heaps if h is not None)
+        calls = tuple(due for due, h in zip(self._dues, self._heaps, strict=True) if h is None)
+        clock = self.clock
+        fire_due = self._fire_due
+        if len(heaps) == 2 and not calls:
+            h1, h2 = heaps
+
+            def advance2(t_ms: float) -> None:
+                if (h1 and h1[0][0] <= t_ms) or (h2 and h2[0][0] <= t_ms):
+                    fire_due(t_ms)
+                elif t_ms > clock.now_ms:
+                    clock.now_ms = t_ms
+
+            return advance2
+
+        def advance(t_ms: float) -> None:
+            for h in heaps:
+                if h and h[0][0] <= t_ms:
+                    fire_due(t_ms)
+                    return
+            for due in calls:
+                d = due()
+                if d is not None and d <= t_ms:
+                    fire_due(t_ms)
+                    return
+            if t_ms > clock.now_ms:
+                clock.now_ms = t_ms
+
+        return advance
 
     def next_due(self) -> tuple[float, int] | None:
         """The earliest (due, source index), or None when every source is idle."""

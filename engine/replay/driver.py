@@ -3,9 +3,11 @@
 What runs is the live shell minus its Trio tasks: :class:`engine.app.ObserveApp` (observe) or
 :class:`engine.trading_app.TradingApp` (paper) is built by its own ``_build`` — the same
 ``ObserveCore``, ``TradingCore``, state machines, followup scheduler and ``PaperVenue`` — with a
-:class:`~engine.replay.clock.SimClock` as its injected clock. Each recorded socket read goes
-through :meth:`HyperliquidFeed.replay_batch`, the live reader's own per-frame dispatch (decode →
-handler → core), then the handler's ``on_batch_end``; recorded connection events go through the
+:class:`~engine.replay.clock.SimClock` as its injected clock. Runs of recorded socket reads
+go through :meth:`HyperliquidFeed.replay_reads` (one call per run): for each read the timers
+due up to its receive time, then the live reader's own per-frame dispatch (decode → handler →
+core), then the handler's ``on_batch_end`` — what :meth:`HyperliquidFeed.replay_batch` does with
+one read; recorded connection events go through the
 feed's own session start/end. The timer tasks of the live shell become
 :class:`~engine.replay.clock.Timers` sources, each calling the same method the live task calls
 when it wakes: the trading timer (``TradingApp.timer_fire``: paper executions at decision time +
@@ -28,6 +30,7 @@ through the live discovery's own parsing. Records of later engine runs in the sa
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
@@ -58,6 +61,9 @@ from engine.trading_app import TradingApp  # with the module: a replay's time is
 from engine.venues.hyperliquid.info import DiscoveryError, discovery_from_answers
 
 log = logging.getLogger("engine.replay")
+
+#: the garbage collector's first generation threshold during a replay (see :meth:`Replay.run`)
+GC_GEN0_THRESHOLD = 50_000
 
 RECORD_KINDS = ("signals", "followups", "orders", "fills", "positions", "trades")
 
@@ -183,7 +189,7 @@ class Replay:
         else:
             det = app.timer
             assert det is not None and app.core is not None
-            timers.add("detector", app.core.next_timer_ms, det.fire)
+            timers.add("detector", app.core.next_timer_ms, det.fire, heap=app.core.timer_heap)
         sched = app.scheduler
         assert sched is not None
         limit = sched.batch_limit
@@ -192,7 +198,7 @@ class Replay:
             while sched.capture_once(now) >= limit:
                 pass
 
-        timers.add("followups", sched.book.next_due_ms, followups)
+        timers.add("followups", sched.book.next_due_ms, followups, heap=sched.book.heap)
         return app, timers
 
     def _add_trading_timer(self, app: Any, timers: Timers) -> None:
@@ -218,11 +224,21 @@ class Replay:
                             progress=self._read)
 
     def run(self) -> ReplayStats:
-        """Replay everything; raises :class:`ReplayError` (one line for the operator)."""
+        """Replay everything; raises :class:`ReplayError` (one line for the operator).
+
+        While it runs, the garbage collector's first generation threshold is at least
+        :data:`GC_GEN0_THRESHOLD` (restored after): a zstd frame's records (thousands of
+        tuples and lists alive until the frame is replayed) would otherwise be traversed and
+        promoted by a collection every 700 allocations; the objects are freed by reference
+        counting as before, only cycles wait longer. No output depends on it."""
+        old = gc.get_threshold()
+        gc.set_threshold(max(old[0], GC_GEN0_THRESHOLD), *old[1:])
         try:
             return self._run()
         except FramesError as exc:
             raise ReplayError(str(exc)) from None
+        finally:
+            gc.set_threshold(*old)
 
     def _run(self) -> ReplayStats:
         t_start = time.perf_counter()
@@ -239,60 +255,61 @@ class Replay:
         assert feed is not None and app.writer is not None
         clock = self.clock
         advance = timers.advance
-        replay_batch = feed.replay_batch
+        reads = feed.replay_reads
+        before = timers.advancer()
         total = self._size()
         next_progress = 0
         control = self._control
         progress = self.progress
         read = self._read
-        texts: list[Any] | None = None  # the socket read not yet dispatched
-        batch_no = -1
-        batch_t = 0.0
+        held: BatchItem | None = None  # the last read of the previous zstd frame
         n_batches = n_frames = 0
         last_ms = st.last_ms
         items: list[BatchItem] | None = rest
         n = n_rest
-        # One list of items per zstd frame: a socket read (K_IN records of one batch number)
-        # is dispatched once the next item shows it is complete (a read can continue in the
-        # next zstd frame), then the item after it; every other record on its own, in order.
+        # One list of items per zstd frame; a socket read (K_IN records of one batch number:
+        # one item within a zstd frame) can continue in the next zstd frame, so the last item
+        # of a zstd frame is held until the next one shows it complete. Runs of complete
+        # reads go to the feed in one call (each read: the timers due up to its receive
+        # time, then its frames); every other record on its own, in order.
         while items is not None:
-            for it in items:
-                if it[0] == K_IN:
-                    if texts is not None:
-                        if it[1] == batch_no:  # the same read, continued
-                            texts.extend(it[3])
-                            continue
-                        advance(batch_t)
-                        n_batches += 1
-                        n_frames += len(texts)
-                        last_ms = batch_t
-                        replay_batch(texts, batch_t / 1000.0)
-                    batch_no = it[1]
-                    batch_t = it[2] / 1e6
-                    texts = it[3]
-                else:
-                    if texts is not None:
-                        advance(batch_t)
-                        n_batches += 1
-                        n_frames += len(texts)
-                        last_ms = batch_t
-                        replay_batch(texts, batch_t / 1000.0)
-                        texts = None
+            if held is not None:
+                if items and items[0][0] == K_IN and items[0][1] == held[1]:
+                    held[3].extend(items[0][3])  # the same read, continued
+                    items = items[1:]
+                if items:  # complete: the next item is another record
+                    n_frames += reads([held], 0, 1, before)
+                    n_batches += 1
+                    last_ms = held[2] / 1e6
+                    held = None
+            end = len(items)
+            if end and items[-1][0] == K_IN:
+                end -= 1
+                held = items[end]
+            i = 0
+            while i < end:
+                j = i
+                while j < end and items[j][0] == K_IN:
+                    j += 1
+                if j > i:
+                    n_frames += reads(items, i, j, before)
+                    n_batches += j - i
+                    last_ms = items[j - 1][2] / 1e6
+                if j < end:
                     st.last_ms = last_ms
-                    control(feed, advance, FrameRecord._make(it))
+                    control(feed, advance, FrameRecord._make(items[j]))
                     last_ms = st.last_ms
+                i = j + 1
             st.records += n
             if progress is not None and st.records >= next_progress:
                 next_progress = st.records + 20_000
                 st.batches, st.frames, st.last_ms = n_batches, n_frames, last_ms
                 progress(st, read[0] / total if total else 0.0)
             items, n = next(chunks, (None, 0))
-        if texts is not None:
-            advance(batch_t)
+        if held is not None:
+            n_frames += reads([held], 0, 1, before)
             n_batches += 1
-            n_frames += len(texts)
-            last_ms = batch_t
-            replay_batch(texts, batch_t / 1000.0)
+            last_ms = held[2] / 1e6
         st.batches, st.frames, st.last_ms = n_batches, n_frames, last_ms
         end_ms = st.last_ms if st.last_ms is not None else st.first_ms
         if self.to_ns is not None:

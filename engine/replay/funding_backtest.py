@@ -40,7 +40,7 @@ from typing import Any
 import attrs
 
 from engine.config import FundingConfig
-from engine.core.funding_core import FundingCore, Intent
+from engine.core.funding_core import FundingCore, Intent, with_account_fees
 from engine.core.neutral import (
     BookTop,
     FundingQuote,
@@ -51,6 +51,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    PlaceOrder,
 )
 from engine.core.paper_two_leg import Level, PaperTwoLegVenue
 from engine.venues.bybit.codec import BookGap, BybitDecoder, Malformed
@@ -70,6 +71,15 @@ class Tick:
     levels: tuple[Sequence[Level], Sequence[Level]] | None = None
 
 
+@attrs.frozen
+class SocketEvent:
+    """A recorded connection event: socket ``socket`` up (``connected``) or down at ``ts``."""
+
+    ts: int
+    socket: str
+    connected: bool
+
+
 class BacktestError(ValueError):
     """The input cannot be backtested (one line, naming what to change)."""
 
@@ -80,11 +90,23 @@ class FundingBacktest:
     def __init__(self, cfg: FundingConfig, spot: dict[str, Instrument],
                  perp: dict[str, Instrument], *, start_ms: int, latency_ms: float = 50.0,
                  extra_latency_ms: dict[InstrumentKind, float] | None = None,
-                 spot_balances: dict[str, float] | None = None) -> None:
-        self.core = FundingCore(cfg, spot, perp, now_ms=start_ms)
+                 spot_balances: dict[str, float] | None = None, tid_prefix: str = "bt",
+                 core_start_ms: int | None = None, tick_ms: int | None = None) -> None:
+        """``core_start_ms``: when the core was built (its client-id prefix; default
+        ``start_ms``). ``tick_ms``: run the live shell's timer (:data:`LIVE_TICK_MS`) —
+        venue events due and ``on_tick`` after the inputs of each millisecond (the live
+        timer wakes once the stream tasks have handed over what arrived), and at least every
+        ``tick_ms`` — instead of only at the core's own wakeups."""
+        self.core = FundingCore(cfg, spot, perp,
+                                now_ms=start_ms if core_start_ms is None else core_start_ms)
         self.venue = PaperTwoLegVenue(spot, perp, latency_ms=latency_ms,
-                                      extra_latency_ms=extra_latency_ms, tid_prefix="bt",
+                                      extra_latency_ms=extra_latency_ms, tid_prefix=tid_prefix,
                                       spot_balances=spot_balances)
+        self.tick_ms = tick_ms
+        self._last_tick = start_ms
+        self._tick_due: int | None = None  # the live timer's wake after the latest event
+        self.down: set[str] = set()  # sockets down (recorded connection events)
+        self.was_down = False
         for sym, qty in (spot_balances or {}).items():
             self.core.strategy.inventory[sym] = qty
         self.cfg, self.spot, self.perp = cfg, spot, perp
@@ -96,9 +118,12 @@ class FundingBacktest:
     # -- the loop --------------------------------------------------------------------------------
 
     def send(self, intents: list[Intent], now: int) -> None:
+        """What the live shell's paper dispatch does: each order and cancel to the paper
+        venue, and an order's write time back to the core (its leg latency)."""
         for i in intents:
             self.venue.submit(i, now)
-            self.core.on_sent(i.client_id, now)
+            if isinstance(i, PlaceOrder):
+                self.core.on_sent(i.client_id, now)
 
     def _collect(self) -> None:
         self.records.extend(self.core.drain_records())
@@ -121,13 +146,20 @@ class FundingBacktest:
         else:
             self._deliver(events, t)
         w = self.core.next_wakeup_ms()
-        if w is not None and w <= t:
+        if self.tick_ms is not None or (w is not None and w <= t):
             self.send(self.core.on_tick(t), t)
+            self._last_tick = t
+            if self._tick_due is not None and self._tick_due <= t:
+                self._tick_due = None
         self._collect()
 
     def _wakeup(self) -> int | None:
         ws = [w for w in (self.venue.next_wakeup_ms(), self.core.next_wakeup_ms())
               if w is not None]
+        if self.tick_ms is not None:
+            ws.append(self._last_tick + self.tick_ms)
+            if self._tick_due is not None:
+                ws.append(self._tick_due)
         return min(ws) if ws else None
 
     def advance(self, t: int, *, inclusive: bool = False) -> None:
@@ -158,6 +190,39 @@ class FundingBacktest:
         if not self.offline:  # the engine's market sockets are down too
             self.send(self.core.on_market(ev, tick.ts), tick.ts)
         self._collect()
+        if self.tick_ms is not None:  # the live timer wakes after the events (of this ms)
+            self._tick_due = tick.ts
+
+    # -- recorded connection events: what the live shell does on each (FundingApp._down/_up)
+
+    def socket_event(self, ev: SocketEvent) -> None:
+        """Socket ``ev.socket`` went down or came back at ``ev.ts``: the first socket down
+        disconnects the core; the last one back reconnects it (its re-sends go out, and the
+        live timer wakes). The paper venue, like the live one, keeps its own time."""
+        t = ev.ts
+        if t < self.now:
+            raise BacktestError(f"input at {t} is older than the clock {self.now}: "
+                                "inputs must be in time order")
+        self.advance(t)
+        self.now = t
+        if not ev.connected:
+            if ev.socket in self.down:
+                return
+            first = not self.down
+            self.down.add(ev.socket)
+            if first:
+                self.core.disconnect(t)
+                self.was_down = True
+                self._collect()
+            return
+        self.down.discard(ev.socket)
+        if self.down or not self.was_down:
+            return
+        self.was_down = False
+        self.send(self.core.reconnect(t), t)
+        self._collect()
+        if self.tick_ms is not None:
+            self._tick_due = t
 
     # -- drills: connection loss and restart ------------------------------------------------------
 
@@ -192,11 +257,15 @@ class FundingBacktest:
             self._deliver(held, t)
         self._collect()
 
-    def run(self, ticks: Iterable[Tick], end_ms: int | None = None) -> list[dict[str, Any]]:
+    def run(self, ticks: Iterable[Tick | SocketEvent],
+            end_ms: int | None = None) -> list[dict[str, Any]]:
         for tick in ticks:
             if end_ms is not None and tick.ts > end_ms:
                 break
-            self.feed(tick)
+            if isinstance(tick, SocketEvent):
+                self.socket_event(tick)
+            else:
+                self.feed(tick)
         # what is due at the last input's time (or up to end_ms) fires too
         self.advance(end_ms if end_ms is not None else self.now, inclusive=True)
         self._collect()
@@ -347,3 +416,174 @@ def ticks_from_funding(rows: Sequence[FundingRow], perp: dict[str, Instrument], 
                 yield from books(sym, lpx, t)
                 yield quote(sym, rate, next_ms, lpx, t)
             t += step_ms
+
+
+# -- the engine's own recordings (<records dir>/frames/, engine/io/frames.py) -----------------
+
+LIVE_TICK_MS = 250
+"""The live funding shell's timer period (``engine.funding_app.TICK_S``): it wakes after every
+event and at least this often (a test keeps the two equal)."""
+
+SOCKET_KINDS = {"linear": InstrumentKind.LINEAR_PERP, "spot": InstrumentKind.SPOT}
+"""The market sockets replay decodes (the books on each); the ``private`` socket's frames are
+the venue's answers to a live run's own orders, which a paper replay makes itself."""
+
+FUNDING_START = {"engine": "funding_start"}
+"""The ``info`` request under which the funding shell records when it built its core."""
+
+
+@attrs.define
+class FundingRecording:
+    """A funding run's frame recording (``python -m engine run`` with ``[recording]``): the run
+    header, the instruments and core start time it recorded, and its inputs in receive order.
+
+    Every ``ins`` frame of a market socket goes through that socket's own
+    :class:`~engine.venues.bybit.codec.BybitDecoder`, set up like the live one (the linear
+    decoder knows each perp's funding interval), so replay sees the events the live core saw.
+    With ``from_ms`` the frames before it still pass through the decoders (their ticker and
+    book state is what a live engine had then) but give no input; ``to_ms`` ends the inputs."""
+
+    directory: Path
+    header: dict[str, Any]
+    spot: dict[str, Instrument]
+    perp: dict[str, Instrument]
+    start_ms: int | None
+    from_ms: int | None = None
+    to_ms: int | None = None
+    malformed: int = 0
+    gaps: int = 0
+
+    def inputs(self) -> Iterator[Tick | SocketEvent]:
+        from engine.io.frames import K_CONN, K_IN_ON, decode_json, iter_records, split_socket
+
+        decoders: dict[str, BybitDecoder] = {}
+        for name, kind in SOCKET_KINDS.items():
+            dec = decoders[name] = BybitDecoder(kind)
+            if kind is InstrumentKind.LINEAR_PERP:
+                for sym, inst in self.perp.items():
+                    dec.tickers.set_funding_interval(sym, inst.funding_interval_ms)
+        lo = self.from_ms if self.from_ms is not None else -1
+        to_ns = None if self.to_ms is None else self.to_ms * 1_000_000 + 999_999
+        for rec in iter_records(self.directory, to_ns=to_ns):
+            ts = rec.wall_ns // 1_000_000
+            if rec.kind == K_IN_ON:
+                socket, frame = split_socket(rec.payload)
+                on = decoders.get(socket)
+                if on is None:
+                    continue
+                for ev in on.decode(frame):
+                    if isinstance(ev, BookGap):  # the live stream resubscribes the topic
+                        self.gaps += 1
+                        on.reset_book(ev.topic)
+                    elif isinstance(ev, Malformed):
+                        self.malformed += 1
+                    elif isinstance(ev, FundingQuote | BookTop) and ts >= lo:
+                        yield Tick(ts, ev)
+            elif rec.kind == K_CONN and ts >= lo:
+                obj = decode_json(rec.payload)
+                if isinstance(obj, dict) and isinstance(obj.get("socket"), str):
+                    yield SocketEvent(ts, obj["socket"], obj.get("event") == "connected")
+
+
+def recording_venue(directory: Path) -> str | None:
+    """The venue named by the first run header of the recording in ``directory`` (a records
+    dir or its ``frames/``): ``"bybit"`` for the funding engine's, ``"hyperliquid"`` for a
+    header without one; None when there is no readable recording."""
+    from engine.io.frames import K_RUN, FramesError, decode_json, iter_records
+
+    try:
+        for rec in iter_records(directory):
+            if rec.kind == K_RUN:
+                obj = decode_json(rec.payload)
+                venue = obj.get("venue") if isinstance(obj, dict) else None
+                return str(venue) if venue else "hyperliquid"
+    except (FramesError, ValueError, OSError):
+        return None
+    return None
+
+
+def open_recording(directory: Path, *, from_ms: int | None = None,
+                   to_ms: int | None = None) -> FundingRecording:
+    """The recording in ``directory`` (a records dir or its ``frames/``): its first run's
+    header, instruments and core start (read up to its first frame). A recording of another
+    venue, or one without instruments, is a :class:`BacktestError`."""
+    from engine.io.frames import K_IN_ON, K_INFO, K_RUN, FramesError, decode_json, iter_records
+    from engine.venues.bybit.factory import instruments_from_info
+
+    header: dict[str, Any] | None = None
+    answers: list[tuple[Any, Any]] = []
+    start: int | None = None
+    try:
+        for rec in iter_records(directory):
+            if rec.kind == K_RUN and header is None:
+                obj = decode_json(rec.payload)
+                header = obj if isinstance(obj, dict) else {}
+            elif rec.kind == K_INFO:
+                obj = decode_json(rec.payload)
+                if isinstance(obj, dict):
+                    if obj.get("request") == FUNDING_START:
+                        resp = obj.get("response")
+                        if isinstance(resp, dict) and isinstance(resp.get("now_ms"), int):
+                            start = resp["now_ms"]
+                    else:
+                        answers.append((obj.get("request"), obj.get("response")))
+            elif rec.kind == K_IN_ON:
+                break
+    except FramesError as exc:
+        raise BacktestError(str(exc)) from None
+    if header is None:
+        raise BacktestError(f"{directory}: no run header: not an engine frame recording")
+    if header.get("venue") != "bybit":
+        venue = header.get("venue") or "hyperliquid"
+        raise BacktestError(f"{directory}: a recording of venue {venue!r}, not bybit (replay "
+                            "it without --venue bybit)")
+    spot, perp = instruments_from_info(answers)
+    missing = [s for s in header.get("symbols") or [] if s not in spot or s not in perp]
+    if not spot or not perp or missing:
+        raise BacktestError(f"{directory}: the recording holds no instruments-info for "
+                            f"{', '.join(missing) or 'its symbols'} (recorded by an older "
+                            "engine?)")
+    return FundingRecording(directory, header, spot, perp, start, from_ms, to_ms)
+
+
+def replay_recording(cfg: FundingConfig, rec: FundingRecording, *, latency_ms: float,
+                     drain_ms: int = 0, spot_balances: dict[str, float] | None = None
+                     ) -> tuple[FundingBacktest, list[dict[str, Any]]]:
+    """``rec`` through the live shell's loop on a replay clock (:data:`LIVE_TICK_MS` timer,
+    the recorded core start, so the same client ids): (the backtest, its records). The clock
+    runs to ``to_ms`` (or the last input) plus ``drain_ms``."""
+    symbols = [s for s in cfg.symbols if s in rec.spot and s in rec.perp]
+    if symbols != list(cfg.symbols):
+        gone = sorted(set(cfg.symbols) - set(symbols))
+        raise BacktestError(f"[funding] symbols {', '.join(gone)} are not in the recording "
+                            f"(it has {', '.join(sorted(rec.perp))})")
+    inputs = rec.inputs()
+    first = next(inputs, None)
+    # the clock starts with the live core (before its first frame), or at the window's start
+    if rec.start_ms is not None and rec.from_ms is None:
+        start = rec.start_ms if first is None else min(rec.start_ms, first.ts)
+    elif first is not None:
+        start = first.ts
+    else:
+        raise BacktestError(f"{rec.directory}: no market data in the selected window")
+    spot, perp = with_account_fees(cfg, rec.spot, rec.perp)  # as the live shell built them
+    bt = FundingBacktest(cfg, spot, perp, start_ms=start, latency_ms=latency_ms,
+                         spot_balances=spot_balances, core_start_ms=rec.start_ms,
+                         tid_prefix=f"paper{rec.start_ms if rec.start_ms is not None else start}",
+                         tick_ms=LIVE_TICK_MS)
+
+    def all_inputs() -> Iterator[Tick | SocketEvent]:
+        if first is not None:
+            yield first
+        yield from inputs
+
+    last = start
+    for item in all_inputs():
+        last = item.ts
+        if isinstance(item, SocketEvent):
+            bt.socket_event(item)
+        else:
+            bt.feed(item)
+    end = (rec.to_ms if rec.to_ms is not None else last) + drain_ms
+    records = bt.run([], end_ms=max(end, bt.now))
+    return bt, records

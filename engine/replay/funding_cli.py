@@ -1,7 +1,11 @@
-"""``python -m engine replay --venue bybit (--frames FILE | --funding FILE) [options]``: backtest
-the funding/basis strategy (:mod:`engine.replay.funding_backtest`) and print a summary.
+"""``python -m engine replay --venue bybit (--data DIR [--from ISO] [--to ISO] | --frames FILE |
+--funding FILE) [options]``: backtest the funding/basis strategy
+(:mod:`engine.replay.funding_backtest`) and print a summary.
 
-Inputs: ``--frames`` a recorded-frames JSON Lines file; ``--funding`` a funding-history CSV
+Inputs: ``--data`` the engine's own frame recording (``<records dir>/frames/``, zstd day files,
+as a live funding run writes them; its instruments and core start come from the recording,
+``--from``/``--to`` select a window of receive times), replayed through the live shell's loop;
+``--frames`` a recorded-frames JSON Lines file; ``--funding`` a funding-history CSV
 (Bybit's ``symbol,fundingRate,fundingRateTimestamp`` [+ ``price``]) or a saved
 ``/v5/market/funding/history`` JSON answer. Instruments: ``--instruments-linear`` /
 ``--instruments-spot`` saved ``/v5/market/instruments-info`` answers (lot sizes, minimums,
@@ -23,6 +27,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from engine.config import FundingConfig
 from engine.core.neutral import Instrument, InstrumentKind
 from engine.replay.funding_backtest import (
@@ -30,7 +36,9 @@ from engine.replay.funding_backtest import (
     FundingBacktest,
     FundingRow,
     Tick,
+    open_recording,
     read_funding_csv,
+    replay_recording,
     ticks_from_frames,
     ticks_from_funding,
 )
@@ -46,9 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "history, through the same core and an honest paper venue.")
     p.add_argument("--venue", choices=("bybit",), default="bybit")
     src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="the engine's own frame recording: a records dir (its "
+                                    "frames/) or a frames dir, as `engine run` writes it")
     src.add_argument("--frames", help="recorded frames, JSON Lines {ts, socket, raw}")
     src.add_argument("--funding", help="funding history: CSV (Bybit's field names) or the "
                                        "saved /v5/market/funding/history JSON")
+    p.add_argument("--from", dest="t_from", default=None, metavar="ISO",
+                   help="--data: first receive time to replay (UTC unless an offset is given)")
+    p.add_argument("--to", dest="t_to", default=None, metavar="ISO",
+                   help="--data: last receive time to replay")
     p.add_argument("--config", default=None, help="engine TOML with a [funding] section")
     p.add_argument("--instruments-linear", default=None, help="saved instruments-info (linear)")
     p.add_argument("--instruments-spot", default=None, help="saved instruments-info (spot)")
@@ -146,12 +160,27 @@ def main(argv: list[str] | None = None) -> int:
         ecfg = load(args.config)
         cfg = ecfg.funding or FundingConfig()
         latency = args.latency_ms if args.latency_ms is not None else ecfg.paper.latency_ms
-        spot, perp = _instruments(args, cfg)
         inventory = _inventory(args.spot_inventory)
         out = Path(args.out) if args.out else Path(
             f"funding-backtest-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.jsonl")
         if out.exists():
             raise BacktestError(f"--out {out} exists: give a new file")
+        if (args.t_from or args.t_to) and not args.data:
+            raise BacktestError("--from/--to select a window of a recording (--data)")
+        if args.data:
+            from engine.replay.cli import parse_iso_ms
+
+            rec = open_recording(
+                Path(args.data),
+                from_ms=int(parse_iso_ms(args.t_from)) if args.t_from else None,
+                to_ms=int(parse_iso_ms(args.t_to)) if args.t_to else None)
+            if ecfg.funding is None:  # no [funding] in the config: the recorded symbols
+                cfg = attrs.evolve(cfg, symbols=list(rec.header.get("symbols") or []))
+            bt, records = replay_recording(cfg, rec, latency_ms=latency,
+                                           drain_ms=int(args.drain_s * 1000),
+                                           spot_balances=inventory)
+            return _write(out, bt, records)
+        spot, perp = _instruments(args, cfg)
         ticks: list[Tick]
         if args.frames:
             with Path(args.frames).open() as fh:
@@ -175,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, BacktestError, ValueError, OSError) as exc:
         print(f"engine replay --venue bybit: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return _write(out, bt, records)
+
+
+def _write(out: Path, bt: FundingBacktest, records: list[dict[str, Any]]) -> int:
+    """The records (one JSON object a line) to ``out``, and the summary line."""
     with out.open("w") as fh:
         for r in records:
             fh.write(json.dumps(r, separators=(",", ":")) + "\n")

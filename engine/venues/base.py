@@ -10,6 +10,8 @@ only talks to the objects through these interfaces:
   read at a time, synchronously to the shell's handler (frames → core);
 * :class:`ExecutionBackend`: where the core's venue-bound intents go (orders, cancels,
   queries) and what it answers with; the paper venue is one too;
+* :class:`AccountVenueFactory`: a venue built as one account object (Bybit's REST,
+  executor, order lanes and sockets) for a shell that drives it whole;
 * :class:`BatchContext`: the explicit context of the frame batch being dispatched (its
   receive time), shared by the handler that fills it and whoever needs "now" of the batch.
 
@@ -18,7 +20,7 @@ See docs/architecture.md, "Adding a third venue".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -56,12 +58,20 @@ class FrameRecorder(Protocol):
 
 
 class FeedStatsView(Protocol):
-    """The counters of a feed the shell shows (summary line, ``/status``, metrics)."""
+    """The counters of a feed the shell shows (summary line, ``/status``, metrics); read
+    only (a feed keeps them as attributes or computes them)."""
 
-    connected: bool
-    reconnects: int
-    malformed: int
-    frames_by_channel: dict[str, int]
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    @property
+    def malformed(self) -> int: ...
+
+    @property
+    def frames_by_channel(self) -> dict[str, int]: ...
 
     @property
     def frames_total(self) -> int: ...
@@ -81,7 +91,9 @@ class MarketDataFeed(Protocol):
 
     Replay (:mod:`engine.replay`) drives the same feed without a socket: ``replay_connected``
     / ``replay_disconnected`` / ``replay_batch`` take the steps a live connection and a live
-    socket read take (times in seconds of the feed's clock)."""
+    socket read take (times in seconds of the feed's clock); ``replay_reads`` takes a run of
+    recorded reads ``(kind, batch, wall_ns, texts)``, calling ``before(t_ms)`` ahead of each
+    (one call per run; the frames dispatched are returned)."""
 
     @property
     def stats(self) -> FeedStatsView: ...
@@ -103,6 +115,9 @@ class MarketDataFeed(Protocol):
     def replay_disconnected(self, reason: str, now: float) -> None: ...
 
     def replay_batch(self, texts: list[str], now: float) -> None: ...
+
+    def replay_reads(self, items: list[Any], start: int, end: int,
+                     before: Callable[[float], None]) -> int: ...
 
 
 @attrs.frozen
@@ -204,3 +219,13 @@ class TradingVenueFactory(VenueFactory, Protocol):
 
     def dead_man(self, executor: Any, dead_man_s: float, *, orders: Callable[[], Iterable[Any]],
                  connected: Callable[[], bool], clock: Callable[[], float]) -> Any: ...
+
+
+class AccountVenueFactory(VenueFactory, Protocol):
+    """A venue whose shell drives one account object (Bybit: REST with server-time sync,
+    the order executor and its timed order lanes, and the sockets as one feed) instead of the
+    separate trade-mode pieces of :class:`TradingVenueFactory`: ``build(venue_cfg, clock,
+    need_keys, env)`` returns it (keys only when ``need_keys``: trade mode)."""
+
+    def build(self, cfg: Any, clock: Callable[[], float], need_keys: bool = True,
+              env: Mapping[str, str] = ...) -> Any: ...

@@ -105,6 +105,13 @@ FALLBACK_LOG_INTERVAL_MS = 60_000.0
 """At most one top-of-book fallback log line per coin in this interval (venue time, ms)."""
 
 _ZERO = Decimal(0)
+DONE_PRUNE_AT = 8192
+"""Past this many remembered processed orders, those the core no longer knows are forgotten
+(it can no longer ask for their status; the bound then doubles from what is kept)."""
+TAKEN_PRUNE_AT = 4096
+"""Past this many remembered (quote, price) entries over all markets, a market's entries for
+quotes older than its current one are dropped when it trades (an older quote time comes back
+only after a reconnect)."""
 
 
 def reject_status_for(message: str) -> str:
@@ -241,8 +248,12 @@ class PaperVenue:
         self._heap: list[tuple[float, int, _Pending]] = []
         self._in_flight: dict[str, _Pending] = {}
         self._done: dict[str, _Done] = {}
+        self._done_prune_at = DONE_PRUNE_AT
         self._positions: dict[str, Decimal] = {}
-        self._taken: dict[tuple[str, bool, int, float], Decimal] = {}
+        # liquidity taken per displayed quote: coin -> {(is_buy, bbo_time_ms, px): size}, and
+        # the number of entries over every coin (the pruning bound, see _book)
+        self._taken: dict[str, dict[tuple[bool, int, float], Decimal]] = {}
+        self._taken_n = 0
         self._seq = 0
         self._tid_n = 0
         self._next_oid = oid_start
@@ -446,9 +457,17 @@ class PaperVenue:
             total = sum((sz for _, sz in full), _ZERO)
             want = _floor(total * to_decimal(self._partial_ratio), dec)
             taken = _walk(book, o.is_buy, o.px, want, dec) if want > 0 else []
-        for px, sz in taken:
-            key = (o.coin, o.is_buy, m.bbo_time_ms, px)
-            self._taken[key] = self._taken.get(key, _ZERO) + sz
+        if taken:
+            mine = self._taken.get(o.coin)
+            if mine is None:
+                mine = self._taken[o.coin] = {}
+            for px, sz in taken:
+                key = (o.is_buy, m.bbo_time_ms, px)
+                prev = mine.get(key)
+                if prev is None:
+                    self._taken_n += 1
+                    prev = _ZERO
+                mine[key] = prev + sz
         return taken, book.source
 
     def _book(self, o: Order, m: MarketState, now_ms: float) -> _Book | None:
@@ -469,13 +488,18 @@ class PaperVenue:
                     shown.extend(lv for lv in got[1] if lv[0] > px)
                 else:
                     shown.extend(lv for lv in got[0] if lv[0] < px)
-        if len(self._taken) > 4096:  # this market's older quotes no longer matter
-            self._taken = {k: v for k, v in self._taken.items()
-                           if k[0] != o.coin or k[2] >= m.bbo_time_ms}
+        mine = self._taken.get(o.coin)
+        if mine and self._taken_n > TAKEN_PRUNE_AT:
+            # this market's older quotes no longer matter (the other markets' entries are
+            # pruned when they trade: O(this market's entries), never a scan of all)
+            kept = {k: v for k, v in mine.items() if k[1] >= m.bbo_time_ms}
+            self._taken_n -= len(mine) - len(kept)
+            mine = self._taken[o.coin] = kept
         levels: list[Level] = []
         for lpx, lsz in shown:
-            avail = to_decimal(lsz) - self._taken.get((o.coin, o.is_buy, m.bbo_time_ms, lpx),
-                                                      _ZERO)
+            avail = to_decimal(lsz)
+            if mine:
+                avail -= mine.get((o.is_buy, m.bbo_time_ms, lpx), _ZERO)
             if avail > 0:
                 levels.append((lpx, float(avail)))
         return _Book(levels, source)
@@ -489,19 +513,29 @@ class PaperVenue:
                         "the top of book only (logged at most once a minute per coin)", coin)
 
     # ------------------------------------------------------------------ reports
+    def _remember(self, cloid: str, done: _Done) -> None:
+        """Keep a processed order for ``orderStatus``; bounded: once past the bound, orders the
+        core no longer holds (pruned terminal ones: it cannot ask about them) are forgotten, so
+        a long paper run or replay does not keep every order it ever placed."""
+        if len(self._done) >= self._done_prune_at:
+            known = self.core.orders.by_cloid
+            self._done = {c: d for c, d in self._done.items() if c in known}
+            self._done_prune_at = max(DONE_PRUNE_AT, 2 * len(self._done))
+        self._done[cloid] = done  # (the order just processed is always kept)
+
     def _refuse(self, o: Order, oid: int, msg: str, now_ms: float, drop: bool) -> None:
         self.stats.rejected += 1
         if "asset=" not in msg:
             msg = f"{msg} asset={o.asset_id}"
         status = reject_status_for(msg)
-        self._done[o.cloid] = _Done(o, oid, _ZERO, status, now_ms)
+        self._remember(o.cloid, _Done(o, oid, _ZERO, status, now_ms))
         if not drop:
             self.core.on_post_result(o.cloid, {"error": msg}, now_ms)
             self.core.on_order_update(o.cloid, oid, status, o.sz_wire, o.sz_wire, now_ms)
 
     def _no_match(self, o: Order, oid: int, now_ms: float, drop: bool) -> None:
         self.stats.no_match += 1
-        self._done[o.cloid] = _Done(o, oid, _ZERO, "iocCancelRejected", now_ms)
+        self._remember(o.cloid, _Done(o, oid, _ZERO, "iocCancelRejected", now_ms))
         if not drop:
             self.core.on_post_result(
                 o.cloid, {"error": f"{NO_MATCH_MSG} asset={o.asset_id}"}, now_ms)
@@ -520,7 +554,7 @@ class PaperVenue:
             self.stats.filled += 1
         else:
             self.stats.partial += 1
-        self._done[o.cloid] = _Done(o, oid, total, status, now_ms)
+        self._remember(o.cloid, _Done(o, oid, total, status, now_ms))
         notional = sum((to_decimal(px) * sz for px, sz in matched), _ZERO)
         avg_px = float(notional / total)
         signed = total if o.is_buy else -total

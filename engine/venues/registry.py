@@ -4,7 +4,10 @@ Each venue package has a ``factory`` module whose ``FACTORY`` object builds its 
 the config. The registry maps names to those modules and imports one only when it is asked
 for (so importing the registry imports no venue); :func:`register` adds a venue (a module
 path or a factory object). The shell asks :func:`shell_factory` for
-the venue it runs; ``python -m engine sim --venue`` takes its choices from :func:`names`.
+the venue it runs (instruments and the market-data feed), :func:`trading_factory` adds the
+paper/trade pieces of the Hyperliquid shell, :func:`account_factory` the whole account venue
+the funding shell drives (Bybit); ``python -m engine sim --venue`` takes its choices from
+:func:`names`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from engine.venues.base import TradingVenueFactory, VenueFactory
+from engine.venues.base import AccountVenueFactory, TradingVenueFactory, VenueFactory
 
 DEFAULT_VENUE = "hyperliquid"
 
@@ -75,6 +78,7 @@ def simulator_main(name: str) -> Callable[[list[str]], int]:
 
 _SHELL = ("instruments", "market_data")
 _TRADING = (*_SHELL, "book_store", "execution", "dead_man")
+_ACCOUNT = (*_SHELL, "build")
 
 
 def _with(name: str, methods: tuple[str, ...], what: str) -> Any:
@@ -97,4 +101,11 @@ def trading_factory(name: str) -> TradingVenueFactory:
     """The factory of venue ``name`` for the paper and trade modes (also a depth store,
     the order executor and the dead-man switch)."""
     checked: TradingVenueFactory = _with(name, _TRADING, "paper or trade mode")
+    return checked
+
+
+def account_factory(name: str) -> AccountVenueFactory:
+    """The factory of venue ``name`` with the shell interface plus ``build`` (the whole
+    account venue: the funding shell's Bybit)."""
+    checked: AccountVenueFactory = _with(name, _ACCOUNT, "as one account venue")
     return checked

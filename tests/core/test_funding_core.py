@@ -89,10 +89,17 @@ def test_enter_hold_receive_funding_close_on_flip_with_pnl_parts() -> None:
     assert closed["fees"] == pytest.approx(sum(f["fee"] for f in fills))
     assert closed["fees_spot"] == pytest.approx(sum(f["fee"] for f in fills if f["leg"] == "spot"))
     cash = sum(-f["qty"] * f["price"] * (1 if f["side"] == "buy" else -1) for f in fills)
-    assert closed["basis_pnl"] == pytest.approx(cash)
+    # the spot buy's fee was kept in BTC: it is in the fees (at the fill price), not the basis;
+    # the sub-lot BTC it left behind is valued at the mid
+    fee_coin = sum(f["fee_base"] * f["price"] for f in fills)
+    assert fee_coin > 0
+    mid_at_close = 60_000.0 + (closed["closed_ms"] - T0) / 60_000
+    assert closed["basis_pnl"] == pytest.approx(
+        cash + fee_coin + closed["residual_spot"] * mid_at_close, abs=1e-6)
     assert closed["funding"] == pytest.approx(funding["amount"])
     assert closed["net"] == pytest.approx(closed["funding"] + closed["basis_pnl"] - closed["fees"])
-    assert closed["hedge_ratio"] == pytest.approx(1.0)
+    # the spot buy was sized up by its BTC fee: what arrived matches the perp to a spot lot
+    assert closed["hedge_ratio"] == pytest.approx(1.0, abs=float(SPOT.lot_size) / 0.016)
     # the perp leg fills first (after the latency); the spot order leaves at that moment
     perp_open = next(f for f in fills if f["leg"] == "perp")
     spot_order = next(r for r in of(recs, "order") if r["kind"] == "spot")
@@ -101,7 +108,10 @@ def test_enter_hold_receive_funding_close_on_flip_with_pnl_parts() -> None:
     assert closed["hold_ms"] == hold
     assert closed["net_apr"] == pytest.approx(
         closed["net"] / closed["entry_notional"] * 365 * 24 * H / hold)
-    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    # the venue holds what the books say: the sub-lot BTC the buy's fee left, nothing more
+    assert bt.venue.perp_pos["BTCUSDT"] == 0
+    assert 0 <= bt.venue.spot_bal["BTCUSDT"] < SPOT.lot_size
+    assert float(bt.venue.spot_bal["BTCUSDT"]) == pytest.approx(closed["residual_spot"], abs=1e-15)
     snap = bt.core.snapshot()
     assert snap["symbols"]["BTCUSDT"]["state"] == fsm.IDLE
     assert snap["totals"]["closed"] == 1
@@ -118,8 +128,9 @@ def test_snapshot_while_held_shows_both_legs_and_pnl_parts() -> None:
     held(bt, T0 + 58 * 60_000)
     s = bt.core.snapshot()["symbols"]["BTCUSDT"]
     assert s["state"] == fsm.HEDGED
-    assert s["perp_qty"] == -s["spot_qty"] and s["spot_qty"] > 0
-    assert s["net_delta"] == 0 and s["exposure_usd"] == 0
+    # the spot leg holds what arrived after its BTC fee; the buy was sized up for it
+    assert s["spot_qty"] > 0 and abs(s["perp_qty"] + s["spot_qty"]) < float(SPOT.lot_size)
+    assert abs(s["net_delta"]) < float(SPOT.lot_size) and s["exposure_usd"] < 0.06
     assert s["apr"] == pytest.approx(0.001 * 24 * 365)
     assert s["rate"] == 0.001 and s["next_funding_ms"] == T0 + H
     assert s["basis_bps"] == pytest.approx(0.0) and s["leg_risk_usd_s"] > 0
@@ -139,7 +150,8 @@ def test_kill_flattens_both_legs_perp_reduce_only_and_stops_opening() -> None:
         (PERP_K, True), (SPOT_K, False)}
     bt.send(out, t)
     bt.run(stream(t + 1_000, T0 + 59 * 60_000, lambda _t: 0.001))
-    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and 0 <= bt.venue.spot_bal["BTCUSDT"] < (
+        SPOT.lot_size)  # only the sub-lot rest of the buy's BTC fee
     (closed,) = of(bt.records, "closed")
     assert closed["filled"] and closed["fail_reason"] is None
     assert not [r for r in of(bt.records, "decision")
@@ -293,13 +305,20 @@ def test_accounting_identities_hold_whatever_happens(rates: list[float], latency
         fs = [r for r in rs if r["type"] == "fill"]
         assert c["fees"] == pytest.approx(sum(f["fee"] for f in fs))
         cash = sum(-f["qty"] * f["price"] * (1 if f["side"] == "buy" else -1) for f in fs)
-        assert c["basis_pnl"] == pytest.approx(cash, abs=1e-6)
+        # a fee kept in BTC is in the fees, not the basis; its sub-lot rest is held at the mid
+        fee_coin = sum(f["fee_base"] * f["price"] for f in fs)
+        mid = 60_000.0 + drift * (c["closed_ms"] - T0) / 60_000
+        assert c["basis_pnl"] == pytest.approx(cash + fee_coin + c["residual_spot"] * mid,
+                                               abs=1e-5)
         assert c["funding"] == pytest.approx(sum(r["amount"] for r in rs if r["type"] ==
                                                  "funding"))
         assert c["net"] == pytest.approx(c["funding"] + c["basis_pnl"] - c["fees"])
-        spot = sum(f["qty"] * (1 if f["side"] == "buy" else -1) for f in fs if f["leg"] == "spot")
+        # the spot leg is Σ fills less the BTC the buys' fees kept: flat but for a sub-lot rest
+        spot = sum(f["qty"] - f["fee_base"] if f["side"] == "buy" else -f["qty"]
+                   for f in fs if f["leg"] == "spot")
         perp = sum(f["qty"] * (1 if f["side"] == "buy" else -1) for f in fs if f["leg"] == "perp")
-        assert spot == pytest.approx(0, abs=1e-9) and perp == pytest.approx(0, abs=1e-9), iid
+        assert spot == pytest.approx(c["residual_spot"], abs=1e-12), iid
+        assert abs(spot) < float(SPOT.lot_size) and perp == pytest.approx(0, abs=1e-9), iid
     if not bt.core.intents:
         assert bt.venue.perp_pos.get("BTCUSDT", 0) == 0
 
@@ -490,7 +509,8 @@ def test_a_perp_position_changed_at_the_venue_is_reconciled_and_rebalanced() -> 
     out = bt.core.on_position(ev, t)
     (p,) = out
     assert isinstance(p, PlaceOrder) and p.kind is SPOT_K and p.side.value == "sell"
-    assert p.qty == Decimal("0.004")
+    # what the spot leg holds beyond the 0.012 still hedged (it holds 0.016 less its BTC fee)
+    assert p.qty == (it.pos["b"] - Decimal("0.012")).quantize(SPOT.lot_size, "ROUND_DOWN")
     bt.send(out, t)
     recs = bt.core.drain_records()
     (rec,) = of(recs, "reconcile")
@@ -498,9 +518,11 @@ def test_a_perp_position_changed_at_the_venue_is_reconciled_and_rebalanced() -> 
     assert [r["reason"] for r in of(recs, "decision")] == ["net delta beyond rebalance_band_bps"]
     flip = t + 60_000
     bt.run(stream(t + 1_000, t + 120_000, lambda x: 0.001 if x < flip else -0.0005))
-    assert bt.venue.perp_pos["BTCUSDT"] == 0 and bt.venue.spot_bal["BTCUSDT"] == 0
+    assert bt.venue.perp_pos["BTCUSDT"] == 0 and 0 <= bt.venue.spot_bal["BTCUSDT"] < (
+        SPOT.lot_size)
     (closed,) = of(bt.records, "closed")
-    assert closed["residual_spot"] == 0 and closed["residual_perp"] == 0
+    assert closed["residual_spot"] == float(bt.venue.spot_bal["BTCUSDT"])
+    assert closed["residual_perp"] == 0
 
 
 def test_a_perp_position_without_a_pair_is_an_anomaly() -> None:

@@ -27,6 +27,7 @@ from engine.sim.bybit.server import BybitSimServer
 
 KEY, SECRET = "it-key", "it-secret"
 SYM = "BTCUSDT"
+DUST = 1e-6  # the simulator's BTC spot lot: a spot buy's BTC fee leaves less than this behind
 
 
 def now_ms() -> int:
@@ -120,7 +121,8 @@ async def test_enter_hold_across_settlement_receive_funding_close_on_flip(
     async with running(tmp_path) as (ex, _server, app):
         await until(lambda: row(app)["hedged"])
         r = row(app)
-        assert r["perp_qty"] < 0 < r["spot_qty"] and r["perp_qty"] == -r["spot_qty"]
+        # the spot buy was sized up for its BTC fee: what arrived matches the perp to a lot
+        assert r["perp_qty"] < 0 < r["spot_qty"] and abs(r["perp_qty"] + r["spot_qty"]) < DUST
         assert venue_perp(ex) == pytest.approx(r["perp_qty"])
         assert venue_btc(ex) == pytest.approx(r["spot_qty"])
         # a settlement while held: the short perp receives funding, the position stays on
@@ -133,7 +135,7 @@ async def test_enter_hold_across_settlement_receive_funding_close_on_flip(
         ex.set_funding(SYM, -0.0005)
         await until(lambda: row(app).get("intent_id") is None)
         assert venue_perp(ex) == 0
-        assert venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+        assert venue_btc(ex) == pytest.approx(0.0, abs=DUST)  # the fee's sub-lot rest at most
         recs = records(app)
         closed = [x for x in recs if x["type"] == "closed" and x.get("filled")]
         assert closed and closed[0]["funding"] > 0
@@ -150,7 +152,7 @@ async def test_enter_hold_across_settlement_receive_funding_close_on_flip(
         assert fd is not None and fd.closed == 1 and fd.settlements >= 1
         assert fd.funding > 0 and fd.funding_received == pytest.approx(fd.funding)
         assert fd.fees > 0 and fd.net == pytest.approx(fd.funding + fd.basis - fd.fees)
-        assert fd.hedge_ratio == pytest.approx(1.0) and fd.net_apr is not None
+        assert fd.hedge_ratio == pytest.approx(1.0, abs=1e-3) and fd.net_apr is not None
         assert fd.leg_latency_median_ms is not None
 
 
@@ -162,11 +164,11 @@ async def test_partially_filled_second_leg_is_rehedged(tmp_path: Path) -> None:
     async with running(tmp_path, setup) as (ex, _server, app):
         await until(lambda: row(app)["hedged"])
         assert row(app)["net_qty"] == pytest.approx(0.0, abs=1e-6)
-        assert venue_btc(ex) == pytest.approx(-venue_perp(ex))
+        assert venue_btc(ex) == pytest.approx(-venue_perp(ex), abs=DUST)
         spot_buys = [o for o in ex.accounts[KEY].orders.values()
                      if o.category == "spot" and o.side == "Buy"]
         assert len(spot_buys) == 2  # half filled, the drift re-hedged by a second order
-        assert spot_buys[0].cum_qty == pytest.approx(spot_buys[0].qty / 2)
+        assert spot_buys[0].cum_qty == pytest.approx(spot_buys[0].qty / 2, abs=DUST)
 
 
 async def test_lagging_second_leg_is_unwound_within_the_budget(tmp_path: Path) -> None:
@@ -196,11 +198,16 @@ async def test_refused_second_leg_is_unwound(tmp_path: Path) -> None:
     async with running(tmp_path, setup, max_hedge_attempts=3) as (ex, _server, app):
         core = app.funding
         assert core is not None
-        await until(lambda: SYM in core.intents)
-        it = core.intents[SYM]
-        await until(lambda: row(app).get("intent_id") != it.intent_id)
-        assert "rejected 3 times" in it.fail_reason
-        assert it.risk_usd_s <= app.fcfg.leg_risk_budget_usd_s
+        # on loopback the whole entry (perp fill, three refused hedges, the unwind) can be
+        # over between two polls of core.intents: wait for its closed record instead
+        def closed() -> list[dict[str, Any]]:
+            return [x for x in records(app) if x["type"] == "closed" and x.get("filled")]
+
+        await until(lambda: bool(closed()))
+        (c,) = closed()
+        assert "rejected 3 times" in c["fail_reason"]
+        assert SYM not in core.intents and core.cooldown_until[SYM] > now_ms()
+        assert c["leg_risk_usd_s"] <= app.fcfg.leg_risk_budget_usd_s
         closes = [o for o in ex.accounts[KEY].orders.values()
                   if o.category == "linear" and o.reduce_only]
         assert closes and all(o.status == "Filled" for o in closes)
@@ -213,7 +220,7 @@ async def test_kill_flattens_both_legs_reduce_only_and_stops_entries(tmp_path: P
         app.kill("test kill")
         await until(app.flat)
         assert venue_perp(ex) == 0
-        assert venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+        assert venue_btc(ex) == pytest.approx(0.0, abs=DUST)
         perp_closes = [o for o in ex.accounts[KEY].orders.values()
                        if o.category == "linear" and o.reduce_only]
         assert len(perp_closes) == 1 and perp_closes[0].status == "Filled"
@@ -242,7 +249,7 @@ async def test_stop_flattens_and_exits_zero(tmp_path: Path) -> None:
         app.request_stop("operator stop")
         await until(lambda: bool(code), limit_s=15)
         assert code == [0]
-        assert venue_perp(ex) == 0 and venue_btc(ex) == pytest.approx(0.0, abs=1e-9)
+        assert venue_perp(ex) == 0 and venue_btc(ex) == pytest.approx(0.0, abs=DUST)
         nursery.cancel_scope.cancel()
 
 
@@ -294,5 +301,5 @@ async def test_fill_missed_while_disconnected_is_recovered_from_rest(tmp_path: P
         await until(lambda: app.stats.reconnects >= 1, limit_s=8)
         await until(lambda: row(app)["hedged"])
         assert row(app)["spot_qty"] == pytest.approx(venue_btc(ex))
-        assert venue_btc(ex) == pytest.approx(-venue_perp(ex)) and venue_btc(ex) > 0
+        assert venue_btc(ex) == pytest.approx(-venue_perp(ex), abs=DUST) and venue_btc(ex) > 0
         assert not [o for o in ex.accounts[KEY].orders.values() if o.reduce_only]

@@ -17,7 +17,7 @@ import trio
 from engine.app import EXIT_CONFIG, StartupError
 from engine.config import ConfigError, load_config
 from engine.funding_app import FundingApp
-from engine.io.frames import K_IN, K_OUT, frames_dir, iter_records
+from engine.io.frames import K_IN_ON, K_OUT, frames_dir, iter_records
 from engine.venues.bybit.factory import resolve_urls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,10 @@ async def test_paper_on_the_embedded_simulator_opens_hedged_positions(tmp_path: 
     assert any(r["type"] == "decision" and r["action"] == "open" for r in recs)
     assert sum(1 for r in recs if r["type"] == "closed" and r.get("filled")) == 2  # the stop
     frames = list(iter_records(frames_dir(app.records_dir)))
-    assert any(f.kind == K_IN and b"tickers.BTCUSDT" in f.payload for f in frames)
+    # each frame tagged with its socket (replay decodes it with that socket's decoder)
+    assert any(f.kind == K_IN_ON and f.payload.startswith(b"linear {") and
+               b"tickers.BTCUSDT" in f.payload for f in frames)
+    assert any(f.kind == K_IN_ON and f.payload.startswith(b"spot {") for f in frames)
     assert not any(f.kind == K_OUT for f in frames)  # paper sends nothing to the venue
 
 

@@ -163,6 +163,9 @@ async def test_the_connection_drops_when_the_flatten_arrives(tmp_path: Path,
             sim.drop_on_reduce_only(1, execute=executed)
             sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
             await wait_for(lambda: len(app.trading.trades) >= 1, 20, "a closed trade")
+            # an executed flatten can close the trade (by reconciliation) before the engine has
+            # noticed the cut socket: wait for the reconnect itself, then READY again
+            await wait_for(lambda: sim.stats()["connections"]["total"] >= 2, 20, "a reconnect")
             await settle(app)
             await ready(app)  # reconnected and reconciled again
             done.set()

@@ -16,6 +16,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from engine.ops.funding_metrics import FundingMetrics
 from engine.ops.metrics import (
     LATENCY_BUCKETS,
     Counter,
@@ -469,8 +470,15 @@ def _balanced(expr: str) -> bool:
     return not stack and not in_str
 
 
+def _all_metrics_text() -> str:
+    """Every family either app exports: the engine's own plus the funding strategy's."""
+    m = EngineMetrics()
+    FundingMetrics(m)
+    return m.registry.render().decode()
+
+
 def test_dashboard_queries_only_metrics_the_engine_exports_and_covers_them_all() -> None:
-    text = EngineMetrics().registry.render().decode()
+    text = _all_metrics_text()
     exported = _series_names(text)
     used = {n for e in _exprs(_dashboard()) for n in re.findall(r"\bengine_[a-zA-Z0-9_:]*", e)}
     assert used, "no engine_* metric in the dashboard"
@@ -479,6 +487,35 @@ def test_dashboard_queries_only_metrics_the_engine_exports_and_covers_them_all()
     uncovered = {f for f in families
                  if not used & {f, f"{f}_bucket", f"{f}_sum", f"{f}_count"}}
     assert uncovered == set(), f"no panel for {sorted(uncovered)}"
+
+
+def test_the_funding_row_has_a_panel_for_every_funding_metric() -> None:
+    """Every ``engine_funding_*`` family of engine/ops/funding_metrics.py is queried by a panel
+    of the dashboard's "Funding / basis (Bybit)" row, and that row queries only families the
+    funding app exports (the funding metrics or the engine's own)."""
+    dash = _dashboard()
+    top = dash["panels"]
+    start = next(i for i, p in enumerate(top) if p["type"] == "row"
+                 and p["title"] == "Funding / basis (Bybit)")
+    row = []
+    for p in top[start + 1:]:
+        if p["type"] == "row":
+            break
+        row.append(p)
+    used = {n for p in row for t in p["targets"]
+            for n in re.findall(r"\bengine_[a-zA-Z0-9_:]*", t["expr"])}
+    m = EngineMetrics()
+    FundingMetrics(m)
+    text = m.registry.render().decode()
+    funding = set(re.findall(r"^# TYPE (engine_funding_\S+) ", text, re.MULTILINE))
+    assert len(funding) >= 13
+    missing = {f for f in funding if not used & {f, f"{f}_bucket", f"{f}_sum", f"{f}_count"}}
+    assert missing == set(), f"no funding panel for {sorted(missing)}"
+    assert used <= _series_names(text)
+    titles = " ".join(p["title"] for p in row)
+    for what in ("Funding earned", "Basis P&L", "fees", "Net APR", "Hedge ratio",
+                 "Leg latency", "Unhedged notional", "Leg risk"):
+        assert what.lower() in titles.lower(), what
 
 
 def test_dashboard_panel_kinds() -> None:
@@ -492,7 +529,7 @@ def test_dashboard_panel_kinds() -> None:
         assert flag in stat_exprs
     quantiles = [e for e in by_kind.get("timeseries", []) if "histogram_quantile" in e]
     for h in ("frame_to_decision", "decision_to_order_sent", "order_sent_to_ack",
-              "exit_trigger_to_flatten_sent", "event_loop_lag"):
+              "exit_trigger_to_flatten_sent", "event_loop_lag", "funding_leg_latency"):
         assert any(h in e for e in quantiles) or any(h in e for e in by_kind.get("heatmap", []))
 
 
@@ -520,3 +557,27 @@ def test_bench_compares_like_with_like() -> None:
                     if s.name.endswith("_bucket")]
     assert [s.labels["le"] for s in buckets] == [s.labels["le"] for s in ours_buckets]
     assert buckets[-1].value == ours_buckets[-1].value == 1000
+
+
+def test_funding_metrics_unhedged_notional_leg_risk_and_hedge_ratio() -> None:
+    m = EngineMetrics()
+    fm = FundingMetrics(m)
+    rows = {"BTCUSDT": {"spot_qty": 0.01, "perp_qty": -0.008, "hedged": False, "apr": 0.3,
+                        "exposure_usd": 180.0, "gross_usd": 900.0, "leg_risk_usd_s": 42.5},
+            "ETHUSDT": {"spot_qty": 0.0, "perp_qty": 0.0, "hedged": False, "apr": None,
+                        "exposure_usd": 0.0, "gross_usd": 0.0, "leg_risk_usd_s": 0.0}}
+    totals = {"funding": 1.5, "basis_pnl": -0.25, "fees": 0.5, "net_pnl": 0.75}
+    fm.collect(rows, totals, 2, 2, True)
+    text = m.registry.render().decode()
+    assert 'engine_funding_exposure_usd{symbol="BTCUSDT"} 180' in text
+    assert 'engine_funding_gross_usd{symbol="BTCUSDT"} 900' in text
+    assert 'engine_funding_leg_risk_usd_seconds{symbol="BTCUSDT"} 42.5' in text
+    assert 'engine_funding_hedge_ratio{symbol="BTCUSDT"} 1.25' in text
+    assert 'engine_funding_hedge_ratio{symbol="ETHUSDT"}' not in text  # flat: no ratio
+    assert 'engine_funding_pnl_usd{part="net_pnl"} 0.75' in text
+    rows["BTCUSDT"].update(perp_qty=0.0)  # the hedge gone, the spot still held
+    fm.collect(rows, totals, 2, 2, True)
+    assert 'engine_funding_hedge_ratio{symbol="BTCUSDT"} 0' in m.registry.render().decode()
+    rows["BTCUSDT"].update(spot_qty=0.0)
+    fm.collect(rows, totals, 2, 2, True)
+    assert "engine_funding_hedge_ratio{" not in m.registry.render().decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -17,6 +18,9 @@ from hypothesis import strategies as st
 
 from engine.io import frames
 from engine.replay.clock import SimClock, Timers
+from engine.replay.driver import Replay
+
+from .helpers import default_cfg, out_bytes
 
 T0 = 1_780_000_000 * 1_000_000_000
 
@@ -247,3 +251,136 @@ def test_iter_batches_reads_what_iter_chunks_reads(tmp_path: Path) -> None:
     # a read split over two zstd frames comes as two items (the driver joins them)
     assert [(it[1], len(it[3])) for items, _ in got for it in items] == [
         (0, 5), (0, 5), (1, 5), (1, 5)]
+
+
+# --- the fast reader of socket-read-only zstd frames, the timer closure, the runs of reads
+
+ascii_plain = plain.filter(bytes.isascii)
+in_records = st.lists(st.tuples(st.just(frames.K_IN), st.integers(0, 6),
+                                st.integers(0, 10_000_000), ascii_plain), min_size=1,
+                      max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(in_records)
+def test_in_only_batches_takes_socket_reads_and_equals_the_general_path(
+        recs: list[tuple[str, int, int, bytes]]) -> None:
+    content = _content(recs)
+    fast = frames._in_only_batches(content)
+    assert fast is not None  # socket reads only, ASCII, no newline in a payload
+    cols = frames._columns(content)
+    assert cols is not None
+    want = _reads_oracle([tuple(r) for r in frames.parse_records(content)])  # type: ignore[misc]
+    assert fast[1] == len(recs)
+    assert _expand(fast[0]) == want
+    assert all(type(it[1]) is int and type(it[2]) is int and type(it[3]) is list
+               for it in fast[0])
+
+
+@pytest.mark.parametrize("content", [
+    b"in 1 2 3 5\nab\ncd\n",  # a payload holding a newline
+    b"in 1 2 3 2\nab\nin 1 2 3 3\nab\n",  # a length that does not match
+    b"in 01 2 3 2\nab\n",  # a leading zero: 01 and 1 are one batch, their bytes differ
+    b"in 1 2 3 02\nab\n",  # a leading zero in the length
+    b"in 1 2 3 2 9\nab\n",  # six header fields
+    b"out 1 2 3 2\nab\n",  # another kind: the general path
+    b"in 1 -2 3 2\nab\n",  # a field only int() can judge
+    b"in 1 2 3 2\nab",  # no final newline
+    b"in 1 2 3 2\n\xc3\xa9\n",  # not ASCII: decoded texts, the general path
+    b"in 1 2 " + b"9" * 21 + b" 2\nab\n",  # a field longer than the bound
+])
+def test_in_only_batches_leaves_everything_else_to_the_general_path(content: bytes) -> None:
+    assert frames._in_only_batches(content) is None
+
+
+def _heap_setup(dues: list[list[float]], as_heap: list[bool]
+                ) -> tuple[Timers, list[tuple[str, float]]]:
+    clock = SimClock()
+    timers = Timers(clock)
+    log: list[tuple[str, float]] = []
+    for k, (seq, hp) in enumerate(zip(dues, as_heap, strict=False)):
+        heap = [(d, i) for i, d in enumerate(sorted(seq))]  # sorted: a valid heap
+
+        def due(h: list[tuple[float, int]] = heap) -> float | None:
+            return h[0][0] if h else None
+
+        def fire(now: float, h: list[tuple[float, int]] = heap, name: str = f"s{k}") -> None:
+            log.append((name, now))
+            h.pop(0)
+
+        timers.add(f"s{k}", due, fire, heap=heap if hp else None)
+    return timers, log
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30).map(float), max_size=8), min_size=1, max_size=3),
+       st.lists(st.booleans(), min_size=3, max_size=3),
+       st.lists(st.integers(0, 35).map(float), min_size=1, max_size=6))
+def test_advancer_fires_like_advance(dues: list[list[float]], as_heap: list[bool],
+                                     targets: list[float]) -> None:
+    new, new_log = _heap_setup(dues, as_heap)
+    old, old_log = _heap_setup(dues, as_heap)
+    adv = new.advancer()
+    for t in targets:
+        adv(t)
+        old.advance(t)
+        assert new_log == old_log
+        assert new.clock.now_ms == old.clock.now_ms
+    assert new.fired == old.fired
+
+
+def _rechunk(src: Path, dst: Path, every: int) -> int:
+    """``src``'s records in zstd frames of ``every`` records each (cut anywhere: a socket
+    read can span two frames); how many reads were cut in two."""
+    dst.mkdir()
+    recs = list(frames.iter_records(src))
+    cctx = zstandard.ZstdCompressor()
+    by_day: dict[str, list[bytes]] = {}
+    for i in range(0, len(recs), every):
+        part = recs[i:i + every]
+        by_day.setdefault(frames.day_of(part[0].wall_ns), []).append(
+            cctx.compress(b"".join(frames.encode_record(*r) for r in part)))
+    for day, blobs in by_day.items():
+        frames.day_path(dst, day).write_bytes(b"".join(blobs))
+    return sum(1 for i in range(every, len(recs), every)
+               if recs[i].kind == recs[i - 1].kind == frames.K_IN
+               and recs[i].batch == recs[i - 1].batch)
+
+
+class _PerReadReplay(Replay):
+    """The oracle: every socket read on its own — ``Timers.advance`` to its receive time,
+    then ``replay_batch`` (the driver's loop before runs of reads)."""
+
+    def _build(self, t0_ms: float) -> tuple[Any, Timers]:
+        app, timers = super()._build(t0_ms)
+        feed = app.feed
+
+        def reads(items: list[Any], start: int, end: int, before: Any) -> int:
+            n = 0
+            for it in items[start:end]:
+                t_ms = it[2] / 1e6
+                timers.advance(t_ms)
+                feed.replay_batch(it[3], t_ms / 1000.0)
+                n += len(it[3])
+            return n
+
+        feed.replay_reads = reads
+        return app, timers
+
+
+@pytest.mark.parametrize("mode", ["observe", "paper"])
+def test_runs_of_reads_give_the_bytes_of_one_read_at_a_time(sim_recording: Path,
+                                                             tmp_path: Path, mode: str) -> None:
+    cut = tmp_path / "rechunked"
+    assert _rechunk(sim_recording, cut, 7) > 0  # some reads continue in the next zstd frame
+    cfg = default_cfg()
+    want = _PerReadReplay(cfg, sim_recording, tmp_path / "oracle", mode=mode).run()
+    got = Replay(cfg, sim_recording, tmp_path / "runs", mode=mode).run()
+    got_cut = Replay(cfg, cut, tmp_path / "runs_cut", mode=mode).run()
+    oracle = out_bytes(tmp_path / "oracle")
+    assert any(n.startswith("signals_") for n in oracle)
+    assert out_bytes(tmp_path / "runs") == oracle
+    assert out_bytes(tmp_path / "runs_cut") == oracle
+    for st_ in (got, got_cut):
+        assert (st_.frames, st_.batches, st_.last_ms, st_.timers) == (
+            want.frames, want.batches, want.last_ms, want.timers)

@@ -163,3 +163,16 @@ def test_the_simulator_recording_is_reproducible(tmp_path: Path) -> None:
     record(tmp_path / "a", seconds=5.0, seed=9, n_markets=4)
     record(tmp_path / "b", seconds=5.0, seed=9, n_markets=4)
     assert out_bytes(tmp_path / "a") == out_bytes(tmp_path / "b")
+
+
+def test_the_progress_bar_writes_to_stderr_as_it_is_when_made(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the stderr of the module's first import (under pytest's capture that one is
+    closed later, and a replay CLI run in another test failed on it)."""
+    import io
+
+    from engine.replay.cli import ProgressBar
+
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    assert ProgressBar().out is now

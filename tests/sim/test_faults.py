@@ -246,7 +246,7 @@ async def test_slow_client_is_dropped_once(start_sim: Any, connect: Any) -> None
         # generous bound (a loaded machine is slower to fill them), then hold still a little
         # to prove it is counted once, not once per frame.
         with trio.fail_after(10):
-            while sim.counters["slow_client_drops"] < 1:  # noqa: ASYNC110 - the sim's counter
+            while sim.counters["slow_client_drops"] < 1:  # noqa: ASYNC110 - a server counter
                 await trio.sleep(0.05)
         await trio.sleep(0.5)
         assert sim.counters["slow_client_drops"] == 1  # dropped once, not once per frame

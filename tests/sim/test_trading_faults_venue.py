@@ -77,18 +77,43 @@ async def test_empty_clearinghouse_for_a_window(start_sim: Any, connect: Any) ->
     assert sim.stats()["trading"]["empty_clearinghouse_answers"] == 3
 
 
+def test_empty_clearinghouse_every_period_schedule() -> None:
+    """The schedule itself, on explicit times: from one period after the start, every period,
+    ``length`` of all-zero answers."""
+    from engine.sim.faults import TradingFaults
+
+    f = TradingFaults()
+    f.empty_clearinghouse_every(0.5, 0.25, now_ms=1_000.0)
+    assert [f.clearinghouse_empty(1_000.0 + t) for t in (0, 499, 500, 749, 750, 999, 1000, 1249,
+                                                          1250)] == [
+        False, False, True, True, False, False, True, True, False]
+    f.empty_clearinghouse_every(0, 0, now_ms=2_000.0)
+    assert not f.clearinghouse_empty(2_500.0)
+    with pytest.raises(ValueError):
+        f.empty_clearinghouse_every(1.0, 2.0, now_ms=0.0)
+
+
 async def test_empty_clearinghouse_every_period(start_sim: Any, connect: Any) -> None:
+    """Over loopback: the answers really go empty and come back, window after window (polled
+    with bounds, so a loaded machine that answers late cannot make it fail)."""
     sim = await start(start_sim)
     _bid, ask = prices(sim)
     async with connect(sim) as c:
         await ws_ok(c, 1, Trader().orders(order_wire(GOLD_ID, True, ask, 0.01, "Ioc")))
-    sim.empty_clearinghouse_every(0.5, 0.25)
-    assert len((await info(sim, QUERY))["assetPositions"]) == 1  # the first window at 0.5 s
-    await trio.sleep(0.55)
-    assert (await info(sim, QUERY))["assetPositions"] == []
-    await trio.sleep(0.25)
     assert len((await info(sim, QUERY))["assetPositions"]) == 1
+    sim.empty_clearinghouse_every(0.5, 0.25)
+    for _window in range(2):
+        with trio.fail_after(10):
+            while (await info(sim, QUERY))["assetPositions"] != []:  # noqa: ASYNC110 - venue answers
+                await trio.sleep(0.02)
+        with trio.fail_after(10):
+            while len((await info(sim, QUERY))["assetPositions"]) != 1:  # noqa: ASYNC110
+                await trio.sleep(0.02)
     sim.empty_clearinghouse_every(0, 0)
+    with trio.fail_after(10):
+        for _ in range(20):  # off: every answer holds the position
+            assert len((await info(sim, QUERY))["assetPositions"]) == 1
+            await trio.sleep(0.05)
     with pytest.raises(ValueError):
         sim.empty_clearinghouse_every(1.0, 2.0)
 

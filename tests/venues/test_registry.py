@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -32,9 +33,14 @@ def test_both_venues_are_registered_under_their_names() -> None:
 def test_unknown_and_unsupported_venues_are_one_line_errors() -> None:
     with pytest.raises(registry.UnknownVenue, match="unknown venue 'kraken'; known: .*bybit"):
         registry.factory("kraken")
-    # Bybit has three streams, not the shell's one feed yet: said so, naming what is missing
-    with pytest.raises(registry.VenueNotSupported, match="'bybit'.*market_data"):
-        registry.shell_factory("bybit")
+    # Bybit is a shell venue (its three sockets as one feed) and an account venue; the
+    # Hyperliquid factory builds no account object: said so, naming what is missing
+    assert registry.shell_factory("bybit").name == "bybit"
+    assert registry.account_factory("bybit").name == "bybit"
+    with pytest.raises(registry.VenueNotSupported, match="'hyperliquid'.*build"):
+        registry.account_factory("hyperliquid")
+    with pytest.raises(registry.VenueNotSupported, match="'bybit'.*book_store"):
+        registry.trading_factory("bybit")
 
 
 def test_neutral_modules_import_no_venue() -> None:
@@ -85,3 +91,83 @@ def test_each_venue_names_its_simulator() -> None:
 
     assert registry.simulator_main("hyperliquid") is hl_sim.main
     assert registry.simulator_main("bybit") is bybit_sim.main
+
+
+async def test_bybit_instruments_record_their_answers_and_refuse_unlisted_symbols(
+        nursery: trio.Nursery) -> None:
+    from engine.venues.base import InstrumentsRefused
+    from engine.venues.bybit.factory import instruments_from_info
+
+    ex = Exchange(seed=3, now_ms=int(time.time() * 1000))
+    base = await nursery.start(BybitSimServer(ex).serve)
+    cfg = EngineConfig(bybit=BybitConfig(rest_url=urls.local(base).rest),
+                       funding=FundingConfig(symbols=["BTCUSDT"]))
+    answers: list[tuple[object, object]] = []
+    got = await registry.factory("bybit").instruments(
+        cfg, record=lambda q, a: answers.append((q, a))).discover()
+    assert [q for q, _ in answers] == [
+        {"path": "/v5/market/instruments-info", "category": c, "symbol": "BTCUSDT"}
+        for c in ("spot", "linear")]
+    spot, perp = instruments_from_info(answers)  # what replay rebuilds from a recording
+    assert [*spot.values(), *perp.values()] == got
+    bad = EngineConfig(bybit=cfg.bybit, funding=FundingConfig(symbols=["BTCUSDT", "NOPEUSDT"]))
+    with pytest.raises(InstrumentsRefused, match="NOPEUSDT not listed") as info:
+        await registry.factory("bybit").instruments(bad).discover()
+    assert info.value.config_key == "funding.symbols"
+
+
+async def test_bybit_shell_feed_over_loopback_records_tagged_frames_and_replays_them(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    """shell_factory("bybit").market_data: the spot and linear sockets as one feed against
+    the Bybit simulator; events to the handler, frames counted and recorded with their
+    socket; the recorded payloads through replay_batch give the same events."""
+    from engine.core.neutral import BookTop, FundingQuote
+    from engine.io.frames import K_IN_ON, FrameRecorder, iter_records
+    from engine.venues.base import FeedOptions
+
+    ex = Exchange(seed=4, now_ms=int(time.time() * 1000))
+    server = BybitSimServer(ex, tick_s=0.05)
+    base = await nursery.start(server.serve)
+    loc = urls.local(base)
+    cfg = EngineConfig(bybit=BybitConfig(rest_url=loc.rest,
+                                         ws_public_linear_url=loc.ws_public_linear,
+                                         ws_public_spot_url=loc.ws_public_spot,
+                                         ws_private_url=loc.ws_private))
+    live: list[object] = []
+    feed = registry.shell_factory("bybit").market_data(cfg, ["BTCUSDT"], live.append,
+                                                        FeedOptions())
+    assert list(feed.streams) == ["spot", "linear"]  # no account: no private socket
+    rec = FrameRecorder(tmp_path, header={"venue": "bybit"})
+    feed.recorder = rec
+    with trio.fail_after(10):
+        await nursery.start(feed.run)
+        assert feed.connected
+        while not ({type(e) for e in live} >= {FundingQuote, BookTop}  # noqa: ASYNC110
+                   and len(live) >= 20):
+            await trio.sleep(0.02)
+    nursery.cancel_scope.cancel()
+    kinds = {(type(e).__name__, getattr(e, "kind", None)) for e in live}
+    assert ("BookTop", InstrumentKind.SPOT) in kinds
+    assert ("BookTop", InstrumentKind.LINEAR_PERP) in kinds
+    assert feed.stats.frames_total == sum(feed.stats.frames_by_channel.values()) > 0
+    assert set(feed.stats.frames_by_channel) == {"spot", "linear"}
+    n = len(live)  # what had arrived when the recording was closed
+    rec.close()
+    payloads = [r.payload.decode() for r in iter_records(tmp_path) if r.kind == K_IN_ON]
+    again: list[object] = []
+    offline = registry.shell_factory("bybit").market_data(cfg, ["BTCUSDT"], again.append,
+                                                           FeedOptions())
+    offline.replay_connected("replay", 0.0)
+    assert offline.connected
+    offline.replay_batch(payloads, 0.0)
+    assert again[:n] == live[:n] and len(again) >= n
+    # replay_reads (the driver's runs of reads): the same events, before() once per read with
+    # its receive time, and the frame count returned
+    runs: list[object] = []
+    by_reads = registry.shell_factory("bybit").market_data(cfg, ["BTCUSDT"], runs.append,
+                                                            FeedOptions())
+    by_reads.replay_connected("replay", 0.0)
+    items = [("i", None, (k + 1) * 1_000_000, [p]) for k, p in enumerate(payloads)]
+    befores: list[float] = []
+    assert by_reads.replay_reads(items, 0, len(items), befores.append) == len(payloads)
+    assert runs == again and befores == [float(k + 1) for k in range(len(items))]

@@ -11,9 +11,16 @@
   ``EC_PostOnlyWillTakeLiquidity``. ``orderLinkId`` must be unique per account (``110072``).
   Spot moves coin balances (``170131`` when short); linear nets one position per symbol with a
   10x margin check (``110007``) and honours ``reduceOnly`` (``110017`` on a flat position).
+- Fees: a perp fill and a spot *sell* pay ``qty × price × rate`` in USDT; a spot *buy* pays
+  ``qty × rate`` in the coin bought (``qty × (1 − rate)`` arrives), ``feeCurrency`` says which.
+- Each funding payment is also a ``SETTLEMENT`` row of the account's transaction log
+  (``tradeId`` = the execution's ``execId``), so a client that missed the execution can find it.
 - Fault knobs (:class:`Faults`): synchronous rejects, partial fills (every order, or only the
   next N of a category), a lagging category (its orders match only after ``lag_ms``),
-  rate-limit answers, lost answers (executed, never answered); disconnects are the server's.
+  rate-limit answers, lost answers (executed, never answered), a wallet answer that differs
+  from the account (``wallet_skew``, for the next N answers or all), position answers that read
+  flat (``flat_positions_next``), a path's next answers failing with ``10016`` (``fail_path_next``);
+  disconnects are the server's.
 
 Private messages are queued per API key in :attr:`Exchange.outbox` for the server to publish.
 """
@@ -46,6 +53,12 @@ class Faults:
     rate_limit_next: int = 0  # next N REST requests answered 10006
     order_rate_per_s: int = 10  # per key and category, like Bybit's create limit
     drop_next_answer: int = 0  # next N REST requests are executed but never answered
+    # what GET /v5/account/wallet-balance reports differs from the account by these amounts
+    # (coin -> amount added), for the next N answers (None: every answer until cleared)
+    wallet_skew: dict[str, float] = field(default_factory=dict)
+    wallet_skew_answers: int | None = None
+    flat_positions_next: int = 0  # next N GET /v5/position/list answers report every size 0
+    fail_path_next: dict[str, int] = field(default_factory=dict)  # path -> next N answer 10016
 
 
 @dataclass
@@ -136,6 +149,7 @@ class Account:
     links: dict[tuple[str, str], str] = field(default_factory=dict)
     create_times: dict[str, deque[int]] = field(default_factory=dict)
     executions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    transactions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class OrderError(Exception):
@@ -235,12 +249,24 @@ class Exchange:
             size = pos[0]
             paid = size * mark * rate  # > 0: paid by the account
             acct.coins["USDT"] -= paid
+            exec_id = f"fund-{next(self._ids)}"
+            side = "Buy" if size > 0 else "Sell"
+            # the transaction log's row of the same payment (GET /v5/account/transaction-log):
+            # ``funding`` is the wallet's change, ``tradeId`` the execution's id
+            acct.transactions.append({
+                "symbol": m.spec.symbol, "category": "linear", "side": side,
+                "funding": s(-paid), "orderLinkId": "", "orderId": "", "fee": "0",
+                "change": s(-paid), "cashFlow": "0", "transactionTime": ts,
+                "type": "SETTLEMENT", "feeRate": s(rate, 10), "size": s(abs(size)),
+                "qty": s(abs(size)), "cashBalance": s(acct.coins["USDT"]), "currency": "USDT",
+                "tradePrice": s(mark), "tradeId": exec_id,
+            })
             self.outbox.append((acct.key, "execution", {
                 "category": "linear", "symbol": m.spec.symbol, "execFee": s(paid),
-                "execId": f"fund-{next(self._ids)}", "execPrice": s(mark), "execQty": s(abs(size)),
+                "execId": exec_id, "execPrice": s(mark), "execQty": s(abs(size)),
                 "execType": "Funding", "execValue": s(abs(size) * mark), "feeRate": s(rate, 10),
                 "isMaker": False, "orderId": "", "orderLinkId": "", "orderType": "UNKNOWN",
-                "side": "Buy" if size > 0 else "Sell", "execTime": str(ts), "leavesQty": "0",
+                "side": side, "execTime": str(ts), "leavesQty": "0",
                 "orderQty": "0", "orderPrice": "0", "markPrice": s(mark), "seq": 0,
             }))
             self._wallet(acct, ts)
@@ -314,7 +340,7 @@ class Exchange:
     def _check_funds(self, acct: Account, category: str, m: Market, side: str, qty: float,
                      px: float, reduce_only: bool) -> None:
         if category == "spot":
-            if side == "Buy" and acct.coins.get("USDT", 0.0) < qty * px * (1 + self.spot_fee):
+            if side == "Buy" and acct.coins.get("USDT", 0.0) < qty * px:  # fee: in the coin
                 raise OrderError(wire.SPOT_INSUFFICIENT, "Insufficient balance.")
             if side == "Sell" and acct.coins.get(m.spec.base, 0.0) < qty - 1e-12:
                 raise OrderError(wire.SPOT_INSUFFICIENT, "Insufficient balance.")
@@ -431,10 +457,17 @@ class Exchange:
         rate = self.spot_fee if o.category == "spot" else (self.maker_fee if maker
                                                            else self.taker_fee)
         fee = qty * px * rate
+        fee_coin, fee_text = "USDT", s(fee)
         sign = 1 if o.side == "Buy" else -1
-        if o.category == "spot":
-            acct.coins["USDT"] = acct.coins.get("USDT", 0.0) - sign * qty * px - fee
-            acct.coins[m.spec.base] = acct.coins.get(m.spec.base, 0.0) + sign * qty
+        if o.category == "spot" and o.side == "Buy":
+            # Bybit keeps a spot buy's fee from the coin bought: qty × (1 − rate) arrives
+            fee = qty * rate
+            fee_coin, fee_text = m.spec.base, s(fee, 12)
+            acct.coins["USDT"] = acct.coins.get("USDT", 0.0) - qty * px
+            acct.coins[m.spec.base] = acct.coins.get(m.spec.base, 0.0) + qty - fee
+        elif o.category == "spot":  # a sell pays it from the USDT received
+            acct.coins["USDT"] = acct.coins.get("USDT", 0.0) + qty * px - fee
+            acct.coins[m.spec.base] = acct.coins.get(m.spec.base, 0.0) - qty
         else:
             pos = acct.positions.setdefault(o.symbol, [0.0, 0.0])
             size, entry = pos
@@ -453,8 +486,8 @@ class Exchange:
         o.cum_fee += fee
         o.updated_ms = now_ms
         execution = {
-            "category": o.category, "symbol": o.symbol, "execFee": s(fee),
-            "execId": f"x-{next(self._ids)}", "execPrice": s(px), "execQty": s(qty),
+            "category": o.category, "symbol": o.symbol, "execFee": fee_text,
+            "feeCurrency": fee_coin, "execId": f"x-{next(self._ids)}", "execPrice": s(px), "execQty": s(qty),
             "execType": "Trade", "execValue": s(qty * px), "feeRate": s(rate),
             "isMaker": maker, "orderId": o.order_id, "orderLinkId": o.link_id,
             "orderType": o.order_type, "side": o.side, "execTime": str(now_ms),
@@ -501,10 +534,16 @@ class Exchange:
     def _position(self, acct: Account, symbol: str, now_ms: int) -> None:
         self.outbox.append((acct.key, "position", self.position_row(acct, symbol, now_ms)))
 
-    def wallet_row(self, acct: Account) -> dict[str, Any]:
-        coins = [{"coin": c, "walletBalance": s(v), "equity": s(v),
-                  "availableToWithdraw": s(v if c != "USDT" else self._available(acct))}
-                 for c, v in sorted(acct.coins.items())]
+    def wallet_row(self, acct: Account, skew: dict[str, float] | None = None
+                   ) -> dict[str, Any]:
+        """The account's wallet; ``skew`` (the ``wallet_skew`` fault) is added to the coins
+        reported, never to the account itself."""
+        held = dict(acct.coins)
+        for c, extra in (skew or {}).items():
+            held[c] = held.get(c, 0.0) + extra
+        coins = [{"coin": c, "walletBalance": s(v, 12), "equity": s(v, 12),
+                  "availableToWithdraw": s(v if c != "USDT" else self._available(acct), 12)}
+                 for c, v in sorted(held.items())]
         usdt = acct.coins.get("USDT", 0.0)
         return {"accountType": "UNIFIED", "totalEquity": s(usdt), "totalWalletBalance": s(usdt),
                 "totalAvailableBalance": s(self._available(acct)), "coin": coins}

@@ -6,8 +6,12 @@ served by h11. Public sockets get a snapshot on subscribe and then ticker deltas
 keys) and ``orderbook.1`` snapshots every tick; the private socket must ``auth`` first and gets
 ``order``/``execution``/``position``/``wallet`` for its key. ``{"op":"ping"}`` is answered in
 each channel's shape. ``GET /v5/execution/list`` answers an account's recent trades (what a
-client missed while its private socket was down). ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
-there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault).
+client missed while its private socket was down), ``GET /v5/account/transaction-log`` its
+funding payments (``SETTLEMENT`` rows), ``GET /v5/account/wallet-balance`` and
+``GET /v5/position/list`` what it holds. ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
+there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault);
+``{"clock_offset_ms": N}`` moves the venue's clock N ms away from the host's (a skewed venue
+clock: ``/v5/market/time``, every timestamp check and the exchange's own time follow it).
 """
 
 from __future__ import annotations
@@ -87,9 +91,10 @@ class BybitSimServer:
         self._streams: set[trio.SocketStream] = set()
         self.drop_requested = False  # POST /sim/control {"disconnect": true}
         self.drops = 0
+        self.clock_offset_ms = 0.0  # POST /sim/control {"clock_offset_ms": N}: a skewed venue
 
     def now(self) -> int:
-        return int(self.clock())
+        return int(self.clock() + self.clock_offset_ms)
 
     @property
     def base_url(self) -> str:
@@ -262,6 +267,10 @@ class BybitSimServer:
                 return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not JSON"), {}
             if not isinstance(params, dict):
                 return 200, wire.envelope(now, code=wire.PARAM_ERROR, msg="body not an object"), {}
+        failing = ex.faults.fail_path_next.get(path, 0)
+        if failing > 0:
+            ex.faults.fail_path_next[path] = failing - 1
+            return 200, wire.envelope(now, code=wire.SERVER_ERROR, msg="Server error"), {}
         public = path.startswith("/v5/market/")
         key = None
         if not public:
@@ -336,28 +345,74 @@ class BybitSimServer:
             return {"category": p.get("category"), "list": rows, "nextPageCursor": ""}
         if path == "/v5/position/list":
             acct = ex.accounts[key]
-            return {"category": "linear", "list": [ex.position_row(acct, sy, now)
-                                                   for sy in acct.positions]}
+            rows = [ex.position_row(acct, sy, now) for sy in acct.positions
+                    if p.get("symbol") in (None, sy)]
+            if ex.faults.flat_positions_next > 0:  # a transient all-flat answer
+                ex.faults.flat_positions_next -= 1
+                rows = [{**r, "side": "", "size": "0", "positionValue": "0"} for r in rows]
+            return {"category": "linear", "list": rows, "nextPageCursor": ""}
         if path == "/v5/account/wallet-balance":
-            return {"list": [ex.wallet_row(ex.accounts[key])]}
+            f = ex.faults
+            skew: dict[str, float] = {}
+            if f.wallet_skew and f.wallet_skew_answers != 0:
+                skew = f.wallet_skew
+                if f.wallet_skew_answers is not None:
+                    f.wallet_skew_answers -= 1
+            row = ex.wallet_row(ex.accounts[key], skew)
+            if p.get("coin"):
+                wanted = set(str(p["coin"]).split(","))
+                row["coin"] = [c for c in row["coin"] if c["coin"] in wanted]
+            return {"list": [row]}
+        if path == "/v5/account/transaction-log":
+            return self._transaction_log(ex.accounts[key].transactions, p)
         return None
+
+    @staticmethod
+    def _transaction_log(rows: Any, p: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, filtered by category/currency/type/time, ``limit`` ≤ 50 a page with
+        a cursor (the offset), like Bybit's."""
+        if not p.get("category") or not p.get("currency"):
+            raise OrderError(wire.PARAM_ERROR, "category and currency are required")
+        limit = int(p.get("limit") or 20)
+        if not 1 <= limit <= 50:
+            raise OrderError(wire.PARAM_ERROR, "limit must be within [1, 50]")
+        lo = int(p.get("startTime") or 0)
+        hi = int(p.get("endTime") or 2**62)
+        match = [r for r in reversed(rows) if r["category"] == p["category"]
+                 and r["currency"] == p["currency"] and p.get("type") in (None, r["type"])
+                 and lo <= int(r["transactionTime"]) <= hi]
+        start = int(p.get("cursor") or 0)
+        page = match[start:start + limit]
+        more = start + limit < len(match)
+        return {"list": page, "nextPageCursor": str(start + limit) if more else ""}
 
     def _control(self, c: dict[str, Any], now: int) -> bytes:
         f = self.exchange.faults
         for name in ("reject_next", "reject_code", "reject_category", "partial_fill_ratio",
                      "partial_fill_category", "partial_fill_orders",
-                     "rate_limit_next", "order_rate_per_s", "drop_next_answer"):
+                     "rate_limit_next", "order_rate_per_s", "drop_next_answer",
+                     "wallet_skew_answers", "flat_positions_next"):
             if name in c:
                 setattr(f, name, c[name])
+        if "fail_path_next" in c:
+            f.fail_path_next = {str(k): int(v) for k, v in c["fail_path_next"].items()}
+        if "wallet_skew" in c:
+            f.wallet_skew = {str(k): float(v) for k, v in c["wallet_skew"].items()}
         if c.get("disconnect"):
             self.drop_requested = True
+        if "clock_offset_ms" in c:
+            offset = c["clock_offset_ms"]
+            if isinstance(offset, bool) or not isinstance(offset, int | float):
+                raise ValueError("clock_offset_ms must be a number of milliseconds")
+            self.clock_offset_ms = float(offset)
         if "lag_ms" in c:
             f.lag_ms = {str(k): float(v) for k, v in c["lag_ms"].items()}
         if "funding" in c:
             for sym, spec in c["funding"].items():
                 self.exchange.set_funding(sym, float(spec["rate"]), spec.get("next_funding_ms"),
                                           spec.get("interval_ms"))
-        return wire.envelope(now, {"faults": vars(f)})
+        return wire.envelope(self.now(), {"faults": vars(f),
+                                          "clock_offset_ms": self.clock_offset_ms})
 
     # -- websocket --------------------------------------------------------------------------------
 

@@ -9,9 +9,15 @@ snapshot resets the book; a delta applies only when ``u == last_u + 1`` (``u == 
 restart, overwrite), otherwise :class:`BookGap` asks the stream to resubscribe.
 
 Private: ``order`` → :class:`OrderAck` / :class:`OrderDone` / :class:`OrderReject` (reason
-enum); ``execution`` → :class:`OrderFill` (``execType`` Trade) or :class:`FundingSettlement`
-(``execType`` Funding); ``position`` → :class:`PositionUpdate`; ``wallet`` →
+enum); ``execution`` → :class:`OrderFill` (``execType`` Trade; a spot buy's fee is in the
+coin bought: ``fee_base``, valued in USDT at the fill price in ``fee``) or
+:class:`FundingSettlement` (``execType`` Funding, its ``execId`` the settlement id); ``position`` → :class:`PositionUpdate`; ``wallet`` →
 :class:`BalanceUpdate`. ``op`` replies (subscribe, ping/pong, auth) → :class:`OpReply`.
+
+REST answers for reconciliation and catch-up: :func:`parse_wallet_coins`
+(``/v5/account/wallet-balance``), :func:`parse_position_list` (``/v5/position/list``),
+:func:`parse_settlements` (the transaction log's ``SETTLEMENT`` rows: funding paid while the
+private socket was down).
 
 Bad input never raises out of :meth:`BybitDecoder.decode`: it comes back as a
 :class:`Malformed` item the stream logs (one line each).
@@ -401,9 +407,15 @@ def _execution_event(d: dict[str, Any]) -> Any:
             position_size=qty * side.sign,
             amount=-fee,
             ts_ms=ts,
+            settlement_id=str(d.get("execId") or ""),
         )
     if exec_type not in ("Trade", "AdlTrade", "BustTrade", "BlockTrade"):
         return None  # Delivery/Settle and others carry no order fill for us
+    symbol = str(d["symbol"])
+    side = _side(d.get("side"))
+    price = _f(d.get("execPrice"))
+    fee_raw = _f(d.get("execFee")) if d.get("execFee") not in (None, "") else 0.0
+    fee, fee_base = _fill_fee(kind, symbol, side, fee_raw, price, d.get("feeCurrency"))
     return OrderFill(
         venue=VENUE,
         symbol=str(d["symbol"]),
@@ -411,13 +423,39 @@ def _execution_event(d: dict[str, Any]) -> Any:
         client_id=str(d.get("orderLinkId", "")),
         venue_order_id=str(d["orderId"]),
         trade_id=str(d["execId"]),
-        side=_side(d.get("side")),
+        side=side,
         qty=_f(d.get("execQty")),
-        price=_f(d.get("execPrice")),
-        fee=_f(d.get("execFee")) if d.get("execFee") not in (None, "") else 0.0,
+        price=price,
+        fee=fee,
         is_maker=bool(d.get("isMaker", False)),
         ts_ms=ts,
+        fee_base=fee_base,
     )
+
+
+def _fill_fee(kind: InstrumentKind, symbol: str, side: Side, exec_fee: float, price: float,
+              fee_currency: Any) -> tuple[float, float]:
+    """``(fee in USDT at the fill price, fee kept in the base coin)`` of one execution.
+
+    Bybit charges a spot buy's fee in the coin bought and a spot sell's in the quote coin
+    (perps: the settle coin). Newer messages name the coin (``feeCurrency``); recorded mainnet
+    ``execution.spot`` frames do not (tests/venues/bybit/fixtures/arbwatch_*), so without it the
+    side decides. A fee in a third coin (a fee discount token) changes neither leg and has no
+    USDT price here: reported as 0 (the core then books the instrument's rate)."""
+    if kind is not InstrumentKind.SPOT:
+        return exec_fee, 0.0
+    coin = str(fee_currency) if fee_currency not in (None, "") else None
+    if coin is None:
+        in_base = side is Side.BUY
+    elif symbol.endswith(coin):
+        in_base = False
+    elif symbol.startswith(coin):
+        in_base = True
+    else:
+        return 0.0, 0.0
+    if in_base:
+        return exec_fee * price, exec_fee
+    return exec_fee, 0.0
 
 
 def _position_event(d: dict[str, Any], msg: dict[str, Any]) -> PositionUpdate:
@@ -563,3 +601,59 @@ def parse_server_time_ms(result: dict[str, Any]) -> int:
     if nano not in (None, ""):
         return int(nano) // 1_000_000
     return _i(result["timeSecond"]) * 1000
+
+
+def parse_settlements(result: dict[str, Any]) -> list[FundingSettlement]:
+    """Funding payments from ``/v5/account/transaction-log`` (``type=SETTLEMENT`` rows of
+    ``category=linear``), oldest first; other rows are skipped. ``funding`` is the wallet's
+    change (the docs example: a long at +0.0001 on 100 × 0.3676 shows ``-0.003676``), so it is
+    the amount received as is; ``tradeId`` is the payment's id (the stream's ``execId``)."""
+    out = []
+    for r in result.get("list", []):
+        if r.get("type") != "SETTLEMENT" or r.get("category", "linear") != "linear":
+            continue
+        try:
+            side = _side(r.get("side"))
+            amount = _f(r.get("funding") if r.get("funding") not in (None, "")
+                        else r.get("change"))
+            out.append(FundingSettlement(
+                venue=VENUE, symbol=str(r["symbol"]), rate=_f(r.get("feeRate")),
+                position_size=_f(r.get("size")) * side.sign, amount=amount,
+                ts_ms=_i(r.get("transactionTime")), settlement_id=str(r.get("tradeId") or "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CodecError(f"transaction-log row {r.get('tradeId')!r}: "
+                             f"{type(exc).__name__} {exc}") from None
+    return sorted(out, key=lambda e: e.ts_ms)
+
+
+def parse_wallet_coins(result: dict[str, Any]) -> dict[str, Decimal]:
+    """Each coin's ``walletBalance`` from ``/v5/account/wallet-balance`` (exact decimals)."""
+    out: dict[str, Decimal] = {}
+    for acct in result.get("list", []):
+        for c in acct.get("coin", []) or []:
+            try:
+                out[str(c["coin"])] = _dec(c.get("walletBalance") or "0")
+            except (KeyError, ValueError) as exc:
+                raise CodecError(f"wallet coin {c.get('coin')!r}: {exc}") from None
+    return out
+
+
+def parse_position_list(result: dict[str, Any], ts_ms: int) -> list[PositionUpdate]:
+    """``/v5/position/list`` (linear) as signed positions (a flat symbol: size 0)."""
+    try:
+        return [_position_event(d, {"creationTime": ts_ms}) for d in result.get("list", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"position list: {type(exc).__name__} {exc}") from None
+
+
+def parse_wallet_balance(result: dict[str, Any], ts_ms: int) -> list[BalanceUpdate]:
+    """One :class:`BalanceUpdate` per coin of a ``/v5/account/wallet-balance`` result (the
+    same figures as the private ``wallet`` topic, read once by REST); raises
+    :class:`CodecError` for a malformed answer."""
+    rows = result.get("list")
+    if not isinstance(rows, list):
+        raise CodecError("wallet-balance result has no list")
+    try:
+        return [ev for row in rows for ev in _wallet_events(row, {"creationTime": ts_ms})]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodecError(f"malformed wallet-balance result: {exc}") from None

@@ -10,6 +10,9 @@
 - HTTP 5xx and transport failures are retried with back-off; a POST with the *same* body, so an order keeps its
   ``orderLinkId`` (idempotent at the venue: a duplicate answers ``110072``, handled by
   :mod:`engine.venues.bybit.execution`).
+- Account reads for reconciliation and catch-up: :meth:`BybitRest.wallet_coins`,
+  :meth:`BybitRest.linear_positions`, :meth:`BybitRest.settlements` (funding paid, from the
+  transaction log).
 - Everything else raises :class:`~engine.venues.bybit.codec.BybitApiError` (neutral ``reason``)
   or :class:`~engine.venues.bybit.http.HttpError`.
 """
@@ -18,18 +21,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import trio
 
 from engine.backoff import backoff_delay
-from engine.core.neutral import FundingRate, Instrument
+from engine.core.neutral import FundingRate, FundingSettlement, Instrument, PositionUpdate
 from engine.venues.bybit.codec import (
     BybitApiError,
     parse_envelope,
     parse_funding_history,
     parse_instruments,
+    parse_position_list,
     parse_server_time_ms,
+    parse_settlements,
+    parse_wallet_coins,
 )
 from engine.venues.bybit.http import HttpClient, HttpError
 from engine.venues.bybit.signing import BybitCredentials, json_body, query_string
@@ -174,3 +181,48 @@ class BybitRest:
                                 {"category": "linear", "symbol": symbol, "startTime": start_ms,
                                  "endTime": end_ms, "limit": limit})
         return parse_funding_history(result)
+
+    # -- account (signed) ------------------------------------------------------------------------
+
+    async def wallet_coins(self, coins: list[str]) -> dict[str, Decimal]:
+        """``walletBalance`` of each of ``coins`` in the unified account (a coin the account
+        has never held is absent from Bybit's answer: 0)."""
+        result = await self.get("/v5/account/wallet-balance",
+                                {"accountType": "UNIFIED", "coin": ",".join(sorted(coins))},
+                                signed=True)
+        found = parse_wallet_coins(result)
+        return {c: found.get(c, Decimal(0)) for c in coins}
+
+    async def linear_positions(self) -> list[PositionUpdate]:
+        """Every USDT-settled linear position (``/v5/position/list``), following the cursor."""
+        out: list[PositionUpdate] = []
+        cursor: str | None = None
+        while True:
+            result = await self.get("/v5/position/list",
+                                    {"category": "linear", "settleCoin": "USDT", "limit": 200,
+                                     "cursor": cursor}, signed=True)
+            out.extend(parse_position_list(result, self.now_ms()))
+            cursor = result.get("nextPageCursor") or None
+            if cursor is None:
+                return out
+
+    async def settlements(self, start_ms: int, end_ms: int, max_pages: int = 20
+                          ) -> list[FundingSettlement]:
+        """Funding payments (the transaction log's ``SETTLEMENT`` rows, USDT linear) between
+        ``start_ms`` and ``end_ms``, oldest first, following the cursor (50 a page)."""
+        out: list[FundingSettlement] = []
+        cursor: str | None = None
+        for _ in range(max_pages):
+            result = await self.get("/v5/account/transaction-log",
+                                    {"accountType": "UNIFIED", "category": "linear",
+                                     "currency": "USDT", "type": "SETTLEMENT",
+                                     "startTime": start_ms, "endTime": end_ms, "limit": 50,
+                                     "cursor": cursor}, signed=True)
+            out.extend(parse_settlements(result))
+            cursor = result.get("nextPageCursor") or None
+            if cursor is None:
+                break
+        else:
+            log.warning("bybit transaction log: more than %d pages between %d and %d; the "
+                        "oldest were not read", max_pages, start_ms, end_ms)
+        return sorted(out, key=lambda e: e.ts_ms)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final
+from urllib.parse import urlsplit
+
 import attrs
+
+_MAINNET_DOMAINS: Final = ("bybit.com", "bytick.com")
+_NOT_LIVE_WORDS: Final = ("testnet", "demo")
 
 
 @attrs.frozen
@@ -49,3 +55,11 @@ def for_environment(environment: str) -> BybitUrls:
     if environment == "testnet":
         return TESTNET
     raise ValueError(f"Bybit environment must be mainnet or testnet, got {environment!r}")
+
+
+def mainnet_host(url: str) -> bool:
+    """A Bybit mainnet host (``api.bybit.com``, ``stream.bybit.com``, ``api.bytick.com``…),
+    not testnet or demo trading: an order sent there trades real money."""
+    host = (urlsplit(url).hostname or "").lower()
+    on_bybit = any(host == d or host.endswith("." + d) for d in _MAINNET_DOMAINS)
+    return on_bybit and not any(w in host for w in _NOT_LIVE_WORDS)

@@ -404,6 +404,47 @@ class HyperliquidFeed:
             cached = self._replay_dispatch = (s, self._replay_reader(s))
         cached[1](texts, now)
 
+    def replay_reads(self, items: list[Any], start: int, end: int,
+                     before: Callable[[float], None]) -> int:
+        """Replay: the recorded socket reads ``items[start:end]`` in order, each exactly as
+        :meth:`replay_batch` with ``now = wall_ns / 1e6 / 1000.0`` (the same float steps the
+        driver always used), ``before(t_ms)`` called first (replay's timers up to the read's
+        receive time). An item is ``(kind, batch, wall_ns, texts)`` (``engine.io.frames``'
+        ``BatchItem`` of one read). One call per run of reads instead of one per read; the
+        frames dispatched are returned."""
+        if start < end and self._session is None:  # the implied connection: replay_batch's
+            it = items[start]
+            t_ms = it[2] / 1e6
+            before(t_ms)
+            self.replay_batch(it[3], t_ms / 1000.0)
+            start += 1
+            first = len(it[3])
+        else:
+            first = 0
+        s = self._session
+        if s is None or start >= end:
+            return first
+        dispatch = self.router.dispatcher(s)
+        on_batch_end = self._handler.on_batch_end
+        st = self.stats
+        posts = self.posts
+        n = 0
+        for k in range(start, end):  # what _replay_reader's read does, per item
+            it = items[k]
+            t_ms = it[2] / 1e6
+            before(t_ms)
+            now = t_ms / 1000.0
+            s.last_rx = now
+            st.batches += 1
+            texts = it[3]
+            for text in texts:
+                dispatch(text, now)
+            n += len(texts)
+            on_batch_end()
+            if posts.outbox or posts.send_requested:
+                posts.replay_drop_sends()
+        return first + n
+
     def _replay_reader(self, s: Session) -> Callable[[list[Any], float], None]:
         """Replay's whole socket read for session ``s``: what :meth:`_reader` does with one
         read (the live reader's per-frame dispatch for each text, then ``on_batch_end``),

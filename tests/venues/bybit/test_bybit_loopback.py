@@ -169,7 +169,8 @@ async def test_spot_leg_and_post_only_and_balance_rejects(rig: Rig) -> None:
     buy = PlaceOrder("bybit", "BTCUSDT", InstrumentKind.SPOT, Side.BUY, Decimal("0.01"),
                      new_order_link_id("s"))
     assert isinstance(await ex.place(buy), OrderAck)
-    assert rig.ex.accounts[KEY].coins["BTC"] == pytest.approx(1.01)
+    # the buy's 0.1 % fee is kept in BTC (Bybit's rule): 0.01 × 0.999 arrives
+    assert rig.ex.accounts[KEY].coins["BTC"] == pytest.approx(1.00999)
     too_big = attrs.evolve(buy, qty=Decimal("100"), client_id=new_order_link_id("s"))
     rej = await ex.place(too_big)
     assert isinstance(rej, OrderReject) and rej.reason is RejectReason.INSUFFICIENT_BALANCE

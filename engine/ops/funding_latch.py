@@ -1,0 +1,38 @@
+"""The funding app's circuit-breaker latch across restarts, read back from its own records.
+
+A trip is the ``{"type": "breaker", …}`` record the funding app writes to
+``funding_YYYY-MM-DD.jsonl``; an operator's reset is a ``{"type": "breaker_reset", …}`` record.
+The latch holds when the newest of the two, over today and the previous
+:data:`LOOKBACK_DAYS` UTC days, is a trip (a trip older than that is forgotten: retention keeps
+a kind's days for 30 by default). Unreadable or torn lines are skipped (the reader counts them);
+a records dir without funding files holds no latch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Final
+
+from engine.io.dayfiles import day_sources
+from engine.io.jsonl import read_records
+
+KIND: Final = "funding"
+TRIP: Final = "breaker"
+RESET: Final = "breaker_reset"
+LOOKBACK_DAYS: Final = 30
+
+
+def latched_breaker(records_dir: Path, today: dt.date,
+                    lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any] | None:
+    """The trip record that still holds (no reset after it), else None."""
+    for back in range(lookback_days + 1):
+        paths, _note = day_sources(Path(records_dir), KIND, today - dt.timedelta(days=back))
+        last: dict[str, Any] | None = None
+        for p in paths:
+            for r in read_records(p):
+                if r.get("type") in (TRIP, RESET):
+                    last = r
+        if last is not None:
+            return last if last.get("type") == TRIP else None
+    return None

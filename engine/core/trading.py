@@ -1203,8 +1203,8 @@ class TradingCore:
                 if close:
                     self._alert("warning", "reconcile_mismatch",
                                 f"{p.coin}: venue {venue:+g} vs ours {ours:+g}, but no fill "
-                                f"closing it has been seen: asking the venue's fills; "
-                                f"without one it is adopted only after {need_n} answers over "
+                                f"closing it has been seen: the venue's fills are asked if "
+                                f"it persists; without one it is adopted only after {need_n} answers over "
                                 f"{need_ms / 1000.0:g} s (the position stays managed; no "
                                 f"entries meanwhile)")
                 else:
@@ -1214,7 +1214,9 @@ class TradingCore:
                                 f"stays managed; no entries meanwhile)")
             else:
                 p.mismatches += 1
-            if close:
+            if close and p.mismatches >= 2:
+                # from the second answer on (the re-check a second later clears a snapshot
+                # taken before our own fill arrived, with no query and no alert)
                 asked = self._fills_asked.get(p.idx)
                 if asked is None or now_ms - asked >= max(wait_ms, RECHECK_MS):
                     self._fills_asked[p.idx] = now_ms

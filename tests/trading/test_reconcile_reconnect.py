@@ -182,9 +182,11 @@ def test_two_empty_answers_10_s_apart_do_not_declare_our_filled_position_gone() 
     core = trade_core()
     size = open_position(core, GOLD, T0 + 10)
     core.on_reconcile({}, [], T0 + 1000)
-    [q] = fills_queries(core)  # the second source is asked at once
+    assert fills_queries(core) == []  # a snapshot older than our fill is cleared by ...
+    core.on_reconcile({}, [], T0 + 2000)
+    [q] = fills_queries(core)  # ... the re-check; it persists: the second source is asked
     assert q.coins == ("xyz:GOLD",)
-    core.on_reconcile({}, [], T0 + 11_500)
+    core.on_reconcile({}, [], T0 + 12_500)  # 11.5 s after the first
     p = core.book.positions[GOLD]
     assert p.effective == size and not core.hard_stop.latched
     assert not [f for f in core.book.fills if f.synthetic]
@@ -193,7 +195,7 @@ def test_two_empty_answers_10_s_apart_do_not_declare_our_filled_position_gone() 
     # the venue's fills: our entry (already applied) and an older foreign fill (history)
     entry = core.book.fills[-1]
     history = Fill("H1", None, "xyz:GOLD", False, 99.0, 5.0, 0.0, T0 - 60_000)
-    core.on_fills_answer([entry, history], T0 + 11_600)
+    core.on_fills_answer([entry, history], T0 + 12_600)
     assert p.effective == size and not core.hard_stop.latched  # history rebuilds nothing
     alerts = [it for it in core.drain() if isinstance(it, Alert)]
     assert [a.code for a in alerts] == ["no_closing_fill"]
@@ -222,6 +224,7 @@ def test_a_fill_the_venue_reported_but_whose_userfills_are_late_is_not_declared_
     assert p.size == 0 and p.effective == o.sz  # the venue's word, fills on their way
     core.drain()
     core.on_reconcile({}, [], T0 + 1000)
+    core.on_reconcile({}, [], T0 + 2000)
     [_] = fills_queries(core)
     core.on_reconcile({}, [], T0 + 11_500)
     assert p.effective == o.sz and not core.hard_stop.latched
@@ -235,6 +238,7 @@ def test_a_closing_fill_in_userfills_changes_the_book() -> None:
     core = trade_core()
     size = open_position(core, GOLD, T0 + 10)
     core.on_reconcile({}, [], T0 + 1000)
+    core.on_reconcile({}, [], T0 + 2000)
     [_] = fills_queries(core)
     # a liquidation the stream never delivered (e.g. lost across a reconnect's snapshot)
     liq = Fill("L1", None, "xyz:GOLD", False, 95.0, size, 0.01, T0 + 500)
@@ -278,7 +282,7 @@ def test_userfills_is_asked_at_most_once_per_general_wait() -> None:
         core.on_reconcile({}, [], T0 + t)
         if fills_queries(core):
             asked.append(t)
-    assert asked == [1000, 11_000, 21_000]
+    assert asked == [2000, 12_000, 22_000]
 
 
 def test_a_changing_venue_figure_restarts_the_confirmation() -> None:

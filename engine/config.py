@@ -274,6 +274,12 @@ class TradingConfig:
     # a mismatch must also persist this long (first sighting to the confirming answer): the
     # venue's transient all-zero clearinghouseState lasts a few seconds (P23)
     mismatch_confirm_wait_s: float = attrs.field(default=10.0, validator=_non_negative)
+    # an answer that a position of ours (its fills, or the venue saying our order filled) is
+    # smaller or gone, while neither the fills stream nor a userFills query shows a fill
+    # closing it, is adopted only after this many answers over this long (the longer of
+    # these and the two above; state-machines.md)
+    unfilled_close_confirmations: int = attrs.field(default=4, validator=_positive)
+    unfilled_close_wait_s: float = attrs.field(default=60.0, validator=_non_negative)
     # an orderStatus "unknownOid" is believed only this long after the order's expiresAfter
     # (or, for an order without one, after it was sent): before that it may still execute
     unknown_oid_grace_ms: float = attrs.field(default=2000.0, validator=_non_negative)
@@ -361,6 +367,9 @@ class BreakersConfig:
     # ... and over at least this many answers, all while the account holds nothing (never
     # while a position or an order is open: collateral cannot vanish under a held position)
     equity_confirm_reads: int = attrs.field(default=3, validator=_positive)
+    # ... and, when the fills do not explain the drop (they say the account is not in
+    # drawdown; the venue's answer says it is), over at least this long (a second source)
+    equity_unexplained_confirm_s: float = attrs.field(default=60.0, validator=_non_negative)
 
 
 @attrs.frozen

@@ -38,11 +38,13 @@ from engine.core.intents import (
     CancelOrder,
     Intent,
     PlaceOrder,
+    QueryFills,
     QueryOrder,
     Record,
     RequestReconcile,
 )
 from engine.core.orders import CloidFactory
+from engine.core.positions import Fill
 from engine.core.types import MarketSpec
 from engine.deadline import DeadlineSleeper
 from engine.display import fmt_px, fmt_sz, fmt_usd
@@ -221,6 +223,7 @@ class LiveBackend:
         self.batch = batch
         self._bookkeeping = bookkeeping
         self._querying: set[str] = set()
+        self._querying_fills = False  # one userFills query at a time
         # the feed handler deferred a read's bookkeeping until its orders are written
         self.bookkeeping_due = False
 
@@ -247,6 +250,10 @@ class LiveBackend:
                 if it.cloid not in self._querying:
                     self._querying.add(it.cloid)
                     self.app.spawn(self._query, it)
+            elif isinstance(it, QueryFills):
+                if not self._querying_fills:
+                    self._querying_fills = True
+                    self.app.spawn(self._query_fills, it)
             else:
                 rest.append(it)
         return rest
@@ -277,6 +284,23 @@ class LiveBackend:
             now = self.app.clock()
             self.trading.on_order_status(it.cloid, reply, now)
             self.app.execute(now)
+
+    async def _query_fills(self, it: QueryFills) -> None:
+        """``userFills`` for the core's second source (a reconciliation said a position of
+        ``it.coins`` closed): its answer goes to ``on_fills_answer``; none (logged by the
+        executor) leaves the core's unfilled-close window to decide."""
+        try:
+            fills = await self.executor.user_fills(self.user)
+        finally:
+            self._querying_fills = False
+        if fills is None:
+            return
+        now = self.app.clock()
+        self.trading.on_fills_answer(
+            [Fill(str(f.tid), f.cloid, f.coin, f.is_buy, float(f.px), float(f.sz), float(f.fee),
+                  float(f.time)) for f in fills], now)
+        log.info("userFills for %s: %d fill(s) in the answer", ", ".join(it.coins), len(fills))
+        self.app.execute(now)
 
     # executor hooks (called from the feed's tasks)
     def on_sent(self, cloids: list[str]) -> None:

@@ -59,4 +59,14 @@ class RequestReconcile:
     reason: str
 
 
-Intent = PlaceOrder | CancelOrder | QueryOrder | Record | Alert | RequestReconcile
+@attrs.frozen(slots=True)
+class QueryFills:
+    """Ask the venue for the account's recent fills (``userFills``) and hand them to
+    ``on_fills_answer``: the second source a reconciliation answer saying that a position of
+    ``coins`` closed needs before it is believed early."""
+
+    coins: tuple[str, ...]
+    reason: str
+
+
+Intent = PlaceOrder | CancelOrder | QueryOrder | Record | Alert | RequestReconcile | QueryFills

@@ -42,6 +42,7 @@ from engine.core.intents import (
     CancelOrder,
     Intent,
     PlaceOrder,
+    QueryFills,
     QueryOrder,
     Record,
     RequestReconcile,
@@ -154,6 +155,10 @@ class TradingCore:
         self._suspect_flat_since: float | None = None  # ... since the account holds nothing
         self._suspect_flat_n = 0
         self._suspect_logged_ms: float | None = None
+        self._suspect_unexplained = False  # the flat part of the episode: fills disagree
+        self._suspect_unexplained_logged = False
+        # (venue equity, realised net P&L then) at the last plausible account answer
+        self._equity_ref: tuple[float, float] | None = None
         # repeating alert conditions raised once per state change: (code, key) -> repeats
         self._alert_states: dict[tuple[str, str], int] = {}
         self._alert_counts: dict[tuple[str, str], int] = {}  # (code, key) -> times raised
@@ -180,9 +185,13 @@ class TradingCore:
         # Reconciliation (docs/state-machines.md "Reconciliation"): markets whose venue
         # position or open orders the book cannot explain (coin -> why); no entry goes out
         # while any is listed. A mismatch is adopted only once seen mismatch_confirmations
-        # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms)).
+        # times over at least mismatch_confirm_wait_s (idx -> (venue size, first seen ms,
+        # our size then)); an answer that a position of ours closed, with no closing
+        # fill seen, needs the longer unfilled_close_* window (idx -> when userFills was
+        # last asked for that market: the second source).
         self.unexplained: dict[str, str] = {}
-        self._mismatch_seen: dict[int, tuple[float, float]] = {}
+        self._mismatch_seen: dict[int, tuple[float, float, float]] = {}
+        self._fills_asked: dict[int, float] = {}
         self._reconcile_due_ms: float | None = None
         # Disconnects seen: a reconciliation snapshot taken across one is stale (the shell
         # compares this before and after its query).
@@ -370,7 +379,10 @@ class TradingCore:
         told a real value. A suspect answer is used only once it is confirmed — see
         :meth:`_suspect_confirmed`: such answers, and no other, persisted ``[breakers]
         equity_confirm_s`` over at least ``equity_confirm_reads`` answers *while the account
-        holds nothing* (no position, no order in flight, no unexplained market). While
+        holds nothing* (no position, no order in flight, no unexplained market) — and over at
+        least ``equity_unexplained_confirm_s`` when the fills do not explain the drop (the last
+        plausible venue equity plus the realised P&L of the fills since is not in drawdown:
+        the fills are the second source; the venue's empty state can outlast 10 s). While
         something is held it is never used: collateral cannot vanish while the position holds
         margin, and a real loss of the position shows in its fills and the reconciliation
         (which adopts a liquidation and latches). So a stuck main-dex 0 next to an open
@@ -395,6 +407,7 @@ class TradingCore:
                    or (dex_usd <= ZERO_USD and any(p.size for p in self.book.positions)))
         if not suspect:
             self._suspect_end(now_ms)
+            self._equity_ref = (total, self._equity_parts()[0])
         elif not self._suspect_confirmed(main_usd, dex_usd, now_ms):
             return
         self._last_main_value = main_usd
@@ -437,6 +450,7 @@ class TradingCore:
             self._suspect_n = 0
             self._suspect_flat_since = None
             self._suspect_flat_n = 0
+            self._suspect_unexplained_logged = False
             self._suspect_reads += 1
             if (self._suspect_logged_ms is None
                     or now_ms - self._suspect_logged_ms >= SUSPECT_LOG_INTERVAL_MS):
@@ -465,9 +479,34 @@ class TradingCore:
             return False
         if self._suspect_flat_since is None:
             self._suspect_flat_since = now_ms
+            explained = self._fill_explained_equity()
+            if explained is not None and main_usd + dex_usd < explained * (
+                    1.0 - bc.drawdown_pct / 100.0):
+                self._suspect_unexplained = True
+                if not self._suspect_unexplained_logged:  # once per episode
+                    self._suspect_unexplained_logged = True
+                    log.warning("account value main %.2f + dex %.2f USD while the account holds "
+                                "nothing: the fills since the last plausible answer explain "
+                                "%.2f USD (no drawdown); believed only if such answers "
+                                "persist %.0f s over %d answers (a transfer, or the venue's "
+                                "empty state)", main_usd, dex_usd, explained,
+                                max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0)
+                                / 1000.0, need)
+            else:
+                self._suspect_unexplained = False
         self._suspect_flat_n += 1
+        if self._suspect_unexplained:
+            confirm_ms = max(confirm_ms, bc.equity_unexplained_confirm_s * 1000.0)
         return (now_ms - self._suspect_flat_since >= confirm_ms
                 and self._suspect_flat_n >= need)
+
+    def _fill_explained_equity(self) -> float | None:
+        """The last plausible venue equity plus the realised net P&L of the fills since
+        (flat: no unrealised part), or None before the venue told one."""
+        ref = self._equity_ref
+        if ref is None:
+            return None
+        return ref[0] + (self._equity_parts()[0] - ref[1])
 
     def _suspect_end(self, now_ms: float) -> None:
         """A plausible answer: the suspect episode (if any) is over."""
@@ -1043,6 +1082,44 @@ class TradingCore:
                         f"fill {tid} on {coin} for an order this engine did not place")
             self._latch("foreign_fill", now_ms, f"fill {tid} on {coin} cloid {cloid}")
 
+    def on_fills_answer(self, fills: Sequence[Fill], now_ms: float) -> None:
+        """The venue's ``userFills`` answer to a :class:`QueryFills` (any order).
+
+        Fills of orders this run knows are applied as from the stream (deduplicated by
+        ``tid``: one the stream lost is recovered). A fill of an order this run did not
+        place is applied (a foreign fill: the hard stop latches) only on a market whose
+        reconciliation says our position closed, and only when it is not older than that
+        position's opening fill; older history never rebuilds positions (P17). A market asked
+        about whose answer shows no new fill keeps its position: the unfilled-close window
+        of :meth:`on_reconcile` decides."""
+        asked = {self.book.positions[i].coin for i in self._fills_asked}
+        changed: set[str] = set()
+        for f in fills:
+            p = self.book.by_coin.get(f.coin)
+            if p is None or f.tid in self.book.seen_tids:
+                continue
+            foreign = f.cloid is None or f.cloid not in self.orders.by_cloid
+            fresh = (p.coin in asked and p.trade_open_ms is not None and bool(p.size)
+                     and f.time_ms >= p.trade_open_ms)
+            before = p.effective
+            self.on_fill(f.tid, f.cloid, f.coin, f.is_buy, f.px, f.sz, f.fee, f.time_ms,
+                         now_ms, snapshot=foreign and not fresh)
+            if p.effective != before:
+                changed.add(p.coin)
+        for coin in sorted(asked - changed):
+            self._alert_state("warning", "no_closing_fill", coin,
+                              f"{coin}: the venue's fills show nothing closing the position "
+                              f"reconciliation says is gone; it stays in the book and managed")
+        if changed and (self._reconcile_due_ms is None or now_ms < self._reconcile_due_ms):
+            self._reconcile_due_ms = now_ms  # judge the market again with the fills applied
+
+    def _forget_mismatch(self, p: Position) -> None:
+        p.mismatches = 0
+        self._mismatch_seen.pop(p.idx, None)
+        if self._fills_asked.pop(p.idx, None) is not None:
+            self._alert_clear("no_closing_fill", p.coin,
+                              f"{p.coin}: the venue's positions and the book agree again")
+
     def _exposure_changed(self, p: Position, now_ms: float, px: float, o: Order | None) -> None:
         has = p.has_exposure
         prev_state = p.state
@@ -1080,6 +1157,15 @@ class TradingCore:
         then the book is unchanged, so the position stays managed (exits, time stop, kill
         flatten), and a confirming reconciliation is requested for when the wait is over.
 
+        An answer that a position of ours (backed by our fills, or by the venue's report that
+        our order filled while its fills are on their way) is *smaller or gone* (the shape of
+        the venue's empty answers) is a claim that fills closed it. Fills are the venue's
+        own record: a fill the stream delivers, or that a ``userFills`` query
+        (:class:`QueryFills`, answered through :meth:`on_fills_answer`) shows, changes the
+        book as fills always do. Without one, the answer is adopted only after
+        ``unfilled_close_confirmations`` answers over ``unfilled_close_wait_s`` (each the
+        longer of it and the general rule's).
+
         A market with an unconfirmed or just adopted mismatch, or with an open order this run
         did not place, is listed in :attr:`unexplained` (no entry goes out while any market
         is) until a reconciliation finds it in agreement.
@@ -1088,12 +1174,12 @@ class TradingCore:
         wait_ms = tc.mismatch_confirm_wait_s * 1000.0
         unexplained: dict[str, str] = {}
         due: float | None = None
+        ask_fills: list[str] = []
         for p in self.book.positions:
             if any(o.state in ofsm.LIVE_STATES or o.state == ofsm.NEW
                    for o in self.orders.active_for(p.idx)):
                 # in flight: nothing can be judged now (an earlier verdict stands)
-                p.mismatches = 0
-                self._mismatch_seen.pop(p.idx, None)
+                self._forget_mismatch(p)
                 if p.coin in self.unexplained:
                     unexplained[p.coin] = self.unexplained[p.coin]
                     at = now_ms + RECHECK_MS
@@ -1102,29 +1188,48 @@ class TradingCore:
             venue = venue_positions.get(p.coin, 0.0)
             ours = p.effective
             if _same_size(venue, ours):
-                p.mismatches = 0
-                self._mismatch_seen.pop(p.idx, None)
+                self._forget_mismatch(p)
                 continue
+            close = _claims_close(ours, venue)
+            need_n, need_ms = tc.mismatch_confirmations, wait_ms
+            if close:
+                need_n = max(need_n, tc.unfilled_close_confirmations)
+                need_ms = max(need_ms, tc.unfilled_close_wait_s * 1000.0)
             seen = self._mismatch_seen.get(p.idx)
-            if seen is None or not _same_size(seen[0], venue):
-                seen = (venue, now_ms)
+            if seen is None or not _same_size(seen[0], venue) or not _same_size(seen[2], ours):
+                seen = (venue, now_ms, ours)
                 self._mismatch_seen[p.idx] = seen
                 p.mismatches = 1
-                self._alert("warning", "reconcile_mismatch",
-                            f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; confirming over "
-                            f"{tc.mismatch_confirm_wait_s:g} s before adopting (the position "
-                            f"stays managed; no entries meanwhile)")
+                if close:
+                    self._alert("warning", "reconcile_mismatch",
+                                f"{p.coin}: venue {venue:+g} vs ours {ours:+g}, but no fill "
+                                f"closing it has been seen: the venue's fills are asked if "
+                                f"it persists; without one it is adopted only after {need_n} answers over "
+                                f"{need_ms / 1000.0:g} s (the position stays managed; no "
+                                f"entries meanwhile)")
+                else:
+                    self._alert("warning", "reconcile_mismatch",
+                                f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; confirming over "
+                                f"{need_ms / 1000.0:g} s before adopting (the position "
+                                f"stays managed; no entries meanwhile)")
             else:
                 p.mismatches += 1
-            if p.mismatches < tc.mismatch_confirmations or now_ms - seen[1] < wait_ms:
-                unexplained[p.coin] = f"venue {venue:+g} vs ours {ours:+g} (unconfirmed)"
+            if close and p.mismatches >= 2:
+                # from the second answer on (the re-check a second later clears a snapshot
+                # taken before our own fill arrived, with no query and no alert)
+                asked = self._fills_asked.get(p.idx)
+                if asked is None or now_ms - asked >= max(wait_ms, RECHECK_MS):
+                    self._fills_asked[p.idx] = now_ms
+                    ask_fills.append(p.coin)
+            if p.mismatches < need_n or now_ms - seen[1] < need_ms:
+                unexplained[p.coin] = (f"venue {venue:+g} vs ours {ours:+g} (unconfirmed"
+                                       + ("; no closing fill seen)" if close else ")"))
                 # re-checked soon (a snapshot older than our last fill clears at once); only
                 # an answer after the wait can confirm
-                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + wait_ms))
+                at = min(now_ms + RECHECK_MS, max(now_ms, seen[1] + need_ms))
                 due = at if due is None else min(due, at)
                 continue
-            p.mismatches = 0
-            self._mismatch_seen.pop(p.idx, None)
+            self._forget_mismatch(p)
             delta = venue - ours
             m = self.obs.markets[p.idx]
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
@@ -1142,7 +1247,12 @@ class TradingCore:
             unexplained[p.coin] = f"adopted the venue's {venue:+g} (was {ours:+g})"
             due = now_ms
             self._latch("reconciliation_mismatch", now_ms,
-                        f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's")
+                        f"{p.coin}: venue {venue:+g} vs ours {ours:+g}; adopted the venue's"
+                        + (f" (no closing fill seen in {need_ms / 1000.0:g} s)" if close
+                           else ""))
+        if ask_fills:
+            self.out.append(QueryFills(tuple(ask_fills), "reconciliation says closed: "
+                                       + ", ".join(ask_fills)))
         known = {o.oid for o in self.orders.by_cloid.values() if o.oid is not None}
         known_cloids = set(self.orders.by_cloid)
         for vo in venue_open:
@@ -1227,6 +1337,15 @@ class TradingCore:
 
     def flat(self) -> bool:
         return all(not p.has_exposure for p in self.book.positions)
+
+
+def _claims_close(ours: float, venue: float) -> bool:
+    """The venue's figure says fills closed (part of) a position of ours — every exposure in
+    the book is the venue's own word: its fills, its report that our order filled (fills on
+    their way), or a figure adopted from it: smaller than ours, zero, or of the other sign."""
+    if abs(ours) <= EPS:
+        return False
+    return venue * ours <= 0.0 or abs(venue) < abs(ours)
 
 
 def _same_size(a: float, b: float) -> bool:

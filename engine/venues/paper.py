@@ -70,9 +70,10 @@ from typing import Any
 
 import attrs
 
-from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryOrder
+from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryFills, QueryOrder
 from engine.core.market import MarketState
 from engine.core.orders import Order
+from engine.core.positions import Fill
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.rounding import decimal_to_wire, to_decimal
 
@@ -387,6 +388,10 @@ class PaperVenue:
                 core.on_order_status(it.cloid, self.order_status(it.cloid), now_ms)
             elif isinstance(it, CancelOrder):
                 self.stats.cancels_ignored += 1  # nothing ever rests here
+            elif isinstance(it, QueryFills):
+                # every fill this venue made, delivered or not (as the venue's userFills)
+                core.on_fills_answer([Fill(f.tid, f.cloid, f.coin, f.is_buy, f.px, f.sz, f.fee,
+                                           f.time_ms) for f in self.fills], now_ms)
             else:
                 rest.append(it)
         return rest

@@ -1,7 +1,8 @@
 """Trade mode against the simulator with each issue-9 venue fault switched on (loopback only):
 user streams after the post response, a transient all-zero ``clearinghouseState``, the
 connection cut when a flatten arrives (the venue never saw it, or executed it unanswered), an
-exit falling due while the connection is down, and ``unknownOid`` for a fresh order. Each run must end flat, with no false hard-stop latch, never
+exit falling due while the connection is down, ``unknownOid`` for a fresh order, and all-zero
+answers for longer than the confirmation wait (userFills shows no closing fill: no latch). Each run must end flat, with no false hard-stop latch, never
 more than one live flatten per market, no flatten beyond the ones the fault explains, and a
 journal whose fills match the simulator's."""
 
@@ -109,6 +110,44 @@ async def test_a_transient_empty_clearinghouse_keeps_the_position_managed(
         ends_clean(tmp_path, sim, app)
         assert len(flattens_created(tmp_path)) == 1
         assert app.trading.trades[0]["exit_reason"] == "time_stop"
+
+
+async def test_empty_answers_further_apart_than_the_wait_do_not_latch(tmp_path: Path) -> None:
+    # the false latch: all-zero clearinghouseState answers for longer than
+    # mismatch_confirm_wait_s (2 s here: many answers, > 2 s apart) used to adopt "0" for a
+    # position our own fills opened. Now the venue's userFills is asked, shows no closing
+    # fill, and the position stays in the book and managed (the time stop closes it).
+    cfg = config(hold(7_000.0), reconcile_interval_s=0.5, mismatch_confirm_wait_s=2.0)
+    done = trio.Event()
+    async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
+        async with trio.open_nursery() as n:
+            n.start_soon(watch_flattens, app, done)
+            await ready(app)
+            sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
+            p = app.trading.book.by_coin[GOLD]
+            await wait_for(lambda: p.has_exposure and not any(
+                True for _ in app.trading.orders.active()), 10, "a position")
+            size = p.effective
+            sim.empty_clearinghouse_for(9.0)
+            answers = sim.stats()["trading"]["empty_clearinghouse_answers"]
+            t0 = trio.current_time()
+            await wait_for(lambda: sim.stats()["trading"]["empty_clearinghouse_answers"]
+                           >= answers + 6, 6, "all-zero answers over more than the wait")
+            await trio.sleep_until(t0 + 4.0)  # twice mismatch_confirm_wait_s of them
+            assert p.effective == size and not app.trading.hard_stop.latched, (
+                app.trading.hard_stop.detail)
+            assert any(a.code == "no_closing_fill" for a in app.alerts)
+            assert GOLD in app.trading.unexplained and not app.is_ready()
+            # the time stop still closes it, at the venue, while it answers "flat"
+            await wait_for(lambda: len(app.trading.trades) >= 1, 15, "the time stop")
+            await settle(app)
+            await wait_for(lambda: not app.trading.unexplained, 15, "explained again")
+            done.set()
+        ends_clean(tmp_path, sim, app)
+        assert len(flattens_created(tmp_path)) == 1
+        assert app.trading.trades[0]["exit_reason"] == "time_stop"
+        assert all(e.reason != "reconciliation_mismatch"
+                   for e in app.trading.hard_stop.history)
 
 
 @pytest.mark.parametrize("executed", [False, True])

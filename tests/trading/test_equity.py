@@ -123,8 +123,9 @@ def test_equity_usd_must_not_be_negative() -> None:
 def test_a_transient_all_zero_main_answer_is_used_only_when_it_persists() -> None:
     """P23: the venue answers all zeros for a few seconds. Such answers are not used until
     they persisted [breakers] equity_confirm_s (10 s; here: the collateral really is all in
-    the dex's margin), not even as the first answer of a run."""
-    core, _ = make_trading(trade())
+    the dex's margin, and — the fills cannot explain that drop — the unexplained wait is set
+    to the same 10 s), not even as the first answer of a run."""
+    core, _ = make_trading(trade(equity_unexplained_confirm_s=10.0))
     make_ready(core)
     core.on_account_values(0.0, 20.0, T0)  # the very first answer is a transient one
     assert core.equity_source == "unknown"
@@ -178,8 +179,9 @@ def test_a_stuck_main_dex_zero_while_a_position_is_held_never_trips(
 def test_suspect_answers_count_only_while_the_account_holds_nothing() -> None:
     """A main-dex 0 that began while a position was open is confirmed only by answers taken
     once the account holds nothing, equity_confirm_s apart and at least equity_confirm_reads
-    of them: closing the position does not make the answers of the last minute count."""
-    core, _ = make_trading(trade())
+    of them: closing the position does not make the answers of the last minute count (the
+    unexplained wait set to equity_confirm_s: the counting is under test)."""
+    core, _ = make_trading(trade(equity_unexplained_confirm_s=10.0))
     make_ready(core, equity=1000.0)
     _open_long_position(core, T0 + 10)
     for t in range(1000, 30_000, 2000):
@@ -204,7 +206,7 @@ def test_two_zero_answers_confirm_nothing_however_far_apart() -> None:
     """One answer at the start of a transient and one at the start of the next, with no
     truthful answer seen between them, are not a confirmed empty account: the rule needs
     equity_confirm_reads (3) answers. Before: two answers 10 s apart latched the hard stop."""
-    core, _ = make_trading(trade())
+    core, _ = make_trading(trade(equity_unexplained_confirm_s=10.0))
     make_ready(core, equity=1000.0)
     core.on_account_values(0.0, 10.0, T0 + 1000)
     core.on_account_values(0.0, 10.0, T0 + 12_000)
@@ -221,15 +223,37 @@ def test_a_real_wipe_out_still_trips_the_drawdown_breaker() -> None:
     trading went on."""
     core, _ = make_trading(trade())
     make_ready(core, equity=1000.0)
-    for t in range(1000, 8000, 2000):  # a transient's worth: not yet
+    # no fill explains the drop: believed only after equity_unexplained_confirm_s (60 s)
+    for t in range(1000, 60_000, 2000):
         core.on_account_values(0.0, 0.0, T0 + t)
     assert not core.hard_stop.latched and core.breakers.equity == 1000.0
-    for t in range(9000, 14_000, 2000):
+    for t in range(61_000, 64_000, 2000):
         core.on_account_values(0.0, 0.0, T0 + t)
     assert core.hard_stop.latched and core.hard_stop.reason == "drawdown"
     assert core.breakers.equity == 0.0
     assert "equity 0.00 USD is 100.000 % below the peak 1000.00 USD" in \
         core.hard_stop.history[-1].detail
+
+
+def test_an_empty_state_longer_than_equity_confirm_s_while_flat_is_not_a_drawdown(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Seen on the simulator (all-zero clearinghouseState for 14 s, reconciliation every
+    2 s, flat between trades): the zeros persisted 10 s over 3+ answers while the account
+    held nothing and latched "drawdown: equity 0.00 USD is 100.000 % below the peak" on a
+    profitable run. The fills (the second source) say the account is not in drawdown, so
+    such answers need equity_unexplained_confirm_s (60 s)."""
+    core, _ = make_trading(trade())
+    make_ready(core, equity=1000.0)
+    core.on_account_values(1003.2, 0.0, T0 + 500)
+    with caplog.at_level("WARNING", logger="engine.trading"):
+        for t in range(1000, 15_000, 2000):
+            core.on_account_values(0.0, 0.0, T0 + t)
+    assert not core.hard_stop.latched and not core.breakers.tripped()
+    assert core.breakers.equity == pytest.approx(1003.2)
+    [line] = [r.getMessage() for r in caplog.records if "the fills since" in r.getMessage()]
+    assert "explain 1003.20 USD" in line and "persist 60 s over 3 answers" in line
+    core.on_account_values(1003.5, 0.0, T0 + 15_000)  # the venue answers right again
+    assert core.breakers.equity == pytest.approx(1003.5) and not core.hard_stop.latched
 
 
 def test_a_flapping_venue_logs_its_empty_answers_once_a_minute(

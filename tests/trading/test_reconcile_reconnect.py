@@ -2,7 +2,10 @@
 
 * a transient all-zero ``clearinghouseState`` never wipes a position: a mismatch is adopted
   only once seen ``mismatch_confirmations`` times over ``mismatch_confirm_wait_s``, and the
-  position stays managed (exits, time stop, kill flatten) until then;
+  position stays managed (exits, time stop, kill flatten) until then; an answer that a
+  position our own fills opened is gone needs a closing fill (``userFills``: ``QueryFills`` /
+  ``on_fills_answer``) or ``unfilled_close_confirmations`` answers over
+  ``unfilled_close_wait_s``;
 * a flatten that could not leave the process because the connection was down, or that the
   venue never saw (``unknownOid``), is retried once the connection is back and never counts
   toward the flatten-failure latch; venue-rejected and unfilled flattens still do;
@@ -17,8 +20,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.core.intents import CancelOrder, PlaceOrder, RequestReconcile
+from engine.core.intents import Alert, CancelOrder, PlaceOrder, QueryFills, RequestReconcile
 from engine.core.orders import Order
+from engine.core.positions import Fill
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from fsm import order as ofsm
 from fsm import position as pfsm
@@ -143,18 +147,142 @@ def test_a_snapshot_older_than_our_fill_is_cleared_by_the_next_recheck() -> None
 
 
 def test_a_mismatch_is_adopted_only_after_the_wait() -> None:
+    # the venue holds more than our fills explain (no claim that a fill closed anything):
+    # the general rule
     core = trade_core(mismatch_confirm_wait_s=5.0, mismatch_confirmations=2)
-    open_position(core, GOLD, T0 + 10)
+    size = open_position(core, GOLD, T0 + 10)
+    more = {"xyz:GOLD": 2 * size}
+    core.on_reconcile(more, [], T0 + 1000)
+    core.on_reconcile(more, [], T0 + 3000)
+    core.on_reconcile(more, [], T0 + 5999)
+    assert core.book.positions[GOLD].effective == size and not core.hard_stop.latched
+    core.on_reconcile(more, [], T0 + 6000)  # seen 4 times over 5 s: the venue is right
+    p = core.book.positions[GOLD]
+    assert p.effective == 2 * size and core.hard_stop.reason == "reconciliation_mismatch"
+    assert "adopted" in core.unexplained["xyz:GOLD"]
+    out = core.drain()
+    assert not [it for it in out if isinstance(it, QueryFills)]
+    # the latch flattens what was adopted; while that flatten is in flight the verdict stands
+    [flat] = [it.order for it in out if isinstance(it, PlaceOrder)]
+    assert flat.reduce_only and flat.reason == "hard_stop" and flat.sz == 2 * size
+    core.on_reconcile(more, [], T0 + 6100)
+    assert "adopted" in core.unexplained["xyz:GOLD"]
+
+
+# ------------------------- item 2: "gone" needs a closing fill (or the long unfilled window)
+
+
+def fills_queries(core: TradingCore) -> list[QueryFills]:
+    return [it for it in core.drain() if isinstance(it, QueryFills)]
+
+
+def test_two_empty_answers_10_s_apart_do_not_declare_our_filled_position_gone() -> None:
+    # the false latch seen in trade mode: two empty answers further apart than
+    # mismatch_confirm_wait_s (10 s) adopted "0" for a position our own fills opened
+    core = trade_core()
+    size = open_position(core, GOLD, T0 + 10)
     core.on_reconcile({}, [], T0 + 1000)
-    core.on_reconcile({}, [], T0 + 3000)
-    core.on_reconcile({}, [], T0 + 5999)
-    assert core.book.positions[GOLD].has_exposure and not core.hard_stop.latched
-    core.on_reconcile({}, [], T0 + 6000)  # seen 4 times over 5 s: the venue is right
+    assert fills_queries(core) == []  # a snapshot older than our fill is cleared by ...
+    core.on_reconcile({}, [], T0 + 2000)
+    [q] = fills_queries(core)  # ... the re-check; it persists: the second source is asked
+    assert q.coins == ("xyz:GOLD",)
+    core.on_reconcile({}, [], T0 + 12_500)  # 11.5 s after the first
+    p = core.book.positions[GOLD]
+    assert p.effective == size and not core.hard_stop.latched
+    assert not [f for f in core.book.fills if f.synthetic]
+    assert "no closing fill seen" in core.unexplained["xyz:GOLD"]
+    [q] = fills_queries(core)  # asked again once the general wait is over
+    # the venue's fills: our entry (already applied) and an older foreign fill (history)
+    entry = core.book.fills[-1]
+    history = Fill("H1", None, "xyz:GOLD", False, 99.0, 5.0, 0.0, T0 - 60_000)
+    core.on_fills_answer([entry, history], T0 + 12_600)
+    assert p.effective == size and not core.hard_stop.latched  # history rebuilds nothing
+    alerts = [it for it in core.drain() if isinstance(it, Alert)]
+    assert [a.code for a in alerts] == ["no_closing_fill"]
+    # still managed: the time stop (20 s) flattens it while the venue keeps saying "flat"
+    core.on_reconcile({}, [], T0 + 19_000)
+    core.drain()
+    core.on_housekeeping(T0 + 21_000)
+    [flat] = placed(core)
+    assert flat.reduce_only and flat.reason == "time_stop"
+    # the transient ends: the venue held it all along and fills the flatten
+    core.on_reconcile({"xyz:GOLD": size}, [], T0 + 20_500)
+    fill(core, flat, T0 + 21_010, "T-close")
+    core.on_reconcile({}, [], T0 + 22_000)
+    assert core.unexplained == {} and not core.hard_stop.latched and core.flat()
+
+
+def test_a_fill_the_venue_reported_but_whose_userfills_are_late_is_not_declared_gone() -> None:
+    # found by the long stateful run: the post response said "filled", the fills had not
+    # arrived, and a long all-zero state adopted "0" after the general wait (a false latch)
+    core = trade_core()
+    o = enter(core, GOLD, T0 + 10)
+    core.on_sent(o.cloid, T0 + 10)
+    core.on_post_result(o.cloid, {"filled": {"totalSz": o.sz_wire, "avgPx": o.px_wire,
+                                             "oid": 7}}, T0 + 11)
+    p = core.book.positions[GOLD]
+    assert p.size == 0 and p.effective == o.sz  # the venue's word, fills on their way
+    core.drain()
+    core.on_reconcile({}, [], T0 + 1000)
+    core.on_reconcile({}, [], T0 + 2000)
+    [_] = fills_queries(core)
+    core.on_reconcile({}, [], T0 + 11_500)
+    assert p.effective == o.sz and not core.hard_stop.latched
+    # the userFills answer brings the fill the stream has not delivered yet
+    core.on_fills_answer([Fill("T-late", o.cloid, o.coin, o.is_buy, o.px, o.sz, 0.0,
+                               T0 + 12)], T0 + 11_600)
+    assert p.size == o.sz and not p.unconfirmed and not core.hard_stop.latched
+
+
+def test_a_closing_fill_in_userfills_changes_the_book() -> None:
+    core = trade_core()
+    size = open_position(core, GOLD, T0 + 10)
+    core.on_reconcile({}, [], T0 + 1000)
+    core.on_reconcile({}, [], T0 + 2000)
+    [_] = fills_queries(core)
+    # a liquidation the stream never delivered (e.g. lost across a reconnect's snapshot)
+    liq = Fill("L1", None, "xyz:GOLD", False, 95.0, size, 0.01, T0 + 500)
+    core.on_fills_answer([liq], T0 + 1100)
+    p = core.book.positions[GOLD]
+    assert not p.has_exposure  # the venue's own record of the fill: believed at once
+    assert core.hard_stop.reason == "foreign_fill"  # not ours: the operator must look
+    core.on_housekeeping(T0 + 1200)  # a reconciliation is asked to judge the market again
+    assert [it for it in core.drain() if isinstance(it, RequestReconcile)]
+    core.on_reconcile({}, [], T0 + 1300)
+    assert core.unexplained == {}
+    assert all(e.reason != "reconciliation_mismatch" for e in core.hard_stop.history)
+
+
+def test_without_a_closing_fill_the_venue_is_believed_only_after_the_long_window() -> None:
+    core = trade_core(unfilled_close_wait_s=60.0, unfilled_close_confirmations=4)
+    open_position(core, GOLD, T0 + 10)
+    for t in (T0 + 1000, T0 + 21_000, T0 + 41_000, T0 + 60_999):
+        core.on_reconcile({}, [], t)  # four answers, but not yet 60 s
+        assert core.book.positions[GOLD].has_exposure and not core.hard_stop.latched
+    core.drain()
+    core.on_reconcile({}, [], T0 + 61_000)
     p = core.book.positions[GOLD]
     assert not p.has_exposure and core.hard_stop.reason == "reconciliation_mismatch"
-    assert "adopted" in core.unexplained["xyz:GOLD"]
-    core.on_reconcile({}, [], T0 + 6100)  # a later answer agrees with what was adopted
-    assert core.unexplained == {}
+    assert "no closing fill seen in 60 s" in (core.hard_stop.detail or "")
+
+
+def test_enough_time_but_too_few_answers_is_not_confirmation() -> None:
+    core = trade_core(unfilled_close_wait_s=60.0, unfilled_close_confirmations=4)
+    open_position(core, GOLD, T0 + 10)
+    for t in (T0 + 1000, T0 + 70_000, T0 + 80_000):
+        core.on_reconcile({}, [], t)
+    assert core.book.positions[GOLD].has_exposure and not core.hard_stop.latched
+
+
+def test_userfills_is_asked_at_most_once_per_general_wait() -> None:
+    core = trade_core(mismatch_confirm_wait_s=10.0)
+    open_position(core, GOLD, T0 + 10)
+    asked = []
+    for t in range(1000, 31_000, 1000):  # re-checks every second for 30 s
+        core.on_reconcile({}, [], T0 + t)
+        if fills_queries(core):
+            asked.append(t)
+    assert asked == [2000, 12_000, 22_000]
 
 
 def test_a_changing_venue_figure_restarts_the_confirmation() -> None:

@@ -29,8 +29,13 @@ Invariants checked after every step (docs/reference/design.md §4):
 
 Issue 9 rules: reconciliations (trade mode: transient answers with all-zero positions and
 account values, or only the main dex's value at 0, for less than the confirmation waits, each
-transient after a truthful answer); the main dex's value stuck at 0 for 10-120 s while a
-position is held (never a drawdown);
+transient after a truthful answer; all-zero positions (account values truthful, or zero too)
+for 12-50 s, over a position of ours, two answers more than ``mismatch_confirm_wait_s`` apart: a position of ours is not declared gone without a
+closing fill); ``userFills`` answers to the core's ``QueryFills`` (every fill the venue made,
+delivered or not, plus older foreign history); the whole all-zero state for 12-50 s while the
+account holds nothing, answered every 1-3 s (no drawdown: the fills explain no loss); the main
+dex's value stuck at 0 for 10-120 s
+while a position is held (never a drawdown);
 the venue's account values (main dex and dex; the breakers must measure their sum); the link
 dropping at any step of an exit and staying down across steps (trade mode); post responses
 and fills in either order with delays; ``unknownOid`` for an order the venue has not
@@ -52,8 +57,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from engine.core.breakers import DAILY_LOSS, DRAWDOWN
-from engine.core.intents import CancelOrder, PlaceOrder, QueryOrder, Record
+from engine.core.intents import CancelOrder, PlaceOrder, QueryFills, QueryOrder, Record
 from engine.core.orders import CloidFactory, Order
+from engine.core.positions import Fill
 from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from fsm import order as ofsm
@@ -108,6 +114,10 @@ class TradingMachine(RuleBasedStateMachine):
         self.link_up = True
         self.transient_until = -math.inf  # the venue answers all zeros until then
         self.transient_main_only = False  # ... or only the main dex's accountValue is 0
+        self.transient_positions_only = False  # ... or only the positions are all zero
+        self.fills_asked = 0  # QueryFills intents not answered yet
+        # the venue's userFills also holds older history: a foreign fill before any position
+        self.history = [Fill("H0", None, COINS[0], False, 90.0, 3.0, 0.0, T0 - 86_400_000.0)]
         # a new transient starts only after a truthful account answer since the last one: two
         # windows with none seen between them are, to anyone reading the answers, one window
         # longer than the confirmation waits — a venue that stays empty, not a transient
@@ -220,6 +230,8 @@ class TradingMachine(RuleBasedStateMachine):
                 self.new_orders.append(o)
             elif isinstance(intent, QueryOrder):
                 self.queries.append(intent.cloid)
+            elif isinstance(intent, QueryFills):
+                self.fills_asked += 1
             elif isinstance(intent, Record):
                 self.journal.append(intent)
             elif isinstance(intent, CancelOrder):
@@ -452,6 +464,7 @@ class TradingMachine(RuleBasedStateMachine):
         self.core = core
         self.new_orders = []  # never written to the socket: they died with the process
         self.queries = []
+        self.fills_asked = 0
         for i in range(len(COINS)):
             self._frames(i)
             core.on_ctx(i, self.px[i], self.px[i], self.now)
@@ -483,7 +496,7 @@ class TradingMachine(RuleBasedStateMachine):
         of the main dex and of the trading dex (its isolated margin: 0 when flat). Inside a
         transient window: all zeros."""
         transient = self.now < self.transient_until
-        if transient and not self.transient_main_only:
+        if transient and not (self.transient_main_only or self.transient_positions_only):
             return {}, 0.0, 0.0
         marks = self._marks()
         positions = {}
@@ -494,6 +507,8 @@ class TradingMachine(RuleBasedStateMachine):
                 positions[coin] = v
                 margin += abs(v) * marks[i] / LEVERAGE
         stuck = self.now < self.stuck_until and bool(positions)
+        if transient and self.transient_positions_only:
+            return {}, self._equity(True) - margin, margin
         return positions, 0.0 if transient or stuck else self._equity(True) - margin, margin
 
     def _account_values(self, main: float, dex: float) -> None:
@@ -532,10 +547,87 @@ class TradingMachine(RuleBasedStateMachine):
         confirmation waits; then the truth again, which is seen before the next transient."""
         self.transient_until = self.now + window_ms
         self.transient_main_only = main_only
+        self.transient_positions_only = False
         self.truth_seen = False
         positions, main, dex = self._venue_snapshot()
         self.core.on_reconcile(positions, [], self.now)
         self._account_values(main, dex)
+        self._collect()
+
+    def _held_idle(self) -> bool:
+        """A position backed by delivered fills, with no order of its market in flight."""
+        c = self.core
+        return any(p.size and not any(True for _ in c.orders.active_for(p.idx))
+                   for p in c.book.positions)
+
+    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until
+                  and self.truth_seen and self._held_idle())
+    @rule(window_ms=st.integers(12_000, 50_000), gap_ms=st.integers(10_001, 11_000),
+          accounts_too=st.booleans())
+    def long_empty_positions(self, window_ms: int, gap_ms: int, accounts_too: bool) -> None:
+        """clearinghouseState answers all-zero positions (and, with ``accounts_too``, account
+        values: the whole P23 state) for longer than ``mismatch_confirm_wait_s`` and
+        ``[breakers] equity_confirm_s`` but less than ``unfilled_close_wait_s`` and
+        ``equity_unexplained_confirm_s``: two answers ``gap_ms`` apart (more than the general
+        wait) say "flat" while no fill closed anything. Our fill-backed positions must stay
+        in the book and managed (no false latch: invariant 10), and no loss breaker may take
+        the zeros for a drawdown (invariant 7); further answers may follow in the window,
+        after the position was closed too."""
+        event("all-zero positions over a fill-backed position, answers > 10 s apart")
+        self.transient_until = self.now + window_ms
+        self.transient_main_only = False
+        self.transient_positions_only = not accounts_too
+        self.truth_seen = False
+        self.reconcile(1)
+        self.reconcile(gap_ms)  # (timers may run between: the ``timer`` rule)
+
+    def _flat_idle(self) -> bool:
+        c = self.core
+        return (c.flat() and not any(True for _ in c.orders.active())
+                and all(abs(self._venue_pos(i)) < 1e-12 for i in range(len(COINS))))
+
+    @precondition(lambda self: self.trade and self.link_up and self.now >= self.transient_until
+                  and self.truth_seen and self._flat_idle())
+    @rule(window_ms=st.integers(12_000, 50_000), every_ms=st.integers(1000, 3000))
+    def long_empty_state_while_flat(self, window_ms: int, every_ms: int) -> None:
+        """The whole P23 state (no positions, account values 0) for longer than ``[breakers]
+        equity_confirm_s`` (over ``equity_confirm_reads`` answers) while the account holds
+        nothing, answered every ``every_ms``: seen on the simulator to latch "drawdown:
+        equity 0.00 USD is 100 % below the peak" on a profitable run. The fills say the
+        account is not in drawdown: no loss breaker may trip (invariant 7)."""
+        event("all-zero account state while flat for longer than equity_confirm_s")
+        self.transient_until = self.now + window_ms
+        self.transient_main_only = False
+        self.transient_positions_only = False
+        self.truth_seen = False
+        end = self.now + min(window_ms - 1, 16_000)
+        while self.now + every_ms <= end:
+            self.reconcile(every_ms)
+
+    @precondition(lambda self: self.link_up and self.fills_asked > 0)
+    @rule()
+    def answer_fills_query(self) -> None:
+        """userFills as the venue answers it: every fill it made, delivered on the stream or
+        not, plus older history. Fills the stream has not delivered yet are delivered by
+        this answer (applied once, by tid)."""
+        self.fills_asked -= 1
+        self.now += 1
+        answer = list(self.history)
+        for t in self.truths.values():
+            o = t.order
+            for tid, sz in t.delivered + t.fills:
+                answer.append(Fill(tid, o.cloid, o.coin, o.is_buy, t.px, sz, t.fee(sz),
+                                   self.now))
+        self.core.on_fills_answer(answer, self.now)
+        applied = {f.tid for f in self.core.book.fills}
+        for t in self.truths.values():
+            for tid, sz in list(t.fills):
+                if tid in applied:
+                    event("userFills delivers a fill the stream has not")
+                    t.fills.remove((tid, sz))
+                    t.delivered.append((tid, sz))
+                    self.ledger[t.order.idx] += t.signed(sz)
+        self._check_breakers()
         self._collect()
 
     @precondition(lambda self: self.trade and self.link_up
@@ -559,6 +651,7 @@ class TradingMachine(RuleBasedStateMachine):
             event("link drops during an exit (flatten live or exposure)")
         self.link_up = False
         self.queries = []
+        self.fills_asked = 0  # a userFills query in flight is lost too
         self.core.on_disconnect(self.now)
         self._collect()
         assert self.core.link_down() and not self.core.is_ready()
@@ -721,6 +814,8 @@ class TradingMachine(RuleBasedStateMachine):
 
     def _teardown(self) -> None:
         self.transient_until = -math.inf
+        while self.fills_asked and self.link_up:
+            self.answer_fills_query()
         self.stuck_until = -math.inf
         if not self.link_up:
             self.link_returns(100, True)

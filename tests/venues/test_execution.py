@@ -27,6 +27,7 @@ from engine.venues.hyperliquid.execution import (
     ReconcileError,
     parse_open_orders,
     parse_positions,
+    parse_user_fills,
 )
 from engine.venues.hyperliquid.nonce import NonceAllocator
 from engine.venues.hyperliquid.posts import PostLost
@@ -927,6 +928,21 @@ def test_parse_open_orders_rules() -> None:
     ):
         with pytest.raises(ReconcileError):
             parse_open_orders(bad, "xyz")
+
+
+def test_parse_user_fills_reads_good_fills_and_counts_bad_ones() -> None:
+    good = {"coin": "xyz:GOLD", "px": "100.5", "sz": "0.1", "side": "A", "time": 17,
+            "oid": 3, "tid": 9, "fee": "-0.001", "cloid": None, "liquidation": {"x": 1}}
+    fills, bad = parse_user_fills([good]) or ([], -1)
+    assert bad == 0 and [(f.coin, f.tid, f.is_buy, f.px) for f in fills] == [
+        ("xyz:GOLD", 9, False, "100.5")]
+    broken = [{**good, "px": "0"}, {**good, "sz": "-1"}, {**good, "side": "X"}, 7,
+              {**good, "fee": "abc"}, {k: v for k, v in good.items() if k != "tid"}]
+    assert parse_user_fills(broken + [good]) is not None
+    fills, bad = parse_user_fills(broken + [good])  # type: ignore[misc]
+    assert bad == len(broken) and len(fills) == 1
+    for not_a_list in (None, {}, "x", {"fills": []}):
+        assert parse_user_fills(not_a_list) is None
 
 
 async def test_reader_does_not_wait_for_another_tasks_write() -> None:

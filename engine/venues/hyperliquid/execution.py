@@ -1,6 +1,7 @@
 """Order execution over the feed's WebSocket: owns turning our orders into signed ``order`` /
 ``cancel`` actions, sending them as WS posts, and reading the answers back per order; plus the
-info queries the trading shell needs (``orderStatus``, ``clearinghouseState``, ``openOrders``).
+info queries the trading shell needs (``orderStatus``, ``clearinghouseState``, ``openOrders``,
+``userFills``).
 
 :class:`OrderExecutor` never decides anything: the trading core does (``engine/core``), and the
 shell feeds the values returned here to :func:`.order_events.classify_post_status` (via the
@@ -51,6 +52,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
+import msgspec
 
 from engine.core.orders import Order
 from engine.net.ws import text_frame
@@ -77,6 +79,7 @@ from engine.venues.hyperliquid.signing import (
     ioc_order_wire,
     schedule_cancel_action,
 )
+from engine.venues.hyperliquid.wire import UserFill
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +491,32 @@ class OrderExecutor:
         self.last_main_value = await self.main_account_value(user)
         return positions, orders
 
+    async def user_fills(self, user: str) -> list[UserFill] | None:
+        """``userFills`` of the master account ``user`` (its most recent fills, every dex; WS
+        post info): the second source before a reconciliation answer that a position closed
+        is believed. ``None`` when there was no usable answer (counted and logged, rate-limited:
+        the core asks again while the mismatch lasts); malformed elements are skipped and
+        logged."""
+        user = self._check_user(user)
+        self.stats.queries += 1
+        try:
+            answer = await self._posts.info({"type": "userFills", "user": user}, self._timeout)
+        except PostFailure as exc:
+            self.stats.query_failures += 1
+            self._rlog.log("user_fills", logging.WARNING, "userFills failed: %s", exc)
+            return None
+        parsed = parse_user_fills(answer)
+        if parsed is None:
+            self.stats.query_failures += 1
+            self._rlog.log("user_fills", logging.WARNING, "userFills answer is not a list: %s",
+                           excerpt(repr(answer), 120))
+            return None
+        fills, bad = parsed
+        if bad:
+            self._rlog.log("user_fills_bad", logging.WARNING,
+                           "userFills answer: %d malformed fill(s) skipped", bad)
+        return fills
+
     async def main_account_value(self, user: str) -> float | None:
         """``marginSummary.accountValue`` of ``clearinghouseState`` WITHOUT ``dex`` (the main
         dex, where the free collateral sits with DEX abstraction: protocol doc §9, P22), or
@@ -678,6 +707,28 @@ def _clock_sample(sent: float, received: float, state: object
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         return None
     return sent, received, float(t)
+
+
+def parse_user_fills(answer: object) -> tuple[list[UserFill], int] | None:
+    """A ``userFills`` info answer → (the fills that read, how many did not), or ``None``
+    when the answer is not a list. A fill reads when it has the channel's fields with ``px``
+    and ``sz`` positive decimals."""
+    if not isinstance(answer, list):
+        return None
+    out: list[UserFill] = []
+    bad = 0
+    for raw in answer:
+        try:
+            f = msgspec.convert(raw, UserFill)
+            ok = float(f.px) > 0.0 and float(f.sz) > 0.0 and math.isfinite(
+                float(f.px) * float(f.sz) + float(f.fee))
+        except (msgspec.ValidationError, ValueError):
+            ok = False
+        if ok:
+            out.append(f)
+        else:
+            bad += 1
+    return out, bad
 
 
 def parse_account_value(state: object) -> float | None:

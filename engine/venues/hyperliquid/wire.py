@@ -479,6 +479,33 @@ class WireDecoder:
                 mark = None
             self._fbc[CH_CTX] += 1
             return CtxEvent(cd.coin, oracle, mark)
+        return self._other(msg, text)
+
+    # -- the router's fast path (FrameRouter.dispatcher): it decodes with ``raw_decode``
+    # and handles a valid bbo / ctx message itself (the checks of decode() above, and the
+    # same counters); any other decoded message goes to decoded(), anything else (a bbo or
+    # ctx it does not take, a decode failure) to decode() again.
+
+    @property
+    def raw_decode(self) -> Any:
+        """The typed msgspec decode of :meth:`decode` (raises ``msgspec.DecodeError``);
+        its result's type is one of :attr:`FAST_TYPES` or a message for :meth:`decoded`."""
+        return self._decode
+
+    #: the message types of a ``bbo`` and an ``activeAssetCtx`` frame, as ``raw_decode``
+    #: returns them (fields: ``data.coin``, ``data.time``, ``data.bbo`` (two levels or None,
+    #: each ``px``, ``sz``); ``data.coin``, ``data.ctx.oraclePx``, ``data.ctx.markPx``)
+    FAST_TYPES: Final = (_BboMsg, _CtxMsg)
+
+    def decoded(self, msg: Any, text: str | bytes) -> Event | None:
+        """What :meth:`decode` returns for ``text`` when ``raw_decode(text)`` gave ``msg``,
+        for a message that is not one of :attr:`FAST_TYPES` (counted the same way)."""
+        self.stats.frames_total += 1
+        return self._other(msg, text)
+
+    def _other(self, msg: Any, text: str | bytes) -> Event | None:
+        """:meth:`decode` for every message type but bbo and ctx."""
+        t = type(msg)
         if t is _SubMsg:
             sd = msg.data
             self._fbc[CH_SUB] += 1

@@ -108,17 +108,11 @@ def full_replay(records: Path, cfg: EngineConfig) -> list[dict[str, Any]]:
 
 
 TIMES = ("ts", "venue_ts", "opened_ms", "closed_ms")  # when: live at or after the replay
-FROM_TIMES = ("hold_ms", "net_apr", "leg_latency_ms")  # computed from those times
-
-
-SUMMED = ("leg_risk_usd_s",)
-"""Integrals over time, summed at each wake-up: a live timer waking between two events splits
-one term in two, which moves the last bits of the float (compared to 9 significant digits)."""
+FROM_TIMES = ("hold_ms", "net_apr", "leg_latency_ms", "leg_risk_usd_s")  # from those times
 
 
 def _content(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float(f"{v:.9g}") if k in SUMMED and isinstance(v, float) else v)
-            for k, v in r.items() if k not in TIMES and k not in FROM_TIMES}
+    return {k: v for k, v in r.items() if k not in TIMES and k not in FROM_TIMES}
 
 
 def _times_agree(a: dict[str, Any], b: dict[str, Any]) -> bool:

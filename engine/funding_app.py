@@ -31,6 +31,12 @@ Tasks, each owned by the root nursery:
 Paper mode sends intents to :class:`~engine.core.paper_two_leg.PaperTwoLeg` (fills after a
 latency against the book at that later time) instead of the venue.
 
+Restart: after every batch of records that changed something the shell journals the core's
+whole state (a ``state`` record, :mod:`engine.io.funding_state`); at start the newest one's
+open pairs (same mode, same venue) are rebuilt offline and resumed by the first connection as
+after an outage (trade: missed trades and funding read from REST, in-flight orders re-sent
+under their ids, both legs reconciled; paper: the paper venue seeded with their inventory).
+
 Every stop (SIGINT/SIGTERM, kill file, ``POST /kill``, the run duration) is the kill switch:
 no new entries, both legs of every position flattened (the perp reduce-only), records flushed,
 exit 0 when flat, 1 when a position was left open. ``python -m engine flatten`` flattens and
@@ -79,6 +85,7 @@ from engine.core.neutral import (
 )
 from engine.core.paper_two_leg import PaperTwoLegVenue
 from engine.io.frames import K_CONN, FrameRecorder, frames_dir
+from engine.io.funding_state import STATE, last_state
 from engine.io.records import RecordWriter
 from engine.ops.funding_latch import latched_breaker
 from engine.ops.funding_metrics import FundingMetrics
@@ -116,6 +123,10 @@ VENUE = "bybit"  # the registry name of the venue this shell runs on
 TICK_S = 0.25
 SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
 LATENCY_SAMPLES = 2000
+EMBEDDED_SIM = "embedded-sim"  # the journal's venue name of the embedded simulator
+STATE_CHANGES = frozenset({"order", "fill", "funding", "position", "closed", "reconcile",
+                           "reject", "kill", "anomaly", "connection"})
+"""Record types after which the shell journals the core's whole state (a ``state`` line)."""
 
 Intent = PlaceOrder | CancelOrder | AmendOrder | CancelAll
 _MARKET = (FundingQuote, BookTop, FundingSettlement)
@@ -269,6 +280,7 @@ class FundingApp:
         self._records_dirty = False
         self._fill_t0: dict[str, int] = {}  # leg-1 order client id -> fill receive ns (batch)
         self._order_kind: dict[str, InstrumentKind] = {}
+        self.restored: list[str] = []  # symbols whose pair was rebuilt from the journal
 
     # ------------------------------------------------------------------ run
     async def run(self) -> int:
@@ -421,14 +433,77 @@ class FundingApp:
         now = int(self.clock())
         if self.recorder is not None:  # what replay needs to build the same core (ids)
             self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
-        self.funding = FundingCore(self.fcfg, self.spot, self.perp, now_ms=now)
+        self.funding = self._restore_from_journal(now) or FundingCore(
+            self.fcfg, self.spot, self.perp, now_ms=now)
         self.funding.require_reconciled = trade
         if not trade:
             self.paper = PaperTwoLegVenue(self.spot, self.perp,
                                           latency_ms=self.cfg.paper.latency_ms,
                                           tid_prefix=f"paper{now}")
+            if self.funding.intents:  # the paper venue holds what the journal says it held
+                for (sym, leg), q in self.funding.inventory.items():
+                    if leg == "perp" and q:
+                        self.paper.perp_pos[sym] = q
+                    elif leg == "spot" and q > 0:
+                        self.paper.spot_bal[sym] = q
         else:
             await self._read_wallet(now)
+
+    def journal_venue(self) -> str:
+        """Where this run trades, as its ``state`` records name it: a pair is rebuilt only by a
+        run of the same mode on the same venue."""
+        if self.cfg.sim.enabled:
+            return EMBEDDED_SIM
+        rest = self.venue.urls.rest if self.venue is not None else self.bcfg.rest_url
+        return f"{self.bcfg.environment} {rest}"
+
+    def _restore_from_journal(self, now: int) -> FundingCore | None:
+        """The open pairs of the previous run, rebuilt from its last ``state`` record
+        (:mod:`engine.io.funding_state`), offline: the first connection of every stream
+        resumes them as after an outage that began at that record (trade: the trades and
+        final states of their in-flight orders and the funding paid meanwhile read from REST
+        first, then both legs reconciled against the venue). None: nothing to rebuild (no
+        record, or the previous run ended flat), or the record is of another mode or venue
+        (said in one line and alerted; the pairs are left to the operator)."""
+        today = dt.datetime.fromtimestamp(now / 1000, dt.UTC).date()
+        rec = last_state(self.records_dir, today)
+        if rec is None:
+            return None
+        r = rec["core"]
+        intents = r.get("intents")
+        if not isinstance(intents, dict) or not intents:
+            return None
+        names = ", ".join(sorted(intents))
+        here, there = (self.cfg.mode, self.journal_venue()), (rec.get("mode"),
+                                                               rec.get("venue"))
+        why = None
+        if here != there:
+            why = (f"written by a {there[0]} run on {there[1]}, this run is {here[0]} on "
+                   f"{here[1]}")
+        elif self.cfg.mode == "trade" and here[1] == EMBEDDED_SIM:
+            why = "the embedded simulator starts empty in every process"
+        if why is not None:
+            text = (f"open pair(s) {names} in the journal of {self.records_dir.resolve()} not "
+                    f"rebuilt: {why}; reconcile them by hand")
+            log.error("%s", text)
+            self._alert("error", "journal_not_restored", text)
+            return None
+        try:
+            core = FundingCore.from_record(r, self.fcfg, self.spot, self.perp, now_ms=now)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise StartupError(
+                f"the funding journal's last state record in {self.records_dir.resolve()} "
+                f"cannot be rebuilt ({type(exc).__name__}: {exc}); its open pair(s) {names} "
+                "need the operator: close them at the venue, then move the funding_*.jsonl "
+                "files aside", EXIT_CONFIG) from None
+        self.was_down = True  # the first connection resumes them (see _up)
+        self.down_since_ms = int(r.get("now_ms") or rec.get("ts") or now)
+        self.restored = sorted(core.intents)
+        for sym, it in sorted(core.intents.items()):
+            log.warning("rebuilt from the journal: %s %s (intent %s) spot %s perp %s; managed "
+                        "again once the venue is connected", sym, it.state, it.intent_id,
+                        it.pos["b"], it.pos["a"])
+        return core
 
     async def _read_wallet(self, now: int) -> None:
         """Trade: the USDT wallet once by REST, so the daily-loss breaker measures against the
@@ -720,7 +795,11 @@ class FundingApp:
         self.was_down = False
         self.stats.reconnects += 1
         now = int(self.clock())
-        log.info("bybit streams connected again; resuming")
+        if self.restored and self.stats.reconnects == 1:
+            log.info("bybit streams connected; resuming the pair(s) rebuilt from the journal: "
+                     "%s", ", ".join(self.restored))
+        else:
+            log.info("bybit streams connected again; resuming")
         self._dispatch(core.reconnect(now), now)
         self._flush_records()
         self._wake.set()
@@ -874,11 +953,17 @@ class FundingApp:
         if not recs:
             return
         now = self.clock()
+        changed = False
         for r in recs:
             ts = r.get("ts", now) if isinstance(r, dict) else now
             writer.write(RECORD_KIND, ts if isinstance(ts, int | float) else now, r)
             self.stats.records += 1
             self._log_record(r)
+            changed = changed or (isinstance(r, dict) and r.get("type") in STATE_CHANGES)
+        if changed:  # the restart journal: the whole state after what the batch changed
+            writer.write(RECORD_KIND, now, {"type": STATE, "ts": int(now), "mode": self.cfg.mode,
+                                            "venue": self.journal_venue(),
+                                            "core": core.to_record()})
 
     def _log_record(self, r: Any) -> None:
         if not isinstance(r, dict):

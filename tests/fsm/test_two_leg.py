@@ -327,14 +327,37 @@ class TwoLegRun(RuleBasedStateMachine):
         self.send(self.intent.reconnect(self.now))
         self.deliver()
 
-    @rule(p=st.integers(0, 2))
-    def restart_from_journal(self, p: int) -> None:
+    @rule(p=st.integers(0, 2), down_ms=st.integers(0, 5000), data=st.data())
+    def restart_from_journal(self, p: int, down_ms: int, data: st.DataObject) -> None:
+        """A crash (kill -9): the intent's last journal line is all that survives; the venue
+        goes on meanwhile (a live order may fill, cancels and closes complete), nothing reaches
+        the engine; a new process rebuilds the intent from the line. The rebuilt state is the
+        state before the crash, and once connected it re-sends what is in flight under the same
+        ids (idempotent at the venue) and counts what the venue did meanwhile once."""
         if p:
             return
         line = json.dumps(self.intent.to_record())
-        self.intent = TwoLegIntent.from_record(json.loads(line))
-        if self.venue.connected:
+        was_connected = self.venue.connected
+        self.venue.connected = False  # the process is gone: nothing delivered or sent
+        live = self.venue.live_open_work()
+        if live and data.draw(st.booleans()):
+            cid = data.draw(st.sampled_from(sorted(live)))
+            o = self.venue.orders[cid]
+            self.venue.fill(cid, o["qty"] - o["filled"], self.now)
+        self.now += down_ms
+        self.venue.auto(self.now)
+        rebuilt = TwoLegIntent.from_record(json.loads(line))
+        assert rebuilt.to_record() == json.loads(line)  # the state before the restart
+        assert not rebuilt.connected and rebuilt.state == self.intent.state
+        for leg in (LEG_A, LEG_B):  # positions = Σ fills per leg, as journaled
+            assert rebuilt.pos[leg] == sum(
+                (Decimal(q) for lg, q in rebuilt.fills.values() if lg == leg), Decimal(0))
+        self.intent = rebuilt
+        if was_connected:
+            self.venue.connected = True
             self.send(self.intent.reconnect(self.now))
+            self.deliver()
+            self.send(self.intent.on_tick(self.now))
             self.deliver()
 
     # -- invariants --

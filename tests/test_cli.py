@@ -85,22 +85,33 @@ def test_default_run_shows_signals_and_followups(tmp_path: Path) -> None:
 
 def test_sigterm_stops_cleanly_with_missed_followups(tmp_path: Path) -> None:
     e = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE__")}
-    p = subprocess.Popen([sys.executable, "-m", "engine"], cwd=tmp_path, env=e,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        data = tmp_path / "data" / "sim" / "paper"
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            if any(p.stat().st_size > 0 for p in data.glob("signals_*.jsonl")):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no signal within 40 s")
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=20)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    # An ephemeral ops port: with the default 9321 held by any other engine on the machine this
+    # run exits 2 at once, and the wait below used to report it as "no signal within 40 s".
+    e["ENGINE__OPS__HTTP_PORT"] = "0"
+    # Logs go to files, not pipes nobody reads while we wait (a full pipe would stall the engine).
+    with (tmp_path / "stdout.txt").open("w+") as out_f, (tmp_path / "stderr.txt").open("w+") as err_f:
+        p = subprocess.Popen([sys.executable, "-m", "engine"], cwd=tmp_path, env=e,
+                             stdout=out_f, stderr=err_f, text=True)
+        try:
+            data = tmp_path / "data" / "sim" / "paper"
+            # The first signal comes ~7 s in on an idle machine; the bound is for a loaded one.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if any(q.stat().st_size > 0 for q in data.glob("signals_*.jsonl")):
+                    break
+                if p.poll() is not None:
+                    raise AssertionError(f"engine exited {p.returncode} before any signal: "
+                                         f"{(tmp_path / 'stderr.txt').read_text()[-2000:]}")
+                time.sleep(0.2)
+            else:
+                raise AssertionError("no signal within 120 s")
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    err = (tmp_path / "stderr.txt").read_text()
     assert p.returncode == 0, err[-2000:]
     assert "received SIGTERM" in err
     sigs = [x for q in data.glob("signals_*.jsonl") for x in read_jsonl(q)]

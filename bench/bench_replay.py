@@ -9,7 +9,11 @@ memory <= 200 MB for a day. Each line also gives frames per CPU second of the ch
 ``time.process_time()`` over the replay): on a shared machine the wall-clock rate follows the
 load of the moment, the CPU rate much less (compare branches by it, alternating runs).
 
-The memory verdict is a measurement with ``--day``: a 24 h recording (~11 M frames, ~6 min to
+Memory is the child's peak resident set size (``ru_maxrss``): the whole process (interpreter,
+imported modules, zstd and decoder buffers, the cores, the paper venue and the record writer),
+not the replay's own data alone; each line also gives the peak RSS before the replay started
+(after the imports and the config), so the growth of a run is the difference. The memory
+verdict is a measurement with ``--day``: a 24 h recording (~11 M frames, ~6 min to
 write and ~5 min to replay in both modes on this VM) is replayed too, and the larger peak RSS of
 the two modes is judged. Without ``--day`` the verdict line says it is an extrapolation: the
 growth of peak RSS from the short to the long recording, continued linearly to 24 h.
@@ -60,12 +64,13 @@ def child(data: str, mode: str, out: str) -> int:
     from engine.replay.driver import Replay
 
     cfg = load_config(None, env={}, defaults=embedded_default_config())
+    rss0_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     cpu0 = time.process_time()
     st = Replay(cfg, Path(data), Path(out), mode=mode).run()
     cpu_s = time.process_time() - cpu0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"frames": st.frames, "wall_s": st.wall_s, "cpu_s": cpu_s,
-                      "rss_mb": rss_mb}))
+                      "rss_mb": rss_mb, "rss_start_mb": rss0_mb}))
     return 0
 
 
@@ -105,7 +110,9 @@ def main() -> int:
                 print(f"{verdict}: replay {mode} >= {targets[mode]:,} frames/s, {minutes:g} min "
                       f"of 40 markets ({rate:,.0f} frames/s, {r['frames']:,} frames, "
                       f"{size / 1e6:.1f} MB, {r['wall_s']:.2f} s, peak RSS "
-                      f"{r['rss_mb']:.0f} MB; {r['frames'] / r['cpu_s']:,.0f} frames per CPU "
+                      f"{r['rss_mb']:.0f} MB of the whole process, {r['rss_start_mb']:.0f} MB of it "
+                      "before the replay started; "
+                      f"{r['frames'] / r['cpu_s']:,.0f} frames per CPU "
                       "second)", flush=True)
             shutil.rmtree(data)
     print(memory_verdict(rss, args.minutes, args.minutes * args.scale))

@@ -877,12 +877,12 @@ class TradingApp(ObserveApp):
         if t is None:
             return
         cb = t.breakers
-        pnl = sum(x["net_pnl"] for x in t.trades if isinstance(x.get("net_pnl"), int | float))
+        pnl = t.trades_net_pnl
         tripped = ", ".join(f"{tr.breaker}: {tr.detail}" for tr in cb.tripped())
         log.log(logging.WARNING if tripped else logging.INFO,
                 "circuit breakers at stop: %s; equity %.2f USD (%s), peak %.2f USD; %d trade(s), "
                 "net P&L %+.4f USD", tripped or "none tripped", cb.equity, t.equity_source,
-                cb.peak, len(t.trades), pnl)
+                cb.peak, t.trades.total, pnl)
 
     # ------------------------------------------------------------ ops views
     def is_ready(self) -> bool:
@@ -926,7 +926,7 @@ class TradingApp(ObserveApp):
             return doc
         doc.update({
             "positions": {p.coin: p.effective for p in t.book.positions if p.has_exposure},
-            "entries": t.entries_sent, "flattens": t.flattens_sent, "trades": len(t.trades),
+            "entries": t.entries_sent, "flattens": t.flattens_sent, "trades": t.trades.total,
             "realized_pnl": round(sum(p.realized_pnl - p.fees for p in t.book.positions), 6),
             "unrealized_pnl": round(self.unrealized_pnl(), 6),
             "orders_active": sum(1 for _ in t.orders.active()),
@@ -983,7 +983,7 @@ class TradingApp(ObserveApp):
         m.realized_pnl.set(sum(p.realized_pnl - p.fees for p in t.book.positions))
         m.fees.set(sum(p.fees for p in t.book.positions))
         m.unrealized_pnl.set(self.unrealized_pnl())
-        m.fills.value = len(t.book.seen_tids)
+        m.fills.value = t.book.seen_tids.total
         m.set_flags(hard_stop=t.hard_stop.latched)
         breakers = getattr(t, "breakers", None)
         if breakers is not None:
@@ -1010,7 +1010,7 @@ class TradingApp(ObserveApp):
         pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
         hs = f"LATCHED({t.hard_stop.reason})" if t.hard_stop.latched else "off"
         line = (f"{base} | {t.mode}: entries {t.entries_sent} positions {t.open_positions()} "
-                f"trades {len(t.trades)} pnl {fmt_usd(pnl)} hard stop {hs}")
+                f"trades {t.trades.total} pnl {fmt_usd(pnl)} hard stop {hs}")
         cb = t.breakers
         tripped = ",".join(tr.breaker for tr in cb.tripped()) or "none tripped"
         line += (f" | breakers: {tripped}, equity {cb.equity:.2f} USD ({t.equity_source}) "
@@ -1028,7 +1028,7 @@ class TradingApp(ObserveApp):
             return ""
         pnl = sum(p.realized_pnl - p.fees for p in t.book.positions)
         fees = sum(p.fees for p in t.book.positions)
-        return (f"; {t.mode}: {t.entries_sent} entries, {len(t.trades)} trades, P&L "
+        return (f"; {t.mode}: {t.entries_sent} entries, {t.trades.total} trades, P&L "
                 f"{fmt_usd(pnl)} after {fmt_usd(fees, signed=False)} fees, "
                 f"{t.open_positions()} position(s) open")
 

@@ -6,16 +6,33 @@ exposure (the order's venue-reported cumulative size minus the fills already see
 gates and exits see the exposure at once and the later fills replace it without double counting
 (predecessor L11, L13). Trades (flat → exposure → flat) are recorded with entry signal, exit
 reason, prices, fees and P&L.
+
+Memory stays bounded however long the process runs (a live engine for weeks, a replay of a
+day): only the last :data:`KEEP_FILLS` fills are kept (:attr:`PositionBook.fills`, for
+inspection; ``fills.total`` counts all), the tid dedup window holds the last
+:data:`TID_WINDOW` distinct trade ids, and the per-cloid fill sums of orders the order book has
+pruned are forgotten (:meth:`PositionBook.forget_cloids`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
+from engine.core.bounded import RecentIds, RecentList
 from engine.core.exits import ExitState
 from fsm.position import FLAT
 
 EPS = 1e-12
+KEEP_FILLS = 1000
+"""Fills kept in :attr:`PositionBook.fills` (the most recent; up to twice this between trims)."""
+TID_WINDOW = 20_000
+"""Distinct trade ids remembered for dedup. A venue can resend only fills it still serves:
+Hyperliquid's userFills snapshot and info answers hold at most its 2,000 most recent fills of
+the user and only its 10,000 most recent fills are retrievable at all, so a resent fill is
+always among the last 10,000 distinct fills of this user, all of which pass through this
+window (streamed, or remembered from a snapshot); twice that leaves a margin. The paper venue
+never resends."""
 
 
 class Fill:
@@ -114,9 +131,9 @@ class PositionBook:
     def __init__(self, coins: list[str]) -> None:
         self.positions = [Position(i, c) for i, c in enumerate(coins)]
         self.by_coin = {p.coin: p for p in self.positions}
-        self.seen_tids: set[str] = set()
+        self.seen_tids = RecentIds(TID_WINDOW)  # .total: distinct fills ever seen
         self.fills_by_cloid: dict[str, float] = {}  # cloid -> |size| confirmed by fills
-        self.fills: list[Fill] = []
+        self.fills: RecentList[Fill] = RecentList(KEEP_FILLS)  # .total: fills ever applied
         # fills applied so far: a position's size, average price, realised P&L and fees
         # change only in apply_fill (a caller's cache of them is current while this is)
         self.changes = 0
@@ -131,9 +148,8 @@ class PositionBook:
 
     def apply_fill(self, p: Position, f: Fill) -> tuple[bool, dict[str, Any] | None]:
         """Apply a fill once. Returns (applied, closed trade record or None)."""
-        if f.tid in self.seen_tids:
+        if not self.seen_tids.add(f.tid):
             return False, None
-        self.seen_tids.add(f.tid)
         self.fills.append(f)
         self.changes += 1
         if f.cloid is not None:
@@ -224,6 +240,12 @@ class PositionBook:
         p.entry_decision_px = None
         p.entry_edge_bps = None
         return trade
+
+    def forget_cloids(self, known: Container[str]) -> None:
+        """Drop the fill sums of cloids not in ``known`` (the orders the order book still
+        holds, after it pruned old terminal ones): nothing asks for them any more
+        (:meth:`set_venue_filled` is called only for known orders)."""
+        self.fills_by_cloid = {c: v for c, v in self.fills_by_cloid.items() if c in known}
 
     def total_abs_exposure(self) -> float:
         return sum(abs(p.effective) for p in self.positions)

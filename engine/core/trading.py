@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.config import EngineConfig
+from engine.core.bounded import RecentList
 from engine.core.breakers import CircuitBreakers, PriceTicks, Trip
 from engine.core.core import ObserveCore, Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
@@ -63,6 +64,7 @@ GATES = ("hard_stop", "killed", "not_ready", "clock_skew", "no_mark", "notional_
 READY_FLAGS = ("market_data", "user_channels", "reconciled")
 BREAKER_TICK_MS = 100.0  # marks, unrealised P&L and paper equity go to the breakers this often
 KEEP_TERMINAL_ORDERS = 2000  # recent terminal orders kept to recognise late venue messages
+KEEP_TRADES = 1000  # closed trades kept in TradingCore.trades (the most recent; see bounded.py)
 ZERO_USD = 0.005  # an account value below half a cent is "zero" (the venue's empty state, P23)
 SUSPECT_LOG_INTERVAL_MS = 60_000.0  # episode-start WARNING lines at most this often
 RECHECK_MS = 1000.0  # an unexplained market is re-checked this often (a match clears it)
@@ -134,7 +136,10 @@ class TradingCore:
         self.signals_seen = 0
         self.entries_sent = 0
         self.flattens_sent = 0
-        self.trades: list[dict[str, Any]] = []
+        # the last KEEP_TRADES closed trades (``trades.total``: all of this run) and the sum
+        # of their net P&L: bounded however long the process runs
+        self.trades: RecentList[dict[str, Any]] = RecentList(KEEP_TRADES)
+        self.trades_net_pnl = 0.0
         self.on_signal_hook: Callable[[Signal], None] | None = None
         # Circuit breakers. Paper: equity = paper_equity + P&L. Trade: the account's usable
         # equity (main-dex + dex accountValue, see on_account_values); until the first one
@@ -565,6 +570,7 @@ class TradingCore:
     def _trade_closed(self, trade: dict[str, Any], now_ms: float) -> None:
         pnl = trade.get("net_pnl")
         if isinstance(pnl, int | float):
+            self.trades_net_pnl += pnl
             trips = self.breakers.on_trade_closed(float(pnl), now_ms,
                                                   unrealised=self._equity_parts()[1])
             self._breaker_record(now_ms, "trade")
@@ -665,6 +671,7 @@ class TradingCore:
         """Backup exit checks, UNKNOWN queries and bounds, pending timeouts, flatten retries."""
         if len(self.orders.by_cloid) - len(self.orders.live) > 2 * KEEP_TERMINAL_ORDERS:
             self.orders.prune(KEEP_TERMINAL_ORDERS)
+            self.book.forget_cloids(self.orders.by_cloid)  # their fill sums: bounded too
         if self._watch:
             # in market order, as a scan of every position would visit them; an exit check
             # only changes the position it checks, so the snapshot misses none
@@ -1233,7 +1240,7 @@ class TradingCore:
             delta = venue - ours
             m = self.obs.markets[p.idx]
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
-            tid = f"recon:{p.coin}:{int(now_ms)}:{len(self.book.fills)}"
+            tid = f"recon:{p.coin}:{int(now_ms)}:{self.book.fills.total}"
             fill = Fill(tid, None, p.coin, delta > 0, px, abs(delta), 0.0, now_ms, synthetic=True)
             _, trade = self.book.apply_fill(p, fill)
             self._record("fills", now_ms, fill.record())

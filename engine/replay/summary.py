@@ -1,16 +1,26 @@
 """The end-of-replay summary, computed from the records the replay wrote (signals, followups,
-trades): signals, trades, P&L, win rate, max drawdown and edge retention at each offset."""
+trades): signals, trades, P&L, win rate, max drawdown and edge retention at each offset.
+
+The record files are read as streams into running aggregates (counts, sums, peak and drawdown);
+only what the summary reports per item is held: the equity curve (one point per trade) and one
+retention ratio per captured followup (8 bytes each, for the median). A day of records is never
+loaded into memory as dicts."""
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from engine.io.jsonl import read_jsonl
+from engine.io.jsonl import ReadStats, read_records
+
+log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -60,28 +70,42 @@ class ReplaySummary:
         return out
 
 
-def _records(out_dir: Path, kind: str) -> list[dict[str, Any]]:
-    recs: list[dict[str, Any]] = []
+def _records(out_dir: Path, kind: str) -> Iterator[dict[str, Any]]:
+    """The records of ``kind`` in day order, as a stream (as :func:`engine.io.jsonl.read_jsonl`
+    reads each file: a torn tail ignored, an undecodable line skipped and logged)."""
     for p in sorted(out_dir.glob(f"{kind}_*.jsonl")):
-        recs.extend(read_jsonl(p))
-    return recs
+        st = ReadStats()
+        try:
+            yield from read_records(p, st, strict=True)
+        except FileNotFoundError:
+            continue
+        if st.malformed:
+            log.warning("%s: skipped %d undecodable line(s)", p, st.malformed)
 
 
 def summarize(out_dir: Path) -> ReplaySummary:
-    signals = len(_records(out_dir, "signals"))
-    trades = _records(out_dir, "trades")
-    nets = [float(t.get("net_pnl") or 0.0) for t in trades]
+    signals = sum(1 for _ in _records(out_dir, "signals"))
+    n = wins = losses = 0
     peak = total = dd = 0.0
+    nets = array("d")  # (for math.fsum: the exact sum)
     equity: list[tuple[float, float]] = []
-    for t, x in zip(trades, nets, strict=True):
+    for t in _records(out_dir, "trades"):
+        x = float(t.get("net_pnl") or 0.0)
+        n += 1
+        wins += x > 0
+        losses += x < 0
+        nets.append(x)
         total += x
         peak = max(peak, total)
         dd = max(dd, peak - total)
         equity.append((float(t.get("exit_time_ms") or t.get("ts_ms") or 0.0), total))
-    by_off: dict[int, tuple[list[float], list[int]]] = {}
+    by_off: dict[int, tuple[array[float], list[int]]] = {}
     for r in _records(out_dir, "followups"):
         off = int(r.get("offset_ms") or 0)
-        ratios, counts = by_off.setdefault(off, ([], [0, 0]))
+        got = by_off.get(off)
+        if got is None:
+            got = by_off[off] = (array("d"), [0, 0])
+        ratios, counts = got
         if r.get("status") != "captured":
             counts[1] += 1
             continue
@@ -93,5 +117,4 @@ def summarize(out_dir: Path) -> ReplaySummary:
                                statistics.median(rs) if rs else None,
                                math.fsum(rs) / len(rs) if rs else None)
                for off, (rs, c) in sorted(by_off.items())]
-    return ReplaySummary(signals, len(trades), sum(1 for x in nets if x > 0),
-                         sum(1 for x in nets if x < 0), math.fsum(nets), dd, offsets, equity)
+    return ReplaySummary(signals, n, wins, losses, math.fsum(nets), dd, offsets, equity)

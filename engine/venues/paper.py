@@ -39,10 +39,13 @@ Matching rules (taker only, an IOC never rests here):
   clipped to it;
 * sizes are floored to the market's ``szDecimals``; a fill that floors to zero is no match.
 
-Every fill is also kept in :attr:`PaperVenue.fills` with the order's decision price and the
-slippage against it (bps, positive = worse than decided), every order that filled in
+The recent fills are kept in :attr:`PaperVenue.fills` with the order's decision price and the
+slippage against it (bps, positive = worse than decided), the recent orders that filled in
 :attr:`PaperVenue.executions` (decision price vs volume-weighted fill price, levels taken, book
-source), plus totals in :attr:`PaperVenue.stats`.
+source): the last :data:`KEEP_RECENT` of each (``.total`` counts all), so a paper process that
+runs for weeks or a replay of a day stays bounded. Totals are in :attr:`PaperVenue.stats` and
+the size-weighted slippage sums behind :meth:`PaperVenue.mean_slippage_bps` are running sums
+over every fill; processed orders (``orderStatus``) and taken liquidity are pruned too.
 
 Fault knobs (for tests and drills): :meth:`reject_next`, :meth:`no_fill_next`,
 :attr:`partial_ratio` and :meth:`drop_next_response`, which executes the order but loses its
@@ -70,6 +73,7 @@ from typing import Any
 
 import attrs
 
+from engine.core.bounded import RecentList
 from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryFills, QueryOrder
 from engine.core.market import MarketState
 from engine.core.orders import Order
@@ -105,6 +109,8 @@ FALLBACK_LOG_INTERVAL_MS = 60_000.0
 """At most one top-of-book fallback log line per coin in this interval (venue time, ms)."""
 
 _ZERO = Decimal(0)
+KEEP_RECENT = 1000
+"""Fills and executions kept for inspection (the most recent; up to twice this between trims)."""
 DONE_PRUNE_AT = 8192
 """Past this many remembered processed orders, those the core no longer knows are forgotten
 (it can no longer ask for their status; the bound then doubles from what is kept)."""
@@ -241,8 +247,12 @@ class PaperVenue:
         self.tid_prefix = tid_prefix
         self.levels = levels
         self.partial_ratio = partial_ratio
-        self.fills: list[PaperFill] = []
-        self.executions: list[PaperExecution] = []
+        self.fills: RecentList[PaperFill] = RecentList(KEEP_RECENT)
+        self.executions: RecentList[PaperExecution] = RecentList(KEEP_RECENT)
+        # size-weighted slippage over every fill that has one: purpose -> [Σ bps × sz, Σ sz],
+        # and over all purposes (mean_slippage_bps)
+        self._slip: dict[str, list[float]] = {}
+        self._slip_all = [0.0, 0.0]
         self.stats = PaperStats()
         self._fallback_logged: dict[str, float] = {}
         self._heap: list[tuple[float, int, _Pending]] = []
@@ -389,7 +399,8 @@ class PaperVenue:
             elif isinstance(it, CancelOrder):
                 self.stats.cancels_ignored += 1  # nothing ever rests here
             elif isinstance(it, QueryFills):
-                # every fill this venue made, delivered or not (as the venue's userFills)
+                # the recent fills this venue made, delivered or not (as the venue's userFills,
+                # which also serves only a user's most recent fills)
                 core.on_fills_answer([Fill(f.tid, f.cloid, f.coin, f.is_buy, f.px, f.sz, f.fee,
                                            f.time_ms) for f in self.fills], now_ms)
             else:
@@ -570,10 +581,18 @@ class PaperVenue:
             fee = round(px * sz * self.taker_fee_bps / 1e4, 6)
             self._tid_n += 1
             tid = f"{self.tid_prefix}-{self._tid_n}"
+            slip = slippage_bps(o.is_buy, o.decision_px, px)
             self.fills.append(PaperFill(
                 tid, o.cloid, o.coin, o.is_buy, px, sz, fee, now_ms, o.purpose, o.reduce_only,
-                o.decision_px, slippage_bps(o.is_buy, o.decision_px, px),
-                now_ms - pending.submitted_ms, deliver))
+                o.decision_px, slip, now_ms - pending.submitted_ms, deliver))
+            if slip is not None:
+                acc = self._slip.get(o.purpose)
+                if acc is None:
+                    acc = self._slip[o.purpose] = [0.0, 0.0]
+                acc[0] += slip * sz
+                acc[1] += sz
+                self._slip_all[0] += slip * sz
+                self._slip_all[1] += sz
             st = self.stats
             st.fills += 1
             st.fees += fee
@@ -591,13 +610,8 @@ class PaperVenue:
 
     # ------------------------------------------------------------------ summaries
     def mean_slippage_bps(self, purpose: str | None = None) -> float | None:
-        """Size-weighted mean slippage of the recorded fills (optionally of one purpose)."""
-        num = den = 0.0
-        for f in self.fills:
-            if f.slippage_bps is None or (purpose is not None and f.purpose != purpose):
-                continue
-            num += f.slippage_bps * f.sz
-            den += f.sz
+        """Size-weighted mean slippage of every fill so far (optionally of one purpose)."""
+        num, den = self._slip_all if purpose is None else self._slip.get(purpose, (0.0, 0.0))
         return num / den if den else None
 
 

@@ -17,6 +17,7 @@ has no state.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,16 +29,25 @@ STATE: Final = "state"
 LOOKBACK_DAYS: Final = 30
 
 
-def last_state(records_dir: Path, today: dt.date,
-               lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any] | None:
-    """The newest ``state`` record of the funding day files (None: there is none)."""
+def newest_record(records_dir: Path, today: dt.date, match: Callable[[dict[str, Any]], bool],
+                  lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any] | None:
+    """The newest funding record that ``match`` accepts: today's day files first, then each day
+    before, up to ``lookback_days`` back (None: there is none)."""
     for back in range(lookback_days + 1):
         paths, _note = day_sources(Path(records_dir), KIND, today - dt.timedelta(days=back))
         last: dict[str, Any] | None = None
         for p in paths:
             for r in read_records(p):
-                if r.get("type") == STATE and isinstance(r.get("core"), dict):
+                if match(r):
                     last = r
         if last is not None:
             return last
     return None
+
+
+def last_state(records_dir: Path, today: dt.date,
+               lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any] | None:
+    """The newest ``state`` record of the funding day files (None: there is none)."""
+    return newest_record(
+        records_dir, today,
+        lambda r: r.get("type") == STATE and isinstance(r.get("core"), dict), lookback_days)

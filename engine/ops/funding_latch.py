@@ -14,10 +14,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Final
 
-from engine.io.dayfiles import day_sources
-from engine.io.jsonl import read_records
+from engine.io.funding_state import newest_record
 
-KIND: Final = "funding"
 TRIP: Final = "breaker"
 RESET: Final = "breaker_reset"
 LOOKBACK_DAYS: Final = 30
@@ -26,13 +24,6 @@ LOOKBACK_DAYS: Final = 30
 def latched_breaker(records_dir: Path, today: dt.date,
                     lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any] | None:
     """The trip record that still holds (no reset after it), else None."""
-    for back in range(lookback_days + 1):
-        paths, _note = day_sources(Path(records_dir), KIND, today - dt.timedelta(days=back))
-        last: dict[str, Any] | None = None
-        for p in paths:
-            for r in read_records(p):
-                if r.get("type") in (TRIP, RESET):
-                    last = r
-        if last is not None:
-            return last if last.get("type") == TRIP else None
-    return None
+    last = newest_record(records_dir, today, lambda r: r.get("type") in (TRIP, RESET),
+                         lookback_days)
+    return last if last is not None and last.get("type") == TRIP else None

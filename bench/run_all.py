@@ -179,6 +179,7 @@ PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "bench_bybit_signing": parse_target_figure,
     "bench_recording": parse_target_figure,
     "bench_replay": parse_target_figure,
+    "bench_replay_vs_nautilus": parse_target_figure,
 }
 
 

@@ -48,7 +48,9 @@ from engine.startup import (  # noqa: F401 - re-exported: the shell's callers im
     EXIT_OK,
     EXIT_RUNTIME,
     StartupError,
+    begin_stop,
     check_records_dir,
+    close_run_files,
     lock_records_dir,
     probe_tcp_port,
     run_locked,
@@ -316,13 +318,7 @@ class ObserveApp:
         Every stop path comes here: SIGTERM/SIGINT, the kill file, ``POST /kill``, the run
         duration. Returns False when a stop was already under way.
         """
-        if self.stop_reason is not None or self._root is None:
-            return False
-        self.stop_reason = reason
-        if self.ops is not None:
-            self.ops.on_stop(reason)
-        self._root.start_soon(self._stop_task, reason, name="stop")
-        return True
+        return begin_stop(self, reason)
 
     async def _stop_task(self, reason: str) -> None:
         log.warning("stopping: %s", reason)
@@ -434,12 +430,7 @@ class ObserveApp:
         self._before_close()
         if self.scheduler is not None:
             self.scheduler.shutdown(self.clock())
-        if self.writer is not None:
-            self.writer.close()
-        if self.recorder is not None:
-            if not self._built:
-                self.recorder.discard()
-            self.recorder.close()
+        close_run_files(self.writer, self.recorder, built=self._built)
         self._log_final()
 
     def _before_close(self) -> None:

@@ -99,7 +99,15 @@ from engine.ops.paths import (
     resolve_state_dir,
 )
 from engine.secrets import SecretsError
-from engine.startup import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, StartupError, run_locked
+from engine.startup import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    StartupError,
+    begin_stop,
+    close_run_files,
+    run_locked,
+)
 from engine.venues import registry
 from engine.venues.base import InstrumentsRefused, InstrumentsUnreachable
 from engine.venues.bybit.codec import (
@@ -357,12 +365,7 @@ class FundingApp:
     def close_run(self) -> None:
         """Records flushed and closed (a failed start records no frames), the final line."""
         self._flush_records()
-        if self.writer is not None:
-            self.writer.close()
-        if self.recorder is not None:
-            if not self._built:
-                self.recorder.discard()
-            self.recorder.close()
+        close_run_files(self.writer, self.recorder, built=self._built)
         self._log_final()
 
     def _kill_at_start(self) -> str | None:
@@ -999,13 +1002,7 @@ class FundingApp:
     # ------------------------------------------------------------------ stop / kill
     def request_stop(self, reason: str) -> bool:
         """The kill switch, once: no new entries, flatten both legs, exit."""
-        if self.stop_reason is not None or self._root is None:
-            return False
-        self.stop_reason = reason
-        if self.ops is not None:
-            self.ops.on_stop(reason)
-        self._root.start_soon(self._stop_task, reason, name="stop")
-        return True
+        return begin_stop(self, reason)
 
     def kill(self, reason: str) -> None:
         """No new entries and both legs of every position flattened (perp reduce-only)."""

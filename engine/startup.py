@@ -101,6 +101,34 @@ def probe_tcp_port(host: str, port: int) -> OSError | None:
     return None
 
 
+def begin_stop(app: Any, reason: str) -> bool:
+    """The shells' ``request_stop``: start the graceful stop once, in the root nursery.
+
+    ``app`` has ``stop_reason`` (None until a stop starts), ``_root`` (the nursery from
+    ``bind_root``, None before), ``ops`` (told ``on_stop(reason)`` when present) and the
+    ``_stop_task(reason)`` coroutine. False when a stop is already under way or the run has
+    no root yet (nothing to stop)."""
+    if app.stop_reason is not None or app._root is None:
+        return False
+    app.stop_reason = reason
+    if app.ops is not None:
+        app.ops.on_stop(reason)
+    app._root.start_soon(app._stop_task, reason, name="stop")
+    return True
+
+
+def close_run_files(writer: Any, recorder: Any, *, built: bool) -> None:
+    """The shells' ``close_run`` for their files: the record writer flushed and closed, then
+    the frame recorder closed (a run that never finished building records no frames: what
+    it holds is discarded first)."""
+    if writer is not None:
+        writer.close()
+    if recorder is not None:
+        if not built:
+            recorder.discard()
+        recorder.close()
+
+
 class OpsTasks(Protocol):
     """The ops service as the start-up drives it (:class:`engine.ops.service.OpsService`)."""
 

@@ -14,8 +14,10 @@ import pytest
 import trio
 
 from engine.config import load_config
+from engine.core.funding_core import with_venue_fees
 from engine.core.neutral import InstrumentKind
 from engine.funding_app import FundingApp
+from engine.replay.funding_backtest import open_recording
 from engine.sim.bybit.exchange import Exchange
 from engine.strategies.funding_basis import round_trip_cost_bps
 
@@ -46,7 +48,7 @@ async def started(tmp_path: Path, **extra: str) -> dict[str, Any]:
         app.request_stop("test over")
     sp, pp = app.spot["BTCUSDT"], app.perp["BTCUSDT"]
     return {"spot": (sp.taker_fee, sp.maker_fee), "perp": (pp.taker_fee, pp.maker_fee),
-            "cost": round_trip_cost_bps(app.fcfg, sp, pp),
+            "cost": round_trip_cost_bps(app.fcfg, sp, pp), "records": app.records_dir,
             "paper": (app.paper.instruments[(InstrumentKind.SPOT, "BTCUSDT")].taker_fee
                       if app.paper is not None else None)}
 
@@ -63,6 +65,14 @@ async def test_venue_rates_replace_the_config_rates(tmp_path: Path,
     lines = [r.getMessage() for r in caplog.records if "fee rates" in r.getMessage()]
     assert len(lines) == 1 and "venue /v5/account/fee-rate" in lines[0]
     assert "BTCUSDT spot 10/10 bps, perp 5.5/2 bps" in lines[0]
+    # recorded, so a replay builds the core with the rates the live run used
+    rec = open_recording(got["records"])
+    assert rec.fees is not None
+    assert rec.fees["perp"]["BTCUSDT"] == pytest.approx((0.00055, 0.0002))
+    cfg = load_config(SIM_TOML, env=env_for(tmp_path)).funding
+    assert cfg is not None
+    vcfg, sp, pp = with_venue_fees(cfg, rec.spot, rec.perp, rec.fees)
+    assert round_trip_cost_bps(vcfg, sp["BTCUSDT"], pp["BTCUSDT"]) == pytest.approx(got["cost"])
 
 
 async def test_a_failing_endpoint_falls_back_to_config(tmp_path: Path,
@@ -80,6 +90,7 @@ async def test_a_failing_endpoint_falls_back_to_config(tmp_path: Path,
                 and "fee-rate" in r.getMessage()]
     assert len(warnings) == 1 and "/v5/account/fee-rate failed" in warnings[0]
     assert "spot_fee_bps/perp_fee_bps" in warnings[0]
+    assert open_recording(got["records"]).fees is None  # replay too uses the config's
     assert any("fee rates (config)" in r.getMessage() for r in caplog.records)
 
 

@@ -525,6 +525,10 @@ class BybitConfig:
     reconnect_max_s: float = attrs.field(default=30.0, validator=_positive)
     http_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     auth_expire_s: float = attrs.field(default=10.0, validator=_positive)
+    # where the funding strategy's fee rates come from: "venue" = the account's own
+    # (/v5/account/fee-rate, when keys exist; [funding] spot_fee_bps/perp_fee_bps the fallback),
+    # "config" = always [funding] spot_fee_bps/perp_fee_bps
+    fee_source: str = attrs.field(default="venue", validator=_one_of("venue", "config"))
 
     def __attrs_post_init__(self) -> None:
         if self.environment == "mainnet" and not self.allow_live:

@@ -63,7 +63,7 @@ import trio
 
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
-from engine.core.funding_core import FundingCore, with_account_fees
+from engine.core.funding_core import FundingCore, VenueFees, with_venue_fees
 from engine.core.intents import Alert
 from engine.core.neutral import (
     AmendOrder,
@@ -405,8 +405,15 @@ class FundingApp:
     async def _build(self) -> None:
         trade = self.cfg.mode == "trade"
         factory = registry.account_factory(VENUE)
+        keyed = trade
         try:
-            venue = factory.build(self.bcfg, self.clock, need_keys=trade, env=self.env)
+            try:
+                venue = factory.build(self.bcfg, self.clock, need_keys=True, env=self.env)
+                keyed = True
+            except SecretsError:
+                if trade:
+                    raise
+                venue = factory.build(self.bcfg, self.clock, need_keys=False, env=self.env)
         except LiveNotAllowed as exc:
             raise StartupError(f"{exc} ([bybit] allow_live)", EXIT_CONFIG) from None
         except SecretsError as exc:
@@ -432,10 +439,18 @@ class FundingApp:
                 await trio.sleep(0.5 * 2 ** attempt)
         perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
         spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
-        self.spot, self.perp = with_account_fees(self.fcfg, spot, perp)
+        fees = await self._venue_fees(keyed)
+        self.fcfg, self.spot, self.perp = with_venue_fees(self.fcfg, spot, perp, fees)
+        log.info("fee rates (%s): %s", "venue /v5/account/fee-rate" if fees else "config",
+                 ", ".join(f"{sym} spot {self.spot[sym].taker_fee * 1e4:g}/"
+                           f"{self.spot[sym].maker_fee * 1e4:g} bps, perp "
+                           f"{self.perp[sym].taker_fee * 1e4:g}/"
+                           f"{self.perp[sym].maker_fee * 1e4:g} bps (taker/maker)"
+                           for sym in self.fcfg.symbols))
         now = int(self.clock())
-        if self.recorder is not None:  # what replay needs to build the same core (ids)
-            self.recorder.info({"engine": "funding_start"}, {"now_ms": now})
+        if self.recorder is not None:  # what replay needs to build the same core (ids, fees)
+            self.recorder.info({"engine": "funding_start"},
+                               {"now_ms": now, **({"fees": fees} if fees else {})})
         self.funding = self._restore_from_journal(now) or FundingCore(
             self.fcfg, self.spot, self.perp, now_ms=now)
         self.funding.require_reconciled = trade
@@ -451,6 +466,36 @@ class FundingApp:
                         self.paper.spot_bal[sym] = q
         else:
             await self._read_wallet(now)
+
+    async def _venue_fees(self, keyed: bool) -> VenueFees | None:
+        """The account's fee rates of both legs from ``/v5/account/fee-rate`` (``[bybit]
+        fee_source = "venue"`` and a key pair), else None: the config's rates. A failed or
+        incomplete answer is one WARNING and the config's rates (never a failed start)."""
+        venue = self.venue
+        assert venue is not None
+        if self.bcfg.fee_source != "venue":
+            return None
+        if not keyed:
+            log.info("fee rates: no Bybit API keys in paper mode, so /v5/account/fee-rate is "
+                     "not read; using [funding] spot_fee_bps/perp_fee_bps")
+            return None
+        symbols = self.fcfg.symbols
+        try:
+            if self.cfg.mode != "trade":  # trade synced the clock before instruments
+                await venue.rest.sync_time()
+            out: VenueFees = {}
+            for leg, category in (("spot", "spot"), ("perp", "linear")):
+                got = (await venue.rest.fee_rates(category) if len(symbols) > 1
+                       else await venue.rest.fee_rates(category, symbols[0]))
+                missing = [sym for sym in symbols if sym not in got]
+                if missing:
+                    raise CodecError(f"no {category} rate for {', '.join(missing)}")
+                out[leg] = {sym: (float(got[sym][0]), float(got[sym][1])) for sym in symbols}
+        except (HttpError, BybitApiError, CodecError) as exc:
+            log.warning("fee rates: Bybit /v5/account/fee-rate failed (%s); using the config's "
+                        "[funding] spot_fee_bps/perp_fee_bps", exc)
+            return None
+        return out
 
     def journal_venue(self) -> str:
         """Where this run trades, as its ``state`` records name it: a pair is rebuilt only by a

@@ -104,6 +104,36 @@ def with_account_fees(cfg: FundingConfig, spot: dict[str, Any], perp: dict[str, 
             {s: attrs.evolve(perp[s], taker_fee=pf) for s in cfg.symbols})
 
 
+VenueFees = dict[str, dict[str, tuple[float, float]]]
+"""The account's fee rates as the venue stated them: leg (``spot``/``perp``) → symbol →
+``(taker, maker)`` as fractions (``/v5/account/fee-rate``)."""
+
+
+def with_venue_fees(cfg: FundingConfig, spot: dict[str, Any], perp: dict[str, Any],
+                    fees: VenueFees | None
+                    ) -> tuple[FundingConfig, dict[str, Any], dict[str, Any]]:
+    """(config, spot, perp) for the core when the venue stated the account's fee rates.
+
+    ``fees`` None (or missing a configured symbol's leg): :func:`with_account_fees` on the
+    config's rates. Else each instrument carries the venue's taker and maker rate, and the
+    config's ``spot_fee_bps``/``perp_fee_bps`` become the lowest venue taker rate of each leg,
+    so the strategy's cost floor (``max(config, instrument)``) is each symbol's own venue rate:
+    the entry threshold, the hedge sizing and the paper fees all use what the venue charges.
+    Live and replay build the core from this one rule (replay with the recorded ``fees``)."""
+    if not fees or any(sym not in fees.get(leg, {}) for leg in (SPOT_LEG, PERP_LEG)
+                       for sym in cfg.symbols):
+        sp, pp = with_account_fees(cfg, spot, perp)
+        return cfg, sp, pp
+    sf, pf = fees[SPOT_LEG], fees[PERP_LEG]
+    vcfg = attrs.evolve(cfg, spot_fee_bps=max(0.0, min(sf[s][0] for s in cfg.symbols) * 1e4),
+                        perp_fee_bps=max(0.0, min(pf[s][0] for s in cfg.symbols) * 1e4))
+    return (vcfg,
+            {s: attrs.evolve(spot[s], taker_fee=sf[s][0], maker_fee=sf[s][1])
+             for s in cfg.symbols},
+            {s: attrs.evolve(perp[s], taker_fee=pf[s][0], maker_fee=pf[s][1])
+             for s in cfg.symbols})
+
+
 def _b36(n: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     n = abs(int(n))

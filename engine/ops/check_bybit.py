@@ -27,6 +27,10 @@ tests) are :mod:`engine.ops.check`'s. Checks, in order:
   Bybit's ``retCode`` is named with what to change (unknown key, bad secret, timestamp, missing
   permission, IP whitelist). WARN when the account's equity is 0 or below ``[funding]
   max_total_notional_usd``.
+* ``fees`` (with keys and ``[funding]``): the account's taker/maker rates of both legs from the
+  signed ``GET /v5/account/fee-rate``; WARN when ``[funding] spot_fee_bps``/``perp_fee_bps``
+  differ from the venue's taker rates (which of the two the engine uses: ``[bybit]
+  fee_source``), or when the rates cannot be read (the engine then falls back to the config's).
 
 * ``hard stop``: a breaker trip of an earlier run that still holds (the funding records, see
   :mod:`engine.ops.funding_latch`): WARN, no new entries at the next start; PASS when a
@@ -252,6 +256,8 @@ async def check_venue(report: Reporter, cfg: EngineConfig,
                 if creds is not None:
                     need = cfg.funding.max_total_notional_usd if cfg.funding else 0.0
                     await _check_account(report, rest, need)
+                    if cfg.funding is not None:
+                        await _check_fees(report, cfg, rest)
         finally:
             await http.aclose()
             nursery.cancel_scope.cancel()
@@ -346,6 +352,48 @@ async def _check_account(report: Reporter, rest: BybitRest, need_usd: float) -> 
         return
     status, text = describe_wallet(result, need_usd)
     report.emit(status, "account", text)
+
+
+def describe_fees(cfg: EngineConfig, spot: Mapping[str, tuple[Any, Any]],
+                  perp: Mapping[str, tuple[Any, Any]]) -> tuple[str, str]:
+    """(status, text) for the venue's (taker, maker) rates per symbol of each leg against
+    ``[funding] spot_fee_bps``/``perp_fee_bps``: WARN naming each differing or missing rate."""
+    assert cfg.funding is not None
+    f = cfg.funding
+    source = (cfg.bybit or BybitConfig()).fee_source
+    rates, diffs = [], []
+    for sym in f.symbols:
+        for leg, got, conf in (("spot", spot, f.spot_fee_bps), ("perp", perp, f.perp_fee_bps)):
+            if sym not in got:
+                diffs.append(f"{sym} {leg}: no venue rate")
+                continue
+            taker, maker = (float(x) * 1e4 for x in got[sym])
+            rates.append(f"{sym} {leg} {taker:g}/{maker:g}")
+            if abs(taker - conf) > 1e-6:
+                diffs.append(f"{sym} {leg} taker {taker:g} bps vs config {conf:g}")
+    text = f"venue fee rates (taker/maker bps): {', '.join(rates) or 'none'}"
+    if not diffs:
+        return PASS, f"{text}; [funding] spot_fee_bps/perp_fee_bps agree"
+    used = ("the venue's are used ([bybit] fee_source = \"venue\")" if source == "venue"
+            else "the config's are used ([bybit] fee_source = \"config\")")
+    return WARN, f"{text}; config differs: {'; '.join(diffs)}; {used}"
+
+
+async def _check_fees(report: Reporter, cfg: EngineConfig, rest: BybitRest) -> None:
+    try:
+        spot = await rest.fee_rates("spot")
+        perp = await rest.fee_rates("linear")
+    except BybitApiError as exc:
+        report.emit(WARN, "fees", f"signed GET /v5/account/fee-rate refused: retCode "
+                                  f"{exc.ret_code} ({exc.ret_msg[:120]}); the engine would use "
+                                  "[funding] spot_fee_bps/perp_fee_bps")
+        return
+    except (HttpError, CodecError) as exc:
+        report.emit(WARN, "fees", f"signed GET /v5/account/fee-rate failed: {exc}; the engine "
+                                  "would use [funding] spot_fee_bps/perp_fee_bps")
+        return
+    status, text = describe_fees(cfg, spot, perp)
+    report.emit(status, "fees", text)
 
 
 def check_latch(report: Reporter, cfg: EngineConfig, env: Mapping[str, str]) -> None:

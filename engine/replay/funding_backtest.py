@@ -40,7 +40,7 @@ from typing import Any
 import attrs
 
 from engine.config import FundingConfig
-from engine.core.funding_core import FundingCore, Intent, with_account_fees
+from engine.core.funding_core import FundingCore, Intent, VenueFees, with_venue_fees
 from engine.core.neutral import (
     BookTop,
     FundingQuote,
@@ -452,6 +452,8 @@ class FundingRecording:
     to_ms: int | None = None
     malformed: int = 0
     gaps: int = 0
+    fees: VenueFees | None = None
+    """The venue's fee rates the live run used (its ``funding_start`` record), else None."""
 
     def inputs(self) -> Iterator[Tick | SocketEvent]:
         from engine.io.frames import K_CONN, K_IN_ON, decode_json, iter_records, split_socket
@@ -513,6 +515,7 @@ def open_recording(directory: Path, *, from_ms: int | None = None,
     header: dict[str, Any] | None = None
     answers: list[tuple[Any, Any]] = []
     start: int | None = None
+    fees: VenueFees | None = None
     try:
         for rec in iter_records(directory):
             if rec.kind == K_RUN and header is None:
@@ -525,6 +528,7 @@ def open_recording(directory: Path, *, from_ms: int | None = None,
                         resp = obj.get("response")
                         if isinstance(resp, dict) and isinstance(resp.get("now_ms"), int):
                             start = resp["now_ms"]
+                            fees = _recorded_fees(resp.get("fees"))
                     else:
                         answers.append((obj.get("request"), obj.get("response")))
             elif rec.kind == K_IN_ON:
@@ -543,7 +547,19 @@ def open_recording(directory: Path, *, from_ms: int | None = None,
         raise BacktestError(f"{directory}: the recording holds no instruments-info for "
                             f"{', '.join(missing) or 'its symbols'} (recorded by an older "
                             "engine?)")
-    return FundingRecording(directory, header, spot, perp, start, from_ms, to_ms)
+    return FundingRecording(directory, header, spot, perp, start, from_ms, to_ms, fees=fees)
+
+
+def _recorded_fees(raw: Any) -> VenueFees | None:
+    """``funding_start``'s ``fees`` (leg → symbol → [taker, maker]), None when absent or not
+    that shape (a run that used the config's rates)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return {str(leg): {str(sym): (float(r[0]), float(r[1])) for sym, r in per.items()}
+                for leg, per in raw.items()}
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
+        return None
 
 
 def replay_recording(cfg: FundingConfig, rec: FundingRecording, *, latency_ms: float,
@@ -566,7 +582,8 @@ def replay_recording(cfg: FundingConfig, rec: FundingRecording, *, latency_ms: f
         start = first.ts
     else:
         raise BacktestError(f"{rec.directory}: no market data in the selected window")
-    spot, perp = with_account_fees(cfg, rec.spot, rec.perp)  # as the live shell built them
+    # as the live shell built them (the venue's fee rates when it read them)
+    cfg, spot, perp = with_venue_fees(cfg, rec.spot, rec.perp, rec.fees)
     bt = FundingBacktest(cfg, spot, perp, start_ms=start, latency_ms=latency_ms,
                          spot_balances=spot_balances, core_start_ms=rec.start_ms,
                          tid_prefix=f"paper{rec.start_ms if rec.start_ms is not None else start}",

@@ -116,8 +116,8 @@ async def test_trade_mode_on_loopback_passes_every_bybit_check(tmp_path: Path,
                               env=keyed(tmp_path))
     assert names(lines) == ["config", "credentials", "ops token", "webhook", "data dir",
                             "records lock", "venue", "clock", "instruments", "account",
-                            "hard stop", "kill file", "property tests"]
-    for name in ("config", "credentials", "venue", "clock", "instruments", "account"):
+                            "fees", "hard stop", "kill file", "property tests"]
+    for name in ("config", "credentials", "venue", "clock", "instruments", "account", "fees"):
         assert status_of(lines, name) == PASS, lines
     assert "Bybit testnet" in line(lines, "config") and "BTCUSDT, ETHUSDT" in line(lines, "config")
     assert "funding every 480 min" in line(lines, "instruments")  # the simulator's default 8 h
@@ -126,6 +126,22 @@ async def test_trade_mode_on_loopback_passes_every_bybit_check(tmp_path: Path,
     assert code == EXIT_CONDITIONAL and lines[-1] == "CONDITIONAL: property tests"
     text = "\n".join(lines)
     assert KEY not in text and SECRET not in text
+
+
+async def test_fees_show_the_venues_rates_and_flag_config_that_differs(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    ex, _server, base = await start_sim(nursery)
+    ex.symbol_fees[("linear", "BTCUSDT")] = (0.0004, 0.0001)
+    code, lines = await check(tmp_path, loopback_config(base, funding="spot_fee_bps = 10\n"),
+                              env=keyed(tmp_path))
+    fees = line(lines, "fees")
+    assert status_of(lines, "fees") == WARN, fees
+    assert "BTCUSDT spot 10/10, BTCUSDT perp 4/1" in fees
+    assert "BTCUSDT perp taker 4 bps vs config 5.5" in fees and "spot taker" not in fees
+    assert 'fee_source = "venue"' in fees
+    ex.symbol_fees.clear()
+    code, lines = await check(tmp_path, loopback_config(base), env=keyed(tmp_path))
+    assert status_of(lines, "fees") == PASS and "agree" in line(lines, "fees")
 
 
 @pytest.mark.parametrize(("key", "secret", "code", "hint"), [

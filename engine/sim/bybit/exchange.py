@@ -13,6 +13,8 @@
   10x margin check (``110007``) and honours ``reduceOnly`` (``110017`` on a flat position).
 - Fees: a perp fill and a spot *sell* pay ``qty × price × rate`` in USDT; a spot *buy* pays
   ``qty × rate`` in the coin bought (``qty × (1 − rate)`` arrives), ``feeCurrency`` says which.
+  The rates are the exchange's (``taker_fee``/``maker_fee`` linear, ``spot_fee`` spot, or a
+  symbol's own in :attr:`Exchange.symbol_fees`), the same ones ``/v5/account/fee-rate`` answers.
 - Each funding payment is also a ``SETTLEMENT`` row of the account's transaction log
   (``tradeId`` = the execution's ``execId``), so a client that missed the execution can find it.
 - Fault knobs (:class:`Faults`): synchronous rejects, partial fills (every order, or only the
@@ -182,6 +184,8 @@ class Exchange:
         self.accounts: dict[str, Account] = {}
         self.faults = Faults()
         self.taker_fee, self.maker_fee, self.spot_fee = taker_fee, maker_fee, spot_fee
+        # (category, symbol) -> (taker, maker): a symbol charged other than its category's rate
+        self.symbol_fees: dict[tuple[str, str], tuple[float, float]] = {}
         self.leverage = leverage
         self.volatility_bps = volatility_bps
         self.funding_drift = funding_drift
@@ -347,7 +351,7 @@ class Exchange:
             return
         if reduce_only:
             return
-        need = qty * px / self.leverage + qty * px * self.taker_fee
+        need = qty * px / self.leverage + qty * px * self.fee_rates("linear", m.spec.symbol)[0]
         if self._available(acct) < need:
             raise OrderError(wire.INSUFFICIENT_BALANCE,
                              "ab not enough for new order")
@@ -454,8 +458,8 @@ class Exchange:
 
     def _fill(self, acct: Account, o: SimOrder, m: Market, qty: float, px: float, maker: bool,
               now_ms: int) -> None:
-        rate = self.spot_fee if o.category == "spot" else (self.maker_fee if maker
-                                                           else self.taker_fee)
+        taker, maker_rate = self.fee_rates(o.category, o.symbol)
+        rate = maker_rate if maker else taker
         fee = qty * px * rate
         fee_coin, fee_text = "USDT", s(fee)
         sign = 1 if o.side == "Buy" else -1
@@ -571,6 +575,28 @@ class Exchange:
     def book1(self, symbol: str, category: str) -> dict[str, Any]:
         bid, bsz, ask, asz = self.markets[symbol].top(category)
         return {"s": symbol, "b": [[s(bid, 2), s(bsz)]], "a": [[s(ask, 2), s(asz)]]}
+
+    def fee_rates(self, category: str, symbol: str) -> tuple[float, float]:
+        """What a fill of ``symbol`` in ``category`` is charged: (taker, maker)."""
+        own = self.symbol_fees.get((category, symbol))
+        if own is not None:
+            return own
+        if category == "spot":
+            return self.spot_fee, self.spot_fee
+        return self.taker_fee, self.maker_fee
+
+    def fee_rate_rows(self, category: str, symbol: str | None) -> list[dict[str, Any]]:
+        """``/v5/account/fee-rate``'s list: every market (or ``symbol``) of ``category``."""
+        rows = []
+        for sy in self.markets:
+            if symbol not in (None, "", sy):
+                continue
+            taker, maker = self.fee_rates(category, sy)
+            row = {"symbol": sy, "takerFeeRate": s(taker, 8), "makerFeeRate": s(maker, 8)}
+            if category == "spot":
+                row["baseCoin"] = self.markets[sy].spec.base
+            rows.append(row)
+        return rows
 
     def instruments(self, category: str, symbol: str | None) -> list[dict[str, Any]]:
         out = []

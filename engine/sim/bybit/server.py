@@ -8,7 +8,8 @@ keys) and ``orderbook.1`` snapshots every tick; the private socket must ``auth``
 each channel's shape. ``GET /v5/execution/list`` answers an account's recent trades (what a
 client missed while its private socket was down), ``GET /v5/account/transaction-log`` its
 funding payments (``SETTLEMENT`` rows), ``GET /v5/account/wallet-balance`` and
-``GET /v5/position/list`` what it holds. ``POST /sim/control`` sets fault knobs and funding (loopback tooling); ``{"disconnect": true}``
+``GET /v5/position/list`` what it holds, ``GET /v5/account/fee-rate`` its fee rates per
+category/symbol. ``POST /sim/control`` sets fault knobs, funding and fee rates (loopback tooling); ``{"disconnect": true}``
 there, or :meth:`BybitSimServer.drop_connections`, cuts every socket (the disconnect fault);
 ``{"clock_offset_ms": N}`` moves the venue's clock N ms away from the host's (a skewed venue
 clock: ``/v5/market/time``, every timestamp check and the exchange's own time follow it).
@@ -363,6 +364,13 @@ class BybitSimServer:
                 wanted = set(str(p["coin"]).split(","))
                 row["coin"] = [c for c in row["coin"] if c["coin"] in wanted]
             return {"list": [row]}
+        if path == "/v5/account/fee-rate":
+            category = p.get("category")
+            if category not in ("spot", "linear"):
+                raise OrderError(wire.PARAM_ERROR, "category invalid")
+            if p.get("symbol") and p["symbol"] not in ex.markets:
+                raise OrderError(wire.PARAM_ERROR, "symbol invalid")
+            return {"list": ex.fee_rate_rows(str(category), p.get("symbol"))}
         if path == "/v5/account/transaction-log":
             return self._transaction_log(ex.accounts[key].transactions, p)
         return None
@@ -407,6 +415,12 @@ class BybitSimServer:
             self.clock_offset_ms = float(offset)
         if "lag_ms" in c:
             f.lag_ms = {str(k): float(v) for k, v in c["lag_ms"].items()}
+        if "fee_rates" in c:  # {"linear": {"BTCUSDT": [taker, maker]}, ...}: the symbol's own
+            for category, per in c["fee_rates"].items():
+                if category not in ("spot", "linear"):
+                    raise ValueError("fee_rates: category must be spot or linear")
+                for sym, (taker, maker) in per.items():
+                    self.exchange.symbol_fees[(category, str(sym))] = (float(taker), float(maker))
         if "funding" in c:
             for sym, spec in c["funding"].items():
                 self.exchange.set_funding(sym, float(spec["rate"]), spec.get("next_funding_ms"),

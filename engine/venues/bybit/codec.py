@@ -657,3 +657,31 @@ def parse_wallet_balance(result: dict[str, Any], ts_ms: int) -> list[BalanceUpda
         return [ev for row in rows for ev in _wallet_events(row, {"creationTime": ts_ms})]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CodecError(f"malformed wallet-balance result: {exc}") from None
+
+
+def parse_fee_rates(result: dict[str, Any]) -> dict[str, tuple[Decimal, Decimal]]:
+    """``/v5/account/fee-rate``: each symbol's ``(takerFeeRate, makerFeeRate)`` as exact
+    decimals. A malformed answer raises :class:`CodecError` naming the field (a rate must be a
+    decimal in ``[-1, 1]``: Bybit quotes rebates as negative maker rates)."""
+    rows = result.get("list") if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        raise CodecError("fee-rate result: field 'list' missing or not a list")
+    out: dict[str, tuple[Decimal, Decimal]] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CodecError(f"fee-rate list[{i}]: not an object")
+        symbol = row.get("symbol")
+        if not isinstance(symbol, str) or not symbol:
+            raise CodecError(f"fee-rate list[{i}]: field 'symbol' missing or empty")
+        rates: list[Decimal] = []
+        for name in ("takerFeeRate", "makerFeeRate"):
+            try:
+                rate = _dec(row.get(name))
+            except ValueError:
+                raise CodecError(f"fee-rate {symbol}: field {name!r} is not a decimal: "
+                                 f"{repr(row.get(name))[:60]}") from None
+            if not rate.is_finite() or not -1 <= rate <= 1:
+                raise CodecError(f"fee-rate {symbol}: field {name!r} out of range: {rate}")
+            rates.append(rate)
+        out[symbol] = (rates[0], rates[1])
+    return out

@@ -12,7 +12,7 @@
   :mod:`engine.venues.bybit.execution`).
 - Account reads for reconciliation and catch-up: :meth:`BybitRest.wallet_coins`,
   :meth:`BybitRest.linear_positions`, :meth:`BybitRest.settlements` (funding paid, from the
-  transaction log).
+  transaction log), :meth:`BybitRest.fee_rates` (the account's own taker/maker rates).
 - Everything else raises :class:`~engine.venues.bybit.codec.BybitApiError` (neutral ``reason``)
   or :class:`~engine.venues.bybit.http.HttpError`.
 """
@@ -31,6 +31,7 @@ from engine.core.neutral import FundingRate, FundingSettlement, Instrument, Posi
 from engine.venues.bybit.codec import (
     BybitApiError,
     parse_envelope,
+    parse_fee_rates,
     parse_funding_history,
     parse_instruments,
     parse_position_list,
@@ -192,6 +193,17 @@ class BybitRest:
                                 signed=True)
         found = parse_wallet_coins(result)
         return {c: found.get(c, Decimal(0)) for c in coins}
+
+    async def fee_rates(self, category: str, symbol: str | None = None
+                        ) -> dict[str, tuple[Decimal, Decimal]]:
+        """The account's ``(taker, maker)`` fee rate per symbol of ``category`` (``spot`` or
+        ``linear``), from the signed ``/v5/account/fee-rate``; a malformed answer raises
+        :class:`~engine.venues.bybit.codec.CodecError` naming the field."""
+        if category not in ("spot", "linear"):
+            raise ValueError(f"fee rates: category must be spot or linear, got {category!r}")
+        result = await self.get("/v5/account/fee-rate",
+                                {"category": category, "symbol": symbol}, signed=True)
+        return parse_fee_rates(result)
 
     async def linear_positions(self) -> list[PositionUpdate]:
         """Every USDT-settled linear position (``/v5/position/list``), following the cursor."""

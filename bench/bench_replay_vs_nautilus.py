@@ -8,9 +8,10 @@ another window says little; this script measures both in the same sitting, alter
 the ratio the targets imply (observe 400/245 = 1.63x, paper 250/245 = 1.02x).
 
 NautilusTrader is not a dependency of the engine: install it in a venv of its own and name that
-venv's python, e.g. ``python3.11 -m venv /tmp/ntvenv && /tmp/ntvenv/bin/pip install
-nautilus_trader`` then ``.venv/bin/python bench/bench_replay_vs_nautilus.py --nautilus-python
-/tmp/ntvenv/bin/python [--minutes 100] [--rounds 2]`` (or set ``$NAUTILUS_PYTHON``, which
+venv's python, e.g. ``python3.11 -m venv "$NT_VENV" && "$NT_VENV"/bin/pip install
+nautilus_trader`` (``NT_VENV`` any directory outside the repository) then ``.venv/bin/python
+bench/bench_replay_vs_nautilus.py --nautilus-python "$NT_VENV"/bin/python [--minutes 100]
+[--rounds 2]`` (or set ``$NAUTILUS_PYTHON``, which
 ``bench/run_all.py`` passes on). Without it the script prints an INFO line saying so.
 
 What is compared: the engine's whole replay (zstd reading, JSON decoding, gates, detector,

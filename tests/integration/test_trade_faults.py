@@ -57,6 +57,16 @@ def ends_clean(tmp_path: Path, sim: Any, app: TradingApp) -> None:
                for o in last_states(tmp_path).values())
 
 
+async def a_held_position(sim: Any, app: TradingApp) -> Any:
+    """Ready, a forced buy dislocation on GOLD, and the position it opened (no order active)."""
+    await ready(app)
+    sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
+    p = app.trading.book.by_coin[GOLD]
+    await wait_for(lambda: p.has_exposure and not any(
+        True for _ in app.trading.orders.active()), 10, "a position")
+    return p
+
+
 async def settle(app: TradingApp) -> None:
     await wait_for(lambda: app.trading.flat()
                    and not any(True for _ in app.trading.orders.active()), 15, "flat")
@@ -85,11 +95,7 @@ async def test_a_transient_empty_clearinghouse_keeps_the_position_managed(
     async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
         async with trio.open_nursery() as n:
             n.start_soon(watch_flattens, app, done)
-            await ready(app)
-            sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
-            p = app.trading.book.by_coin[GOLD]
-            await wait_for(lambda: p.has_exposure and not any(
-                True for _ in app.trading.orders.active()), 10, "a position")
+            p = await a_held_position(sim, app)
             size = p.effective
             # (the window ends before the 6 s confirmation could: no adoption, however slow)
             sim.empty_clearinghouse_for(4.0)
@@ -122,11 +128,7 @@ async def test_empty_answers_further_apart_than_the_wait_do_not_latch(tmp_path: 
     async with running(tmp_path, config=cfg, sim=SIM, app_cls=TradingApp) as (sim, app):
         async with trio.open_nursery() as n:
             n.start_soon(watch_flattens, app, done)
-            await ready(app)
-            sim.force_dislocation(GOLD, "buy", 40, lag_ms=1200)
-            p = app.trading.book.by_coin[GOLD]
-            await wait_for(lambda: p.has_exposure and not any(
-                True for _ in app.trading.orders.active()), 10, "a position")
+            p = await a_held_position(sim, app)
             size = p.effective
             sim.empty_clearinghouse_for(9.0)
             answers = sim.stats()["trading"]["empty_clearinghouse_answers"]

@@ -2,7 +2,7 @@
 
 Replays a realistic wire stream (the simulator's market model for 40 xyz markets: bbo flow,
 oracle updates every ~3 s with lagging market makers) through the engine's real code path:
-``WireDecoder.decode`` → ``CoreHandler.on_bbo/on_ctx`` → ``ObserveCore`` (gates, detector) →
+``WireDecoder.decode`` → ``CoreHandler.on_bbo/on_ctx`` → ``DislocationStrategy`` (gates, detector) →
 signal record construction. Record writing and followup scheduling are replaced by counters so
 this measures the decision alone; I/O is measured by bench_followups.py and bench_throughput.py.
 
@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.app import CoreHandler, DetectorTimer, RunStats  # noqa: E402
 from engine.config import load_config  # noqa: E402
-from engine.core.core import ObserveCore, Signal  # noqa: E402
+from engine.core.detector import Signal  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
 from engine.sim import frames  # noqa: E402
 from engine.sim.markets import XYZ_MARKETS  # noqa: E402
 from engine.sim.model import MarketModel, ModelParams  # noqa: E402
+from engine.strategies.dislocation import DislocationStrategy  # noqa: E402
 from engine.venues.hyperliquid.wire import BboEvent, CtxEvent, WireDecoder  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "observe.toml", env={})
     specs = [MarketSpec(i, c.name, 110000 + i, c.sz_decimals)
              for i, c in enumerate(XYZ_MARKETS[: args.markets])]
-    core = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms)
+    core = DislocationStrategy.from_config(specs, cfg)  # what the observe shell runs
     signals = 0
 
     def on_signal(sig: Signal) -> None:

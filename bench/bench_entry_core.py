@@ -47,9 +47,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.config import structure_config  # noqa: E402
-from engine.core.core import ObserveCore, Signal  # noqa: E402
+from engine.core.core import Signal  # noqa: E402
 from engine.core.orders import CloidFactory  # noqa: E402
 from engine.core.types import MarketSpec  # noqa: E402
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore  # noqa: E402
 from engine.venues.hyperliquid.signing import (  # noqa: E402
     Signer,
@@ -80,9 +81,9 @@ class Rig:
         specs = [MarketSpec(i, f"xyz:M{i:02d}", 110_000 + i, 2) for i in range(N_MARKETS)]
         self.cfg = cfg
         self.specs = specs
-        self.obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing,
+        self.strategy = DislocationStrategy(specs, cfg.gates, cfg.detector, cfg.sizing,
                                cfg.followups.offsets_ms, mode="trade", boot_id="b3nch0")
-        self.core = TradingCore(self.obs, cfg, cloids=CloidFactory(b"\x01" * 8))
+        self.core = TradingCore(self.strategy, cfg, cloids=CloidFactory(b"\x01" * 8))
         self.signals: list[Signal] = []
         self.core.on_signal_hook = self.signals.append
         self.signer = Signer.from_hex(KEY)
@@ -131,7 +132,7 @@ class Rig:
         self.moves[i] += 1
         trigger = (100.2, 100.21)[self.moves[i] & 1]  # the detector dedups per oracle value
         now = self._tick(3.0)
-        obs_on_ctx = self.obs.on_ctx
+        obs_on_ctx = self.strategy.on_ctx
         obs_ns = 0
 
         def timed_obs(*a: Any) -> Signal | None:
@@ -141,7 +142,7 @@ class Rig:
             obs_ns = perf() - t0
             return r
 
-        self.obs.on_ctx = timed_obs  # type: ignore[method-assign, assignment]
+        self.strategy.on_ctx = timed_obs  # type: ignore[method-assign, assignment]
         if cold:
             self.evict()
         pre_ns = 0
@@ -153,7 +154,7 @@ class Rig:
         c.on_ctx(i, trigger, 100.0, now)
         orders = c.take_orders()
         t1 = perf()
-        del self.obs.on_ctx
+        del self.strategy.on_ctx
         if len(orders) != 1:
             raise RuntimeError(f"expected one entry, got {orders} (skips {c.skips})")
         o = orders[0].order

@@ -923,7 +923,7 @@ def report(
         f"log lines {log_lines}"
     )
     print(f"server: orders received {res['orders']}, open lots at the end {res['open_lots']}")
-    rejects = {k: v for k, v in t.obs.detector.rejects.items() if v}
+    rejects = {k: v for k, v in t.strategy.detector.rejects.items() if v}
     print(f"detector rejects (expected: dedup_oracle, threshold): {rejects or 'none'}")
     if res.get("error"):
         print(f"MISS: the run stopped early: {res['error']}")

@@ -32,7 +32,7 @@ import trio
 from engine.backoff import exponential_delay
 from engine.clock import WallClock, trio_deadline
 from engine.config import EngineConfig
-from engine.core.core import GateTransition, ObserveCore, Signal
+from engine.core.core import GateTransition, Signal
 from engine.core.followups import FollowupBook
 from engine.core.gates import HALT, NO_DATA
 from engine.core.types import MarketSpec
@@ -56,6 +56,7 @@ from engine.startup import (  # noqa: F401 - re-exported: the shell's callers im
     run_locked,
     sole_startup_error,
 )
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.base import (
     BatchContext,
     FeedOptions,
@@ -87,20 +88,22 @@ class RunStats:
 
 
 class CoreHandler:
-    """Feed handler: routes decoded frames into the core with one receive time per batch.
+    """Feed handler: hands each decoded frame to the strategy plug-in (its indexed face:
+    ``on_book_top`` / ``on_oracle`` by market index) with one receive time per batch.
 
     ``batch`` is the explicit context of the read being dispatched (its receive time, set at
     the batch's first use and cleared at its end); the app reads it, never the handler."""
 
-    def __init__(self, core: ObserveCore, clock: Callable[[], float],
+    def __init__(self, strategy: DislocationStrategy, clock: Callable[[], float],
                  on_signal: Callable[[Signal], None], timer: DetectorTimer,
                  stats: RunStats, batch: BatchContext | None = None) -> None:
-        self.core = core
+        self.strategy = strategy
+        self.core = strategy  # (its market state: disconnects, gate events)
         self.clock = clock
         self.on_signal = on_signal
         self.timer = timer
         self.stats = stats
-        self.index = {m.coin: m.index for m in core.markets}
+        self.index = {c: i for i, c in enumerate(strategy.symbols)}
         self.batch = batch if batch is not None else BatchContext()
         self.app: Any = None  # the owning app (ops hooks); TradingHandler narrows it
 
@@ -122,7 +125,7 @@ class CoreHandler:
         now = batch.now
         if now is None:
             now = batch.now = self.clock()
-        sig = self.core.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
+        sig = self.strategy.on_book_top(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now)
         if sig is not None:
             self.on_signal(sig)
 
@@ -136,7 +139,7 @@ class CoreHandler:
         now = batch.now
         if now is None:
             now = batch.now = self.clock()
-        sig = self.core.on_ctx(idx, oracle_px, mark_px, now)
+        sig = self.strategy.on_oracle(idx, oracle_px, mark_px, now)
         if sig is not None:
             self.on_signal(sig)
 
@@ -160,9 +163,10 @@ class CoreHandler:
 
 
 class DetectorTimer:
-    """Calls ``core.on_timer`` when a quote-lag window opens, so quiet markets are still seen."""
+    """Calls the strategy's ``on_timer`` when its ``next_timer_ms`` comes (a quote-lag window
+    opens), so quiet markets are still seen."""
 
-    def __init__(self, core: ObserveCore, clock: Callable[[], float],
+    def __init__(self, core: DislocationStrategy, clock: Callable[[], float],
                  on_signal: Callable[[Signal], None]) -> None:
         self.core = core
         self.clock = clock
@@ -258,7 +262,7 @@ class ObserveApp:
         self.clock = clock or WallClock()
         self.stats = RunStats()
         self.records_dir = Path(cfg.records.dir)
-        self.core: ObserveCore | None = None
+        self.core: DislocationStrategy | None = None  # the strategy plug-in
         self.writer: RecordWriter | None = None
         self.scheduler: FollowupScheduler | None = None
         self.venue: VenueFactory = shell_factory(self.venue_name)
@@ -505,8 +509,7 @@ class ObserveApp:
     def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
         self.stats.started_ms = self.clock()
-        core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
+        core = DislocationStrategy.from_config(markets, cfg, boot_id=self.boot_id)
         self.core = core
         fu = cfg.followups
         book = FollowupBook(max_ctx_age_ms=fu.max_ctx_age_ms, max_bbo_age_ms=fu.max_bbo_age_ms,

@@ -31,7 +31,7 @@ from engine.app import (
 )
 from engine.clock import trio_deadline
 from engine.config import EngineConfig
-from engine.core.core import ObserveCore, Signal
+from engine.core.core import Signal
 from engine.core.followups import FollowupBook
 from engine.core.intents import (
     Alert,
@@ -54,6 +54,7 @@ from engine.io.journal import load_journal, restore
 from engine.io.records import RecordWriter
 from engine.ops.paths import FLATTEN_FILE, RESET_FILE, consume_request
 from engine.secrets import SecretsError
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.base import BatchContext, ExecutionBackend, TradingVenueFactory
 from engine.venues.hyperliquid.deadman import DeadManSwitch
 from engine.venues.hyperliquid.execution import NotSent, OrderExecutor, ReconcileError
@@ -107,10 +108,10 @@ class TradingHandler(CoreHandler):
                  stats: RunStats, batch: BatchContext | None = None) -> None:
         self.app = app
         self.trading = trading
-        self.core = trading.obs
+        self.core = trading.strategy
         self.clock = clock
         self.stats = stats
-        self.index = {m.coin: m.index for m in trading.obs.markets}
+        self.index = {m.coin: m.index for m in trading.strategy.markets}
         self.batch = batch if batch is not None else BatchContext()
         # a deadline of the trading timer may have moved since the last poke (a quote-lag
         # window opened by a ctx frame; any execute(): an order sent to the paper venue, from
@@ -471,8 +472,7 @@ class TradingApp(ObserveApp):
         if cfg.mode not in ("paper", "trade"):
             raise StartupError(f"TradingApp cannot run mode {cfg.mode!r}", EXIT_CONFIG)
         self.stats.started_ms = self.clock()
-        core = ObserveCore(markets, cfg.gates, cfg.detector, cfg.sizing,
-                           cfg.followups.offsets_ms, mode=cfg.mode, boot_id=self.boot_id)
+        core = DislocationStrategy.from_config(markets, cfg, boot_id=self.boot_id)
         self.core = core
         trading = TradingCore(core, cfg, cloids=CloidFactory(self.cloid_boot))
         # Signal records, followups and the log line run after the order left (execute()).
@@ -686,7 +686,7 @@ class TradingApp(ObserveApp):
 
     def _sz_decimals(self, coin: Any) -> int | None:
         """The market's szDecimals (display precision), None when unknown."""
-        m = self.trading.obs.by_coin.get(coin) if self.trading is not None else None
+        m = self.trading.strategy.by_coin.get(coin) if self.trading is not None else None
         return m.spec.sz_decimals if m is not None else None
 
     # ------------------------------------------------------------ timers
@@ -699,7 +699,7 @@ class TradingApp(ObserveApp):
     def _next_due(self) -> float:
         assert self.trading is not None and self.backend is not None
         due = self.clock() + HOUSEKEEPING_MS  # the min of the three, as min() picks it
-        d = self.trading.obs.next_timer_ms()
+        d = self.trading.strategy.next_timer_ms()
         if d is not None and d < due:
             due = d
         d = self.backend.next_due_ms()
@@ -771,8 +771,8 @@ class TradingApp(ObserveApp):
         assert trading is not None and backend is not None
         backend.on_timer(now)
         trading.on_timer(now)
-        if trading.obs.events:
-            log_gate_events(trading.obs.drain_events())
+        if trading.strategy.events:
+            log_gate_events(trading.strategy.drain_events())
         if trading.out or self.has_queued_work():
             self.execute(now)
             self.flush_signals()
@@ -914,7 +914,7 @@ class TradingApp(ObserveApp):
         for p in t.book.positions:
             if not p.size:
                 continue  # only exposure confirmed by fills has an entry price
-            mark = t.obs.markets[p.idx].mark_px
+            mark = t.strategy.markets[p.idx].mark_px
             if mark is not None:
                 total += p.unrealized(mark)
         return total
@@ -960,7 +960,7 @@ class TradingApp(ObserveApp):
         for p in t.book.positions:
             if not p.has_exposure:
                 continue
-            m = t.obs.markets[p.idx]
+            m = t.strategy.markets[p.idx]
             mark = m.mark_px
             out[p.coin] = {
                 "size": p.effective, "entry_px": p.avg_px if p.size else None,
@@ -978,7 +978,7 @@ class TradingApp(ObserveApp):
             counts[o.state] = counts.get(o.state, 0) + 1
         m.set_orders(counts)
         for p in t.book.positions:
-            mark = t.obs.markets[p.idx].mark_px or 0.0
+            mark = t.strategy.markets[p.idx].mark_px or 0.0
             m.set_position(p.coin, p.effective, p.effective * mark)
         m.realized_pnl.set(sum(p.realized_pnl - p.fees for p in t.book.positions))
         m.fees.set(sum(p.fees for p in t.book.positions))

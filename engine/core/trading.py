@@ -1,7 +1,10 @@
 """The trading core (paper and trade modes): signals → gated IOC entries → exits → flat.
 
-Pure and synchronous like the observe core it wraps: every method takes ``now_ms`` and appends
-intents (:mod:`engine.core.intents`) to ``self.out`` for the shell to execute. It owns our order
+Pure and synchronous like the strategy it takes: the HIP-3 dislocation plug-in
+(:class:`~engine.strategies.dislocation.DislocationStrategy`), whose ``on_book_top`` /
+``on_oracle`` / ``on_timer`` intents (signals) it turns into orders. Every method takes
+``now_ms`` and appends intents (:mod:`engine.core.intents`) to ``self.out`` for the shell to
+execute. It owns our order
 book (cloids, per-order FSM), positions from fills (deduplicated by tid, per-market position
 FSM), the executor gates, exits, UNKNOWN resolution, reconciliation and the hard stop.
 
@@ -36,7 +39,7 @@ from typing import Any
 from engine.config import EngineConfig
 from engine.core.bounded import RecentList
 from engine.core.breakers import CircuitBreakers, PriceTicks, Trip
-from engine.core.core import ObserveCore, Signal
+from engine.core.core import Signal
 from engine.core.exits import evaluate_exit, exit_reference_px, open_exit_state
 from engine.core.intents import (
     Alert,
@@ -52,6 +55,7 @@ from engine.core.neutral import OrderReport, OrderRounding, RejectReason
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
 from engine.core.positions import EPS, Fill, Position, PositionBook
 from engine.core.risk import ActionBudget, HardStop, RejectBurst, is_benign
+from engine.strategies.dislocation import DislocationStrategy
 from fsm import order as ofsm
 from fsm import position as pfsm
 
@@ -103,11 +107,13 @@ class TradingCore:
     so a journal restore, which changes positions directly, is always followed by one).
     """
 
-    def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
+    def __init__(self, strategy: DislocationStrategy, cfg: EngineConfig, *,
                  rules: Sequence[OrderRounding], cloids: CloidFactory | None = None) -> None:
-        if len(rules) != len(observe.markets):
-            raise ValueError(f"{len(rules)} rounding rules for {len(observe.markets)} markets")
-        self.obs = observe
+        if len(rules) != len(strategy.markets):
+            raise ValueError(f"{len(rules)} rounding rules for {len(strategy.markets)} markets")
+        # the strategy plug-in whose intents (signals) this core takes; it also holds the
+        # market state (books, oracle, marks, halts) every exit and mark reads
+        self.strategy = strategy
         # each market's instrument rule: every price and size is rounded through it
         self.rules: tuple[OrderRounding, ...] = tuple(rules)
         self.cfg = cfg
@@ -115,7 +121,7 @@ class TradingCore:
         self.xcfg = cfg.exits
         self.mode = cfg.mode
         self.orders = OrderBook()
-        coins = [m.coin for m in observe.markets]
+        coins = [m.coin for m in strategy.markets]
         self.book = PositionBook(coins)
         self.cloids = cloids or CloidFactory()
         self.hard_stop = HardStop()
@@ -175,7 +181,7 @@ class TradingCore:
         self._equity_sized: list[Position] = []
         # the tick's market-move prices (every market with a mark, not halted), given to the
         # breakers as changes: on_ctx, _halt_changed and resync tell it what may have changed
-        markets = observe.markets
+        markets = strategy.markets
 
         def tick_entry(i: int) -> tuple[str, float | None]:
             m = markets[i]
@@ -302,8 +308,8 @@ class TradingCore:
             return
         for t in trips:
             self._alert("critical", "circuit_breaker", f"circuit breaker {t.breaker}: {t.detail}")
-            if t.market is not None and t.market in self.obs.by_coin:
-                self.obs.halt(t.market, "circuit_breaker", now_ms)
+            if t.market is not None and t.market in self.strategy.by_coin:
+                self.strategy.halt(t.market, "circuit_breaker", now_ms)
                 self._halt_changed(t.market)
         self._breaker_record(now_ms, why)
         for t in trips:
@@ -340,7 +346,7 @@ class TradingCore:
             self._equity_sized = sized
             self._equity_changes = book.changes
         unrealised = 0.0
-        markets = self.obs.markets
+        markets = self.strategy.markets
         for p in self._equity_sized:  # (the terms of the scan of every position, in order)
             mark = markets[p.idx].mark_px
             if mark is not None:
@@ -367,7 +373,7 @@ class TradingCore:
 
     def _halt_changed(self, coin: str) -> None:
         """A market was halted or resumed: the next tick gives the breakers its price again."""
-        m = self.obs.by_coin.get(coin)
+        m = self.strategy.by_coin.get(coin)
         if m is not None:
             self._price_ticks.changed(m.index)
 
@@ -642,14 +648,14 @@ class TradingCore:
     # ------------------------------------------------------------- market data
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
-        sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
+        sig = self.strategy.on_book_top(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
         if sig is not None or idx in self._watch or not self.ready["market_data"]:
             self._after_market(idx, sig, now_ms)  # (else it has nothing to do)
 
     def on_ctx(self, idx: int, oracle_px: float, mark_px: float | None, now_ms: float) -> None:
-        m = self.obs.markets[idx]
+        m = self.strategy.markets[idx]
         before = m.mark_px
-        sig = self.obs.on_ctx(idx, oracle_px, mark_px, now_ms)
+        sig = self.strategy.on_oracle(idx, oracle_px, mark_px, now_ms)
         if m.mark_px != before:
             self._price_ticks.changed(idx)
         self._after_market(idx, sig, now_ms)
@@ -659,11 +665,11 @@ class TradingCore:
             self._check_exit(self.book.positions[idx], now_ms)
         if sig is not None:
             self.on_signal(sig, now_ms)
-        if not self.ready["market_data"] and self.obs.markets_live() == len(self.obs.markets):
+        if not self.ready["market_data"] and self.strategy.markets_live() == len(self.strategy.markets):
             self.ready["market_data"] = True
 
     def on_timer(self, now_ms: float) -> None:
-        for sig in self.obs.on_timer(now_ms):
+        for sig in self.strategy.on_timer(now_ms):
             self.on_signal(sig, now_ms)
         self.on_housekeeping(now_ms)
 
@@ -714,7 +720,7 @@ class TradingCore:
     def on_disconnect(self, now_ms: float) -> None:
         """Pending posts are lost with the connection: their orders become UNKNOWN. Trade
         mode: READY waits for a reconciliation taken after the reconnect."""
-        self.obs.on_disconnect(now_ms)
+        self.strategy.on_disconnect(now_ms)
         self.ready["market_data"] = False
         self.link_epoch += 1
         if self.mode == "trade":
@@ -739,7 +745,7 @@ class TradingCore:
             self.on_signal_hook(sig)
 
     def _entry(self, sig: Signal, now_ms: float) -> str | None:
-        m = self.obs.by_coin[sig.market_key]
+        m = self.strategy.by_coin[sig.market_key]
         p = self.book.positions[m.index]
         tc = self.tcfg
         if self.hard_stop.latched:
@@ -816,7 +822,7 @@ class TradingCore:
         with exposure has no mark)."""
         total = 0.0
         positions = self.book.positions
-        markets = self.obs.markets
+        markets = self.strategy.markets
         for i in self._exposed:
             mark = markets[i].mark_px
             if mark is None:
@@ -831,7 +837,7 @@ class TradingCore:
                 self._alert_clear("flatten_no_price", p.coin, f"{p.coin}: flat")
                 self._alert_clear("flatten_rounding", p.coin, f"{p.coin}: flat")
             return
-        m = self.obs.markets[p.idx]
+        m = self.strategy.markets[p.idx]
         if self.hard_stop.latched:
             self._maybe_flatten(p, now_ms, "hard_stop")
             return
@@ -858,7 +864,7 @@ class TradingCore:
             # it could not be sent: flatten as soon as the connection is back (housekeeping)
             self.flatten_deferred.setdefault(p.idx, reason)
             return
-        m = self.obs.markets[p.idx]
+        m = self.strategy.markets[p.idx]
         # Positions are sums of lot multiples: round to the lot so float residue
         # (0.49 - 0.16 - 0.32 = 0.00999...) neither floors to zero nor leaves dust.
         size = round(abs(p.effective), m.spec.sz_decimals)
@@ -904,7 +910,7 @@ class TradingCore:
         """The reference price a flatten of ``p`` is judged at (dust, the $10 minimum): the
         touch it would trade against (bid to close a long, ask to close a short), else the
         mark, else ``default``."""
-        m = self.obs.markets[p.idx]
+        m = self.strategy.markets[p.idx]
         ref = m.bid_px if p.effective > 0 else m.ask_px
         if ref is None:
             ref = m.mark_px
@@ -1132,7 +1138,7 @@ class TradingCore:
         prev_state = p.state
         p.state = pfsm.next_position_state(p.state, pfsm.FILL, has)
         if has and p.exit_state is None:
-            m = self.obs.markets[p.idx]
+            m = self.strategy.markets[p.idx]
             direction = 1 if p.effective > 0 else -1
             p.entry_ms = now_ms
             p.exit_state = open_exit_state(direction, p.avg_px if p.size else px, now_ms,
@@ -1238,7 +1244,7 @@ class TradingCore:
                 continue
             self._forget_mismatch(p)
             delta = venue - ours
-            m = self.obs.markets[p.idx]
+            m = self.strategy.markets[p.idx]
             px = m.mark_px or m.oracle_px or p.avg_px or 0.0
             tid = f"recon:{p.coin}:{int(now_ms)}:{self.book.fills.total}"
             fill = Fill(tid, None, p.coin, delta > 0, px, abs(delta), 0.0, now_ms, synthetic=True)
@@ -1268,7 +1274,7 @@ class TradingCore:
             if cloid in known_cloids or oid in known:
                 continue
             coin = vo.get("coin")
-            om = self.obs.by_coin.get(coin) if isinstance(coin, str) else None
+            om = self.strategy.by_coin.get(coin) if isinstance(coin, str) else None
             if om is None or not isinstance(oid, int):
                 continue
             why = f"open order {oid} not placed by this run"
@@ -1320,10 +1326,10 @@ class TradingCore:
         market halted by the market-move breaker trades again)."""
         cleared = self.breakers.reset()
         for t in cleared:
-            if t.market is not None and t.market in self.obs.by_coin:
-                m = self.obs.by_coin[t.market]
+            if t.market is not None and t.market in self.strategy.by_coin:
+                m = self.strategy.by_coin[t.market]
                 if m.halted == "circuit_breaker":
-                    self.obs.resume(t.market, now_ms)
+                    self.strategy.resume(t.market, now_ms)
         if cleared:
             self._price_ticks.all_changed()  # halts were lifted
             self._alert("warning", "breakers_reset",

@@ -515,7 +515,7 @@ def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreRep
         raise ValueError("restore needs a fresh core (no orders, no fills)")
     rep = RestoreReport()
     book = core.book
-    by_coin = core.obs.by_coin
+    by_coin = core.strategy.by_coin
     unknown_coins: set[str] = set()
 
     # 1. fills, in journal order; remember which fill opened each open trade
@@ -601,8 +601,8 @@ def restore(core: TradingCore, state: JournalState, now_ms: float) -> RestoreRep
                 core.breakers.rebase(basis)
             for t in core.breakers.tripped():
                 rep.breakers.append(t.breaker + (f" ({t.market})" if t.market else ""))
-                if t.market is not None and t.market in core.obs.by_coin:
-                    core.obs.halt(t.market, "circuit_breaker", now_ms)
+                if t.market is not None and t.market in core.strategy.by_coin:
+                    core.strategy.halt(t.market, "circuit_breaker", now_ms)
     hs = state.hard_stop
     if hs is not None:
         core.hard_stop.trigger(hs.reason, hs.since_ms, hs.detail)
@@ -668,7 +668,7 @@ def _restore_position(core: TradingCore, state: JournalState, p: Position,
             times.append(jo.first_filled_ms)
     entry_ms = min(times) if times else now_ms
     p.entry_ms = entry_ms
-    m = core.obs.markets[p.idx]
+    m = core.strategy.markets[p.idx]
     direction = 1 if p.effective > 0 else -1
     if p.size:
         px = p.avg_px

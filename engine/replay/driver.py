@@ -2,7 +2,7 @@
 
 What runs is the live shell minus its Trio tasks: :class:`engine.app.ObserveApp` (observe) or
 :class:`engine.trading_app.TradingApp` (paper) is built by its own ``_build`` — the same
-``ObserveCore``, ``TradingCore``, state machines, followup scheduler and ``PaperVenue`` — with a
+strategy plug-in (``DislocationStrategy``), ``TradingCore``, state machines, followup scheduler and ``PaperVenue`` — with a
 :class:`~engine.replay.clock.SimClock` as its injected clock. Runs of recorded socket reads
 go through :meth:`HyperliquidFeed.replay_reads` (one call per run): for each read the timers
 due up to its receive time, then the live reader's own per-frame dispatch (decode → handler →

@@ -3,7 +3,7 @@
 :class:`PaperVenue` stands where the signing/post shell stands in trade mode. The core's
 :class:`~engine.core.intents.PlaceOrder` goes to :meth:`PaperVenue.submit` (which fires
 ``core.on_sent``) and is executed ``latency_ms`` later by :meth:`PaperVenue.on_timer`, against
-the book the core holds **at that later time** (``core.obs.markets[idx]``), never the book the
+the book the core holds **at that later time** (``core.strategy.markets[idx]``), never the book the
 decision saw. Everything the venue learns it reports back exactly as Hyperliquid would, through
 the same core entry points the live shell uses, in a fixed order:
 
@@ -450,7 +450,7 @@ class PaperVenue:
         self._report_fills(pending, oid, matched, now_ms, drop, source)
 
     def _market(self, o: Order) -> MarketState:
-        return self.core.obs.markets[o.idx]
+        return self.core.strategy.markets[o.idx]
 
     def _match(self, o: Order, cap: Decimal,
                now_ms: float) -> tuple[list[tuple[float, Decimal]], str]:

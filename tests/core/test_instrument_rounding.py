@@ -17,12 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.config import structure_config
-from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.neutral import Instrument, InstrumentKind, TickLotRounding, TickRefusal
 from engine.core.orders import CloidFactory, Order
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid import rounding as hl
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore
 
@@ -49,9 +49,9 @@ def _entry(core: TradingCore) -> Order:
     return o
 
 
-def _observe() -> tuple[ObserveCore, Any]:
+def _observe() -> tuple[DislocationStrategy, Any]:
     cfg = structure_config(_CFG, "test")
-    obs = ObserveCore([MarketSpec(0, "xyz:GOLD", 110000, 2)], cfg.gates, cfg.detector,
+    obs = DislocationStrategy([MarketSpec(0, "xyz:GOLD", 110000, 2)], cfg.gates, cfg.detector,
                       cfg.sizing, cfg.followups.offsets_ms, mode=cfg.mode, boot_id="t")
     return obs, cfg
 

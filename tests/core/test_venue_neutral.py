@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from engine.config import structure_config
-from engine.core.core import ObserveCore
 from engine.core.intents import Alert, PlaceOrder
 from engine.core.neutral import OrderReport, RejectReason, TickLotRounding
 from engine.core.orders import CloidFactory, Order
 from engine.core.trading import TradingCore
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from fsm import order as ofsm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ _ORACLES = itertools.count()
 def _core() -> TradingCore:
     cfg = structure_config(_CFG, "test")
     specs = [MarketSpec(0, "xyz:GOLD", 110000, 2)]
-    obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
+    obs = DislocationStrategy(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
                       mode=cfg.mode, boot_id="t")
     core = TradingCore(obs, cfg, rules=[TickLotRounding(Decimal("0.01"), Decimal("0.01"),
                                                         min_notional_d=Decimal(10))],

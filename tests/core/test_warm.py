@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 
 from engine.config import EngineConfig, structure_config
 from engine.core import trading as trading_mod
-from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.orders import CloidFactory
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid import rounding as hl_rounding
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.warm import CoreWarmer
@@ -66,7 +66,7 @@ def specs_of(n: int, szd: int | None = None) -> list[MarketSpec]:
 
 
 def live_core(cfg: EngineConfig, specs: list[MarketSpec]) -> TradingCore:
-    obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
+    obs = DislocationStrategy(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
                       mode=cfg.mode, boot_id="t")
     core = TradingCore(obs, cfg, cloids=CloidFactory(b"\x01" * 8))
     for i in range(len(specs)):
@@ -146,7 +146,7 @@ class Driver:
 
     def step(self, k: int) -> None:
         c = self.core
-        n = len(c.obs.markets)
+        n = len(c.strategy.markets)
         i = k % n
         self.st += 1
         c.on_bbo(i, self.st, 99.99, 100.0, 100.01, 100.0, self._tick(3.0))
@@ -178,7 +178,7 @@ class Driver:
         if k % 5 == 4:
             c.on_timer(self._tick(50.0))  # housekeeping, breaker tick
         self.outputs.append(image(c.drain()))
-        self.outputs.append(dump(c.obs.drain_events()))
+        self.outputs.append(dump(c.strategy.drain_events()))
 
 
 # ------------------------------------------------------------------------------------- tests
@@ -194,7 +194,7 @@ def test_every_warm_makes_one_order_resolves_it_and_leaves_nothing_behind() -> N
     for n in range(2000):
         w.warm()
         # the shadow's own clock: every cycle later than the previous one
-        t = max(max(m.bbo_recv_ms or 0.0, m.ctx_recv_ms or 0.0) for m in shadow.obs.markets)
+        t = max(max(m.bbo_recv_ms or 0.0, m.ctx_recv_ms or 0.0) for m in shadow.strategy.markets)
         assert t > last_t
         last_t = t
         assert w.stats().cycles == c0 + n + 1
@@ -204,13 +204,13 @@ def test_every_warm_makes_one_order_resolves_it_and_leaves_nothing_behind() -> N
     assert shadow.entries_sent == c0 + 2000 and shadow.flattens_sent == 0
     assert shadow.orders.by_cloid == {} and shadow.orders.live == {}  # pruned, none live
     assert shadow.orders.by_oid == {} and shadow.orders.pending_total == 0.0
-    assert shadow.out == [] and shadow.new_orders == [] and shadow.obs.events == []
-    assert shadow.obs.next_timer_ms() is None  # the quote-lag timers were consumed
+    assert shadow.out == [] and shadow.new_orders == [] and shadow.strategy.events == []
+    assert shadow.strategy.next_timer_ms() is None  # the quote-lag timers were consumed
     assert all(p.state == pfsm.FLAT and not p.has_exposure for p in shadow.book.positions)
     assert not shadow.hard_stop.latched and shadow.trades == []
     assert not any(shadow.skips.values())
     # every market was visited, in both directions (the ladder alternates buy / sell)
-    for m in shadow.obs.markets:
+    for m in shadow.strategy.markets:
         assert m.last_signal_oracle_buy is not None and m.last_signal_oracle_sell is not None
 
 
@@ -363,7 +363,7 @@ def test_live_outputs_with_interleaved_warms_equal_those_of_a_core_that_never_wa
                         core.on_post_result(o.cloid, None, t)
             taken = [dump(it.order.record()) for it in core.take_orders()]
             (out_live if core is live else out_twin).append(
-                (taken, image(core.drain()), dump(core.obs.drain_events())))
+                (taken, image(core.drain()), dump(core.strategy.drain_events())))
     assert out_live == out_twin
     assert snapshot(live) == snapshot(twin)
     assert w.enabled and w.stats().rebuilds == 0

@@ -11,9 +11,9 @@ import trio
 
 from engine.clock import WallClock
 from engine.config import VenueConfig, structure_config
-from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, CloidFactory, Order
 from engine.sim.server import SimExchange
+from engine.strategies.dislocation import DislocationStrategy
 from engine.trading_app import TradingApp
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.info import discover
@@ -125,7 +125,7 @@ class _CoreFeedHandler:
     def __init__(self, core: Any, clock: WallClock) -> None:
         self.core = core
         self.clock = clock
-        self.index = {m.coin: m.index for m in core.obs.markets}
+        self.index = {m.coin: m.index for m in core.strategy.markets}
         self.l2_frames = 0
 
     def on_bbo(self, coin: str, time_ms: int, bid_px: float | None, bid_sz: float | None,
@@ -161,7 +161,7 @@ async def test_paper_order_larger_than_the_top_level_walks_the_simulators_l2book
         port = await nursery.start(exchange.serve)
         disc = await discover(f"http://127.0.0.1:{port}/info", "xyz", None, 5.0)
         cfg = structure_config({"mode": "paper"}, "test")
-        obs = ObserveCore(disc.markets, cfg.gates, cfg.detector, cfg.sizing,
+        obs = DislocationStrategy(disc.markets, cfg.gates, cfg.detector, cfg.sizing,
                           cfg.followups.offsets_ms, mode="paper", boot_id="it")
         core = TradingCore(obs, cfg, cloids=CloidFactory(b"\x02" * 8))
         store = L2BookStore(clock=clock)
@@ -222,7 +222,7 @@ async def test_paper_app_with_walk_l2book_fills_against_l2book_levels(tmp_path: 
         await wait_for(lambda: app.trading is not None and app.trading.is_ready(), 10, "READY")
         store = app.feed.l2book
         assert store is not None and app.paper.levels is not None
-        assert app.feed.stats.subscriptions == 3 * len(app.trading.obs.markets)
+        assert app.feed.stats.subscriptions == 3 * len(app.trading.strategy.markets)
         await wait_for(lambda: store.snapshot("xyz:GOLD") is not None, 10, "GOLD levels")
         sim.force_dislocation("xyz:GOLD", "buy", 40, lag_ms=1200)
         await wait_for(lambda: len(app.paper.executions) >= 1, 10, "a paper execution")

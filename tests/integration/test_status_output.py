@@ -32,7 +32,7 @@ async def test_status_of_a_held_position_and_the_stopped_line(
                      r"([+-]\d+\.\d{4}) USD", pos[0])
     assert m is not None, pos[0]
     assert all(re.fullmatch(r"\d+(\.\d+)?", g) for g in m.groups()[1:4]), pos[0]
-    tsla = next(mk for mk in app.trading.obs.markets if mk.coin == "xyz:TSLA")
+    tsla = next(mk for mk in app.trading.strategy.markets if mk.coin == "xyz:TSLA")
     decimals = 6 - tsla.spec.sz_decimals
     for px in (m.group(3), m.group(4)):
         assert len(px.partition(".")[2]) <= decimals, (px, decimals)

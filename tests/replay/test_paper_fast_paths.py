@@ -47,7 +47,7 @@ class _WholeList:
         return None
 
     def tick(self, cb: CircuitBreakers, now_ms: float) -> list[Trip]:
-        return cb.on_prices([(m.coin, m.mark_px) for m in self.core.obs.markets
+        return cb.on_prices([(m.coin, m.mark_px) for m in self.core.strategy.markets
                              if m.mark_px is not None and m.halted is None], now_ms)
 
 
@@ -60,7 +60,7 @@ class OldTradingCore(HyperliquidTradingCore):
 
     def on_bbo(self, idx: int, time_ms: int, bid_px: float | None, bid_sz: float | None,
                ask_px: float | None, ask_sz: float | None, now_ms: float) -> None:
-        sig = self.obs.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
+        sig = self.strategy.on_bbo(idx, time_ms, bid_px, bid_sz, ask_px, ask_sz, now_ms)
         self._after_market(idx, sig, now_ms)
 
     def _after_market(self, idx: int, sig: Signal | None, now_ms: float) -> None:
@@ -69,7 +69,7 @@ class OldTradingCore(HyperliquidTradingCore):
             self._check_exit(p, now_ms)
         if sig is not None:
             self.on_signal(sig, now_ms)
-        if not self.ready["market_data"] and self.obs.markets_live() == len(self.obs.markets):
+        if not self.ready["market_data"] and self.strategy.markets_live() == len(self.strategy.markets):
             self.ready["market_data"] = True
 
     def on_housekeeping(self, now_ms: float) -> None:

@@ -42,7 +42,7 @@ def _scan(core: HyperliquidTradingCore) -> tuple[float, float]:
     for p in core.book.positions:
         realised += p.realized_pnl - p.fees
         if p.size:
-            mark = core.obs.markets[p.idx].mark_px
+            mark = core.strategy.markets[p.idx].mark_px
             if mark is not None:
                 unrealised += p.unrealized(mark)
     return realised, unrealised
@@ -123,8 +123,8 @@ class OldTimerApp(TradingApp):
         assert trading is not None and backend is not None
         backend.on_timer(now)
         trading.on_timer(now)
-        if trading.obs.events:
-            trading_app.log_gate_events(trading.obs.drain_events())
+        if trading.strategy.events:
+            trading_app.log_gate_events(trading.strategy.drain_events())
         self.execute(now)
         self.flush_signals()
 

@@ -1,6 +1,6 @@
 """Strategies are plug-ins behind one interface (engine/strategies/base.py): events in, intents
-out, injected clock. The HIP-3 dislocation detector (a thin adapter over ObserveCore) and the
-funding/basis strategy are its two implementations.
+out, injected clock. The HIP-3 dislocation detector (the observe core with the plug-in's face,
+what every Hyperliquid shell runs) and the funding/basis strategy are its two implementations.
 """
 
 from __future__ import annotations
@@ -8,16 +8,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import FundingConfig
+from engine.core.core import ObserveCore
 from engine.core.detector import Signal
 from engine.core.neutral import BookTop, FundingQuote, Instrument, InstrumentKind, OracleUpdate
-from engine.strategies.base import Strategy
+from engine.core.types import MarketSpec
+from engine.strategies.base import IndexedStrategy, Strategy
 from engine.strategies.dislocation import DislocationStrategy
 from engine.strategies.funding_basis import Action, FundingBasisStrategy
-from tests.core.helpers import T0, make_core
+from tests.core.helpers import T0, make_core, make_strategy
 
 COINS = ("xyz:GOLD", "xyz:SILVER")
 RELAXED = """
@@ -46,38 +49,49 @@ _FRAMES = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(_FRAMES)
 def test_the_dislocation_strategy_is_the_observe_core(frames: list[Any]) -> None:
-    """The same frames through the adapter and straight into a twin core give the same
+    """The same frames as neutral events (``on_event``), by index (``on_book_top`` /
+    ``on_oracle``, the shells' face) and straight into a plain observe core give the same
     signals, timers and market state."""
     direct = make_core(RELAXED, coins=COINS)
-    strat = DislocationStrategy(make_core(RELAXED, coins=COINS))
-    assert isinstance(strat, Strategy)
+    strat = make_strategy(RELAXED, coins=COINS)
+    indexed = make_strategy(RELAXED, coins=COINS)
+    assert isinstance(strat, Strategy) and isinstance(strat, IndexedStrategy)
+    assert strat.symbols == COINS and strat.name == "hip3_dislocation"
     now, server = T0, 0
     for is_bbo, idx, a, b, dt in frames:
         now += dt
         due = direct.next_timer_ms()
         assert strat.next_timer_ms() == due
+        assert indexed.next_timer_ms() == due
         if due is not None and due <= now:
             want = [_sig(s) for s in direct.on_timer(now)]
             assert [_sig(s) for s in strat.on_timer(now)] == want
+            assert [_sig(s) for s in indexed.on_timer(now)] == want
         if is_bbo:
             server += 1
             bid = round(100 + a, 2)
             ask = round(bid + b, 2)
             got = strat.on_event(BookTop("hyperliquid", COINS[idx], InstrumentKind.LINEAR_PERP,
                                          bid, 5.0, ask, 5.0, server), now)
+            by_index = indexed.on_book_top(idx, server, bid, 5.0, ask, 5.0, now)
             sig = direct.on_bbo(idx, server, bid, 5.0, ask, 5.0, now)
         else:
             oracle = round(100 + a, 3)
             got = strat.on_event(OracleUpdate("hyperliquid", COINS[idx], oracle, oracle, server),
                                  now)
+            by_index = indexed.on_oracle(idx, oracle, oracle, now)
             sig = direct.on_ctx(idx, oracle, oracle, now)
-        assert [_sig(s) for s in got] == ([] if sig is None else [_sig(sig)])
-    assert strat.core.signals_total == direct.signals_total
-    assert strat.core.evaluations == direct.evaluations
+        want_one = [] if sig is None else [_sig(sig)]
+        assert [_sig(s) for s in got] == want_one
+        assert ([] if by_index is None else [_sig(by_index)]) == want_one
+    for s_ in (strat, indexed):
+        assert s_.signals_total == direct.signals_total
+        assert s_.evaluations == direct.evaluations
+        assert [m.view() for m in s_.markets] == [m.view() for m in direct.markets]
 
 
 def test_a_dislocation_comes_out_as_a_signal_intent() -> None:
-    strat = DislocationStrategy(make_core(RELAXED, coins=COINS))
+    strat = make_strategy(RELAXED, coins=COINS)
     book = BookTop("hyperliquid", "xyz:GOLD", InstrumentKind.LINEAR_PERP, 99.99, 5.0, 100.01,
                    5.0, 1)
     assert strat.on_event(book, T0) == ()
@@ -93,16 +107,16 @@ def test_a_dislocation_comes_out_as_a_signal_intent() -> None:
 
 
 def test_the_dislocation_strategy_ignores_what_is_not_its_own() -> None:
-    strat = DislocationStrategy(make_core(RELAXED, coins=COINS))
+    strat = make_strategy(RELAXED, coins=COINS)
     other = BookTop("bybit", "xyz:GOLD", InstrumentKind.LINEAR_PERP, 99.0, 1.0, 99.5, 1.0, 1)
     unknown = OracleUpdate("hyperliquid", "xyz:COPPER", 1.0, 1.0, 1)
     for ev in (other, unknown, "noise", None):
         assert list(strat.on_event(ev, T0)) == []
-    assert strat.core.evaluations == 0
+    assert strat.evaluations == 0
     # an empty side reaches the core as no price and no size
     strat.on_event(BookTop("hyperliquid", "xyz:GOLD", InstrumentKind.LINEAR_PERP, None, 3.0,
                            100.0, 1.0, 1), T0)
-    m = strat.core.markets[0]
+    m = strat.markets[0]
     assert m.bid_px is None and m.bid_sz is None and m.ask_px == 100.0
 
 
@@ -147,3 +161,38 @@ def test_the_funding_strategy_behind_the_interface() -> None:
     # a symbol the strategy does not trade: state kept, no decision
     eth = FundingQuote("bybit", "ETHUSDT", 0.001, NOW + H, 8 * H, 1.0, 1.0, 1.0, 1.0, NOW)
     assert s.on_event(eth, opens) == [] and "ETHUSDT" in s.quotes
+
+
+def test_the_indexed_face_is_the_observe_cores_own_code() -> None:
+    """No wrapper on the hot path: the shells' per-frame calls are the core's functions."""
+    assert DislocationStrategy.on_book_top is ObserveCore.on_bbo
+    assert DislocationStrategy.on_oracle is ObserveCore.on_ctx
+    strat = make_strategy(RELAXED, coins=COINS)
+    assert strat.instrument_index("xyz:SILVER") == 1 and strat.instrument_index("BTC") is None
+
+
+def test_every_hyperliquid_shell_runs_the_strategy_plug_in(tmp_path: Any) -> None:
+    """Observe hands frames to a DislocationStrategy; paper's TradingCore takes one."""
+    from engine.app import CoreHandler, ObserveApp
+    from engine.io.records import RecordWriter
+    from engine.trading_app import TradingApp, TradingHandler
+    from tests.core.helpers import make_config
+
+    specs = [MarketSpec(i, c, 110000 + i, 2) for i, c in enumerate(COINS)]
+    for mode, cls in (("observe", ObserveApp), ("paper", TradingApp)):
+        cfg = attrs.evolve(make_config(RELAXED), mode=mode)
+        cfg = attrs.evolve(cfg, records=attrs.evolve(cfg.records, dir=str(tmp_path / mode)),
+                           ops=attrs.evolve(cfg.ops, state_dir=str(tmp_path / mode),
+                                            http_enabled=False))
+        app = cls(cfg)
+        writer = RecordWriter(tmp_path / mode, flush_interval_ms=1000.0, fsync_interval_ms=0.0)
+        app.writer = writer
+        app._build(specs, writer)
+        assert isinstance(app.core, DislocationStrategy) and app.core.mode == mode
+        if mode == "observe":
+            assert isinstance(app.handler, CoreHandler) and app.handler.strategy is app.core
+        else:
+            assert isinstance(app, TradingApp) and app.trading is not None
+            assert isinstance(app.handler, TradingHandler)
+            assert app.trading.strategy is app.core
+        writer.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.config import EngineConfig, structure_config
-from engine.core.core import ObserveCore
 from engine.core.intents import PlaceOrder
 from engine.core.orders import CloidFactory
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 
 T0 = 1_800_000_000_000.0
@@ -36,7 +36,7 @@ def make_trading(extra: dict[str, Any] | None = None,
                  ) -> tuple[TradingCore, EngineConfig]:
     cfg = structure_config(merge(RELAXED, extra or {}), "test")
     specs = [MarketSpec(i, c, 110000 + i, sz_decimals) for i, c in enumerate(coins)]
-    obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
+    obs = DislocationStrategy(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
                       mode=cfg.mode, boot_id="t")
     core = TradingCore(obs, cfg, cloids=CloidFactory(b"\x01" * 8))
     return core, cfg
@@ -47,7 +47,7 @@ def make_ready(core: TradingCore, now: float = T0, px: float = 100.0,
     """Market data for every market, user channels acked, reconciled flat; in trade mode with
     ``equity`` also the account's usable equity (main dex ``equity``, dex 0), without which no
     entry goes out (gate ``equity_unknown``)."""
-    for i in range(len(core.obs.markets)):
+    for i in range(len(core.strategy.markets)):
         core.on_bbo(i, 1, px - 0.01, 100.0, px + 0.01, 100.0, now)
         core.on_ctx(i, px, px, now)
     core.set_ready("user_channels", True)

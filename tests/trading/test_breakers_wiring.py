@@ -98,7 +98,7 @@ def test_a_ten_percent_move_within_a_minute_halts_only_that_market(move: float,
     core.on_housekeeping(T0 + 100)  # mark 100 enters the window
     core.on_ctx(0, 100.0 * move, 100.0 * move, T0 + 30_000)
     core.on_housekeeping(T0 + 30_000)
-    gold, tsla = core.obs.markets
+    gold, tsla = core.strategy.markets
     assert (gold.halted == "circuit_breaker") == halts
     assert tsla.halted is None and not core.hard_stop.latched  # market-level only
     if halts:

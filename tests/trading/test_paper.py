@@ -49,7 +49,7 @@ class Harness:
         self.records: list[Record] = []
         self.alerts: list[Alert] = []
         self.reconciles: list[RequestReconcile] = []
-        self.bbo_seq = [10] * len(core.obs.markets)
+        self.bbo_seq = [10] * len(core.strategy.markets)
         self.lines: list[tuple[str, float, bytes]] = []  # every record line, in write order
         self.boundaries: list[tuple[int, dict[str, Any]]] = []  # (lines so far, core snapshot)
         self.max_live_flattens = 0

@@ -89,7 +89,7 @@ class OldTakenVenue(PaperVenue):
 
 def _depth(core: Any) -> Any:
     def levels(coin: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
-        m = core.obs.by_coin[coin]
+        m = core.strategy.by_coin[coin]
         if m.ask_px is None or m.bid_px is None:
             return None
         return ([(m.bid_px - 0.01, 0.4), (m.bid_px - 0.02, 0.7)],
@@ -147,14 +147,14 @@ def test_per_market_ledger_equals_the_single_dict(depth: bool, steps: list[tuple
                 t = hist[-1] + 1 if how == "next" else hist[-1] if how == "same" else hist[0]
                 hist.append(t)
                 for v in venues:
-                    m = v.core.obs.markets[i]
+                    m = v.core.strategy.markets[i]
                     m.bbo_time_ms = t
                     m.bid_px, m.bid_sz, m.ask_px, m.ask_sz = px - 0.02, sz, px, sz
                 continue
             _, i, is_buy, size, ticks = step
             n += 1
             for v in venues:
-                m = v.core.obs.markets[i]
+                m = v.core.strategy.markets[i]
                 limit = (m.ask_px + 0.01 * ticks) if is_buy else (m.bid_px - 0.01 * ticks)
                 o = Order(f"0x{n:032x}", COINS[i], i, m.spec.asset_id, is_buy, f"{limit:.2f}",
                           size, False, ENTRY, now)

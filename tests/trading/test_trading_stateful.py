@@ -156,7 +156,7 @@ class TradingMachine(RuleBasedStateMachine):
         self.skewed_before = c.clock_skewed
         self.loss_trips_before = self._loss_trips()
         self.unexplained_before = self._unexplained() | {
-            c.obs.by_coin[k].index for k in c.unexplained}
+            c.strategy.by_coin[k].index for k in c.unexplained}
 
     # ------------------------------------------------------------- the venue's truth
     def _venue_pos(self, idx: int) -> float:
@@ -173,7 +173,7 @@ class TradingMachine(RuleBasedStateMachine):
         return out
 
     def _marks(self) -> list[float]:
-        return [m.mark_px or 0.0 for m in self.core.obs.markets]
+        return [m.mark_px or 0.0 for m in self.core.strategy.markets]
 
     def _equity(self, venue: bool) -> float:
         """Mark-to-market equity: fills the venue made (``venue``) or the fills delivered to
@@ -245,7 +245,7 @@ class TradingMachine(RuleBasedStateMachine):
         per_market = 0.0
         total = 0.0
         for p in c.book.positions:
-            mark = c.obs.markets[p.idx].mark_px or 0.0
+            mark = c.strategy.markets[p.idx].mark_px or 0.0
             n = abs(p.effective) * mark
             total += n
             if p.idx == o.idx:

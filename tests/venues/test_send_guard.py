@@ -15,9 +15,9 @@ from typing import Any
 import trio
 
 from engine.config import VenueConfig, structure_config
-from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid.client import HyperliquidFeed
 from engine.venues.hyperliquid.execution import OrderExecutor
 from engine.venues.hyperliquid.nonce import NonceAllocator
@@ -43,7 +43,7 @@ RELAXED: dict[str, Any] = {
 def make_core() -> TradingCore:
     cfg = structure_config(RELAXED, "test")
     specs = [MarketSpec(i, c, 110000 + i, 2) for i, c in enumerate(COINS)]
-    obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
+    obs = DislocationStrategy(specs, cfg.gates, cfg.detector, cfg.sizing, cfg.followups.offsets_ms,
                       mode=cfg.mode, boot_id="t")
     core = TradingCore(obs, cfg, cloids=CloidFactory(b"\x02" * 8))
     for i in range(len(COINS)):

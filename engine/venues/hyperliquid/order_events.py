@@ -23,11 +23,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
 
 from engine.config import EngineConfig
-from engine.core.core import ObserveCore
 from engine.core.neutral import OrderReport, OrderRounding, RejectReason
 from engine.core.orders import CloidFactory
 from engine.core.risk import is_benign
 from engine.core.trading import TradingCore
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid.rounding import HyperliquidRounding
 from fsm.order import (
     ACK_RESTING,
@@ -398,12 +398,12 @@ class HyperliquidTradingCore(TradingCore):
     orders are rounded by Hyperliquid's rule for its ``szDecimals`` unless ``rules`` says
     otherwise."""
 
-    def __init__(self, observe: ObserveCore, cfg: EngineConfig, *,
+    def __init__(self, strategy: DislocationStrategy, cfg: EngineConfig, *,
                  rules: Sequence[OrderRounding] | None = None,
                  cloids: CloidFactory | None = None) -> None:
         if rules is None:
-            rules = [HyperliquidRounding(m.spec.sz_decimals) for m in observe.markets]
-        super().__init__(observe, cfg, rules=rules, cloids=cloids)
+            rules = [HyperliquidRounding(m.spec.sz_decimals) for m in strategy.markets]
+        super().__init__(strategy, cfg, rules=rules, cloids=cloids)
 
     def on_post_result(self, cloid: str, status: object, now_ms: float) -> None:
         """One order's post-response status (or None for timeout/lost)."""

@@ -1,6 +1,7 @@
 """Shadow-core warm-up: keeps the trading core's code warm while the feed busy-polls.
 
-Owns :class:`CoreWarmer`. It builds its own :class:`~engine.core.core.ObserveCore` and
+Owns :class:`CoreWarmer`. It builds its own strategy
+(:class:`~engine.strategies.dislocation.DislocationStrategy`) and
 :class:`~engine.core.trading.TradingCore` (the live engine's ``EngineConfig`` and market list,
 its own :class:`~engine.core.orders.CloidFactory`, boot id and clock; no mutable object is
 shared with the live cores) and, on every :meth:`CoreWarmer.warm` call, runs one synthetic entry
@@ -51,9 +52,9 @@ from typing import Final
 import attrs
 
 from engine.config import EngineConfig
-from engine.core.core import ObserveCore
 from engine.core.orders import ENTRY, CloidFactory
 from engine.core.types import MarketSpec
+from engine.strategies.dislocation import DislocationStrategy
 from engine.venues.hyperliquid.order_events import IOC_NO_MATCH_PREFIX
 from engine.venues.hyperliquid.order_events import HyperliquidTradingCore as TradingCore
 from engine.venues.hyperliquid.rounding import PERP_MAX_DECIMALS
@@ -224,13 +225,12 @@ def _ladder(g: _Geometry, sz_decimals: int) -> tuple[tuple[Step, ...], ...]:
 class _Shadow:
     """One shadow core pair, ready (every market live, user channels, reconciled)."""
 
-    __slots__ = ("obs", "core", "server_time")
+    __slots__ = ("strategy", "core", "server_time")
 
     def __init__(self, cfg: EngineConfig, specs: list[MarketSpec], g: _Geometry,
                  sizes: dict[int, float], now_ms: float) -> None:
-        self.obs = ObserveCore(specs, cfg.gates, cfg.detector, cfg.sizing,
-                               cfg.followups.offsets_ms, mode=cfg.mode, boot_id=SHADOW_BOOT_ID)
-        self.core = TradingCore(self.obs, cfg, cloids=CloidFactory(SHADOW_BOOT))
+        self.strategy = DislocationStrategy.from_config(specs, cfg, boot_id=SHADOW_BOOT_ID)
+        self.core = TradingCore(self.strategy, cfg, cloids=CloidFactory(SHADOW_BOOT))
         self.server_time = 0
         core = self.core
         for spec in specs:
@@ -251,7 +251,7 @@ class _Shadow:
         core.equity_source = "venue" if cfg.mode == "trade" else core.equity_source
         core.equity_known = True
         core.drain()
-        self.obs.drain_events()
+        self.strategy.drain_events()
 
 
 class CoreWarmer:
@@ -384,7 +384,7 @@ class CoreWarmer:
             idx = usable[rot]
             self._rot = rot + 1 if rot + 1 < len(usable) else 0
         self._last_idx = idx
-        obs = sh.obs
+        obs = sh.strategy
         self._counts0 = (core.skips.copy(), obs.detector.rejects.copy())  # for _why()
         szd = self._specs[idx].sz_decimals
         phase = self._phase[idx]
@@ -428,9 +428,9 @@ class CoreWarmer:
         core = sh.core
         skips0, rejects0 = self._counts0
         skips = {k: v - skips0.get(k, 0) for k, v in core.skips.items() if v - skips0.get(k, 0)}
-        rejects = {k: v - rejects0.get(k, 0) for k, v in sh.obs.detector.rejects.items()
+        rejects = {k: v - rejects0.get(k, 0) for k, v in sh.strategy.detector.rejects.items()
                    if v - rejects0.get(k, 0)}
-        gates = {k: v for k, v in sh.obs.gate_counts().items() if v}
+        gates = {k: v for k, v in sh.strategy.gate_counts().items() if v}
         state = "killed" if core.killed else "ready" if core.is_ready() else "not ready"
         return (f"executor skips {skips}, detector rejects {rejects}, blocked gates {gates}, "
                 f"hard stop {core.hard_stop.reason!r}, {state}")

@@ -707,8 +707,8 @@ def client_main(args: argparse.Namespace) -> int:
     book_sizes: list[int] = []
 
     class BenchApp(TradingApp):
-        def _build(self, markets: Any, writer: Any) -> None:
-            super()._build(markets, writer)
+        def build(self, markets: Any, writer: Any) -> None:
+            super().build(markets, writer)
             if self.feed is not None and getattr(self, "executor", None) is not None:
                 if args.spin_warm == "none":
                     self.feed.spin_hook = None

@@ -142,7 +142,7 @@ async def trace(tmp: Path) -> Tracer:
     app.preflight()
     writer = RecordWriter(tmp / "data")
     app.writer = writer
-    app._build([MarketSpec(i, c, 110_000 + i, 2) for i, c in enumerate(COINS)], writer)
+    app.build([MarketSpec(i, c, 110_000 + i, 2) for i, c in enumerate(COINS)], writer)
     tracer = Tracer()
     conns: list[Conn] = []
 

@@ -251,7 +251,7 @@ class ObserveApp:
     """Owns every component of one observe run (built in :meth:`run`).
 
     The venue's pieces come from its factory in :mod:`engine.venues.registry`
-    (``venue_name``): the instruments at start, the market-data feed in :meth:`_build`."""
+    (``venue_name``): the instruments at start, the market-data feed in :meth:`build`."""
 
     venue_name = "hyperliquid"
 
@@ -322,7 +322,7 @@ class ObserveApp:
         Every stop path comes here: SIGTERM/SIGINT, the kill file, ``POST /kill``, the run
         duration. Returns False when a stop was already under way.
         """
-        return begin_stop(self, reason)
+        return begin_stop(self, reason, self._root, self._stop_task)
 
     async def _stop_task(self, reason: str) -> None:
         log.warning("stopping: %s", reason)
@@ -408,7 +408,7 @@ class ObserveApp:
             cfg, self.venue.instruments(cfg, info_url=self.info_url,
                                         record=self._info_recorder()),
             self.info_url)
-        self._build(markets, writer)
+        self.build(markets, writer)
         self._built = True
         if self.recorder is not None:
             # started once the start has succeeded: a failed start (unknown market,
@@ -431,14 +431,15 @@ class ObserveApp:
 
     def close_run(self) -> None:
         """Followups MISSED ``shutdown``, records flushed and closed, the final line."""
-        self._before_close()
+        self.before_close()
         if self.scheduler is not None:
             self.scheduler.shutdown(self.clock())
         close_run_files(self.writer, self.recorder, built=self._built)
         self._log_final()
 
-    def _before_close(self) -> None:
-        """Last synchronous work before followups are closed and files flushed."""
+    def before_close(self) -> None:
+        """Last synchronous work before followups are closed and files flushed (the end of
+        :meth:`run`, and of a replay)."""
 
     def _info_recorder(self) -> InfoRecorder | None:
         return self.recorder.info if self.recorder is not None else None
@@ -506,7 +507,11 @@ class ObserveApp:
                                  extra={"market": m.coin, "reason": gate})
         self._lasting_blocks &= current
 
-    def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
+    def build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
+        """Build the run's synchronous parts over the discovered ``markets``: the strategy, the
+        followup scheduler (recovering a previous run's incomplete followups), the feed
+        handler and the market-data feed. :meth:`run` calls it; replay calls it with its own
+        clock and writer and then drives the same objects without Trio tasks."""
         cfg = self.cfg
         self.stats.started_ms = self.clock()
         core = DislocationStrategy.from_config(markets, cfg, boot_id=self.boot_id)

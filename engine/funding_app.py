@@ -1047,7 +1047,7 @@ class FundingApp:
     # ------------------------------------------------------------------ stop / kill
     def request_stop(self, reason: str) -> bool:
         """The kill switch, once: no new entries, flatten both legs, exit."""
-        return begin_stop(self, reason)
+        return begin_stop(self, reason, self._root, self._stop_task)
 
     def kill(self, reason: str) -> None:
         """No new entries and both legs of every position flattened (perp reduce-only)."""

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,19 +102,20 @@ def probe_tcp_port(host: str, port: int) -> OSError | None:
     return None
 
 
-def begin_stop(app: Any, reason: str) -> bool:
+def begin_stop(app: Any, reason: str, root: trio.Nursery | None,
+               stop_task: Callable[[str], Awaitable[None]]) -> bool:
     """The shells' ``request_stop``: start the graceful stop once, in the root nursery.
 
-    ``app`` has ``stop_reason`` (None until a stop starts), ``_root`` (the nursery from
-    ``bind_root``, None before), ``ops`` (told ``on_stop(reason)`` when present) and the
-    ``_stop_task(reason)`` coroutine. False when a stop is already under way or the run has
-    no root yet (nothing to stop)."""
-    if app.stop_reason is not None or app._root is None:
+    ``app`` has ``stop_reason`` (None until a stop starts) and ``ops`` (told
+    ``on_stop(reason)`` when present); ``root`` is the run's root nursery (None before
+    ``bind_root``) and ``stop_task(reason)`` the shell's stop coroutine, started there. False
+    when a stop is already under way or the run has no root yet (nothing to stop)."""
+    if app.stop_reason is not None or root is None:
         return False
     app.stop_reason = reason
     if app.ops is not None:
         app.ops.on_stop(reason)
-    app._root.start_soon(app._stop_task, reason, name="stop")
+    root.start_soon(stop_task, reason, name="stop")
     return True
 
 

@@ -383,7 +383,7 @@ def is_real_mainnet(cfg: EngineConfig) -> bool:
 class TradingApp(ObserveApp):
     """Paper (and, with a live backend, trade) mode on top of the observe shell."""
 
-    handler: TradingHandler  # set in _build, before any use
+    handler: TradingHandler  # set in build, before any use
     venue: TradingVenueFactory  # the registry's factory for venue_name (paper/trade parts)
 
     def __init__(self, cfg: EngineConfig, *, duration_s: float | None = None,
@@ -393,7 +393,7 @@ class TradingApp(ObserveApp):
         self.trading: TradingCore | None = None
         self.paper: PaperVenue | None = None
         self.warmer: CoreWarmer | None = None  # trade mode with [venue] busy_poll_us
-        self.trading_handler: TradingHandler | None = None  # set in _build
+        self.trading_handler: TradingHandler | None = None  # set in build
         self.backend: ExecutionBackend | None = None
         self.signer: Signer | None = None
         self.deadman: DeadManSwitch | None = None  # trade mode, [trading] dead_man_s > 0
@@ -405,7 +405,7 @@ class TradingApp(ObserveApp):
         self._flat: trio.Event | None = None
         self.alerts: list[Alert] = []
         self.network: Network | None = None  # trade mode: set by preflight
-        self.nonces: NonceAllocator | None = None  # trade mode: set by _build
+        self.nonces: NonceAllocator | None = None  # trade mode: set by build
 
     # ------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -467,7 +467,7 @@ class TradingApp(ObserveApp):
         self._reconcile_sleeper.wake()
 
     # ------------------------------------------------------------ build
-    def _build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
+    def build(self, markets: list[MarketSpec], writer: RecordWriter) -> None:
         cfg = self.cfg
         if cfg.mode not in ("paper", "trade"):
             raise StartupError(f"TradingApp cannot run mode {cfg.mode!r}", EXIT_CONFIG)
@@ -626,7 +626,7 @@ class TradingApp(ObserveApp):
                                                                 trading.orders.active()):
             self._flat.set()
 
-    def _before_close(self) -> None:
+    def before_close(self) -> None:
         if self.writer is not None and self.scheduler is not None:
             if self.trading is not None and self.backend is not None:
                 self.execute(self.clock())  # records still queued in the core reach the disk
@@ -694,9 +694,12 @@ class TradingApp(ObserveApp):
         sleeper = self._timer_sleeper
         if not sleeper.sleeping:
             return
-        sleeper.pull_in(self._deadline(self._next_due()))
+        sleeper.pull_in(self._deadline(self.next_due()))
 
-    def _next_due(self) -> float:
+    def next_due(self) -> float:
+        """When the trading timer must wake next (engine ms): the next housekeeping, the
+        strategy's next timer or the backend's next due work, whichever is first (the live
+        timer task sleeps until it; replay fires :meth:`timer_fire` then)."""
         assert self.trading is not None and self.backend is not None
         due = self.clock() + HOUSEKEEPING_MS  # the min of the three, as min() picks it
         d = self.trading.strategy.next_timer_ms()
@@ -760,7 +763,7 @@ class TradingApp(ObserveApp):
         assert self.trading is not None and self.backend is not None
         sleeper = self._timer_sleeper
         while True:
-            await sleeper.sleep_until(self._deadline(self._next_due()))
+            await sleeper.sleep_until(self._deadline(self.next_due()))
             self.timer_fire(self.clock())
 
     def timer_fire(self, now: float) -> None:

@@ -218,7 +218,7 @@ class ObserveCore:
             if gate is not None:
                 return None
         sessions = self.sessions  # sessions.cached(now_ms), inline
-        d = self.detector.evaluate(m, now_ms, sessions._cached
+        d = self.detector.evaluate(m, now_ms, sessions.cached_value
                                    if sessions.lo_ms <= now_ms < sessions.hi_ms
                                    else sessions.lookup(now_ms))
         if d is None:

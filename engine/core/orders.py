@@ -9,7 +9,7 @@ counted once by trade id (in :mod:`engine.core.positions`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engine.core.neutral import RejectReason
@@ -41,6 +41,19 @@ class CloidFactory:
     def next(self) -> str:
         self._n += 1
         return f"0x{self._prefix}{self._n:016x}"
+
+    def advance_past(self, cloids: Iterable[str]) -> None:
+        """Never hand out any of ``cloids`` (e.g. restored from the journal): the counter
+        moves past the highest one of this factory's prefix; others are ignored."""
+        head = f"0x{self._prefix}"
+        top = self._n
+        for c in cloids:
+            if c.startswith(head) and len(c) == len(head) + 16:
+                try:
+                    top = max(top, int(c[len(head):], 16))
+                except ValueError:
+                    continue
+        self._n = top
 
 
 class Order:

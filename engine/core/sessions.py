@@ -25,7 +25,7 @@ def _minutes(hhmm: str) -> int:
 class SessionClock:
     """Maps an epoch-ms instant to (session name, threshold multiplier, size multiplier)."""
 
-    __slots__ = ("enabled", "tz", "windows", "_minute", "_cached", "lo_ms", "hi_ms")
+    __slots__ = ("enabled", "tz", "windows", "_minute", "cached_value", "lo_ms", "hi_ms")
 
     def __init__(self, windows: list[SessionWindow], tz_name: str, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -35,7 +35,7 @@ class SessionClock:
             for w in windows
         ]
         self._minute = -1
-        self._cached = NO_SESSION
+        self.cached_value = NO_SESSION
         # the hot path's cache check (see :meth:`cached`): ``lo_ms <= now_ms < hi_ms`` lies
         # inside the cached minute, 1 ms clear of its edges (no rounding question at all)
         self.lo_ms = -math.inf if not enabled else math.inf
@@ -47,7 +47,7 @@ class SessionClock:
             return NO_SESSION
         minute = int(now_ms // 60_000)
         if minute == self._minute:
-            return self._cached
+            return self.cached_value
         local = datetime.fromtimestamp(minute * 60.0, self.tz)
         result = NO_SESSION
         if local.weekday() < 5:
@@ -58,16 +58,16 @@ class SessionClock:
                     result = value
                     break
         self._minute = minute
-        self._cached = result
+        self.cached_value = result
         self.lo_ms = minute * 60_000.0 + 1.0
         self.hi_ms = minute * 60_000.0 + 59_999.0
         return result
 
     def cached(self, now_ms: float) -> tuple[str, float, float]:
         """:meth:`lookup`, for the hot path to inline: when ``lo_ms <= now_ms < hi_ms`` the
-        answer is ``_cached`` (the same minute as the last lookup, or disabled)."""
+        answer is ``cached_value`` (the same minute as the last lookup, or disabled)."""
         if self.lo_ms <= now_ms < self.hi_ms:
-            return self._cached
+            return self.cached_value
         return self.lookup(now_ms)
 
 

@@ -459,21 +459,7 @@ def load_journal(records_dir: StrPath, now_ms: float, lookback_days: int = 2) ->
 
 def _advance_cloids(core: TradingCore, cloids: list[str]) -> None:
     """Never let the core's factory hand out a restored cloid again (same boot prefix)."""
-    factory = core.cloids
-    prefix = getattr(factory, "_prefix", None)
-    n = getattr(factory, "_n", None)
-    if not isinstance(prefix, str) or not isinstance(n, int):
-        return
-    head = f"0x{prefix}"
-    top = n
-    for c in cloids:
-        if c.startswith(head) and len(c) == len(head) + 16:
-            try:
-                top = max(top, int(c[len(head):], 16))
-            except ValueError:
-                continue
-    if top > n:
-        factory._n = top
+    core.cloids.advance_past(cloids)
 
 
 def _position_state(entry_live: bool, flatten_live: bool, has: bool) -> str:

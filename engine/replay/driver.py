@@ -1,7 +1,7 @@
 """The replay driver: a frame recording through the live apps' synchronous code paths.
 
 What runs is the live shell minus its Trio tasks: :class:`engine.app.ObserveApp` (observe) or
-:class:`engine.trading_app.TradingApp` (paper) is built by its own ``_build`` — the same
+:class:`engine.trading_app.TradingApp` (paper) is built by its own ``build`` — the same
 strategy plug-in (``DislocationStrategy``), ``TradingCore``, state machines, followup scheduler and ``PaperVenue`` — with a
 :class:`~engine.replay.clock.SimClock` as its injected clock. Runs of recorded socket reads
 go through :meth:`HyperliquidFeed.replay_reads` (one call per run): for each read the timers
@@ -179,7 +179,7 @@ class Replay:
         ident = hashlib.sha256(b"engine replay\0" + self._identity).digest()
         app.boot_id = ident[:3].hex()
         app.cloid_boot = ident[3:11]
-        app._build(disc.markets, writer)
+        app.build(disc.markets, writer)
         assert app.feed is not None
         app.feed.wall_clock = lambda: self.clock() / 1000.0
         self.app = app
@@ -202,16 +202,16 @@ class Replay:
         return app, timers
 
     def _add_trading_timer(self, app: Any, timers: Timers) -> None:
-        """The trading timer task: due at ``_next_due()`` after each wake, pulled earlier by
+        """The trading timer task: due at ``next_due()`` after each wake, pulled earlier by
         ``timer_poke`` after each read (the live task's deadline, in engine time)."""
-        state = {"due": app._next_due()}
+        state = {"due": app.next_due()}
 
         def fire(now: float) -> None:
             app.timer_fire(now)
-            state["due"] = app._next_due()
+            state["due"] = app.next_due()
 
         def poke() -> None:
-            d = app._next_due()
+            d = app.next_due()
             if d < state["due"]:
                 state["due"] = d
 
@@ -356,7 +356,7 @@ class Replay:
                 feed.replay_disconnected("engine restarted (recording)", t_ms / 1000.0)
 
     def _finish(self, app: Any, now: float) -> None:
-        app._before_close()
+        app.before_close()
         sched = app.scheduler
         if sched is not None:
             sched.shutdown(now, reason="end_of_data")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.core.orders import ENTRY, FLATTEN, Order, OrderBook
+from engine.core.orders import ENTRY, FLATTEN, CloidFactory, Order, OrderBook
 from fsm import order as ofsm
 
 OPS = st.lists(
@@ -84,3 +84,14 @@ def test_unknown_orders_restored_by_add_are_counted() -> None:
     assert book.unknown_count == 1 and book.pending_total == 0.75 * 100
     book.apply(o, ofsm.RESOLVE_NOT_FOUND, 2.0)
     assert book.unknown_count == 0 and book.pending_total == 0.0 and not book.live_by_idx
+
+
+def test_the_cloid_factory_moves_past_restored_cloids_of_its_own_prefix() -> None:
+    f = CloidFactory(b"\x07" * 8)
+    first = f.next()
+    mine = f"0x{'07' * 8}{41:016x}"
+    other = f"0x{'08' * 8}{99:016x}"
+    f.advance_past([other, mine, "0xnot-a-cloid", f"0x{'07' * 8}zz"])
+    assert f.next() == f"0x{'07' * 8}{42:016x}"  # past the highest of its own, only
+    f.advance_past([first])  # an older one never moves it back
+    assert f.next() == f"0x{'07' * 8}{43:016x}"

@@ -61,7 +61,7 @@ _T0 = utc_ms(2026, 11, 23, 0, 0)
     .map(lambda p: _T0 + p[0] * 60_000.0 + p[1])), min_size=1, max_size=30),
     st.booleans())
 def test_cached_is_lookup(times: list[float], enabled: bool) -> None:
-    """The hot path's inlined cache check (``lo_ms <= now < hi_ms`` → ``_cached``) answers
+    """The hot path's inlined cache check (``lo_ms <= now < hi_ms`` → ``cached_value``) answers
     what ``lookup`` answers, in any order of instants, near minute edges too."""
     cfg = DetectorConfig()
     fast = SessionClock(cfg.sessions, cfg.session_timezone, enabled)
@@ -70,4 +70,4 @@ def test_cached_is_lookup(times: list[float], enabled: bool) -> None:
         assert fast.cached(t) == ref.lookup(t)
         hit = fast.lo_ms <= t < fast.hi_ms
         if hit:
-            assert fast._cached == ref.lookup(t)
+            assert fast.cached_value == ref.lookup(t)

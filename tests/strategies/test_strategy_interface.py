@@ -187,7 +187,7 @@ def test_every_hyperliquid_shell_runs_the_strategy_plug_in(tmp_path: Any) -> Non
         app = cls(cfg)
         writer = RecordWriter(tmp_path / mode, flush_interval_ms=1000.0, fsync_interval_ms=0.0)
         app.writer = writer
-        app._build(specs, writer)
+        app.build(specs, writer)
         assert isinstance(app.core, DislocationStrategy) and app.core.mode == mode
         if mode == "observe":
             assert isinstance(app.handler, CoreHandler) and app.handler.strategy is app.core

@@ -91,7 +91,7 @@ def config(tmp_path: Path, mode: str, **extra: Any) -> Any:
 def build(app: ObserveApp, tmp_path: Path) -> None:
     writer = RecordWriter(tmp_path / "data")
     app.writer = writer
-    app._build(MARKETS, writer)
+    app.build(MARKETS, writer)
 
 
 def test_observe_builds_its_feed_through_the_registry(tmp_path: Path,

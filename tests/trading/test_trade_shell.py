@@ -105,7 +105,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TradingApp:
     a.preflight()
     writer = RecordWriter(tmp_path / "data")
     a.writer = writer
-    a._build([MarketSpec(i, c, 110_000 + i, 2) for i, c in enumerate(COINS)], writer)
+    a.build([MarketSpec(i, c, 110_000 + i, 2) for i, c in enumerate(COINS)], writer)
     return a
 
 

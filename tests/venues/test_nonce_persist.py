@@ -142,7 +142,7 @@ def _app(tmp_path: Path, clock_ms: float) -> TradingApp:
     app.preflight()
     writer = RecordWriter(tmp_path / "data")
     app.writer = writer
-    app._build([MarketSpec(0, "xyz:GOLD", 110_000, 2)], writer)
+    app.build([MarketSpec(0, "xyz:GOLD", 110_000, 2)], writer)
     return app
 
 

@@ -203,7 +203,7 @@ def position_rows(trading: Any, exits_cfg: Any, now_ms: float) -> list[dict[str,
     """Open positions: size, entry, mark, unrealised P&L (USD and bps) and exit-rule state."""
     if trading is None:
         return []
-    markets = getattr(getattr(trading, "obs", None), "markets", [])
+    markets = getattr(getattr(trading, "strategy", None), "markets", [])
     time_stop = _num(getattr(exits_cfg, "time_stop_ms", None))
     rows: list[dict[str, Any]] = []
     for p in getattr(getattr(trading, "book", None), "positions", ()):

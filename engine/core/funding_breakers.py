@@ -165,7 +165,8 @@ class FundingBreakers:
         if t.breaker == CONSECUTIVE_LOSSES:
             last = (f"; the last {last_pnl:+.4f} USD"
                     if last_pnl is not None and math.isfinite(last_pnl) else "")
-            return (f"consecutive losses: {t.value:g} losing round trips in a row "
+            trips = "round trip" if t.value == 1 else "round trips"
+            return (f"consecutive losses: {t.value:g} losing {trips} in a row "
                     f"(threshold {t.threshold:g}){last}")
         return t.detail
 

@@ -370,7 +370,7 @@ def describe_breakers(b: Any) -> str:
         head = "none tripped"
     near = (f"daily loss {pct(b.get('daily_loss_pct'))} of {pct(th.get('daily_loss'))}, "
             f"drawdown {pct(b.get('drawdown_pct'))} of {pct(th.get('drawdown'))}")
-    if "consecutive_losses" in b or "consecutive_losses" in th:  # not the funding app's
+    if "consecutive_losses" in b or "consecutive_losses" in th:  # (older status documents)
         near += (f", consecutive losses {b.get('consecutive_losses', '?')} of "
                  f"{th.get('consecutive_losses', '?')}")
     halted = b.get("halted_markets") or []

@@ -63,6 +63,7 @@ import trio
 
 from engine.clock import WallClock, trio_deadline
 from engine.config import BybitConfig, EngineConfig, FundingConfig
+from engine.core.funding_breakers import FundingBreakers, FundingTrip
 from engine.core.funding_core import FundingCore, VenueFees, with_venue_fees
 from engine.core.intents import Alert
 from engine.core.neutral import (
@@ -268,11 +269,13 @@ class FundingApp:
         self.positions: dict[str, PositionUpdate] = {}
         self.balance: BalanceUpdate | None = None
         self.killed_reason: str | None = None
+        # the hard stop: the first breaker that latched it (this run or an earlier one's,
+        # engine.ops.funding_latch) and its text; every trip acted on (for /status)
         self.breaker_trip: str | None = None
-        self.day_start_net: tuple[int, float] | None = None
-        self.breaker_name = ""  # the tripped breaker: daily_loss or drawdown
-        self.start_equity: float | None = None  # equity less the net P&L at the first check
-        self.peak_equity: float | None = None  # the run's peak of start_equity + net P&L
+        self.breaker_name = ""  # the tripped breaker: daily_loss, drawdown, consecutive_losses
+        self.breaker_trips: list[dict[str, Any]] = []
+        self._equity_placeholder = False  # the breakers measure from paper_equity until the
+        # account's USDT wallet is known (trade mode whose start-up read failed)
         self._root: trio.Nursery | None = None
         self._cancel: trio.CancelScope | None = None
         self._built = False  # the start got past the build (a failed start records nothing)
@@ -466,6 +469,28 @@ class FundingApp:
                         self.paper.spot_bal[sym] = q
         else:
             await self._read_wallet(now)
+        self._arm_breakers()
+
+    def _arm_breakers(self) -> None:
+        """The core's circuit breakers, measuring from the account's equity now (trade: the
+        USDT wallet read at start; paper, or that read failed: ``[breakers] paper_equity``)."""
+        core = self.funding
+        assert core is not None
+        equity = self.equity()
+        self._equity_placeholder = self.cfg.mode == "trade" and (
+            self.balance is None or not equity > 0)
+        if not (math.isfinite(equity) and equity > 0):
+            log.warning("circuit breakers: the USDT wallet's equity %r is no basis; they "
+                        "measure against [breakers] paper_equity = %g until a wallet update",
+                        equity, self.cfg.breakers.paper_equity)
+            equity = self.cfg.breakers.paper_equity
+        try:
+            core.arm_breakers(self.cfg.breakers, equity)
+        except ValueError as exc:  # a journaled state this version cannot read
+            log.warning("circuit breakers: the journal's breaker state is unusable (%s); they "
+                        "start afresh (a latched trip still holds: it is in the records)", exc)
+            core.discard_breaker_state()
+            core.arm_breakers(self.cfg.breakers, equity)
 
     async def _venue_fees(self, keyed: bool) -> VenueFees | None:
         """The account's fee rates of both legs from ``/v5/account/fee-rate`` (``[bybit]
@@ -639,6 +664,13 @@ class FundingApp:
         elif isinstance(ev, BalanceUpdate):
             if ev.coin == "USDT":
                 self.balance = ev
+                fb = core.breakers
+                if self._equity_placeholder and fb is not None and self.cfg.mode == "trade" \
+                        and math.isfinite(ev.equity) and ev.equity > 0:
+                    self._equity_placeholder = False
+                    fb.rebase(ev.equity, core.net_pnl())
+                    log.info("circuit breakers: measuring against the USDT wallet's equity "
+                             "%.2f from now on", ev.equity)
             elif self.paper is None:
                 for sym in self.perp:
                     if base_coin(sym) == ev.coin:
@@ -792,8 +824,7 @@ class FundingApp:
                         self.stats.settlements += 1
                     self._dispatch(core.on_market(ev, now), now)
         self._dispatch(core.on_tick(now), now)
-        self._check_breakers(now)
-        self._flush_records()
+        self._flush_records()  # (and acts on the breakers' trips: _on_trips)
 
     # ------------------------------------------------------------------ connection state
     async def _watch(self, name: str, st: BybitStream) -> None:
@@ -999,6 +1030,7 @@ class FundingApp:
             return
         recs = core.drain_records()
         if not recs:
+            self._on_trips(core.take_trips())
             return
         now = self.clock()
         changed = False
@@ -1012,6 +1044,7 @@ class FundingApp:
             writer.write(RECORD_KIND, now, {"type": STATE, "ts": int(now), "mode": self.cfg.mode,
                                             "venue": self.journal_venue(),
                                             "core": core.to_record()})
+        self._on_trips(core.take_trips())  # after the records of what made them
 
     def _log_record(self, r: Any) -> None:
         if not isinstance(r, dict):
@@ -1112,31 +1145,59 @@ class FundingApp:
                                            "no new entries until a restart"}
 
     def reset_from_operator(self, source: str) -> dict[str, Any]:
-        if self.breaker_trip is None:
+        fb = self.breakers
+        halted = sorted(fb.cb.halted_markets()) if fb is not None else []
+        if self.breaker_trip is None and not halted and not (fb and fb.global_trip()):
             return {"reset": False, "detail": "no breaker tripped"}
-        log.warning("breaker reset by the operator (%s): %s", source, self.breaker_trip)
+        log.warning("breaker reset by the operator (%s): %s", source,
+                    self.breaker_trip or f"market_move halts of {', '.join(halted)}")
+        if fb is not None:
+            fb.reset()  # every breaker re-armed from now (engine.core.breakers)
         self._write_reset(source)
-        self.breaker_trip = None
+        self.breaker_trips = []
+        if self.breaker_trip is None:
+            return {"reset": True, "detail": f"market_move halts of {', '.join(halted)} "
+                                             "lifted: entries there again"}
+        self.breaker_trip, self.breaker_name = None, ""
         return {"reset": True, "detail": "breaker reset; entries stay off until a restart "
                                          "(the kill flattened them)"}
 
     # ------------------------------------------------------------------ breakers
+    @property
+    def breakers(self) -> FundingBreakers | None:
+        """The core's circuit breakers (engine.core.funding_breakers), once armed."""
+        return self.funding.breakers if self.funding is not None else None
+
+    @property
+    def peak_equity(self) -> float | None:
+        fb = self.breakers
+        return fb.cb.peak if fb is not None else None
+
     def _restore_breaker(self) -> None:
         """A trip of an earlier run still holds (engine.ops.funding_latch): no new entries this
         run, like the Hyperliquid hard stop; a reset request waiting in the state dir releases
-        it now instead."""
+        it now instead. The records are the truth: a journaled breaker state whose trips the
+        records do not hold (reset, or older than the lookback) is re-armed."""
         now = int(self.clock())
         latch = latched_breaker(self.records_dir, dt.datetime.fromtimestamp(now / 1000,
                                                                           dt.UTC).date())
+        fb = self.breakers
         if latch is None:
+            if fb is not None and fb.reset_global():
+                log.info("circuit breakers: the journal's tripped breakers are not latched in "
+                         "the records (reset); re-armed")
             return
         detail = str(latch.get("detail") or latch.get("breaker"))
         if consume_request(self.state_dir / RESET_FILE):
             log.warning("breaker latched by an earlier run (%s) released at start by the "
                         "operator's reset request", detail)
+            if fb is not None:
+                fb.reset()
             self._write_reset("reset file at start")
             return
         self.breaker_trip, self.breaker_name = detail, str(latch.get("breaker") or "")
+        self.breaker_trips = [{"breaker": self.breaker_name, "market": None, "detail": detail,
+                               "earlier_run": True}]
         log.critical("circuit breaker latched by an earlier run: %s; no new entries (python -m "
                      "engine reset-hard-stop, then restart)", detail)
         self.kill(f"circuit breaker latched by an earlier run: {detail}")
@@ -1148,56 +1209,67 @@ class FundingApp:
                                                  "source": source})
 
     def equity(self) -> float:
+        """The account's equity the breakers are armed with (trade: the USDT wallet; paper,
+        or before the wallet is known: ``[breakers] paper_equity``)."""
         if self.balance is not None and self.cfg.mode == "trade":
             return self.balance.equity
         return self.cfg.breakers.paper_equity
 
-    def _check_breakers(self, now: int) -> None:
-        """Daily loss (the day's change of the net P&L, marked, against the equity) and
-        drawdown (the run's equity, start equity + net P&L, below its peak); either trips the
-        kill switch once: both legs flattened, no new entries."""
-        b = self.cfg.breakers
-        if self.breaker_trip is not None or (b.daily_loss_pct <= 0 and b.drawdown_pct <= 0):
-            return
-        net = self.totals()["net_pnl"]
-        day = now // 86_400_000
-        if self.day_start_net is None or self.day_start_net[0] != day:
-            self.day_start_net = (day, net)
-        if self.start_equity is None:
-            self.start_equity = self.equity() - net
-        run_equity = self.start_equity + net
-        self.peak_equity = max(self.peak_equity or run_equity, run_equity)
-        loss = self.day_start_net[1] - net
-        limit = self.equity() * b.daily_loss_pct / 100.0
-        drawdown = self._drawdown_pct()
-        if b.daily_loss_pct > 0 and loss > limit:
-            self._trip(now, "daily_loss", f"daily loss {loss:.2f} USD > {b.daily_loss_pct:g} % "
-                                          f"of equity {self.equity():.2f}")
-        elif b.drawdown_pct > 0 and drawdown >= b.drawdown_pct:
-            self._trip(now, "drawdown", f"drawdown {drawdown:.4f} % >= {b.drawdown_pct:g} %: "
-                                        f"equity {run_equity:.2f} USD below its peak "
-                                        f"{self.peak_equity:.2f}")
+    def _on_trips(self, trips: list[FundingTrip]) -> None:
+        """Act on the core's breaker trips. A breaker that latches the hard stop (daily_loss,
+        drawdown, consecutive_losses): a CRITICAL line, a ``breaker`` record, the critical
+        ``circuit_breaker`` alert, and (the first) the kill switch — both legs flattened, no
+        new entries. ``market_move``: that symbol takes no new entry (the core refuses it), an
+        ERROR line, a ``market_halt`` record (it does not latch across restarts) and the
+        alert."""
+        for t in trips:
+            now = int(t.trip.now_ms)
+            self.breaker_trips.append({"breaker": t.breaker, "market": t.market,
+                                       "detail": t.detail})
+            if not t.latches_hard_stop:
+                log.error("circuit breaker market_move: %s", t.detail)
+                self._alert("critical", "circuit_breaker", f"market_move: {t.detail}")
+                if self.writer is not None:
+                    self.writer.write(RECORD_KIND, now, {
+                        "type": "market_halt", "ts": now, "breaker": t.breaker,
+                        "symbol": t.market, "detail": t.detail})
+                continue
+            first = self.breaker_trip is None
+            if first:
+                self.breaker_trip, self.breaker_name = t.detail, t.breaker
+            log.critical("circuit breaker: %s; flattening, no new entries", t.detail)
+            self._alert("critical", "circuit_breaker", f"{t.breaker}: {t.detail}; both legs "
+                                                       "flattened, no new entries")
+            if self.writer is not None:
+                self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
+                                                     "breaker": t.breaker, "detail": t.detail})
+            if first:
+                self.kill(f"circuit breaker: {t.detail}")
 
     def _alert(self, level: str, code: str, message: str) -> None:
         """To the dashboard's alerts and (error, critical) the webhook."""
         if self.ops is not None:
             self.ops.on_alert(Alert(level, code, message))
 
-    def _drawdown_pct(self) -> float:
-        if self.start_equity is None or not self.peak_equity or self.peak_equity <= 0:
-            return 0.0
-        run_equity = self.start_equity + self.totals()["net_pnl"]
-        return max(0.0, (self.peak_equity - run_equity) / self.peak_equity * 100.0)
-
-    def _trip(self, now: int, breaker: str, detail: str) -> None:
-        self.breaker_trip, self.breaker_name = detail, breaker
-        log.critical("circuit breaker: %s; flattening, no new entries", detail)
-        self._alert("critical", "circuit_breaker", f"{breaker}: {detail}; both legs "
-                                                   "flattened, no new entries")
-        if self.writer is not None:
-            self.writer.write(RECORD_KIND, now, {"type": "breaker", "ts": now,
-                                                 "breaker": breaker, "detail": detail})
-        self.kill(f"circuit breaker: {detail}")
+    def breakers_doc(self) -> dict[str, Any]:
+        """``/status`` ``breakers``: the trips acted on, how close the others are, the
+        thresholds and the equity the breakers measure."""
+        b = self.cfg.breakers
+        fb = self.breakers
+        snap = fb.snapshot() if fb is not None else {}
+        return {"trips": [dict(t) for t in self.breaker_trips],
+                "daily_loss_pct": _num(snap.get("daily_loss_pct")),
+                "drawdown_pct": _num(snap.get("drawdown_pct")),
+                "consecutive_losses": int(snap.get("consecutive_losses") or 0),
+                "halted_markets": list(snap.get("halted_markets") or []),
+                "thresholds": {"daily_loss": b.daily_loss_pct, "drawdown": b.drawdown_pct,
+                               "consecutive_losses": b.max_consecutive_losses,
+                               "market_move": b.market_move_pct,
+                               "market_move_window_s": b.market_move_window_s},
+                "equity": snap.get("equity", self.equity()),
+                "peak_equity": snap.get("peak_equity"),
+                "day_start_equity": snap.get("day_start_equity"),
+                "daily_pnl": snap.get("daily_pnl")}
 
     # ------------------------------------------------------------------ views
     def snapshot(self) -> dict[str, Any]:
@@ -1313,13 +1385,7 @@ class FundingApp:
                         if self.funding is not None else {},
                         "reconciles": self.reconciles,
                         "missed_settlements": self.missed_settlements},
-            "breakers": {"trips": ([{"breaker": self.breaker_name, "detail": self.breaker_trip}]
-                                   if self.breaker_trip else []),
-                         "daily_loss_pct": self._daily_loss_pct(),
-                         "drawdown_pct": self._drawdown_pct(),
-                         "thresholds": {"daily_loss": self.cfg.breakers.daily_loss_pct,
-                                        "drawdown": self.cfg.breakers.drawdown_pct},
-                         "equity": self.equity()},
+            "breakers": self.breakers_doc(),
             "feed": {"connected": self.connected(), "reconnects": self.stats.reconnects,
                      "disconnects": self.stats.disconnects, "frames": self.stats.frames,
                      "malformed": sum(s.malformed for s in self.streams.values())},
@@ -1330,20 +1396,15 @@ class FundingApp:
             doc["venue_positions"] = {s: p.size for s, p in self.positions.items()}
         return doc
 
-    def _daily_loss_pct(self) -> float:
-        if self.day_start_net is None:
-            return 0.0
-        loss = self.day_start_net[1] - self.totals()["net_pnl"]
-        return max(0.0, loss / self.equity() * 100.0)
-
     def collect_metrics(self, m: Any) -> None:
         fm = self.fmetrics
         if fm is not None:
             fm.collect(self.position_rows(), self.totals(), self.stats.settlements,
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
-        if self.breaker_trip is not None:
-            m.breaker_tripped.labels(self.breaker_name).set(1)
+        tripped = {t["breaker"] for t in self.breaker_trips}
+        for name in ("daily_loss", "drawdown", "consecutive_losses", "market_move"):
+            m.breaker_tripped.labels(name).set(1 if name in tripped else 0)
 
 
 def base_coin(symbol: str) -> str | None:

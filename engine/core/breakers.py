@@ -260,6 +260,19 @@ class CircuitBreakers:
         self.consecutive_losses = self.consecutive_losses + 1 if pnl_usd < 0 else 0
         return self._check(now_ms, last_pnl=pnl_usd)
 
+    def on_realised(self, pnl_usd: float, now_ms: float,
+                    unrealised: float | None = None) -> list[Trip]:
+        """Realised P&L that is not a closed trade (e.g. a funding payment booked after the
+        round trip it was paid to had closed): it counts in today's realised P&L like a trade's
+        and leaves the losing streak as it is (it is no trade: neither a loss nor a win)."""
+        if not self._good_time(now_ms, "realised") or not self._good(pnl_usd, "realised",
+                                                                     "pnl"):
+            return []
+        self._fresh_unrealised(unrealised)
+        self._roll(now_ms)
+        self.realised_today += pnl_usd
+        return self._check(now_ms)
+
     def on_unrealized(self, usd: float, now_ms: float) -> list[Trip]:
         """The current total unrealised P&L of all open positions (replaces the previous one)."""
         if not self._good_time(now_ms, "unrealised") or not self._good(usd, "unrealised", "usd"):

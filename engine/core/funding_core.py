@@ -46,7 +46,8 @@ from typing import Any
 
 import attrs
 
-from engine.config import FundingConfig
+from engine.config import BreakersConfig, FundingConfig
+from engine.core.funding_breakers import FundingBreakers, FundingTrip
 from engine.core.neutral import (
     BookTop,
     CancelOrder,
@@ -246,6 +247,58 @@ class FundingCore:
         self._last_fill_rx: dict[str, int] = {}
         # legs of pairs rebuilt by from_record the venue has not agreed with yet
         self._restored_unverified: set[tuple[str, str]] = set()
+        # the circuit breakers (arm_breakers; None: not armed, e.g. a backtest), the state a
+        # journal record carried for them, and the trips the shell has not taken yet
+        self.breakers: FundingBreakers | None = None
+        self._breaker_state: Any = None
+        self._trips: list[FundingTrip] = []
+
+    # -- circuit breakers ------------------------------------------------------------------------
+
+    def arm_breakers(self, cfg: BreakersConfig, account_equity: float) -> FundingBreakers:
+        """Measure this run with :class:`~engine.core.funding_breakers.FundingBreakers` from
+        the account's equity now (trade: the USDT wallet; paper: ``paper_equity``). A journal
+        record's breaker state (:meth:`from_record`) is carried on: today's realised P&L and
+        the losing streak."""
+        self.breakers = FundingBreakers(cfg, account_equity, self.net_pnl(),
+                                        state=self._breaker_state)
+        self._breaker_state = None
+        return self.breakers
+
+    def discard_breaker_state(self) -> None:
+        """Forget the journal record's breaker state (unreadable): arm them afresh."""
+        self._breaker_state = None
+
+    def take_trips(self) -> list[FundingTrip]:
+        """The breaker trips since the last call (the shell acts on them), oldest first."""
+        out, self._trips = self._trips, []
+        return out
+
+    def open_net(self) -> float:
+        """The open pairs' net P&L (funding + basis − fees) at the mids; a pair with a held
+        leg that has no price yet counts 0 (never invented)."""
+        total = 0.0
+        for sym, led in self.ledgers.items():
+            basis = led.basis_pnl(self._mid(sym, InstrumentKind.SPOT),
+                                  self._mid(sym, InstrumentKind.LINEAR_PERP))
+            if basis is not None:
+                total += led.funding + basis - led.fees
+        return total
+
+    def net_pnl(self) -> float:
+        """The run's net P&L: the closed round trips' plus the open pairs' at the mids."""
+        return float(self.totals["net"]) + self.open_net()
+
+    def _mark_breakers(self, now_ms: int) -> None:
+        fb = self.breakers
+        if fb is None:
+            return
+        mids: list[tuple[str, float]] = []
+        for sym in self.cfg.symbols:
+            mid = self._mid(sym, InstrumentKind.LINEAR_PERP)
+            if mid is not None:
+                mids.append((sym, mid))
+        self._trips += fb.on_marks(float(self.totals["net"]), self.open_net(), mids, now_ms)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -494,7 +547,15 @@ class FundingCore:
                                               led.target_event_ms)
 
     def _entry_blocked(self, sym: str) -> str | None:
-        """Why reconciliation forbids a new entry in ``sym`` now (None: it does not)."""
+        """Why a breaker or the reconciliation forbids a new entry in ``sym`` now (None: they
+        do not)."""
+        fb = self.breakers
+        if fb is not None:
+            trip = fb.global_trip()
+            if trip is not None:
+                return f"circuit breaker {trip.breaker} tripped: no new entries"
+            if fb.is_halted(sym):
+                return f"circuit breaker market_move halted {sym}: no new entries"
         if any(s == sym for s, _leg in self._unexplained):
             return "venue balance unexplained (reconciliation)"
         if self.require_reconciled and not all(
@@ -616,6 +677,7 @@ class FundingCore:
         for sym, it in list(self.intents.items()):
             before = it.state
             out += self._after(sym, it, before, it.on_tick(now_ms), now_ms)
+        self._mark_breakers(now_ms)
         out += self._evaluate(list(self.cfg.symbols), now_ms)
         return out
 
@@ -805,6 +867,8 @@ class FundingCore:
         self.totals["fees"] += led.fees
         self.totals["net"] += net
         self.totals["closed"] += 1
+        if self.breakers is not None:  # (this pair's ledger is gone: open_net is the others')
+            self._trips += self.breakers.on_closed(net, self.open_net(), now_ms)
         self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=True,
                      direction=led.direction, opened_ms=led.opened_ms, closed_ms=now_ms,
                      hold_ms=hold_ms, entry_notional=led.entry_notional,
@@ -874,6 +938,9 @@ class FundingCore:
                 # its closed record is written, so the totals and this line carry it
                 self.totals["funding"] += ev.amount
                 self.totals["net"] += ev.amount
+                if self.breakers is not None:
+                    self._trips += self.breakers.on_late_funding(ev.amount, self.open_net(),
+                                                                 now_ms)
                 self._record("funding", now_ms, symbol=ev.symbol, intent_id=late[0],
                              rate=ev.rate, position_size=ev.position_size, amount=ev.amount,
                              applied=True, late=True, settled_ms=ev.ts_ms,
@@ -907,6 +974,9 @@ class FundingCore:
             # net per leg (every round trip), so a restart compares the venue with the books
             "baseline": {f"{s}|{leg}": str(q) for (s, leg), q in self.baseline.items()},
             "inventory": {f"{s}|{leg}": str(q) for (s, leg), q in self.inventory.items()},
+            # the circuit breakers' state (today's realised P&L, the losing streak, trips)
+            "breakers": (self.breakers.to_state() if self.breakers is not None
+                         else self._breaker_state),
         }
 
     @classmethod
@@ -930,6 +1000,7 @@ class FundingCore:
         self._recent_closed = {s: (str(v[0]), int(v[1]), int(v[2]))
                                for s, v in r.get("recent_closed", {}).items()}
         self._settlement_ids = dict.fromkeys(str(i) for i in r.get("settlement_ids", []))
+        self._breaker_state = r.get("breakers")  # for arm_breakers
         for key_text, q in r.get("baseline", {}).items():
             s, _, leg = str(key_text).partition("|")
             self.baseline[(s, leg)] = Decimal(str(q))

@@ -422,7 +422,9 @@ async def test_the_status_command_shows_the_pairs_legs_and_funding_totals(
         assert re.search(r"\| leg risk \d+\.\d USD·s$", pair), pair  # what the hedge's wait cost
         assert "P&L: funding +0.0000 USD" in out and "leg latency median" in out
         assert "venue positions (perp): BTCUSDT -" in out
-        assert "breakers: none tripped (daily loss" in out and "consecutive" not in out
+        # the same breakers as the Hyperliquid core (engine.core.breakers): the losing streak too
+        assert "breakers: none tripped (daily loss" in out
+        assert "consecutive losses 0 of 5" in out
         assert "entry ?" not in out  # not the Hyperliquid position layout
         app.request_stop("test over")
         await until(app.flat, limit_s=15)

@@ -529,6 +529,9 @@ class BybitConfig:
     # (/v5/account/fee-rate, when keys exist; [funding] spot_fee_bps/perp_fee_bps the fallback),
     # "config" = always [funding] spot_fee_bps/perp_fee_bps
     fee_source: str = attrs.field(default="venue", validator=_one_of("venue", "config"))
+    # fee_source = "venue": re-read the account's rates this often while running (0 = only at
+    # start); a change applies to new decisions, an open pair keeps its fills' fees
+    fee_refresh_s: float = attrs.field(default=3600.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.environment == "mainnet" and not self.allow_live:

@@ -132,6 +132,7 @@ VENUE = "bybit"  # the registry name of the venue this shell runs on
 TICK_S = 0.25
 SIM_KEY, SIM_SECRET = "sim-funding-key", "sim-funding-secret"  # simulator-only, never real
 LATENCY_SAMPLES = 2000
+FEE_WARN_INTERVAL_S = 3600.0  # a fee refresh that keeps failing: one WARNING this often at most
 EMBEDDED_SIM = "embedded-sim"  # the journal's venue name of the embedded simulator
 STATE_CHANGES = frozenset({"order", "fill", "funding", "position", "closed", "reconcile",
                            "reject", "kill", "anomaly", "connection"})
@@ -292,6 +293,15 @@ class FundingApp:
         self._fill_t0: dict[str, int] = {}  # leg-1 order client id -> fill receive ns (batch)
         self._order_kind: dict[str, InstrumentKind] = {}
         self.restored: list[str] = []  # symbols whose pair was rebuilt from the journal
+        # fee rates: what the venue stated last (None: the config's are used), the inputs of
+        # with_venue_fees (the config's [funding], the instruments as discovered), whether
+        # the key pair can read them, and the refresh's failures
+        self.venue_fees: VenueFees | None = None
+        self._fee_inputs: tuple[FundingConfig, dict[str, Instrument],
+                                dict[str, Instrument]] | None = None
+        self._keyed = False
+        self.fee_refreshes = 0
+        self.fee_refresh_failures = 0
 
     # ------------------------------------------------------------------ run
     async def run(self) -> int:
@@ -355,6 +365,8 @@ class FundingApp:
         if self.paper is None:
             nursery.start_soon(self._reconcile_task, name="reconcile")
         nursery.start_soon(self._summary_task, name="summary")
+        if self.bcfg.fee_source == "venue" and self._keyed and self.bcfg.fee_refresh_s > 0:
+            nursery.start_soon(self._fee_refresh_task, name="fee-refresh")
         nursery.start_soon(self._control_task, name="control-files")
         if self.duration_s is not None:
             nursery.start_soon(self._stop_after, self.duration_s, name="duration")
@@ -443,6 +455,7 @@ class FundingApp:
         perp = {i.symbol: i for i in found if i.kind is InstrumentKind.LINEAR_PERP}
         spot = {i.symbol: i for i in found if i.kind is InstrumentKind.SPOT}
         fees = await self._venue_fees(keyed)
+        self._keyed, self.venue_fees, self._fee_inputs = keyed, fees, (self.fcfg, spot, perp)
         self.fcfg, self.spot, self.perp = with_venue_fees(self.fcfg, spot, perp, fees)
         log.info("fee rates (%s): %s", "venue /v5/account/fee-rate" if fees else "config",
                  ", ".join(f"{sym} spot {self.spot[sym].taker_fee * 1e4:g}/"
@@ -504,23 +517,98 @@ class FundingApp:
             log.info("fee rates: no Bybit API keys in paper mode, so /v5/account/fee-rate is "
                      "not read; using [funding] spot_fee_bps/perp_fee_bps")
             return None
-        symbols = self.fcfg.symbols
         try:
             if self.cfg.mode != "trade":  # trade synced the clock before instruments
                 await venue.rest.sync_time()
-            out: VenueFees = {}
-            for leg, category in (("spot", "spot"), ("perp", "linear")):
-                got = (await venue.rest.fee_rates(category) if len(symbols) > 1
-                       else await venue.rest.fee_rates(category, symbols[0]))
-                missing = [sym for sym in symbols if sym not in got]
-                if missing:
-                    raise CodecError(f"no {category} rate for {', '.join(missing)}")
-                out[leg] = {sym: (float(got[sym][0]), float(got[sym][1])) for sym in symbols}
+            return await self._read_venue_fees()
         except (HttpError, BybitApiError, CodecError) as exc:
             log.warning("fee rates: Bybit /v5/account/fee-rate failed (%s); using the config's "
                         "[funding] spot_fee_bps/perp_fee_bps", exc)
             return None
+
+    async def _read_venue_fees(self) -> VenueFees:
+        """Both legs' rates of every configured symbol from ``/v5/account/fee-rate`` (raises
+        HttpError, BybitApiError, CodecError: a symbol missing is a CodecError)."""
+        venue = self.venue
+        assert venue is not None
+        symbols = self.fcfg.symbols
+        out: VenueFees = {}
+        for leg, category in (("spot", "spot"), ("perp", "linear")):
+            got = (await venue.rest.fee_rates(category) if len(symbols) > 1
+                   else await venue.rest.fee_rates(category, symbols[0]))
+            missing = [sym for sym in symbols if sym not in got]
+            if missing:
+                raise CodecError(f"no {category} rate for {', '.join(missing)}")
+            out[leg] = {sym: (float(got[sym][0]), float(got[sym][1])) for sym in symbols}
         return out
+
+    async def _fee_refresh_task(self) -> None:
+        """``[bybit] fee_refresh_s``: re-read the account's fee rates and apply a change
+        (:meth:`apply_venue_fees`). A failed read keeps the last rates: one WARNING when the
+        reads start failing (again at most once per :data:`FEE_WARN_INTERVAL_S` while they
+        keep failing), one INFO line when they answer again."""
+        interval = self.bcfg.fee_refresh_s
+        last_warn: float | None = None  # trio time of the last WARNING of a failing streak
+        while True:
+            await trio.sleep(interval)
+            try:
+                with trio.fail_after(self.bcfg.http_timeout_s * 2):
+                    fees = await self._read_venue_fees()
+            except (HttpError, BybitApiError, CodecError, trio.TooSlowError) as exc:
+                self.fee_refresh_failures += 1
+                t = trio.current_time()
+                if last_warn is None or t - last_warn >= FEE_WARN_INTERVAL_S:
+                    last_warn = t
+                    log.warning("fee rates: refreshing from Bybit /v5/account/fee-rate failed "
+                                "(%s); keeping the last rates (said again at most once an "
+                                "hour while it keeps failing)", exc or "timed out")
+                continue
+            if last_warn is not None:
+                last_warn = None
+                log.info("fee rates: Bybit /v5/account/fee-rate answers again")
+            self.fee_refreshes += 1
+            self.apply_venue_fees(fees, int(self.clock()))
+
+    def apply_venue_fees(self, fees: VenueFees, now: int) -> bool:
+        """Rates the venue stated while running: when they differ from the ones in use, new
+        decisions use them (the core's cost model and hedge sizing, the paper venue's fees;
+        an open pair keeps its fills' fees), one INFO line (old → new per leg) and a ``fees``
+        record. True when something changed."""
+        old, inputs, core = self.venue_fees, self._fee_inputs, self.funding
+        if inputs is None or core is None or fees == old:
+            return False
+        symbols = self.fcfg.symbols
+        before = {("spot", s): (self.spot[s].taker_fee, self.spot[s].maker_fee)
+                  for s in symbols}
+        before.update({("perp", s): (self.perp[s].taker_fee, self.perp[s].maker_fee)
+                       for s in symbols})
+        self.fcfg, self.spot, self.perp = with_venue_fees(*inputs, fees)
+        self.venue_fees = fees
+        core.set_fee_rates(self.fcfg, self.spot, self.perp)
+        if self.paper is not None:  # the paper venue charges what the account would
+            for s in symbols:
+                self.paper.instruments[(InstrumentKind.SPOT, s)] = self.spot[s]
+                self.paper.instruments[(InstrumentKind.LINEAR_PERP, s)] = self.perp[s]
+        changed: list[str] = []
+        parts: list[str] = []
+        for (leg, s), (t0, m0) in before.items():
+            t1, m1 = fees[leg][s]
+            if (t0, m0) != (t1, m1):
+                changed.append(f"{leg} {s}")
+                parts.append(f"{s} {leg} {t0 * 1e4:g}/{m0 * 1e4:g} -> {t1 * 1e4:g}/"
+                             f"{m1 * 1e4:g} bps")
+        log.info("fee rates changed (venue /v5/account/fee-rate, taker/maker): %s; new "
+                 "decisions use them, open pairs keep their fills' fees",
+                 "; ".join(parts) or "as before")
+        if self.writer is not None:
+            self.writer.write(RECORD_KIND, now, {
+                "type": "fees", "ts": now, "source": "venue",
+                "rates": {leg: {s: list(r) for s, r in per.items()}
+                          for leg, per in fees.items()},
+                "previous": {leg: {s: list(before[(leg, s)]) for s in symbols}
+                             for leg in ("spot", "perp")},
+                "changed": changed})
+        return bool(changed)
 
     def journal_venue(self) -> str:
         """Where this run trades, as its ``state`` records name it: a pair is rebuilt only by a

@@ -265,6 +265,18 @@ class FundingCore:
         self._breaker_state = None
         return self.breakers
 
+    def set_fee_rates(self, cfg: FundingConfig, spot: dict[str, Instrument],
+                      perp: dict[str, Instrument]) -> None:
+        """The account's fee rates changed (:func:`with_venue_fees` of the new rates): the
+        strategy's cost model, the hedge sizing and the fee of a fill the venue reports without
+        one use them from now on. An open pair keeps what it has: its fills' fees as reported
+        and its legs' spec (the spot buy's base-coin fee rate) from its entry."""
+        self.cfg = cfg
+        self.spot, self.perp = spot, perp
+        self.strategy.cfg = cfg
+        self.strategy.spot_instruments, self.strategy.perp_instruments = spot, perp
+        self.risk_cfg = LegRiskConfig.from_funding(cfg)
+
     def discard_breaker_state(self) -> None:
         """Forget the journal record's breaker state (unreadable): arm them afresh."""
         self._breaker_state = None

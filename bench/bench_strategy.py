@@ -68,10 +68,11 @@ def main() -> None:
 
     prebuilt = [(vms, neutral(ev)) for vms, ev in frames]
 
-    def run_direct() -> tuple[list[float], int]:
-        core = new_core()
+    def run_by_index(core: ObserveCore, on_bbo: Callable[..., object],
+                     on_ctx: Callable[..., object]) -> tuple[list[float], int]:
+        """Every frame by market index into ``on_bbo`` / ``on_ctx`` of ``core``, timers after."""
         idx = {m.coin: m.index for m in core.markets}
-        on_bbo, on_ctx, on_timer = core.on_bbo, core.on_ctx, core.on_timer
+        on_timer = core.on_timer
         out: list[float] = []
         perf = time.perf_counter_ns
         for vms, ev in frames:
@@ -85,25 +86,16 @@ def main() -> None:
             out.append((perf() - t0) / 1000.0)
         return out, core.signals_total
 
+    def run_direct() -> tuple[list[float], int]:
+        core = new_core()
+        return run_by_index(core, core.on_bbo, core.on_ctx)
+
     def new_strategy() -> DislocationStrategy:
         return DislocationStrategy.from_config(specs, cfg, boot_id="b")
 
     def run_indexed() -> tuple[list[float], int]:
         strat = new_strategy()
-        idx = {c: i for i, c in enumerate(strat.symbols)}
-        on_bbo, on_ctx, on_timer = strat.on_book_top, strat.on_oracle, strat.on_timer
-        out: list[float] = []
-        perf = time.perf_counter_ns
-        for vms, ev in frames:
-            now = BASE_MS + vms
-            t0 = perf()
-            if type(ev) is BboEvent:
-                on_bbo(idx[ev.coin], ev.time_ms, ev.bid_px, ev.bid_sz, ev.ask_px, ev.ask_sz, now)
-            else:
-                on_ctx(idx[ev.coin], ev.oracle_px, ev.mark_px, now)  # type: ignore[union-attr]
-            on_timer(now)
-            out.append((perf() - t0) / 1000.0)
-        return out, strat.signals_total
+        return run_by_index(strat, strat.on_book_top, strat.on_oracle)
 
     def run_adapter(build: bool) -> tuple[list[float], int]:
         strat = new_strategy()

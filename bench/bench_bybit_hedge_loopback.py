@@ -77,7 +77,7 @@ def config(base: str, records: str) -> dict[str, object]:
         "recording": {"enabled": False},
         "ops": {"http_port": 0},
         "summary": {"interval_s": 0},
-        "breakers": {"daily_loss_pct": 0},
+        "breakers": {"daily_loss_pct": 0, "max_consecutive_losses": 0},  # round trips lose fees
         "log": {"level": "WARNING"},
     }
 

@@ -8,39 +8,18 @@ flattened (the perp reduce-only), no new entry, the ``breaker`` record, ``hard_s
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from engine.config import load_config
 from engine.funding_app import SIM_KEY, FundingApp
-
-ROOT = Path(__file__).resolve().parents[2]
-SIM_TOML = ROOT / "config" / "bybit-sim.toml"
+from tests.integration.bybit_helpers import SIM_TOML, funding_records, sim_env, until
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "BYBIT_"))}
-    env.update({"ENGINE__OPS__HTTP_PORT": "0", "ENGINE__RECORDS__DIR": str(tmp_path / "rec"),
-                "ENGINE__MODE": "trade", "ENGINE__SUMMARY__INTERVAL_S": "0",
-                "ENGINE__BYBIT_SIM__FUNDING_DRIFT": "0"})
-    env.update(extra)
-    return env
-
-
-async def until(cond: Callable[[], Any], limit_s: float = 20.0) -> None:
-    with trio.fail_after(limit_s):
-        while not cond():  # noqa: ASYNC110 - polling state other tasks change
-            await trio.sleep(0.02)
-
-
-def records(app: FundingApp) -> list[dict[str, Any]]:
-    return [json.loads(x) for p in sorted(app.records_dir.glob("funding_*.jsonl"))
-            for x in p.read_text().splitlines()]
+    return sim_env(tmp_path, {"ENGINE__MODE": "trade", "ENGINE__BYBIT_SIM__FUNDING_DRIFT": "0"},
+                   **extra)
 
 
 async def test_a_losing_round_trip_trips_consecutive_losses_and_flattens_the_other_pair(
@@ -82,7 +61,7 @@ async def test_a_losing_round_trip_trips_consecutive_losses_and_flattens_the_oth
         assert doc["breakers"]["consecutive_losses"] == 2  # the flatten lost its fees too
         text = app.ops.metrics.registry.render().decode()
         assert 'engine_breaker_tripped{breaker="consecutive_losses"} 1' in text
-        recs = records(app)
+        recs = funding_records(app)
         eth = next(r for r in recs if r["type"] == "closed" and r.get("filled")
                    and r["symbol"] == "ETHUSDT")
         assert eth["net"] < 0

@@ -7,10 +7,7 @@ keeps failing keeps the last rates with one WARNING, not one per attempt."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,28 +21,11 @@ from engine.core.neutral import InstrumentKind
 from engine.core.two_leg import LEG_B
 from engine.funding_app import FundingApp
 from engine.sim.bybit.exchange import Exchange
-
-ROOT = Path(__file__).resolve().parents[2]
-SIM_TOML = ROOT / "config" / "bybit-sim.toml"
+from tests.integration.bybit_helpers import SIM_TOML, funding_records, sim_env, until
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "BYBIT_"))}
-    env.update({"ENGINE__OPS__HTTP_PORT": "0", "ENGINE__RECORDS__DIR": str(tmp_path / "rec"),
-                "ENGINE__SUMMARY__INTERVAL_S": "0", "ENGINE__BYBIT__FEE_REFRESH_S": "0.2"})
-    env.update(extra)
-    return env
-
-
-async def until(cond: Callable[[], Any], limit_s: float = 20.0) -> None:
-    with trio.fail_after(limit_s):
-        while not cond():  # noqa: ASYNC110 - polling state other tasks change
-            await trio.sleep(0.02)
-
-
-def records(app: FundingApp) -> list[dict[str, Any]]:
-    return [json.loads(x) for p in sorted(app.records_dir.glob("funding_*.jsonl"))
-            for x in p.read_text().splitlines()]
+    return sim_env(tmp_path, {"ENGINE__BYBIT__FEE_REFRESH_S": "0.2"}, **extra)
 
 
 async def test_a_changed_rate_is_picked_up_within_the_interval_and_a_failure_keeps_the_last(
@@ -68,7 +48,7 @@ async def test_a_changed_rate_is_picked_up_within_the_interval_and_a_failure_kee
         held = core.intents["BTCUSDT"]
         assert held.legs[LEG_B].buy_fee_base_rate == Decimal("0.001")
         await trio.sleep(0.5)  # refreshes that find nothing new change nothing
-        assert app.fee_refreshes >= 1 and not [r for r in records(app) if r["type"] == "fees"]
+        assert app.fee_refreshes >= 1 and not [r for r in funding_records(app) if r["type"] == "fees"]
         async with httpx.AsyncClient(base_url=app.bcfg.rest_url or "") as http:
             r = await http.post("/sim/control", json={"fee_rates": {
                 "linear": {"BTCUSDT": [0.0004, 0.0001]}, "spot": {"BTCUSDT": [0.0008, 0.0008]}}})
@@ -96,7 +76,7 @@ async def test_a_changed_rate_is_picked_up_within_the_interval_and_a_failure_kee
         text = " | ".join(lines)  # each leg's change said once
         assert text.count("BTCUSDT perp 5.5/2 -> 4/1 bps") == 1
         assert text.count("BTCUSDT spot 10/10 -> 8/8 bps") == 1 and "ETHUSDT" not in text
-        fees = [r for r in records(app) if r["type"] == "fees"]
+        fees = [r for r in funding_records(app) if r["type"] == "fees"]
         assert len(fees) == len(lines)
         assert sorted(c for f in fees for c in f["changed"]) == ["perp BTCUSDT", "spot BTCUSDT"]
         assert fees[-1]["rates"]["perp"]["BTCUSDT"] == pytest.approx([0.0004, 0.0001])
@@ -115,7 +95,7 @@ async def test_a_changed_rate_is_picked_up_within_the_interval_and_a_failure_kee
         assert app.perp["BTCUSDT"].taker_fee == pytest.approx(0.0004)
         monkeypatch.undo()
         await until(lambda: any("answers again" in x.getMessage() for x in caplog.records), 5.0)
-        assert len([r for r in records(app) if r["type"] == "fees"]) == len(fees)  # nothing new
+        assert len([r for r in funding_records(app) if r["type"] == "fees"]) == len(fees)  # nothing new
         app.request_stop("test over")
         await until(lambda: app.stop_reason is not None and app.flat(), 15.0)
         nursery.cancel_scope.cancel()

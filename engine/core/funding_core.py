@@ -496,7 +496,8 @@ class FundingCore:
         if isinstance(ev, OrderAck):
             self._record("ack", now_ms, symbol=sym, client_id=ev.client_id,
                          venue_order_id=ev.venue_order_id)
-            return []
+            it.on_ack(ev)  # the order's state only (an UNKNOWN one is RESTING again)
+            return self._after(sym, it, before, [], now_ms)
         if isinstance(ev, OrderFill):
             new = ev.trade_id not in it.fills
             out = it.on_fill(ev, now_ms)

@@ -1490,6 +1490,8 @@ class FundingApp:
             fm.collect(self.position_rows(), self.totals(), self.stats.settlements,
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
+        if self.funding is not None:  # the open pairs' orders, by the same order states
+            m.set_orders(self.funding.order_counts())
         tripped = {t["breaker"] for t in self.breaker_trips}
         for name in ("daily_loss", "drawdown", "consecutive_losses", "market_move"):
             m.breaker_tripped.labels(name).set(1 if name in tripped else 0)

@@ -517,7 +517,8 @@ class FundingCore:
             self._record("ack", now_ms, symbol=sym, client_id=ev.client_id,
                          venue_order_id=ev.venue_order_id)
             it.on_ack(ev)  # the order's state only (an UNKNOWN one is RESTING again)
-            return self._after(sym, it, before, [], now_ms)
+            self._note_anomalies(sym, it, now_ms)
+            return []
         if isinstance(ev, OrderFill):
             new = ev.trade_id not in it.fills
             out = it.on_fill(ev, now_ms)
@@ -852,10 +853,7 @@ class FundingCore:
             else:
                 self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="cancel",
                              client_id=i.client_id, kind=i.kind.value)
-        n_seen = self._anomalies_seen.get(it.intent_id, 0)
-        for a in it.anomalies[n_seen:]:
-            self._record("anomaly", now_ms, symbol=sym, intent_id=it.intent_id, detail=a)
-        self._anomalies_seen[it.intent_id] = len(it.anomalies)
+        self._note_anomalies(sym, it, now_ms)
         if it.state != before:
             self._record("position", now_ms, symbol=sym, intent_id=it.intent_id,
                          state=it.state, previous=before, perp_qty=str(it.pos[LEG_A]),
@@ -868,6 +866,13 @@ class FundingCore:
         elif it.state == fsm.IDLE:
             self._finish(sym, it, now_ms)
         return out
+
+    def _note_anomalies(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
+        """An ``anomaly`` record for each of the intent's anomalies not recorded yet."""
+        n_seen = self._anomalies_seen.get(it.intent_id, 0)
+        for a in it.anomalies[n_seen:]:
+            self._record("anomaly", now_ms, symbol=sym, intent_id=it.intent_id, detail=a)
+        self._anomalies_seen[it.intent_id] = len(it.anomalies)
 
     def _finish(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
         self.intents.pop(sym, None)

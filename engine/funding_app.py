@@ -1094,6 +1094,8 @@ class FundingApp:
         out: list[Any] = []
         for sym, it in list(core.intents.items()):
             for o in it.in_flight():
+                if not o.live:
+                    continue  # NEW: never handed to the venue, nothing there to read
                 kind = it.legs[o.leg].kind
                 q = {"category": KIND_CATEGORY[kind], "symbol": sym, "orderLinkId": o.client_id}
                 dec = BybitDecoder(kind)

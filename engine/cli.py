@@ -335,6 +335,12 @@ def _funding_status_lines(data: dict[str, Any]) -> list[str]:
                      f"funding {fmt_usd(r.get('funding'))} basis {fmt_usd(r.get('basis_pnl'))} "
                      f"fees {fmt_usd(r.get('fees'), signed=False)} | leg risk "
                      f"{num(r.get('leg_risk_usd_s'), '.1f')} USD·s")
+        for o in r.get("orders") or []:  # open orders, in the order machine's words
+            if isinstance(o, dict):
+                lines.append(f"    order {o.get('client_id', '?')} {o.get('leg', '?')} "
+                             f"{o.get('role', '?')} {o.get('side', '?')} {o.get('qty', '?')} "
+                             f"filled {o.get('filled', '?')} {str(o.get('state', '?')).upper()}"
+                             + (" cancel sent" if o.get("cancel_sent") else ""))
     t, lat = table(f.get("totals")), table(f.get("leg_latency"))
     lines.append(f"P&L: funding {fmt_usd(t.get('funding'))}, basis {fmt_usd(t.get('basis_pnl'))}, "
                  f"fees {fmt_usd(t.get('fees'), signed=False)}, net {fmt_usd(t.get('net_pnl'))} "

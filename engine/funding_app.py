@@ -1094,6 +1094,8 @@ class FundingApp:
         out: list[Any] = []
         for sym, it in list(core.intents.items()):
             for o in it.in_flight():
+                if not o.live:
+                    continue  # NEW: never handed to the venue, nothing there to read
                 kind = it.legs[o.leg].kind
                 q = {"category": KIND_CATEGORY[kind], "symbol": sym, "orderLinkId": o.client_id}
                 dec = BybitDecoder(kind)
@@ -1490,6 +1492,8 @@ class FundingApp:
             fm.collect(self.position_rows(), self.totals(), self.stats.settlements,
                        self.symbols_live(), self.connected())
         self.ops.metrics.set_flags(hard_stop=self.breaker_trip is not None)
+        if self.funding is not None:  # the open pairs' orders, by the same order states
+            m.set_orders(self.funding.order_counts())
         tripped = {t["breaker"] for t in self.breaker_trips}
         for name in ("daily_loss", "drawdown", "consecutive_losses", "market_move"):
             m.breaker_tripped.labels(name).set(1 if name in tripped else 0)

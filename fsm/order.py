@@ -1,7 +1,9 @@
 """The lifecycle of one order: the formal state machine and the table derived from it.
 
 Venue-neutral: each venue adapter turns what its venue says into these events (Hyperliquid's
-in ``engine/venues/hyperliquid/order_events.py``); nothing here knows a venue's words.
+in ``engine/venues/hyperliquid/order_events.py``; the funding pairs' neutral order events, any
+venue's, in ``engine/core/two_leg.py``); nothing here knows a venue's words. One OMS: both
+venues' orders move only through :func:`next_order_state`.
 
 Owns :class:`OrderMachine` (python-statemachine, synchronous, no callbacks with side effects),
 :data:`ORDER_TABLE`, the transition table derived from the machine at import time by driving it

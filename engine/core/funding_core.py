@@ -135,6 +135,16 @@ def with_venue_fees(cfg: FundingConfig, spot: dict[str, Any], perp: dict[str, An
              for s in cfg.symbols})
 
 
+def open_order_rows(it: TwoLegIntent) -> list[dict[str, Any]]:
+    """The pair's orders not over yet, oldest first, each with its :mod:`fsm.order` state
+    word (``new``, ``sent``, ``resting``, ``partial``, ``unknown``) as the Hyperliquid
+    orders show theirs: for ``/status``."""
+    return [{"client_id": o.client_id, "leg": PERP_LEG if o.leg == LEG_A else SPOT_LEG,
+             "role": o.role, "side": o.side.value, "qty": str(o.qty), "filled": str(o.filled),
+             "reduce_only": o.reduce_only, "state": o.state, "cancel_sent": o.cancel_sent}
+            for o in it.in_flight()]
+
+
 def _b36(n: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     n = abs(int(n))
@@ -373,6 +383,7 @@ class FundingCore:
                 "leg_risk_usd_s": it.risk_usd_s if it is not None else 0.0,
                 "cooldown_until_ms": self.cooldown_until.get(sym),
                 "unreconciled": self.unreconciled.get(sym),
+                "orders": open_order_rows(it) if it is not None else [],
             }
             if led is not None:
                 basis = led.basis_pnl(smid, pmid)
@@ -392,6 +403,15 @@ class FundingCore:
             out[sym] = entry
         return {"symbols": out, "totals": dict(self.totals), "killed": self.killed,
                 "connected": self.connected}
+
+    def order_counts(self) -> dict[str, int]:
+        """The open pairs' orders by :mod:`fsm.order` state (the ``engine_orders_by_state``
+        gauge, as the Hyperliquid orders fill it)."""
+        counts: dict[str, int] = {}
+        for it in self.intents.values():
+            for o in it.orders.values():
+                counts[o.state] = counts.get(o.state, 0) + 1
+        return counts
 
     def summary_line(self) -> str:
         """One line for the periodic summary: each symbol's state, legs, APR and net P&L, then
@@ -496,6 +516,8 @@ class FundingCore:
         if isinstance(ev, OrderAck):
             self._record("ack", now_ms, symbol=sym, client_id=ev.client_id,
                          venue_order_id=ev.venue_order_id)
+            it.on_ack(ev)  # the order's state only (an UNKNOWN one is RESTING again)
+            self._note_anomalies(sym, it, now_ms)
             return []
         if isinstance(ev, OrderFill):
             new = ev.trade_id not in it.fills
@@ -819,10 +841,11 @@ class FundingCore:
                 ref = self._mid(sym, i.kind)
                 if ref is not None:
                     self._order_ref[i.client_id] = ref
+                slot = it.orders.get(i.client_id)
                 self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="place",
                              client_id=i.client_id, kind=i.kind.value, side=i.side.value,
-                             qty=str(i.qty), reduce_only=i.reduce_only, ref_price=ref)
-                slot = it.orders.get(i.client_id)
+                             qty=str(i.qty), reduce_only=i.reduce_only, ref_price=ref,
+                             state=slot.state if slot is not None else None)
                 if led is not None and slot is not None and slot.leg == LEG_B \
                         and slot.role == "hedge" and led.leg2_order_ms is None:
                     led.leg2_order_ms = now_ms
@@ -830,10 +853,7 @@ class FundingCore:
             else:
                 self._record("order", now_ms, symbol=sym, intent_id=it.intent_id, op="cancel",
                              client_id=i.client_id, kind=i.kind.value)
-        n_seen = self._anomalies_seen.get(it.intent_id, 0)
-        for a in it.anomalies[n_seen:]:
-            self._record("anomaly", now_ms, symbol=sym, intent_id=it.intent_id, detail=a)
-        self._anomalies_seen[it.intent_id] = len(it.anomalies)
+        self._note_anomalies(sym, it, now_ms)
         if it.state != before:
             self._record("position", now_ms, symbol=sym, intent_id=it.intent_id,
                          state=it.state, previous=before, perp_qty=str(it.pos[LEG_A]),
@@ -846,6 +866,13 @@ class FundingCore:
         elif it.state == fsm.IDLE:
             self._finish(sym, it, now_ms)
         return out
+
+    def _note_anomalies(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
+        """An ``anomaly`` record for each of the intent's anomalies not recorded yet."""
+        n_seen = self._anomalies_seen.get(it.intent_id, 0)
+        for a in it.anomalies[n_seen:]:
+            self._record("anomaly", now_ms, symbol=sym, intent_id=it.intent_id, detail=a)
+        self._anomalies_seen[it.intent_id] = len(it.anomalies)
 
     def _finish(self, sym: str, it: TwoLegIntent, now_ms: int) -> None:
         self.intents.pop(sym, None)

@@ -17,7 +17,7 @@ Honesty rules:
   not to hear;
 * matching walks the depth where levels were given to :meth:`on_book` (``(bids, asks)``, best
   first), else only the top of book up to its displayed size; each level fills at its own
-  price; what we took is removed from the held book until the next :meth:`on_book`, so two
+  price (:func:`engine.core.depth.walk_depth`, the Hyperliquid paper venue's walk too); what we took is removed from the held book until the next :meth:`on_book`, so two
   orders cannot take the same displayed size;
 * market orders take what there is (the unmatched rest is canceled); limit IOC stops at its
   price; a limit GTC rests what did not match and fills as maker, at its own price, when a later
@@ -57,6 +57,7 @@ from typing import Any
 
 import attrs
 
+from engine.core.depth import walk_depth
 from engine.core.neutral import (
     BookTop,
     CancelOrder,
@@ -341,22 +342,12 @@ class PaperTwoLegVenue:
                                                    / inst.lot_size).to_integral_value(
                 rounding="ROUND_DOWN") * inst.lot_size)
         events: list[VenueEvent] = []
-        for lvl in levels:
-            if want <= 0:
-                break
+        for i, take in walk_depth(levels, o.side is Side.BUY,
+                                  None if limit is None else float(limit), want, inst.lot_size):
+            lvl = levels[i]
             px, size = lvl
-            if size <= 0:
-                continue
-            if limit is not None and not _within(o.side, px, limit):
-                break
-            avail = (_d(size) / inst.lot_size).to_integral_value(
-                rounding="ROUND_DOWN") * inst.lot_size
-            take = min(want, avail)
-            if take <= 0:
-                continue
             fill_px = float(limit) if maker and limit is not None else px
-            lvl[1] = size - float(take)
-            want -= take
+            lvl[1] = size - float(take)  # what we took is gone until the next book
             live.filled += take
             events.append(self._fill(o, live, take, fill_px, inst, ts, maker))
         return events

@@ -42,12 +42,15 @@ from engine.config import FundingConfig
 from engine.core.neutral import (
     CancelOrder,
     InstrumentKind,
+    OrderAck,
     OrderDone,
     OrderFill,
     OrderReject,
     PlaceOrder,
+    RejectReason,
     Side,
 )
+from fsm import order as ofsm
 from fsm import two_leg as fsm
 
 LEG_A = "a"
@@ -104,6 +107,11 @@ class LegRiskConfig:
 
 @attrs.define
 class OrderSlot:
+    """One order of the pair. ``state`` is its :mod:`fsm.order` state (the table the
+    Hyperliquid orders use), driven only through :meth:`TwoLegIntent._order_event`;
+    ``filled`` is Σ of its fills (each trade id once); ``cancel_sent`` records our own
+    request to cancel it (not a state: the venue's answer decides)."""
+
     client_id: str
     leg: str
     role: str
@@ -111,8 +119,32 @@ class OrderSlot:
     qty: Decimal
     reduce_only: bool = False
     filled: Decimal = Decimal(0)
-    done: bool = False
+    state: str = ofsm.NEW
     cancel_sent: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Over: the state is terminal (FILLED, CANCELED, REJECTED or EXPIRED)."""
+        return self.state in ofsm.TERMINAL_STATES
+
+    @property
+    def live(self) -> bool:
+        """Handed to the venue and not known to be over (SENT, RESTING, PARTIAL, UNKNOWN)."""
+        return self.state in ofsm.LIVE_STATES
+
+
+def legacy_slot_state(done: bool, filled: Decimal, qty: Decimal, deferred: bool) -> str:
+    """The :mod:`fsm.order` state of a slot journaled before slots carried one (``done`` /
+    ``filled`` only): over with all of it filled → FILLED, with part of it → CANCELED, with
+    nothing → EXPIRED (ended, no fill, no refusal known); not over: never sent (its place is
+    deferred) → NEW, partly filled → PARTIAL, else SENT."""
+    if done:
+        if filled >= qty:
+            return ofsm.FILLED
+        return ofsm.CANCELED if filled > 0 else ofsm.EXPIRED
+    if deferred:
+        return ofsm.NEW
+    return ofsm.PARTIAL if filled > 0 else ofsm.SENT
 
 
 def _d(x: float) -> Decimal:
@@ -235,9 +267,28 @@ class TwoLegIntent:
         elif self.unhedged_since_ms is None:
             self.unhedged_since_ms = now_ms
 
+    def _order_event(self, slot: OrderSlot, event: str) -> bool:
+        """Apply one :mod:`fsm.order` event to ``slot`` by :func:`fsm.order.next_order_state`.
+        True when the table moved it (possibly to the same state); False for a tolerated
+        duplicate (``IGNORE``: nothing changes) and for a contradiction (the state is kept and
+        the contradiction appended to :attr:`anomalies`). Quantities are never effects of
+        this: fills are counted once by trade id by the caller, whatever the answer."""
+        try:
+            nxt = ofsm.next_order_state(slot.state, event)
+        except ofsm.InvalidOrderTransition:
+            self.anomalies.append(f"order {slot.client_id}: {event} in {slot.state} "
+                                  f"(kept {slot.state}): reconcile")
+            return False
+        if nxt == ofsm.IGNORE:
+            return False
+        slot.state = nxt
+        return True
+
     def _emit(self, out: list[Intent], intent: Intent) -> None:
         if self.connected:
             out.append(intent)
+            if isinstance(intent, PlaceOrder):
+                self._order_event(self.orders[intent.client_id], ofsm.TRANSMIT)
         else:
             self.deferred.append(intent)
 
@@ -305,19 +356,33 @@ class TwoLegIntent:
         return diff
 
     def disconnect(self, now_ms: int) -> None:
+        """Offline: every order at the venue is UNKNOWN (``lose_contact``) until the venue
+        speaks of it again; nothing is sent until :meth:`reconnect`."""
         self._accrue(now_ms)
         self.connected = False
+        for o in self.orders.values():
+            if o.live:
+                self._order_event(o, ofsm.LOSE_CONTACT)
 
     def reconnect(self, now_ms: int) -> list[Intent]:
-        """Send what waited, and re-send every in-flight order under its same client id."""
+        """Send what waited (its orders NEW → SENT), and re-send every in-flight order under
+        its same client id: a re-sent order is UNKNOWN (``lose_contact``; already so after
+        :meth:`disconnect`, and so made after a restart from the journal) until the venue's
+        answers resolve it by the same events as live updates."""
         self._accrue(now_ms)
         self.connected = True
         deferred_ids = {i.client_id for i in self.deferred if isinstance(i, PlaceOrder)}
         out: list[Intent] = list(self.deferred)
         self.deferred = []
+        for cid in deferred_ids:
+            slot = self.orders.get(cid)
+            if slot is not None and slot.state == ofsm.NEW:
+                self._order_event(slot, ofsm.TRANSMIT)
         for o in self.in_flight():
             if o.client_id in deferred_ids:
                 continue
+            if o.live:
+                self._order_event(o, ofsm.LOSE_CONTACT)
             spec = self.legs[o.leg]
             if o.cancel_sent:
                 out.append(CancelOrder(spec.venue, spec.symbol, spec.kind, o.client_id))
@@ -344,6 +409,10 @@ class TwoLegIntent:
         self.fills[f.trade_id] = (slot.leg, str(signed))
         self.pos[slot.leg] += signed
         slot.filled += qty
+        # counted above whatever the order machine says: the venue holds it (after FILLED or
+        # CANCELED an echo is ignored; after REJECTED/EXPIRED it is a contradiction: anomaly)
+        self._order_event(slot, ofsm.FILL_COMPLETE if slot.filled >= slot.qty
+                          else ofsm.FILL_PARTIAL)
         if slot.role == OPEN_ROLE:
             self._fire(fsm.LEG1_FILL)
         elif slot.role == HEDGE_ROLE:
@@ -354,23 +423,48 @@ class TwoLegIntent:
         self._advance(now_ms, out)
         return out
 
+    def on_ack(self, a: OrderAck) -> None:
+        """The venue accepted the order (or our cancel or re-send of it): ``ack_resting``
+        (an UNKNOWN order is live again: RESTING). Once the order is over, the answer to our
+        cancel request changes nothing. Sends nothing, moves no leg."""
+        slot = self.orders.get(a.client_id)
+        if slot is None or (slot.done and slot.cancel_sent):
+            return
+        self._order_event(slot, ofsm.ACK_RESTING)
+
     def on_done(self, d: OrderDone, now_ms: int) -> list[Intent]:
+        """The order is over: ``cancel_confirmed`` when canceled (possibly after fills),
+        ``fill_complete`` when it filled anything (the venue's cumulative figure or Σ fills),
+        ``expire`` when it ended with nothing filled and not canceled."""
         out: list[Intent] = []
         self._accrue(now_ms)
         slot = self.orders.get(d.client_id)
-        if slot is None or slot.done:
+        if slot is None:
             return out
-        slot.done = True
+        if d.canceled:
+            event = ofsm.CANCEL_CONFIRMED
+        elif max(_d(d.filled_qty), slot.filled) > 0:
+            event = ofsm.FILL_COMPLETE
+        else:
+            event = ofsm.EXPIRE
+        if not self._order_event(slot, event):
+            return out  # the same outcome again (IGNORE) or a contradiction: no effect
         self._advance(now_ms, out)
         return out
 
     def on_reject(self, r: OrderReject, now_ms: int) -> list[Intent]:
+        """``reject``. Once the order is over, a refusal of our cancel (the order is no longer
+        live) or of a re-send (the venue already has that client id) is that request's
+        answer, not the order's: nothing changes."""
         out: list[Intent] = []
         self._accrue(now_ms)
         slot = self.orders.get(r.client_id)
-        if slot is None or slot.done:
+        if slot is None:
             return out
-        slot.done = True
+        if slot.done and (slot.cancel_sent or r.reason is RejectReason.DUPLICATE_CLIENT_ID):
+            return out
+        if not self._order_event(slot, ofsm.REJECT):
+            return out
         if slot.role == CLOSE_ROLE:
             self.close_rejects[slot.leg] = self.close_rejects.get(slot.leg, 0) + 1
             if self.close_rejects[slot.leg] == MAX_CLOSE_REJECTS:
@@ -457,7 +551,8 @@ class TwoLegIntent:
             "fills": {k: list(v) for k, v in self.fills.items()},
             "orders": [{"client_id": o.client_id, "leg": o.leg, "role": o.role,
                         "side": o.side.value, "qty": str(o.qty), "reduce_only": o.reduce_only,
-                        "filled": str(o.filled), "done": o.done, "cancel_sent": o.cancel_sent}
+                        "filled": str(o.filled), "state": o.state, "done": o.done,
+                        "cancel_sent": o.cancel_sent}
                        for o in self.orders.values()],
             "risk_usd_s": self.risk_usd_s, "risk_disconnected_usd_s": self.risk_disconnected_usd_s,
             "unhedged_since_ms": self.unhedged_since_ms, "last_ms": self.last_ms,
@@ -480,10 +575,16 @@ class TwoLegIntent:
         self.state = r["state"]
         self.pos = {k: Decimal(v) for k, v in r["pos"].items()}
         self.fills = {k: (v[0], v[1]) for k, v in r["fills"].items()}
+        deferred_ids = {i["client_id"] for i in r["deferred"] if i.get("t") == "place"}
         for o in r["orders"]:
+            qty, filled = Decimal(o["qty"]), Decimal(o["filled"])
+            state = o.get("state")  # absent in a record of an older run: derived
+            if state not in ofsm.STATES:
+                state = legacy_slot_state(bool(o["done"]), filled, qty,
+                                          o["client_id"] in deferred_ids)
             self.orders[o["client_id"]] = OrderSlot(
-                o["client_id"], o["leg"], o["role"], Side(o["side"]), Decimal(o["qty"]),
-                o["reduce_only"], Decimal(o["filled"]), o["done"], o["cancel_sent"])
+                o["client_id"], o["leg"], o["role"], Side(o["side"]), qty,
+                o["reduce_only"], filled, state=state, cancel_sent=o["cancel_sent"])
         self.risk_usd_s = float(r["risk_usd_s"])
         self.risk_disconnected_usd_s = float(r["risk_disconnected_usd_s"])
         self.unhedged_since_ms = r["unhedged_since_ms"]

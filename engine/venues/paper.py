@@ -27,7 +27,8 @@ Matching rules (taker only, an IOC never rests here):
   l2Book at most every 0.5 s, so the bbo is never older), then the provider's levels strictly
   behind it (levels at or better than the current bbo are gone: the book moved since that
   snapshot). It fills level by level at each level's price — partial when the depth within
-  the limit runs out — so ``avgPx`` is the volume-weighted fill price and the fee is charged
+  the limit runs out (the walk is :func:`engine.core.depth.walk_depth`, shared with the
+  two-leg paper venue) — so ``avgPx`` is the volume-weighted fill price and the fee is charged
   on each level's notional. When the provider answers ``None`` (no snapshot, or a stale one)
   the order fills against the top of book only; that fallback is counted
   (``stats.l2_fallbacks``) and logged at most once a minute per coin;
@@ -74,6 +75,7 @@ from typing import Any
 import attrs
 
 from engine.core.bounded import RecentList
+from engine.core.depth import walk_depth
 from engine.core.intents import CancelOrder, Intent, PlaceOrder, QueryFills, QueryOrder
 from engine.core.market import MarketState
 from engine.core.orders import Order
@@ -632,24 +634,22 @@ def _floor(x: Decimal, decimals: int) -> Decimal:
 
 def _walk(book: _Book, is_buy: bool, limit: float, want: Decimal,
           decimals: int) -> list[tuple[float, Decimal]]:
-    """Take levels that cross ``limit`` until ``want`` is filled (sizes floored to the lot)."""
-    if want <= 0:
-        return []
-    out: list[tuple[float, Decimal]] = []
-    left = want
-    for px, sz in book.levels:
-        if left <= 0:
-            break
-        if (is_buy and px > limit) or (not is_buy and px < limit):
-            break
-        if sz <= 0:
-            continue
-        take = _floor(min(left, to_decimal(sz)), decimals)
-        if take <= 0:
-            continue
-        out.append((px, take))
-        left -= take
-    return out
+    """Take levels that cross ``limit`` until ``want`` is filled (sizes floored to the lot
+    ``10^-decimals``): :func:`engine.core.depth.walk_depth`, the two-leg paper venue's walk
+    too, as ``(price, size)``."""
+    levels = book.levels
+    return [(levels[i][0], take) for i, take in
+            walk_depth(levels, is_buy, limit, want, _lot(decimals))]
+
+
+def _lot(decimals: int) -> Decimal:
+    lot = _LOTS.get(decimals)
+    if lot is None:
+        lot = _LOTS[decimals] = Decimal(1).scaleb(-decimals)
+    return lot
+
+
+_LOTS: dict[int, Decimal] = {}
 
 
 def _px_wire(px: float) -> str:

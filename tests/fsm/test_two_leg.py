@@ -2,7 +2,9 @@
 Hypothesis stateful run of the controller against a scripted venue (rejects, partial fills, a
 lagging second leg, disconnects, restarts from the journal) keeps the invariants: never
 unhedged beyond the leg-risk budget or the hard deadline, net delta below one lot while
-HEDGED, positions = Σ fills per leg, no duplicate or over-sized close."""
+HEDGED, positions = Σ fills per leg, no duplicate or over-sized close, and every order's
+state is the one :data:`fsm.order.ORDER_TABLE` reaches from NEW by the events it received
+(terminal states never left)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from statemachine.exceptions import TransitionNotAllowed
 from engine.core.neutral import (
     CancelOrder,
     InstrumentKind,
+    OrderAck,
     OrderDone,
     OrderFill,
     OrderReject,
@@ -39,8 +42,10 @@ from engine.core.two_leg import (
     LEG_B,
     LegRiskConfig,
     LegSpec,
+    OrderSlot,
     TwoLegIntent,
 )
+from fsm import order as ofsm
 from fsm import two_leg as fsm
 from fsm.two_leg import EVENTS, STATES, TWO_LEG_TABLE, TwoLegMachine, machine_in
 
@@ -199,12 +204,27 @@ class TwoLegRun(RuleBasedStateMachine):
         self.now = 1_000_000
         self.venue = Venue()
         self.n = 0
-        self.intent = self.make_intent(self.n)
+        # every fsm.order event each order received (survives restarts: kept here) and the
+        # state each order was last seen in
+        self.order_events: dict[str, list[str]] = {}
+        self.order_seen: dict[str, str] = {}
+        self.intent = self.watch(self.make_intent(self.n))
         self.delivered_fills: dict[str, Decimal] = {LEG_A: Decimal(0), LEG_B: Decimal(0)}
         self.max_unhedged_s = 0.0
         self.seen_fills: list[OrderFill] = []
 
     # -- plumbing --
+
+    def watch(self, it: TwoLegIntent) -> TwoLegIntent:
+        """Log every order event the intent applies (its one door to the order machine)."""
+        apply = it._order_event
+
+        def logged(slot: OrderSlot, event: str) -> bool:
+            self.order_events.setdefault(slot.client_id, []).append(event)
+            return apply(slot, event)
+
+        it._order_event = logged  # type: ignore[method-assign]
+        return it
 
     def make_intent(self, n: int) -> TwoLegIntent:
         return make_intent(n, self.MIN_B, self.MIN_NOTIONAL_B)
@@ -233,6 +253,8 @@ class TwoLegRun(RuleBasedStateMachine):
                 self.send(self.intent.on_done(ev, self.now))
             elif isinstance(ev, OrderReject):
                 self.send(self.intent.on_reject(ev, self.now))
+            elif isinstance(ev, OrderAck):
+                self.intent.on_ack(ev)
 
     def tick_to(self, target: int) -> None:
         while self.now < target:
@@ -264,7 +286,7 @@ class TwoLegRun(RuleBasedStateMachine):
     def open(self) -> None:
         if self.intent.fills or self.intent.orders:
             self.n += 1
-            self.intent = self.make_intent(self.n)
+            self.intent = self.watch(self.make_intent(self.n))
         self.send(self.intent.open(self.now))
 
     @precondition(lambda self: bool(self.venue.live_open_work()))
@@ -290,6 +312,17 @@ class TwoLegRun(RuleBasedStateMachine):
             self.venue.finish(cid, self.now)
         self.deliver()
         self.observe()
+
+    @precondition(lambda self: self.venue.connected and any(
+        o["live"] or o["cancel_at"] is not None for o in self.venue.orders.values()))
+    @rule(data=st.data())
+    def venue_acks(self, data: st.DataObject) -> None:
+        """The venue accepts an order it holds, or answers our cancel of it (perhaps after
+        the order ended: a late answer)."""
+        cid = data.draw(st.sampled_from(sorted(
+            c for c, o in self.venue.orders.items() if o["live"] or o["cancel_at"] is not None)))
+        self.venue.events.append(OrderAck("v", "X", cid, cid, self.now))
+        self.deliver()
 
     @precondition(lambda self: bool(self.seen_fills) and self.venue.connected)
     @rule(data=st.data())
@@ -352,7 +385,7 @@ class TwoLegRun(RuleBasedStateMachine):
         for leg in (LEG_A, LEG_B):  # positions = Σ fills per leg, as journaled
             assert rebuilt.pos[leg] == sum(
                 (Decimal(q) for lg, q in rebuilt.fills.values() if lg == leg), Decimal(0))
-        self.intent = rebuilt
+        self.intent = self.watch(rebuilt)
         if was_connected:
             self.venue.connected = True
             self.send(self.intent.reconnect(self.now))
@@ -399,6 +432,26 @@ class TwoLegRun(RuleBasedStateMachine):
             for leg, p in self.venue.pos.items():
                 assert p == 0 or abs(p) < self.dust(leg), (leg, p)
             assert not self.intent.anomalies
+
+    @invariant()
+    def order_states_follow_the_order_table(self) -> None:
+        """Each order's state is where ORDER_TABLE leads from NEW by the events it received
+        (a contradiction only after its outcome, keeping it), and a terminal state is never
+        left (nor is it after a restart from the journal)."""
+        for cid, slot in self.intent.orders.items():
+            state = ofsm.NEW
+            for event in self.order_events.get(cid, []):
+                nxt = ofsm.ORDER_TABLE.get((state, event))
+                if nxt is None:
+                    assert state in ofsm.TERMINAL_STATES, (cid, state, event)
+                elif nxt != ofsm.IGNORE:
+                    state = nxt
+            assert slot.state == state, (cid, slot.state, self.order_events.get(cid))
+            before = self.order_seen.get(cid)
+            assert before not in ofsm.TERMINAL_STATES or slot.state == before, (cid, before)
+            self.order_seen[cid] = slot.state
+            assert slot.done == (slot.state in ofsm.TERMINAL_STATES)
+            assert slot.filled <= slot.qty
 
     @invariant()
     def never_an_order_the_leg_cannot_trade(self) -> None:

@@ -313,9 +313,19 @@ class OrderDone:
     ts_ms: int
 
 
+class OrderRequest(enum.Enum):
+    """Which of our requests about an order a refusal answers."""
+
+    PLACE = "place"
+    AMEND = "amend"
+    CANCEL = "cancel"
+
+
 @attrs.frozen
 class OrderReject:
-    """The venue refused the order (or a request about it)."""
+    """The venue refused the order (``request`` PLACE, and an order update saying it was
+    rejected), or refused a request about it (AMEND, CANCEL): then the order itself was not
+    refused and is as it was (a cancel refused NOT_FOUND: no longer live at the venue)."""
 
     venue: str
     symbol: str
@@ -323,6 +333,7 @@ class OrderReject:
     reason: RejectReason
     detail: str
     ts_ms: int
+    request: OrderRequest = OrderRequest.PLACE
 
 
 @attrs.frozen(slots=True)

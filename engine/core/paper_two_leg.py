@@ -69,6 +69,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
@@ -254,7 +255,8 @@ class PaperTwoLegVenue:
 
     def _reject_ev(self, o: PlaceOrder | CancelOrder, reason: RejectReason, detail: str,
                    ts: int) -> OrderReject:
-        return OrderReject(self.venue, o.symbol, o.client_id, reason, detail, ts)
+        request = OrderRequest.CANCEL if isinstance(o, CancelOrder) else OrderRequest.PLACE
+        return OrderReject(self.venue, o.symbol, o.client_id, reason, detail, ts, request)
 
     def _arrive(self, o: PlaceOrder | CancelOrder, ts: int) -> list[VenueEvent]:
         if isinstance(o, CancelOrder):

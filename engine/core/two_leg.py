@@ -46,6 +46,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
@@ -61,6 +62,11 @@ CLOSE_ROLE = "close"
 MAX_CLOSE_REJECTS = 5
 """A leg whose close the venue refused this many times is left to the operator (an anomaly),
 not retried in a loop."""
+MAX_CANCEL_REJECTS = 5
+"""A cancel the venue refused (other than NOT_FOUND: the order is still live) is sent again at
+the next step of the policy, at the latest :data:`CANCEL_RETRY_MS` later, up to this many
+refusals per order; then it is an anomaly."""
+CANCEL_RETRY_MS = 250
 
 Intent = PlaceOrder | CancelOrder
 
@@ -173,6 +179,8 @@ class TwoLegIntent:
         self.last_ms: int | None = None
         self.hedge_rejects = 0
         self.close_rejects: dict[str, int] = {}
+        self.cancel_rejects: dict[str, int] = {}  # client id -> refusals of our cancel
+        self.cancel_retry_ms: int | None = None  # a refused cancel is sent again by then
         self.connected = True
         self.deferred: list[Intent] = []
         self.transitions: list[tuple[str, str, str]] = []
@@ -227,17 +235,20 @@ class TwoLegIntent:
         return float(self.qty) * self.ref_price
 
     def next_wakeup_ms(self) -> int | None:
-        """When :meth:`on_tick` must run next (None: no time limit pending)."""
+        """When :meth:`on_tick` must run next (None: no time limit pending): the leg-risk
+        budget or deadline while unhedged, and a refused cancel to send again."""
+        retry = self.cancel_retry_ms if self.state in fsm.FLATTENING else None
         if self.state not in fsm.UNHEDGED_STATES or self.last_ms is None:
-            return None
+            return retry
         exposure = self.exposure_usd()
         if exposure <= 0 or self.unhedged_since_ms is None:
-            return None
+            return retry
         left = self.cfg.budget_usd_s - self.risk_usd_s - self.max_exposure_usd() * (
             self.cfg.unwind_reserve_s)
         t_budget = self.last_ms + max(left, 0.0) / exposure * 1000.0
         t_deadline = self.unhedged_since_ms + self.cfg.deadline_s * 1000.0
-        return int(min(t_budget, t_deadline))
+        due = int(min(t_budget, t_deadline))
+        return due if retry is None else min(due, retry)
 
     # -- transitions -------------------------------------------------------------------------------
 
@@ -453,13 +464,37 @@ class TwoLegIntent:
         return out
 
     def on_reject(self, r: OrderReject, now_ms: int) -> list[Intent]:
-        """``reject``. Once the order is over, a refusal of our cancel (the order is no longer
-        live) or of a re-send (the venue already has that client id) is that request's
-        answer, not the order's: nothing changes."""
+        """``reject`` when the venue refused the order itself (``request`` PLACE). A refusal
+        of our cancel or amend is that request's answer, not the order's: the order stays as
+        it was (a refused cancel of a live order is sent again at the policy's next step,
+        up to :data:`MAX_CANCEL_REJECTS` refusals, then an anomaly), except a cancel refused
+        NOT_FOUND while we hold the order live: the venue no longer has it live, so it is
+        over (``lose_contact`` then ``resolve_not_found`` → EXPIRED when nothing filled, else
+        ``cancel_confirmed`` → CANCELED after its fills; a fill still on its way is counted
+        when it comes). Once the order is over, a refusal of a re-send (the venue already has
+        that client id) changes nothing either."""
         out: list[Intent] = []
         self._accrue(now_ms)
         slot = self.orders.get(r.client_id)
         if slot is None:
+            return out
+        if r.request is not OrderRequest.PLACE:
+            if r.request is OrderRequest.CANCEL and slot.live:
+                if r.reason is RejectReason.NOT_FOUND:
+                    self._order_event(slot, ofsm.LOSE_CONTACT)
+                    self._order_event(slot, ofsm.CANCEL_CONFIRMED if slot.filled > 0
+                                      else ofsm.RESOLVE_NOT_FOUND)
+                    self._advance(now_ms, out)
+                else:  # still live: the cancel is sent again at the policy's next step
+                    n = self.cancel_rejects[slot.client_id] = \
+                        self.cancel_rejects.get(slot.client_id, 0) + 1
+                    if n < MAX_CANCEL_REJECTS:
+                        slot.cancel_sent = False
+                        self.cancel_retry_ms = now_ms + CANCEL_RETRY_MS
+                    else:
+                        self.anomalies.append(
+                            f"cancel of order {slot.client_id} refused {n} times "
+                            f"({r.reason.value}); not retried: reconcile")
             return out
         if slot.done and (slot.cancel_sent or r.reason is RejectReason.DUPLICATE_CLIENT_ID):
             return out
@@ -520,6 +555,10 @@ class TwoLegIntent:
                 self.unhedged_since_ms = None
             return
         if self.state in fsm.FLATTENING:
+            # every order but the closes is canceled while flattening (close, unwind): this
+            # sends again a cancel the venue refused (none else is left uncanceled)
+            self._cancel_open_work(out)
+            self.cancel_retry_ms = None
             for leg, spec in self.legs.items():
                 p = self.pos[leg]
                 qty = self._closable(leg)

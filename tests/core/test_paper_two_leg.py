@@ -22,6 +22,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
@@ -149,6 +150,7 @@ def test_a_limit_rests_fills_as_maker_when_crossed_and_cancels() -> None:
     v.submit(CancelOrder("bybit", "BTCUSDT", SPOT_K, "c1"), T0 + 50)
     (r,) = v.due(T0 + 60)
     assert isinstance(r, OrderReject) and r.reason is RejectReason.NOT_FOUND
+    assert r.request is OrderRequest.CANCEL
 
 
 def test_post_only_that_would_take_is_rejected() -> None:

@@ -15,11 +15,13 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
 )
 from engine.core.two_leg import (
+    CLOSE_ROLE,
     HEDGE_ROLE,
     LEG_A,
     LEG_B,
@@ -224,7 +226,8 @@ def test_answers_to_our_cancel_or_resend_after_the_outcome_are_quiet() -> None:
     assert any(isinstance(i, CancelOrder) and i.client_id == h for i in out)
     it.on_done(done(h, "0", canceled=True), T0 + 2)
     assert it.orders[h].state == ofsm.CANCELED
-    it.on_reject(reject(h, RejectReason.NOT_FOUND), T0 + 3)  # the cancel's late answer
+    it.on_reject(OrderReject("v", "X", h, RejectReason.NOT_FOUND, "x", T0, OrderRequest.CANCEL),
+                 T0 + 3)  # the cancel's late answer
     it.on_ack(ack(h))
     it.on_reject(reject(cid, RejectReason.DUPLICATE_CLIENT_ID), T0 + 4)  # a re-send's answer
     assert it.orders[h].state == ofsm.CANCELED and it.orders[cid].state == ofsm.FILLED
@@ -295,3 +298,81 @@ def test_legacy_state_derivation() -> None:
     assert legacy_slot_state(False, Decimal(0), q, True) == ofsm.NEW
     assert legacy_slot_state(False, Decimal("0.5"), q, False) == ofsm.PARTIAL
     assert legacy_slot_state(False, Decimal(0), q, False) == ofsm.SENT
+
+
+# -- refusals of our cancel (not of the order) -------------------------------------------------------
+
+
+def cancel_refused(cid: str, reason: RejectReason) -> OrderReject:
+    return OrderReject("v", "X", cid, reason, "x", T0, OrderRequest.CANCEL)
+
+
+def closing_with_live_hedge() -> tuple[TwoLegIntent, str, str]:
+    """Leg A filled, its hedge live at the venue, then ``close``: the hedge's cancel sent."""
+    it, cid = opened()
+    it.on_fill(fill(cid, "1.00", "t1"), T0)
+    h = hedge_of(it)
+    it.on_ack(ack(h))
+    out = it.close(T0 + 1)
+    assert [i.client_id for i in out if isinstance(i, CancelOrder)] == [h]
+    assert it.state == fsm.CLOSING and it.orders[h].cancel_sent
+    return it, cid, h
+
+
+def test_a_refused_cancel_leaves_the_order_live_and_is_sent_again_at_the_next_step() -> None:
+    it, _, h = closing_with_live_hedge()
+    out = it.on_reject(cancel_refused(h, RejectReason.RATE_LIMITED), T0 + 2)
+    assert out == []  # not in the same breath: the next step sends it again
+    assert it.orders[h].state == ofsm.RESTING and not it.orders[h].done
+    assert it.hedge_rejects == 0  # the hedge was not refused
+    again = it.on_tick(T0 + 1_000)
+    assert [i.client_id for i in again if isinstance(i, CancelOrder)] == [h]
+    assert it.on_tick(T0 + 2_000) == []  # sent once: its answer is awaited
+    # the venue then cancels it: over, and the close goes on
+    it.on_done(done(h, "0", canceled=True), T0 + 2_100)
+    assert it.orders[h].state == ofsm.CANCELED
+    assert not it.anomalies
+
+
+def test_a_cancel_refused_again_and_again_becomes_an_anomaly_and_is_not_retried() -> None:
+    from engine.core.two_leg import MAX_CANCEL_REJECTS
+    it, _, h = closing_with_live_hedge()
+    sent = 1
+    for k in range(MAX_CANCEL_REJECTS):
+        it.on_reject(cancel_refused(h, RejectReason.PARAMETER), T0 + 10 + k * 1_000)
+        sent += sum(isinstance(i, CancelOrder) for i in it.on_tick(T0 + 500 + k * 1_000))
+    assert sent == MAX_CANCEL_REJECTS  # the first and MAX - 1 retries, then no more
+    assert it.orders[h].state == ofsm.RESTING
+    (a,) = it.anomalies
+    assert f"refused {MAX_CANCEL_REJECTS} times" in a and "reconcile" in a
+
+
+def test_a_cancel_refused_not_found_ends_a_live_order_with_nothing_filled_expired() -> None:
+    it, cid, h = closing_with_live_hedge()
+    it.on_reject(cancel_refused(h, RejectReason.NOT_FOUND), T0 + 2)
+    assert it.orders[h].state == ofsm.EXPIRED
+    # nothing in flight but leg A's close: once it fills, the pair is flat
+    (close,) = it.in_flight()
+    assert close.role == CLOSE_ROLE and close.leg == LEG_A
+    it.on_fill(fill(close.client_id, "1.00", "t9", Side.BUY), T0 + 3)
+    it.on_done(done(close.client_id, "1.00", canceled=False), T0 + 3)
+    assert it.state == fsm.IDLE and not it.in_flight()
+    assert not it.anomalies
+
+
+def test_a_cancel_refused_not_found_after_fills_is_canceled_and_a_late_fill_still_counts() -> None:
+    it, _, h = closing_with_live_hedge()
+    it.on_fill(fill(h, "0.40", "t2", Side.BUY), T0 + 2)
+    it.on_reject(cancel_refused(h, RejectReason.NOT_FOUND), T0 + 3)
+    assert it.orders[h].state == ofsm.CANCELED
+    it.on_fill(fill(h, "0.10", "t3", Side.BUY), T0 + 4)  # was on its way: counted
+    assert it.pos[LEG_B] == Decimal("0.50") and it.orders[h].state == ofsm.CANCELED
+    assert not it.anomalies  # late progress after CANCELED is tolerated by the table
+
+
+def test_an_amend_refusal_changes_nothing() -> None:
+    it, cid = opened()
+    it.on_ack(ack(cid))
+    r = OrderReject("v", "X", cid, RejectReason.INVALID_QTY, "x", T0, OrderRequest.AMEND)
+    assert it.on_reject(r, T0 + 1) == []
+    assert it.orders[cid].state == ofsm.RESTING and not it.anomalies

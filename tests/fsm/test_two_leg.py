@@ -32,6 +32,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
@@ -117,6 +118,7 @@ class Venue:
         self.connected = True
         self.over_close = False
         self.dup_close = False
+        self.refuse_cancels = 0  # the next this many cancels of live orders are refused
 
     def submit(self, intents: list[object], now: int, closes: set[str]) -> None:
         for i in intents:
@@ -134,7 +136,16 @@ class Venue:
                                             "cancel_at": None}
             elif isinstance(i, CancelOrder):
                 o = self.orders.get(i.client_id)
-                if o is not None and o["live"] and o["cancel_at"] is None:
+                if o is None or not o["live"]:  # Bybit: "order not exists or too late"
+                    self.events.append(OrderReject("v", "X", i.client_id,
+                                                   RejectReason.NOT_FOUND, "not live", now,
+                                                   OrderRequest.CANCEL))
+                elif self.refuse_cancels:  # the cancel refused, the order still live
+                    self.refuse_cancels -= 1
+                    self.events.append(OrderReject("v", "X", i.client_id,
+                                                   RejectReason.RATE_LIMITED, "too many", now,
+                                                   OrderRequest.CANCEL))
+                elif o["cancel_at"] is None:
                     o["cancel_at"] = now + CANCEL_MS
 
     def fill(self, cid: str, qty: Decimal, now: int) -> None:
@@ -323,6 +334,12 @@ class TwoLegRun(RuleBasedStateMachine):
             c for c, o in self.venue.orders.items() if o["live"] or o["cancel_at"] is not None)))
         self.venue.events.append(OrderAck("v", "X", cid, cid, self.now))
         self.deliver()
+
+    @rule(n=st.integers(1, 2))
+    def venue_refuses_cancels(self, n: int) -> None:
+        """The venue refuses our next cancels (a rate limit): the orders stay live; the
+        intent sends each cancel again, so the unwind still ends within the budget."""
+        self.venue.refuse_cancels = n
 
     @precondition(lambda self: bool(self.seen_fills) and self.venue.connected)
     @rule(data=st.data())

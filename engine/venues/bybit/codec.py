@@ -385,7 +385,9 @@ def _order_event(d: dict[str, Any], msg: dict[str, Any]) -> Any:
         )
     if status in ORDER_STATUS_REJECTED:
         text = str(d.get("rejectReason", ""))
-        return OrderReject(reason=reject_reason(None, text), detail=text, ts_ms=ts, **common)
+        # the order update says the order itself was refused (request PLACE)
+        return OrderReject(VENUE, common["symbol"], common["client_id"],
+                           reject_reason(None, text), text, ts)
     return Malformed(f"unknown orderStatus {status!r}", _sample(d))
 
 

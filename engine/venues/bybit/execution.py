@@ -25,6 +25,7 @@ from engine.core.neutral import (
     InstrumentKind,
     OrderAck,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     RejectReason,
     Side,
@@ -79,9 +80,10 @@ class BybitExecution:
         self.rest = rest
         self.clock = clock
 
-    def _reject(self, symbol: str, client_id: str, exc: BybitApiError) -> OrderReject:
+    def _reject(self, symbol: str, client_id: str, exc: BybitApiError,
+                request: OrderRequest = OrderRequest.PLACE) -> OrderReject:
         return OrderReject(VENUE, symbol, client_id, exc.reason,
-                           f"{exc.ret_code} {exc.ret_msg}", int(self.clock()))
+                           f"{exc.ret_code} {exc.ret_msg}", int(self.clock()), request)
 
     async def place(self, intent: PlaceOrder) -> OrderAck | OrderReject:
         try:
@@ -116,7 +118,7 @@ class BybitExecution:
         try:
             result = await self.rest.post("/v5/order/amend", params)
         except BybitApiError as exc:
-            return self._reject(intent.symbol, intent.client_id, exc)
+            return self._reject(intent.symbol, intent.client_id, exc, OrderRequest.AMEND)
         return OrderAck(VENUE, intent.symbol, intent.client_id, str(result.get("orderId", "")),
                         int(self.clock()))
 
@@ -129,7 +131,7 @@ class BybitExecution:
                                            "symbol": intent.symbol,
                                            "orderLinkId": intent.client_id})
         except BybitApiError as exc:
-            return self._reject(intent.symbol, intent.client_id, exc)
+            return self._reject(intent.symbol, intent.client_id, exc, OrderRequest.CANCEL)
         return OrderAck(VENUE, intent.symbol, intent.client_id, str(result.get("orderId", "")),
                         int(self.clock()))
 

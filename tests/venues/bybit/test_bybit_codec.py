@@ -21,6 +21,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PositionUpdate,
     RejectReason,
     Side,
@@ -160,6 +161,7 @@ def test_order_topic_statuses() -> None:
         (e,) = dec.decode(json.dumps(m))
         assert isinstance(e, cls) and e.client_id == "L1", status
     assert e.reason is RejectReason.POST_ONLY_WOULD_TAKE
+    assert e.request is OrderRequest.PLACE  # an order update refusing the order itself
     m["data"][0]["orderStatus"] = "Exploded"
     (bad,) = dec.decode(json.dumps(m))
     assert isinstance(bad, Malformed) and "Exploded" in bad.reason

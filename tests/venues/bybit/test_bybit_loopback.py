@@ -24,6 +24,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     PositionUpdate,
     RejectReason,
@@ -156,6 +157,7 @@ async def test_private_stream_place_fill_cancel(rig: Rig) -> None:
     again = await ex.cancel(CancelOrder("bybit", "BTCUSDT", InstrumentKind.LINEAR_PERP,
                                         resting.client_id))
     assert isinstance(again, OrderReject) and again.reason is RejectReason.NOT_FOUND
+    assert again.request is OrderRequest.CANCEL  # the cancel was refused, not the order
     # cancel-all
     for _ in range(2):
         await ex.place(attrs.evolve(resting, client_id=new_order_link_id("t")))
@@ -174,6 +176,7 @@ async def test_spot_leg_and_post_only_and_balance_rejects(rig: Rig) -> None:
     too_big = attrs.evolve(buy, qty=Decimal("100"), client_id=new_order_link_id("s"))
     rej = await ex.place(too_big)
     assert isinstance(rej, OrderReject) and rej.reason is RejectReason.INSUFFICIENT_BALANCE
+    assert rej.request is OrderRequest.PLACE
     reduce = PlaceOrder("bybit", "ETHUSDT", InstrumentKind.LINEAR_PERP, Side.BUY,
                         Decimal("0.01"), new_order_link_id("s"), reduce_only=True)
     rej2 = await ex.place(reduce)

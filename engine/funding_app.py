@@ -80,6 +80,7 @@ from engine.core.neutral import (
     OrderDone,
     OrderFill,
     OrderReject,
+    OrderRequest,
     PlaceOrder,
     PositionUpdate,
     RejectReason,
@@ -774,8 +775,9 @@ class FundingApp:
         assert core is not None
         if isinstance(ev, OrderReject):
             self.stats.rejects += 1
+            what = "order" if ev.request is OrderRequest.PLACE else f"{ev.request.value} of order"
             (log.info if ev.reason is RejectReason.NOT_FOUND else log.warning)(
-                "order %s %s rejected: %s (%s)", ev.client_id, ev.symbol, ev.reason.value,
+                "%s %s %s rejected: %s (%s)", what, ev.client_id, ev.symbol, ev.reason.value,
                 ev.detail)
         out = core.on_order_event(ev, now)
         if t0_ns and isinstance(ev, OrderFill):

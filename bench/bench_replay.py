@@ -5,7 +5,8 @@ default) and replays each in observe and in paper mode, each run in a fresh chil
 (``python -m engine replay`` in-process there), printing frames/s of the whole replay (reading,
 decompressing, decoding, the cores, timers and the record writer) and the child's peak RSS.
 Targets (issue 10): observe >= 400,000 frames/s, paper >= 250,000 frames/s on one core, replay
-memory <= 200 MB for a day. Each line also gives frames per CPU second of the child (its
+memory <= 200 MB for a day. An INFO line gives the ceiling: the frames per CPU second of reading
+and decoding the short recording alone (no core). Each line also gives frames per CPU second of the child (its
 ``time.process_time()`` over the replay): on a shared machine the wall-clock rate follows the
 load of the moment, the CPU rate much less (compare branches by it, alternating runs).
 
@@ -74,6 +75,41 @@ def child(data: str, mode: str, out: str) -> int:
     return 0
 
 
+def floor_child(data: str) -> int:
+    """Reading and decoding alone: every recorded frame read (zstd, records, batches) and
+    decoded by the Hyperliquid wire decoder, no core, no timers, no records written. No replay
+    of this recording can run faster on one core than this."""
+    from engine.io.frames import K_IN, iter_batches
+    from engine.venues.hyperliquid.wire import WireDecoder
+
+    decode = WireDecoder(l2book=True).decode
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    n = 0
+    for items, _ in iter_batches(Path(data)):
+        for it in items:
+            if it[0] == K_IN:
+                for text in it[3]:
+                    decode(text)
+                n += len(it[3])
+    print(json.dumps({"frames": n, "wall_s": time.perf_counter() - t0,
+                      "cpu_s": time.process_time() - cpu0}))
+    return 0
+
+
+def floor_line(data: Path, minutes: float) -> str:
+    """The INFO line of :func:`floor_child` (run in a fresh child, like the replays)."""
+    proc = subprocess.run([sys.executable, __file__, "--floor", str(data)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"INFO: reading + decoding alone could not be measured: {proc.stderr[-300:]}"
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return (f"INFO: reading + decoding alone with no core, {minutes:g} min of 40 markets: "
+            f"{r['frames'] / r['cpu_s']:,.0f} frames per CPU second "
+            f"({r['cpu_s'] / r['frames'] * 1e6:.2f} µs per frame; no core, timers or records "
+            "written: the ceiling of any replay of this recording on one core)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -81,9 +117,12 @@ def main() -> int:
     ap.add_argument("--day", action="store_true",
                     help="also record and replay 24 h: the memory verdict is then measured")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--floor", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(*args.child)
+    if args.floor:
+        return floor_child(args.floor)
     from engine.sim.record import record
 
     print("NOTE: figures from whatever machine runs this; on a shared, loaded machine they "
@@ -114,6 +153,8 @@ def main() -> int:
                       "before the replay started; "
                       f"{r['frames'] / r['cpu_s']:,.0f} frames per CPU "
                       "second)", flush=True)
+            if minutes == sizes[0]:
+                print(floor_line(data, minutes), flush=True)
             shutil.rmtree(data)
     print(memory_verdict(rss, args.minutes, args.minutes * args.scale))
     return 0

@@ -103,7 +103,11 @@ def floor_line(data: Path, minutes: float) -> str:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return f"INFO: reading + decoding alone could not be measured: {proc.stderr[-300:]}"
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return floor_text(json.loads(proc.stdout.strip().splitlines()[-1]), minutes)
+
+
+def floor_text(r: dict[str, float], minutes: float) -> str:
+    """The INFO line for :func:`floor_child`'s figures ``r`` (``frames``, ``cpu_s``)."""
     return (f"INFO: reading + decoding alone with no core, {minutes:g} min of 40 markets: "
             f"{r['frames'] / r['cpu_s']:,.0f} frames per CPU second "
             f"({r['cpu_s'] / r['frames'] * 1e6:.2f} µs per frame; no core, timers or records "

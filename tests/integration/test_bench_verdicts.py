@@ -84,6 +84,7 @@ def test_trade_path_verdict_rule() -> None:
 REPLAY_OUT = """\
 MISS: replay observe >= 400,000 frames/s, 10 min of 40 markets (93,993 frames/s, 76,094 frames, \
 2.4 MB, 0.81 s, peak RSS 63 MB)
+INFO: reading + decoding alone with no core, 10 min of 40 markets: 400,502 frames per CPU second (2.50 µs per frame; no core, timers or records written: the ceiling of any replay of this recording on one core)
 PASS: replay memory <= 200 MB for a day (measured, 24 h replayed: peak RSS observe 70 MB, paper \
 120 MB)
 """
@@ -94,9 +95,19 @@ def test_replay_rows() -> None:
     assert rows == [
         ("replay observe >= 400,000 frames/s, 10 min of 40 markets", "MISS",
          "93,993 frames/s, 76,094 frames, 2.4 MB, 0.81 s, peak RSS 63 MB"),
+        ("(no target) reading + decoding alone with no core", "INFO",
+         "10 min of 40 markets: 400,502 frames per CPU second (2.50 µs per frame; no core, "
+         "timers or records written: the ceiling of any replay of this recording on one core)"),
         ("replay memory <= 200 MB for a day", "PASS",
          "measured, 24 h replayed: peak RSS observe 70 MB, paper 120 MB"),
     ]
+
+
+def test_replay_floor_line_is_an_info_row() -> None:
+    line = _load("bench_replay").floor_text({"frames": 76_094, "cpu_s": 0.19}, 10.0)
+    ((what, verdict, figure),) = run_all.PARSERS["bench_replay"](line)
+    assert (what, verdict) == ("(no target) reading + decoding alone with no core", "INFO")
+    assert figure.startswith("10 min of 40 markets: 400,495 frames per CPU second (2.50 µs")
 
 
 def test_replay_memory_verdict_measured_or_said_to_be_extrapolated() -> None:

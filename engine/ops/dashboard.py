@@ -536,7 +536,14 @@ class Dashboard:
         return realised, unrealised
 
     def _sample_equity(self) -> None:
-        realised, unrealised = self._pnl()
+        try:
+            realised, unrealised = self._pnl()
+        except Exception:  # a display bug must never reach the engine: logged, counted
+            self.snapshot_errors += 1
+            if self.snapshot_errors <= 3 or self.snapshot_errors % 1000 == 0:
+                log.exception("dashboard: equity sample failed (%d so far)",
+                              self.snapshot_errors)
+            return
         if realised is None:
             return
         self.equity.append((time.time() * 1000.0, realised + (unrealised or 0.0)))

@@ -173,3 +173,25 @@ def test_a_hyperliquid_snapshot_has_no_funding_part() -> None:
     assert not funding_mode(d.app) and "funding" not in snap
     assert set(snap) == {"t_ms", "status", "markets", "positions", "orders", "pnl",
                          "equity_last", "latency", "dashboard"}
+
+
+class _BrokenCore:
+    ledgers: dict[str, Any] = {}
+    totals = {"net": 0.0}
+
+    def snapshot(self) -> dict[str, Any]:
+        raise RuntimeError("display bug")
+
+    def open_net(self) -> float:
+        raise RuntimeError("display bug")
+
+
+def test_a_failing_funding_core_is_logged_and_counted_never_raised(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = funding_app(tmp_path, hedged_backtest())
+    app.funding = _BrokenCore()  # type: ignore[assignment]
+    d = Dashboard(app, lambda: {"mode": "paper"}, lambda: b"")
+    d._publish_snapshot()
+    d._sample_equity()
+    assert d.snapshot_errors == 2 and d.snapshots == 0 and not d.equity
+    assert sum("dashboard:" in r.message for r in caplog.records) == 2

@@ -7,6 +7,11 @@ task (:meth:`Dashboard.run`, in the ops service's nursery). It sends:
   same document as ``/status``), per market the gate state, oracle, book and dislocation, open
   positions with entry, mark, unrealised P&L and exit-rule state, live orders, P&L, latency
   percentiles (from the metrics exposition, every 2 s) and the dashboard's own counters;
+  with the funding/basis strategy (``FundingApp``: no markets, positions or orders of the
+  Hyperliquid kind) also ``funding``: per symbol the pair's state, both legs, net delta, P&L
+  parts, funding rate / APR / next funding time, hedge ratio and leg latency, the pairs' open
+  orders with their state words, and the strategy's P&L in ``pnl`` (so the header figures and
+  the equity curve work there too), all read from the core's own snapshot and ledgers;
 * ``signal``, ``followup``, ``order``, ``trade``, ``alert`` events as they are written (the
   record writer's tap and the ops service's alert hook), at most 20 pushes a second;
 * ``hello`` to a new client: the recent events of each kind and the equity curve so far.
@@ -258,6 +263,141 @@ def order_rows(trading: Any, now_ms: float, limit: int = 50) -> list[dict[str, A
     return rows[:limit]
 
 
+# ------------------------------------------------------------------ the funding strategy (Bybit)
+
+def funding_mode(app: Any) -> bool:
+    """True when the app runs the funding/basis strategy: it has the funding core's slot
+    (``FundingApp.funding``, None until the run is built). The Hyperliquid apps have none."""
+    return hasattr(app, "funding")
+
+
+def _ledger_figures(core: Any, sym: str) -> tuple[float | None, float | None]:
+    """(hedge ratio, leg latency ms) of the symbol's current round trip, from the core's own
+    ledger (:class:`engine.core.funding_core.Ledger`); None where there is none yet."""
+    led = (getattr(core, "ledgers", None) or {}).get(sym)
+    if led is None:
+        return None, None
+    ratio = led.hedge_ratio() if getattr(led, "peak_perp", 0.0) else None
+    latency = led.leg_latency_ms()
+    return _num(ratio), _num(latency)
+
+
+def _core_snapshot(core: Any, snap: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if snap is not None:
+        return snap
+    fn = getattr(core, "snapshot", None)
+    found = fn() if callable(fn) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def _symbols(snap: Mapping[str, Any]) -> Mapping[str, Any]:
+    syms = snap.get("symbols")
+    return syms if isinstance(syms, Mapping) else {}
+
+
+def funding_rows(core: Any, now_ms: float,
+                 snap: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per configured symbol, in the config's order, from
+    :meth:`FundingCore.snapshot` (``snap``, when the caller has it already) and the pair's
+    ledger: the pair's state word (``idle``, ``leg1``, ``hedging``, ``hedged``, ``closing``,
+    ``unwinding``), both legs, the net delta, the P&L parts as the core computes them
+    (funding earned, basis at the mids, fees, net), the predicted funding rate, the
+    strategy's APR, the next funding time, the basis, the leg risk, hedge ratio and leg
+    latency."""
+    if core is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for sym, r in _symbols(_core_snapshot(core, snap)).items():
+        if not isinstance(r, Mapping):
+            continue
+        nxt = _num(r.get("next_funding_ms"))
+        opened = _num(r.get("opened_ms"))
+        cooldown = _num(r.get("cooldown_until_ms"))
+        ratio, latency = _ledger_figures(core, str(sym))
+        decision = r.get("decision")
+        orders = r.get("orders")
+        rows.append({
+            "symbol": str(sym), "state": str(r.get("state") or "idle"),
+            "intent_id": r.get("intent_id"),
+            "perp_qty": _num(r.get("perp_qty")), "spot_qty": _num(r.get("spot_qty")),
+            "net_delta": _num(r.get("net_delta")), "exposure_usd": _num(r.get("exposure_usd")),
+            "funding": _num(r.get("funding")), "basis_pnl": _num(r.get("basis_pnl")),
+            "fees": _num(r.get("fees")), "net": _num(r.get("net")),
+            "rate": _num(r.get("rate")), "apr": _num(r.get("apr")),
+            "next_funding_ms": nxt,
+            "next_funding_in_ms": None if nxt is None else max(0.0, nxt - now_ms),
+            "basis_bps": _num(r.get("basis_bps")),
+            "leg_risk_usd_s": _num(r.get("leg_risk_usd_s")),
+            "hedge_ratio": ratio, "leg_latency_ms": latency,
+            "held_ms": None if opened is None else max(0.0, now_ms - opened),
+            "cooldown_in_ms": None if cooldown is None or cooldown <= now_ms
+            else cooldown - now_ms,
+            "decision": list(decision) if isinstance(decision, list | tuple) else [],
+            "unreconciled": r.get("unreconciled"),
+            "open_orders": len(orders) if isinstance(orders, list) else 0,
+        })
+    return rows
+
+
+def funding_order_rows(core: Any, snap: Mapping[str, Any] | None = None,
+                       limit: int = 50) -> list[dict[str, Any]]:
+    """The open pairs' orders not over yet (per symbol oldest first, as
+    :func:`engine.core.funding_core.open_order_rows` lists them), each with its
+    :mod:`fsm.order` state word."""
+    if core is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for sym, r in _symbols(_core_snapshot(core, snap)).items():
+        orders = r.get("orders") if isinstance(r, Mapping) else None
+        for o in orders if isinstance(orders, list) else ():
+            if not isinstance(o, Mapping):
+                continue
+            rows.append({"symbol": str(sym), "client_id": o.get("client_id"),
+                         "leg": o.get("leg"), "role": o.get("role"), "side": o.get("side"),
+                         "qty": o.get("qty"), "filled": o.get("filled"),
+                         "state": o.get("state"), "reduce_only": o.get("reduce_only"),
+                         "cancel_sent": o.get("cancel_sent")})
+    return rows[:limit]
+
+
+def funding_pnl(core: Any) -> tuple[float | None, float | None]:
+    """(realised, unrealised) net P&L of the funding strategy in USD, the core's own figures:
+    the closed round trips' net (``totals["net"]``) and the open pairs' at the mids
+    (:meth:`FundingCore.open_net`); their sum is :meth:`FundingCore.net_pnl`, what the
+    breakers and ``/status`` use. (None, None) before the core exists."""
+    if core is None:
+        return None, None
+    totals = getattr(core, "totals", None)
+    realised = _num(totals.get("net")) if isinstance(totals, Mapping) else None
+    open_net = getattr(core, "open_net", None)
+    unrealised = _num(open_net()) if callable(open_net) else None
+    return realised, unrealised
+
+
+def funding_doc(app: Any, now_ms: float) -> dict[str, Any]:
+    """The snapshot's ``funding`` part: the pairs, their open orders, the strategy's totals
+    (closed round trips plus the open ones marked now, :meth:`FundingApp.totals`), the leg
+    latency quantiles and the settlements booked."""
+    core = getattr(app, "funding", None)
+    snap = _core_snapshot(core, None) if core is not None else {}
+    totals_fn = getattr(app, "totals", None)
+    totals = totals_fn() if callable(totals_fn) and core is not None else {}
+    latency = getattr(app, "latency", None)
+    quantiles = getattr(latency, "quantiles", None)
+    stats = getattr(app, "stats", None)
+    closed = snap.get("totals")
+    return {
+        "symbols": funding_rows(core, now_ms, snap),
+        "orders": funding_order_rows(core, snap),
+        "totals": {k: _num(v) for k, v in totals.items()} if isinstance(totals, Mapping) else {},
+        "closed": int(closed.get("closed") or 0) if isinstance(closed, Mapping) else 0,
+        "leg_latency": quantiles() if callable(quantiles) else {},
+        "settlements": getattr(stats, "settlements", None),
+        "killed": bool(snap.get("killed", False)),
+        "connected": snap.get("connected"),
+    }
+
+
 def _compact(kind: str, record: Any) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         try:
@@ -382,6 +522,8 @@ class Dashboard:
 
     def _pnl(self) -> tuple[float | None, float | None]:
         """(realised net, unrealised) of the run in USD, or None where the app has none."""
+        if funding_mode(self.app):
+            return funding_pnl(getattr(self.app, "funding", None))
         trading = getattr(self.app, "trading", None)
         if trading is None:
             return None, None
@@ -394,13 +536,22 @@ class Dashboard:
         return realised, unrealised
 
     def _sample_equity(self) -> None:
-        realised, unrealised = self._pnl()
+        try:
+            realised, unrealised = self._pnl()
+        except Exception:  # a display bug must never reach the engine: logged, counted
+            self.snapshot_errors += 1
+            if self.snapshot_errors <= 3 or self.snapshot_errors % 1000 == 0:
+                log.exception("dashboard: equity sample failed (%d so far)",
+                              self.snapshot_errors)
+            return
         if realised is None:
             return
         self.equity.append((time.time() * 1000.0, realised + (unrealised or 0.0)))
 
     # -------------------------------------------------------------- documents
     def snapshot(self) -> dict[str, Any]:
+        """One ``snapshot`` event's document (see the module docstring); with the funding
+        strategy also ``funding`` (:func:`funding_doc`) and its P&L in ``pnl``."""
         app = self.app
         now_ms = float(app.clock())
         trading = getattr(app, "trading", None)
@@ -409,7 +560,7 @@ class Dashboard:
         realised, unrealised = self._pnl()
         found = status.get("breakers")
         breakers: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-        return {
+        doc: dict[str, Any] = {
             "t_ms": time.time() * 1000.0,
             "status": status,
             "markets": market_rows(getattr(app, "core", None), now_ms),
@@ -424,6 +575,11 @@ class Dashboard:
             "latency": self._latency,
             "dashboard": self.stats_doc(),
         }
+        if funding_mode(app):  # the Hyperliquid document stays exactly what it was
+            part = funding_doc(app, now_ms)
+            doc["funding"] = part
+            doc["pnl"]["trades"] = part["closed"]
+        return doc
 
     def stats_doc(self) -> dict[str, Any]:
         return self.hub.stats_doc() | {"snapshots": self.snapshots,

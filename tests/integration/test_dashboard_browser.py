@@ -4,7 +4,9 @@
 ephemeral ops port (read from its log line), an ops token. The page must show the simulator's
 markets, show a signal without a reload (the stream pushes it), refuse an action without the
 token and accept it with the token, each after a confirmation dialog; the kill switch stops
-the engine with exit 0. ``.ci/run`` installs chromium and chromedriver; without them this
+the engine with exit 0. In funding mode (``config/bybit-sim.toml``) the "Funding / basis"
+table shows both pairs hedged, the empty Hyperliquid sections are hidden, and the flatten
+button (with the token) flattens both legs of every pair. ``.ci/run`` installs chromium and chromedriver; without them this
 test is skipped and says why.
 """
 
@@ -46,10 +48,15 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-component-update", "--disable-sync", "--window-size=1400,2200")
 
 
-class Engine:
-    """``python -m engine run`` with its merged output collected by a reader thread."""
+ROOT = Path(__file__).resolve().parents[2]
+BYBIT_SIM_TOML = ROOT / "config" / "bybit-sim.toml"
 
-    def __init__(self, tmp: Path) -> None:
+
+class Engine:
+    """``python -m engine run`` (``args`` after ``run``) with its merged output collected by a
+    reader thread."""
+
+    def __init__(self, tmp: Path, args: tuple[str, ...] = ("--duration", "240")) -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("ENGINE_") and k not in ("STATE_DIRECTORY", "NOTIFY_SOCKET",
                                                             "CREDENTIALS_DIRECTORY")}
@@ -59,7 +66,7 @@ class Engine:
         self.data = tmp / "data"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "run", "--duration", "240"], env=env,
+            [sys.executable, "-m", "engine", "run", *args], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -96,6 +103,16 @@ class Engine:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     e = Engine(tmp_path)
+    try:
+        yield e
+    finally:
+        e.stop()
+
+
+@pytest.fixture
+def funding_engine(tmp_path: Path) -> Iterator[Engine]:
+    """The funding/basis strategy: paper on the embedded Bybit simulator."""
+    e = Engine(tmp_path, ("--config", str(BYBIT_SIM_TOML), "--duration", "240"))
     try:
         yield e
     finally:
@@ -222,3 +239,49 @@ def test_dashboard_in_a_real_browser(engine: Engine, browser: Any, tmp_path: Pat
     assert engine.proc.wait(60) == 0
     wait(lambda: "disconnected" in browser.find_element(By.ID, "conn-state").text, 10,
          "the page to notice the engine is gone")
+
+
+def test_the_funding_dashboard_in_a_real_browser(funding_engine: Engine, browser: Any,
+                                                 tmp_path: Path) -> None:
+    engine = funding_engine
+    ops_port = int(engine.find(r"ops http: listening on http://127\.0\.0\.1:(\d+)", 60).group(1))
+    browser.get(f"http://127.0.0.1:{ops_port}/")
+
+    def pairs() -> dict[str, str]:
+        return dict(browser.execute_script(
+            "return Object.fromEntries(Array.from(document.querySelectorAll("
+            "'#funding-pairs tbody tr[data-symbol]'), (r) => [r.dataset.symbol, r.dataset.state]));"))
+
+    wait(lambda: set(pairs()) == {"BTCUSDT", "ETHUSDT"}, 30, "both pairs in the table")
+    wait(lambda: "hedged" in pairs().values(), 30, "a hedged pair")
+    assert browser.find_element(By.ID, "funding").is_displayed()
+    assert "Funding / basis" in browser.find_element(By.CSS_SELECTOR, "#funding h2").text
+    for hidden in ("markets-panel", "positions-panel", "signals-orders"):
+        assert not browser.find_element(By.ID, hidden).is_displayed(), hidden
+    # the table is redrawn from every snapshot: read one row's cells in one script
+    cells = wait(lambda: browser.execute_script(
+        "const r = document.querySelector('#funding-pairs tbody tr[data-state=hedged]');"
+        "return r ? Array.from(r.cells, (c) => c.textContent) : null;"), 10, "a hedged row")
+    assert cells[2].startswith("-") and cells[3].startswith("+")  # short perp, long spot
+    assert cells[9].endswith("%") and cells[10].endswith("%")  # rate, APR
+    pnl = browser.find_element(By.ID, "pnl").text
+    assert "closed round trips" in pnl and "open pairs at the mids" in pnl
+    assert browser.find_element(By.ID, "btn-flatten").text == "Flatten all pairs"
+    shot = tmp_path / "dashboard-funding.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("DASHBOARD_FUNDING_SCREENSHOT"):
+        shutil.copy(shot, os.environ["DASHBOARD_FUNDING_SCREENSHOT"])
+
+    # the flatten button with the token: both legs of every pair, the engine keeps running
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "btn-flatten").click()
+    assert "both legs of every pair" in confirm_dialog(browser, accept=True)
+    wait(lambda: "accepted (200)" in result_text(browser), 10, "the flatten accepted")
+    wait(lambda: set(pairs().values()) == {"idle"}, 30, "both pairs flat")
+    assert engine.proc.poll() is None
+
+    browser.find_element(By.ID, "btn-kill").click()
+    assert "both legs" in confirm_dialog(browser, accept=True)
+    wait(lambda: "accepted (200)" in result_text(browser), 10, "the kill accepted")
+    assert engine.proc.wait(60) == 0

@@ -1,6 +1,8 @@
 // The engine's live dashboard: one EventSource on "events" (relative: works through an SSH
 // tunnel on any local port), tables re-drawn from each snapshot, signals/followups/orders/
-// trades/alerts appended as they are pushed. Actions POST with the bearer token typed here
+// trades/alerts appended as they are pushed; with the funding/basis strategy (a "funding"
+// part in the snapshot) its pairs, totals and open orders, the empty Hyperliquid sections
+// hidden. Actions POST with the bearer token typed here
 // (kept in this page only) after a confirmation dialog.
 "use strict";
 
@@ -17,6 +19,7 @@ const state = {
   lastSnapshotAt: 0,
   snapshot: null,
   dropped: 0,
+  funding: false,       // the snapshot has a "funding" part (the funding/basis strategy)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -32,6 +35,14 @@ function px(x) {  // prices: 6 significant digits, no float noise
   if (typeof x !== "number" || !isFinite(x)) return "–";
   if (Math.abs(x) >= 1e5) return x.toFixed(0);
   return String(Number(x.toPrecision(6)));
+}
+function qty(x) {  // signed quantities: 6 significant digits, no float noise
+  if (typeof x !== "number" || !isFinite(x)) return "–";
+  if (x === 0) return "0";
+  return (x > 0 ? "+" : "") + String(Number(x.toPrecision(6)));
+}
+function pct(x, digits) {
+  return typeof x === "number" && isFinite(x) ? `${(x * 100).toFixed(digits)} %` : "–";
 }
 function signed(x, digits) {
   if (typeof x !== "number" || !isFinite(x)) return "–";
@@ -76,13 +87,20 @@ function onSnapshot(s) {
   badge("killed", killed ? `STOP: ${killed}` : "kill switch off", killed ? "bad" : "ok");
   $("uptime").textContent = st.uptime_s !== undefined ?
     `up ${dur(st.uptime_s * 1000)} · v${st.version || "?"}` : "";
+  const funding = s.funding && typeof s.funding === "object" ? s.funding : null;
+  setFundingMode(!!funding);
   drawPnl(s.pnl || {}, st);
   drawBreakers(st);
   drawFeed(st, s.markets || []);
   drawLatency(s.latency || {});
+  drawFunding(funding);
   drawPositions(s.positions || []);
   drawOrders(s.orders || []);
   drawMarkets(s.markets || []);
+  // funding mode: the Hyperliquid sections only while they have something to show
+  $("positions-panel").hidden = !!funding && !(s.positions || []).length;
+  $("markets-panel").hidden = !!funding && !(s.markets || []).length;
+  $("signals-orders").hidden = !!funding && !state.signals.length && !(s.orders || []).length;
   if (Array.isArray(s.equity_last)) {
     const last = state.equity[state.equity.length - 1];
     if (!last || s.equity_last[0] > last[0]) state.equity.push(s.equity_last);
@@ -96,6 +114,19 @@ function onSnapshot(s) {
 }
 
 function drawPnl(p, st) {
+  if (state.funding) {
+    const f = (state.snapshot && state.snapshot.funding) || {};
+    kv("pnl", [
+      ["today (breakers)", signed(p.today_usd, 2)],
+      ["closed round trips (net of fees)", signed(p.realised_usd, 4)],
+      ["open pairs at the mids", signed(p.unrealised_usd, 4)],
+      ["session total", signed(p.total_usd, 4)],
+      ["equity", num(p.equity_usd, 2)],
+      ["round trips closed", esc(p.trades ?? "–")],
+      ["funding settlements", esc(f.settlements ?? "–")],
+    ]);
+    return;
+  }
   const rows = [
     ["today (breakers)", signed(p.today_usd, 2)],
     ["session realised (net of fees)", signed(p.realised_usd, 4)],
@@ -158,6 +189,60 @@ function drawLatency(lat) {
     `<td>${ms(r.p90_ms)}</td><td>${ms(r.p99_ms)}</td>` +
     `<td>${ms(r.window_p50_ms)} / ${ms(r.window_p99_ms)}</td></tr>`).join("") ||
     '<tr><td colspan="6" class="l muted">no observations yet</td></tr>');
+}
+
+const FLATTEN_HL = "Flatten every position";
+const FLATTEN_FUNDING = "Flatten both legs of every pair (the perp reduce-only); entries stop " +
+  "until a restart";
+function setFundingMode(on) {
+  if (state.funding === on) return;
+  state.funding = on;
+  const b = $("btn-flatten");
+  b.textContent = on ? "Flatten all pairs" : "Flatten all";
+  b.title = on ? FLATTEN_FUNDING : FLATTEN_HL;
+  $("btn-kill").title = on ? "no new entries, both legs of every pair flattened, the engine " +
+    "stops" : "";
+}
+
+function drawFunding(f) {
+  $("funding").hidden = !f;
+  if (!f) return;
+  const unhedged = new Set(["leg1", "hedging", "unwinding"]);
+  body("funding-pairs", (f.symbols || []).map((r) => {
+    const cls = unhedged.has(r.state) ? "unhedged" : r.state === "idle" ? "blocked" : "";
+    const next = typeof r.next_funding_ms === "number" ?
+      `${clock(r.next_funding_ms).slice(0, 8)} (in ${dur(r.next_funding_in_ms)})` : "–";
+    const d = r.decision || [];
+    const why = d[0] ? `${d[0]}${d[1] ? `: ${d[1]}` : ""}` : "";
+    const stateCell = r.unreconciled ?
+      `${esc(r.state)} <span class="neg" title="${esc(r.unreconciled)}">unreconciled</span>` :
+      esc(r.state);
+    return `<tr class="${cls}" data-symbol="${esc(r.symbol)}" data-state="${esc(r.state)}">` +
+      `<td>${esc(r.symbol)}</td><td class="l">${stateCell}</td><td>${qty(r.perp_qty)}</td>` +
+      `<td>${qty(r.spot_qty)}</td><td>${qty(r.net_delta)}</td><td>${signed(r.funding, 4)}</td>` +
+      `<td>${signed(r.basis_pnl, 4)}</td><td>${num(r.fees, 4)}</td><td>${signed(r.net, 4)}</td>` +
+      `<td>${pct(r.rate, 4)}</td><td>${pct(r.apr, 1)}</td><td>${next}</td>` +
+      `<td>${num(r.hedge_ratio, 4)}</td><td>${dur(r.leg_latency_ms)}</td>` +
+      `<td>${dur(r.held_ms)}</td><td class="l wrap">${esc(why)}</td></tr>`;
+  }).join("") || '<tr><td colspan="16" class="l muted">no pairs yet (starting)</td></tr>');
+  const t = f.totals || {};
+  const lat = f.leg_latency || {};
+  const ms = (x) => (typeof x === "number" ? `${x.toFixed(2)} ms` : "–");
+  kv("funding-totals", [
+    ["funding earned / basis / fees / net (closed + open)",
+      `${signed(t.funding, 4)} / ${signed(t.basis_pnl, 4)} / ${num(t.fees, 4)} / ` +
+      `${signed(t.net_pnl, 4)}`],
+    ["round trips closed / settlements", `${esc(f.closed ?? "–")} / ${esc(f.settlements ?? "–")}`],
+    ["leg latency (fill received → hedge written) median / p99",
+      `${ms(lat.median_ms)} / ${ms(lat.p99_ms)} (n ${esc(lat.n ?? 0)})`],
+  ]);
+  body("funding-orders", (f.orders || []).map((o) =>
+    `<tr data-client-id="${esc(o.client_id)}"><td>${esc(o.symbol)}</td>` +
+    `<td class="l">${esc(o.client_id)}</td><td>${esc(o.leg)}</td>` +
+    `<td>${esc(o.role)}${o.reduce_only ? " (RO)" : ""}</td><td>${esc(o.side)}</td>` +
+    `<td>${esc(o.qty)}</td><td>${esc(o.filled)}</td>` +
+    `<td>${esc(o.state)}${o.cancel_sent ? " (cancel sent)" : ""}</td></tr>`).join("") ||
+    '<tr><td colspan="8" class="l muted">no open orders</td></tr>');
 }
 
 function drawPositions(rows) {
@@ -392,10 +477,12 @@ async function act(path, label, payload) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("btn-flatten").addEventListener("click", () => act("flatten", "Flatten every position"));
+  $("btn-flatten").addEventListener("click", () =>
+    act("flatten", state.funding ? FLATTEN_FUNDING : FLATTEN_HL));
   $("btn-kill").addEventListener("click", () =>
-    act("kill", "Kill switch (no new entries, flatten everything, stop the engine; it will " +
-        "not trade again until `python -m engine kill --clear`)",
+    act("kill", "Kill switch (no new entries, flatten everything" +
+        (state.funding ? " — both legs of every pair, the perp reduce-only" : "") +
+        ", stop the engine; it will not trade again until `python -m engine kill --clear`)",
         {reason: "dashboard kill switch"}));
   $("btn-reset").addEventListener("click", () => act("hardstop/reset", "Reset the hard stop"));
   drawSignals(null);

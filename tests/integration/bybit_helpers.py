@@ -1,5 +1,6 @@
 """Shared by the Bybit funding-shell integration tests: the embedded-simulator config, a clean
-environment for it, polling until a condition holds, and the run's funding records."""
+environment for it, running the app in a test's nursery, polling until a condition holds, and
+the run's funding records."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def sim_env(tmp_path: Path, base: dict[str, str], **extra: str) -> dict[str, str
     env.update(base)
     env.update(extra)
     return env
+
+
+def start_app(nursery: trio.Nursery, app: FundingApp) -> list[int]:
+    """Run ``app`` in ``nursery``; the list returned gets its exit code when it ends."""
+    codes: list[int] = []
+
+    async def run() -> None:
+        codes.append(await app.run())
+
+    nursery.start_soon(run)
+    return codes
 
 
 async def until(cond: Callable[[], Any], limit_s: float = 20.0) -> None:

@@ -14,7 +14,13 @@ import trio
 
 from engine.config import load_config
 from engine.funding_app import SIM_KEY, FundingApp
-from tests.integration.bybit_helpers import SIM_TOML, funding_records, sim_env, until
+from tests.integration.bybit_helpers import (
+    SIM_TOML,
+    funding_records,
+    sim_env,
+    start_app,
+    until,
+)
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -28,12 +34,8 @@ async def test_a_losing_round_trip_trips_consecutive_losses_and_flattens_the_oth
         tmp_path, ENGINE__BREAKERS__MAX_CONSECUTIVE_LOSSES="1"))
     assert cfg.mode == "trade" and cfg.sim.enabled
     app = FundingApp(cfg, env={})
-    codes: list[int] = []
     async with trio.open_nursery() as nursery:
-        async def run() -> None:
-            codes.append(await app.run())
-
-        nursery.start_soon(run)
+        codes = start_app(nursery, app)
         await until(lambda: app.funding is not None and all(
             r["hedged"] for r in app.position_rows().values()) and len(app.position_rows()) == 2)
         ex = app.sim_exchange

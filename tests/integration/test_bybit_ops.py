@@ -28,6 +28,7 @@ from engine.ops.service import ready_status
 from engine.sim.bybit.exchange import Exchange
 from engine.sim.bybit.server import BybitSimServer
 from engine.venues.bybit.factory import LiveNotAllowed, build_venue
+from tests.integration.bybit_helpers import start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY, SECRET = "ops-it-key", "ops-it-secret"  # simulator-only keys
@@ -453,12 +454,8 @@ async def _phase(tmp_path: Path, ex: Exchange, base: str, *, daily_loss_pct: flo
     """One run of the funding app on ``tmp_path``'s records until ``until_cond``, then a stop."""
     cfg = structure_config(config(tmp_path, base, daily_loss_pct=daily_loss_pct), "test")
     app = FundingApp(cfg, env={"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
-    codes: list[int] = []
     async with trio.open_nursery() as nursery:
-        async def run() -> None:
-            codes.append(await app.run())
-
-        nursery.start_soon(run)
+        codes = start_app(nursery, app)
         await until(lambda: until_cond(app))
         await trio.sleep(settle_s)
         app.request_stop("phase over")

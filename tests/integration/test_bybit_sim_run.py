@@ -19,6 +19,7 @@ from engine.config import ConfigError, load_config
 from engine.funding_app import FundingApp
 from engine.io.frames import K_IN_ON, K_OUT, frames_dir, iter_records
 from engine.venues.bybit.factory import resolve_urls
+from tests.integration.bybit_helpers import start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_TOML = ROOT / "config" / "bybit-sim.toml"
@@ -41,12 +42,8 @@ async def test_paper_on_the_embedded_simulator_opens_hedged_positions(tmp_path: 
     cfg = load_config(SIM_TOML, env=env_for(tmp_path))
     assert cfg.mode == "paper" and cfg.sim.enabled
     app = FundingApp(cfg, env={})
-    codes: list[int] = []
     async with trio.open_nursery() as nursery:
-        async def run() -> None:
-            codes.append(await app.run())
-
-        nursery.start_soon(run)
+        codes = start_app(nursery, app)
         with trio.fail_after(20):
             while not hedged_both(app):  # noqa: ASYNC110 - polling state other tasks change
                 await trio.sleep(0.05)

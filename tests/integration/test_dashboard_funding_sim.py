@@ -16,7 +16,7 @@ from engine.config import load_config
 from engine.funding_app import FundingApp
 
 from ..ops.sse_reader import SseReader
-from .bybit_helpers import SIM_TOML, sim_env, until
+from .bybit_helpers import SIM_TOML, sim_env, start_app, until
 
 TOKEN = "dash-funding-token-5e4d3c"  # noqa: S105 (test value)
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -44,12 +44,8 @@ async def test_the_dashboard_stream_shows_the_hedged_pairs_and_flattens_them(
     monkeypatch.setenv("ENGINE_OPS_TOKEN", TOKEN)
     cfg = load_config(SIM_TOML, env=sim_env(tmp_path, {}))
     app = FundingApp(cfg, env={})
-    codes: list[int] = []
     async with trio.open_nursery() as nursery:
-        async def run() -> None:
-            codes.append(await app.run())
-
-        nursery.start_soon(run)
+        codes = start_app(nursery, app)
         await until(lambda: app.ops is not None and app.ops.http_port, 20)
         port = app.ops.http_port
         r = await SseReader.open(port)

@@ -132,7 +132,8 @@ class Rig:
         self.moves[i] += 1
         trigger = (100.2, 100.21)[self.moves[i] & 1]  # the detector dedups per oracle value
         now = self._tick(3.0)
-        obs_on_ctx = self.strategy.on_ctx
+        # what TradingCore.on_ctx calls: the strategy's indexed face (ObserveCore.on_ctx)
+        obs_on_ctx = self.strategy.on_oracle
         obs_ns = 0
 
         def timed_obs(*a: Any) -> Signal | None:
@@ -142,7 +143,7 @@ class Rig:
             obs_ns = perf() - t0
             return r
 
-        self.strategy.on_ctx = timed_obs  # type: ignore[method-assign, assignment]
+        self.strategy.on_oracle = timed_obs  # type: ignore[method-assign, assignment]
         if cold:
             self.evict()
         pre_ns = 0
@@ -154,7 +155,10 @@ class Rig:
         c.on_ctx(i, trigger, 100.0, now)
         orders = c.take_orders()
         t1 = perf()
-        del self.strategy.on_ctx
+        del self.strategy.on_oracle
+        if obs_ns == 0:  # a silent 0.0 once hid that the probe no longer sat on the path
+            raise RuntimeError("the observe core was not timed: TradingCore.on_ctx did not call "
+                               "strategy.on_oracle")
         if len(orders) != 1:
             raise RuntimeError(f"expected one entry, got {orders} (skips {c.skips})")
         o = orders[0].order

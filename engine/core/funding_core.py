@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from decimal import Decimal
 from typing import Any
 
@@ -88,6 +89,9 @@ BAD_INPUT_LOG_MS = 60_000
 SETTLEMENT_IDS_KEPT = 4096
 """Funding payments remembered by id (journaled), so one seen twice is booked once."""
 FINISHED_ORDERS_KEPT = 4096
+ROUND_TRIPS_KEPT = 50
+"""How many closed round trips :attr:`FundingCore.round_trips` keeps (for display; the
+``closed`` records keep them all)."""
 """Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
 
@@ -238,6 +242,9 @@ class FundingCore:
         self._order_ref: dict[str, float] = {}  # client id -> the leg's mid when it was sent
         self._bad_logged: dict[str, int] = {}
         self._recent_closed: dict[str, tuple[str, int, int]] = {}  # sym -> (id, opened, closed)
+        #: the last closed round trips that filled anything (their ``closed`` record's fields),
+        #: oldest first, since this process started
+        self.round_trips: deque[dict[str, Any]] = deque(maxlen=ROUND_TRIPS_KEPT)
         self._records: list[dict[str, Any]] = []
         self._anomalies_seen: dict[str, int] = {}
         self._settlement_ids: dict[str, None] = {}  # funding payments booked, by id (FIFO)
@@ -908,15 +915,17 @@ class FundingCore:
         self.totals["closed"] += 1
         if self.breakers is not None:  # (this pair's ledger is gone: open_net is the others')
             self._trips += self.breakers.on_closed(net, self.open_net(), now_ms)
-        self._record("closed", now_ms, symbol=sym, intent_id=led.intent_id, filled=True,
-                     direction=led.direction, opened_ms=led.opened_ms, closed_ms=now_ms,
-                     hold_ms=hold_ms, entry_notional=led.entry_notional,
-                     funding=led.funding, settlements=led.settlements, basis_pnl=basis,
-                     fees=led.fees, fees_spot=led.fees_spot, fees_perp=led.fees_perp, net=net,
-                     net_apr=apr, hedge_ratio=led.hedge_ratio(),
-                     leg_latency_ms=led.leg_latency_ms(), leg_risk_usd_s=it.risk_usd_s,
-                     fail_reason=it.fail_reason or None,
-                     residual_spot=led.spot_qty, residual_perp=led.perp_qty)
+        trip: dict[str, Any] = dict(
+            symbol=sym, intent_id=led.intent_id, filled=True, direction=led.direction,
+            opened_ms=led.opened_ms, closed_ms=now_ms, hold_ms=hold_ms,
+            entry_notional=led.entry_notional, funding=led.funding,
+            settlements=led.settlements, basis_pnl=basis, fees=led.fees,
+            fees_spot=led.fees_spot, fees_perp=led.fees_perp, net=net, net_apr=apr,
+            hedge_ratio=led.hedge_ratio(), leg_latency_ms=led.leg_latency_ms(),
+            leg_risk_usd_s=it.risk_usd_s, fail_reason=it.fail_reason or None,
+            residual_spot=led.spot_qty, residual_perp=led.perp_qty)
+        self._record("closed", now_ms, **trip)
+        self.round_trips.append(trip)
 
     def _account_fill(self, sym: str, it: TwoLegIntent, f: OrderFill, now_ms: int) -> None:
         led = self.ledgers.get(sym)

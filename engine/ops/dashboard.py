@@ -374,8 +374,23 @@ def funding_pnl(core: Any) -> tuple[float | None, float | None]:
     return realised, unrealised
 
 
+ROUND_TRIP_FIELDS: Final = ("symbol", "intent_id", "direction", "opened_ms", "closed_ms",
+                             "hold_ms", "entry_notional", "funding", "settlements",
+                             "basis_pnl", "fees", "net", "net_apr", "hedge_ratio",
+                             "fail_reason")
+
+
+def funding_round_trip_rows(core: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """The last ``limit`` closed round trips of the funding core, newest first, with the
+    figures of their ``closed`` record (:attr:`FundingCore.round_trips`: the core's own P&L
+    parts, not computed again)."""
+    trips = list(getattr(core, "round_trips", ()) or ())
+    return [{k: t.get(k) for k in ROUND_TRIP_FIELDS} for t in reversed(trips[-limit:])]
+
+
 def funding_doc(app: Any, now_ms: float) -> dict[str, Any]:
-    """The snapshot's ``funding`` part: the pairs, their open orders, the strategy's totals
+    """The snapshot's ``funding`` part: the pairs, their open orders, the last closed round
+    trips, the strategy's totals
     (closed round trips plus the open ones marked now, :meth:`FundingApp.totals`), the leg
     latency quantiles and the settlements booked."""
     core = getattr(app, "funding", None)
@@ -389,6 +404,7 @@ def funding_doc(app: Any, now_ms: float) -> dict[str, Any]:
     return {
         "symbols": funding_rows(core, now_ms, snap),
         "orders": funding_order_rows(core, snap),
+        "round_trips": funding_round_trip_rows(core),
         "totals": {k: _num(v) for k, v in totals.items()} if isinstance(totals, Mapping) else {},
         "closed": int(closed.get("closed") or 0) if isinstance(closed, Mapping) else 0,
         "leg_latency": quantiles() if callable(quantiles) else {},

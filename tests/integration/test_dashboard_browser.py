@@ -280,6 +280,12 @@ def test_the_funding_dashboard_in_a_real_browser(funding_engine: Engine, browser
     wait(lambda: "accepted (200)" in result_text(browser), 10, "the flatten accepted")
     wait(lambda: set(pairs().values()) == {"idle"}, 30, "both pairs flat")
     assert engine.proc.poll() is None
+    # the two round trips the flatten closed, newest first, with the core's P&L parts
+    trips = wait(lambda: browser.execute_script(
+        "return Array.from(document.querySelectorAll('#funding-trips tbody tr[data-intent-id]'),"
+        " (r) => Array.from(r.cells, (c) => c.textContent));") or None, 10, "the round trips")
+    assert sorted(t[1] for t in trips) == ["BTCUSDT", "ETHUSDT"]
+    assert all(t[8] != "–" and t[9] != "–" for t in trips)  # fees, net
 
     browser.find_element(By.ID, "btn-kill").click()
     assert "both legs" in confirm_dialog(browser, accept=True)

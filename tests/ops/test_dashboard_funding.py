@@ -22,6 +22,7 @@ from engine.ops.dashboard import (
     funding_mode,
     funding_order_rows,
     funding_pnl,
+    funding_round_trip_rows,
     funding_rows,
 )
 from engine.replay.funding_backtest import FundingBacktest
@@ -195,3 +196,27 @@ def test_a_failing_funding_core_is_logged_and_counted_never_raised(
     d._sample_equity()
     assert d.snapshot_errors == 2 and d.snapshots == 0 and not d.equity
     assert sum("dashboard:" in r.message for r in caplog.records) == 2
+
+
+def test_closed_round_trips_are_listed_newest_first_with_their_closed_record_figures(
+        tmp_path: Path) -> None:
+    bt = hedged_backtest()
+    assert funding_round_trip_rows(bt.core) == []
+    t = bt.now
+    bt.send(bt.core.kill(t), t)
+    bt.run([], end_ms=t + 1_000)
+    (closed,) = [r for r in bt.records if r["type"] == "closed"]
+    (row,) = funding_round_trip_rows(bt.core)
+    assert row["symbol"] == "BTCUSDT" and row["intent_id"] == closed["intent_id"]
+    for key in ("direction", "opened_ms", "closed_ms", "hold_ms", "entry_notional", "funding",
+                "settlements", "basis_pnl", "fees", "net", "net_apr", "hedge_ratio"):
+        assert row[key] == closed[key], key
+    assert row["net"] == pytest.approx(row["funding"] + row["basis_pnl"] - row["fees"])
+    assert funding_doc(funding_app(tmp_path, bt), bt.now)["round_trips"] == [row]
+    json.dumps(row)
+    # bounded, newest first
+    many = [dict(row, intent_id=f"i{k}") for k in range(60)]
+    bt.core.round_trips.extend(many)
+    rows = funding_round_trip_rows(bt.core)
+    assert len(rows) == 20 and rows[0]["intent_id"] == "i59" and rows[-1]["intent_id"] == "i40"
+    assert len(bt.core.round_trips) == 50

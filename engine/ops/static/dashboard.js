@@ -243,6 +243,15 @@ function drawFunding(f) {
     `<td>${esc(o.qty)}</td><td>${esc(o.filled)}</td>` +
     `<td>${esc(o.state)}${o.cancel_sent ? " (cancel sent)" : ""}</td></tr>`).join("") ||
     '<tr><td colspan="8" class="l muted">no open orders</td></tr>');
+  body("funding-trips", (f.round_trips || []).map((t) =>
+    `<tr data-intent-id="${esc(t.intent_id)}"><td>${clock(t.closed_ms).slice(0, 8)}</td>` +
+    `<td>${esc(t.symbol)}</td><td>${esc(t.direction)}</td><td>${dur(t.hold_ms)}</td>` +
+    `<td>${num(t.entry_notional, 2)}</td><td>${esc(t.settlements ?? "–")}</td>` +
+    `<td>${signed(t.funding, 4)}</td><td>${signed(t.basis_pnl, 4)}</td>` +
+    `<td>${num(t.fees, 4)}</td><td>${signed(t.net, 4)}</td>` +
+    `<td>${pct(t.net_apr, 1)}</td>` +
+    `<td>${num(t.hedge_ratio, 4)}</td><td class="l">${esc(t.fail_reason || "–")}</td></tr>`
+  ).join("") || '<tr><td colspan="13" class="l muted">none closed yet</td></tr>');
 }
 
 function drawPositions(rows) {

@@ -1151,9 +1151,10 @@ class FundingApp:
                          r.get("reason"), f"{apr:.1%}" if isinstance(apr, int | float) else "?")
         elif kind == "closed" and r.get("filled"):
             log.info("position closed %s: funding %+.4f, basis %+.4f, fees %.4f, net %+.4f USD, "
-                     "hedge ratio %.4f, leg latency %s ms", r.get("symbol"),
+                     "hedge ratio %.4f, leg latency %s", r.get("symbol"),
                      _num(r.get("funding")), _num(r.get("basis_pnl")), _num(r.get("fees")),
-                     _num(r.get("net")), _num(r.get("hedge_ratio")), r.get("leg_latency_ms"))
+                     _num(r.get("net")), _num(r.get("hedge_ratio")),
+                     whole_ms_text(r.get("leg_latency_ms")))
         if kind == "closed" and r.get("fail_reason"):
             text = (f"{r.get('symbol')}: {r.get('fail_reason')}; the pair was unwound (no new "
                     f"entry in it for [funding] reentry_cooldown_s = "
@@ -1509,6 +1510,14 @@ def base_coin(symbol: str) -> str | None:
 def _log_order(i: PlaceOrder) -> None:
     log.info("order %s %s %s %s %s%s", i.client_id, i.symbol, i.kind.value, i.side.value, i.qty,
              " reduce-only" if i.reduce_only else "")
+
+
+def whole_ms_text(ms: Any) -> str:
+    """A latency the core measures in whole milliseconds of its clock: ``< 1 ms`` for 0 (the
+    precise figure is the leg-latency tracker's), ``?`` when there is none."""
+    if not isinstance(ms, int | float):
+        return "?"
+    return "< 1 ms" if ms < 1 else f"{ms:.0f} ms"
 
 
 def _num(x: Any) -> float:

@@ -134,3 +134,10 @@ def test_tripped_breakers_are_named() -> None:
     assert text.startswith("TRIPPED — daily loss TRIPPED (loss 2.1 % >= 2 %); market move "
                            "TRIPPED on xyz:GOLD (moved 11 %)")
     assert "markets halted: xyz:GOLD" in text
+
+
+def test_a_leg_latency_below_the_cores_millisecond_reads_below_one_ms() -> None:
+    from engine.funding_app import whole_ms_text
+    assert whole_ms_text(0) == "< 1 ms"
+    assert whole_ms_text(12) == "12 ms"
+    assert whole_ms_text(None) == "?"

@@ -222,7 +222,7 @@ function drawFunding(f) {
       `<td>${qty(r.spot_qty)}</td><td>${qty(r.net_delta)}</td><td>${signed(r.funding, 4)}</td>` +
       `<td>${signed(r.basis_pnl, 4)}</td><td>${num(r.fees, 4)}</td><td>${signed(r.net, 4)}</td>` +
       `<td>${pct(r.rate, 4)}</td><td>${pct(r.apr, 1)}</td><td>${next}</td>` +
-      `<td>${num(r.hedge_ratio, 4)}</td><td>${dur(r.leg_latency_ms)}</td>` +
+      `<td>${num(r.hedge_ratio, 4)}</td><td>${r.leg_latency_ms === 0 ? "&lt; 1 ms" : dur(r.leg_latency_ms)}</td>` +
       `<td>${dur(r.held_ms)}</td><td class="l wrap">${esc(why)}</td></tr>`;
   }).join("") || '<tr><td colspan="16" class="l muted">no pairs yet (starting)</td></tr>');
   const t = f.totals || {};

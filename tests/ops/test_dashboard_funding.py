@@ -29,9 +29,7 @@ from engine.replay.funding_backtest import FundingBacktest
 from fsm import two_leg as fsm
 
 from ..core.test_funding_core import CFG, PERPS, SPOTS, T0, H, held, stream
-
-ROOT = Path(__file__).resolve().parents[2]
-SIM_TOML = ROOT / "config" / "bybit-sim.toml"
+from ..integration.bybit_helpers import SIM_TOML
 
 
 def hedged_backtest() -> FundingBacktest:

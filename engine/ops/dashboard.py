@@ -57,6 +57,8 @@ LATENCY_HISTOGRAMS: Final = {
     "engine_order_sent_to_ack_seconds": "order sent → venue answer",
     "engine_exit_trigger_to_flatten_sent_seconds": "exit trigger → flatten sent",
     "engine_event_loop_lag_seconds": "event-loop lag",
+    # the funding shell's (registered only there): leg-1 fill received → hedge order written
+    "engine_funding_leg_latency_seconds": "leg-1 fill → hedge written",
 }
 QUANTILES: Final = (0.5, 0.9, 0.99)
 

@@ -78,6 +78,12 @@ async def test_the_dashboard_stream_shows_the_hedged_pairs_and_flattens_them(
         assert pnl["total_usd"] == pytest.approx(snap["status"]["realized_pnl"])
         assert pnl["equity_usd"] is not None and pnl["trades"] == part["closed"]
         assert part["leg_latency"]["n"] >= 2
+        # the latency panel has the funding leg latency histogram (refreshed every 2 s)
+        snap = await next_snapshot(
+            r, lambda s: (s["latency"].get("engine_funding_leg_latency_seconds") or {}).get(
+                "count", 0) >= 2, 10, "the leg latency in the latency panel")
+        row = snap["latency"]["engine_funding_leg_latency_seconds"]
+        assert row["label"] == "leg-1 fill → hedge written" and row["p50_ms"] > 0
 
         # the dashboard's Flatten button: both legs of every pair, the engine keeps running
         refused = await _post(f"http://127.0.0.1:{port}/flatten")

@@ -184,7 +184,10 @@ function drawFeed(st, markets) {
 
 function drawLatency(lat) {
   const ms = (x) => (typeof x === "number" ? x.toFixed(x < 1 ? 3 : 1) : "–");
-  body("latency", Object.values(lat).map((r) =>
+  // funding mode: the Hyperliquid paths never observe anything there; shown once they do
+  const rows = Object.entries(lat).filter(([name, r]) => !state.funding || r.count > 0 ||
+    name === "engine_funding_leg_latency_seconds" || name === "engine_event_loop_lag_seconds");
+  body("latency", rows.map(([, r]) =>
     `<tr><td>${esc(r.label)}</td><td>${esc(r.count)}</td><td>${ms(r.p50_ms)}</td>` +
     `<td>${ms(r.p90_ms)}</td><td>${ms(r.p99_ms)}</td>` +
     `<td>${ms(r.window_p50_ms)} / ${ms(r.window_p99_ms)}</td></tr>`).join("") ||

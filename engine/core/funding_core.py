@@ -89,10 +89,10 @@ BAD_INPUT_LOG_MS = 60_000
 SETTLEMENT_IDS_KEPT = 4096
 """Funding payments remembered by id (journaled), so one seen twice is booked once."""
 FINISHED_ORDERS_KEPT = 4096
+"""Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 ROUND_TRIPS_KEPT = 50
 """How many closed round trips :attr:`FundingCore.round_trips` keeps (for display; the
 ``closed`` records keep them all)."""
-"""Client ids of ended round trips remembered, so their late acks/cancel answers are quiet."""
 
 
 def with_account_fees(cfg: FundingConfig, spot: dict[str, Any], perp: dict[str, Any]
@@ -539,7 +539,7 @@ class FundingCore:
             out = it.on_done(ev, now_ms)
         else:
             self._record("reject", now_ms, symbol=sym, client_id=ev.client_id,
-                         reason=ev.reason.value, detail=ev.detail)
+                         reason=ev.reason.value, detail=ev.detail, request=ev.request.value)
             out = it.on_reject(ev, now_ms)
         return self._after(sym, it, before, out, now_ms)
 

@@ -561,7 +561,7 @@ class TwoLegIntent:
             self.cancel_retry_ms = None
             for leg, spec in self.legs.items():
                 p = self.pos[leg]
-                qty = self._closable(leg)
+                qty = self._closable(leg) if leg == LEG_B else self._leg_a_close()
                 if qty > 0 and not self.in_flight(leg, CLOSE_ROLE) and (
                     self.close_rejects.get(leg, 0) < MAX_CLOSE_REJECTS
                 ):
@@ -573,6 +573,30 @@ class TwoLegIntent:
             if all(self._closable(leg) == 0 for leg in self.pos) and not self.in_flight():
                 self._fire(fsm.FLAT)
                 self.unhedged_since_ms = None
+
+    def _leg_a_close(self) -> Decimal:
+        """What leg A's close may send now. CLOSING (a close or kill, usually of a hedged
+        pair): all of it, at once with leg B's, the fastest way flat when both legs trade.
+        UNWINDING (a leg already failed or lagged): only its excess over what leg B still
+        hedges, the rest as leg B's close fills. Leg B (the hedge leg, on Bybit the spot)
+        leads the unwind and leg A follows it, so the fast leg never runs ahead of the slow
+        one: closing the perp at once while a lagging, half-filling spot leg sold in pieces
+        left the whole spot position unhedged for as long as that took. Once leg B is flat
+        (or dust), or can no longer close (its closes or a cancel of its open work refused too
+        often: left to the operator), leg A closes all of it."""
+        full = self._closable(LEG_A)
+        a, b = self.pos[LEG_A], self.pos[LEG_B]
+        if self.state != fsm.UNWINDING or full == 0 or a * b >= 0:
+            return full  # (or leg B hedges nothing of leg A)
+        stuck = self.close_rejects.get(LEG_B, 0) >= MAX_CLOSE_REJECTS or any(
+            self.cancel_rejects.get(o.client_id, 0) >= MAX_CANCEL_REJECTS
+            for o in self.in_flight(LEG_B))
+        if stuck or (self._closable(LEG_B) == 0 and not self.in_flight(LEG_B)):
+            return full
+        spec = self.legs[LEG_A]
+        q = spec.to_receive(Side.SELL if a > 0 else Side.BUY, abs(a) - abs(b)) \
+            if abs(a) > abs(b) else Decimal(0)
+        return min(q, full) if q >= max(spec.lot, self._dust(LEG_A)) else Decimal(0)
 
     # -- journal -----------------------------------------------------------------------------------------
 

@@ -62,3 +62,17 @@ def test_offline_orders_are_new_then_unknown_after_a_disconnect() -> None:
     out = core.reconnect(t + 2)
     assert [i.client_id for i in out if isinstance(i, PlaceOrder)] == [place.client_id]
     assert core.order_counts() == {ofsm.UNKNOWN: 1}
+
+
+def test_a_refused_cancel_is_recorded_as_the_cancels_and_leaves_the_order_open() -> None:
+    from engine.core.neutral import OrderReject, OrderRequest, RejectReason
+    core, place, t = opened()
+    core.on_order_event(OrderAck("bybit", SYM, place.client_id, "o1", t), t)
+    core.drain_records()
+    refused = OrderReject("bybit", SYM, place.client_id, RejectReason.RATE_LIMITED,
+                          "10006 too many visits", t + 1, OrderRequest.CANCEL)
+    core.on_order_event(refused, t + 1)
+    (rec,) = of(core.drain_records(), "reject")
+    assert rec["request"] == "cancel" and rec["reason"] == "rate_limited"
+    (row,) = core.snapshot()["symbols"][SYM]["orders"]
+    assert row["client_id"] == place.client_id and row["state"] == ofsm.RESTING

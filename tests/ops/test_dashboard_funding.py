@@ -30,6 +30,7 @@ from fsm import two_leg as fsm
 
 from ..core.test_funding_core import CFG, PERPS, SPOTS, T0, H, held, stream
 from ..integration.bybit_helpers import SIM_TOML
+from .test_dashboard_unit import _App
 
 
 def hedged_backtest() -> FundingBacktest:
@@ -156,18 +157,8 @@ def test_a_funding_app_before_its_core_is_built(tmp_path: Path) -> None:
     assert funding_doc(app, 0.0)["orders"] == []
 
 
-class _HyperliquidApp:
-    def __init__(self) -> None:
-        self.core = None
-        self.trading = None
-        self.cfg = None
-
-    def clock(self) -> float:
-        return 1.0
-
-
 def test_a_hyperliquid_snapshot_has_no_funding_part() -> None:
-    d = Dashboard(_HyperliquidApp(), lambda: {"mode": "observe"}, lambda: b"")
+    d = Dashboard(_App(), lambda: {"mode": "observe"}, lambda: b"")  # a Hyperliquid app
     snap: dict[str, Any] = d.snapshot()
     assert not funding_mode(d.app) and "funding" not in snap
     assert set(snap) == {"t_ms", "status", "markets", "positions", "orders", "pnl",
